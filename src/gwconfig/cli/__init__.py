@@ -1,0 +1,107 @@
+"""The ``gwconfig`` command line: a thin adapter over the core (see STYLE.md).
+
+Subcommands live in sibling modules and are imported only when invoked, so ``gwconfig validate``
+never pays for SQLAlchemy or httpx. Every :class:`~gwconfig.errors.GwconfigError` is translated to
+a message and an exit code here, in one place; ``gwconfig --debug`` re-raises instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+# command name -> (module under gwconfig.cli, attribute)
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("frontend", "validate_cmd"),
+    "compile": ("frontend", "compile_cmd"),
+    "schema": ("frontend", "schema_cmd"),
+    "db": ("database", "db_group"),
+    "keys": ("database", "keys_group"),
+    "plan": ("reconcile", "plan_cmd"),
+    "apply": ("reconcile", "apply_cmd"),
+    "history": ("reconcile", "history_cmd"),
+    "show-revision": ("reconcile", "show_revision_cmd"),
+    "rollback": ("reconcile", "rollback_cmd"),
+    "seal-keygen": ("sealing", "seal_keygen_cmd"),
+    "seal": ("sealing", "seal_cmd"),
+    "reseal": ("sealing", "reseal_cmd"),
+    "generate": ("runtime", "generate_cmd"),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        name = f"gwconfig.cli.{target[0]}"
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # command group not installed in this build
+            if exc.name == name:
+                return None
+            raise
+        cmd: click.Command = getattr(module, target[1])
+        return cmd
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from gwconfig.errors import GwconfigError
+
+        try:
+            return super().invoke(ctx)
+        except GwconfigError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            report_error(exc)
+            ctx.exit(exc.exit_code)
+
+
+def report_error(exc: Exception) -> None:
+    """Print a gwconfig error as ``error: message`` (+ hint) on stderr."""
+    from gwconfig.errors import ManifestError
+
+    if isinstance(exc, ManifestError) and exc.diagnostics:
+        for d in exc.diagnostics:
+            click.echo(d.format(), err=True)
+        n = len(exc.diagnostics)
+        click.echo(f"{n} error{'s' if n != 1 else ''}", err=True)
+        return
+    click.echo(f"error: {exc}", err=True)
+    hint = getattr(exc, "hint", None)
+    if hint:
+        click.echo(f"  hint: {hint}", err=True)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of friendly errors.")
+@click.version_option(package_name="gwconfig")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """gwconfig: LLM gateway configuration as code (validate, plan, apply, route)."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point; turns unexpected exceptions into a short message."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="gwconfig", standalone_mode=True)
+    except SystemExit:
+        raise
+    except Exception as exc:  # a bug: keep the traceback away from users unless --debug
+        if debug:
+            raise
+        click.echo(
+            f"internal error: {type(exc).__name__} (run with 'gwconfig --debug ...' for details)",
+            err=True,
+        )
+        sys.exit(70)

@@ -1,0 +1,120 @@
+"""The gwconfig error tree.
+
+Every error a user can cause derives from :class:`GwconfigError`. The CLI translates them into
+messages and exit codes in one place (``gwconfig.cli``); anything else escaping is a bug.
+Messages never contain secret values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class GwconfigError(Exception):
+    """Root of every error gwconfig raises on purpose."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True, order=True)
+class Diagnostic:
+    """One problem found in the manifests, located at ``path:line:col`` (1-based)."""
+
+    path: str
+    line: int
+    col: int
+    message: str
+    severity: str = "error"
+    hint: str | None = field(default=None, compare=False)
+
+    def format(self) -> str:
+        """Render as ``path:line:col: severity: message`` plus an optional hint line."""
+        text = f"{self.path}:{self.line}:{self.col}: {self.severity}: {self.message}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+
+class ManifestError(GwconfigError):
+    """One or more problems in the manifests; carries every diagnostic of the run."""
+
+    def __init__(self, diagnostics: list[Diagnostic] | Diagnostic) -> None:
+        diags = [diagnostics] if isinstance(diagnostics, Diagnostic) else list(diagnostics)
+        self.diagnostics: list[Diagnostic] = sorted(diags)
+        first = self.diagnostics[0] if self.diagnostics else None
+        super().__init__(first.format() if first else "invalid manifests")
+
+    @property
+    def path(self) -> str | None:
+        """Path of the first diagnostic."""
+        return self.diagnostics[0].path if self.diagnostics else None
+
+    @property
+    def line(self) -> int | None:
+        """Line of the first diagnostic."""
+        return self.diagnostics[0].line if self.diagnostics else None
+
+    @property
+    def col(self) -> int | None:
+        """Column of the first diagnostic."""
+        return self.diagnostics[0].col if self.diagnostics else None
+
+
+class ConfigurationError(GwconfigError):
+    """A setting (URL, key, environment variable) is missing or wrong."""
+
+
+class SecretError(GwconfigError):
+    """A secret reference cannot be resolved, decrypted or opened."""
+
+
+class EncryptionKeyError(SecretError):
+    """The encryption key is missing, malformed or does not open the stored data."""
+
+
+class SealingError(SecretError):
+    """A sealed value is malformed, tampered with, for another scope, or for another key."""
+
+
+class DatabaseError(GwconfigError):
+    """The gateway database refused an operation or is unreachable."""
+
+
+class SchemaVersionError(DatabaseError):
+    """The database schema is older (needs ``gwconfig db upgrade``) or newer than this gwconfig."""
+
+
+class IntegrityViolation(DatabaseError):
+    """A uniqueness, foreign key or NOT NULL constraint was violated; nothing was written."""
+
+
+class NotFoundError(GwconfigError):
+    """A requested entity (provider, model, key, revision) does not exist."""
+
+
+class ValidationFailed(GwconfigError):
+    """Input to the repository/service API is invalid; nothing was written."""
+
+
+class PlanError(GwconfigError):
+    """A plan cannot be made or is refused (e.g. unsafe deletes, unknown secrets)."""
+
+
+class StalePlanError(PlanError):
+    """The database changed since the saved plan was made."""
+
+
+class LockError(GwconfigError):
+    """The apply lock could not be taken before the timeout."""
+
+
+class RuntimeGatewayError(GwconfigError):
+    """Base class for errors raised by the runtime while routing a request."""

@@ -1,0 +1,41 @@
+"""Settings resolved from options and the environment (see ARCHITECTURE.md, "Settings")."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+
+DEFAULT_DATABASE_URL = "sqlite:///.gwconfig/gateway.db"
+DEFAULT_MANIFEST_PATH = "providers.d"
+STATE_DIR = ".gwconfig"
+
+_URL_PASSWORD = re.compile(r"^(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@]*:)(?P<pw>[^@]*)(?P<at>@)")
+
+
+def database_url(explicit: str | None = None) -> str:
+    """The database URL: the option, else ``GWCONFIG_DATABASE_URL``, else the embedded SQLite."""
+    return explicit or os.environ.get("GWCONFIG_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def is_embedded_default(url: str) -> bool:
+    """True for the embedded default SQLite database (which may create its own key)."""
+    return url == DEFAULT_DATABASE_URL
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (safe to print)."""
+    return _URL_PASSWORD.sub(lambda m: f"{m.group('head')}***{m.group('at')}", url, count=1)
+
+
+def actor(explicit: str | None = None) -> str:
+    """Who is acting, for audit: option, ``GWCONFIG_ACTOR``, ``GITHUB_ACTOR``, OS user."""
+    if explicit:
+        return explicit
+    for var in ("GWCONFIG_ACTOR", "GITHUB_ACTOR"):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        return getpass.getuser()
+    except Exception:  # getpass raises various errors when no user can be found
+        return "unknown"

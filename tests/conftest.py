@@ -1,0 +1,93 @@
+"""Shared fixtures: one fresh database per test on SQLite, PostgreSQL and MariaDB.
+
+PostgreSQL and MariaDB come from ``GWCONFIG_TEST_POSTGRES_URL`` / ``GWCONFIG_TEST_MYSQL_URL``
+(``.ci/run`` sets both); when unset those parameters are skipped with a reason.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ENGINES = ("sqlite", "postgres", "mysql")
+_ENV = {"postgres": "GWCONFIG_TEST_POSTGRES_URL", "mysql": "GWCONFIG_TEST_MYSQL_URL"}
+
+
+def server_url(kind: str) -> str:
+    """The base URL of a test server, or skip the test with a reason."""
+    url = os.environ.get(_ENV[kind])
+    if not url:
+        pytest.skip(f"{_ENV[kind]} is not set: no {kind} server for this run")
+    return url
+
+
+def make_database(kind: str, tmp_path: Path) -> Iterator[str]:
+    """Create an empty database of ``kind`` for one test, yield its URL, drop it afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'gateway.db'}"
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    base = make_url(server_url(kind))
+    name = f"gwtest_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT", poolclass=None)
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        admin = create_engine(base, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            if kind == "postgres":
+                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            else:
+                conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        admin.dispose()
+
+
+@pytest.fixture(params=ENGINES)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database URL on each engine (SQLite file, PostgreSQL, MariaDB)."""
+    yield from make_database(request.param, tmp_path)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh SQLite database file URL."""
+    return f"sqlite:///{tmp_path / 'gateway.db'}"
+
+
+@pytest.fixture
+def pg_url(tmp_path: Path) -> Iterator[str]:
+    """A fresh PostgreSQL database URL (skipped when no server is configured)."""
+    yield from make_database("postgres", tmp_path)
+
+
+@pytest.fixture
+def mysql_url(tmp_path: Path) -> Iterator[str]:
+    """A fresh MariaDB database URL (skipped when no server is configured)."""
+    yield from make_database("mysql", tmp_path)
+
+
+@pytest.fixture
+def fernet_key() -> str:
+    """A Fernet key generated for this test run (nothing secret is committed)."""
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+@pytest.fixture
+def isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run the test in an empty working directory with no gwconfig variables set."""
+    for var in list(os.environ):
+        if var.startswith("GWCONFIG_") and not var.startswith("GWCONFIG_TEST_"):
+            monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
