@@ -21,6 +21,7 @@ from gwconfig.schema import (
     ConnectionParameterSpec,
     GatewayManifest,
     ModelSpec,
+    Pricing,
     ProviderManifest,
     Route,
     SecretRef,
@@ -85,6 +86,15 @@ def _key(k: ApiKeySpec) -> dict[str, Any]:
     }
 
 
+def _pricing(p: Pricing) -> dict[str, Any]:
+    return {
+        "currency": p.currency,
+        "input_per_1m": p.input_per_1m,
+        "output_per_1m": p.output_per_1m,
+        "cached_input_per_1m": p.cached_input_per_1m,
+    }
+
+
 def _model(m: ModelSpec) -> dict[str, Any]:
     return {
         "model_id": m.model_id,
@@ -95,7 +105,7 @@ def _model(m: ModelSpec) -> dict[str, Any]:
         "enabled": m.enabled,
         "capabilities": sorted(set(m.capabilities)),
         "parameters": dict(m.parameters),
-        "pricing": m.pricing.model_dump() if m.pricing is not None else None,
+        "pricing": _pricing(m.pricing) if m.pricing is not None else None,
         "aliases": sorted(set(m.aliases)),
     }
 
