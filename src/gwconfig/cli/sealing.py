@@ -1,0 +1,131 @@
+"""``gwconfig seal-keygen``, ``seal`` and ``reseal``: thin adapters over :mod:`gwconfig.sealing`."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from gwconfig.errors import SealingError
+from gwconfig.schema import SLUG_PATTERN
+from gwconfig.settings import DEFAULT_MANIFEST_PATH
+
+_PARAM_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"
+
+
+def _check(value: str, pattern: str, what: str) -> str:
+    if not re.fullmatch(pattern, value):
+        raise click.BadParameter(f"{value!r} is not a valid {what}")
+    return value
+
+
+@click.command("seal-keygen")
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Directory to write NAME.pub and NAME.key into.",
+)
+@click.option("--name", default="sealing", show_default=True, help="Base name of the key files.")
+@click.option("--force", is_flag=True, help="Replace existing key files.")
+def seal_keygen_cmd(out_dir: Path, name: str, force: bool) -> None:
+    """Create a sealing key pair: NAME.pub (commit it) and NAME.key (0600, for CI only)."""
+    from gwconfig.sealing import write_keypair
+
+    result = write_keypair(out_dir, name, force=force)
+    click.echo(f"public key:  {result.public_path} (key id {result.key_id})")
+    click.echo(f"private key: {result.private_path} (mode 0600)")
+    if result.git_root is not None:
+        click.echo(
+            f"warning: {result.private_path} is inside the git work tree {result.git_root}; "
+            "never commit it: move it to CI's secret store and delete it here",
+            err=True,
+        )
+    click.echo(
+        f"next: copy {result.public_path.name} to {DEFAULT_MANIFEST_PATH}/sealing.pub and commit "
+        f"it; store the content of {result.private_path.name} as the CI secret "
+        "GWCONFIG_SEALING_KEY",
+        err=True,
+    )
+
+
+@click.command("seal")
+@click.option("--provider", "provider_id", required=True, help="provider_id the value is for.")
+@click.option("--name", "key_name", default=None, help="API key name (the key's 'name').")
+@click.option("--param", "param_name", default=None, help="Sensitive connection parameter name.")
+@click.option("--environment", default="default", show_default=True, help="Environment.")
+@click.option(
+    "--public-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help=f"Public key file [default: {DEFAULT_MANIFEST_PATH}/sealing.pub or the only *.pub there].",
+)
+def seal_cmd(
+    provider_id: str,
+    key_name: str | None,
+    param_name: str | None,
+    environment: str,
+    public_key: Path | None,
+) -> None:
+    """Seal a secret read from standard input; print the YAML `value:` line to paste."""
+    from gwconfig.sealing import (
+        default_public_key,
+        describe_scope,
+        load_public_key,
+        read_secret_text,
+        seal,
+    )
+
+    if (key_name is None) == (param_name is None):
+        raise click.UsageError("give exactly one of --name (API key) or --param (parameter)")
+    _check(provider_id, SLUG_PATTERN, "provider id")
+    _check(environment, SLUG_PATTERN, "environment")
+    if key_name is not None:
+        name = _check(key_name, SLUG_PATTERN, "key name")
+    else:
+        name = "param:" + _check(param_name or "", _PARAM_PATTERN, "parameter name")
+    key = (
+        load_public_key(public_key)
+        if public_key
+        else default_public_key(Path(DEFAULT_MANIFEST_PATH))
+    )
+    if sys.stdin.isatty():
+        secret = click.prompt("secret", hide_input=True, err=True)
+    else:
+        secret = read_secret_text(sys.stdin.buffer.read())
+    if not secret:
+        raise SealingError("nothing to seal: standard input was empty")
+    scope = (provider_id, name, environment)
+    blob = seal(secret, scope, key)
+    click.echo(f'value: {{sealed: "{blob}"}}')
+    click.echo(f"sealed for {describe_scope(scope)} to key id {key.key_id}", err=True)
+
+
+@click.command("reseal")
+@click.option(
+    "--public-key",
+    "public_key",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The new public key to seal every value to.",
+)
+@click.option("--dry-run", is_flag=True, help="Open and re-seal in memory; write nothing.")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+def reseal_cmd(public_key: Path, dry_run: bool, paths: tuple[Path, ...]) -> None:
+    """Re-seal every sealed value in PATHS to a new public key (needs GWCONFIG_SEALING_KEY)."""
+    from gwconfig.sealing import load_public_key, reseal_files
+
+    result = reseal_files(
+        paths or (Path(DEFAULT_MANIFEST_PATH),), load_public_key(public_key), dry_run=dry_run
+    )
+    verb = "would re-seal" if dry_run else "re-sealed"
+    click.echo(
+        f"{verb} {result.resealed} value{'s' if result.resealed != 1 else ''} in "
+        f"{len(result.files)} file{'s' if len(result.files) != 1 else ''}"
+        + (f"; {result.unchanged} already sealed to the new key" if result.unchanged else "")
+    )
+    for f in result.files:
+        click.echo(f"  {f}")
