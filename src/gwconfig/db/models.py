@@ -1,0 +1,269 @@
+"""The gateway database schema: SQLAlchemy 2.0 typed ORM models (seed names kept).
+
+Identities follow ARCHITECTURE.md: ``provider_id``; ``(provider_id, model_id)`` for models;
+``(provider_id, name, environment)`` for API keys; ``(provider_id, param_name, environment)`` for
+connection parameters. Identity strings are compared byte-wise on MySQL/MariaDB (``utf8mb4_bin``),
+as they are on SQLite and PostgreSQL, so ``GPT-4o`` and ``gpt-4o`` are different models everywhere.
+String lengths keep every index within MySQL's 3072-byte limit under utf8mb4.
+
+Secrets (``ApiKey.key_value``, sensitive ``ConnectionParameter.param_value``) hold Fernet
+ciphertext only, with a keyed fingerprint beside them (see :mod:`gwconfig.secrets`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` that always returns aware UTC datetimes.
+
+    SQLite and MySQL drop the zone, so values are written as naive UTC there and read back
+    with ``tzinfo=UTC``; PostgreSQL stores ``timestamptz`` natively.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        if dialect.name != "postgresql":
+            value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def ident_type(length: int) -> String:
+    """A case-sensitive identifier column type (byte-wise collation on MySQL/MariaDB)."""
+    return String(length).with_variant(
+        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+    )
+
+
+# Nullable JSON documents are SQL NULL when absent (not the JSON literal 'null').
+NullableJSON = JSON(none_as_null=True)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention so every engine gets the same constraint names."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Provider(Base):
+    """An LLM provider (seed ``Provider``); ``connection_params`` is the canonical connection."""
+
+    __tablename__ = "providers"
+
+    provider_id: Mapped[str] = mapped_column(ident_type(64), primary_key=True)
+    provider_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    display_name: Mapped[str] = mapped_column(String(255), nullable=False)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    connection_params: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    request_settings: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    tags: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    deletion_protection: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow
+    )
+
+    models: Mapped[list[ProviderModel]] = relationship(
+        back_populates="provider", cascade="all, delete-orphan", passive_deletes=True
+    )
+    api_keys: Mapped[list[ApiKey]] = relationship(
+        back_populates="provider", cascade="all, delete-orphan", passive_deletes=True
+    )
+    connection_parameters: Mapped[list[ConnectionParameter]] = relationship(
+        back_populates="provider", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class ProviderModel(Base):
+    """A model served by a provider (seed ``ProviderModel``)."""
+
+    __tablename__ = "provider_models"
+    __table_args__ = (UniqueConstraint("provider_id", "model_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    provider_id: Mapped[str] = mapped_column(
+        ident_type(64), ForeignKey("providers.provider_id", ondelete="CASCADE"), nullable=False
+    )
+    model_id: Mapped[str] = mapped_column(ident_type(255), nullable=False)
+    display_name: Mapped[str] = mapped_column(String(255), nullable=False)
+    model_type: Mapped[str] = mapped_column(String(32), nullable=False, default="chat")
+    context_window: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    capabilities: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    pricing: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON, nullable=True)
+    aliases: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+
+    provider: Mapped[Provider] = relationship(back_populates="models")
+
+
+class ApiKey(Base):
+    """An API key (seed ``ApiKey``); ``key_value`` is Fernet ciphertext, never plaintext."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (UniqueConstraint("provider_id", "name", "environment"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    provider_id: Mapped[str] = mapped_column(
+        ident_type(64), ForeignKey("providers.provider_id", ondelete="CASCADE"), nullable=False
+    )
+    name: Mapped[str] = mapped_column(ident_type(64), nullable=False, default="default")
+    environment: Mapped[str] = mapped_column(ident_type(64), nullable=False, default="default")
+    key_value: Mapped[str] = mapped_column(Text, nullable=False)
+    is_encrypted: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    fingerprint: Mapped[str] = mapped_column(String(96), nullable=False)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+    provider: Mapped[Provider] = relationship(back_populates="api_keys")
+
+
+class ConnectionParameter(Base):
+    """A named connection parameter (seed ``ConnectionParameter``); encrypted when sensitive.
+
+    ``param_value`` is JSON so plain values keep their type (str, int, float, bool); for a
+    sensitive parameter it is the Fernet ciphertext string and ``fingerprint`` is set.
+    """
+
+    __tablename__ = "connection_parameters"
+    __table_args__ = (UniqueConstraint("provider_id", "param_name", "environment"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    provider_id: Mapped[str] = mapped_column(
+        ident_type(64), ForeignKey("providers.provider_id", ondelete="CASCADE"), nullable=False
+    )
+    param_name: Mapped[str] = mapped_column(ident_type(128), nullable=False)
+    environment: Mapped[str] = mapped_column(ident_type(64), nullable=False, default="default")
+    param_value: Mapped[Any] = mapped_column(JSON, nullable=False)
+    is_sensitive: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    fingerprint: Mapped[str | None] = mapped_column(String(96), nullable=True)
+
+    provider: Mapped[Provider] = relationship(back_populates="connection_parameters")
+
+
+class Route(Base):
+    """A named gateway route with ordered targets and fallbacks."""
+
+    __tablename__ = "routes"
+
+    name: Mapped[str] = mapped_column(ident_type(128), primary_key=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    strategy: Mapped[str] = mapped_column(String(16), nullable=False, default="fallback")
+    targets: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False)
+    fallbacks: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    is_default: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+
+class ConfigRevision(Base):
+    """One applied configuration: content hash, compiled snapshot (no secrets), who, when."""
+
+    __tablename__ = "config_revisions"
+
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    content_hash: Mapped[str] = mapped_column(String(80), nullable=False)
+    state_hash: Mapped[str] = mapped_column(String(80), nullable=False)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    actor: Mapped[str] = mapped_column(String(255), nullable=False)
+    git_sha: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+
+
+class AuditEvent(Base):
+    """One write to the gateway tables: who, what, when, before/after with secrets masked."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index(None, "entity_type", "entity_key"),
+        Index(None, "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    revision_number: Mapped[int | None] = mapped_column(
+        Integer,
+        ForeignKey("config_revisions.number", ondelete="SET NULL"),
+        nullable=True,
+        index=True,
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(255), nullable=False)
+    entity_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    entity_key: Mapped[str] = mapped_column(String(512), nullable=False)
+    action: Mapped[str] = mapped_column(String(16), nullable=False)
+    before: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON, nullable=True)
+    after: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON, nullable=True)
+
+
+class UsageRecord(Base):
+    """One routed request as seen by the runtime (tokens, latency, outcome)."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        Index(None, "created_at"),
+        Index(None, "provider_id", "model_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    provider_id: Mapped[str] = mapped_column(ident_type(64), nullable=False)
+    model_id: Mapped[str] = mapped_column(ident_type(255), nullable=False)
+    session_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    total_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    latency_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    outcome: Mapped[str] = mapped_column(String(32), nullable=False)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+GATEWAY_TABLES = ("providers", "provider_models", "api_keys", "connection_parameters", "routes")

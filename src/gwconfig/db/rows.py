@@ -1,0 +1,115 @@
+"""Row builders: canonical dicts (see :mod:`gwconfig.canonical`) -> gateway table rows.
+
+Shared by everything that writes the gateway tables (bulk load, the seed-compatible service,
+the reconciler's apply) so every writer stores the same shape and :func:`gwconfig.state.read_state`
+reads back exactly the canonical form. Use with Core executemany::
+
+    session.execute(insert(ProviderModel), model_rows(provider))
+
+Secrets are passed in as plaintext already resolved by the caller; the builders encrypt them
+and compute their fingerprints, so plaintext never reaches a row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gwconfig.canonical import parse_timestamp
+from gwconfig.secrets import EncryptionKeys
+
+
+def provider_row(p: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``providers`` row of a canonical provider (timestamps come from column defaults)."""
+    return {
+        "provider_id": p["provider_id"],
+        "provider_type": p["provider_type"],
+        "display_name": p["display_name"],
+        "description": p["description"],
+        "enabled": p["enabled"],
+        "connection_params": dict(p["connection"]),
+        "request_settings": dict(p["request_settings"]),
+        "tags": list(p["tags"]),
+        "deletion_protection": p["deletion_protection"],
+    }
+
+
+def model_row(provider_id: str, m: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``provider_models`` row of one canonical model."""
+    return {
+        "provider_id": provider_id,
+        "model_id": m["model_id"],
+        "display_name": m["display_name"],
+        "model_type": m["model_type"],
+        "context_window": m["context_window"],
+        "max_tokens": m["max_tokens"],
+        "enabled": m["enabled"],
+        "capabilities": list(m["capabilities"]),
+        "parameters": dict(m["parameters"]),
+        "pricing": dict(m["pricing"]) if m["pricing"] is not None else None,
+        "aliases": list(m["aliases"]),
+    }
+
+
+def model_rows(p: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The ``provider_models`` rows of a canonical provider."""
+    return [model_row(p["provider_id"], m) for m in p["models"]]
+
+
+def api_key_row(
+    provider_id: str, key: Mapping[str, Any], plaintext: str, keys: EncryptionKeys
+) -> dict[str, Any]:
+    """The ``api_keys`` row of a canonical key whose value resolved to ``plaintext``."""
+    return {
+        "provider_id": provider_id,
+        "name": key["name"],
+        "environment": key["environment"],
+        "key_value": keys.encrypt(plaintext),
+        "is_encrypted": True,
+        "fingerprint": keys.fingerprint(plaintext),
+        "expires_at": parse_timestamp(key.get("expires_at")),
+    }
+
+
+def parameter_row(
+    provider_id: str,
+    param: Mapping[str, Any],
+    keys: EncryptionKeys | None = None,
+    plaintext: str | None = None,
+) -> dict[str, Any]:
+    """The ``connection_parameters`` row of a canonical parameter.
+
+    A sensitive parameter needs ``plaintext`` (its resolved value) and ``keys``; it is stored
+    encrypted with a fingerprint. A plain parameter stores its typed value as JSON.
+    """
+    row: dict[str, Any] = {
+        "provider_id": provider_id,
+        "param_name": param["name"],
+        "environment": param["environment"],
+        "is_sensitive": bool(param["sensitive"]),
+    }
+    if param["sensitive"]:
+        if plaintext is None or keys is None:
+            raise ValueError(f"sensitive parameter {param['name']!r} needs its resolved value")
+        row["param_value"] = keys.encrypt(plaintext)
+        row["fingerprint"] = keys.fingerprint(plaintext)
+    else:
+        row["param_value"] = param["value"]
+        row["fingerprint"] = None
+    return row
+
+
+def route_rows(gateway: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The ``routes`` rows of the canonical ``gateway`` section (default route flagged)."""
+    default = gateway.get("default_route")
+    return [
+        {
+            "name": r["name"],
+            "description": r["description"],
+            "strategy": r["strategy"],
+            "targets": [dict(t) for t in r["targets"]],
+            "fallbacks": list(r["fallbacks"]),
+            "is_default": r["name"] == default,
+        }
+        for r in gateway.get("routes", [])
+    ]

@@ -1,0 +1,180 @@
+"""Engines, sessions and the schema-revision check for the gateway database.
+
+``open_database(url)`` picks the engine from the URL (SQLite, PostgreSQL via psycopg 3,
+MySQL/MariaDB via PyMySQL), checks the Alembic revision of the schema and returns a
+:class:`Database`. The embedded default (``sqlite:///.gwconfig/gateway.db``) creates and upgrades
+itself; any other database must be upgraded explicitly with ``gwconfig db upgrade``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from gwconfig import settings
+from gwconfig.errors import ConfigurationError, DatabaseError, SchemaVersionError
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+#: Alembic's version table; named for gwconfig so a shared database can host other apps' Alembic.
+VERSION_TABLE = "gwconfig_alembic_version"
+
+_DRIVERS = {
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+}
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def normalise_url(url: str) -> URL:
+    """Parse ``url`` and pick gwconfig's drivers (psycopg 3, PyMySQL) when none is named."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigurationError(
+            f"invalid database URL {settings.mask_url(url)!r}",
+            hint="use sqlite:///path.db, postgresql+psycopg://user@host/db or "
+            "mysql+pymysql://user@host/db",
+        ) from exc
+    if parsed.drivername in _DRIVERS:
+        parsed = parsed.set(drivername=_DRIVERS[parsed.drivername])
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql", "mysql", "mariadb"):
+        raise ConfigurationError(
+            f"unsupported database {backend!r} in {settings.mask_url(url)}",
+            hint="gwconfig supports SQLite, PostgreSQL and MySQL/MariaDB",
+        )
+    if backend in ("mysql", "mariadb") and "charset" not in parsed.query:
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+    return parsed
+
+
+def _is_sqlite_memory(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for ``url`` (SQLite gets foreign keys on; its directory is created)."""
+    parsed = normalise_url(url)
+    kwargs: dict[str, Any] = {
+        "json_serializer": _json_dumps,
+        "json_deserializer": orjson.loads,
+    }
+    if parsed.get_backend_name() == "sqlite":
+        if _is_sqlite_memory(parsed):
+            kwargs["poolclass"] = StaticPool
+            kwargs["connect_args"] = {"check_same_thread": False}
+        else:
+            Path(parsed.database or "").expanduser().parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 30}
+    else:
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (NoSuchModuleError, ImportError) as exc:
+        raise ConfigurationError(
+            f"no database driver for {settings.mask_url(url)}",
+            hint="install gwconfig[postgres] (psycopg 3) or gwconfig[mysql] (PyMySQL)",
+        ) from exc
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_on_connect)
+    return engine
+
+
+def database_error(exc: SQLAlchemyError, url: str, doing: str) -> DatabaseError:
+    """A :class:`DatabaseError` for ``exc`` that names the (masked) URL and never a password."""
+    orig = getattr(exc, "orig", None) or exc
+    detail = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    return DatabaseError(f"{doing} {settings.mask_url(url)} failed: {detail}")
+
+
+@dataclass
+class Database:
+    """An open gateway database: engine, session factory, URL and dialect name."""
+
+    url: str
+    engine: Engine
+    _sessions: sessionmaker[Session] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite``, ``postgresql`` or ``mysql``/``mariadb``."""
+        return self.engine.dialect.name
+
+    @property
+    def masked_url(self) -> str:
+        """The URL with its password masked (safe to print)."""
+        return settings.mask_url(self.url)
+
+    def session(self) -> Session:
+        """A new ORM session (use as a context manager; commit explicitly)."""
+        return self._sessions()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session in a transaction: committed on success, rolled back on any error."""
+        with self._sessions.begin() as session:
+            yield session
+
+    def connect(self) -> Connection:
+        """A Core connection (use as a context manager)."""
+        return self.engine.connect()
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def open_database(
+    url: str | None = None, *, upgrade: bool | None = None, check: bool = True
+) -> Database:
+    """Open the gateway database at ``url`` (default from settings) and check its schema.
+
+    ``upgrade=None`` upgrades only the embedded default; ``True`` upgrades any database (tests,
+    ``gwconfig db upgrade``); ``False`` never does. ``check=False`` skips the revision check
+    (``gwconfig db current`` uses it to report an out-of-date database).
+    """
+    resolved = settings.database_url(url)
+    engine = make_engine(resolved)
+    db = Database(url=resolved, engine=engine)
+    if upgrade is None:
+        upgrade = settings.is_embedded_default(resolved)
+    try:
+        if upgrade:
+            from gwconfig.db.migrate import upgrade_database
+
+            upgrade_database(db)
+        elif check:
+            from gwconfig.db.migrate import check_revision
+
+            check_revision(db)
+    except SchemaVersionError:
+        engine.dispose()
+        raise
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise database_error(exc, resolved, "opening") from exc
+    return db
