@@ -1,0 +1,285 @@
+"""gwconfig.sealing: offline checks, checks with the private key, reseal of files, key files."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from gwconfig import sealing
+from gwconfig.compile import SourceRef, build_config
+from gwconfig.errors import ManifestError, SealingError
+from gwconfig.schema import ProviderManifest
+from gwconfig.secrets import resolve_secret
+
+SECRET = "sk-canary-files-7f3a9c"
+
+
+@pytest.fixture
+def keys(monkeypatch: pytest.MonkeyPatch) -> tuple[sealing.PrivateKey, sealing.PublicKey]:
+    private, public = sealing.generate_keypair()
+    monkeypatch.setenv(sealing.SEALING_KEY_ENV, private.to_text())
+    return private, public
+
+
+def _config(key_blob: str, param_blob: str | None = None, key_env: str = "production"):
+    params = [{"name": "org_token", "value": {"sealed": param_blob}}] if param_blob else []
+    manifest = ProviderManifest.model_validate(
+        {
+            "apiVersion": "gwconfig/v1",
+            "kind": "Provider",
+            "provider_id": "openai",
+            "provider_type": "openai",
+            "connection": {"parameters": params},
+            "api_keys": [
+                {"name": "default", "environment": key_env, "value": {"sealed": key_blob}},
+                {"name": "plain", "value": {"env": "OPENAI_API_KEY"}},
+            ],
+        }
+    )
+    sources = {
+        "openai": SourceRef("providers.d/openai.yaml", 1, 1),
+        f"openai/key:default@{key_env}": SourceRef("providers.d/openai.yaml", 12, 7),
+        "openai/param:org_token@default": SourceRef("providers.d/openai.yaml", 8, 9),
+    }
+    return build_config([manifest], None, sources)
+
+
+def _pubdir(tmp_path: Path, public: sealing.PublicKey) -> Path:
+    d = tmp_path / "providers.d"
+    d.mkdir(exist_ok=True)
+    (d / "sealing.pub").write_text(sealing.write_public_key_text(public))
+    (d / "id_ed25519.pub").write_text("ssh-ed25519 AAAAC3Nza not-ours\n")
+    return d
+
+
+def test_check_ok(tmp_path: Path, keys: tuple) -> None:
+    scope = ("openai", "default", "production")
+    blob = sealing.seal(SECRET, scope, keys[1])
+    pblob = sealing.seal("org", ("openai", "param:org_token", "default"), keys[1])
+    config = _config(blob, pblob)
+    assert sealing.check_sealed_references(config, [_pubdir(tmp_path, keys[1])]) == []
+    assert sealing.verify_sealed_references(config) == []
+    assert config.to_json_dict()["providers"][0]["api_keys"][0]["value"] == {"sealed": blob}
+    assert SECRET.encode() not in config.to_json_bytes()
+
+
+def test_check_without_private_key(
+    tmp_path: Path, keys: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(sealing.SEALING_KEY_ENV)
+    config = _config(sealing.seal(SECRET, ("openai", "default", "production"), keys[1]))
+    assert sealing.check_sealed_references(config, [_pubdir(tmp_path, keys[1])]) == []
+
+
+def test_check_unknown_key_and_missing_pub(tmp_path: Path, keys: tuple) -> None:
+    _, other = sealing.generate_keypair()
+    config = _config(sealing.seal(SECRET, ("openai", "default", "production"), other))
+    diags = sealing.check_sealed_references(config, [_pubdir(tmp_path, keys[1])])
+    assert [(d.path, d.line, d.col) for d in diags] == [("providers.d/openai.yaml", 12, 7)]
+    assert f"sealed to key id {other.key_id}" in diags[0].message
+    assert keys[1].key_id in diags[0].message
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    diags = sealing.check_sealed_references(config, [empty])
+    assert len(diags) == 1
+    assert "no sealing public key (*.pub) found" in diags[0].message
+    assert "sealing.pub" in (diags[0].hint or "")
+
+
+def test_check_scope_and_malformed(tmp_path: Path, keys: tuple) -> None:
+    moved = sealing.seal(SECRET, ("openai", "default", "staging"), keys[1])
+    pbroken = "gwseal:v1:AAAA"
+    diags = sealing.check_sealed_references(_config(moved, pbroken), [_pubdir(tmp_path, keys[1])])
+    assert [(d.line, d.col) for d in diags] == [(8, 9), (12, 7)]
+    assert "malformed" in diags[0].message
+    assert diags[1].message == (
+        "sealed value was sealed for provider openai key default environment staging, "
+        "used for provider openai key default environment production"
+    )
+    assert diags[1].format().startswith("providers.d/openai.yaml:12:7: error: sealed value")
+
+
+def test_check_no_sealed_values_needs_no_key(tmp_path: Path) -> None:
+    manifest = ProviderManifest.model_validate(
+        {
+            "apiVersion": "gwconfig/v1",
+            "kind": "Provider",
+            "provider_id": "a",
+            "provider_type": "mock",
+        }
+    )
+    assert sealing.check_sealed_references(build_config([manifest], None), [tmp_path]) == []
+
+
+def test_verify_reports_at_file_line(keys: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    blob = sealing.seal(SECRET, ("openai", "default", "production"), keys[1])
+    data = bytearray(sealing._b64d(blob[len(sealing.BLOB_PREFIX) :]))
+    data[-1] ^= 1
+    tampered = sealing.BLOB_PREFIX + sealing._b64e(bytes(data))
+    diags = sealing.verify_sealed_references(_config(tampered))
+    assert [(d.path, d.line) for d in diags] == [("providers.d/openai.yaml", 12)]
+    assert "failed authentication" in diags[0].message
+
+    wrong, _ = sealing.generate_keypair()
+    monkeypatch.setenv(sealing.SEALING_KEY_ENV, wrong.to_text())
+    diags = sealing.verify_sealed_references(_config(blob))
+    assert "sealed to key id" in diags[0].message and diags[0].line == 12
+
+
+def test_resolve_secret_opens_sealed(keys: tuple) -> None:
+    scope = ("openai", "default", "production")
+    blob = sealing.seal(SECRET, scope, keys[1])
+    assert resolve_secret({"sealed": blob}, scope) == SECRET
+    with pytest.raises(SealingError, match="used for provider openai key default environment dev"):
+        resolve_secret({"sealed": blob}, ("openai", "default", "dev"))
+
+
+# --- reseal -----------------------------------------------------------------------------------
+
+TEMPLATE = """\
+# OpenAI, production keys  -- keep the comment
+apiVersion: gwconfig/v1
+kind:   Provider
+provider_id: openai
+provider_type: openai
+connection:
+  parameters:
+    - {{name: org_token, value: {{sealed: "{param}"}}}}   # inline flow style
+api_keys:
+  - name: default
+    environment: production
+    value:
+      sealed: {key}
+  - name: other
+    value: {{sealed: '{other}'}}\r
+    # trailing comment with unicode: café
+"""
+
+J2 = """\
+{{% for env in ["dev", "prod"] %}}
+- name: k-{{{{ env }}}}
+  value: {{sealed: "{blob}"}}
+{{% endfor %}}
+"""
+
+
+def _write_manifests(tmp_path: Path, public: sealing.PublicKey) -> dict[Path, str]:
+    d = tmp_path / "providers.d"
+    (d / "sub").mkdir(parents=True)
+    files = {
+        d / "openai.yaml": TEMPLATE.format(
+            param=sealing.seal("org-1", ("openai", "param:org_token", "default"), public),
+            key=sealing.seal(SECRET, ("openai", "default", "production"), public),
+            other=sealing.seal("other-2", ("openai", "other", "default"), public),
+        ),
+        d / "sub" / "keys.yaml.j2": J2.format(
+            blob=sealing.seal("tmpl-3", ("openai", "k", "default"), public)
+        ),
+        d / "notes.txt": f"gwseal:v1:{'A' * 20} is not a manifest\n",
+    }
+    for path, text in files.items():
+        path.write_bytes(text.encode("utf-8"))
+    os.chmod(d / "openai.yaml", 0o640)
+    return files
+
+
+def test_reseal_changes_only_the_sealed_strings(tmp_path: Path, keys: tuple) -> None:
+    files = _write_manifests(tmp_path, keys[1])
+    new_priv, new_pub = sealing.generate_keypair()
+    result = sealing.reseal_files([tmp_path / "providers.d"], new_pub)
+    assert (result.resealed, result.unchanged, len(result.files)) == (4, 0, 2)
+    new_keys = {new_pub.key_id: new_priv}
+    opened = []
+    for path, before in files.items():
+        after = path.read_bytes().decode("utf-8")
+        if path.suffix == ".txt":
+            assert after == before
+            continue
+        old_blobs = sealing.BLOB_PATTERN.findall(before)
+        new_blobs = sealing.BLOB_PATTERN.findall(after)
+        assert len(old_blobs) == len(new_blobs) and set(old_blobs).isdisjoint(new_blobs)
+        # every other byte of the file is unchanged
+        assert sealing.BLOB_PATTERN.split(after) == sealing.BLOB_PATTERN.split(before)
+        for old, new in zip(old_blobs, new_blobs, strict=True):
+            old_scope, old_text = sealing.open_blob(old, {keys[1].key_id: keys[0]})
+            assert sealing.open_blob(new, new_keys) == (old_scope, old_text)
+            opened.append(old_text)
+    assert sorted(opened) == sorted(["org-1", SECRET, "other-2", "tmpl-3"])
+    assert stat.S_IMODE((tmp_path / "providers.d" / "openai.yaml").stat().st_mode) == 0o640
+    assert not list((tmp_path / "providers.d").rglob("*.gwseal-tmp"))
+
+    again = sealing.reseal_files([tmp_path / "providers.d"], new_pub)
+    assert (again.resealed, again.unchanged, again.files) == (0, 4, ())
+
+
+def test_reseal_failure_writes_nothing(tmp_path: Path, keys: tuple) -> None:
+    files = _write_manifests(tmp_path, keys[1])
+    _, stranger = sealing.generate_keypair()
+    target = tmp_path / "providers.d" / "openai.yaml"
+    text = target.read_text()
+    bad = sealing.seal("x", ("openai", "z", "default"), stranger)
+    target.write_text(text + f"# later: {bad}\n")
+    files[target] = target.read_text()
+    _, new_pub = sealing.generate_keypair()
+    with pytest.raises(ManifestError) as info:
+        sealing.reseal_files([tmp_path / "providers.d"], new_pub)
+    d = info.value.diagnostics[0]
+    assert (d.path, d.line, d.col) == (str(target), text.count("\n") + 1, 10)
+    assert "sealed to key id" in d.message
+    for path, before in files.items():
+        assert path.read_text() == before
+
+
+def test_reseal_needs_the_old_key(
+    tmp_path: Path, keys: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_manifests(tmp_path, keys[1])
+    monkeypatch.delenv(sealing.SEALING_KEY_ENV)
+    with pytest.raises(ManifestError, match="GWCONFIG_SEALING_KEY is not set"):
+        sealing.reseal_files([tmp_path / "providers.d"], sealing.generate_keypair()[1])
+    with pytest.raises(SealingError, match="no such file"):
+        sealing.reseal_files([tmp_path / "missing"], keys[1])
+
+
+# --- key generation ---------------------------------------------------------------------------
+
+
+def test_write_keypair_modes_and_formats(tmp_path: Path) -> None:
+    out = tmp_path / "keys"
+    result = sealing.write_keypair(out)
+    assert stat.S_IMODE(result.private_path.stat().st_mode) == 0o600
+    assert result.git_root is None
+    private_text = result.private_path.read_text()
+    parsed = sealing._parse_private_keys(private_text)  # exactly what the variable takes
+    public = sealing.load_public_key(result.public_path)
+    assert list(parsed) == [public.key_id] == [result.key_id]
+    with pytest.raises(SealingError, match="already exists"):
+        sealing.write_keypair(out)
+    again = sealing.write_keypair(out, force=True)
+    assert again.key_id != result.key_id
+    assert stat.S_IMODE(again.private_path.stat().st_mode) == 0o600
+
+
+def test_write_keypair_in_git_work_tree(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    result = sealing.write_keypair(tmp_path / "deep" / "dir", "ci")
+    assert result.git_root == tmp_path.resolve()
+    assert result.private_path.name == "ci.key" and result.public_path.name == "ci.pub"
+
+
+def test_default_public_key(tmp_path: Path, keys: tuple) -> None:
+    d = tmp_path / "providers.d"
+    with pytest.raises(SealingError, match="no sealing public key"):
+        sealing.default_public_key(d)
+    d.mkdir()
+    (d / "team.pub").write_text(keys[1].to_text() + "\n")
+    assert sealing.default_public_key(d).raw == keys[1].raw
+    (d / "other.pub").write_text(sealing.generate_keypair()[1].to_text())
+    with pytest.raises(SealingError, match="several public keys"):
+        sealing.default_public_key(d)
+    (d / "sealing.pub").write_text(keys[1].to_text())
+    assert sealing.default_public_key(d).key_id == keys[1].key_id
