@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gwconfig import sealing
+from gwconfig import sealing, sealing_files
 from gwconfig.errors import SealingError
 from gwconfig.schema import SecretRef
 
@@ -212,9 +212,9 @@ def test_empty_value_refused(pair: tuple) -> None:
 
 
 def test_read_secret_text_strips_one_newline() -> None:
-    assert sealing.read_secret_text(b"abc\n") == "abc"
-    assert sealing.read_secret_text(b"abc\r\n") == "abc"
-    assert sealing.read_secret_text(b"abc\n\n") == "abc\n"
-    assert sealing.read_secret_text(b"abc") == "abc"
+    assert sealing_files.read_secret_text(b"abc\n") == "abc"
+    assert sealing_files.read_secret_text(b"abc\r\n") == "abc"
+    assert sealing_files.read_secret_text(b"abc\n\n") == "abc\n"
+    assert sealing_files.read_secret_text(b"abc") == "abc"
     with pytest.raises(SealingError, match="UTF-8"):
-        sealing.read_secret_text(b"\xff\xfe")
+        sealing_files.read_secret_text(b"\xff\xfe")

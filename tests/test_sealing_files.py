@@ -1,4 +1,4 @@
-"""gwconfig.sealing: offline checks, checks with the private key, reseal of files, key files."""
+"""Offline checks and checks with the private key; reseal and key files (sealing_files)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gwconfig import sealing
+from gwconfig import sealing, sealing_files
 from gwconfig.compile import SourceRef, build_config
 from gwconfig.errors import ManifestError, SealingError
 from gwconfig.schema import ProviderManifest
@@ -190,7 +190,7 @@ def _write_manifests(tmp_path: Path, public: sealing.PublicKey) -> dict[Path, st
 def test_reseal_changes_only_the_sealed_strings(tmp_path: Path, keys: tuple) -> None:
     files = _write_manifests(tmp_path, keys[1])
     new_priv, new_pub = sealing.generate_keypair()
-    result = sealing.reseal_files([tmp_path / "providers.d"], new_pub)
+    result = sealing_files.reseal_files([tmp_path / "providers.d"], new_pub)
     assert (result.resealed, result.unchanged, len(result.files)) == (4, 0, 2)
     new_keys = {new_pub.key_id: new_priv}
     opened = []
@@ -212,7 +212,7 @@ def test_reseal_changes_only_the_sealed_strings(tmp_path: Path, keys: tuple) -> 
     assert stat.S_IMODE((tmp_path / "providers.d" / "openai.yaml").stat().st_mode) == 0o640
     assert not list((tmp_path / "providers.d").rglob("*.gwseal-tmp"))
 
-    again = sealing.reseal_files([tmp_path / "providers.d"], new_pub)
+    again = sealing_files.reseal_files([tmp_path / "providers.d"], new_pub)
     assert (again.resealed, again.unchanged, again.files) == (0, 4, ())
 
 
@@ -226,7 +226,7 @@ def test_reseal_failure_writes_nothing(tmp_path: Path, keys: tuple) -> None:
     files[target] = target.read_text()
     _, new_pub = sealing.generate_keypair()
     with pytest.raises(ManifestError) as info:
-        sealing.reseal_files([tmp_path / "providers.d"], new_pub)
+        sealing_files.reseal_files([tmp_path / "providers.d"], new_pub)
     d = info.value.diagnostics[0]
     assert (d.path, d.line, d.col) == (str(target), text.count("\n") + 1, 10)
     assert "sealed to key id" in d.message
@@ -240,9 +240,9 @@ def test_reseal_needs_the_old_key(
     _write_manifests(tmp_path, keys[1])
     monkeypatch.delenv(sealing.SEALING_KEY_ENV)
     with pytest.raises(ManifestError, match="GWCONFIG_SEALING_KEY is not set"):
-        sealing.reseal_files([tmp_path / "providers.d"], sealing.generate_keypair()[1])
+        sealing_files.reseal_files([tmp_path / "providers.d"], sealing.generate_keypair()[1])
     with pytest.raises(SealingError, match="no such file"):
-        sealing.reseal_files([tmp_path / "missing"], keys[1])
+        sealing_files.reseal_files([tmp_path / "missing"], keys[1])
 
 
 # --- key generation ---------------------------------------------------------------------------
@@ -250,7 +250,7 @@ def test_reseal_needs_the_old_key(
 
 def test_write_keypair_modes_and_formats(tmp_path: Path) -> None:
     out = tmp_path / "keys"
-    result = sealing.write_keypair(out)
+    result = sealing_files.write_keypair(out)
     assert stat.S_IMODE(result.private_path.stat().st_mode) == 0o600
     assert result.git_root is None
     private_text = result.private_path.read_text()
@@ -258,15 +258,15 @@ def test_write_keypair_modes_and_formats(tmp_path: Path) -> None:
     public = sealing.load_public_key(result.public_path)
     assert list(parsed) == [public.key_id] == [result.key_id]
     with pytest.raises(SealingError, match="already exists"):
-        sealing.write_keypair(out)
-    again = sealing.write_keypair(out, force=True)
+        sealing_files.write_keypair(out)
+    again = sealing_files.write_keypair(out, force=True)
     assert again.key_id != result.key_id
     assert stat.S_IMODE(again.private_path.stat().st_mode) == 0o600
 
 
 def test_write_keypair_in_git_work_tree(tmp_path: Path) -> None:
     (tmp_path / ".git").mkdir()
-    result = sealing.write_keypair(tmp_path / "deep" / "dir", "ci")
+    result = sealing_files.write_keypair(tmp_path / "deep" / "dir", "ci")
     assert result.git_root == tmp_path.resolve()
     assert result.private_path.name == "ci.key" and result.public_path.name == "ci.pub"
 
@@ -274,12 +274,12 @@ def test_write_keypair_in_git_work_tree(tmp_path: Path) -> None:
 def test_default_public_key(tmp_path: Path, keys: tuple) -> None:
     d = tmp_path / "providers.d"
     with pytest.raises(SealingError, match="no sealing public key"):
-        sealing.default_public_key(d)
+        sealing_files.default_public_key(d)
     d.mkdir()
     (d / "team.pub").write_text(keys[1].to_text() + "\n")
-    assert sealing.default_public_key(d).raw == keys[1].raw
+    assert sealing_files.default_public_key(d).raw == keys[1].raw
     (d / "other.pub").write_text(sealing.generate_keypair()[1].to_text())
     with pytest.raises(SealingError, match="several public keys"):
-        sealing.default_public_key(d)
+        sealing_files.default_public_key(d)
     (d / "sealing.pub").write_text(keys[1].to_text())
-    assert sealing.default_public_key(d).key_id == keys[1].key_id
+    assert sealing_files.default_public_key(d).key_id == keys[1].key_id

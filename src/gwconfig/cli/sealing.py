@@ -33,7 +33,7 @@ def _check(value: str, pattern: str, what: str) -> str:
 @click.option("--force", is_flag=True, help="Replace existing key files.")
 def seal_keygen_cmd(out_dir: Path, name: str, force: bool) -> None:
     """Create a sealing key pair: NAME.pub (commit it) and NAME.key (0600, for CI only)."""
-    from gwconfig.sealing import write_keypair
+    from gwconfig.sealing_files import write_keypair
 
     result = write_keypair(out_dir, name, force=force)
     click.echo(f"public key:  {result.public_path} (key id {result.key_id})")
@@ -71,13 +71,8 @@ def seal_cmd(
     public_key: Path | None,
 ) -> None:
     """Seal a secret read from standard input; print the YAML `value:` line to paste."""
-    from gwconfig.sealing import (
-        default_public_key,
-        describe_scope,
-        load_public_key,
-        read_secret_text,
-        seal,
-    )
+    from gwconfig.sealing import describe_scope, load_public_key, seal
+    from gwconfig.sealing_files import default_public_key, read_secret_text
 
     if (key_name is None) == (param_name is None):
         raise click.UsageError("give exactly one of --name (API key) or --param (parameter)")
@@ -116,7 +111,8 @@ def seal_cmd(
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 def reseal_cmd(public_key: Path, dry_run: bool, paths: tuple[Path, ...]) -> None:
     """Re-seal every sealed value in PATHS to a new public key (needs GWCONFIG_SEALING_KEY)."""
-    from gwconfig.sealing import load_public_key, reseal_files
+    from gwconfig.sealing import load_public_key
+    from gwconfig.sealing_files import reseal_files
 
     result = reseal_files(
         paths or (Path(DEFAULT_MANIFEST_PATH),), load_public_key(public_key), dry_run=dry_run
