@@ -131,22 +131,31 @@ api_keys:
 
 
 def test_reseal_rotation_end_to_end(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _keygen(repo, monkeypatch)
+    public = _keygen(repo, monkeypatch)
     sealed = run("seal", "--provider", "openai", "--name", "default", "--environment",
                  "production", input=CANARY)  # fmt: skip
     manifest = repo / "providers.d" / "openai.yaml"
     manifest.write_text(MANIFEST.format(snippet=sealed.stdout.strip()))
     before = manifest.read_bytes()
+    values = repo / "environments" / "prod.yaml"
+    values.parent.mkdir()
+    scope = ("openai", "k", "prod")
+    values.write_text(f"# values\nkey: {sealing.seal('v', scope, public)}\n")
+    hidden = repo / "providers.d" / ".cache" / "old.yaml"
+    hidden.parent.mkdir()
+    hidden.write_text(values.read_text())
 
     new = run("seal-keygen", "--out-dir", "new", "--name", "next")
     assert new.exit_code == 0
     dry = run("reseal", "--public-key", "new/next.pub", "--dry-run")
-    assert dry.exit_code == 0 and "would re-seal 1 value in 1 file" in dry.stdout
+    assert dry.exit_code == 0 and "would re-seal 2 values in 2 files" in dry.stdout
     assert manifest.read_bytes() == before
 
     result = run("reseal", "--public-key", "new/next.pub")
     assert result.exit_code == 0, result.output
-    assert "re-sealed 1 value in 1 file" in result.stdout
+    assert "re-sealed 2 values in 2 files" in result.stdout
+    assert "environments/prod.yaml" in result.stdout
+    assert hidden.read_text() != values.read_text()  # hidden directories are left alone
     after = manifest.read_bytes()
     assert after != before
     assert sealing.BLOB_PATTERN.split(after.decode()) == sealing.BLOB_PATTERN.split(before.decode())
@@ -161,8 +170,8 @@ def test_reseal_rotation_end_to_end(repo: Path, monkeypatch: pytest.MonkeyPatch)
     assert sealing.unseal(blob, ("openai", "default", "production")) == CANARY
 
     # a second reseal to the same key changes nothing
-    again = run("reseal", "--public-key", "new/next.pub", "providers.d")
-    assert again.exit_code == 0 and "1 already sealed to the new key" in again.stdout
+    again = run("reseal", "--public-key", "new/next.pub", "providers.d", "environments")
+    assert again.exit_code == 0 and "2 already sealed to the new key" in again.stdout
     assert manifest.read_bytes() == after
     for r in (sealed, new, dry, result, again):
         assert CANARY not in r.output

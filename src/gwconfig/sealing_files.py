@@ -34,7 +34,7 @@ MANIFEST_SUFFIXES = (".yaml", ".yml", ".yaml.j2", ".yml.j2")
 
 
 def manifest_files(paths: Iterable[Path]) -> list[Path]:
-    """Manifest files (``.yaml``, ``.yml`` and their ``.j2`` templates) under ``paths``, sorted."""
+    """YAML files and ``.j2`` templates under ``paths`` (hidden ones skipped), sorted."""
     found: set[Path] = set()
     for p in paths:
         p = Path(p)
@@ -42,7 +42,11 @@ def manifest_files(paths: Iterable[Path]) -> list[Path]:
             found.add(p)
         elif p.is_dir():
             found.update(
-                f for f in p.rglob("*") if f.is_file() and f.name.endswith(MANIFEST_SUFFIXES)
+                f
+                for f in p.rglob("*")
+                if f.is_file()
+                and f.name.endswith(MANIFEST_SUFFIXES)
+                and not any(part.startswith(".") for part in f.relative_to(p).parts)
             )
         else:
             raise SealingError(f"{p}: no such file or directory")
@@ -61,6 +65,12 @@ class ResealResult:
 def _position(text: str, offset: int) -> tuple[int, int]:
     line = text.count("\n", 0, offset) + 1
     return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+def default_reseal_paths(manifest_dir: Path) -> list[Path]:
+    """The manifest directory plus the ``environments/`` values files next to it, if present."""
+    values = manifest_dir.parent / "environments"
+    return [manifest_dir, *([values] if values.is_dir() else [])]
 
 
 def reseal_files(

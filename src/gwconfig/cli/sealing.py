@@ -88,7 +88,7 @@ def seal_cmd(
         else default_public_key(Path(DEFAULT_MANIFEST_PATH))
     )
     if sys.stdin.isatty():
-        secret = click.prompt("secret", hide_input=True, err=True)
+        secret = click.prompt("secret", hide_input=True, confirmation_prompt=True, err=True)
     else:
         secret = read_secret_text(sys.stdin.buffer.read())
     if not secret:
@@ -110,13 +110,13 @@ def seal_cmd(
 @click.option("--dry-run", is_flag=True, help="Open and re-seal in memory; write nothing.")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 def reseal_cmd(public_key: Path, dry_run: bool, paths: tuple[Path, ...]) -> None:
-    """Re-seal every sealed value in PATHS to a new public key (needs GWCONFIG_SEALING_KEY)."""
+    """Re-seal every sealed value in PATHS [default: providers.d, environments] to a new key."""
     from gwconfig.sealing import load_public_key
-    from gwconfig.sealing_files import reseal_files
+    from gwconfig.sealing_files import default_reseal_paths, reseal_files
 
-    result = reseal_files(
-        paths or (Path(DEFAULT_MANIFEST_PATH),), load_public_key(public_key), dry_run=dry_run
-    )
+    if not paths:
+        paths = tuple(default_reseal_paths(Path(DEFAULT_MANIFEST_PATH)))
+    result = reseal_files(paths, load_public_key(public_key), dry_run=dry_run)
     verb = "would re-seal" if dry_run else "re-sealed"
     click.echo(
         f"{verb} {result.resealed} value{'s' if result.resealed != 1 else ''} in "
