@@ -1,0 +1,435 @@
+"""Apply a plan: DB-level lock, staleness check, ONE transaction, revision and audit rows.
+
+The only writer of the gateway tables for the reconciler. Everything between :func:`locked` and
+its commit is one transaction: a failure anywhere (or a killed process) leaves the database as
+it was. Writes are Core statements with executemany, grouped by table and action.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, delete, insert, text, update
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from gwconfig.canonical import content_hash
+from gwconfig.db.models import (
+    ApiKey,
+    AuditEvent,
+    ConfigRevision,
+    ConnectionParameter,
+    Provider,
+    ProviderModel,
+    Route,
+)
+from gwconfig.db.rows import api_key_row, model_row, parameter_row, provider_row
+from gwconfig.db.session import Database
+from gwconfig.diff import Change, Create, Delete, Update, mask_entity
+from gwconfig.errors import DatabaseError, LockError, PlanError, StalePlanError
+from gwconfig.plan import Plan
+from gwconfig.secrets import EncryptionKeys
+from gwconfig.state import ActualState, read_state
+
+LOCK_NAME = "gwconfig_apply"
+PG_LOCK_KEY = 0x6777_636F_6E66  # "gwconf"
+STALE_MESSAGE = "plan is stale: the database changed since it was made; run plan again"
+
+#: secret scope key -> plaintext, keyed like ``ActualState.secrets``: (pid, kind, name, env)
+SecretValues = Mapping[tuple[str, str, str, str], str]
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What an apply did: the new revision (None when nothing changed) and the counts."""
+
+    revision: int | None
+    summary: Mapping[str, int]
+    state_hash: str
+
+
+def _lock_error(db: Database, timeout: float) -> LockError:
+    return LockError(
+        f"another apply holds the lock on {db.masked_url}; gave up after {timeout:g} s",
+        hint="wait for it to finish, or raise --lock-timeout",
+    )
+
+
+@contextmanager
+def locked(db: Database, lock_timeout: float = 60.0) -> Iterator[Connection]:
+    """A connection in one transaction holding the apply lock; commits on success."""
+    conn = db.engine.connect()
+    dialect = db.dialect
+    previous_busy: int | None = None
+    try:
+        try:
+            if dialect == "sqlite":
+                previous_busy = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(lock_timeout * 1000)}")
+                try:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                except OperationalError as exc:
+                    if "locked" in str(exc.orig) or "busy" in str(exc.orig):
+                        raise _lock_error(db, lock_timeout) from None
+                    raise
+            elif dialect == "postgresql":
+                deadline = time.monotonic() + lock_timeout
+                while not conn.execute(
+                    text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY}
+                ).scalar():
+                    if time.monotonic() >= deadline:
+                        raise _lock_error(db, lock_timeout)
+                    time.sleep(0.05)
+            else:  # MySQL / MariaDB: a named session lock, released after commit
+                got = conn.execute(
+                    text("SELECT GET_LOCK(:n, :t)"),
+                    {"n": LOCK_NAME, "t": max(0, math.ceil(lock_timeout))},
+                ).scalar()
+                if got != 1:
+                    raise _lock_error(db, lock_timeout)
+            yield conn
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            if dialect in ("mysql", "mariadb"):
+                conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": LOCK_NAME})
+                conn.commit()
+            elif previous_busy is not None:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(previous_busy)}")
+                conn.commit()
+    except SQLAlchemyError as exc:
+        orig = getattr(exc, "orig", None) or exc
+        detail = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        raise DatabaseError(
+            f"apply on {db.masked_url} failed and was rolled back: {detail}",
+            hint="nothing was written",
+        ) from None
+    finally:
+        conn.close()
+
+
+def check_base(plan: Plan, state: ActualState) -> None:
+    """Refuse a saved plan whose base state moved (raises :class:`StalePlanError`)."""
+    if plan.base_state_hash is not None and plan.base_state_hash != state.state_hash:
+        raise StalePlanError(STALE_MESSAGE)
+
+
+def check_safety(plan: Plan, max_deletes: int | None) -> None:
+    """Refuse unknown secrets and more deletes than ``max_deletes``."""
+    unknown = plan.unknown_secrets
+    if unknown:
+        raise PlanError(
+            "cannot apply: secret values are unknown: " + "; ".join(unknown),
+            hint="set the variables / create the files, then run again",
+        )
+    deletes = plan.summary["delete"]
+    if max_deletes is not None and deletes > max_deletes:
+        raise PlanError(
+            f"refusing to delete {deletes} entities (more than --max-deletes {max_deletes})",
+            hint=f"review the plan, then pass --max-deletes {deletes} to allow it",
+        )
+
+
+def _scope_key(pid: str, entity: str, body: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    kind = "key" if entity == "api_key" else "param"
+    return (pid, kind, body["name"], body["environment"])
+
+
+def _secret(values: SecretValues, pid: str, entity: str, body: Mapping[str, Any]) -> str:
+    scope = _scope_key(pid, entity, body)
+    try:
+        return values[scope]
+    except KeyError:
+        raise PlanError(
+            f"no resolved value for the secret of {pid}/{scope[1]}:{scope[2]}"
+        ) from None
+
+
+def _rows(
+    changes: list[Change], values: SecretValues, keys: EncryptionKeys, default: str | None
+) -> list[dict[str, Any]]:
+    out = []
+    for c in changes:
+        body, pid = c.after or {}, c.provider_id or ""
+        if c.entity == "provider":
+            out.append(provider_row(body))
+        elif c.entity == "model":
+            out.append(model_row(pid, body))
+        elif c.entity == "api_key":
+            out.append(api_key_row(pid, body, _secret(values, pid, c.entity, body), keys))
+        elif c.entity == "connection_parameter":
+            plain = _secret(values, pid, c.entity, body) if body["sensitive"] else None
+            out.append(parameter_row(pid, body, keys, plain))
+        elif c.entity == "route":
+            out.append(
+                {
+                    "name": body["name"],
+                    "description": body["description"],
+                    "strategy": body["strategy"],
+                    "targets": [dict(t) for t in body["targets"]],
+                    "fallbacks": list(body["fallbacks"]),
+                    "is_default": body["name"] == default,
+                }
+            )
+    return out
+
+
+# entity -> (table, identity columns)
+_TABLES: dict[str, tuple[Any, tuple[str, ...]]] = {
+    "provider": (Provider.__table__, ("provider_id",)),
+    "model": (ProviderModel.__table__, ("provider_id", "model_id")),
+    "api_key": (ApiKey.__table__, ("provider_id", "name", "environment")),
+    "connection_parameter": (
+        ConnectionParameter.__table__,
+        ("provider_id", "param_name", "environment"),
+    ),
+    "route": (Route.__table__, ("name",)),
+}
+
+
+def _where(table: Any, ident: tuple[str, ...]) -> Any:
+    return and_(*(table.c[col] == bindparam(f"w_{col}") for col in ident))
+
+
+def _ident_params(c: Change, ident: tuple[str, ...]) -> dict[str, Any]:
+    body = c.before or c.after or {}
+    values = {
+        "provider_id": c.provider_id,
+        "model_id": body.get("model_id"),
+        "name": body.get("name"),
+        "param_name": body.get("name"),
+        "environment": body.get("environment"),
+    }
+    if c.entity == "provider":
+        values["provider_id"] = body["provider_id"]
+    return {f"w_{col}": values[col] for col in ident}
+
+
+def write_changes(
+    conn: Connection,
+    plan: Plan,
+    values: SecretValues,
+    keys: EncryptionKeys,
+    base: ActualState,
+    now: datetime,
+) -> None:
+    """Execute the plan's effective changes (deletes children first, creates parents first)."""
+    effective = plan.effective_changes
+    default_change = next((c for c in effective if c.entity == "default_route"), None)
+    default = (
+        (default_change.after or {}).get("default_route")
+        if default_change is not None
+        else base.data["gateway"]["default_route"]
+    )
+    groups: dict[tuple[str, str], list[Change]] = {}
+    for c in effective:
+        groups.setdefault((c.action, c.entity), []).append(c)
+    order = [
+        ("delete", "route"),
+        ("delete", "model"),
+        ("delete", "api_key"),
+        ("delete", "connection_parameter"),
+        ("delete", "provider"),
+        ("create", "provider"),
+        ("update", "provider"),
+        ("create", "connection_parameter"),
+        ("update", "connection_parameter"),
+        ("create", "api_key"),
+        ("update", "api_key"),
+        ("create", "model"),
+        ("update", "model"),
+        ("create", "route"),
+        ("update", "route"),
+    ]
+    for action, entity in order:
+        changes = groups.get((action, entity))
+        if not changes:
+            continue
+        table, ident = _TABLES[entity]
+        if action == "delete":
+            conn.execute(delete(table).where(_where(table, ident)), [
+                _ident_params(c, ident) for c in changes
+            ])  # fmt: skip
+            continue
+        rows = _rows(changes, values, keys, default)
+        if entity == "provider":
+            for row in rows:
+                row["updated_at"] = now
+                if action == "create":
+                    row["created_at"] = now
+        if action == "create":
+            if entity == "api_key":
+                for row in rows:
+                    row["created_at"] = now
+            conn.execute(insert(table), rows)
+        else:
+            params = []
+            for c, row in zip(changes, rows, strict=True):
+                for col in ident:
+                    row.pop(col, None)
+                params.append({**row, **_ident_params(c, ident)})
+            conn.execute(update(table).where(_where(table, ident)), params)
+    if default_change is not None:
+        routes = Route.__table__
+        conn.execute(
+            update(routes)
+            .where(routes.c.is_default.is_(True), routes.c.name != bindparam("n"))
+            .values(is_default=False),
+            {"n": default or ""},
+        )
+        if default is not None:
+            conn.execute(update(routes).where(routes.c.name == default).values(is_default=True))
+
+
+def revision_snapshot(state: ActualState, desired: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The stored snapshot: resulting config (secret refs where known) plus ciphertexts."""
+    refs: dict[tuple[str, str, str, str], Any] = {}
+    for p in (desired or {}).get("providers", ()):
+        pid = p["provider_id"]
+        for k in p.get("api_keys", ()):
+            refs[(pid, "key", k["name"], k["environment"])] = k["value"]
+        for prm in p.get("connection_parameters", ()):
+            if prm.get("sensitive"):
+                refs[(pid, "param", prm["name"], prm["environment"])] = prm["value"]
+    fingerprints: dict[str, str] = {}
+    providers = []
+    for p in state.data["providers"]:
+        pid = p["provider_id"]
+        q = dict(p)
+        q["api_keys"] = []
+        for k in p["api_keys"]:
+            scope = (pid, "key", k["name"], k["environment"])
+            fingerprints[scope_id(scope)] = k["value"]["fingerprint"]
+            ref = refs.get(scope)
+            q["api_keys"].append({**k, "value": ref if _is_ref(ref) else k["value"]})
+        q["connection_parameters"] = []
+        for prm in p["connection_parameters"]:
+            if prm["sensitive"]:
+                scope = (pid, "param", prm["name"], prm["environment"])
+                fingerprints[scope_id(scope)] = prm["value"]["fingerprint"]
+                ref = refs.get(scope)
+                prm = {**prm, "value": ref if _is_ref(ref) else prm["value"]}
+            q["connection_parameters"].append(prm)
+        providers.append(q)
+    return {
+        "format_version": 1,
+        "config": {**state.data, "providers": providers},
+        "fingerprints": fingerprints,
+        "ciphertexts": {scope_id(s): v for s, v in sorted(state.secrets.items())},
+    }
+
+
+def _is_ref(value: Any) -> bool:
+    return (
+        isinstance(value, Mapping)
+        and len(value) == 1
+        and next(iter(value))
+        in (
+            "env",
+            "file",
+            "sealed",
+        )
+    )
+
+
+def scope_id(scope: tuple[str, str, str, str]) -> str:
+    """``pid/key:name@env`` or ``pid/param:name@env`` (the entity key of a secret)."""
+    return f"{scope[0]}/{scope[1]}:{scope[2]}@{scope[3]}"
+
+
+def _fp(
+    body: Mapping[str, Any], fps: Mapping[str, str], scope: tuple[str, str, str, str]
+) -> dict[str, Any]:
+    return {**body, "value": {"fingerprint": fps.get(scope_id(scope))}}
+
+
+def snapshot_state(snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    """The canonical state a revision produced (secret values as stored fingerprints)."""
+    fps = snapshot.get("fingerprints", {})
+    config = snapshot["config"]
+    providers = []
+    for p in config["providers"]:
+        pid = p["provider_id"]
+        q = dict(p)
+        q["api_keys"] = [
+            _fp(k, fps, (pid, "key", k["name"], k["environment"])) for k in p["api_keys"]
+        ]
+        q["connection_parameters"] = [
+            _fp(c, fps, (pid, "param", c["name"], c["environment"])) if c["sensitive"] else c
+            for c in p["connection_parameters"]
+        ]
+        providers.append(q)
+    return {**config, "providers": providers}
+
+
+def execute_plan(
+    conn: Connection,
+    plan: Plan,
+    *,
+    base: ActualState,
+    values: SecretValues,
+    keys: EncryptionKeys,
+    actor: str,
+    git_sha: str | None = None,
+) -> ApplyResult:
+    """Write the plan, one revision and one audit row per change (inside ``locked``)."""
+    check_base(plan, base)
+    effective = plan.effective_changes
+    if not effective:
+        return ApplyResult(None, plan.summary, base.state_hash)
+    now = datetime.now(UTC)
+    write_changes(conn, plan, values, keys, base, now)
+    after = read_state(conn)
+    number = (base.last_revision or 0) + 1
+    summary = {**plan.summary, "drift_revision": plan.drift_revision}
+    conn.execute(
+        insert(ConfigRevision.__table__),
+        {
+            "number": number,
+            "content_hash": plan.desired_hash or content_hash(plan.desired or {}),
+            "state_hash": after.state_hash,
+            "snapshot": revision_snapshot(after, plan.desired),
+            "actor": actor,
+            "git_sha": git_sha,
+            "created_at": now,
+            "summary": summary,
+        },
+    )
+    conn.execute(
+        insert(AuditEvent.__table__),
+        [
+            {
+                "revision_number": number,
+                "created_at": now,
+                "actor": actor,
+                "entity_type": c.entity,
+                "entity_key": c.key[:512],
+                "action": c.action,
+                "before": mask_entity(c.entity, c.before),
+                "after": mask_entity(c.entity, c.after),
+            }
+            for c in effective
+        ],
+    )
+    return ApplyResult(number, plan.summary, after.state_hash)
+
+
+__all__ = [
+    "ApplyResult",
+    "Create",
+    "Delete",
+    "Update",
+    "check_base",
+    "check_safety",
+    "execute_plan",
+    "locked",
+    "revision_snapshot",
+    "snapshot_state",
+]

@@ -1,0 +1,405 @@
+"""Desired x actual canonical configurations -> ordered, typed changes (pure, no I/O).
+
+Both sides use the canonical shape of :mod:`gwconfig.canonical`; secret values are already
+replaced by ``{"fingerprint": ...}`` (or ``{"unknown": reason}`` when the reference could not be
+resolved at plan time), so nothing here ever sees a plaintext secret.
+
+Entities and their keys (the same keys as ``CompiledConfig.sources``):
+
+* ``provider``             ``provider_id`` (fields without its children)
+* ``connection_parameter`` ``provider_id/param:NAME@ENV``
+* ``api_key``              ``provider_id/key:NAME@ENV``
+* ``model``                ``provider_id/model_id``
+* ``route``                ``route:NAME``
+* ``default_route``        ``gateway:default_route``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from gwconfig.errors import PlanError
+
+if TYPE_CHECKING:
+    from gwconfig.plan import Plan
+
+EntityType = Literal[
+    "provider", "connection_parameter", "api_key", "model", "route", "default_route"
+]
+ENTITY_TYPES: tuple[str, ...] = (
+    "provider",
+    "connection_parameter",
+    "api_key",
+    "model",
+    "route",
+    "default_route",
+)
+CHILDREN = ("connection_parameters", "api_keys", "models")
+DEFAULT_ROUTE_KEY = "gateway:default_route"
+NEEDS_PRUNE = "needs --prune"
+PROTECTED = "deletion_protection is set in the database"
+
+_MISSING: Any = object()
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One field of an updated entity: ``op`` is ``set`` (old -> new), ``add`` or ``remove``."""
+
+    path: str
+    old: Any = None
+    new: Any = None
+    op: Literal["set", "add", "remove"] = "set"
+    sensitive: bool = False
+    unknown: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form; sensitive fields never carry values."""
+        out: dict[str, Any] = {"path": self.path, "op": self.op}
+        if self.sensitive:
+            out["sensitive"] = True
+            if self.unknown:
+                out["unknown"] = self.unknown
+        else:
+            if self.op in ("set", "remove"):
+                out["old"] = self.old
+            if self.op in ("set", "add"):
+                out["new"] = self.new
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FieldChange:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            path=data["path"],
+            old=data.get("old"),
+            new=data.get("new"),
+            op=data.get("op", "set"),
+            sensitive=bool(data.get("sensitive", False)),
+            unknown=data.get("unknown"),
+        )
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change to one entity; ``before``/``after`` are canonical entity dicts (no plaintext)."""
+
+    entity: EntityType
+    key: str
+    provider_id: str | None
+    before: Mapping[str, Any] | None = None
+    after: Mapping[str, Any] | None = None
+    fields: tuple[FieldChange, ...] = ()
+    drift: bool = False
+    blocked: str | None = None
+
+    action: ClassVar[str] = "change"
+    symbol: ClassVar[str] = "?"
+    destructive: ClassVar[bool] = False
+
+    @property
+    def effective(self) -> bool:
+        """True when apply will execute this change (blocked deletes are kept)."""
+        return self.blocked is None
+
+    @property
+    def unknown_secrets(self) -> tuple[str, ...]:
+        """Reasons of secret values that could not be resolved at plan time."""
+        return tuple(f.unknown for f in self.fields if f.unknown)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form of the change (before/after with secret values masked)."""
+        return {
+            "action": self.action,
+            "entity": self.entity,
+            "key": self.key,
+            "provider_id": self.provider_id,
+            "fields": [f.to_json() for f in self.fields],
+            "drift": self.drift,
+            "blocked": self.blocked,
+            "before": mask_entity(self.entity, self.before),
+            "after": mask_entity(self.entity, self.after),
+        }
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> Change:
+        """Inverse of :meth:`to_json` (masked values stay masked)."""
+        cls = ACTIONS[data["action"]]
+        return cls(
+            entity=data["entity"],
+            key=data["key"],
+            provider_id=data.get("provider_id"),
+            before=data.get("before"),
+            after=data.get("after"),
+            fields=tuple(FieldChange.from_json(f) for f in data.get("fields", ())),
+            drift=bool(data.get("drift", False)),
+            blocked=data.get("blocked"),
+        )
+
+
+@dataclass(frozen=True)
+class Create(Change):
+    """Create an entity that exists only in the manifests."""
+
+    action: ClassVar[str] = "create"
+    symbol: ClassVar[str] = "+"
+
+
+@dataclass(frozen=True)
+class Update(Change):
+    """Update fields of an entity present on both sides."""
+
+    action: ClassVar[str] = "update"
+    symbol: ClassVar[str] = "~"
+
+
+@dataclass(frozen=True)
+class Delete(Change):
+    """Delete an entity missing from the manifests (only with ``--prune``)."""
+
+    action: ClassVar[str] = "delete"
+    symbol: ClassVar[str] = "-"
+    destructive: ClassVar[bool] = True
+
+
+ACTIONS: dict[str, type[Change]] = {"create": Create, "update": Update, "delete": Delete}
+
+
+def is_secret_field(entity: str, body: Mapping[str, Any] | None) -> bool:
+    """True when the entity's ``value`` is a secret (API keys, sensitive parameters)."""
+    if body is None:
+        return False
+    return entity == "api_key" or (entity == "connection_parameter" and bool(body.get("sensitive")))
+
+
+def mask_entity(entity: str, body: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A copy of ``body`` whose secret value is replaced by ``"(sensitive)"``."""
+    if body is None:
+        return None
+    out = dict(body)
+    if is_secret_field(entity, body):
+        out["value"] = "(sensitive)"
+    return out
+
+
+@dataclass(frozen=True)
+class Entity:
+    """One diffable entity of a canonical configuration."""
+
+    entity: EntityType
+    provider_id: str | None
+    body: Mapping[str, Any]
+
+
+def entities(config: Mapping[str, Any]) -> dict[str, Entity]:
+    """Flatten a canonical configuration into ``key -> Entity``."""
+    out: dict[str, Entity] = {}
+    for p in config.get("providers", ()):
+        pid = p["provider_id"]
+        out[pid] = Entity("provider", pid, {k: v for k, v in p.items() if k not in CHILDREN})
+        for c in p.get("connection_parameters", ()):
+            out[f"{pid}/param:{c['name']}@{c['environment']}"] = Entity(
+                "connection_parameter", pid, c
+            )
+        for k in p.get("api_keys", ()):
+            out[f"{pid}/key:{k['name']}@{k['environment']}"] = Entity("api_key", pid, k)
+        for m in p.get("models", ()):
+            out[f"{pid}/{m['model_id']}"] = Entity("model", pid, m)
+    gateway = config.get("gateway") or {}
+    for r in gateway.get("routes", ()):
+        out[f"route:{r['name']}"] = Entity("route", None, r)
+    out[DEFAULT_ROUTE_KEY] = Entity(
+        "default_route", None, {"default_route": gateway.get("default_route")}
+    )
+    return out
+
+
+def selected_providers(
+    desired: Mapping[str, Any],
+    actual: Mapping[str, Any],
+    targets: Iterable[str] = (),
+    tags: Iterable[str] = (),
+) -> frozenset[str] | None:
+    """Provider ids chosen by ``--target``/``--select-tag`` on either side (None: everything)."""
+    targets, tags = set(targets), set(tags)
+    if not targets and not tags:
+        return None
+    chosen = set(targets)
+    for config in (desired, actual):
+        for p in config.get("providers", ()):
+            if tags.intersection(p.get("tags", ())):
+                chosen.add(p["provider_id"])
+    return frozenset(chosen)
+
+
+def _in_selection(ent: Entity, selected: Collection[str] | None, routes: set[str]) -> bool:
+    if selected is None:
+        return True
+    if ent.entity == "route":
+        return ent.body["name"] in routes
+    if ent.entity == "default_route":
+        return ent.body.get("default_route") in routes
+    return ent.provider_id in selected
+
+
+def _selected_routes(
+    want: Mapping[str, Entity], have: Mapping[str, Entity], selected: Collection[str]
+) -> set[str]:
+    """Routes whose every target belongs to a selected provider (desired side wins)."""
+    names: set[str] = set()
+    for key in set(want) | set(have):
+        ent = want.get(key) or have[key]
+        if ent.entity != "route":
+            continue
+        if all(t["provider_id"] in selected for t in ent.body.get("targets", ())):
+            names.add(ent.body["name"])
+    return names
+
+
+def field_changes(
+    old: Any, new: Any, path: str = "", sensitive: frozenset[str] = frozenset()
+) -> list[FieldChange]:
+    """Field-level differences, recursing into dicts; scalar lists item by item."""
+    if path in sensitive:
+        unknown = new.get("unknown") if isinstance(new, Mapping) else None
+        return [FieldChange(path, op="set", sensitive=True, unknown=unknown)]
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        out: list[FieldChange] = []
+        for k in sorted(set(old) | set(new)):
+            a, b = old.get(k, _MISSING), new.get(k, _MISSING)
+            if a is _MISSING or b is _MISSING or a != b:
+                sub = f"{path}.{k}" if path else str(k)
+                out.extend(
+                    field_changes(
+                        None if a is _MISSING else a, None if b is _MISSING else b, sub, sensitive
+                    )
+                )
+        return out
+    if isinstance(old, list) and isinstance(new, list):
+        if all(not isinstance(x, dict | list) for x in (*old, *new)):
+            removed = [x for x in old if x not in new]
+            added = [x for x in new if x not in old]
+            if removed or added:
+                return [FieldChange(path, old=x, op="remove") for x in removed] + [
+                    FieldChange(path, new=x, op="add") for x in added
+                ]
+        elif len(old) == len(new):
+            out = []
+            for i, (a, b) in enumerate(zip(old, new, strict=True)):
+                if a != b:
+                    out.extend(field_changes(a, b, f"{path}[{i}]", sensitive))
+            return out
+    return [FieldChange(path, old=old, new=new)]
+
+
+def _phase(change: Change) -> int:
+    if isinstance(change, Delete):
+        return {"route": 0, "provider": 2}.get(change.entity, 1)
+    return {
+        "provider": 3,
+        "connection_parameter": 4,
+        "api_key": 4,
+        "model": 5,
+        "route": 6,
+        "default_route": 7,
+    }[change.entity]
+
+
+def _sensitive_paths(entity: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> frozenset[str]:
+    if is_secret_field(entity, a) or is_secret_field(entity, b):
+        return frozenset({"value"})
+    return frozenset()
+
+
+def diff(
+    desired: Mapping[str, Any],
+    actual: Mapping[str, Any],
+    *,
+    prune: bool = False,
+    selected: Collection[str] | None = None,
+    drift_keys: Collection[str] = frozenset(),
+    drift_revision: int | None = None,
+) -> Plan:
+    """Compare two canonical configurations and return the ordered :class:`~gwconfig.plan.Plan`.
+
+    Without ``prune`` deletions are listed but blocked; providers protected in ``actual`` are
+    never deleted (nor their children). ``selected`` limits every change to those providers.
+    """
+    from gwconfig.plan import Plan
+
+    if prune and not desired.get("providers") and actual.get("providers"):
+        raise PlanError(
+            "refusing to delete everything: the manifests declare no providers but the database "
+            f"has {len(actual['providers'])}",
+            hint="check the manifest path; nothing was changed",
+        )
+    want, have = entities(desired), entities(actual)
+    routes = _selected_routes(want, have, selected) if selected is not None else set()
+    protected = {
+        p["provider_id"]
+        for p in actual.get("providers", ())
+        if p.get("deletion_protection") and p["provider_id"] not in want
+    }
+    changes: list[Change] = []
+    drift = frozenset(drift_keys)
+    for key, w in want.items():
+        h = have.get(key)
+        if h is not None and h.body == w.body:
+            continue
+        if not _in_selection(w, selected, routes) and (
+            h is None or not _in_selection(h, selected, routes)
+        ):
+            continue
+        if w.entity == "default_route":
+            if h is None and w.body.get("default_route") is None:
+                continue
+            before = h.body if h is not None else {"default_route": None}
+            changes.append(
+                Update(
+                    "default_route",
+                    key,
+                    None,
+                    before,
+                    w.body,
+                    tuple(field_changes(before, w.body)),
+                    drift=key in drift,
+                )
+            )
+        elif h is None:
+            changes.append(Create(w.entity, key, w.provider_id, None, w.body, drift=key in drift))
+        else:
+            paths = _sensitive_paths(w.entity, h.body, w.body)
+            fields = tuple(field_changes(h.body, w.body, "", paths))
+            changes.append(
+                Update(w.entity, key, w.provider_id, h.body, w.body, fields, drift=key in drift)
+            )
+    for key, h in have.items():
+        if key in want or not _in_selection(h, selected, routes):
+            continue
+        blocked = None
+        if h.provider_id in protected:
+            blocked = PROTECTED
+        elif not prune:
+            blocked = NEEDS_PRUNE
+        changes.append(
+            Delete(h.entity, key, h.provider_id, h.body, None, drift=key in drift, blocked=blocked)
+        )
+    changes.sort(key=lambda c: (_phase(c), c.key))
+    warnings: list[str] = []
+    kept = [c for c in changes if c.blocked == PROTECTED and c.entity == "provider"]
+    for c in kept:
+        warnings.append(
+            f"provider {c.key} is missing from the manifests but {PROTECTED}; it is kept "
+            "(apply deletion_protection: false first to delete it)"
+        )
+    if not desired.get("providers") and actual.get("providers") and not prune:
+        warnings.append("the manifests declare no providers; nothing will be deleted")
+    if drift_revision is not None and any(c.drift for c in changes):
+        n = sum(1 for c in changes if c.drift)
+        warnings.append(
+            f"drift since revision {drift_revision}: {n} change{'s' if n != 1 else ''} would "
+            "revert edits made outside gwconfig"
+        )
+    return Plan(changes=tuple(changes), warnings=tuple(warnings), drift_revision=drift_revision)

@@ -1,0 +1,273 @@
+"""The Plan value: ordered changes plus what is needed to apply them later; JSON and renderers.
+
+JSON schema (``format_version`` 1, stable; new keys may be added, none removed)::
+
+    {
+      "format_version": 1,
+      "base_state_hash": "sha256:..." | null,   # state the plan was computed from
+      "desired_hash": "sha256:..." | null,      # content hash of the compiled manifests
+      "drift_revision": int | null,             # last revision, when the DB drifted from it
+      "options": {"prune": bool, "targets": [str], "tags": [str], "env": str | null},
+      "summary": {"add": int, "change": int, "delete": int, "kept": int, "drift": int},
+      "warnings": [str],
+      "changes": [{"action": "create"|"update"|"delete", "entity": str, "key": str,
+                   "provider_id": str|null, "drift": bool, "blocked": str|null,
+                   "fields": [{"path", "op": "set"|"add"|"remove", "old", "new",
+                               "sensitive": true, "unknown": str}],
+                   "before": {...}|null, "after": {...}|null}],
+      # saved plans (--out) only: how to apply it later; secrets as references, never values
+      "desired": {canonical configuration} , "fingerprints": {"secret scope key": "hmac-sha256:..."}
+    }
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from gwconfig.diff import Change, Create, Delete, Update
+from gwconfig.errors import PlanError
+
+PLAN_FORMAT_VERSION = 1
+MARKDOWN_LIMIT = 65_000
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An ordered list of changes and the context it was computed in."""
+
+    changes: tuple[Change, ...] = ()
+    warnings: tuple[str, ...] = ()
+    base_state_hash: str | None = None
+    desired_hash: str | None = None
+    drift_revision: int | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    desired: Mapping[str, Any] | None = None
+    fingerprints: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def effective_changes(self) -> tuple[Change, ...]:
+        """The changes apply will execute (blocked deletes left out)."""
+        return tuple(c for c in self.changes if c.effective)
+
+    @property
+    def has_changes(self) -> bool:
+        """True when the database differs from the manifests (kept deletes included)."""
+        return bool(self.changes)
+
+    @property
+    def summary(self) -> dict[str, int]:
+        """Counts: add, change, delete (effective), kept (blocked deletes), drift."""
+        out = {"add": 0, "change": 0, "delete": 0, "kept": 0, "drift": 0}
+        for c in self.changes:
+            if c.blocked:
+                out["kept"] += 1
+            elif isinstance(c, Create):
+                out["add"] += 1
+            elif isinstance(c, Update):
+                out["change"] += 1
+            elif isinstance(c, Delete):
+                out["delete"] += 1
+            if c.drift:
+                out["drift"] += 1
+        return out
+
+    @property
+    def unknown_secrets(self) -> tuple[str, ...]:
+        """Reasons for every secret that could not be resolved (apply refuses these)."""
+        seen: dict[str, None] = {}
+        for c in self.effective_changes:
+            for reason in c.unknown_secrets:
+                seen.setdefault(f"{c.key}: {reason}", None)
+        return tuple(seen)
+
+    def to_json_dict(self, *, saved: bool = False) -> dict[str, Any]:
+        """The documented JSON form; ``saved`` adds what a later ``apply --plan`` needs."""
+        out: dict[str, Any] = {
+            "format_version": PLAN_FORMAT_VERSION,
+            "base_state_hash": self.base_state_hash,
+            "desired_hash": self.desired_hash,
+            "drift_revision": self.drift_revision,
+            "options": dict(self.options),
+            "summary": self.summary,
+            "warnings": list(self.warnings),
+            "changes": [c.to_json() for c in self.changes],
+        }
+        if saved:
+            out["desired"] = self.desired
+            out["fingerprints"] = dict(self.fingerprints)
+        return out
+
+    def to_json_bytes(self, *, saved: bool = False) -> bytes:
+        """Indented JSON with a trailing newline."""
+        return orjson.dumps(self.to_json_dict(saved=saved), option=orjson.OPT_INDENT_2) + b"\n"
+
+    @classmethod
+    def from_json_dict(cls, data: Mapping[str, Any]) -> Plan:
+        """Read a plan written by :meth:`to_json_dict` (raises PlanError on a foreign file)."""
+        if not isinstance(data, Mapping) or data.get("format_version") != PLAN_FORMAT_VERSION:
+            raise PlanError(
+                "not a gwconfig plan file (format_version 1 expected)",
+                hint="make one with 'gwconfig plan --out PLAN.json'",
+            )
+        try:
+            return cls(
+                changes=tuple(Change.from_json(c) for c in data.get("changes", ())),
+                warnings=tuple(data.get("warnings", ())),
+                base_state_hash=data.get("base_state_hash"),
+                desired_hash=data.get("desired_hash"),
+                drift_revision=data.get("drift_revision"),
+                options=dict(data.get("options") or {}),
+                desired=data.get("desired"),
+                fingerprints=dict(data.get("fingerprints") or {}),
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise PlanError(f"the plan file is damaged ({type(exc).__name__}: {exc})") from None
+
+    @classmethod
+    def from_json_bytes(cls, raw: bytes) -> Plan:
+        """Parse a plan file's bytes."""
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise PlanError(f"the plan file is not valid JSON ({exc})") from None
+        return cls.from_json_dict(data)
+
+    def same_changes(self, other: Plan) -> bool:
+        """True when both plans list the same changes (compared through their JSON form)."""
+        return [c.to_json() for c in self.changes] == [c.to_json() for c in other.changes]
+
+
+def summary_line(plan: Plan) -> str:
+    """``Plan: A to add, C to change, D to delete.`` (+ kept deletes)."""
+    s = plan.summary
+    line = f"Plan: {s['add']} to add, {s['change']} to change, {s['delete']} to delete."
+    if s["kept"]:
+        line += f" {s['kept']} kept (deletion needs --prune or is protected)."
+    return line
+
+
+def describe_value(value: Any) -> str:
+    """Compact JSON of a value for human output."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def field_text(f: Any) -> str:
+    """One field change as text: ``path: old -> new``, ``path: + item`` or sensitive markers."""
+    if f.sensitive:
+        if f.unknown:
+            return f"{f.path}: (unknown until apply: {f.unknown})"
+        return f"{f.path}: (sensitive value changed)"
+    if f.op == "add":
+        return f"{f.path}: + {describe_value(f.new)}"
+    if f.op == "remove":
+        return f"{f.path}: - {describe_value(f.old)}"
+    return f"{f.path}: {describe_value(f.old)} -> {describe_value(f.new)}"
+
+
+def change_title(c: Change) -> str:
+    """Headline of a change, e.g. ``+ model openai/gpt-4o`` with drift/blocked markers."""
+    verb = "would delete" if c.blocked else ""
+    title = f"{c.symbol} {c.entity} {c.key}"
+    if c.blocked:
+        title += f" ({verb}: {c.blocked})"
+    if isinstance(c, Create) and c.after is not None:
+        unknown = [f"(unknown until apply: {r})" for r in _create_unknowns(c)]
+        if unknown:
+            title += " value " + ", ".join(unknown)
+    if c.drift:
+        title += " [drift]"
+    return title
+
+
+def _create_unknowns(c: Change) -> list[str]:
+    value = (c.after or {}).get("value")
+    if isinstance(value, Mapping) and "unknown" in value:
+        return [str(value["unknown"])]
+    return []
+
+
+_COLOURS = {"+": "green", "~": "yellow", "-": "red"}
+
+
+def render_text(plan: Plan, *, color: bool = False) -> str:
+    """Terraform-like text: one ``+ ~ -`` line per change, field lines, warnings, summary."""
+    import click
+
+    lines: list[str] = []
+    for w in plan.warnings:
+        lines.append(("Warning: " if not color else click.style("Warning: ", fg="yellow")) + w)
+    if plan.warnings:
+        lines.append("")
+    if not plan.changes:
+        lines.append("No changes. The database matches the manifests.")
+        return "\n".join(lines) + "\n"
+    for c in plan.changes:
+        title = change_title(c)
+        lines.append(click.style(title, fg=_COLOURS.get(c.symbol)) if color else title)
+        for f in c.fields:
+            lines.append("    " + field_text(f))
+    lines.append("")
+    lines.append(summary_line(plan))
+    return "\n".join(lines) + "\n"
+
+
+def render_json(plan: Plan) -> str:
+    """The documented JSON form (without the saved-plan payload)."""
+    return plan.to_json_bytes().decode()
+
+
+def _groups(plan: Plan) -> list[tuple[str, list[Change]]]:
+    groups: dict[str, list[Change]] = {}
+    for c in plan.changes:
+        groups.setdefault(c.provider_id or "gateway", []).append(c)
+    return sorted(groups.items())
+
+
+def render_markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT) -> str:
+    """Markdown for a PR comment (Jinja2 template), kept under ``limit`` characters."""
+    from importlib.resources import files
+
+    import jinja2
+
+    source = files("gwconfig").joinpath("templates/plan.md.j2").read_text(encoding="utf-8")
+    env = jinja2.Environment(autoescape=False, trim_blocks=True, lstrip_blocks=True)
+    env.filters["field_text"] = field_text
+    env.filters["title"] = change_title
+    template = env.from_string(source)
+    groups = _groups(plan)
+    total = len(plan.changes)
+
+    def render(cap: int) -> str:
+        shown: list[tuple[str, list[Change], int]] = []
+        budget = cap
+        for name, changes in groups:
+            take = changes[: max(budget, 0)]
+            budget -= len(take)
+            shown.append((name, take, len(changes) - len(take)))
+        omitted = sum(n for _, _, n in shown)
+        return template.render(
+            plan=plan,
+            summary=plan.summary,
+            summary_line=summary_line(plan),
+            groups=shown,
+            omitted=omitted,
+            total=total,
+        )
+
+    text = render(total)
+    if len(text) > limit:
+        lo, hi = 0, total  # largest cap whose rendering fits
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if len(render(mid)) <= limit:
+                lo = mid
+            else:
+                hi = mid - 1
+        text = render(lo)
+    if len(text) > limit:  # even the summary alone is too big (thousands of warnings)
+        text = text[: limit - 200] + "\n\n_(comment truncated at the GitHub size limit)_\n"
+    return text

@@ -1,0 +1,459 @@
+"""Orchestration used by the CLI: compile, open the DB, read state, resolve secrets, diff, apply.
+
+Plain functions (as Alembic's ``command.py``): ``make_plan``, ``apply_manifests``,
+``apply_saved_plan``, ``rollback``, ``history``, ``show_revision``. Plaintext secrets exist only
+in memory between resolution and encryption; plans carry fingerprints and references.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from gwconfig import settings
+from gwconfig.canonical import content_hash
+from gwconfig.errors import Diagnostic, ManifestError, NotFoundError, SecretError, StalePlanError
+from gwconfig.plan import Plan
+
+#: (provider_id, "key" | "param", name, environment)
+Scope = tuple[str, str, str, str]
+Review = Callable[[Plan], bool]
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """What to plan: environment, pruning and provider selection."""
+
+    env: str | None = None
+    prune: bool = False
+    targets: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form stored in plans."""
+        return {
+            "env": self.env,
+            "prune": self.prune,
+            "targets": list(self.targets),
+            "tags": list(self.tags),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PlanOptions:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            env=data.get("env"),
+            prune=bool(data.get("prune", False)),
+            targets=tuple(data.get("targets", ())),
+            tags=tuple(data.get("tags", ())),
+        )
+
+
+@dataclass
+class Desired:
+    """The desired configuration: with references, comparable (fingerprints), and plaintexts."""
+
+    data: Mapping[str, Any]
+    content_hash: str
+    comparable: dict[str, Any]
+    values: dict[Scope, str] = field(repr=False, default_factory=dict)
+    fingerprints: dict[str, str] = field(default_factory=dict)
+
+
+def scope_id(scope: Scope) -> str:
+    """``pid/key:name@env`` or ``pid/param:name@env``."""
+    return f"{scope[0]}/{scope[1]}:{scope[2]}@{scope[3]}"
+
+
+def resolve_desired(
+    data: Mapping[str, Any],
+    keys: Any,
+    *,
+    sources: Mapping[str, Any] | None = None,
+    plaintexts: Mapping[Scope, str] | None = None,
+) -> Desired:
+    """Resolve every secret reference to a fingerprint (unknown when the variable is missing).
+
+    ``plaintexts`` (rollback) supplies values directly instead of resolving references.
+    """
+    from gwconfig.secrets import MissingSecretError, resolve_secret
+
+    values: dict[Scope, str] = {}
+    fingerprints: dict[str, str] = {}
+    providers = []
+
+    def resolve(ref: Any, scope: Scope) -> dict[str, str]:
+        try:
+            if plaintexts is not None and scope in plaintexts:
+                plain = plaintexts[scope]
+            else:
+                secret_scope = (scope[0], scope[2] if scope[1] == "key" else f"param:{scope[2]}",
+                                scope[3])  # fmt: skip
+                plain = resolve_secret(ref, secret_scope)
+        except MissingSecretError as exc:
+            return {"unknown": exc.message}
+        except SecretError as exc:
+            src = (sources or {}).get(scope_id(scope))
+            if src is None:
+                raise
+            raise ManifestError(Diagnostic(src.path, src.line, src.col, exc.message)) from None
+        values[scope] = plain
+        fp: str = keys.fingerprint(plain)
+        fingerprints[scope_id(scope)] = fp
+        return {"fingerprint": fp}
+
+    for p in data.get("providers", ()):
+        secrets_here = p.get("api_keys") or any(
+            c.get("sensitive") for c in p.get("connection_parameters", ())
+        )
+        if not secrets_here:
+            providers.append(p)
+            continue
+        pid = p["provider_id"]
+        q = dict(p)
+        q["api_keys"] = [
+            {**k, "value": resolve(k["value"], (pid, "key", k["name"], k["environment"]))}
+            for k in p["api_keys"]
+        ]
+        q["connection_parameters"] = [
+            {**c, "value": resolve(c["value"], (pid, "param", c["name"], c["environment"]))}
+            if c["sensitive"]
+            else c
+            for c in p["connection_parameters"]
+        ]
+        providers.append(q)
+    comparable = {**data, "providers": providers}
+    return Desired(data, content_hash(data), comparable, values, fingerprints)
+
+
+def compile_manifests(path: str | None, env: str | None) -> Any:
+    """Compile the manifests at ``path`` (default ``providers.d``) into a CompiledConfig."""
+    from gwconfig.manifests import compile_path
+
+    return compile_path(Path(path or settings.DEFAULT_MANIFEST_PATH), env=env)
+
+
+def git_sha(path: str | None = None) -> str | None:
+    """The commit being applied: ``GITHUB_SHA``, else ``git rev-parse HEAD`` near ``path``."""
+    if os.environ.get("GITHUB_SHA"):
+        return os.environ["GITHUB_SHA"]
+    where = Path(path or ".")
+    cwd = where if where.is_dir() else where.parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd if str(cwd) else ".",
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and len(sha) >= 40 else None
+
+
+def _drift(conn: Any, state: Any) -> tuple[int | None, frozenset[str]]:
+    """(revision, drifted entity keys) when the DB moved since the last revision."""
+    if state.last_revision is None:
+        return None, frozenset()
+    from sqlalchemy import select
+
+    from gwconfig.apply import snapshot_state
+    from gwconfig.db.models import ConfigRevision
+    from gwconfig.diff import diff
+
+    t = ConfigRevision.__table__
+    row = conn.execute(select(t.c.state_hash).where(t.c.number == state.last_revision)).first()
+    if row is None or row[0] == state.state_hash:
+        return None, frozenset()
+    snapshot = conn.execute(select(t.c.snapshot).where(t.c.number == state.last_revision)).scalar()
+    expected = snapshot_state(snapshot)
+    moved = diff(state.data, expected).changes  # what happened since: expected -> actual
+    return state.last_revision, frozenset(c.key for c in moved)
+
+
+def compute_plan(conn: Any, state: Any, desired: Desired, options: PlanOptions) -> Plan:
+    """Diff desired against the state read on ``conn``, with drift markers and metadata."""
+    from gwconfig.diff import diff, selected_providers
+
+    revision, drifted = _drift(conn, state)
+    selected = selected_providers(desired.comparable, state.data, options.targets, options.tags)
+    plan = diff(
+        desired.comparable,
+        state.data,
+        prune=options.prune,
+        selected=selected,
+        drift_keys=drifted,
+        drift_revision=revision,
+    )
+    return replace(
+        plan,
+        base_state_hash=state.state_hash,
+        desired_hash=desired.content_hash,
+        options=options.to_json(),
+        desired=desired.data,
+        fingerprints=desired.fingerprints,
+    )
+
+
+def _open(database_url: str | None) -> tuple[Any, Any]:
+    from gwconfig.db.session import open_database
+    from gwconfig.secrets import load_encryption_keys
+
+    db = open_database(database_url)
+    return db, load_encryption_keys(db.url)
+
+
+def make_plan(path: str | None, database_url: str | None, options: PlanOptions) -> Plan:
+    """``gwconfig plan``: compile, read the state, resolve secrets, diff."""
+    from gwconfig.state import read_state
+
+    config = compile_manifests(path, options.env)
+    db, keys = _open(database_url)
+    try:
+        desired = resolve_desired(config.data, keys, sources=config.sources)
+        with db.connect() as conn:
+            state = read_state(conn)
+            return compute_plan(conn, state, desired, options)
+    finally:
+        db.dispose()
+
+
+def _apply(
+    database_url: str | None,
+    make_desired: Callable[[Any], Desired],
+    options: PlanOptions,
+    *,
+    review: Review,
+    actor: str | None,
+    sha: str | None,
+    lock_timeout: float,
+    max_deletes: int | None,
+    saved: Plan | None = None,
+) -> tuple[Plan, Any]:
+    from gwconfig.apply import ApplyResult, check_base, check_safety, execute_plan, locked
+    from gwconfig.state import read_state
+
+    db, keys = _open(database_url)
+    try:
+        desired = make_desired(keys)
+        if saved is not None:
+            for sid, fp in saved.fingerprints.items():
+                if desired.fingerprints.get(sid) != fp:
+                    raise StalePlanError(
+                        f"plan is stale: the secret for {sid} changed since it was made; "
+                        "run plan again"
+                    )
+        with locked(db, lock_timeout) as conn:
+            state = read_state(conn)
+            if saved is not None:
+                check_base(saved, state)
+            plan = compute_plan(conn, state, desired, options)
+            if not plan.effective_changes:
+                review(plan)
+                return plan, ApplyResult(None, plan.summary, state.state_hash)
+            check_safety(plan, max_deletes)
+            if not review(plan):
+                return plan, ApplyResult(None, {}, state.state_hash)
+            result = execute_plan(
+                conn,
+                plan,
+                base=state,
+                values=desired.values,
+                keys=keys,
+                actor=settings.actor(actor),
+                git_sha=sha,
+            )
+            return plan, result
+    finally:
+        db.dispose()
+
+
+def apply_manifests(
+    path: str | None,
+    database_url: str | None,
+    options: PlanOptions,
+    *,
+    review: Review,
+    actor: str | None = None,
+    lock_timeout: float = 60.0,
+    max_deletes: int | None = 20,
+) -> tuple[Plan, Any]:
+    """``gwconfig apply PATH``: plan under the lock, review, write in one transaction."""
+    config = compile_manifests(path, options.env)
+    return _apply(
+        database_url,
+        lambda keys: resolve_desired(config.data, keys, sources=config.sources),
+        options,
+        review=review,
+        actor=actor,
+        sha=git_sha(path),
+        lock_timeout=lock_timeout,
+        max_deletes=max_deletes,
+    )
+
+
+def apply_saved_plan(
+    plan_file: str,
+    database_url: str | None,
+    *,
+    review: Review,
+    actor: str | None = None,
+    lock_timeout: float = 60.0,
+    max_deletes: int | None = 20,
+) -> tuple[Plan, Any]:
+    """``gwconfig apply --plan FILE``: refuse if the DB or a secret moved since the plan."""
+    from gwconfig.errors import PlanError
+
+    try:
+        raw = Path(plan_file).read_bytes()
+    except OSError as exc:
+        raise PlanError(f"cannot read plan file {plan_file}: {exc.strerror}") from None
+    saved = Plan.from_json_bytes(raw)
+    if saved.desired is None:
+        raise PlanError(f"{plan_file} has no desired configuration (write it with plan --out)")
+    desired_data = saved.desired
+    return _apply(
+        database_url,
+        lambda keys: resolve_desired(desired_data, keys),
+        PlanOptions.from_json(saved.options),
+        review=review,
+        actor=actor,
+        sha=git_sha(None),
+        lock_timeout=lock_timeout,
+        max_deletes=max_deletes,
+        saved=saved,
+    )
+
+
+@dataclass(frozen=True)
+class RevisionInfo:
+    """One row of ``gwconfig history``."""
+
+    number: int
+    created_at: str | None
+    actor: str
+    git_sha: str | None
+    content_hash: str
+    state_hash: str
+    summary: Mapping[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "number": self.number,
+            "created_at": self.created_at,
+            "actor": self.actor,
+            "git_sha": self.git_sha,
+            "content_hash": self.content_hash,
+            "state_hash": self.state_hash,
+            "summary": dict(self.summary),
+        }
+
+
+def history(database_url: str | None, limit: int = 20) -> list[RevisionInfo]:
+    """The newest ``limit`` revisions, newest first."""
+    from sqlalchemy import select
+
+    from gwconfig.canonical import format_timestamp
+    from gwconfig.db.models import ConfigRevision
+    from gwconfig.db.session import open_database
+
+    t = ConfigRevision.__table__
+    db = open_database(database_url)
+    try:
+        with db.connect() as conn:
+            rows = conn.execute(
+                select(
+                    t.c.number, t.c.created_at, t.c.actor, t.c.git_sha, t.c.content_hash,
+                    t.c.state_hash, t.c.summary,
+                ).order_by(t.c.number.desc()).limit(limit)
+            ).all()  # fmt: skip
+    finally:
+        db.dispose()
+    return [
+        RevisionInfo(r[0], format_timestamp(r[1]), r[2], r[3], r[4], r[5], r[6] or {}) for r in rows
+    ]
+
+
+def _revision_row(conn: Any, number: int) -> Any:
+    from sqlalchemy import select
+
+    from gwconfig.db.models import ConfigRevision
+
+    t = ConfigRevision.__table__
+    row = conn.execute(select(t).where(t.c.number == number)).mappings().first()
+    if row is None:
+        raise NotFoundError(f"revision {number} does not exist", hint="see 'gwconfig history'")
+    return row
+
+
+def show_revision(database_url: str | None, number: int) -> dict[str, Any]:
+    """One revision: metadata, its configuration (secret refs only) and its audit events."""
+    from sqlalchemy import select
+
+    from gwconfig.canonical import format_timestamp
+    from gwconfig.db.models import AuditEvent
+    from gwconfig.db.session import open_database
+
+    db = open_database(database_url)
+    try:
+        with db.connect() as conn:
+            row = _revision_row(conn, number)
+            a = AuditEvent.__table__
+            events = conn.execute(
+                select(a.c.entity_type, a.c.entity_key, a.c.action)
+                .where(a.c.revision_number == number)
+                .order_by(a.c.id)
+            ).all()
+    finally:
+        db.dispose()
+    snapshot = row["snapshot"] or {}
+    info = RevisionInfo(
+        row["number"], format_timestamp(row["created_at"]), row["actor"], row["git_sha"],
+        row["content_hash"], row["state_hash"], row["summary"] or {},
+    ).to_json()  # fmt: skip
+    info["config"] = snapshot.get("config")
+    info["changes"] = [{"entity": e[0], "key": e[1], "action": e[2]} for e in events]
+    return info
+
+
+def rollback(
+    database_url: str | None,
+    number: int,
+    *,
+    review: Review,
+    actor: str | None = None,
+    lock_timeout: float = 60.0,
+    max_deletes: int | None = 20,
+) -> tuple[Plan, Any]:
+    """Plan and apply a return to revision ``number`` (secrets from its stored ciphertexts)."""
+    db, keys = _open(database_url)
+    try:
+        with db.connect() as conn:
+            snapshot = _revision_row(conn, number)["snapshot"]
+    finally:
+        db.dispose()
+    plaintexts: dict[Scope, str] = {}
+    for sid, token in (snapshot.get("ciphertexts") or {}).items():
+        pid, rest = sid.split("/", 1)
+        kind, rest = rest.split(":", 1)
+        name, env = rest.rsplit("@", 1)
+        plaintexts[(pid, kind, name, env)] = keys.decrypt(token)
+    config = snapshot["config"]
+    return _apply(
+        database_url,
+        lambda k: resolve_desired(config, k, plaintexts=plaintexts),
+        PlanOptions(prune=True),
+        review=review,
+        actor=actor,
+        sha=None,
+        lock_timeout=lock_timeout,
+        max_deletes=max_deletes,
+    )
