@@ -1,0 +1,125 @@
+"""``gwconfig validate``, ``gwconfig compile`` and ``gwconfig schema``: the front end's CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gwconfig.settings import DEFAULT_MANIFEST_PATH
+
+_PATH = click.argument("path", default=DEFAULT_MANIFEST_PATH, type=click.Path(path_type=Path))
+_ENV = click.option(
+    "--env",
+    "env",
+    default=None,
+    metavar="NAME",
+    help="Environment for templates: renders *.yaml.j2 with environments/NAME.yaml as 'vars'.",
+)
+
+
+@click.command("validate")
+@_PATH
+@_ENV
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "github"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for tools, github for workflow annotations.",
+)
+@click.pass_context
+def validate_cmd(ctx: click.Context, path: Path, env: str | None, fmt: str) -> None:
+    """Check the manifests under PATH and report every problem at once (exit 1 on errors)."""
+    from gwconfig.manifests import validate_run
+    from gwconfig.manifests.diagnostics import to_github, to_json, to_text
+
+    result = validate_run(path, env=env)
+    diags = result.diagnostics
+    errors = sum(1 for d in diags if d.severity == "error")
+    if fmt == "json":
+        click.echo(to_json(diags))
+    elif fmt == "github":
+        if diags:
+            click.echo(to_github(diags))
+    elif diags:
+        click.echo(to_text(diags), err=True)
+    if fmt != "json":
+        if errors:
+            warnings = len(diags) - errors
+            summary = f"{errors} error{'s' if errors != 1 else ''}"
+            if warnings:
+                summary += f", {warnings} warning{'s' if warnings != 1 else ''}"
+            click.echo(summary, err=True)
+        elif result.config is not None:
+            data = result.config.data
+            n_models = sum(len(p["models"]) for p in data["providers"])
+            click.echo(
+                f"ok: {result.files} file{'s' if result.files != 1 else ''}, "
+                f"{len(data['providers'])} providers, {n_models} models, "
+                f"{len(data['gateway']['routes'])} routes ({result.config.content_hash})",
+                err=fmt == "github",
+            )
+    if errors:
+        ctx.exit(1)
+
+
+@click.command("compile")
+@_PATH
+@_ENV
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the compiled JSON here instead of standard output.",
+)
+def compile_cmd(path: Path, env: str | None, output: Path | None) -> None:
+    """Compile the manifests under PATH into canonical JSON with a content hash."""
+    from gwconfig.manifests import compile_path
+
+    config = compile_path(path, env=env)
+    data = config.to_json_bytes()
+    if output is None:
+        click.echo(data.decode("utf-8"), nl=False)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(data)
+    click.echo(f"wrote {output} ({config.content_hash})", err=True)
+
+
+@click.command("schema")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write the JSON Schemas into this directory.",
+)
+@click.option(
+    "--check",
+    "check",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Exit 1 when the JSON Schemas in this directory are missing or out of date.",
+)
+@click.pass_context
+def schema_cmd(ctx: click.Context, out: Path | None, check: Path | None) -> None:
+    """Write (--out) or verify (--check) the JSON Schemas of the manifest kinds."""
+    from gwconfig.manifests.schemas import stale_schemas, write_schemas
+
+    if out is None and check is None:
+        raise click.UsageError("give --out DIR to write the schemas or --check DIR to verify them")
+    if out is not None:
+        for written in write_schemas(out):
+            click.echo(f"wrote {written}")
+    if check is not None:
+        stale = stale_schemas(check)
+        if stale:
+            for name in stale:
+                click.echo(f"{check / name}: out of date", err=True)
+            click.echo(f"  hint: run 'gwconfig schema --out {check}'", err=True)
+            ctx.exit(1)
+        click.echo(f"ok: schemas in {check} are up to date")

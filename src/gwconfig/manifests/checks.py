@@ -1,0 +1,302 @@
+"""Cross-document checks and source positions of every compiled entity."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from gwconfig.compile import SourceRef
+from gwconfig.errors import Diagnostic
+from gwconfig.manifests.diagnostics import did_you_mean
+from gwconfig.manifests.documents import RawDocument
+from gwconfig.manifests.validation import Validated
+from gwconfig.schema import KNOWN_PROVIDER_TYPES, GatewayManifest, ProviderManifest
+
+
+def _at(doc: RawDocument, container: Any, key: Any) -> tuple[int, int]:
+    return doc.value_line(container, key)
+
+
+def _where(doc: RawDocument, container: Any, key: Any) -> str:
+    return f"{doc.path}:{_at(doc, container, key)[0]}"
+
+
+def _plugin_types() -> set[str]:
+    from importlib.metadata import entry_points
+
+    return {ep.name for ep in entry_points(group="gwconfig.providers")}
+
+
+def provider_sources(p: ProviderManifest, doc: RawDocument, sources: dict[str, SourceRef]) -> None:
+    """Record where the provider, its models, keys and parameters were declared."""
+    raw = doc.data
+    line, col = doc.template_line(doc.line), doc.col
+    sources[p.provider_id] = SourceRef(doc.path, line, col)
+    raw_models = raw.get("models") or []
+    for i, m in enumerate(p.models):
+        line, col = _at(doc, raw_models, i)
+        sources.setdefault(f"{p.provider_id}/{m.model_id}", SourceRef(doc.path, line, col))
+    raw_keys = raw.get("api_keys") or []
+    for i, k in enumerate(p.api_keys):
+        line, col = _at(doc, raw_keys[i], "value")
+        key = f"{p.provider_id}/key:{k.name}@{k.environment}"
+        sources.setdefault(key, SourceRef(doc.path, line, col))
+    raw_params = (raw.get("connection") or {}).get("parameters") or []
+    for i, c in enumerate(p.connection.parameters):
+        line, col = _at(doc, raw_params[i], "value")
+        key = f"{p.provider_id}/param:{c.name}@{c.environment}"
+        sources.setdefault(key, SourceRef(doc.path, line, col))
+
+
+def _check_provider(
+    p: ProviderManifest, doc: RawDocument, now: datetime, plugins: list[set[str]]
+) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    raw = doc.data
+
+    def diag(container: Any, key: Any, message: str, hint: str | None = None) -> None:
+        line, col = _at(doc, container, key)
+        out.append(Diagnostic(doc.path, line, col, message, hint=hint))
+
+    if p.provider_type not in KNOWN_PROVIDER_TYPES:
+        if not plugins:
+            plugins.append(_plugin_types())
+        if p.provider_type not in plugins[0]:
+            choices = (*KNOWN_PROVIDER_TYPES, *sorted(plugins[0]))
+            diag(
+                raw,
+                "provider_type",
+                f"unknown provider_type '{p.provider_type}'",
+                did_you_mean(p.provider_type, choices)
+                or f"known types: {', '.join(choices)} (plugins add more)",
+            )
+    raw_models = raw.get("models") or []
+    seen_models: dict[str, int] = {}
+    for i, m in enumerate(p.models):
+        if m.model_id in seen_models:
+            first = _where(doc, raw_models, seen_models[m.model_id])
+            diag(raw_models[i], "model_id", f"duplicate model_id '{m.model_id}' (first at {first})")
+        else:
+            seen_models[m.model_id] = i
+        too_long = m.max_tokens is not None and m.context_window is not None
+        if too_long and m.max_tokens > m.context_window:  # type: ignore[operator]
+            diag(
+                raw_models[i],
+                "max_tokens",
+                f"max_tokens ({m.max_tokens}) is larger than context_window "
+                f"({m.context_window}) of model '{m.model_id}'",
+            )
+    raw_keys = raw.get("api_keys") or []
+    seen_keys: dict[tuple[str, str], int] = {}
+    for i, k in enumerate(p.api_keys):
+        ident = (k.name, k.environment)
+        if ident in seen_keys:
+            first = _where(doc, raw_keys, seen_keys[ident])
+            diag(
+                raw_keys,
+                i,
+                f"duplicate API key '{k.name}' for environment '{k.environment}' "
+                f"(first at {first})",
+            )
+        else:
+            seen_keys[ident] = i
+        if k.expires_at is not None:
+            expires = k.expires_at if k.expires_at.tzinfo else k.expires_at.replace(tzinfo=UTC)
+            if expires <= now:
+                diag(
+                    raw_keys[i],
+                    "expires_at",
+                    f"API key '{k.name}' (environment '{k.environment}') expired on "
+                    f"{expires.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
+                    hint="rotate the key and update expires_at, or remove the entry",
+                )
+    raw_params = (raw.get("connection") or {}).get("parameters") or []
+    seen_params: dict[tuple[str, str], int] = {}
+    for i, c in enumerate(p.connection.parameters):
+        ident = (c.name, c.environment)
+        if ident in seen_params:
+            first = _where(doc, raw_params, seen_params[ident])
+            diag(
+                raw_params,
+                i,
+                f"duplicate connection parameter '{c.name}' for environment "
+                f"'{c.environment}' (first at {first})",
+            )
+        else:
+            seen_params[ident] = i
+    return out
+
+
+def check_providers(validated: Validated, now: datetime | None = None) -> list[Diagnostic]:
+    """Per-provider and cross-provider checks (duplicates, limits, expiry, types, aliases)."""
+    now = now or datetime.now(UTC)
+    out: list[Diagnostic] = []
+    plugins: list[set[str]] = []
+    first_seen: dict[str, RawDocument] = {}
+    aliases: dict[str, str] = {}
+    for p, doc in validated.providers:
+        if p.provider_id in first_seen:
+            other = first_seen[p.provider_id]
+            line, col = _at(doc, doc.data, "provider_id")
+            where = _where(other, other.data, "provider_id")
+            out.append(
+                Diagnostic(
+                    doc.path,
+                    line,
+                    col,
+                    f"duplicate provider_id '{p.provider_id}': also defined at {where}",
+                    hint="provider ids are unique across all manifest files",
+                )
+            )
+            continue
+        first_seen[p.provider_id] = doc
+        out.extend(_check_provider(p, doc, now, plugins))
+        raw_models = doc.data.get("models") or []
+        for i, m in enumerate(p.models):
+            for alias in m.aliases:
+                owner = f"{p.provider_id}/{m.model_id}"
+                if alias in aliases and aliases[alias] != owner:
+                    line, col = _at(doc, raw_models[i], "aliases")
+                    out.append(
+                        Diagnostic(
+                            doc.path,
+                            line,
+                            col,
+                            f"alias '{alias}' of {owner} is already an alias of {aliases[alias]}",
+                        )
+                    )
+                aliases.setdefault(alias, owner)
+    return out
+
+
+def check_gateway(validated: Validated) -> list[Diagnostic]:
+    """At most one Gateway; routes point at enabled models; fallbacks exist and never loop."""
+    out: list[Diagnostic] = []
+    if not validated.gateways:
+        return out
+    gw, doc = validated.gateways[0]
+    for _, extra in validated.gateways[1:]:
+        out.append(
+            Diagnostic(
+                extra.path,
+                extra.template_line(extra.line),
+                extra.col,
+                f"a second Gateway document (the first is at {doc.path}:"
+                f"{doc.template_line(doc.line)})",
+                hint="keep all routes in one kind: Gateway document",
+            )
+        )
+    providers = {p.provider_id: p for p, _ in validated.providers}
+    models = {(p.provider_id, m.model_id): (p, m) for p, _ in validated.providers for m in p.models}
+    raw_routes = doc.data.get("routes") or []
+    names: dict[str, int] = {}
+    aliases = {a for p, _ in validated.providers for m in p.models for a in m.aliases}
+
+    def diag(container: Any, key: Any, message: str, hint: str | None = None) -> None:
+        line, col = _at(doc, container, key)
+        out.append(Diagnostic(doc.path, line, col, message, hint=hint))
+
+    for i, route in enumerate(gw.routes):
+        raw = raw_routes[i]
+        if route.name in names:
+            diag(
+                raw,
+                "name",
+                f"duplicate route '{route.name}' (first at "
+                f"{_where(doc, raw_routes, names[route.name])})",
+            )
+        else:
+            names[route.name] = i
+        if route.name in aliases:
+            diag(raw, "name", f"route '{route.name}' has the same name as a model alias")
+        raw_targets = raw.get("targets") or []
+        for j, target in enumerate(route.targets):
+            found = models.get((target.provider_id, target.model_id))
+            if target.provider_id not in providers:
+                diag(
+                    raw_targets[j],
+                    "model",
+                    f"route '{route.name}' targets unknown provider '{target.provider_id}'",
+                    did_you_mean(target.provider_id, providers),
+                )
+            elif found is None:
+                known = [m.model_id for m in providers[target.provider_id].models]
+                diag(
+                    raw_targets[j],
+                    "model",
+                    f"route '{route.name}' targets unknown model '{target.model_id}' of "
+                    f"provider '{target.provider_id}'",
+                    did_you_mean(target.model_id, known),
+                )
+            elif not found[0].enabled or not found[1].enabled:
+                what = "provider" if not found[0].enabled else "model"
+                diag(
+                    raw_targets[j],
+                    "model",
+                    f"route '{route.name}' targets {target.model}, whose {what} is disabled",
+                    hint="enable it or remove the target",
+                )
+    for i, route in enumerate(gw.routes):
+        for j, name in enumerate(route.fallbacks):
+            if name not in names:
+                diag(
+                    raw_routes[i].get("fallbacks") or [],
+                    j,
+                    f"route '{route.name}' falls back to unknown route '{name}'",
+                    did_you_mean(name, names),
+                )
+    out.extend(_cycles(gw, doc, raw_routes, names))
+    if gw.default_route is not None and gw.default_route not in names:
+        diag(
+            doc.data,
+            "default_route",
+            f"default_route '{gw.default_route}' is not a route",
+            did_you_mean(gw.default_route, names),
+        )
+    return out
+
+
+def _cycles(
+    gw: GatewayManifest, doc: RawDocument, raw_routes: list[Any], names: dict[str, int]
+) -> list[Diagnostic]:
+    graph = {r.name: [f for f in r.fallbacks if f in names] for r in gw.routes}
+    state: dict[str, int] = {}
+    reported: set[frozenset[str]] = set()
+    out: list[Diagnostic] = []
+
+    def visit(name: str, stack: list[str]) -> None:
+        state[name] = 1
+        stack.append(name)
+        for nxt in graph.get(name, []):
+            if state.get(nxt) == 1:
+                cycle = [*stack[stack.index(nxt) :], nxt]
+                if frozenset(cycle) not in reported:
+                    reported.add(frozenset(cycle))
+                    raw = raw_routes[names[nxt]]
+                    line, col = _at(doc, raw, "fallbacks" if "fallbacks" in raw else "name")
+                    out.append(
+                        Diagnostic(
+                            doc.path,
+                            line,
+                            col,
+                            "fallback cycle: " + " -> ".join(cycle),
+                            hint="a route must not fall back to itself, directly or not",
+                        )
+                    )
+            elif nxt not in state:
+                visit(nxt, stack)
+        stack.pop()
+        state[name] = 2
+
+    for name in graph:
+        if name not in state:
+            visit(name, [])
+    return out
+
+
+def gateway_sources(gw: GatewayManifest, doc: RawDocument, sources: dict[str, SourceRef]) -> None:
+    """Record where each route was declared."""
+    raw_routes = doc.data.get("routes") or []
+    for i, route in enumerate(gw.routes):
+        line, col = _at(doc, raw_routes, i)
+        sources.setdefault(f"route:{route.name}", SourceRef(doc.path, line, col))

@@ -1,0 +1,133 @@
+"""Manifest files -> YAML documents with positions (templates rendered first)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gwconfig.errors import Diagnostic
+from gwconfig.manifests import discovery
+from gwconfig.manifests.documents import RawDocument
+from gwconfig.manifests.yaml_loader import decode, load_yaml
+
+
+@dataclass
+class LoadResult:
+    """Every document of a run and every problem found while reading them."""
+
+    documents: list[RawDocument] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+
+def display_path(path: Path) -> str:
+    """The path as shown in diagnostics: relative to the working directory when possible."""
+    try:
+        return path.absolute().relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def load_values(root: Path, env: str) -> tuple[dict[str, Any], list[Diagnostic]]:
+    """The values file of ``env`` as a mapping (see :func:`discovery.values_file_candidates`)."""
+    candidates = discovery.values_file_candidates(root, env)
+    for candidate in candidates:
+        if candidate.is_file():
+            shown = display_path(candidate)
+            text, diags = decode(candidate.read_bytes(), shown)
+            if text is None:
+                return {}, diags
+            docs, diags = load_yaml(text, shown)
+            if diags:
+                return {}, diags
+            if len(docs) != 1 or not isinstance(docs[0].data, dict):
+                return {}, [Diagnostic(shown, 1, 1, "a values file must hold one mapping")]
+            return docs[0].data, []
+    shown = display_path(candidates[0])
+    return {}, [
+        Diagnostic(
+            shown,
+            1,
+            1,
+            f"values file for environment '{env}' not found",
+            hint="looked in " + ", ".join(display_path(c) for c in candidates[::2]),
+        )
+    ]
+
+
+def load_file(
+    path: Path, shown: str, *, env: str | None, values: dict[str, Any] | None
+) -> tuple[list[RawDocument], list[Diagnostic]]:
+    """Read one manifest file (rendering it first if it is a template)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return [], [Diagnostic(shown, 1, 1, f"cannot read file: {exc.strerror or exc}")]
+    text, diags = decode(raw, shown)
+    if text is None:
+        return [], diags
+    line_map = None
+    if discovery.is_template(path):
+        from gwconfig.manifests.templates import render
+
+        rendered, diags = render(text, shown, env=env, values=values or {})
+        if rendered is None:
+            return [], diags
+        text, line_map = rendered.text, rendered.line_map
+        docs, diags = load_yaml(text, shown)
+        diags = [_remap(d, line_map) for d in diags]
+    else:
+        from gwconfig.manifests.fastyaml import parse_fast
+
+        fast = parse_fast(text, shown)
+        docs, diags = fast if fast is not None else load_yaml(text, shown)
+    for doc in docs:
+        doc.line_map = line_map
+    if not docs and not diags:
+        line = 1 if line_map is None else line_map[0]
+        diags.append(
+            Diagnostic(
+                shown, line, 1, "file contains no documents", hint="delete the file or add one"
+            )
+        )
+    return docs, diags
+
+
+def _remap(d: Diagnostic, line_map: tuple[int, ...]) -> Diagnostic:
+    line = line_map[min(max(d.line, 1), len(line_map)) - 1] if line_map else d.line
+    return Diagnostic(d.path, line, 1, d.message + " (in the rendered template)", hint=d.hint)
+
+
+def load_path(root: Path, *, env: str | None = None) -> LoadResult:
+    """Load every manifest under ``root``; problems are collected, never raised."""
+    result = LoadResult()
+    shown_root = display_path(root)
+    if not root.exists():
+        result.diagnostics.append(Diagnostic(shown_root, 1, 1, "no such file or directory"))
+        return result
+    files = discovery.discover(root)
+    if not files:
+        result.diagnostics.append(
+            Diagnostic(
+                shown_root,
+                1,
+                1,
+                "no manifest files found",
+                hint="manifests are *.yaml, *.yml, *.yaml.j2 or *.yml.j2 files",
+            )
+        )
+        return result
+    values: dict[str, Any] | None = None
+    if any(discovery.is_template(f) for f in files):
+        values = {}
+        if env is not None:
+            values, diags = load_values(root, env)
+            result.diagnostics.extend(diags)
+    for path in files:
+        shown = display_path(path)
+        result.files.append(shown)
+        docs, diags = load_file(path, shown, env=env, values=values)
+        result.documents.extend(docs)
+        result.diagnostics.extend(diags)
+    return result

@@ -1,0 +1,95 @@
+"""YAML documents -> validated manifests (pydantic), with located diagnostics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from gwconfig.errors import Diagnostic
+from gwconfig.manifests.diagnostics import did_you_mean, pydantic_diagnostics
+from gwconfig.manifests.documents import RawDocument
+from gwconfig.schema import API_VERSION, KINDS, GatewayManifest, ProviderManifest
+
+
+@dataclass
+class Validated:
+    """Manifests that passed the schema, each with the document it came from."""
+
+    providers: list[tuple[ProviderManifest, RawDocument]] = field(default_factory=list)
+    gateways: list[tuple[GatewayManifest, RawDocument]] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+
+def _kind_problem(doc: RawDocument) -> Diagnostic | None:
+    data = doc.data
+    line, col = doc.template_line(doc.line), doc.col
+    if data is None:
+        return Diagnostic(doc.path, line, col, "document is empty", hint="remove the empty '---'")
+    if not isinstance(data, dict):
+        got = "a list" if isinstance(data, list) else f"the value {data!r}"
+        return Diagnostic(
+            doc.path,
+            line,
+            col,
+            f"a manifest document must be a mapping with 'apiVersion' and 'kind', got {got}",
+        )
+    if "apiVersion" not in data:
+        return Diagnostic(
+            doc.path,
+            line,
+            col,
+            "missing required field 'apiVersion'",
+            hint=f"add 'apiVersion: {API_VERSION}'",
+        )
+    if data["apiVersion"] != API_VERSION:
+        line, col = doc.locate(["apiVersion"])
+        return Diagnostic(
+            doc.path,
+            line,
+            col,
+            f"unsupported apiVersion {data['apiVersion']!r}",
+            hint=f"this gwconfig reads 'apiVersion: {API_VERSION}'",
+        )
+    if "kind" not in data:
+        return Diagnostic(
+            doc.path, line, col, "missing required field 'kind'", hint="kind is Provider or Gateway"
+        )
+    kind = data["kind"]
+    if not isinstance(kind, str) or kind not in KINDS:
+        line, col = doc.locate(["kind"])
+        return Diagnostic(
+            doc.path,
+            line,
+            col,
+            f"unknown kind {kind!r}",
+            hint=did_you_mean(str(kind), KINDS) or "kind is Provider or Gateway",
+        )
+    return None
+
+
+def validate_documents(
+    docs: list[RawDocument], yaml_diags: list[Diagnostic] | None = None
+) -> Validated:
+    """Validate every document against its kind's model; collect all problems."""
+    out = Validated()
+    taken = {(d.path, d.line, d.col) for d in yaml_diags or ()}
+    for doc in docs:
+        problem = _kind_problem(doc)
+        if problem is not None:
+            out.diagnostics.append(problem)
+            continue
+        model = KINDS[doc.data["kind"]]
+        try:
+            manifest = model.model_validate(doc.data)
+        except ValidationError as exc:
+            for d in pydantic_diagnostics(doc, model, exc):
+                # The YAML layer already explained this value (e.g. `model_id: no`).
+                if (d.path, d.line, d.col) not in taken:
+                    out.diagnostics.append(d)
+            continue
+        if isinstance(manifest, ProviderManifest):
+            out.providers.append((manifest, doc))
+        else:
+            out.gateways.append((manifest, doc))
+    return out
