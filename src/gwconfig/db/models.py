@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -79,6 +80,23 @@ def ident_type(length: int) -> String:
     return String(length).with_variant(
         mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
     )
+
+
+class JSONText(TypeDecorator[Any]):
+    """Any JSON value (including bare scalars) stored as TEXT on every engine.
+
+    Used where a value may be a bare number: SQLite gives a column declared ``JSON`` numeric
+    affinity and would turn the text ``1.0`` into the integer ``1``.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str:
+        return orjson.dumps(value).decode()
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        return None if value is None else orjson.loads(value)
 
 
 # Nullable JSON documents are SQL NULL when absent (not the JSON literal 'null').
@@ -182,7 +200,7 @@ class ConnectionParameter(Base):
     )
     param_name: Mapped[str] = mapped_column(ident_type(128), nullable=False)
     environment: Mapped[str] = mapped_column(ident_type(64), nullable=False, default="default")
-    param_value: Mapped[Any] = mapped_column(JSON, nullable=False)
+    param_value: Mapped[Any] = mapped_column(JSONText, nullable=False)
     is_sensitive: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     fingerprint: Mapped[str | None] = mapped_column(String(96), nullable=True)
 

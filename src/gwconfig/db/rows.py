@@ -12,8 +12,10 @@ and compute their fingerprints, so plaintext never reaches a row.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from sqlalchemy import Connection, insert
 
 from gwconfig.canonical import parse_timestamp
 from gwconfig.secrets import EncryptionKeys
@@ -113,3 +115,51 @@ def route_rows(gateway: Mapping[str, Any]) -> list[dict[str, Any]]:
         }
         for r in gateway.get("routes", [])
     ]
+
+
+SecretResolver = Callable[[Mapping[str, str], tuple[str, str, str]], str]
+
+
+def insert_config(
+    conn: Connection,
+    data: Mapping[str, Any],
+    keys: EncryptionKeys,
+    resolve: SecretResolver | None = None,
+) -> dict[str, int]:
+    """Bulk-insert a whole canonical configuration into empty gateway tables (executemany).
+
+    Secret references are resolved with ``resolve`` (default
+    :func:`gwconfig.secrets.resolve_secret`) and stored encrypted. Returns rows written per table.
+    """
+    from gwconfig.db.models import ApiKey, ConnectionParameter, Provider, ProviderModel, Route
+    from gwconfig.secrets import resolve_secret
+
+    resolver = resolve or resolve_secret
+    providers, models, api_keys, params = [], [], [], []
+    for p in data["providers"]:
+        pid = p["provider_id"]
+        providers.append(provider_row(p))
+        models.extend(model_rows(p))
+        for k in p["api_keys"]:
+            plain = resolver(k["value"], (pid, k["name"], k["environment"]))
+            api_keys.append(api_key_row(pid, k, plain, keys))
+        for prm in p["connection_parameters"]:
+            plain = (
+                resolver(prm["value"], (pid, f"param:{prm['name']}", prm["environment"]))
+                if prm["sensitive"]
+                else None
+            )
+            params.append(parameter_row(pid, prm, keys, plain))
+    routes = route_rows(data.get("gateway", {}))
+    counts: dict[str, int] = {}
+    for table, rows in (
+        (Provider, providers),
+        (ProviderModel, models),
+        (ApiKey, api_keys),
+        (ConnectionParameter, params),
+        (Route, routes),
+    ):
+        if rows:
+            conn.execute(insert(table), rows)
+        counts[table.__tablename__] = len(rows)
+    return counts

@@ -40,6 +40,13 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _json_loads(value: Any) -> Any:
+    # SQLAlchemy's SQLite JSON type expects TypeError (as json.loads raises) for numbers.
+    if not isinstance(value, str | bytes | bytearray | memoryview):
+        raise TypeError(f"JSON text expected, got {type(value).__name__}")
+    return orjson.loads(value)
+
+
 def normalise_url(url: str) -> URL:
     """Parse ``url`` and pick gwconfig's drivers (psycopg 3, PyMySQL) when none is named."""
     try:
@@ -78,7 +85,7 @@ def make_engine(url: str) -> Engine:
     parsed = normalise_url(url)
     kwargs: dict[str, Any] = {
         "json_serializer": _json_dumps,
-        "json_deserializer": orjson.loads,
+        "json_deserializer": _json_loads,
     }
     if parsed.get_backend_name() == "sqlite":
         if _is_sqlite_memory(parsed):

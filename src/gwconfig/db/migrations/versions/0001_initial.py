@@ -145,7 +145,7 @@ def upgrade() -> None:
         sa.Column("provider_id", _ident(64), nullable=False),
         sa.Column("param_name", _ident(128), nullable=False),
         sa.Column("environment", _ident(64), nullable=False),
-        sa.Column("param_value", sa.JSON(), nullable=False),
+        sa.Column("param_value", sa.Text(), nullable=False),
         sa.Column("is_sensitive", sa.Boolean(), nullable=False),
         sa.Column("fingerprint", sa.String(96), nullable=True),
         _provider_fk("connection_parameters"),
