@@ -1,0 +1,490 @@
+"""LLMGatewayClient: routes requests over a GatewayConfig with retries, fallbacks and streaming."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from gwconfig.errors import ConfigurationError, GwconfigError
+from gwconfig.runtime.config import GatewayConfig, ProviderConfig, Target
+from gwconfig.runtime.errors import (
+    AllTargetsFailedError,
+    AuthenticationError,
+    BadRequestError,
+    ProviderError,
+    TargetFailure,
+)
+from gwconfig.runtime.factory import ProviderFactory
+from gwconfig.runtime.models import Attempt, LLMRequest, LLMResponse, Usage
+from gwconfig.runtime.providers.base import BaseProvider, ProviderCall, StreamChunk
+from gwconfig.runtime.resilience import CooldownTracker, backoff_delay, order_targets
+
+if TYPE_CHECKING:
+    from gwconfig.runtime.loader import ConfigLoader
+    from gwconfig.runtime.usage import UsageRecorder
+
+log = logging.getLogger(__name__)
+_perf = time.perf_counter
+
+
+class _Generation:
+    """One configuration and the provider instances made for it; requests in flight pin it."""
+
+    __slots__ = ("config", "inflight", "keep", "providers", "retired")
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.providers: dict[str, BaseProvider] = {}
+        self.inflight = 0
+        self.retired = False
+        self.keep: set[str] = set()
+
+
+class LLMGatewayClient:
+    """Sends LLM requests to the providers a :class:`GatewayConfig` describes (the seed's name)."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        factory: ProviderFactory | None = None,
+        db: Any = None,
+        *,
+        loader: ConfigLoader | None = None,
+        record_prompts: bool = False,
+        usage_flush_interval: float = 0.5,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        self._factory = factory or ProviderFactory()
+        self._gen = _Generation(config)
+        self._cooldowns = CooldownTracker()
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+        self._closing: set[asyncio.Task[None]] = set()
+        self._refresher: asyncio.Task[None] | None = None
+        self.record_prompts = record_prompts
+        self.last_reload_error: str | None = None
+        self._loader = loader or getattr(config, "loader", None)
+        self._usage: UsageRecorder | None = None
+        if db is not None:
+            from gwconfig.runtime.loader import ConfigLoader, engine_of
+            from gwconfig.runtime.usage import UsageRecorder
+
+            self._usage = UsageRecorder(engine_of(db), flush_interval=usage_flush_interval)
+            if self._loader is None:
+                self._loader = ConfigLoader(db, environment=config.environment)
+
+    # -- configuration ----------------------------------------------------------------------------
+
+    @property
+    def config(self) -> GatewayConfig:
+        """The configuration new requests are routed with."""
+        return self._gen.config
+
+    @property
+    def usage(self) -> UsageRecorder | None:
+        """The usage recorder (when the client was given a database)."""
+        return self._usage
+
+    def cooling_targets(self) -> list[str]:
+        """``provider/model`` targets currently skipped after repeated failures."""
+        return self._cooldowns.cooling()
+
+    def swap_config(self, config: GatewayConfig) -> None:
+        """Serve ``config`` from now on; requests in flight finish on the previous one."""
+        old = self._gen
+        new = _Generation(config)
+        for pid, provider in old.providers.items():
+            pc = config.providers.get(pid)
+            if pc is not None and pc.same_connection(provider.config):
+                new.providers[pid] = provider  # keep the connection pool
+                old.keep.add(pid)
+        self._gen = new
+        old.retired = True
+        if old.inflight == 0:
+            self._close_generation(old)
+
+    async def reload(self, *, force: bool = False) -> bool:
+        """Load a new configuration if the source changed; keep the current one if it is invalid.
+
+        Returns True when a new configuration is now being served.
+        """
+        loader = self._loader
+        if loader is None:
+            raise ConfigurationError("this client has no configuration source to reload from")
+        try:
+            if not force:
+                version = await asyncio.to_thread(loader.current_version)
+                if version is not None and version == self.config.version:
+                    return False
+            new = await asyncio.to_thread(loader.load_config_as_object)
+            problems = check_config(new, self._factory)
+            if problems:
+                raise ConfigurationError("; ".join(problems))
+        except Exception as exc:  # any failure: log it, keep serving the last good config
+            self.last_reload_error = f"{type(exc).__name__}: {exc}"
+            log.warning("configuration reload failed, keeping the last good one: %s", exc)
+            return False
+        self.last_reload_error = None
+        self.swap_config(new)
+        return True
+
+    def start_auto_reload(self, interval_seconds: float = 5.0) -> None:
+        """Check the source every ``interval_seconds`` in a background task (needs a loop)."""
+        if self._refresher is not None and not self._refresher.done():
+            return
+
+        async def refresh() -> None:
+            while True:
+                await asyncio.sleep(interval_seconds)
+                await self.reload()
+
+        self._refresher = asyncio.get_running_loop().create_task(refresh())
+
+    async def aclose(self) -> None:
+        """Stop the refresher, close every provider, flush usage records."""
+        if self._refresher is not None:
+            self._refresher.cancel()
+            await asyncio.gather(self._refresher, return_exceptions=True)
+            self._refresher = None
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+        for provider in list(self._gen.providers.values()):
+            await provider.aclose()
+        self._gen.providers.clear()
+        if self._usage is not None:
+            await asyncio.to_thread(self._usage.close)
+
+    async def __aenter__(self) -> LLMGatewayClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _close_generation(self, gen: _Generation) -> None:
+        doomed = [p for pid, p in gen.providers.items() if pid not in gen.keep]
+        gen.providers.clear()
+        if not doomed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (swap outside async code): close synchronously
+            for p in doomed:
+                asyncio.run(p.aclose())
+            return
+        task = loop.create_task(_close_all(doomed))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def _release(self, gen: _Generation) -> None:
+        gen.inflight -= 1
+        if gen.retired and gen.inflight == 0:
+            self._close_generation(gen)
+
+    def _provider(self, gen: _Generation, pc: ProviderConfig) -> BaseProvider:
+        provider = gen.providers.get(pc.provider_id)
+        if provider is None:
+            provider = gen.providers[pc.provider_id] = self._factory.create(pc)
+        return provider
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def _call(self, request: LLMRequest, target: Target, provider: BaseProvider) -> ProviderCall:
+        pc = target.provider
+        key = pc.api_key(time.time())
+        if key is None and (pc.api_keys or provider.requires_api_key):
+            reasons = [k.error or f"key '{k.name}@{k.environment}' expired" for k in pc.api_keys]
+            raise AuthenticationError(
+                f"no usable API key for environment '{self.config.environment}'"
+                + (f" ({'; '.join(reasons)})" if reasons else "")
+            )
+        cfg = request.config
+        return ProviderCall(
+            target.model,
+            request.messages(),
+            key.value if key is not None else None,
+            cfg.max_tokens,
+            cfg.temperature,
+            cfg.timeout_seconds,
+            cfg.extra_params,
+        )
+
+    def _targets(
+        self, gen: _Generation, request: LLMRequest
+    ) -> tuple[str, str | None, list[Target]]:
+        cfg = request.config
+        res = gen.config.resolve(cfg.model_identifier, cfg.provider_id)
+        targets = order_targets(res.groups, self._rng)
+        if len(targets) > 1:
+            ready = [t for t in targets if not self._cooldowns.is_cooling(t.key)]
+            if ready and len(ready) < len(targets):
+                targets = ready
+        return res.identifier, res.route, targets
+
+    def _give_up(self, exc: ProviderError, settings: Any, retry: int) -> bool:
+        """True when ``exc`` should not be retried on the same target."""
+        if not exc.retryable or retry > settings.max_retries:
+            return True
+        return exc.retry_after is not None and exc.retry_after > settings.backoff_max_seconds
+
+    async def generate(self, request: LLMRequest) -> LLMResponse:
+        """Send ``request`` along its route (retries, fallbacks) and return the first answer."""
+        gen = self._gen
+        gen.inflight += 1
+        start = _perf()
+        attempts: list[Attempt] = []
+        try:
+            identifier, route, targets = self._targets(gen, request)
+            failures: list[TargetFailure] = []
+            for target in targets:
+                pc, model = target.provider, target.model
+                settings = pc.settings
+                n = 0
+                try:
+                    provider = self._provider(gen, pc)
+                    call = self._call(request, target, provider)
+                    while True:
+                        n += 1
+                        t0 = _perf()
+                        try:
+                            result = await provider.complete(call)
+                        except ProviderError as exc:
+                            attempts.append(
+                                Attempt(pc.provider_id, model.model_id, type(exc).__name__,
+                                        str(exc), (_perf() - t0) * 1000.0)
+                            )  # fmt: skip
+                            if isinstance(exc, BadRequestError) or self._give_up(exc, settings, n):
+                                raise
+                            rng = self._rng if settings.jitter else None
+                            await self._sleep(backoff_delay(settings, n, exc.retry_after, rng))
+                            continue
+                        break
+                except BadRequestError as exc:
+                    self._record(request, target, None, start, attempts, "bad_request", str(exc))
+                    raise
+                except ProviderError as exc:
+                    self._cooldowns.failure(target.key, settings)
+                    failures.append(TargetFailure(target.key, str(exc), n))
+                    continue
+                self._cooldowns.success(target.key)
+                now = _perf()
+                attempts.append(
+                    Attempt(pc.provider_id, model.model_id, "ok", None, (now - t0) * 1000.0)
+                )
+                latency = (now - start) * 1000.0
+                response = LLMResponse(
+                    result.text,
+                    pc.provider_id,
+                    model.model_id,
+                    result.usage,
+                    latency,
+                    tuple(attempts),
+                    result.finish_reason,
+                    route,
+                    request.initial_context.session_id,
+                    result.raw,
+                )
+                if self._usage is not None:
+                    self._record(request, target, result.usage, start, attempts, "ok", None)
+                return response
+            error = AllTargetsFailedError(identifier, failures)
+            last = targets[-1]
+            self._record(request, last, None, start, attempts, "failed", str(error))
+            raise error
+        finally:
+            self._release(gen)
+
+    def generate_stream(self, request: LLMRequest) -> LLMStream:
+        """Stream the answer as text chunks; falls back to other targets only before the first."""
+        return LLMStream(self, request)
+
+    def _record(
+        self,
+        request: LLMRequest,
+        target: Target,
+        usage: Usage | None,
+        start: float,
+        attempts: list[Attempt],
+        outcome: str,
+        error: str | None,
+    ) -> None:
+        if self._usage is None:
+            return
+        keep = request.record_prompt if request.record_prompt is not None else self.record_prompts
+        last = attempts[-1] if attempts else None
+        self._usage.record(
+            provider_id=last.provider_id if last else target.provider.provider_id,
+            model_id=last.model_id if last else target.model.model_id,
+            session_id=request.initial_context.session_id,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            latency_ms=(_perf() - start) * 1000.0,
+            attempts=len(attempts),
+            outcome=outcome,
+            error=error,
+            prompt=request.prompt_text() if keep else None,
+        )
+
+
+async def _close_all(providers: list[BaseProvider]) -> None:
+    for p in providers:
+        try:
+            await p.aclose()
+        except Exception as exc:  # closing must not fail a reload
+            log.warning("closing provider %s failed: %s", p.config.provider_id, exc)
+
+
+def check_config(config: GatewayConfig, factory: ProviderFactory) -> list[str]:
+    """Problems that make a configuration unusable (unknown provider types, dangling routes)."""
+    problems = []
+    for p in config.providers.values():
+        if p.enabled:
+            try:
+                factory.provider_class(p.provider_type)
+            except GwconfigError as exc:
+                problems.append(str(exc))
+            except Exception as exc:  # a plugin failing to import is a problem to report
+                problems.append(f"provider '{p.provider_id}': {exc}")
+    for r in config.routes.values():
+        for pid, mid, _w in r.targets:
+            if pid not in config.providers or mid not in config.providers[pid].models:
+                problems.append(f"route '{r.name}' targets unknown model '{pid}/{mid}'")
+        for fb in r.fallbacks:
+            if fb not in config.routes:
+                problems.append(f"route '{r.name}' falls back to unknown route '{fb}'")
+    if config.default_route is not None and config.default_route not in config.routes:
+        problems.append(f"default route '{config.default_route}' does not exist")
+    return problems
+
+
+class LLMStream:
+    """An async iterator of text chunks; ``response`` is filled in once the stream has ended."""
+
+    def __init__(self, client: LLMGatewayClient, request: LLMRequest) -> None:
+        self._client = client
+        self._request = request
+        self._chunks = self._run()
+        self.response: LLMResponse | None = None
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._chunks
+
+    async def aclose(self) -> None:
+        """Stop early and release the connection."""
+        await self._chunks.aclose()
+
+    async def _open(
+        self, provider: BaseProvider, call: ProviderCall
+    ) -> tuple[AsyncIterator[StreamChunk], StreamChunk]:
+        chunks = provider.stream(call)
+        try:
+            first = await chunks.__anext__()
+        except StopAsyncIteration:
+            first = StreamChunk("", Usage())
+        except BaseException:
+            await chunks.aclose()  # type: ignore[attr-defined]
+            raise
+        return chunks, first
+
+    async def _run(self) -> AsyncIterator[str]:
+        client, request = self._client, self._request
+        gen = client._gen
+        gen.inflight += 1
+        start = _perf()
+        attempts: list[Attempt] = []
+        try:
+            identifier, route, targets = client._targets(gen, request)
+            failures: list[TargetFailure] = []
+            for target in targets:
+                pc, model = target.provider, target.model
+                n = 0
+                try:
+                    provider = client._provider(gen, pc)
+                    call = client._call(request, target, provider)
+                    while True:
+                        n += 1
+                        t0 = _perf()
+                        try:
+                            chunks, first = await self._open(provider, call)
+                        except ProviderError as exc:
+                            attempts.append(
+                                Attempt(pc.provider_id, model.model_id, type(exc).__name__,
+                                        str(exc), (_perf() - t0) * 1000.0)
+                            )  # fmt: skip
+                            if isinstance(exc, BadRequestError) or client._give_up(
+                                exc, pc.settings, n
+                            ):
+                                raise
+                            rng = client._rng if pc.settings.jitter else None
+                            await client._sleep(backoff_delay(pc.settings, n, exc.retry_after, rng))
+                            continue
+                        break
+                except BadRequestError as exc:
+                    client._record(request, target, None, start, attempts, "bad_request", str(exc))
+                    raise
+                except ProviderError as exc:
+                    client._cooldowns.failure(target.key, pc.settings)
+                    failures.append(TargetFailure(target.key, str(exc), n))
+                    continue
+                # committed to this target: errors from here on reach the caller
+                attempts.append(Attempt(pc.provider_id, model.model_id, "ok", None, 0.0))
+                async for text in self._relay(chunks, first, target, route, start, attempts, t0):
+                    yield text
+                return
+            error = AllTargetsFailedError(identifier, failures)
+            client._record(request, targets[-1], None, start, attempts, "failed", str(error))
+            raise error
+        finally:
+            client._release(gen)
+
+    async def _relay(
+        self,
+        chunks: AsyncIterator[StreamChunk],
+        first: StreamChunk,
+        target: Target,
+        route: str | None,
+        start: float,
+        attempts: list[Attempt],
+        t0: float,
+    ) -> AsyncIterator[str]:
+        client, request = self._client, self._request
+        parts: list[str] = []
+        usage, finish = first.usage, first.finish_reason
+        try:
+            if first.text:
+                parts.append(first.text)
+                yield first.text
+            async for chunk in chunks:
+                if chunk.text:
+                    parts.append(chunk.text)
+                    yield chunk.text
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                finish = chunk.finish_reason or finish
+        except ProviderError as exc:
+            client._cooldowns.failure(target.key, target.provider.settings)
+            client._record(request, target, usage, start, attempts, "stream_error", str(exc))
+            raise
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+        client._cooldowns.success(target.key)
+        now = _perf()
+        pc, model = target.provider, target.model
+        attempts[-1] = Attempt(pc.provider_id, model.model_id, "ok", None, (now - t0) * 1000.0)
+        final_usage = usage or Usage()
+        self.response = LLMResponse(
+            "".join(parts),
+            pc.provider_id,
+            model.model_id,
+            final_usage,
+            (now - start) * 1000.0,
+            tuple(attempts),
+            finish,
+            route,
+            request.initial_context.session_id,
+        )
+        client._record(request, target, final_usage, start, attempts, "ok", None)

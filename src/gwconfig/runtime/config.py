@@ -1,0 +1,437 @@
+"""GatewayConfig: the immutable, indexed configuration the runtime routes with.
+
+Built from the canonical configuration (:mod:`gwconfig.canonical`) by
+:func:`build_gateway_config` with the secrets already resolved for one runtime environment.
+Two configs compare equal when they describe the same providers, models, keys and routes,
+wherever they were loaded from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import Any
+
+from gwconfig.canonical import parse_timestamp
+from gwconfig.errors import GwconfigError
+from gwconfig.runtime.errors import AmbiguousModelError, NoRouteError
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSettings:
+    """Timeouts, retries, backoff and cooldown for one provider (canonical defaults)."""
+
+    timeout_seconds: float = 60.0
+    connect_timeout_seconds: float = 10.0
+    max_retries: int = 2
+    backoff_initial_seconds: float = 0.5
+    backoff_max_seconds: float = 30.0
+    backoff_multiplier: float = 2.0
+    jitter: bool = True
+    retry_on_status: frozenset[int] = frozenset((408, 409, 429, 500, 502, 503, 504))
+    cooldown_failures: int = 3
+    cooldown_seconds: float = 30.0
+    rate_limit_rpm: int | None = None
+    rate_limit_tpm: int | None = None
+    max_concurrent_requests: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RequestSettings:
+        """Settings from a canonical ``request_settings`` dict (unknown keys ignored)."""
+        kwargs = {k: data[k] for k in _SETTING_NAMES if k in data}
+        if "retry_on_status" in kwargs:
+            kwargs["retry_on_status"] = frozenset(kwargs["retry_on_status"])
+        return cls(**kwargs)
+
+
+_SETTING_NAMES = tuple(f.name for f in fields(RequestSettings))
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A usable API key of the runtime's environment; ``value`` None when it could not be read."""
+
+    name: str
+    environment: str
+    value: str | None = field(repr=False)
+    expires_at: float | None = None  # POSIX timestamp
+    error: str | None = None
+
+    def usable(self, now: float) -> bool:
+        """True when the key has a value and has not expired at ``now``."""
+        return self.value is not None and (self.expires_at is None or self.expires_at > now)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    """One model of one provider."""
+
+    model_id: str
+    display_name: str
+    model_type: str
+    context_window: int | None
+    max_tokens: int | None
+    enabled: bool
+    capabilities: tuple[str, ...]
+    parameters: Mapping[str, Any]
+    pricing: Mapping[str, Any] | None
+    aliases: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """One provider with its connection, settings, the environment's keys and its models."""
+
+    provider_id: str
+    provider_type: str
+    display_name: str
+    enabled: bool
+    api_base: str | None
+    api_version: str | None
+    headers: Mapping[str, str]
+    settings: RequestSettings
+    api_keys: tuple[ApiKey, ...]  # best first: exact environment, then "default"
+    params: Mapping[str, Any] = field(repr=False)
+    param_errors: Mapping[str, str]
+    models: Mapping[str, ModelConfig] = field(repr=False)
+    tags: tuple[str, ...] = ()
+
+    def api_key(self, now: float) -> ApiKey | None:
+        """The best usable key at ``now`` (never an expired one), or None."""
+        for key in self.api_keys:
+            if key.usable(now):
+                return key
+        return None
+
+    def same_connection(self, other: ProviderConfig) -> bool:
+        """True when ``other`` talks to the provider identically (so a client can be reused)."""
+        return (
+            self.provider_type == other.provider_type
+            and self.api_base == other.api_base
+            and self.api_version == other.api_version
+            and self.headers == other.headers
+            and self.settings == other.settings
+            and self.params == other.params
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A provider/model pair a request can be sent to."""
+
+    provider: ProviderConfig
+    model: ModelConfig
+
+    @property
+    def key(self) -> str:
+        """``provider_id/model_id``."""
+        return f"{self.provider.provider_id}/{self.model.model_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class TargetGroup:
+    """Targets of one route in order; ``weights`` set for the weighted strategy."""
+
+    targets: tuple[Target, ...]
+    weights: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """What a model identifier resolves to: ordered groups of targets (route, then fallbacks)."""
+
+    identifier: str
+    route: str | None
+    groups: tuple[TargetGroup, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    """A named route of the Gateway document."""
+
+    name: str
+    strategy: str
+    targets: tuple[tuple[str, str, int], ...]  # (provider_id, model_id, weight)
+    fallbacks: tuple[str, ...]
+    description: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class GatewayConfig:
+    """The immutable, indexed gateway configuration for one runtime environment."""
+
+    providers: Mapping[str, ProviderConfig]
+    routes: Mapping[str, RouteConfig]
+    default_route: str | None
+    environment: str
+    content_hash: str | None = None
+    version: Any = None  # source-specific change token (revision number, file stamp)
+    source: str | None = None
+    loader: Any = field(default=None, repr=False)  # the ConfigLoader that made it (for reload)
+    _aliases: dict[str, list[tuple[str, str]]] = field(default_factory=dict, repr=False)
+    _bare: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    _cache: dict[tuple[str | None, str | None], Resolution] = field(
+        default_factory=dict, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        for p in self.providers.values():
+            if not p.enabled:
+                continue
+            for m in p.models.values():
+                if not m.enabled:
+                    continue
+                self._bare.setdefault(m.model_id, []).append(p.provider_id)
+                for alias in m.aliases:
+                    self._aliases.setdefault(alias, []).append((p.provider_id, m.model_id))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, GatewayConfig):
+            return NotImplemented
+        return (
+            self.providers == other.providers
+            and self.routes == other.routes
+            and self.default_route == other.default_route
+            and self.environment == other.environment
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def iter_models(self) -> Iterator[tuple[ProviderConfig, ModelConfig]]:
+        """Every (provider, model) pair, in provider then model order."""
+        for p in self.providers.values():
+            for m in p.models.values():
+                yield p, m
+
+    def resolve(self, identifier: str | None, provider_id: str | None = None) -> Resolution:
+        """Resolve a model identifier (and optional pinned provider) to ordered target groups."""
+        cache_key = (identifier, provider_id)
+        hit = self._cache.get(cache_key)
+        if hit is not None:
+            return hit
+        res = self._resolve(identifier, provider_id)
+        if len(self._cache) < 100_000:
+            self._cache[cache_key] = res
+        return res
+
+    # -- resolution -------------------------------------------------------------------------------
+
+    def _resolve(self, identifier: str | None, provider_id: str | None) -> Resolution:
+        if not identifier:
+            if self.default_route is None:
+                raise NoRouteError("the request names no model and there is no default route")
+            identifier = self.default_route
+        if provider_id is not None:
+            return self._resolve_pinned(identifier, provider_id)
+        if identifier in self.routes:
+            return self._route_resolution(identifier, None)
+        if "/" in identifier:
+            pid, mid = identifier.split("/", 1)
+            p = self.providers.get(pid)
+            if p is not None and mid in p.models:
+                return Resolution(identifier, None, (TargetGroup((self._target(pid, mid),)),))
+        owners = self._aliases.get(identifier)
+        if owners:
+            if len(owners) > 1:
+                raise AmbiguousModelError(identifier, [f"{p}/{m}" for p, m in owners])
+            return Resolution(identifier, None, (TargetGroup((self._target(*owners[0]),)),))
+        pids = self._bare.get(identifier)
+        if pids:
+            if len(pids) > 1:
+                raise AmbiguousModelError(identifier, [f"{p}/{identifier}" for p in pids])
+            return Resolution(
+                identifier, None, (TargetGroup((self._target(pids[0], identifier),)),)
+            )
+        raise NoRouteError(self._why_not(identifier))
+
+    def _resolve_pinned(self, identifier: str, provider_id: str) -> Resolution:
+        p = self.providers.get(provider_id)
+        if p is None:
+            raise NoRouteError(f"unknown provider '{provider_id}'")
+        mid = identifier.removeprefix(provider_id + "/")
+        if mid in p.models:
+            return Resolution(identifier, None, (TargetGroup((self._target(provider_id, mid),)),))
+        for owner_pid, owner_mid in self._aliases.get(identifier, ()):
+            if owner_pid == provider_id:
+                target = self._target(owner_pid, owner_mid)
+                return Resolution(identifier, None, (TargetGroup((target,)),))
+        if identifier in self.routes:
+            res = self._route_resolution(identifier, provider_id)
+            return res
+        raise NoRouteError(f"provider '{provider_id}' has no model or alias '{identifier}'")
+
+    def _target(self, pid: str, mid: str) -> Target:
+        p = self.providers[pid]
+        m = p.models[mid]
+        if not p.enabled:
+            raise NoRouteError(f"provider '{pid}' is disabled")
+        if not m.enabled:
+            raise NoRouteError(f"model '{pid}/{mid}' is disabled")
+        return Target(p, m)
+
+    def _route_resolution(self, name: str, only_provider: str | None) -> Resolution:
+        groups: list[TargetGroup] = []
+        seen_targets: set[tuple[str, str]] = set()
+        seen_routes: set[str] = set()
+        queue = [name]
+        while queue:
+            rname = queue.pop(0)
+            if rname in seen_routes or rname not in self.routes:
+                continue
+            seen_routes.add(rname)
+            route = self.routes[rname]
+            targets: list[Target] = []
+            weights: list[int] = []
+            for pid, mid, weight in route.targets:
+                if only_provider is not None and pid != only_provider:
+                    continue
+                p = self.providers.get(pid)
+                m = p.models.get(mid) if p is not None else None
+                if p is None or m is None or not p.enabled or not m.enabled:
+                    continue
+                if (pid, mid) in seen_targets:
+                    continue
+                seen_targets.add((pid, mid))
+                targets.append(Target(p, m))
+                weights.append(weight)
+            if targets:
+                weighted = route.strategy == "weighted" and len(targets) > 1
+                groups.append(TargetGroup(tuple(targets), tuple(weights) if weighted else None))
+            queue.extend(route.fallbacks)
+        if not groups:
+            pinned = f" on provider '{only_provider}'" if only_provider else ""
+            raise NoRouteError(f"route '{name}' has no enabled target{pinned}")
+        return Resolution(name, name, tuple(groups))
+
+    def _why_not(self, identifier: str) -> str:
+        for p, m in self.iter_models():
+            if m.model_id == identifier or identifier in m.aliases:
+                state = "provider is disabled" if not p.enabled else "model is disabled"
+                return f"model '{identifier}' is not available ({p.provider_id}: {state})"
+        return f"no route, alias or model named '{identifier}'"
+
+
+SecretResolver = Callable[[Mapping[str, Any], tuple[str, str, str]], str]
+
+
+def _pick_environment(entries: list[dict[str, Any]], environment: str) -> list[dict[str, Any]]:
+    return [e for e in entries if e["environment"] in (environment, "default")]
+
+
+def _resolve(resolver: SecretResolver, ref: Any, scope: tuple[str, str, str]) -> tuple[Any, Any]:
+    try:
+        return resolver(ref, scope), None
+    except GwconfigError as exc:  # keep loading: only requests to this provider will fail
+        return None, str(exc)
+
+
+def build_provider(
+    p: Mapping[str, Any], environment: str, resolver: SecretResolver
+) -> ProviderConfig:
+    """A :class:`ProviderConfig` from one canonical provider dict, secrets resolved."""
+    pid = p["provider_id"]
+    keys = sorted(
+        _pick_environment(p.get("api_keys", []), environment),
+        key=lambda k: (k["environment"] != environment, k["name"] != "default", k["name"]),
+    )
+    api_keys = []
+    for k in keys:
+        value, error = _resolve(resolver, k["value"], (pid, k["name"], k["environment"]))
+        expires = parse_timestamp(k.get("expires_at"))
+        api_keys.append(
+            ApiKey(
+                k["name"], k["environment"], value, expires.timestamp() if expires else None, error
+            )
+        )
+    params: dict[str, Any] = {}
+    param_errors: dict[str, str] = {}
+    # "default" first so that the exact environment overrides it
+    for cp in sorted(
+        _pick_environment(p.get("connection_parameters", []), environment),
+        key=lambda c: c["environment"] != "default",
+    ):
+        name = cp["name"]
+        if cp.get("sensitive"):
+            value, error = _resolve(
+                resolver, cp["value"], (pid, f"param:{name}", cp["environment"])
+            )
+            if error is not None:
+                param_errors[name] = error
+                params.pop(name, None)
+                continue
+        else:
+            value = cp["value"]
+        param_errors.pop(name, None)
+        params[name] = value
+    models = {}
+    for m in p.get("models", []):
+        pricing = m.get("pricing")
+        models[m["model_id"]] = ModelConfig(
+            m["model_id"],
+            m.get("display_name") or m["model_id"],
+            m.get("model_type", "chat"),
+            m.get("context_window"),
+            m.get("max_tokens"),
+            m.get("enabled", True),
+            tuple(m.get("capabilities", ())),
+            MappingProxyType(m.get("parameters") or {}),
+            MappingProxyType(pricing) if pricing is not None else None,
+            tuple(m.get("aliases", ())),
+        )
+    conn = p.get("connection") or {}
+    return ProviderConfig(
+        provider_id=pid,
+        provider_type=p["provider_type"],
+        display_name=p.get("display_name") or pid,
+        enabled=p.get("enabled", True),
+        api_base=conn.get("api_base"),
+        api_version=conn.get("api_version"),
+        headers=MappingProxyType(dict(conn.get("headers") or {})),
+        settings=RequestSettings.from_dict(p.get("request_settings") or {}),
+        api_keys=tuple(api_keys),
+        params=MappingProxyType(params),
+        param_errors=MappingProxyType(param_errors),
+        models=MappingProxyType(models),
+        tags=tuple(p.get("tags", ())),
+    )
+
+
+def build_gateway_config(
+    data: Mapping[str, Any],
+    environment: str,
+    resolver: SecretResolver,
+    *,
+    content_hash: str | None = None,
+    version: Any = None,
+    source: str | None = None,
+) -> GatewayConfig:
+    """A :class:`GatewayConfig` from canonical data; ``resolver`` opens each secret reference."""
+    providers = {
+        p["provider_id"]: build_provider(p, environment, resolver)
+        for p in data.get("providers", [])
+    }
+    gateway = data.get("gateway") or {}
+    routes = {
+        r["name"]: RouteConfig(
+            name=r["name"],
+            strategy=r.get("strategy", "fallback"),
+            targets=tuple(
+                (t["provider_id"], t["model_id"], t.get("weight", 1)) for t in r["targets"]
+            ),
+            fallbacks=tuple(r.get("fallbacks", ())),
+            description=r.get("description"),
+        )
+        for r in gateway.get("routes", [])
+    }
+    return GatewayConfig(
+        providers=MappingProxyType(providers),
+        routes=MappingProxyType(routes),
+        default_route=gateway.get("default_route"),
+        environment=environment,
+        content_hash=content_hash,
+        version=version,
+        source=source,
+    )

@@ -1,0 +1,91 @@
+"""Typed errors raised by the runtime while loading a configuration or routing a request."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gwconfig.errors import RuntimeGatewayError
+
+
+class NoRouteError(RuntimeGatewayError):
+    """No enabled provider/model, route or alias answers to the requested model identifier."""
+
+
+class AmbiguousModelError(RuntimeGatewayError):
+    """A bare model id is served by several providers; the message lists the candidates."""
+
+    def __init__(self, model_id: str, candidates: Sequence[str]) -> None:
+        self.model_id = model_id
+        self.candidates = tuple(candidates)
+        super().__init__(
+            f"model '{model_id}' is served by several providers: {', '.join(self.candidates)}",
+            hint="write provider_id/model_id, set LLMConfig.provider_id, or define a route",
+        )
+
+
+class ConfigLoadError(RuntimeGatewayError):
+    """The configuration source cannot be read or is not a valid compiled configuration."""
+
+
+class ProviderError(RuntimeGatewayError):
+    """One call to one provider failed; ``retryable`` says whether trying again may help."""
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+        if retryable is not None:
+            self.retryable = retryable
+
+
+class ProviderTimeoutError(ProviderError):
+    """The provider did not answer within the configured timeout."""
+
+    retryable = True
+
+
+class ProviderUnavailableError(ProviderError):
+    """The provider is overloaded, rate limited, unreachable or failed (429/5xx/network)."""
+
+    retryable = True
+
+
+class ProviderResponseError(ProviderError):
+    """The provider answered with something that is not a valid response (e.g. broken JSON)."""
+
+
+class AuthenticationError(ProviderError):
+    """The provider refused the credentials (401/403) or no usable API key is configured."""
+
+
+class BadRequestError(ProviderError):
+    """The provider rejected the request itself (400/413/422); never retried or re-routed."""
+
+
+@dataclass(frozen=True, slots=True)
+class TargetFailure:
+    """Why one target of a route failed (after its retries)."""
+
+    target: str
+    reason: str
+    attempts: int
+
+
+class AllTargetsFailedError(RuntimeGatewayError):
+    """Every target tried for a request failed; ``failures`` holds each one's reason."""
+
+    def __init__(self, identifier: str, failures: Sequence[TargetFailure]) -> None:
+        self.identifier = identifier
+        self.failures = tuple(failures)
+        detail = "; ".join(f"{f.target}: {f.reason} ({f.attempts} attempt(s))" for f in failures)
+        super().__init__(f"all targets failed for '{identifier}': {detail}")

@@ -1,0 +1,108 @@
+"""Anthropic messages API (``POST /v1/messages``), including its streaming event format."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gwconfig.runtime.errors import ProviderResponseError
+from gwconfig.runtime.models import ProviderResult, Usage
+from gwconfig.runtime.providers.base import ProviderCall, StreamChunk
+from gwconfig.runtime.providers.http import HTTPProvider, iter_sse, load_event
+
+DEFAULT_MAX_TOKENS = 4096
+
+
+class AnthropicProvider(HTTPProvider):
+    """``POST {api_base}/v1/messages`` with ``x-api-key`` and ``anthropic-version``."""
+
+    provider_type = "anthropic"
+    default_api_base = "https://api.anthropic.com"
+    default_api_version = "2023-06-01"
+
+    def url(self, call: ProviderCall) -> str:
+        """The messages URL (``api_base`` may or may not end in ``/v1``)."""
+        base = self.api_base
+        return f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
+
+    def headers(self, call: ProviderCall) -> dict[str, str]:
+        """Authentication and API version headers."""
+        headers = {"anthropic-version": self.config.api_version or self.default_api_version}
+        if call.api_key:
+            headers["x-api-key"] = call.api_key
+        return headers
+
+    def body(self, call: ProviderCall, stream: bool) -> dict[str, Any]:
+        """The JSON request body: system prompt apart, ``max_tokens`` always set."""
+        system = [str(m.get("content", "")) for m in call.messages if m.get("role") == "system"]
+        messages = [m for m in call.messages if m.get("role") != "system"]
+        opts = call.options()
+        opts.pop("presence_penalty", None)
+        opts.pop("frequency_penalty", None)
+        opts.pop("seed", None)
+        opts.pop("response_format", None)
+        if "stop" in opts:
+            stop = opts.pop("stop")
+            opts["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        max_tokens = opts.pop("max_tokens", None) or min(
+            call.model.max_tokens or DEFAULT_MAX_TOKENS, DEFAULT_MAX_TOKENS
+        )
+        body: dict[str, Any] = {
+            "model": call.model.model_id,
+            "messages": messages,
+            "max_tokens": max_tokens,
+        }
+        if system:
+            body["system"] = "\n\n".join(system)
+        body.update(opts)
+        if stream:
+            body["stream"] = True
+        return body
+
+    async def complete(self, call: ProviderCall) -> ProviderResult:
+        """One message."""
+        data = await self.post_json(
+            self.url(call), self.body(call, False), self.headers(call), call
+        )
+        try:
+            blocks = data["content"]
+            text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ProviderResponseError("reply has no content blocks") from exc
+        usage = data.get("usage") or {}
+        return ProviderResult(
+            text,
+            Usage(int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)),
+            data.get("stop_reason"),
+            data,
+        )
+
+    async def stream(self, call: ProviderCall) -> AsyncIterator[StreamChunk]:
+        """A streamed message: message_start, content_block_delta..., message_delta, stop."""
+        url, body, headers = self.url(call), self.body(call, True), self.headers(call)
+        async with self.open_stream(url, body, headers, call) as resp:
+            prompt_tokens = completion_tokens = 0
+            finish: str | None = None
+            async for event_name, data in iter_sse(resp):
+                event = load_event(data)
+                if not isinstance(event, dict):
+                    raise ProviderResponseError("a streamed event is not an object")
+                kind = event.get("type", event_name)
+                if kind == "content_block_delta":
+                    text = (event.get("delta") or {}).get("text")
+                    if text:
+                        yield StreamChunk(text)
+                elif kind == "message_start":
+                    usage = (event.get("message") or {}).get("usage") or {}
+                    prompt_tokens = int(usage.get("input_tokens") or 0)
+                    completion_tokens = int(usage.get("output_tokens") or 0)
+                elif kind == "message_delta":
+                    usage = event.get("usage") or {}
+                    completion_tokens = int(usage.get("output_tokens") or completion_tokens)
+                    finish = (event.get("delta") or {}).get("stop_reason") or finish
+                elif kind == "error":
+                    err = event.get("error") or {}
+                    raise ProviderResponseError(f"stream error: {err.get('message', err)}"[:200])
+                elif kind == "message_stop":
+                    break
+            yield StreamChunk("", Usage(prompt_tokens, completion_tokens), finish)

@@ -1,0 +1,86 @@
+"""The provider interface every implementation (built-in or plugin) follows."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from gwconfig.runtime.config import ModelConfig, ProviderConfig
+from gwconfig.runtime.models import ProviderResult, Usage
+
+#: Request parameters that may be given as a model's defaults in ``parameters`` and are sent.
+FORWARDED_PARAMETERS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "top_k",
+        "stop",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "response_format",
+        "max_tokens",
+    }
+)
+
+
+@dataclass(slots=True)
+class ProviderCall:
+    """One call to make: the model, chat messages, generation options and the API key to use."""
+
+    model: ModelConfig
+    messages: list[dict[str, Any]]
+    api_key: str | None = field(default=None, repr=False)
+    max_tokens: int | None = None
+    temperature: float | None = None
+    timeout_seconds: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def options(self) -> dict[str, Any]:
+        """Generation options: the model's defaults, overridden by the request's."""
+        opts = {k: v for k, v in self.model.parameters.items() if k in FORWARDED_PARAMETERS}
+        if self.max_tokens is not None:
+            opts["max_tokens"] = self.max_tokens
+        if self.temperature is not None:
+            opts["temperature"] = self.temperature
+        opts.update(self.extra)
+        return opts
+
+    def prompt_text(self) -> str:
+        """The messages' contents joined (what the mock provider echoes)."""
+        return "\n".join(
+            str(m.get("content", "")) for m in self.messages if m.get("role") != "system"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChunk:
+    """A piece of a streamed answer: text and, at the end, usage and finish reason."""
+
+    text: str = ""
+    usage: Usage | None = None
+    finish_reason: str | None = None
+
+
+class BaseProvider(ABC):
+    """A provider implementation; one instance per configured provider, shared by requests."""
+
+    provider_type: ClassVar[str] = ""
+    #: Whether calls need an API key (the client refuses to call without one).
+    requires_api_key: ClassVar[bool] = True
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+
+    @abstractmethod
+    async def complete(self, call: ProviderCall) -> ProviderResult:
+        """Send one non-streaming request; raise a ProviderError subclass on failure."""
+
+    @abstractmethod
+    def stream(self, call: ProviderCall) -> AsyncIterator[StreamChunk]:
+        """Send one streaming request, yielding chunks (errors before the first can fall back)."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release connections (called when the provider is no longer used)."""

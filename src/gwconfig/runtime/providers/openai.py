@@ -1,0 +1,104 @@
+"""OpenAI chat completions (also any OpenAI-compatible server: vLLM, Ollama, LiteLLM proxy ...)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gwconfig.runtime.errors import ProviderResponseError
+from gwconfig.runtime.models import ProviderResult, Usage
+from gwconfig.runtime.providers.base import ProviderCall, StreamChunk
+from gwconfig.runtime.providers.http import HTTPProvider, iter_sse, load_event
+
+
+def _usage(data: Any) -> Usage | None:
+    if not isinstance(data, dict):
+        return None
+    return Usage(int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0))
+
+
+class OpenAIProvider(HTTPProvider):
+    """``POST {api_base}/chat/completions`` with a bearer token."""
+
+    provider_type = "openai"
+    default_api_base = "https://api.openai.com/v1"
+    requires_api_key = False  # local OpenAI-compatible servers (vLLM, Ollama) often need none
+
+    def url(self, call: ProviderCall) -> str:
+        """The chat completions URL."""
+        return f"{self.api_base}/chat/completions"
+
+    def headers(self, call: ProviderCall) -> dict[str, str]:
+        """Authentication and organisation headers."""
+        headers = {}
+        if call.api_key:
+            headers["authorization"] = f"Bearer {call.api_key}"
+        org = self.config.params.get("organization")
+        if org:
+            headers["openai-organization"] = str(org)
+        return headers
+
+    def body(self, call: ProviderCall, stream: bool) -> dict[str, Any]:
+        """The JSON request body."""
+        body: dict[str, Any] = {"model": call.model.model_id, "messages": call.messages}
+        body.update(call.options())
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    async def complete(self, call: ProviderCall) -> ProviderResult:
+        """One chat completion."""
+        data = await self.post_json(
+            self.url(call), self.body(call, False), self.headers(call), call
+        )
+        try:
+            choice = data["choices"][0]
+            text = choice["message"].get("content") or ""
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise ProviderResponseError("reply has no choices[0].message") from exc
+        return ProviderResult(
+            text, _usage(data.get("usage")) or Usage(), choice.get("finish_reason"), data
+        )
+
+    async def stream(self, call: ProviderCall) -> AsyncIterator[StreamChunk]:
+        """A streamed chat completion (server-sent events, ``data: [DONE]`` at the end)."""
+        url, body, headers = self.url(call), self.body(call, True), self.headers(call)
+        async with self.open_stream(url, body, headers, call) as resp:
+            usage: Usage | None = None
+            finish: str | None = None
+            async for _event, data in iter_sse(resp):
+                if data.strip() == "[DONE]":
+                    break
+                event = load_event(data)
+                if not isinstance(event, dict):
+                    raise ProviderResponseError("a streamed event is not an object")
+                if "error" in event:
+                    raise ProviderResponseError(f"stream error: {event['error']}"[:200])
+                usage = _usage(event.get("usage")) or usage
+                for choice in event.get("choices") or ():
+                    finish = choice.get("finish_reason") or finish
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        yield StreamChunk(text)
+            yield StreamChunk("", usage or Usage(), finish)
+
+
+class AzureOpenAIProvider(OpenAIProvider):
+    """Azure OpenAI: deployments in the URL, ``api-version`` query, ``api-key`` header."""
+
+    provider_type = "azure_openai"
+    default_api_base = ""
+    requires_api_key = True
+    default_api_version = "2024-10-21"
+
+    def url(self, call: ProviderCall) -> str:
+        """``{api_base}/openai/deployments/{deployment}/chat/completions?api-version=...``."""
+        deployment = call.model.parameters.get("deployment") or call.model.model_id
+        version = self.config.api_version or self.default_api_version
+        base = self.api_base.removesuffix("/openai")
+        return f"{base}/openai/deployments/{deployment}/chat/completions?api-version={version}"
+
+    def headers(self, call: ProviderCall) -> dict[str, str]:
+        """The ``api-key`` header."""
+        return {"api-key": call.api_key} if call.api_key else {}

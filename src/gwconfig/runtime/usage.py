@@ -1,0 +1,132 @@
+"""Usage records: a row per request in ``usage_records``, batched off the request path."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+class UsageRecorder:
+    """Queues usage rows and inserts them from a background thread (executemany, batched).
+
+    :meth:`record` never blocks and never raises; a failed batch is logged and dropped so the
+    gateway keeps serving. :meth:`close` flushes what is queued.
+    """
+
+    def __init__(self, engine: Any, *, batch_size: int = 500, flush_interval: float = 0.5) -> None:
+        from sqlalchemy import insert
+
+        from gwconfig.db.models import UsageRecord
+
+        self._engine = engine
+        self._insert = insert(UsageRecord.__table__)
+        self._batch_size = batch_size
+        self._interval = flush_interval
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._flushed = threading.Condition()
+        self._pending = 0
+        self.written = 0
+        self.dropped = 0
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="gwconfig-usage", daemon=True)
+        self._thread.start()
+
+    def record(
+        self,
+        *,
+        provider_id: str,
+        model_id: str,
+        session_id: str | None,
+        prompt_tokens: int | None,
+        completion_tokens: int | None,
+        latency_ms: float,
+        attempts: int,
+        outcome: str,
+        error: str | None = None,
+        prompt: str | None = None,
+    ) -> None:
+        """Queue one row (returns at once)."""
+        if self._closed:
+            return
+        total = (
+            (prompt_tokens or 0) + (completion_tokens or 0)
+            if prompt_tokens is not None or completion_tokens is not None
+            else None
+        )
+        with self._flushed:
+            self._pending += 1
+        self._queue.put(
+            {
+                "created_at": datetime.now(UTC),
+                "provider_id": provider_id[:64],
+                "model_id": model_id[:255],
+                "session_id": session_id[:255] if session_id else None,
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": total,
+                "latency_ms": round(latency_ms),
+                "attempts": attempts,
+                "outcome": outcome[:32],
+                "error": error,
+                "prompt": prompt,
+            }
+        )
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued row has been written (or dropped); False on timeout."""
+        with self._flushed:
+            return self._flushed.wait_for(lambda: self._pending == 0, timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush and stop the writer thread."""
+        if self._closed:
+            return
+        self.flush(timeout)
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            batch = [item]
+            stop = False
+            deadline = time.monotonic() + self._interval
+            while len(batch) < self._batch_size:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    nxt = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._write(batch)
+            if stop:
+                return
+
+    def _write(self, batch: list[dict[str, Any]]) -> None:
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(self._insert, batch)
+            self.written += len(batch)
+        except Exception as exc:  # the request path must never fail because of usage records
+            self.dropped += len(batch)
+            log.warning("dropped %d usage record(s): %s", len(batch), type(exc).__name__)
+        finally:
+            with self._flushed:
+                self._pending -= len(batch)
+                self._flushed.notify_all()

@@ -1,0 +1,233 @@
+"""Loopback HTTP servers speaking the OpenAI chat completions and Anthropic messages formats.
+
+One :class:`FakeLLMServer` (starlette + uvicorn in a thread, 127.0.0.1, a free port) serves both
+``POST /v1/chat/completions`` and ``POST /v1/messages``, streaming or not. The *model name* picks
+the behaviour, so one server serves many tests:
+
+* any name: answers ``"echo: <last user message>"`` with usage counts;
+* ``fail:<status>:<times>[:<retry_after>]``: the first ``times`` calls get HTTP ``status``
+  (with ``Retry-After`` when given), later calls succeed;
+* ``slow:<seconds>``: waits before answering (past a client's timeout);
+* ``malformed``: HTTP 200 with a body that is not JSON (a broken event when streaming);
+* ``reply:<text>``: answers ``text``;
+* ``break``: streams two chunks, then an error event.
+
+Every request is recorded in ``server.requests`` as ``(path, headers, body)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+
+class FakeLLMServer:
+    """A real HTTP server on 127.0.0.1 for runtime tests (start/stop it around a test module)."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, str], dict[str, Any]]] = []
+        self.calls: Counter[str] = Counter()
+        self.required_key: str | None = None
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._openai, methods=["POST"]),
+                Route(
+                    "/openai/deployments/{deployment}/chat/completions",
+                    self._openai,
+                    methods=["POST"],
+                ),
+                Route("/v1/messages", self._anthropic, methods=["POST"]),
+            ]
+        )
+        config = uvicorn.Config(
+            app, log_level="error", lifespan="off", access_log=False, timeout_graceful_shutdown=1
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FakeLLMServer:
+        """Start serving; returns when the server accepts connections."""
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("test server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        """Stop the server and wait for its thread."""
+        self._server.should_exit = True
+        self._thread.join(10)
+
+    def reset(self) -> None:
+        """Forget recorded requests and failure counters."""
+        self.requests.clear()
+        self.calls.clear()
+        self.required_key = None
+
+    def _serve(self) -> None:
+        asyncio.run(self._server.serve(sockets=[self._sock]))
+
+    # -- behaviour --------------------------------------------------------------------------------
+
+    async def _common(self, request: Request, kind: str) -> tuple[dict[str, Any], Response | None]:
+        raw = await request.body()
+        body = json.loads(raw)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        self.requests.append((request.url.path, headers, body))
+        model = str(body.get("model") or request.path_params.get("deployment", ""))
+        if self.required_key is not None:
+            given = headers.get("authorization", "").removeprefix("Bearer ")
+            given = given or headers.get("x-api-key", "") or headers.get("api-key", "")
+            if given != self.required_key:
+                err = {"error": {"message": "invalid api key", "type": "authentication_error"}}
+                return body, JSONResponse(err, status_code=401)
+        self.calls[model] += 1
+        n = self.calls[model]
+        if model.startswith("fail:"):
+            parts = model.split(":")
+            status, times = int(parts[1]), int(parts[2])
+            if n <= times:
+                headers_out = {"retry-after": parts[3]} if len(parts) > 3 else {}
+                err = {"error": {"message": f"scripted failure {n}", "type": "server_error"}}
+                return body, JSONResponse(err, status_code=status, headers=headers_out)
+        if model.startswith("slow:"):
+            await asyncio.sleep(float(model.split(":")[1]))
+        if model == "malformed" and not body.get("stream"):
+            return body, Response(b'{"choices": [ {"message": ', media_type="application/json")
+        return body, None
+
+    @staticmethod
+    def _reply(body: dict[str, Any]) -> str:
+        model = str(body.get("model", ""))
+        if model.startswith("reply:"):
+            return model.split(":", 1)[1]
+        users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+        return "echo: " + (str(users[-1]["content"]) if users else "")
+
+    async def _openai(self, request: Request) -> Response:
+        body, early = await self._common(request, "openai")
+        if early is not None:
+            return early
+        text = self._reply(body)
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(text.split()),
+            "total_tokens": prompt_tokens + len(text.split()),
+        }
+        if not body.get("stream"):
+            return JSONResponse(
+                {
+                    "id": "chatcmpl-test",
+                    "object": "chat.completion",
+                    "model": body["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": usage,
+                }
+            )
+        model = str(body.get("model", ""))
+
+        async def events() -> Any:
+            def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+                payload = {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                return f"data: {json.dumps(payload)}\n\n".encode()
+
+            yield chunk({"role": "assistant"})
+            if model == "malformed":
+                yield b"data: {not json\n\n"
+                return
+            words = text.split(" ")
+            for i, word in enumerate(words):
+                if model == "break" and i == 2:
+                    yield b'data: {"error": {"message": "upstream broke"}}\n\n'
+                    return
+                yield chunk({"content": word if i == len(words) - 1 else word + " "})
+                await asyncio.sleep(0)
+            yield chunk({}, "stop")
+            yield f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode()
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    async def _anthropic(self, request: Request) -> Response:
+        body, early = await self._common(request, "anthropic")
+        if early is not None:
+            return early
+        if "max_tokens" not in body:
+            err = {
+                "type": "error",
+                "error": {"type": "invalid_request_error", "message": "max_tokens"},
+            }
+            return JSONResponse(err, status_code=400)
+        text = self._reply(body)
+        input_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
+        if not body.get("stream"):
+            return JSONResponse(
+                {
+                    "id": "msg_test",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": body["model"],
+                    "content": [{"type": "text", "text": text}],
+                    "stop_reason": "end_turn",
+                    "usage": {"input_tokens": input_tokens, "output_tokens": len(text.split())},
+                }
+            )
+        model = str(body.get("model", ""))
+
+        async def events() -> Any:
+            def event(name: str, data: dict[str, Any]) -> bytes:
+                return f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n".encode()
+
+            start = {"message": {"id": "msg_test", "usage": {"input_tokens": input_tokens}}}
+            yield event("message_start", start)
+            yield event("content_block_start", {"index": 0, "content_block": {"type": "text"}})
+            yield b'event: ping\ndata: {"type": "ping"}\n\n'
+            if model == "malformed":
+                yield b"event: content_block_delta\ndata: {oops\n\n"
+                return
+            words = text.split(" ")
+            for i, word in enumerate(words):
+                if model == "break" and i == 2:
+                    yield event("error", {"error": {"type": "overloaded_error", "message": "gone"}})
+                    return
+                piece = word if i == len(words) - 1 else word + " "
+                delta = {"index": 0, "delta": {"type": "text_delta", "text": piece}}
+                yield event("content_block_delta", delta)
+                await asyncio.sleep(0)
+            yield event("content_block_stop", {"index": 0})
+            yield event(
+                "message_delta",
+                {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": len(words)}},
+            )
+            yield event("message_stop", {})
+
+        return StreamingResponse(events(), media_type="text/event-stream")
