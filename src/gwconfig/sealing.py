@@ -109,14 +109,19 @@ class PrivateKey:
 
     def public_key(self) -> PublicKey:
         """The matching public key."""
-        pub = X25519PrivateKey.from_private_bytes(self.raw).public_key()
-        return PublicKey(
-            pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        )
+        return PublicKey(_x25519(self.raw)[1])
 
     def to_text(self) -> str:
         """``gwseal-private:v1:<base64url>`` (the value of GWCONFIG_SEALING_KEY)."""
         return PRIVATE_PREFIX + _b64e(self.raw)
+
+
+@lru_cache(maxsize=16)
+def _x25519(raw: bytes) -> tuple[X25519PrivateKey, bytes]:
+    """The key object and raw public key of a private key (cached: derivation is not free)."""
+    priv = X25519PrivateKey.from_private_bytes(raw)
+    pub = priv.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return priv, pub
 
 
 def generate_keypair() -> tuple[PrivateKey, PublicKey]:
@@ -276,9 +281,8 @@ def open_blob(blob: str, keys: Mapping[str, PrivateKey] | None = None) -> tuple[
             "(wrong key, or the value was altered)",
             hint=_KEY_HINT,
         )
-    recipient = key.public_key().raw
+    priv, recipient = _x25519(key.raw)
     try:
-        priv = X25519PrivateKey.from_private_bytes(key.raw)
         shared = priv.exchange(X25519PublicKey.from_public_bytes(parsed.ephemeral))
         aead = AESGCM(_derive(shared, parsed.ephemeral, recipient))
         data = aead.decrypt(parsed.nonce, parsed.ciphertext, _AAD_PREFIX + parsed.header)
