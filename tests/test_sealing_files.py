@@ -283,3 +283,48 @@ def test_default_public_key(tmp_path: Path, keys: tuple) -> None:
         sealing_files.default_public_key(d)
     (d / "sealing.pub").write_text(keys[1].to_text())
     assert sealing_files.default_public_key(d).key_id == keys[1].key_id
+
+
+def test_sealed_values_stored_through_the_database(
+    db_url: str, keys: tuple, fernet_key: str
+) -> None:
+    """Sealed refs open at write time (resolve_secret) and are stored Fernet-encrypted."""
+    from gwconfig.db.rows import insert_config
+    from gwconfig.db.session import open_database
+    from gwconfig.secrets import EncryptionKeys
+    from gwconfig.state import read_state
+
+    key_blob = sealing.seal(SECRET, ("openai", "default", "production"), keys[1])
+    param_blob = sealing.seal("org-canary-55", ("openai", "param:org_token", "default"), keys[1])
+    config = _config(key_blob, param_blob)
+    data = {**config.data}
+    data["providers"] = [{**p, "api_keys": p["api_keys"][:1]} for p in data["providers"]]
+    enc = EncryptionKeys(fernet_key)
+    db = open_database(db_url, upgrade=True)
+    try:
+        with db.transaction() as session:
+            insert_config(session.connection(), data, enc)
+        with db.connect() as conn:
+            state = read_state(conn)
+    finally:
+        db.dispose()
+    provider = state.provider("openai")
+    assert provider is not None
+    assert provider["api_keys"][0]["value"] == {"fingerprint": enc.fingerprint(SECRET)}
+    assert provider["connection_parameters"][0]["value"] == {
+        "fingerprint": enc.fingerprint("org-canary-55")
+    }
+    stored = state.secrets[("openai", "key", "default", "production")]
+    assert enc.decrypt(stored) == SECRET
+    assert SECRET not in repr(state.data) and SECRET not in stored
+
+    moved = _config(sealing.seal(SECRET, ("openai", "default", "staging"), keys[1]))
+    db = open_database(db_url, upgrade=True)
+    try:
+        with (
+            pytest.raises(SealingError, match="used for provider openai key default"),
+            db.transaction() as session,
+        ):
+            insert_config(session.connection(), moved.data, enc)
+    finally:
+        db.dispose()
