@@ -239,7 +239,7 @@ def test_reseal_needs_the_old_key(
 ) -> None:
     _write_manifests(tmp_path, keys[1])
     monkeypatch.delenv(sealing.SEALING_KEY_ENV)
-    with pytest.raises(ManifestError, match="GWCONFIG_SEALING_KEY is not set"):
+    with pytest.raises(SealingError, match="GWCONFIG_SEALING_KEY is not set"):
         sealing_files.reseal_files([tmp_path / "providers.d"], sealing.generate_keypair()[1])
     with pytest.raises(SealingError, match="no such file"):
         sealing_files.reseal_files([tmp_path / "missing"], keys[1])
@@ -328,3 +328,25 @@ def test_sealed_values_stored_through_the_database(
             insert_config(session.connection(), moved.data, enc)
     finally:
         db.dispose()
+
+
+def test_reseal_keeps_non_utf8_bytes(tmp_path: Path, keys: tuple) -> None:
+    blob = sealing.seal(SECRET, ("p", "default", "default"), keys[1]).encode()
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"# caf\xe9\r\nvalue: {sealed: " + blob + b"}\r\n\xff")
+    _, new_pub = sealing.generate_keypair()
+    assert sealing_files.reseal_files([path], new_pub).resealed == 1
+    after = path.read_bytes()
+    assert after.startswith(b"# caf\xe9\r\nvalue: {sealed: gwseal:v1:") and after.endswith(
+        b"}\r\n\xff"
+    )
+    assert blob not in after
+
+
+def test_malformed_public_key_file_is_reported(tmp_path: Path, keys: tuple) -> None:
+    (tmp_path / "broken.pub").write_text("gwseal-public:v1:AAAA\n")
+    config = _config(sealing.seal(SECRET, ("openai", "default", "production"), keys[1]))
+    diags = sealing.check_sealed_references(config, [tmp_path])
+    assert (diags[0].path, diags[0].line) == (str(tmp_path / "broken.pub"), 1)
+    assert "not a gwconfig sealing public key" in diags[0].message
+    assert "no sealing public key (*.pub) found" in diags[1].message

@@ -133,17 +133,18 @@ def generate_keypair() -> tuple[PrivateKey, PublicKey]:
 
 def parse_public_key(text: str, source: str = "<memory>") -> PublicKey:
     """Parse ``gwseal-public:v1:...`` (lines starting with ``#`` and blank lines are ignored)."""
-    lines = [
-        ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")
-    ]
-    if len(lines) != 1 or not lines[0].startswith(PUBLIC_PREFIX):
-        raise SealingError(f"{source}: not a gwconfig sealing public key ({PUBLIC_PREFIX}...)")
-    try:
-        raw = _b64d(lines[0][len(PUBLIC_PREFIX) :])
-    except ValueError:
-        raw = b""
+    lines = [ln.strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    raw = b""
+    if len(lines) == 1 and lines[0].startswith(PUBLIC_PREFIX):
+        try:
+            raw = _b64d(lines[0][len(PUBLIC_PREFIX) :])
+        except ValueError:
+            raw = b""
     if len(raw) != _PUB_LEN:
-        raise SealingError(f"{source}: malformed sealing public key")
+        raise SealingError(
+            f"{source}: not a gwconfig sealing public key (one line {PUBLIC_PREFIX}<base64url>)"
+        )
     return PublicKey(raw, source)
 
 
@@ -332,8 +333,9 @@ def find_public_keys(search_dirs: Sequence[Path]) -> tuple[list[PublicKey], list
             continue  # e.g. an SSH key: not ours
         try:
             keys.append(parse_public_key(text, str(path)))
-        except SealingError as exc:
-            diags.append(Diagnostic(str(path), 1, 1, exc.message))
+        except SealingError:
+            msg = f"not a gwconfig sealing public key (one line {PUBLIC_PREFIX}<base64url>)"
+            diags.append(Diagnostic(str(path), 1, 1, msg))
     return keys, diags
 
 

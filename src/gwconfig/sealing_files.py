@@ -15,6 +15,7 @@ from typing import Any
 from gwconfig.errors import Diagnostic, ManifestError, SealingError
 from gwconfig.sealing import (
     BLOB_PATTERN,
+    SEALING_KEY_ENV,
     PrivateKey,
     PublicKey,
     find_public_keys,
@@ -62,15 +63,19 @@ class ResealResult:
     files: tuple[str, ...]
 
 
-def _position(text: str, offset: int) -> tuple[int, int]:
-    line = text.count("\n", 0, offset) + 1
-    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+def _position(data: bytes, offset: int) -> tuple[int, int]:
+    line_start = data.rfind(b"\n", 0, offset) + 1
+    col = len(data[line_start:offset].decode("utf-8", "replace")) + 1
+    return data.count(b"\n", 0, offset) + 1, col
 
 
 def default_reseal_paths(manifest_dir: Path) -> list[Path]:
     """The manifest directory plus the ``environments/`` values files next to it, if present."""
     values = manifest_dir.parent / "environments"
     return [manifest_dir, *([values] if values.is_dir() else [])]
+
+
+_BLOB_BYTES = re.compile(BLOB_PATTERN.pattern.encode("ascii"))
 
 
 def reseal_files(
@@ -82,48 +87,47 @@ def reseal_files(
 ) -> ResealResult:
     """Re-seal every sealed string in the manifest files to ``new_key``, changing nothing else.
 
-    Every value is opened first; if any fails, a ManifestError lists them all and no file is
-    written. Files are replaced atomically, keeping their mode.
+    Files are handled as bytes (any encoding, line endings kept). Every value is opened first; if
+    any fails, a ManifestError lists them all and no file is written. Files are replaced
+    atomically, keeping their mode. ``keys`` defaults to ``GWCONFIG_SEALING_KEY``.
     """
-    files = manifest_files(paths)
-    plans: list[tuple[Path, str]] = []
+    plans: list[tuple[Path, bytes]] = []
     diags: list[Diagnostic] = []
     resealed = unchanged = 0
-    for path in files:
+    for path in manifest_files(paths):
         try:
-            raw = path.read_bytes()
-            text = raw.decode("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+            data = path.read_bytes()
+        except OSError as exc:
             raise SealingError(f"cannot read {path}: {exc.__class__.__name__}") from None
-        pieces: list[str] = []
+        pieces: list[bytes] = []
         last = 0
-        changed = False
-        for m in BLOB_PATTERN.finditer(text):
-            blob = m.group(0)
+        for m in _BLOB_BYTES.finditer(data):
+            blob = m.group(0).decode("ascii")
             try:
                 if parse_blob(blob).key_id == new_key.key_id:
                     unchanged += 1
                     continue
-                scope, plaintext = open_blob(
-                    blob, private_keys_from_env() if keys is None else keys
-                )
-                replacement = seal(plaintext, scope, new_key)
+                if keys is None:  # only needed once there is something to open
+                    keys = private_keys_from_env()
+                scope, plaintext = open_blob(blob, keys)
+                replacement = seal(plaintext, scope, new_key).encode("ascii")
             except SealingError as exc:
-                line, col = _position(text, m.start())
+                if exc.message.startswith(SEALING_KEY_ENV):
+                    raise  # the key itself is missing or malformed: one error, not one per value
+                line, col = _position(data, m.start())
                 diags.append(Diagnostic(str(path), line, col, exc.message, hint=exc.hint))
                 continue
-            pieces += [text[last : m.start()], replacement]
+            pieces += [data[last : m.start()], replacement]
             last = m.end()
             resealed += 1
-            changed = True
-        if changed:
-            pieces.append(text[last:])
-            plans.append((path, "".join(pieces)))
+        if pieces:
+            pieces.append(data[last:])
+            plans.append((path, b"".join(pieces)))
     if diags:
         raise ManifestError(diags)
     if not dry_run:
-        for path, new_text in plans:
-            _atomic_write(path, new_text.encode("utf-8"))
+        for path, new_data in plans:
+            _atomic_write(path, new_data)
     return ResealResult(resealed, unchanged, tuple(str(p) for p, _ in plans))
 
 
