@@ -113,7 +113,9 @@ class FakeLLMServer:
                 err = {"error": {"message": f"scripted failure {n}", "type": "server_error"}}
                 return body, JSONResponse(err, status_code=status, headers=headers_out)
         if model.startswith("slow:"):
-            await asyncio.sleep(float(model.split(":")[1]))
+            until = time.monotonic() + float(model.split(":")[1])
+            while time.monotonic() < until and not self._server.should_exit:
+                await asyncio.sleep(0.02)
         if model == "malformed" and not body.get("stream"):
             return body, Response(b'{"choices": [ {"message": ', media_type="application/json")
         return body, None
@@ -231,3 +233,44 @@ class FakeLLMServer:
             yield event("message_stop", {})
 
         return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def provider_doc(provider_id: str, provider_type: str, models: list[Any], **extra: Any) -> dict:
+    """A ``kind: Provider`` manifest dict; ``models`` are ids or model dicts."""
+    doc: dict[str, Any] = {
+        "apiVersion": "gwconfig/v1",
+        "kind": "Provider",
+        "provider_id": provider_id,
+        "provider_type": provider_type,
+        "models": [m if isinstance(m, dict) else {"model_id": m} for m in models],
+    }
+    doc.update(extra)
+    return doc
+
+
+def compile_docs(providers: list[dict[str, Any]], routes: list[dict[str, Any]] | None = None,
+                 default_route: str | None = None) -> Any:  # fmt: skip
+    """Validate manifest dicts and compile them (a ``CompiledConfig``)."""
+    from gwconfig.compile import build_config
+    from gwconfig.schema import GatewayManifest, ProviderManifest
+
+    gateway = None
+    if routes is not None or default_route is not None:
+        gateway = GatewayManifest.model_validate(
+            {
+                "apiVersion": "gwconfig/v1",
+                "kind": "Gateway",
+                "routes": routes or [],
+                "default_route": default_route,
+            }
+        )
+    return build_config([ProviderManifest.model_validate(p) for p in providers], gateway)
+
+
+def write_compiled(path: Any, providers: list[dict[str, Any]], **kwargs: Any) -> Any:
+    """Compile manifest dicts into the JSON file ``path``; returns the path."""
+    path.write_bytes(compile_docs(providers, **kwargs).to_json_bytes())
+    return path
+
+
+FAST = {"backoff_initial_seconds": 0.001, "backoff_max_seconds": 0.01, "jitter": False}
