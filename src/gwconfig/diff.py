@@ -105,9 +105,24 @@ class Change:
         return self.blocked is None
 
     @property
+    def label(self) -> str:
+        """The key as people read it (``local-chat`` for ``route:local-chat``)."""
+        if self.entity == "route":
+            return self.key.removeprefix("route:")
+        if self.entity == "default_route":
+            return "gateway.default_route"
+        return self.key
+
+    @property
     def unknown_secrets(self) -> tuple[str, ...]:
         """Reasons of secret values that could not be resolved at plan time."""
-        return tuple(f.unknown for f in self.fields if f.unknown)
+        found = [f.unknown for f in self.fields if f.unknown]
+        value = (
+            (self.after or {}).get("value") if is_secret_field(self.entity, self.after) else None
+        )
+        if not found and isinstance(value, Mapping) and "unknown" in value:
+            found.append(str(value["unknown"]))
+        return tuple(found)
 
     def to_json(self) -> dict[str, Any]:
         """JSON form of the change (before/after with secret values masked)."""

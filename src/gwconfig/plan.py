@@ -171,7 +171,7 @@ def field_text(f: Any) -> str:
 def change_title(c: Change) -> str:
     """Headline of a change, e.g. ``+ model openai/gpt-4o`` with drift/blocked markers."""
     verb = "would delete" if c.blocked else ""
-    title = f"{c.symbol} {c.entity} {c.key}"
+    title = f"{c.symbol} {c.entity} {c.label}"
     if c.blocked:
         title += f" ({verb}: {c.blocked})"
     if isinstance(c, Create) and c.after is not None:

@@ -95,7 +95,7 @@ def resolve_desired(
                                 scope[3])  # fmt: skip
                 plain = resolve_secret(ref, secret_scope)
         except MissingSecretError as exc:
-            return {"unknown": exc.message}
+            return {"unknown": exc.message.split(" (secret for ")[0]}
         except SecretError as exc:
             src = (sources or {}).get(scope_id(scope))
             if src is None:

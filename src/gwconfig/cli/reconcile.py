@@ -1,0 +1,291 @@
+"""``gwconfig plan | apply | history | show-revision | rollback``: thin adapters over reconcile."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from gwconfig import reconcile
+from gwconfig.errors import PlanError
+from gwconfig.plan import Plan, render_json, render_markdown, render_text
+
+_db_option = click.option(
+    "--database-url",
+    metavar="URL",
+    help="Gateway database (default: GWCONFIG_DATABASE_URL or sqlite:///.gwconfig/gateway.db).",
+)
+_selection = [
+    click.option("--env", "env", metavar="NAME", help="Environment whose values file to use."),
+    click.option("--prune", is_flag=True, help="Delete entities missing from the manifests."),
+    click.option(
+        "--target",
+        "targets",
+        multiple=True,
+        metavar="PROVIDER_ID",
+        help="Limit every change to this provider (repeatable).",
+    ),
+    click.option(
+        "--select-tag",
+        "tags",
+        multiple=True,
+        metavar="TAG",
+        help="Limit every change to providers with this tag (repeatable).",
+    ),
+]
+_apply_safety = [
+    click.option(
+        "--lock-timeout",
+        type=click.FloatRange(min=0),
+        default=60.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="How long to wait for another apply to finish.",
+    ),
+    click.option(
+        "--max-deletes",
+        type=click.IntRange(min=0),
+        default=20,
+        show_default=True,
+        metavar="N",
+        help="Refuse plans that delete more entities than this.",
+    ),
+    click.option("--actor", metavar="NAME", help="Who applies (audit); default from environment."),
+    click.option("--auto-approve", is_flag=True, help="Apply without asking for confirmation."),
+    click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="Output format.",
+    ),
+]
+
+
+def _options(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    def wrap(f: Any) -> Any:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return wrap
+
+
+def use_color() -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def _render(plan: Plan, fmt: str) -> str:
+    if fmt == "json":
+        return render_json(plan)
+    if fmt == "markdown":
+        return render_markdown(plan)
+    return render_text(plan, color=use_color())
+
+
+@click.command("plan")
+@click.argument("path", required=False, type=click.Path())
+@_db_option
+@_options(_selection)
+@click.option("--out", type=click.Path(dir_okay=False), help="Save the plan for 'apply --plan'.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+    help="Output format (markdown for a PR comment).",
+)
+@click.option(
+    "--detailed-exitcode", is_flag=True, help="Exit 0 with no changes, 2 with changes, 1 on error."
+)
+@click.pass_context
+def plan_cmd(
+    ctx: click.Context,
+    path: str | None,
+    database_url: str | None,
+    env: str | None,
+    prune: bool,
+    targets: tuple[str, ...],
+    tags: tuple[str, ...],
+    out: str | None,
+    fmt: str,
+    detailed_exitcode: bool,
+) -> None:
+    """Show what apply would change in the gateway database."""
+    options = reconcile.PlanOptions(env=env, prune=prune, targets=targets, tags=tags)
+    plan = reconcile.make_plan(path, database_url, options)
+    if out:
+        Path(out).write_bytes(plan.to_json_bytes(saved=True))
+    click.echo(_render(plan, fmt), nl=False)
+    if out and fmt == "text":
+        click.echo(f"Saved the plan to {out}; apply it with: gwconfig apply --plan {out}")
+    if detailed_exitcode and plan.has_changes:
+        ctx.exit(2)
+
+
+def _reviewer(fmt: str, auto_approve: bool) -> Callable[[Plan], bool]:
+    def review(plan: Plan) -> bool:
+        if fmt == "text":
+            click.echo(render_text(plan, color=use_color()), nl=False)
+        if not plan.effective_changes or auto_approve:
+            return True
+        try:
+            return click.confirm("Apply these changes?", default=False, err=fmt != "text")
+        except click.Abort:
+            raise PlanError(
+                "no confirmation: nothing was applied",
+                hint="answer 'y' at the prompt, or pass --auto-approve in scripts and CI",
+            ) from None
+
+    return review
+
+
+def _report(plan: Plan, result: Any, fmt: str, what: str) -> None:
+    applied = result.revision is not None
+    if fmt == "json":
+        doc = {
+            "applied": applied,
+            "revision": result.revision,
+            "state_hash": result.state_hash,
+            "plan": plan.to_json_dict(),
+        }
+        click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+        return
+    if applied:
+        s = plan.summary
+        click.echo(
+            f"{what} complete: revision {result.revision} ({s['add']} added, "
+            f"{s['change']} changed, {s['delete']} deleted)."
+        )
+    elif plan.effective_changes:
+        click.echo(f"{what} cancelled; nothing was changed.")
+
+
+@click.command("apply")
+@click.argument("path", required=False, type=click.Path())
+@click.option("--plan", "plan_file", type=click.Path(dir_okay=False), help="A saved plan.")
+@_db_option
+@_options(_selection)
+@_options(_apply_safety)
+def apply_cmd(
+    path: str | None,
+    plan_file: str | None,
+    database_url: str | None,
+    env: str | None,
+    prune: bool,
+    targets: tuple[str, ...],
+    tags: tuple[str, ...],
+    lock_timeout: float,
+    max_deletes: int,
+    actor: str | None,
+    auto_approve: bool,
+    fmt: str,
+) -> None:
+    """Apply the manifests (or a saved plan) to the gateway database in one transaction."""
+    review = _reviewer(fmt, auto_approve)
+    common: dict[str, Any] = {
+        "review": review,
+        "actor": actor,
+        "lock_timeout": lock_timeout,
+        "max_deletes": max_deletes,
+    }
+    if plan_file:
+        if path or env or prune or targets or tags:
+            raise click.UsageError(
+                "--plan applies a saved plan as it was made; PATH, --env, --prune, --target "
+                "and --select-tag belong to 'gwconfig plan'"
+            )
+        plan, result = reconcile.apply_saved_plan(plan_file, database_url, **common)
+    else:
+        options = reconcile.PlanOptions(env=env, prune=prune, targets=targets, tags=tags)
+        plan, result = reconcile.apply_manifests(path, database_url, options, **common)
+    _report(plan, result, fmt, "Apply")
+
+
+@click.command("history")
+@_db_option
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def history_cmd(database_url: str | None, limit: int, fmt: str) -> None:
+    """List applied revisions, newest first."""
+    revisions = reconcile.history(database_url, limit)
+    if fmt == "json":
+        data = [r.to_json() for r in revisions]
+        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        return
+    if not revisions:
+        click.echo("No revisions yet: nothing has been applied.")
+        return
+    click.echo(f"{'REV':>5}  {'APPLIED (UTC)':20}  {'ACTOR':16}  {'GIT':10}  CHANGES")
+    for r in revisions:
+        s = r.summary
+        changes = f"+{s.get('add', 0)} ~{s.get('change', 0)} -{s.get('delete', 0)}"
+        if s.get("drift_revision") is not None:
+            changes += f" (reverted drift since {s['drift_revision']})"
+        click.echo(
+            f"{r.number:>5}  {r.created_at or '':20}  {r.actor[:16]:16}  "
+            f"{(r.git_sha or '-')[:10]:10}  {changes}"
+        )
+
+
+@click.command("show-revision")
+@click.argument("number", type=click.IntRange(min=1))
+@_db_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def show_revision_cmd(number: int, database_url: str | None, fmt: str) -> None:
+    """Show one revision: who, when, what changed, and its configuration (secrets as refs)."""
+    info = reconcile.show_revision(database_url, number)
+    if fmt == "json":
+        click.echo(orjson.dumps(info, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
+        return
+    s = info["summary"]
+    click.echo(f"Revision {info['number']}")
+    click.echo(f"  applied:  {info['created_at']} by {info['actor']}")
+    click.echo(f"  git sha:  {info['git_sha'] or '-'}")
+    click.echo(f"  manifests {info['content_hash']}")
+    click.echo(f"  state     {info['state_hash']}")
+    click.echo(
+        f"  changes:  {s.get('add', 0)} added, {s.get('change', 0)} changed, "
+        f"{s.get('delete', 0)} deleted"
+    )
+    config = info.get("config") or {}
+    providers = config.get("providers", [])
+    models = sum(len(p.get("models", [])) for p in providers)
+    routes = len((config.get("gateway") or {}).get("routes", []))
+    click.echo(f"  config:   {len(providers)} providers, {models} models, {routes} routes")
+    symbols = {"create": "+", "update": "~", "delete": "-"}
+    for c in info["changes"]:
+        click.echo(f"    {symbols.get(c['action'], '?')} {c['entity']} {c['key']}")
+
+
+@click.command("rollback")
+@click.argument("revision", type=click.IntRange(min=1))
+@_db_option
+@_options(_apply_safety)
+def rollback_cmd(
+    revision: int,
+    database_url: str | None,
+    lock_timeout: float,
+    max_deletes: int,
+    actor: str | None,
+    auto_approve: bool,
+    fmt: str,
+) -> None:
+    """Return the gateway to a revision's configuration through plan and apply."""
+    plan, result = reconcile.rollback(
+        database_url,
+        revision,
+        review=_reviewer(fmt, auto_approve),
+        actor=actor,
+        lock_timeout=lock_timeout,
+        max_deletes=max_deletes,
+    )
+    _report(plan, result, fmt, f"Rollback to revision {revision}")
