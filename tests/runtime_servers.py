@@ -248,8 +248,11 @@ def provider_doc(provider_id: str, provider_type: str, models: list[Any], **extr
     return doc
 
 
-def compile_docs(providers: list[dict[str, Any]], routes: list[dict[str, Any]] | None = None,
-                 default_route: str | None = None) -> Any:  # fmt: skip
+def compile_docs(
+    providers: list[dict[str, Any]],
+    routes: list[dict[str, Any]] | None = None,
+    default_route: str | None = None,
+) -> Any:
     """Validate manifest dicts and compile them (a ``CompiledConfig``)."""
     from gwconfig.compile import build_config
     from gwconfig.schema import GatewayManifest, ProviderManifest

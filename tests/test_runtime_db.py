@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_servers import compile_docs, provider_doc, write_compiled
 from sqlalchemy import insert, select, update
 
 from gwconfig.db.models import ConfigRevision, ProviderModel, UsageRecord
@@ -21,31 +20,48 @@ from gwconfig.runtime import (
     LLMRequest,
 )
 from gwconfig.secrets import EncryptionKeys, resolve_secret
+from runtime_servers import compile_docs, provider_doc, write_compiled
 
 
 def manifests() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     keys = [
         {"name": "default", "value": {"env": "RT_DB_KEY"}},
-        {"name": "default", "environment": "prod", "value": {"env": "RT_DB_PROD_KEY"},
-         "expires_at": "2099-01-01T00:00:00Z"},
-    ]  # fmt: skip
+        {
+            "name": "default",
+            "environment": "prod",
+            "value": {"env": "RT_DB_PROD_KEY"},
+            "expires_at": "2099-01-01T00:00:00Z",
+        },
+    ]
     params = [
         {"name": "organization", "value": "org-1"},
         {"name": "project", "value": {"env": "RT_DB_PROJECT"}, "sensitive": True},
     ]
     providers = [
         provider_doc(
-            "local", "mock",
-            [{"model_id": "chat", "parameters": {"reply": "from the db", "latency_ms": 0},
-              "aliases": ["local-alias"], "capabilities": ["streaming"],
-              "pricing": {"input_per_1m": 1.5}}, {"model_id": "off", "enabled": False}],
-            tags=["local"], request_settings={"max_retries": 1, "timeout_seconds": 5},
+            "local",
+            "mock",
+            [
+                {
+                    "model_id": "chat",
+                    "parameters": {"reply": "from the db", "latency_ms": 0},
+                    "aliases": ["local-alias"],
+                    "capabilities": ["streaming"],
+                    "pricing": {"input_per_1m": 1.5},
+                },
+                {"model_id": "off", "enabled": False},
+            ],
+            tags=["local"],
+            request_settings={"max_retries": 1, "timeout_seconds": 5},
         ),
         provider_doc(
-            "openai", "openai", ["gpt-4o"], api_keys=keys,
+            "openai",
+            "openai",
+            ["gpt-4o"],
+            api_keys=keys,
             connection={"api_base": "http://127.0.0.1:9/v1", "parameters": params},
         ),
-    ]  # fmt: skip
+    ]
     routes = [{"name": "local-chat", "targets": [{"model": "local/chat"}]}]
     return providers, routes
 
@@ -135,10 +151,14 @@ def test_reload_follows_new_revision_and_keeps_last_good(sqlite_url: str, secret
                 )
                 conn.execute(
                     insert(ConfigRevision.__table__).values(
-                        number=1, content_hash="sha256:x", state_hash="sha256:y", snapshot={},
-                        actor="test", summary={},
+                        number=1,
+                        content_hash="sha256:x",
+                        state_hash="sha256:y",
+                        snapshot={},
+                        actor="test",
+                        summary={},
                     )
-                )  # fmt: skip
+                )
             out.append(await client.reload())
             out.append((await client.generate(req)).generated_content)
             out.append(client.config.version[1])

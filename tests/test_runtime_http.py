@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_servers import FAST, FakeLLMServer, provider_doc, write_compiled
 
 from gwconfig.runtime import (
     AllTargetsFailedError,
@@ -20,6 +19,7 @@ from gwconfig.runtime import (
     LLMRequest,
     ProviderResponseError,
 )
+from runtime_servers import FAST, FakeLLMServer, provider_doc, write_compiled
 
 KEY = "sk-test-runtime-0123456789"
 
@@ -42,16 +42,31 @@ def config(tmp_path: Path, server: FakeLLMServer, models: list[str], **kw: Any) 
     settings = {**FAST, "max_retries": 2, "timeout_seconds": 0.5, **kw.pop("settings", {})}
     keys = [{"value": {"env": "RT_TEST_KEY"}}]
     providers = [
-        provider_doc("oa", "openai", models, api_keys=keys, request_settings=settings,
-                     connection={"api_base": server.base_url + "/v1",
-                                 "headers": {"x-team": "runtime"}}),
-        provider_doc("an", "anthropic", models, api_keys=keys, request_settings=settings,
-                     connection={"api_base": server.base_url, "api_version": "2023-06-01"}),
-        provider_doc("az", "azure_openai",
-                     [{"model_id": "gpt-4o", "parameters": {"deployment": "prod-4o"}}],
-                     api_keys=keys, request_settings=settings,
-                     connection={"api_base": server.base_url, "api_version": "2024-10-21"}),
-    ]  # fmt: skip
+        provider_doc(
+            "oa",
+            "openai",
+            models,
+            api_keys=keys,
+            request_settings=settings,
+            connection={"api_base": server.base_url + "/v1", "headers": {"x-team": "runtime"}},
+        ),
+        provider_doc(
+            "an",
+            "anthropic",
+            models,
+            api_keys=keys,
+            request_settings=settings,
+            connection={"api_base": server.base_url, "api_version": "2023-06-01"},
+        ),
+        provider_doc(
+            "az",
+            "azure_openai",
+            [{"model_id": "gpt-4o", "parameters": {"deployment": "prod-4o"}}],
+            api_keys=keys,
+            request_settings=settings,
+            connection={"api_base": server.base_url, "api_version": "2024-10-21"},
+        ),
+    ]
     path = write_compiled(tmp_path / "c.json", providers, **kw)
     return ConfigLoader(path).load_config_as_object()
 
@@ -182,11 +197,15 @@ def test_stream_falls_back_only_before_first_chunk(
 ) -> None:
     other = "an" if provider == "oa" else "oa"
     routes = [
-        {"name": "early", "targets": [{"model": f"{provider}/fail:503:99"}, {"model": f"{other}/ok"}]},
+        {
+            "name": "early",
+            "targets": [{"model": f"{provider}/fail:503:99"}, {"model": f"{other}/ok"}],
+        },
         {"name": "late", "targets": [{"model": f"{provider}/break"}, {"model": f"{other}/ok"}]},
-    ]  # fmt: skip
-    cfg = config(tmp_path, server, ["fail:503:99", "ok", "break"], routes=routes,
-                 settings={"max_retries": 0})  # fmt: skip
+    ]
+    cfg = config(
+        tmp_path, server, ["fail:503:99", "ok", "break"], routes=routes, settings={"max_retries": 0}
+    )
     chunks, response, error = stream(cfg, req("early", "a b c"))
     assert error is None and "".join(chunks) == "echo: a b c"
     assert response.provider_id == other

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_servers import FAST, provider_doc, write_compiled
 
 from gwconfig.runtime import (
     AllTargetsFailedError,
@@ -26,6 +25,7 @@ from gwconfig.runtime import (
     ProviderFactory,
 )
 from gwconfig.runtime.providers.mock import MockProvider
+from runtime_servers import FAST, provider_doc, write_compiled
 
 
 def load(tmp_path: Path, providers: list[dict[str, Any]], **kw: Any) -> GatewayConfig:
@@ -119,9 +119,13 @@ def test_key_for_runtime_environment_and_expiry(
     keys = [
         {"name": "default", "value": {"env": "K_DEFAULT"}},
         {"name": "default", "environment": "prod", "value": {"env": "K_PROD"}},
-        {"name": "old", "environment": "staging", "value": {"env": "K_PROD"},
-         "expires_at": "2001-01-01T00:00:00Z"},
-    ]  # fmt: skip
+        {
+            "name": "old",
+            "environment": "staging",
+            "value": {"env": "K_PROD"},
+            "expires_at": "2001-01-01T00:00:00Z",
+        },
+    ]
     doc = provider_doc("p", "mock", ["m"], api_keys=keys)
     path = write_compiled(tmp_path / "c.json", [doc])
     prod = ConfigLoader(path, environment="prod").load_config_as_object()
@@ -141,9 +145,11 @@ def test_expired_or_missing_keys_are_not_used(
     monkeypatch.setenv("OLD_KEY", "sk-old-secret")
     monkeypatch.delenv("NOPE_KEY", raising=False)
     expired = provider_doc(
-        "exp", "mock", ["m"],
+        "exp",
+        "mock",
+        ["m"],
         api_keys=[{"value": {"env": "OLD_KEY"}, "expires_at": "2001-01-01T00:00:00Z"}],
-    )  # fmt: skip
+    )
     missing = provider_doc("miss", "mock", ["m"], api_keys=[{"value": {"env": "NOPE_KEY"}}])
     cfg = load(tmp_path, [expired, missing])
     e1, e2 = run(cfg, req("exp/m"), req("miss/m"))
@@ -155,12 +161,15 @@ def test_expired_or_missing_keys_are_not_used(
 def test_retry_then_fallback_with_attempts(tmp_path: Path) -> None:
     settings = {**FAST, "max_retries": 1}
     p = provider_doc(
-        "p", "mock",
-        [{"model_id": "flaky", "parameters": {"fail_times": 1, "reply": "recovered"}},
-         {"model_id": "dead", "parameters": {"fail_times": 99}},
-         {"model_id": "ok", "parameters": {"reply": "fallback"}}],
+        "p",
+        "mock",
+        [
+            {"model_id": "flaky", "parameters": {"fail_times": 1, "reply": "recovered"}},
+            {"model_id": "dead", "parameters": {"fail_times": 99}},
+            {"model_id": "ok", "parameters": {"reply": "fallback"}},
+        ],
         request_settings=settings,
-    )  # fmt: skip
+    )
     routes = [{"name": "r", "targets": [{"model": "p/dead"}, {"model": "p/ok"}]}]
     cfg = load(tmp_path, [p], routes=routes)
     flaky, fell = run(cfg, req("p/flaky"), req("r"))
@@ -177,11 +186,14 @@ def test_retry_then_fallback_with_attempts(tmp_path: Path) -> None:
 
 def test_all_targets_failed_lists_each_reason(tmp_path: Path) -> None:
     p = provider_doc(
-        "p", "mock",
-        [{"model_id": "a", "parameters": {"fail_times": 9}},
-         {"model_id": "b", "parameters": {"fail_times": 9, "fail_status": 401}}],
+        "p",
+        "mock",
+        [
+            {"model_id": "a", "parameters": {"fail_times": 9}},
+            {"model_id": "b", "parameters": {"fail_times": 9, "fail_status": 401}},
+        ],
         request_settings={**FAST, "max_retries": 2},
-    )  # fmt: skip
+    )
     cfg = load(
         tmp_path, [p], routes=[{"name": "r", "targets": [{"model": "p/a"}, {"model": "p/b"}]}]
     )
@@ -193,10 +205,11 @@ def test_all_targets_failed_lists_each_reason(tmp_path: Path) -> None:
 
 def test_bad_request_is_not_retried_or_rerouted(tmp_path: Path) -> None:
     p = provider_doc(
-        "p", "mock",
+        "p",
+        "mock",
         [{"model_id": "bad", "parameters": {"fail_times": 9, "fail_status": 400}}, "ok"],
         request_settings=FAST,
-    )  # fmt: skip
+    )
     cfg = load(
         tmp_path, [p], routes=[{"name": "r", "targets": [{"model": "p/bad"}, {"model": "p/ok"}]}]
     )
@@ -206,10 +219,16 @@ def test_bad_request_is_not_retried_or_rerouted(tmp_path: Path) -> None:
 
 def test_retry_after_is_a_floor_for_backoff(tmp_path: Path) -> None:
     p = provider_doc(
-        "p", "mock",
-        [{"model_id": "m", "parameters": {"fail_times": 2, "fail_status": 429, "retry_after": 0.5}}],
+        "p",
+        "mock",
+        [
+            {
+                "model_id": "m",
+                "parameters": {"fail_times": 2, "fail_status": 429, "retry_after": 0.5},
+            }
+        ],
         request_settings={**FAST, "backoff_max_seconds": 1.0, "max_retries": 3},
-    )  # fmt: skip
+    )
     cfg = load(tmp_path, [p])
     slept: list[float] = []
 
@@ -223,10 +242,14 @@ def test_retry_after_is_a_floor_for_backoff(tmp_path: Path) -> None:
 
 def test_cooldown_skips_a_failing_target(tmp_path: Path) -> None:
     p = provider_doc(
-        "p", "mock",
-        [{"model_id": "bad", "parameters": {"fail_times": 999}}, {"model_id": "good", "parameters": {"reply": "ok"}}],
+        "p",
+        "mock",
+        [
+            {"model_id": "bad", "parameters": {"fail_times": 999}},
+            {"model_id": "good", "parameters": {"reply": "ok"}},
+        ],
         request_settings={**FAST, "max_retries": 0, "cooldown_failures": 2, "cooldown_seconds": 60},
-    )  # fmt: skip
+    )
     cfg = load(
         tmp_path, [p], routes=[{"name": "r", "targets": [{"model": "p/bad"}, {"model": "p/good"}]}]
     )
@@ -242,10 +265,21 @@ def test_cooldown_skips_a_failing_target(tmp_path: Path) -> None:
 
 
 def test_weighted_route_spreads_by_weight(tmp_path: Path) -> None:
-    p = provider_doc("p", "mock", [{"model_id": "a", "parameters": {"reply": "a"}},
-                                   {"model_id": "b", "parameters": {"reply": "b"}}])  # fmt: skip
-    routes = [{"name": "w", "strategy": "weighted",
-               "targets": [{"model": "p/a", "weight": 3}, {"model": "p/b", "weight": 1}]}]  # fmt: skip
+    p = provider_doc(
+        "p",
+        "mock",
+        [
+            {"model_id": "a", "parameters": {"reply": "a"}},
+            {"model_id": "b", "parameters": {"reply": "b"}},
+        ],
+    )
+    routes = [
+        {
+            "name": "w",
+            "strategy": "weighted",
+            "targets": [{"model": "p/a", "weight": 3}, {"model": "p/b", "weight": 1}],
+        }
+    ]
     cfg = load(tmp_path, [p], routes=routes)
     results = run(cfg, *[req("w") for _ in range(400)], rng=random.Random(7))
     counts = Counter(r.generated_content for r in results)
@@ -254,10 +288,14 @@ def test_weighted_route_spreads_by_weight(tmp_path: Path) -> None:
 
 def test_route_fallbacks_follow_other_routes(tmp_path: Path) -> None:
     p = provider_doc(
-        "p", "mock",
-        [{"model_id": "down", "parameters": {"fail_times": 99}}, {"model_id": "up", "parameters": {"reply": "up"}}],
+        "p",
+        "mock",
+        [
+            {"model_id": "down", "parameters": {"fail_times": 99}},
+            {"model_id": "up", "parameters": {"reply": "up"}},
+        ],
         request_settings={**FAST, "max_retries": 0},
-    )  # fmt: skip
+    )
     routes = [
         {"name": "primary", "targets": [{"model": "p/down"}], "fallbacks": ["backup"]},
         {"name": "backup", "targets": [{"model": "p/up"}], "fallbacks": ["primary"]},
@@ -268,11 +306,14 @@ def test_route_fallbacks_follow_other_routes(tmp_path: Path) -> None:
 
 def test_streaming_on_mock_with_fallback_before_first_chunk(tmp_path: Path) -> None:
     p = provider_doc(
-        "p", "mock",
-        [{"model_id": "down", "parameters": {"fail_times": 99}},
-         {"model_id": "up", "parameters": {"reply": "one two three", "chunk_size": 1}}],
+        "p",
+        "mock",
+        [
+            {"model_id": "down", "parameters": {"fail_times": 99}},
+            {"model_id": "up", "parameters": {"reply": "one two three", "chunk_size": 1}},
+        ],
         request_settings={**FAST, "max_retries": 0},
-    )  # fmt: skip
+    )
     cfg = load(
         tmp_path, [p], routes=[{"name": "r", "targets": [{"model": "p/down"}, {"model": "p/up"}]}]
     )
