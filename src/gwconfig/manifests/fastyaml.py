@@ -1,0 +1,214 @@
+"""A fast parser for the plain block-style YAML subset that manifests are usually written in.
+
+It understands block mappings and sequences, plain scalars, simple quoted strings, empty flow
+collections and comment lines: what ``yaml.safe_dump`` writes and what people type. On anything
+else (flow collections, anchors, tags, block scalars, multi-line scalars, YAML 1.1 surprises,
+duplicate keys, odd indentation, ...) it gives up and returns None, and the caller uses the
+reference loader, which reports errors. When it does return, the documents and positions are
+exactly what :func:`gwconfig.manifests.yaml_loader.load_yaml` would produce (a differential test
+checks this).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from yaml.resolver import Resolver
+
+from gwconfig.errors import Diagnostic
+from gwconfig.manifests.documents import Positions, RawDocument
+
+#: Characters the subset never has to deal with: tabs, CR, YAML line breaks beyond LF, BOMs,
+#: control and other non-printable characters.
+_OUTSIDE = re.compile(
+    "[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
+)
+_KEY = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_./-]*):(?: +(.*))?\Z")
+_KEY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*\Z")
+_INT = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
+_FLOAT = re.compile(r"-?[0-9]+\.[0-9]+(?:[eE][-+][0-9]+)?\Z")
+_RESOLVERS: dict[str | None, list[tuple[str, re.Pattern[str]]]] = Resolver.yaml_implicit_resolvers
+_INDICATORS = frozenset("[]{},#&*!|>%@`")
+_SPACE_INDICATORS = frozenset("-?:")
+_TAG = "tag:yaml.org,2002:"
+
+
+class _Unsupported(Exception):
+    """The text is outside the fast subset: use the reference loader."""
+
+
+def _scalar(v: str) -> Any:
+    c = v[0]
+    if c == "'":
+        inner = v[1:-1]
+        if len(v) < 2 or v[-1] != "'" or "'" in inner.replace("''", ""):
+            raise _Unsupported
+        return inner.replace("''", "'")
+    if c == '"':
+        inner = v[1:-1]
+        if len(v) < 2 or v[-1] != '"' or '"' in inner or "\\" in inner:
+            raise _Unsupported
+        return inner
+    if c in _INDICATORS or (c in _SPACE_INDICATORS and (len(v) == 1 or v[1] == " ")):
+        raise _Unsupported
+    if " #" in v or ": " in v or v[-1] == ":":
+        raise _Unsupported
+    resolvers = _RESOLVERS.get(c)
+    if resolvers:
+        for tag, regexp in resolvers:
+            if regexp.match(v):
+                return _resolved(tag, v)
+    return v
+
+
+def _resolved(tag: str, v: str) -> Any:
+    if tag == _TAG + "int" and _INT.match(v):
+        return int(v)
+    if tag == _TAG + "float" and _FLOAT.match(v):
+        return float(v)
+    if tag == _TAG + "bool" and v in ("true", "false"):
+        return v == "true"
+    if tag == _TAG + "null" and v in ("null", "~"):
+        return None
+    raise _Unsupported
+
+
+def _key(text: str) -> str:
+    if text[0] in _RESOLVERS and not isinstance(_scalar(text), str):
+        raise _Unsupported
+    return text
+
+
+def parse_fast(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic]] | None:
+    """Documents of ``text`` if it is inside the fast subset, else None."""
+    if _OUTSIDE.search(text):
+        return None
+    try:
+        return _parse(text, path), []
+    except _Unsupported:
+        return None
+
+
+def _parse(text: str, path: str) -> list[RawDocument]:
+    docs: list[RawDocument] = []
+    positions: Positions = {}
+    root: dict[str, Any] | None = None
+    root_line = root_col = 0
+    started = False  # an explicit '---' opened the current document
+    memo: dict[str, Any] = {}
+    good_keys: set[str] = set()
+    miss = memo  # sentinel: never a parsed value
+    # the innermost frame lives in locals; outer frames on the stack
+    stack: list[tuple[int, Any, int, bool]] = []
+    cur_indent, cur, cur_id, cur_seq = -1, None, 0, False
+    pending: tuple[dict[str, Any], str, int, int, int] | None = None
+    lineno = 0
+    for line in text.split("\n"):
+        lineno += 1
+        content = line.lstrip(" ")
+        if not content:
+            continue
+        first = content[0]
+        if first == "#":
+            continue
+        indent = len(line) - len(content)
+        if content[-1] == " ":
+            content = content.rstrip(" ")
+        is_item = first == "-" and (len(content) == 1 or content[1] == " ")
+        if indent == 0 and (first == "-" or first == "." or first == "%") and not is_item:
+            if content != "---" or pending is not None:
+                raise _Unsupported
+            if root is not None:
+                docs.append(RawDocument(path, len(docs) + 1, root, root_line, root_col, positions))
+                positions, root, stack = {}, None, []
+            elif started:
+                raise _Unsupported  # an empty document
+            started = True
+            continue
+        if root is None:
+            if is_item:
+                raise _Unsupported
+            root, root_line, root_col = {}, lineno, indent + 1
+            stack = []
+            cur_indent, cur, cur_id, cur_seq = indent, root, id(root), False
+        if pending is not None:
+            owner, pkey, pindent, kline, kcol = pending
+            pending = None
+            if is_item and indent >= pindent:
+                new: Any = []
+            elif not is_item and indent > pindent:
+                new = {}
+            else:
+                raise _Unsupported  # an empty value (null): leave it to the reference loader
+            owner[pkey] = new
+            positions[(id(owner), pkey)] = (kline, kcol, lineno, indent + 1)
+            stack.append((cur_indent, cur, cur_id, cur_seq))
+            cur_indent, cur, cur_id, cur_seq = indent, new, id(new), is_item
+        while cur_indent > indent or (cur_indent == indent and cur_seq and not is_item):
+            if not stack:
+                raise _Unsupported
+            cur_indent, cur, cur_id, cur_seq = stack.pop()
+        if cur_indent != indent:
+            raise _Unsupported
+        if cur_seq:
+            rest = content[1:]
+            body = rest.lstrip(" ")
+            if not body:
+                raise _Unsupported
+            indent = indent + 1 + len(rest) - len(body)
+            index = len(cur)
+            positions[(cur_id, index)] = (lineno, indent + 1, lineno, indent + 1)
+            colon = body.find(": ")
+            if (colon > 0 or body[-1] == ":") and _KEY.match(body):
+                new = {}
+                cur.append(new)
+                stack.append((cur_indent, cur, cur_id, cur_seq))
+                cur_indent, cur, cur_id, cur_seq = indent, new, id(new), False
+                content = body
+            else:
+                if body[0] == "-" and (len(body) == 1 or body[1] == " "):
+                    raise _Unsupported
+                value = memo.get(body, miss)
+                if value is miss:
+                    value = memo[body] = _scalar(body)
+                cur.append(value)
+                continue
+        elif is_item:
+            raise _Unsupported
+        colon = content.find(": ")
+        if colon > 0:
+            key = content[:colon]
+            raw_value: str | None = content[colon + 2 :].lstrip(" ")
+        elif content[-1] == ":":
+            key = content[:-1]
+            raw_value = None
+        else:
+            raise _Unsupported
+        if key not in good_keys:
+            if not _KEY_NAME.match(key):
+                raise _Unsupported
+            good_keys.add(_key(key))
+        if key in cur:
+            raise _Unsupported
+        if raw_value is None:
+            pending = (cur, key, indent, lineno, indent + 1)
+            continue
+        vcol = indent + len(content) - len(raw_value) + 1
+        positions[(cur_id, key)] = (lineno, indent + 1, lineno, vcol)
+        if raw_value == "[]":
+            cur[key] = []
+        elif raw_value == "{}":
+            cur[key] = {}
+        else:
+            value = memo.get(raw_value, miss)
+            if value is miss:
+                value = memo[raw_value] = _scalar(raw_value)
+            cur[key] = value
+    if pending is not None:
+        raise _Unsupported
+    if root is not None:
+        docs.append(RawDocument(path, len(docs) + 1, root, root_line, root_col, positions))
+    elif started:
+        raise _Unsupported
+    return docs
