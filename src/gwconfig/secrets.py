@@ -30,7 +30,7 @@ from gwconfig.errors import EncryptionKeyError, SecretError
 ENV_VAR = "GWCONFIG_ENCRYPTION_KEY"
 KEY_FILE_NAME = "encryption.key"
 FINGERPRINT_PREFIX = "hmac-sha256:"
-MASK = "********"
+MASK = "(sensitive)"
 _FINGERPRINT_INFO = b"gwconfig fingerprint"
 _SET_KEY_HINT = f"set {ENV_VAR}; generate one with 'gwconfig keys generate'"
 
@@ -209,24 +209,15 @@ def is_fingerprint(value: Any) -> bool:
     return isinstance(value, Mapping) and set(value) == {"fingerprint"}
 
 
-def mask_provider(provider: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of a canonical provider with every secret value replaced by a mask.
+def mask_entity(entity: str, body: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A copy of a canonical entity body with its secret value (if any) replaced by MASK.
 
-    API key values and sensitive parameter values become ``{"masked": MASK}`` plus the
-    fingerprint when the value is a stored fingerprint (so audits show *that* it changed).
+    ``entity`` is ``api_key`` (value always secret), ``connection_parameter`` (secret when
+    ``sensitive``) or anything else (returned unchanged). Used for audit before/after.
     """
-    out = dict(provider)
-    out["api_keys"] = [
-        {**k, "value": _mask_value(k.get("value"))} for k in provider.get("api_keys", [])
-    ]
-    out["connection_parameters"] = [
-        {**p, "value": _mask_value(p.get("value"))} if p.get("sensitive") else dict(p)
-        for p in provider.get("connection_parameters", [])
-    ]
+    if body is None:
+        return None
+    out = dict(body)
+    if entity == "api_key" or (entity == "connection_parameter" and body.get("sensitive")):
+        out["value"] = MASK
     return out
-
-
-def _mask_value(value: Any) -> dict[str, str]:
-    if is_fingerprint(value):
-        return {"masked": MASK, "fingerprint": value["fingerprint"]}
-    return {"masked": MASK}
