@@ -350,3 +350,14 @@ def test_malformed_public_key_file_is_reported(tmp_path: Path, keys: tuple) -> N
     assert (diags[0].path, diags[0].line) == (str(tmp_path / "broken.pub"), 1)
     assert "not a gwconfig sealing public key" in diags[0].message
     assert "no sealing public key (*.pub) found" in diags[1].message
+
+
+def test_public_keys_in_hidden_directories_are_ignored(tmp_path: Path, keys: tuple) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "sealing.pub").write_text(keys[1].to_text())
+    (tmp_path / "nested" / "deeper").mkdir(parents=True)
+    found, diags = sealing.find_public_keys([tmp_path])
+    assert (found, diags) == ([], [])
+    (tmp_path / "nested" / "deeper" / "team.pub").write_text(keys[1].to_text())
+    found, _ = sealing.find_public_keys([tmp_path])
+    assert [k.key_id for k in found] == [keys[1].key_id]

@@ -314,7 +314,7 @@ def unseal(blob: str, scope: Scope) -> str:
 
 
 def find_public_keys(search_dirs: Sequence[Path]) -> tuple[list[PublicKey], list[Diagnostic]]:
-    """Every gwconfig public key (``*.pub``) under ``search_dirs``; other ``.pub`` files skipped."""
+    """Every gwconfig public key (``*.pub``, hidden directories skipped) under ``search_dirs``."""
     keys: list[PublicKey] = []
     diags: list[Diagnostic] = []
     files: set[Path] = set()
@@ -323,7 +323,9 @@ def find_public_keys(search_dirs: Sequence[Path]) -> tuple[list[PublicKey], list
         if d.is_file() and d.suffix == ".pub":
             files.add(d)
         elif d.is_dir():
-            files.update(p for p in d.rglob("*.pub") if p.is_file())
+            for top, dirs, names in os.walk(d):
+                dirs[:] = [x for x in dirs if not x.startswith(".")]  # .git, .venv, ...
+                files.update(Path(top, n) for n in names if n.endswith(".pub"))
     for path in sorted(files):
         try:
             text = path.read_text(encoding="utf-8")
