@@ -212,6 +212,8 @@ def check_gateway(validated: Validated) -> list[Diagnostic]:
         raw_targets = raw.get("targets") or []
         for j, target in enumerate(route.targets):
             found = models.get((target.provider_id, target.model_id))
+            if target.provider_id in validated.invalid_provider_ids:
+                continue  # that provider's own errors are reported already
             if target.provider_id not in providers:
                 diag(
                     raw_targets[j],

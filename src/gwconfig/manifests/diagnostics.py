@@ -69,7 +69,7 @@ def pydantic_diagnostics(doc: RawDocument, model: type[Any], exc: Any) -> list[D
     errors = exc.errors(include_url=False, include_context=True)
     by_field: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for err in errors:
-        key = tuple(p for p in err["loc"] if not _is_union_tagged([p]))
+        key = _group_key(err["loc"])
         by_field.setdefault(key, []).append(err)
     for plain_loc, errs in by_field.items():
         field = _field_name(plain_loc)
@@ -80,6 +80,16 @@ def pydantic_diagnostics(doc: RawDocument, model: type[Any], exc: Any) -> list[D
             diag = _one(doc, model, field, err)
             out.setdefault((diag.line, diag.col, diag.message), diag)
     return list(out.values())
+
+
+def _group_key(loc: Sequence[Any]) -> tuple[Any, ...]:
+    """The loc up to the first union tag: every member's error of one value groups together."""
+    out = []
+    for p in loc:
+        if _is_union_tagged([p]):
+            break
+        out.append(p)
+    return tuple(out)
 
 
 def _is_union_tagged(loc: Sequence[Any]) -> bool:

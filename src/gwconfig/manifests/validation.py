@@ -19,6 +19,8 @@ class Validated:
     providers: list[tuple[ProviderManifest, RawDocument]] = field(default_factory=list)
     gateways: list[tuple[GatewayManifest, RawDocument]] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    #: provider ids of Provider documents that failed validation (to avoid follow-on errors)
+    invalid_provider_ids: set[str] = field(default_factory=set)
 
 
 def _kind_problem(doc: RawDocument) -> Diagnostic | None:
@@ -83,6 +85,8 @@ def validate_documents(
         try:
             manifest = model.model_validate(doc.data)
         except ValidationError as exc:
+            if isinstance(doc.data.get("provider_id"), str):
+                out.invalid_provider_ids.add(doc.data["provider_id"])
             for d in pydantic_diagnostics(doc, model, exc):
                 # The YAML layer already explained this value (e.g. `model_id: no`).
                 if (d.path, d.line, d.col) not in taken:
