@@ -98,12 +98,7 @@ def locked(db: Database, lock_timeout: float = 60.0) -> Iterator[Connection]:
             conn.rollback()
             raise
         finally:
-            if dialect in ("mysql", "mariadb"):
-                conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": LOCK_NAME})
-                conn.commit()
-            elif previous_busy is not None:
-                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(previous_busy)}")
-                conn.commit()
+            _release(conn, dialect, previous_busy)
     except SQLAlchemyError as exc:
         orig = getattr(exc, "orig", None) or exc
         detail = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
@@ -113,6 +108,23 @@ def locked(db: Database, lock_timeout: float = 60.0) -> Iterator[Connection]:
         ) from None
     finally:
         conn.close()
+
+
+def _release(conn: Connection, dialect: str, previous_busy: int | None) -> None:
+    """Release the MySQL lock / restore SQLite's busy timeout; on failure drop the connection.
+
+    This runs after commit or rollback, so it must not turn a finished apply into an error:
+    a connection that cannot be cleaned is invalidated (closing it frees a MySQL lock too).
+    """
+    try:
+        if dialect in ("mysql", "mariadb"):
+            conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": LOCK_NAME})
+            conn.commit()
+        elif previous_busy is not None:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(previous_busy)}")
+            conn.commit()
+    except Exception:
+        conn.invalidate()
 
 
 def check_base(plan: Plan, state: ActualState) -> None:
