@@ -8,6 +8,7 @@ wherever they were loaded from.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
@@ -245,7 +246,7 @@ class GatewayConfig:
             return Resolution(
                 identifier, None, (TargetGroup((self._target(pids[0], identifier),)),)
             )
-        raise NoRouteError(self._why_not(identifier))
+        raise NoRouteError(self._why_not(identifier), hint=self._suggest(identifier))
 
     def _resolve_pinned(self, identifier: str, provider_id: str) -> Resolution:
         p = self.providers.get(provider_id)
@@ -305,6 +306,15 @@ class GatewayConfig:
             pinned = f" on provider '{only_provider}'" if only_provider else ""
             raise NoRouteError(f"route '{name}' has no enabled target{pinned}")
         return Resolution(name, name, tuple(groups))
+
+    def _suggest(self, identifier: str) -> str | None:
+        names = [*self.routes, *self._aliases, *self._bare]
+        close = difflib.get_close_matches(identifier, names, n=3, cutoff=0.6)
+        if close:
+            return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+        if self.routes:
+            return "routes: " + ", ".join(sorted(self.routes)[:10])
+        return None
 
     def _why_not(self, identifier: str) -> str:
         for p, m in self.iter_models():
