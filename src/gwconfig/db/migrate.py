@@ -119,3 +119,29 @@ def upgrade_database(db: Database, revision: str = "head") -> RevisionStatus:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
     return revision_status(db)
+
+
+def upgrade_url(url: str | None = None) -> tuple[RevisionStatus, RevisionStatus]:
+    """``gwconfig db upgrade``: upgrade the database at ``url``; return (before, after)."""
+    from gwconfig.db.session import open_database, translate_errors
+
+    db = open_database(url, upgrade=False, check=False)
+    try:
+        with translate_errors(db.url, "upgrading"):
+            before = revision_status(db)
+            after = upgrade_database(db)
+    finally:
+        db.dispose()
+    return before, after
+
+
+def status_url(url: str | None = None) -> RevisionStatus:
+    """``gwconfig db current``: where the database at ``url`` stands (never upgrades)."""
+    from gwconfig.db.session import open_database, translate_errors
+
+    db = open_database(url, upgrade=False, check=False)
+    try:
+        with translate_errors(db.url, "reading the schema revision of"):
+            return revision_status(db)
+    finally:
+        db.dispose()

@@ -94,3 +94,17 @@ def rotate_secrets(conn: Connection, keys: EncryptionKeys) -> RotationResult:
     return RotationResult(
         api_keys=len(key_rows), parameters=len(param_rows), revisions=len(revisions)
     )
+
+
+def rotate_url(url: str | None = None) -> RotationResult:
+    """``gwconfig keys rotate``: re-encrypt every secret of the database at ``url`` (one txn)."""
+    from gwconfig.db.session import open_database, translate_errors
+    from gwconfig.secrets import load_encryption_keys
+
+    db = open_database(url)
+    try:
+        keys = load_encryption_keys(db.url)
+        with translate_errors(db.url, "rotating the secrets of"), db.engine.begin() as conn:
+            return rotate_secrets(conn, keys)
+    finally:
+        db.dispose()

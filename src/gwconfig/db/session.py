@@ -115,6 +115,15 @@ def database_error(exc: SQLAlchemyError, url: str, doing: str) -> DatabaseError:
     return DatabaseError(f"{doing} {settings.mask_url(url)} failed: {detail}")
 
 
+@contextmanager
+def translate_errors(url: str, doing: str) -> Iterator[None]:
+    """Turn SQLAlchemy errors into :class:`DatabaseError` naming the masked URL."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise database_error(exc, url, doing) from None
+
+
 @dataclass
 class Database:
     """An open gateway database: engine, session factory, URL and dialect name."""

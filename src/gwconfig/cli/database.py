@@ -1,0 +1,76 @@
+"""``gwconfig db upgrade | current`` and ``gwconfig keys generate | rotate``: thin adapters."""
+
+from __future__ import annotations
+
+import click
+
+from gwconfig import settings
+
+_db_option = click.option(
+    "--database-url",
+    metavar="URL",
+    help="Gateway database (default: GWCONFIG_DATABASE_URL or sqlite:///.gwconfig/gateway.db).",
+)
+
+
+@click.group("db")
+def db_group() -> None:
+    """Manage the gateway database schema (Alembic migrations shipped with gwconfig)."""
+
+
+@db_group.command("upgrade")
+@_db_option
+def upgrade_cmd(database_url: str | None) -> None:
+    """Create or upgrade the gateway database schema to this gwconfig's revision."""
+    from gwconfig.db.migrate import upgrade_url
+
+    before, after = upgrade_url(database_url)
+    where = settings.mask_url(settings.database_url(database_url))
+    if before.current == after.current:
+        click.echo(f"{where}: already at revision {after.current} (head)")
+    else:
+        click.echo(f"{where}: upgraded from {before.current or 'empty'} to {after.current} (head)")
+
+
+@db_group.command("current")
+@_db_option
+def current_cmd(database_url: str | None) -> None:
+    """Show the database's schema revision; exit 1 unless it is this gwconfig's head."""
+    from gwconfig.db.migrate import status_url
+
+    status = status_url(database_url)
+    click.echo(f"{settings.mask_url(settings.database_url(database_url))}: {status.describe()}")
+    if not status.up_to_date:
+        raise SystemExit(1)
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """Encryption keys for secrets at rest (GWCONFIG_ENCRYPTION_KEY)."""
+
+
+@keys_group.command("generate")
+def generate_cmd() -> None:
+    """Print a new Fernet key (put it first in GWCONFIG_ENCRYPTION_KEY)."""
+    from gwconfig.secrets import generate_key
+
+    click.echo(generate_key())
+    click.echo(
+        "Store it in your secret manager; to rotate, set GWCONFIG_ENCRYPTION_KEY=NEW,OLD and run "
+        "'gwconfig keys rotate'.",
+        err=True,
+    )
+
+
+@keys_group.command("rotate")
+@_db_option
+def rotate_cmd(database_url: str | None) -> None:
+    """Re-encrypt every stored secret under the newest key, in one transaction."""
+    from gwconfig.db.rotation import rotate_url
+
+    result = rotate_url(database_url)
+    click.echo(
+        f"re-encrypted {result.secrets} secret(s) under the newest key "
+        f"({result.api_keys} API key(s), {result.parameters} sensitive parameter(s)); "
+        f"{result.revisions} revision snapshot(s) updated"
+    )
