@@ -109,6 +109,15 @@ def test_seal_errors(
     assert result.stdout == ""
 
 
+def test_seal_uses_the_schema_patterns() -> None:
+    from gwconfig.cli import sealing as cli_sealing
+    from gwconfig.schema import SLUG_PATTERN, ConnectionParameterSpec
+
+    assert cli_sealing.SLUG_PATTERN == SLUG_PATTERN
+    name_field = ConnectionParameterSpec.model_json_schema()["properties"]["name"]
+    assert name_field["pattern"] == cli_sealing.PARAM_PATTERN
+
+
 def test_seal_without_public_key(isolated_cwd: Path) -> None:
     result = run("seal", "--provider", "openai", "--name", "a", input=CANARY)
     assert result.exit_code == 1

@@ -27,6 +27,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
@@ -34,8 +35,10 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from gwconfig.compile import CompiledConfig
 from gwconfig.errors import Diagnostic, SealingError
+
+if TYPE_CHECKING:  # the crypto path (unseal) must not pay for pydantic
+    from gwconfig.compile import CompiledConfig
 
 SEALING_KEY_ENV = "GWCONFIG_SEALING_KEY"
 BLOB_PREFIX = "gwseal:v1:"
