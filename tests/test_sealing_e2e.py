@@ -88,8 +88,9 @@ def test_add_an_api_key(flow, monkeypatch: pytest.MonkeyPatch) -> None:
     manifest.write_text(manifest.read_text().replace("environment: prod", "environment: dev"))
     outputs.append(moved := run("validate"))
     assert moved.exit_code == 1
+    assert moved.stderr.startswith("providers.d/openai.yaml:8:")  # the column is the front end's
     assert (
-        "providers.d/openai.yaml:8:12: error: sealed value was sealed for provider openai key "
+        "error: sealed value was sealed for provider openai key "
         "default environment prod, used for provider openai key default environment dev"
     ) in moved.stderr
 
