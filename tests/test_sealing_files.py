@@ -361,3 +361,19 @@ def test_public_keys_in_hidden_directories_are_ignored(tmp_path: Path, keys: tup
     (tmp_path / "nested" / "deeper" / "team.pub").write_text(keys[1].to_text())
     found, _ = sealing.find_public_keys([tmp_path])
     assert [k.key_id for k in found] == [keys[1].key_id]
+
+
+def test_reseal_writes_through_symlinks(tmp_path: Path, keys: tuple) -> None:
+    real = tmp_path / "shared" / "openai.yaml"
+    real.parent.mkdir()
+    blob = sealing.seal(SECRET, ("p", "default", "default"), keys[1])
+    real.write_text(f"value: {{sealed: {blob}}}\n")
+    (tmp_path / "providers.d").mkdir()
+    link = tmp_path / "providers.d" / "openai.yaml"
+    link.symlink_to(real)
+    _, new_pub = sealing.generate_keypair()
+    assert sealing_files.reseal_files([tmp_path / "providers.d"], new_pub).resealed == 1
+    assert link.is_symlink()
+    assert blob not in real.read_text() and real.read_text().startswith(
+        "value: {sealed: gwseal:v1:"
+    )
