@@ -72,7 +72,13 @@ def seal_cmd(
     environment: str,
     public_key: Path | None,
 ) -> None:
-    """Seal a secret read from standard input; print the YAML `value:` line to paste."""
+    """Seal a secret read from standard input; print the YAML `value:` line to paste.
+
+    \b
+    Example:
+      pbpaste | gwconfig seal --provider openai --name default --environment prod
+    The value only opens for that provider, key (or --param) and environment.
+    """
     from gwconfig.sealing import describe_scope, load_public_key, seal
     from gwconfig.sealing_files import default_public_key, read_secret_text
 
@@ -112,7 +118,11 @@ def seal_cmd(
 @click.option("--dry-run", is_flag=True, help="Open and re-seal in memory; write nothing.")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 def reseal_cmd(public_key: Path, dry_run: bool, paths: tuple[Path, ...]) -> None:
-    """Re-seal every sealed value in PATHS [default: providers.d, environments] to a new key."""
+    """Re-seal every sealed value in PATHS [default: providers.d, environments] to a new key.
+
+    The values are opened with the old private key(s) in GWCONFIG_SEALING_KEY. Only the sealed
+    strings change; every other byte of the files stays. Nothing is written if any value fails.
+    """
     from gwconfig.sealing import load_public_key
     from gwconfig.sealing_files import default_reseal_paths, reseal_files
 
