@@ -38,12 +38,12 @@ def provider_sources(p: ProviderManifest, doc: RawDocument, sources: dict[str, S
         sources.setdefault(f"{p.provider_id}/{m.model_id}", SourceRef(doc.path, line, col))
     raw_keys = raw.get("api_keys") or []
     for i, k in enumerate(p.api_keys):
-        line, col = _at(doc, raw_keys[i], "value")
+        line, col = doc.key_line(raw_keys[i], "value")
         key = f"{p.provider_id}/key:{k.name}@{k.environment}"
         sources.setdefault(key, SourceRef(doc.path, line, col))
     raw_params = (raw.get("connection") or {}).get("parameters") or []
     for i, c in enumerate(p.connection.parameters):
-        line, col = _at(doc, raw_params[i], "value")
+        line, col = doc.key_line(raw_params[i], "value")
         key = f"{p.provider_id}/param:{c.name}@{c.environment}"
         sources.setdefault(key, SourceRef(doc.path, line, col))
 

@@ -60,3 +60,12 @@ class RawDocument:
         if self.line_map is not None:
             return self.template_line(pos[2]), 1
         return pos[2], pos[3]
+
+    def key_line(self, container: Any, key: Any) -> tuple[int, int]:
+        """Line and column of the key ``key`` in ``container`` (falls back to the document)."""
+        pos = self.positions.get((id(container), key))
+        if pos is None:
+            return self.template_line(self.line), self.col
+        if self.line_map is not None:
+            return self.template_line(pos[0]), 1
+        return pos[0], pos[1]

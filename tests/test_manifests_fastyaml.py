@@ -1,0 +1,186 @@
+"""The fast YAML path yields exactly what the reference loader yields; nothing ever crashes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gwconfig.cli import cli
+from gwconfig.manifests import validate_path
+from gwconfig.manifests.documents import RawDocument
+from gwconfig.manifests.fastyaml import parse_fast
+from gwconfig.manifests.yaml_loader import load_yaml
+
+TRICKY_WORDS = [
+    "no", "yes", "on", "off", "true", "false", "True", "null", "Null", "~", "", "0", "012",
+    "0x1f", "1.5", "1e5", "1.0e-06", "-1", "+1", ".5", "1_000", "2024-01-01", "12:30",
+    "a: b", "a:b", "a #b", "a#b", "- x", "-x", "x:", "[x]", "{x}", "&a", "*a", "!t", "%x",
+    "@x", "`x", "'q'", '"d"', "it's", "caf\u00e9", " lead", "trail ", "a\tb", "a\nb", "=",
+    "<<", "?", "...", "---", "gpt-4o", "openai/gpt-4o", "https://x.example/v1",
+]  # fmt: skip
+
+keys = st.one_of(
+    st.sampled_from(["model_id", "name", "value", "env", "a", "b.c", "x-y", "k_1", "1k"]),
+    st.sampled_from(TRICKY_WORDS),
+    st.text(min_size=1, max_size=6),
+)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**12), max_value=10**12),
+    st.floats(allow_nan=False, width=64),
+    st.sampled_from(TRICKY_WORDS),
+    st.text(max_size=12),
+)
+data = st.recursive(
+    scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(keys, children, max_size=4),
+    ),
+    max_leaves=12,
+)
+documents = st.lists(st.dictionaries(keys, data, min_size=1, max_size=5), min_size=1, max_size=3)
+
+# Manifest-like data: mostly inside the fast subset, so the fast path really answers.
+plain_keys = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
+plain_scalars = st.one_of(
+    st.from_regex(r"[A-Za-z][A-Za-z0-9 ._/:-]{0,12}", fullmatch=True),
+    st.integers(min_value=-(10**9), max_value=10**9),
+    st.floats(allow_nan=False, allow_infinity=False, width=64),
+    st.booleans(),
+    st.sampled_from(["no", "on", "null", "1.5", "0", "x: y", "a #b", "'q'", "2024-01-01"]),
+)
+plain_data = st.recursive(
+    plain_scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=3), st.dictionaries(plain_keys, children, max_size=4)
+    ),
+    max_leaves=12,
+)
+plain_documents = st.lists(
+    st.dictionaries(plain_keys, plain_data, min_size=1, max_size=5), min_size=1, max_size=2
+)
+
+
+def _typed(value: Any) -> Any:
+    if isinstance(value, dict):
+        return ("map", [(_typed(k), _typed(v)) for k, v in value.items()])
+    if isinstance(value, list):
+        return ("seq", [_typed(v) for v in value])
+    return (type(value).__name__, repr(value))
+
+
+def _positions(doc: RawDocument) -> dict[tuple[Any, ...], Any]:
+    out: dict[tuple[Any, ...], Any] = {}
+
+    def walk(node: Any, path: tuple[Any, ...]) -> None:
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for k, v in items:
+            out[(*path, repr(k))] = doc.positions.get((id(node), k))
+            if isinstance(v, dict | list):
+                walk(v, (*path, repr(k)))
+
+    if isinstance(doc.data, dict | list):
+        walk(doc.data, ())
+    return out
+
+
+def _summary(result: tuple[list[RawDocument], list[Any]]) -> Any:
+    docs, diags = result
+    return (
+        [(d.index, d.line, d.col, _typed(d.data), _positions(d)) for d in docs],
+        [d.format() for d in diags],
+    )
+
+
+def assert_same_as_reference(text: str) -> bool:
+    """Check the fast path against the reference loader; True if the fast path answered."""
+    fast = parse_fast(text, "f.yaml")
+    if fast is None:
+        return False
+    assert _summary(fast) == _summary(load_yaml(text, "f.yaml"))
+    return True
+
+
+def _dump(docs: list[dict[str, Any]], style: int) -> str:
+    if style == 0:
+        return yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True)
+    if style == 1:
+        return yaml.safe_dump_all(docs, sort_keys=False, indent=4, explicit_start=True)
+    return yaml.safe_dump_all(docs, default_flow_style=None, width=40)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(docs=st.one_of(documents, plain_documents), style=st.integers(0, 2))
+def test_fast_path_matches_reference_on_dumped_yaml(docs: list[dict[str, Any]], style: int) -> None:
+    assert_same_as_reference(_dump(docs, style))
+
+
+MANGLES = ["", " ", "  ", "-", "- ", ":", ": ", "#", " #", "\t", "'", '"', "&a ", "*a", "\n",
+           "no", "on", "---\n", "- - ", "[", "{}", "\\", "|", ">", "\r", "\x00", "\u2028", "~"]  # fmt: skip
+
+
+@st.composite
+def mangled(draw: st.DrawFn) -> str:
+    """Valid YAML with a few random edits: characters, lines, indentation."""
+    text = _dump(draw(plain_documents), draw(st.integers(0, 1)))
+    for _ in range(draw(st.integers(1, 3))):
+        lines = text.split("\n")
+        i = draw(st.integers(0, max(len(lines) - 1, 0)))
+        op = draw(st.integers(0, 3))
+        if op == 0:  # insert something somewhere in a line
+            pos = draw(st.integers(0, len(lines[i])))
+            lines[i] = lines[i][:pos] + draw(st.sampled_from(MANGLES)) + lines[i][pos:]
+        elif op == 1:  # duplicate a line (duplicate keys, repeated items)
+            lines.insert(i, lines[i])
+        elif op == 2:  # change the indentation
+            lines[i] = " " * draw(st.integers(0, 6)) + lines[i].lstrip(" ")
+        else:  # drop a line
+            del lines[i]
+        text = "\n".join(lines)
+    return text
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=mangled())
+def test_fast_path_matches_reference_on_mangled_yaml(text: str) -> None:
+    assert_same_as_reference(text)
+
+
+def test_fast_path_answers_for_ordinary_manifests() -> None:
+    text = (
+        "# yaml-language-server: $schema=x\napiVersion: gwconfig/v1\nkind: Provider\n"
+        "provider_id: openai\ntags: []\nmodels:\n- model_id: 'gpt-4o'\n  max_tokens: 5\n"
+        "  pricing:\n    input_per_1m: 2.5e-06\n  capabilities:\n  - vision\n"
+        "---\napiVersion: gwconfig/v1\nkind: Gateway\n"
+    )
+    assert assert_same_as_reference(text)
+
+
+def test_fast_path_declines_what_it_does_not_know() -> None:
+    for text in ["a: no\n", "a: 1\na: 2\n", "a: &x 1\nb: *x\n", "a: |\n  x\n", "a:\n", "a: 017\n"]:
+        assert parse_fast(text, "f.yaml") is None, text
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+          HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(text=mangled(), raw=st.binary(max_size=40))
+def test_random_input_never_produces_a_traceback(tmp_path: Path, text: str, raw: bytes) -> None:
+    root = tmp_path / "fuzz"
+    root.mkdir(exist_ok=True)
+    (root / "a.yaml").write_text(text, encoding="utf-8", errors="surrogatepass")
+    (root / "b.yaml").write_bytes(raw)
+    (root / "c.yaml.j2").write_text(text.replace("a", "{{ vars.a }}"), encoding="utf-8",
+                                    errors="surrogatepass")  # fmt: skip
+    diags = validate_path(root)
+    assert all(d.line >= 1 and d.col >= 1 for d in diags)
+    result = CliRunner().invoke(cli, ["validate", os.fspath(root), "--format", "json"])
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.exit_code in (0, 1)
