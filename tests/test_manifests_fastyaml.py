@@ -123,8 +123,10 @@ def test_fast_path_matches_reference_on_dumped_yaml(docs: list[dict[str, Any]], 
     assert_same_as_reference(_dump(docs, style))
 
 
-MANGLES = ["", " ", "  ", "-", "- ", ":", ": ", "#", " #", "\t", "'", '"', "&a ", "*a", "\n",
-           "no", "on", "---\n", "- - ", "[", "{}", "\\", "|", ">", "\r", "\x00", "\u2028", "~"]  # fmt: skip
+MANGLES = [
+    "", " ", "  ", "-", "- ", ":", ": ", "#", " #", "\t", "'", '"', "&a ", "*a", "\n",
+    "no", "on", "---\n", "- - ", "[", "{}", "\\", "|", ">", "\r", "\x00", "\u2028", "~",
+]  # fmt: skip
 
 
 @st.composite
