@@ -67,7 +67,7 @@ def test_reload_under_concurrent_requests(tmp_path: Path) -> None:
 def test_invalid_new_config_keeps_the_last_good_one(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
     write(path, "good")
-    loader = ConfigLoader(path)
+    loader = ConfigLoader(path, verify_hash=True)
 
     async def main() -> list[Any]:
         out: list[Any] = []

@@ -9,8 +9,9 @@ wherever they were loaded from.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
+from functools import partial
 from types import MappingProxyType
 from typing import Any
 
@@ -51,19 +52,77 @@ class RequestSettings:
 _SETTING_NAMES = tuple(f.name for f in fields(RequestSettings))
 
 
-@dataclass(frozen=True, slots=True)
 class ApiKey:
-    """A usable API key of the runtime's environment; ``value`` None when it could not be read."""
+    """An API key of the runtime's environment, opened on first use (decrypt, env, file, unseal).
 
-    name: str
-    environment: str
-    value: str | None = field(repr=False)
-    expires_at: float | None = None  # POSIX timestamp
-    error: str | None = None
+    ``value`` is None when the secret cannot be opened; ``error`` then says why (never the value).
+    Keys are opened lazily so that loading thousands of providers costs no decryption up front.
+    """
+
+    __slots__ = ("_done", "_error", "_opener", "_value", "environment", "expires_at", "name")
+
+    def __init__(
+        self,
+        name: str,
+        environment: str,
+        value: str | None = None,
+        expires_at: float | None = None,
+        error: str | None = None,
+        *,
+        opener: Callable[[], str] | None = None,
+    ) -> None:
+        self.name = name
+        self.environment = environment
+        self.expires_at = expires_at  # POSIX timestamp
+        self._value = value
+        self._error = error
+        self._opener = opener
+        self._done = opener is None
+
+    def _open(self) -> None:
+        if self._done:
+            return
+        assert self._opener is not None
+        try:
+            self._value = self._opener()
+        except GwconfigError as exc:  # only requests to this provider fail, with this reason
+            self._error = str(exc)
+        self._opener = None
+        self._done = True
+
+    @property
+    def value(self) -> str | None:
+        """The plaintext key, or None when it cannot be opened."""
+        if not self._done:
+            self._open()
+        return self._value
+
+    @property
+    def error(self) -> str | None:
+        """Why the key cannot be opened (no secret in the message), or None."""
+        if not self._done:
+            self._open()
+        return self._error
 
     def usable(self, now: float) -> bool:
-        """True when the key has a value and has not expired at ``now``."""
-        return self.value is not None and (self.expires_at is None or self.expires_at > now)
+        """True when the key has not expired at ``now`` and can be opened."""
+        return (self.expires_at is None or self.expires_at > now) and self.value is not None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ApiKey):
+            return NotImplemented
+        return (self.name, self.environment, self.expires_at, self.value, self.error) == (
+            other.name,
+            other.environment,
+            other.expires_at,
+            other.value,
+            other.error,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ApiKey(name={self.name!r}, environment={self.environment!r}, value=***)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +141,58 @@ class ModelConfig:
     aliases: tuple[str, ...]
 
 
+def model_config(m: Mapping[str, Any]) -> ModelConfig:
+    """A :class:`ModelConfig` from one canonical model dict."""
+    pricing = m.get("pricing")
+    return ModelConfig(
+        m["model_id"],
+        m.get("display_name") or m["model_id"],
+        m.get("model_type", "chat"),
+        m.get("context_window"),
+        m.get("max_tokens"),
+        m.get("enabled", True),
+        tuple(m.get("capabilities", ())),
+        MappingProxyType(m.get("parameters") or {}),
+        MappingProxyType(pricing) if pricing is not None else None,
+        tuple(m.get("aliases", ())),
+    )
+
+
+class ModelTable(Mapping[str, ModelConfig]):
+    """Read-only ``model_id -> ModelConfig``; each ModelConfig is built on first use.
+
+    Loading 24,000 models stays cheap: only the models requests actually reach are built.
+    """
+
+    __slots__ = ("_built", "_raw")
+
+    def __init__(self, raw: dict[str, Mapping[str, Any]]) -> None:
+        self._raw = raw
+        self._built: dict[str, ModelConfig] = {}
+
+    def __getitem__(self, model_id: str) -> ModelConfig:
+        built = self._built.get(model_id)
+        if built is None:
+            built = self._built[model_id] = model_config(self._raw[model_id])
+        return built
+
+    def __contains__(self, model_id: object) -> bool:
+        return model_id in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __repr__(self) -> str:
+        return f"ModelTable({len(self._raw)} models)"
+
+    def raw_items(self) -> Iterable[tuple[str, Mapping[str, Any]]]:
+        """``(model_id, canonical model dict)`` pairs, without building ModelConfigs."""
+        return self._raw.items()
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderConfig:
     """One provider with its connection, settings, the environment's keys and its models."""
@@ -97,7 +208,7 @@ class ProviderConfig:
     api_keys: tuple[ApiKey, ...]  # best first: exact environment, then "default"
     params: Mapping[str, Any] = field(repr=False)
     param_errors: Mapping[str, str]
-    models: Mapping[str, ModelConfig] = field(repr=False)
+    models: ModelTable = field(repr=False)
     tags: tuple[str, ...] = ()
 
     def api_key(self, now: float) -> ApiKey | None:
@@ -179,15 +290,21 @@ class GatewayConfig:
     )
 
     def __post_init__(self) -> None:
+        bare, aliases = self._bare, self._aliases
         for p in self.providers.values():
             if not p.enabled:
                 continue
-            for m in p.models.values():
-                if not m.enabled:
+            pid = p.provider_id
+            for mid, m in p.models.raw_items():
+                if m.get("enabled", True) is False:
                     continue
-                self._bare.setdefault(m.model_id, []).append(p.provider_id)
-                for alias in m.aliases:
-                    self._aliases.setdefault(alias, []).append((p.provider_id, m.model_id))
+                owners = bare.get(mid)
+                if owners is None:
+                    bare[mid] = [pid]
+                else:
+                    owners.append(pid)
+                for alias in m.get("aliases") or ():
+                    aliases.setdefault(alias, []).append((pid, mid))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, GatewayConfig):
@@ -349,11 +466,14 @@ def build_provider(
     )
     api_keys = []
     for k in keys:
-        value, error = _resolve(resolver, k["value"], (pid, k["name"], k["environment"]))
         expires = parse_timestamp(k.get("expires_at"))
+        scope = (pid, k["name"], k["environment"])
         api_keys.append(
             ApiKey(
-                k["name"], k["environment"], value, expires.timestamp() if expires else None, error
+                k["name"],
+                k["environment"],
+                expires_at=expires.timestamp() if expires else None,
+                opener=partial(resolver, k["value"], scope),
             )
         )
     params: dict[str, Any] = {}
@@ -376,21 +496,7 @@ def build_provider(
             value = cp["value"]
         param_errors.pop(name, None)
         params[name] = value
-    models = {}
-    for m in p.get("models", []):
-        pricing = m.get("pricing")
-        models[m["model_id"]] = ModelConfig(
-            m["model_id"],
-            m.get("display_name") or m["model_id"],
-            m.get("model_type", "chat"),
-            m.get("context_window"),
-            m.get("max_tokens"),
-            m.get("enabled", True),
-            tuple(m.get("capabilities", ())),
-            MappingProxyType(m.get("parameters") or {}),
-            MappingProxyType(pricing) if pricing is not None else None,
-            tuple(m.get("aliases", ())),
-        )
+    models = ModelTable({m["model_id"]: m for m in p.get("models", [])})
     conn = p.get("connection") or {}
     return ProviderConfig(
         provider_id=pid,
@@ -404,7 +510,7 @@ def build_provider(
         api_keys=tuple(api_keys),
         params=MappingProxyType(params),
         param_errors=MappingProxyType(param_errors),
-        models=MappingProxyType(models),
+        models=models,
         tags=tuple(p.get("tags", ())),
     )
 
