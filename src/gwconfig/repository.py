@@ -64,8 +64,8 @@ def coerce_keys(encryption_key: str | EncryptionKeys | None, session: Session) -
         return encryption_key
     if encryption_key:
         return EncryptionKeys(encryption_key, source="encryption_key")
-    bind = session.get_bind()
-    return load_encryption_keys(bind.url.render_as_string(hide_password=False))
+    url = session.get_bind().engine.url
+    return load_encryption_keys(url.render_as_string(hide_password=False))
 
 
 class ProviderRepository:
@@ -227,8 +227,8 @@ class ProviderRepository:
 
     def create_model(self, model_data: Mapping[str, Any]) -> ProviderModel:
         """Create a model; ``model_data`` carries ``provider_id`` and the model fields."""
-        pid = model_data.get("provider_id") if isinstance(model_data, Mapping) else None
-        self.require_provider(pid)  # type: ignore[arg-type]
+        given = model_data.get("provider_id") if isinstance(model_data, Mapping) else None
+        pid = self.require_provider(given).provider_id  # type: ignore[arg-type]
         data = model_input(model_data, f"model for provider {pid!r}", pid)
         try:
             spec = ModelSpec.model_validate(data)
@@ -253,8 +253,7 @@ class ProviderRepository:
     def create_api_key(self, api_key_data: Mapping[str, Any]) -> ApiKey:
         """Store an API key, encrypted: ``{provider_id, key_value, environment, expires_at}``."""
         data = dict(api_key_data)
-        pid = data.pop("provider_id", None)
-        self.require_provider(pid)
+        pid = self.require_provider(data.pop("provider_id", None)).provider_id
         canon, plain = key_spec(data, f"API key for provider {pid!r}")
 
         def run() -> ApiKey:
@@ -297,8 +296,7 @@ class ProviderRepository:
     def set_connection_parameter(self, param_data: Mapping[str, Any]) -> ConnectionParameter:
         """Create or replace ``{provider_id, param_name, param_value, is_sensitive, ...}``."""
         data = dict(param_data)
-        pid = data.pop("provider_id", None)
-        self.require_provider(pid)
+        pid = self.require_provider(data.pop("provider_id", None)).provider_id
         canon, plain = param_spec(data, f"connection parameter for provider {pid!r}")
         scope = f"{canon['name']}@{canon['environment']}"
         return self._write(

@@ -83,14 +83,20 @@ def rotate_secrets(conn: Connection, keys: EncryptionKeys) -> RotationResult:
             revisions.append({"b_number": row.number, "snapshot": snapshot})
     # every value was decrypted above: only now write anything
     if key_rows:
-        conn.execute(update(k).where(k.c.id == bindparam("b_id")), key_rows)
+        conn.execute(update(ApiKey).where(k.c.id == bindparam("b_id")), key_rows)
     if param_rows:
-        conn.execute(update(c).where(c.c.id == bindparam("b_id")), param_rows)
+        conn.execute(update(ConnectionParameter).where(c.c.id == bindparam("b_id")), param_rows)
     if revisions:
-        conn.execute(update(r).where(r.c.number == bindparam("b_number")), revisions)
+        conn.execute(
+            update(ConfigRevision).where(ConfigRevision.number == bindparam("b_number")), revisions
+        )
     if last is not None and last.state_hash == before_hash:
         after_hash = read_state(conn).state_hash
-        conn.execute(update(r).where(r.c.number == last.number).values(state_hash=after_hash))
+        conn.execute(
+            update(ConfigRevision)
+            .where(ConfigRevision.number == last.number)
+            .values(state_hash=after_hash)
+        )
     return RotationResult(
         api_keys=len(key_rows), parameters=len(param_rows), revisions=len(revisions)
     )

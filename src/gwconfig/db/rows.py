@@ -144,12 +144,12 @@ def insert_config(
             plain = resolver(k["value"], (pid, k["name"], k["environment"]))
             api_keys.append(api_key_row(pid, k, plain, keys))
         for prm in p["connection_parameters"]:
-            plain = (
+            value = (
                 resolver(prm["value"], (pid, f"param:{prm['name']}", prm["environment"]))
                 if prm["sensitive"]
                 else None
             )
-            params.append(parameter_row(pid, prm, keys, plain))
+            params.append(parameter_row(pid, prm, keys, value))
     routes = route_rows(data.get("gateway", {}))
     counts: dict[str, int] = {}
     for table, rows in (
