@@ -1,0 +1,131 @@
+"""``gwconfig validate|compile|schema`` through CliRunner and through a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from gwconfig.cli import cli
+
+GOOD = """\
+apiVersion: gwconfig/v1
+kind: Provider
+provider_id: mock
+provider_type: mock
+models:
+  - model_id: mock-chat
+"""
+BAD = GOOD.replace("model_id: mock-chat", "model_id: mock-chat\n    max_token: 3")
+
+
+def tree(root: Path, text: str) -> None:
+    """A providers.d with one file."""
+    (root / "providers.d").mkdir(exist_ok=True)
+    (root / "providers.d" / "mock.yaml").write_text(text)
+
+
+def test_validate_clean_exits_zero(isolated_cwd: Path) -> None:
+    tree(isolated_cwd, GOOD)
+    result = CliRunner().invoke(cli, ["validate"])
+    assert result.exit_code == 0, result.output
+    assert "ok: 1 file, 1 providers, 1 models, 0 routes (sha256:" in result.output
+
+
+def test_validate_reports_errors_in_text(isolated_cwd: Path) -> None:
+    tree(isolated_cwd, BAD)
+    result = CliRunner().invoke(cli, ["validate", "providers.d"])
+    assert result.exit_code == 1
+    assert "providers.d/mock.yaml:7:5: error: unknown field 'max_token' in 'models'" in (
+        result.stderr
+    )
+    assert "hint: did you mean 'max_tokens'?" in result.stderr
+    assert "1 error" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_validate_json_format(isolated_cwd: Path) -> None:
+    tree(isolated_cwd, BAD)
+    result = CliRunner().invoke(cli, ["validate", "--format", "json"])
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert doc["errors"] == 1
+    assert doc["diagnostics"][0] == {
+        "path": "providers.d/mock.yaml",
+        "line": 7,
+        "col": 5,
+        "severity": "error",
+        "message": "unknown field 'max_token' in 'models'",
+        "hint": "did you mean 'max_tokens'?",
+    }
+
+
+def test_validate_github_annotations(isolated_cwd: Path) -> None:
+    tree(isolated_cwd, BAD)
+    result = CliRunner().invoke(cli, ["validate", "--format", "github"])
+    assert result.exit_code == 1
+    assert result.stdout.startswith(
+        "::error file=providers.d/mock.yaml,line=7,col=5,title=gwconfig error::"
+        "unknown field 'max_token' in 'models'%0Ahint: did you mean 'max_tokens'?"
+    )
+
+
+def test_compile_writes_canonical_json(isolated_cwd: Path) -> None:
+    tree(isolated_cwd, GOOD)
+    result = CliRunner().invoke(cli, ["compile", "-o", "out/compiled.json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((isolated_cwd / "out" / "compiled.json").read_text())
+    assert doc["content_hash"].startswith("sha256:")
+    assert doc["providers"][0]["models"][0]["model_id"] == "mock-chat"
+    stdout = CliRunner().invoke(cli, ["compile"]).stdout
+    assert json.loads(stdout) == doc
+
+
+def test_compile_error_exits_one(isolated_cwd: Path) -> None:
+    tree(isolated_cwd, BAD)
+    result = CliRunner().invoke(cli, ["compile"])
+    assert result.exit_code == 1
+    assert "providers.d/mock.yaml:7:5: error: unknown field" in result.stderr
+
+
+def test_schema_out_and_check(isolated_cwd: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["schema", "--check", "schemas"]).exit_code == 1
+    result = runner.invoke(cli, ["schema", "--out", "schemas"])
+    assert result.exit_code == 0
+    names = sorted(p.name for p in (isolated_cwd / "schemas").iterdir())
+    assert names == ["gateway.schema.json", "manifest.schema.json", "provider.schema.json"]
+    assert runner.invoke(cli, ["schema", "--check", "schemas"]).exit_code == 0
+    (isolated_cwd / "schemas" / "gateway.schema.json").write_text("{}")
+    stale = runner.invoke(cli, ["schema", "--check", "schemas"])
+    assert stale.exit_code == 1
+    assert "gateway.schema.json: out of date" in stale.stderr
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GWCONFIG_")}
+    return subprocess.run(
+        [sys.executable, "-c", "from gwconfig.cli import main; main()", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_exit_codes_through_a_subprocess(isolated_cwd: Path) -> None:
+    tree(isolated_cwd, GOOD)
+    assert _run(["validate"], isolated_cwd).returncode == 0
+    tree(isolated_cwd, BAD)
+    bad = _run(["validate"], isolated_cwd)
+    assert bad.returncode == 1
+    assert "Traceback" not in bad.stderr
+    assert "providers.d/mock.yaml:7:5: error:" in bad.stderr
+    missing = _run(["compile", "nowhere"], isolated_cwd)
+    assert missing.returncode == 1
+    assert "nowhere:1:1: error: no such file or directory" in missing.stderr
