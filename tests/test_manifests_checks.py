@@ -188,3 +188,10 @@ def test_invalid_provider_does_not_cascade_into_routes(isolated_cwd: Path) -> No
     assert messages(validate_path("providers.d")) == [
         ("providers.d/a.yaml", 7, "unknown field 'colour'")
     ]
+
+
+def test_validate_checks_sealed_references_offline(isolated_cwd: Path) -> None:
+    keys = "api_keys:\n  - name: main\n    value: {sealed: 'gwseal:v1:bm90LWEtYmxvYg'}\n"
+    write(isolated_cwd, "a.yaml", provider("openai", "gpt-4o", extra=keys))
+    diags = validate_path("providers.d")
+    assert [(d.path, d.line) for d in diags] == [("providers.d/a.yaml", 9)]

@@ -52,13 +52,10 @@ def validate_cmd(ctx: click.Context, path: Path, env: str | None, fmt: str) -> N
             if warnings:
                 summary += f", {warnings} warning{'s' if warnings != 1 else ''}"
             click.echo(summary, err=True)
-        elif result.config is not None:
-            data = result.config.data
-            n_models = sum(len(p["models"]) for p in data["providers"])
+        else:
             click.echo(
                 f"ok: {result.files} file{'s' if result.files != 1 else ''}, "
-                f"{len(data['providers'])} providers, {n_models} models, "
-                f"{len(data['gateway']['routes'])} routes ({result.config.content_hash})",
+                f"{result.providers} providers, {result.models} models, {result.routes} routes",
                 err=fmt == "github",
             )
     if errors:
