@@ -233,7 +233,7 @@ def bench_loopback(requests: int) -> None:
                 if time.monotonic() > deadline:
                     raise RuntimeError("loopback server did not start") from None
                 time.sleep(0.05)
-        per_round = 250
+        per_round = 10  # alternate in short blocks so both see the same machine load
         rounds = max(requests // per_round, 2)
         bare, gw = asyncio.run(_loopback(f"http://127.0.0.1:{port}", rounds, per_round))
         mb, mg = statistics.median(bare), statistics.median(gw)
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the runtime benchmarks and print medians."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=int, default=5)
-    parser.add_argument("--runs", type=int, default=7, help="runs per load measurement")
+    parser.add_argument("--runs", type=int, default=11, help="runs per load measurement")
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--loopback-requests", type=int, default=2_000)
     parser.add_argument("--skip-postgres", action="store_true")

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from gwconfig.errors import ConfigurationError, GwconfigError
@@ -390,7 +390,7 @@ class LLMStream:
             raise
         return chunks, first
 
-    async def _run(self) -> AsyncIterator[str]:
+    async def _run(self) -> AsyncGenerator[str, None]:
         client, request = self._client, self._request
         gen = client._gen
         gen.inflight += 1

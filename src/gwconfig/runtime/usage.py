@@ -27,7 +27,7 @@ class UsageRecorder:
         from gwconfig.db.models import UsageRecord
 
         self._engine = engine
-        self._insert = insert(UsageRecord.__table__)
+        self._insert = insert(UsageRecord)
         self._batch_size = batch_size
         self._interval = flush_interval
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
