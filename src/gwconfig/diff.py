@@ -189,14 +189,13 @@ def is_secret_field(entity: str, body: Mapping[str, Any] | None) -> bool:
     return entity == "api_key" or (entity == "connection_parameter" and bool(body.get("sensitive")))
 
 
-def mask_entity(entity: str, body: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def mask_entity(entity: str, body: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     """A copy of ``body`` whose secret value is replaced by ``"(sensitive)"``."""
     if body is None:
         return None
-    out = dict(body)
     if is_secret_field(entity, body):
-        out["value"] = "(sensitive)"
-    return out
+        return {**body, "value": "(sensitive)"}
+    return body  # read-only use: serialised as is
 
 
 @dataclass(frozen=True)
@@ -208,11 +207,13 @@ class Entity:
     body: Mapping[str, Any]
 
 
-def entities(config: Mapping[str, Any]) -> dict[str, Entity]:
-    """Flatten a canonical configuration into ``key -> Entity``."""
+def entities(config: Mapping[str, Any], skip: Collection[str] = ()) -> dict[str, Entity]:
+    """Flatten a canonical configuration into ``key -> Entity`` (providers in ``skip`` left out)."""
     out: dict[str, Entity] = {}
     for p in config.get("providers", ()):
         pid = p["provider_id"]
+        if pid in skip:
+            continue
         out[pid] = Entity("provider", pid, {k: v for k, v in p.items() if k not in CHILDREN})
         for c in p.get("connection_parameters", ()):
             out[f"{pid}/param:{c['name']}@{c['environment']}"] = Entity(
@@ -350,7 +351,14 @@ def diff(
             f"has {len(actual['providers'])}",
             hint="check the manifest path; nothing was changed",
         )
-    want, have = entities(desired), entities(actual)
+    # fast path: a provider equal on both sides (one C-level deep compare) has no changes
+    have_by_id = {p["provider_id"]: p for p in actual.get("providers", ())}
+    same = {
+        p["provider_id"]
+        for p in desired.get("providers", ())
+        if have_by_id.get(p["provider_id"]) == p
+    }
+    want, have = entities(desired, same), entities(actual, same)
     routes = _selected_routes(want, have, selected) if selected is not None else set()
     protected = {
         p["provider_id"]
