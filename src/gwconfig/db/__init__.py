@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from gwconfig.db.session import Database, open_database
+from gwconfig.db.session import Database, get_db_session, open_database
 
-__all__ = ["Database", "open_database"]
+__all__ = ["Database", "get_db_session", "open_database"]

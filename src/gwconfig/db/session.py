@@ -194,3 +194,8 @@ def open_database(
         engine.dispose()
         raise database_error(exc, resolved, "opening") from exc
     return db
+
+
+def get_db_session(url: str | None = None) -> Session:
+    """A session on the gateway database (the seed's ``get_db_session``); close it when done."""
+    return open_database(url).session()

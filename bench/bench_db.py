@@ -1,0 +1,146 @@
+"""Gateway database benchmark: bulk-load the catalogue x5 into an empty database, read it back.
+
+Loads ~24,000 models (one API key per provider, encrypted) with executemany into a freshly
+upgraded database, then reads every gateway table back into canonical form with
+``gwconfig.state.read_state``. Prints the median of several runs per engine.
+
+    .venv/bin/python bench/bench_db.py                       # SQLite (+ PostgreSQL if configured)
+    .venv/bin/python bench/bench_db.py --postgres-url postgresql+psycopg://root@127.0.0.1/test
+    .venv/bin/python bench/bench_db.py --scale 1 --runs 3 --mysql-url mysql+pymysql://root@host/test
+
+PostgreSQL/MySQL URLs default to GWCONFIG_TEST_POSTGRES_URL / GWCONFIG_TEST_MYSQL_URL; a scratch
+database is created on that server for the run and dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import corpus
+from gwconfig.db import open_database
+from gwconfig.db.models import Base
+from gwconfig.db.rows import insert_config
+from gwconfig.secrets import EncryptionKeys, generate_key
+from gwconfig.settings import mask_url
+from gwconfig.state import read_state
+
+
+@contextmanager
+def scratch_database(kind: str, base_url: str | None) -> Iterator[str]:
+    """A fresh empty database URL of ``kind`` (dropped afterwards)."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            yield f"sqlite:///{tmp}/bench.db"
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    assert base_url is not None
+    base = make_url(base_url)
+    name = f"gwbench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            force = " WITH (FORCE)" if kind == "postgres" else ""
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name}{force}"))
+        admin.dispose()
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """(seconds, result) of one call."""
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def bench_engine(
+    kind: str, url: str, data: dict[str, Any], secrets: dict[str, str], runs: int
+) -> tuple[float, float, dict[str, int]]:
+    """Median bulk-load and full-read times on a freshly upgraded database."""
+    keys = EncryptionKeys(generate_key())
+
+    def resolve(ref: Any, scope: tuple[str, str, str]) -> str:
+        return secrets[ref["env"]]
+
+    db = open_database(url, upgrade=True)
+    loads, reads, counts, state = [], [], {}, None
+    try:
+        for _ in range(runs):
+            with db.engine.begin() as conn:  # empty the tables (children first)
+                for table in reversed(Base.metadata.sorted_tables):
+                    conn.execute(table.delete())
+
+            def load() -> dict[str, int]:
+                with db.engine.begin() as conn:
+                    return insert_config(conn, data, keys, resolve=resolve)
+
+            seconds, counts = timed(load)
+            loads.append(seconds)
+            for _ in range(3):
+
+                def read() -> Any:
+                    with db.engine.connect() as conn:
+                        return read_state(conn)
+
+                seconds, state = timed(read)
+                reads.append(seconds)
+    finally:
+        db.dispose()
+    assert state is not None and len(state.data["providers"]) == len(data["providers"])
+    return statistics.median(loads), statistics.median(reads), counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print medians per engine."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=int, default=5, help="catalogue copies (default 5)")
+    parser.add_argument("--runs", type=int, default=5, help="load runs per engine (default 5)")
+    parser.add_argument("--postgres-url", default=os.environ.get("GWCONFIG_TEST_POSTGRES_URL"))
+    parser.add_argument("--mysql-url", default=os.environ.get("GWCONFIG_TEST_MYSQL_URL"))
+    parser.add_argument("--no-mysql", action="store_true", help="skip MySQL/MariaDB")
+    args = parser.parse_args(argv)
+
+    compiled = corpus.compiled_config(args.scale)
+    data = dict(compiled.data)
+    secrets = corpus.corpus_env(args.scale)
+    n_models = sum(len(p["models"]) for p in data["providers"])
+    print(
+        f"corpus x{args.scale}: {len(data['providers'])} providers, {n_models} models, "
+        f"{args.runs} runs (median; reads: 3 per run)"
+    )
+    engines: list[tuple[str, str | None]] = [("sqlite", None)]
+    if args.postgres_url:
+        engines.append(("postgres", args.postgres_url))
+    else:
+        print("postgres: skipped (no --postgres-url / GWCONFIG_TEST_POSTGRES_URL)")
+    if args.mysql_url and not args.no_mysql:
+        engines.append(("mysql", args.mysql_url))
+    for kind, base in engines:
+        with scratch_database(kind, base) as url:
+            load, read, counts = bench_engine(kind, url, data, secrets, args.runs)
+        where = mask_url(base) if base else "temporary file"
+        print(
+            f"{kind:8s} bulk load {load:6.3f} s   full read (read_state) {read:6.3f} s   "
+            f"rows {sum(counts.values())}   [{where}]"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
