@@ -1,0 +1,115 @@
+"""The CI workflows (plan, apply, drift) parse, trigger as documented and run real commands."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import yaml
+
+from gwconfig.cli import cli
+
+WORKFLOWS = Path(__file__).resolve().parent.parent / ".github" / "workflows"
+# a command position: line start, or after && || ; $(
+_INVOCATION = re.compile(r"(?m)(?:^|&&|\|\||;|\$\()[ \t]*gwconfig((?:[ \t]+[^\s|;&>)]+)+)")
+
+
+def load(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((WORKFLOWS / name).read_text())
+    # YAML 1.1 reads the key 'on' as True
+    data["on"] = data.pop(True, data.get("on"))
+    return data
+
+
+def scripts(workflow: dict[str, Any]) -> list[str]:
+    return [
+        step["run"] for job in workflow["jobs"].values() for step in job["steps"] if "run" in step
+    ]
+
+
+def invocations(script: str) -> list[list[str]]:
+    """Every ``gwconfig ...`` command line in a shell script, as words."""
+    joined = script.replace("\\\n", " ")
+    return [m.group(1).split() for m in _INVOCATION.finditer(joined)]
+
+
+def resolve(words: list[str]) -> tuple[click.Command, list[str]]:
+    """The click command a word list names, and the option words passed to it."""
+    ctx = click.Context(cli)
+    command: click.Command = cli
+    rest = list(words)
+    while isinstance(command, click.Group) and rest and not rest[0].startswith("-"):
+        sub = command.get_command(ctx, rest[0])
+        assert sub is not None, f"gwconfig has no command {rest[0]!r}"
+        command, rest = sub, rest[1:]
+    return command, [w.split("=", 1)[0] for w in rest if w.startswith("--")]
+
+
+@pytest.mark.parametrize("name", ["plan.yml", "apply.yml", "drift.yml"])
+def test_commands_in_workflows_exist(name: str) -> None:
+    found = [words for script in scripts(load(name)) for words in invocations(script)]
+    assert found, f"{name} runs no gwconfig command"
+    for words in found:
+        command, options = resolve(words)
+        known = {opt for p in command.params for opt in getattr(p, "opts", [])}
+        for option in options:
+            assert option in known, f"{name}: gwconfig {' '.join(words)}: unknown {option}"
+
+
+def test_plan_workflow_comments_on_pull_requests() -> None:
+    wf = load("plan.yml")
+    assert "pull_request" in wf["on"]
+    assert wf["permissions"]["pull-requests"] == "write"
+    text = "\n".join(scripts(wf))
+    assert "validate providers.d --format github" in text
+    assert "--format markdown --detailed-exitcode" in text
+    steps = wf["jobs"]["plan"]["steps"]
+    comment = next(s for s in steps if s.get("uses", "").startswith("actions/github-script"))
+    assert "updateComment" in comment["with"]["script"]
+    assert "createComment" in comment["with"]["script"]
+
+
+def test_apply_workflow_is_serialised_and_records_actor() -> None:
+    wf = load("apply.yml")
+    assert wf["on"]["push"]["branches"] == ["main"]
+    assert wf["concurrency"]["cancel-in-progress"] is False
+    text = "\n".join(scripts(wf))
+    assert "--auto-approve" in text and "--actor" in text
+    env = wf["jobs"]["apply"]["env"]
+    assert env["GWCONFIG_ENCRYPTION_KEY"] == "${{ secrets.GWCONFIG_ENCRYPTION_KEY }}"
+    assert env["GWCONFIG_DATABASE_URL"].startswith("${{ secrets.")
+
+
+def test_drift_workflow_is_scheduled_and_fails_on_changes() -> None:
+    wf = load("drift.yml")
+    assert wf["on"]["schedule"][0]["cron"]
+    text = "\n".join(scripts(wf))
+    assert "--detailed-exitcode" in text and 'exit "$code"' in text
+
+
+def test_secrets_only_come_from_repository_secrets() -> None:
+    for name in ("plan.yml", "apply.yml", "drift.yml"):
+        for job in load(name)["jobs"].values():
+            for var, value in job.get("env", {}).items():
+                if var.endswith(("_KEY", "_URL", "_ID")):
+                    assert str(value).startswith("${{ secrets."), f"{name}: {var}"
+
+
+def test_invocations_parser() -> None:
+    script = "gwconfig apply providers.d --prune \\\n  --auto-approve | tee x\ngwconfig history"
+    assert invocations(script) == [
+        ["apply", "providers.d", "--prune", "--auto-approve"],
+        ["history"],
+    ]
+
+
+def test_checker_catches_unknown_commands_and_options() -> None:
+    command, options = resolve(["plan", "providers.d", "--bogus", "--format=json"])
+    known = {opt for p in command.params for opt in getattr(p, "opts", [])}
+    assert options == ["--bogus", "--format"]
+    assert "--bogus" not in known and "--format" in known
+    with pytest.raises(AssertionError, match="no command 'deploy'"):
+        resolve(["deploy"])
