@@ -121,14 +121,29 @@ def test_usage_records_are_written_in_batches(sqlite_url: str, secret_env: str) 
             )
 
     asyncio.run(main())
+
+    async def with_session() -> None:  # the seed passes a Session as ``db``
+        with db.session() as session:
+            async with LLMGatewayClient(config, None, session) as client:
+                stream = client.generate_stream(
+                    LLMRequest("streamed", LLMConfig("local-chat"), InterventionContext("st"))
+                )
+                assert "".join([c async for c in stream]) == "from the db"
+
+    asyncio.run(with_session())
     with db.engine.connect() as conn:
         rows = conn.execute(select(UsageRecord.__table__).order_by(UsageRecord.id)).mappings().all()
-    assert len(rows) == 26
+    assert len(rows) == 27
     first = rows[0]
     assert (first["provider_id"], first["model_id"], first["session_id"]) == ("local", "chat", "s0")
     assert (first["prompt_tokens"], first["completion_tokens"], first["total_tokens"]) == (2, 3, 5)
     assert first["outcome"] == "ok" and first["attempts"] == 1 and first["prompt"] is None
-    assert rows[-1]["prompt"] == "keep me"
+    assert rows[-2]["prompt"] == "keep me"
+    assert (rows[-1]["session_id"], rows[-1]["outcome"], rows[-1]["completion_tokens"]) == (
+        "st",
+        "ok",
+        3,
+    )
     db.dispose()
 
 

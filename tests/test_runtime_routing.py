@@ -377,3 +377,23 @@ def test_gateway_config_is_immutable(catalog: GatewayConfig) -> None:
         catalog.providers["alpha"] = catalog.providers["beta"]  # type: ignore[index]
     with pytest.raises(TypeError):
         catalog.providers["alpha"].models["shared"].parameters["reply"] = "x"  # type: ignore[index]
+
+
+def test_rate_limit_rpm_moves_on_to_the_next_target(tmp_path: Path) -> None:
+    limited = provider_doc(
+        "limited",
+        "mock",
+        [{"model_id": "m", "parameters": {"reply": "limited"}}],
+        request_settings={**FAST, "rate_limit_rpm": 2},
+    )
+    spare = provider_doc("spare", "mock", [{"model_id": "m", "parameters": {"reply": "spare"}}])
+    routes = [{"name": "r", "targets": [{"model": "limited/m"}, {"model": "spare/m"}]}]
+    cfg = load(tmp_path, [limited, spare], routes=routes)
+    results = run(cfg, req("r"), req("r"), req("r"), req("limited/m"))
+    assert [getattr(r, "generated_content", None) for r in results[:3]] == [
+        "limited",
+        "limited",
+        "spare",
+    ]
+    assert isinstance(results[3], AllTargetsFailedError)
+    assert "rate limit of 2 requests/minute reached" in str(results[3])

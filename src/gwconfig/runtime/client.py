@@ -16,12 +16,18 @@ from gwconfig.runtime.errors import (
     AuthenticationError,
     BadRequestError,
     ProviderError,
+    ProviderUnavailableError,
     TargetFailure,
 )
 from gwconfig.runtime.factory import ProviderFactory
 from gwconfig.runtime.models import Attempt, LLMRequest, LLMResponse, Usage
 from gwconfig.runtime.providers.base import BaseProvider, ProviderCall, StreamChunk
-from gwconfig.runtime.resilience import CooldownTracker, backoff_delay, order_targets
+from gwconfig.runtime.resilience import (
+    CooldownTracker,
+    RateLimiter,
+    backoff_delay,
+    order_targets,
+)
 
 if TYPE_CHECKING:
     from gwconfig.runtime.loader import ConfigLoader
@@ -62,6 +68,7 @@ class LLMGatewayClient:
         self._factory = factory or ProviderFactory()
         self._gen = _Generation(config)
         self._cooldowns = CooldownTracker()
+        self._limiters: dict[str, RateLimiter] = {}
         self._rng = rng or random.Random()
         self._sleep = sleep
         self._closing: set[asyncio.Task[None]] = set()
@@ -225,6 +232,24 @@ class LLMGatewayClient:
                 targets = ready
         return res.identifier, res.route, targets
 
+    async def _throttle(self, pc: ProviderConfig) -> None:
+        """Honour ``rate_limit_rpm``: wait for a slot, or fail this target if the wait is long."""
+        rpm = pc.settings.rate_limit_rpm
+        if rpm is None:
+            return
+        limiter = self._limiters.get(pc.provider_id)
+        if limiter is None or limiter.rpm != rpm:
+            limiter = self._limiters[pc.provider_id] = RateLimiter(rpm)
+        wait = limiter.delay(time.monotonic())
+        if wait > pc.settings.backoff_max_seconds:
+            raise ProviderUnavailableError(
+                f"rate limit of {rpm} requests/minute reached (next slot in {wait:.1f}s)",
+                retryable=False,
+            )
+        if wait > 0:
+            await self._sleep(wait)
+        limiter.take(time.monotonic())
+
     def _give_up(self, exc: ProviderError, settings: Any, retry: int) -> bool:
         """True when ``exc`` should not be retried on the same target."""
         if not exc.retryable or retry > settings.max_retries:
@@ -248,6 +273,7 @@ class LLMGatewayClient:
                     provider = self._provider(gen, pc)
                     call = self._call(request, target, provider)
                     while True:
+                        await self._throttle(pc)
                         n += 1
                         t0 = _perf()
                         try:
@@ -406,6 +432,7 @@ class LLMStream:
                     provider = client._provider(gen, pc)
                     call = client._call(request, target, provider)
                     while True:
+                        await client._throttle(pc)
                         n += 1
                         t0 = _perf()
                         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import deque
 from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
 
@@ -102,3 +103,24 @@ class CooldownTracker:
         """Targets currently cooling down."""
         now = time.monotonic()
         return sorted(k for k, until in self._until.items() if until > now)
+
+
+class RateLimiter:
+    """Requests-per-minute cap over a sliding one-minute window of request start times."""
+
+    def __init__(self, rpm: int) -> None:
+        self.rpm = rpm
+        self._starts: deque[float] = deque()
+
+    def delay(self, now: float) -> float:
+        """Seconds to wait before another request may start at ``now`` (0 when it may now)."""
+        starts = self._starts
+        while starts and starts[0] <= now - 60.0:
+            starts.popleft()
+        if len(starts) < self.rpm:
+            return 0.0
+        return starts[0] + 60.0 - now
+
+    def take(self, now: float) -> None:
+        """Record a request starting at ``now``."""
+        self._starts.append(now)
