@@ -154,6 +154,20 @@ def test_slow_response_times_out(tmp_path: Path, server: FakeLLMServer) -> None:
     assert err.failures[0].attempts == 2 and "no answer within 0.2s" in err.failures[0].reason
 
 
+def test_slow_stream_times_out_and_falls_back(tmp_path: Path, server: FakeLLMServer) -> None:
+    routes = [{"name": "r", "targets": [{"model": "an/slow:2"}, {"model": "oa/fast"}]}]
+    cfg = config(
+        tmp_path,
+        server,
+        ["slow:2", "fast"],
+        routes=routes,
+        settings={"timeout_seconds": 0.2, "max_retries": 0},
+    )
+    chunks, response, error = stream(cfg, req("r", "quick"))
+    assert error is None and "".join(chunks) == "echo: quick"
+    assert response.attempts[0].outcome == "ProviderTimeoutError"
+
+
 def test_malformed_json_is_not_retried(tmp_path: Path, server: FakeLLMServer) -> None:
     cfg = config(tmp_path, server, ["malformed"])
     (err,) = generate(cfg, req("oa/malformed"))
