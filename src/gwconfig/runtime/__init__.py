@@ -6,7 +6,7 @@ client = LLMGatewayClient(config, ProviderFactory(), db)
 response = await client.generate(LLMRequest("Hello", LLMConfig(model_identifier="gpt-4o")))
 """
 
-from gwconfig.runtime.client import LLMGatewayClient, LLMStream, check_config
+from gwconfig.runtime.client import LLMGatewayClient, check_config
 from gwconfig.runtime.config import (
     ApiKey,
     GatewayConfig,
@@ -40,6 +40,7 @@ from gwconfig.runtime.models import (
     Usage,
 )
 from gwconfig.runtime.providers.base import BaseProvider, ProviderCall, StreamChunk
+from gwconfig.runtime.streaming import LLMStream
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -12,7 +12,8 @@ import orjson
 
 from gwconfig.canonical import content_hash
 from gwconfig.errors import GwconfigError, SecretError
-from gwconfig.runtime.config import GatewayConfig, SecretResolver, build_gateway_config
+from gwconfig.runtime.build import SecretResolver, build_gateway_config
+from gwconfig.runtime.config import GatewayConfig
 from gwconfig.runtime.errors import ConfigLoadError
 
 DEFAULT_ENVIRONMENT = "default"

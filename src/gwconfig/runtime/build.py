@@ -1,0 +1,130 @@
+"""Canonical configuration dict -> :class:`GatewayConfig`, with secrets opened lazily."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import partial
+from types import MappingProxyType
+from typing import Any
+
+from gwconfig.canonical import parse_timestamp
+from gwconfig.errors import GwconfigError
+from gwconfig.runtime.config import (
+    ApiKey,
+    GatewayConfig,
+    ModelTable,
+    ProviderConfig,
+    RequestSettings,
+    RouteConfig,
+)
+
+SecretResolver = Callable[[Mapping[str, Any], tuple[str, str, str]], str]
+
+
+def _pick_environment(entries: list[dict[str, Any]], environment: str) -> list[dict[str, Any]]:
+    return [e for e in entries if e["environment"] in (environment, "default")]
+
+
+def _resolve(resolver: SecretResolver, ref: Any, scope: tuple[str, str, str]) -> tuple[Any, Any]:
+    try:
+        return resolver(ref, scope), None
+    except GwconfigError as exc:  # keep loading: only requests to this provider will fail
+        return None, str(exc)
+
+
+def build_provider(
+    p: Mapping[str, Any], environment: str, resolver: SecretResolver
+) -> ProviderConfig:
+    """A :class:`ProviderConfig` from one canonical provider dict, secrets resolved."""
+    pid = p["provider_id"]
+    keys = sorted(
+        _pick_environment(p.get("api_keys", []), environment),
+        key=lambda k: (k["environment"] != environment, k["name"] != "default", k["name"]),
+    )
+    api_keys = []
+    for k in keys:
+        expires = parse_timestamp(k.get("expires_at"))
+        scope = (pid, k["name"], k["environment"])
+        api_keys.append(
+            ApiKey(
+                k["name"],
+                k["environment"],
+                expires_at=expires.timestamp() if expires else None,
+                opener=partial(resolver, k["value"], scope),
+            )
+        )
+    params: dict[str, Any] = {}
+    param_errors: dict[str, str] = {}
+    # "default" first so that the exact environment overrides it
+    for cp in sorted(
+        _pick_environment(p.get("connection_parameters", []), environment),
+        key=lambda c: c["environment"] != "default",
+    ):
+        name = cp["name"]
+        if cp.get("sensitive"):
+            value, error = _resolve(
+                resolver, cp["value"], (pid, f"param:{name}", cp["environment"])
+            )
+            if error is not None:
+                param_errors[name] = error
+                params.pop(name, None)
+                continue
+        else:
+            value = cp["value"]
+        param_errors.pop(name, None)
+        params[name] = value
+    models = ModelTable({m["model_id"]: m for m in p.get("models", [])})
+    conn = p.get("connection") or {}
+    return ProviderConfig(
+        provider_id=pid,
+        provider_type=p["provider_type"],
+        display_name=p.get("display_name") or pid,
+        enabled=p.get("enabled", True),
+        api_base=conn.get("api_base"),
+        api_version=conn.get("api_version"),
+        headers=MappingProxyType(dict(conn.get("headers") or {})),
+        settings=RequestSettings.from_dict(p.get("request_settings") or {}),
+        api_keys=tuple(api_keys),
+        params=MappingProxyType(params),
+        param_errors=MappingProxyType(param_errors),
+        models=models,
+        tags=tuple(p.get("tags", ())),
+    )
+
+
+def build_gateway_config(
+    data: Mapping[str, Any],
+    environment: str,
+    resolver: SecretResolver,
+    *,
+    content_hash: str | None = None,
+    version: Any = None,
+    source: str | None = None,
+) -> GatewayConfig:
+    """A :class:`GatewayConfig` from canonical data; ``resolver`` opens each secret reference."""
+    providers = {
+        p["provider_id"]: build_provider(p, environment, resolver)
+        for p in data.get("providers", [])
+    }
+    gateway = data.get("gateway") or {}
+    routes = {
+        r["name"]: RouteConfig(
+            name=r["name"],
+            strategy=r.get("strategy", "fallback"),
+            targets=tuple(
+                (t["provider_id"], t["model_id"], t.get("weight", 1)) for t in r["targets"]
+            ),
+            fallbacks=tuple(r.get("fallbacks", ())),
+            description=r.get("description"),
+        )
+        for r in gateway.get("routes", [])
+    }
+    return GatewayConfig(
+        providers=MappingProxyType(providers),
+        routes=MappingProxyType(routes),
+        default_route=gateway.get("default_route"),
+        environment=environment,
+        content_hash=content_hash,
+        version=version,
+        source=source,
+    )
