@@ -90,3 +90,36 @@ def test_empty_database_hints_at_apply(tmp_path: Path, isolated_cwd: Path) -> No
     assert proc.returncode == 1
     assert "has no providers" in proc.stderr and "gwconfig apply" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_readme_main_job_ends_with_an_answer(isolated_cwd: Path) -> None:
+    """apply the example manifests' local provider, then generate through the embedded DB."""
+    import shutil
+
+    shutil.copytree(Path(__file__).resolve().parent.parent / "providers.d", "providers.d")
+    gw = [sys.executable, "-c", "from gwconfig.cli import main; main()"]
+    apply = subprocess.run(
+        [*gw, "apply", "--auto-approve", "--select-tag", "local"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert apply.returncode == 0, apply.stderr
+    answer = subprocess.run(
+        [*gw, "generate", "--model", "local-chat", "Hello, world!"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert answer.returncode == 0, answer.stderr
+    import yaml
+
+    docs = [yaml.safe_load(p.read_text()) for p in Path("providers.d").glob("*.yaml")]
+    replies = {
+        m.get("parameters", {}).get("reply")
+        for d in docs
+        if d and d.get("kind") == "Provider" and d.get("provider_type") == "mock"
+        for m in d.get("models", [])
+    }
+    assert answer.stdout.strip() in replies  # the local route's mock reply from providers.d/
+    assert "Traceback" not in answer.stderr
