@@ -197,3 +197,28 @@ def test_fingerprint_depends_on_newest_key(fernet_key: str, rotate: bool) -> Non
     other = EncryptionKeys([generate_key(), fernet_key] if rotate else [fernet_key, generate_key()])
     same = keys.fingerprint("v") == other.fingerprint("v")
     assert same is (not rotate)
+
+
+def test_check_keys_catches_wrong_key_and_wrong_order(sqlite_url: str, fernet_key: str) -> None:
+    from gwconfig.errors import EncryptionKeyError
+    from gwconfig.secrets import generate_key
+
+    keys = EncryptionKeys(fernet_key)
+    db = open_database(sqlite_url, upgrade=True)
+    with db.engine.begin() as conn:
+        insert_config(conn, sample_config().data, keys, resolve=fake_resolve)
+        state = read_state(conn)
+    assert state.fingerprints[("openai", "key", "default", "default")] == keys.fingerprint(
+        SECRETS["OPENAI_KEY"]
+    )
+    state.check_keys(keys)
+    newer = generate_key()
+    with pytest.raises(EncryptionKeyError, match="GWCONFIG_ENCRYPTION_KEY"):
+        state.check_keys(EncryptionKeys(generate_key()))
+    with pytest.raises(EncryptionKeyError) as info:
+        state.check_keys(EncryptionKeys([newer, fernet_key]))  # rotation not run yet
+    assert "keys rotate" in (info.value.hint or "")
+    state.check_keys(EncryptionKeys([fernet_key, newer]))
+    with db.connect() as conn:
+        read_state(conn).check_keys(keys)
+    db.dispose()

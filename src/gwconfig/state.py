@@ -22,6 +22,8 @@ from sqlalchemy.orm import Session
 from gwconfig.canonical import FORMAT_VERSION, content_hash, format_timestamp
 from gwconfig.db.models import ApiKey, ConfigRevision, ConnectionParameter, Provider, ProviderModel
 from gwconfig.db.models import Route as RouteRow
+from gwconfig.errors import EncryptionKeyError
+from gwconfig.secrets import EncryptionKeys
 
 #: ``(provider_id, "key" | "param", name, environment)``
 SecretKey = tuple[str, str, str, str]
@@ -35,6 +37,8 @@ class ActualState:
     secrets: dict[SecretKey, str] = field(repr=False)
     state_hash: str
     last_revision: int | None
+    #: stored fingerprint of each secret, keyed like :attr:`secrets`
+    fingerprints: dict[SecretKey, str | None] = field(default_factory=dict, repr=False)
 
     def provider(self, provider_id: str) -> dict[str, Any] | None:
         """The canonical provider ``provider_id``, or None."""
@@ -42,6 +46,26 @@ class ActualState:
             if p["provider_id"] == provider_id:
                 return p  # type: ignore[no-any-return]
         return None
+
+    def check_keys(self, keys: EncryptionKeys) -> None:
+        """Raise :class:`EncryptionKeyError` unless ``keys`` are those the secrets were stored with.
+
+        Decrypts one stored secret (any listed key must open it) and recomputes its fingerprint
+        (the *newest* key must be the one fingerprints were made with), so a wrong key or a wrong
+        key order is a clear error instead of every secret showing up as changed.
+        """
+        if not self.secrets:
+            return
+        scope, token = next(iter(sorted(self.secrets.items())))
+        plain = keys.decrypt(token)
+        stored = self.fingerprints.get(scope)
+        if stored is not None and keys.fingerprint(plain) != stored:
+            raise EncryptionKeyError(
+                f"the first key in {keys.source} is not the key the stored fingerprints were "
+                "made with",
+                hint="list the newest key first in GWCONFIG_ENCRYPTION_KEY, or run "
+                "'gwconfig keys rotate' after adding a new key",
+            )
 
 
 def _connection(source: Session | Connection) -> Connection:
@@ -88,6 +112,7 @@ def read_state(source: Session | Connection) -> ActualState:
 
 def _read_state(conn: Connection) -> ActualState:
     secrets: dict[SecretKey, str] = {}
+    fingerprints: dict[SecretKey, str | None] = {}
 
     models: dict[str, list[dict[str, Any]]] = defaultdict(list)
     m = ProviderModel.__table__.c
@@ -139,6 +164,7 @@ def _read_state(conn: Connection) -> ActualState:
             }
         )
         secrets[(row[0], "key", row[1], row[2])] = row[3]
+        fingerprints[(row[0], "key", row[1], row[2])] = row[4]
 
     params: dict[str, list[dict[str, Any]]] = defaultdict(list)
     c = ConnectionParameter.__table__.c
@@ -165,6 +191,7 @@ def _read_state(conn: Connection) -> ActualState:
         )
         if sensitive:
             secrets[(row[0], "param", row[1], row[2])] = value
+            fingerprints[(row[0], "param", row[1], row[2])] = row[5]
 
     providers: list[dict[str, Any]] = []
     p = Provider.__table__.c
@@ -228,5 +255,9 @@ def _read_state(conn: Connection) -> ActualState:
         "gateway": {"default_route": default_route, "routes": routes},
     }
     return ActualState(
-        data=data, secrets=secrets, state_hash=content_hash(data), last_revision=last
+        data=data,
+        secrets=secrets,
+        state_hash=content_hash(data),
+        last_revision=last,
+        fingerprints=fingerprints,
     )
