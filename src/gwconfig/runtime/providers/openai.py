@@ -41,7 +41,10 @@ class OpenAIProvider(HTTPProvider):
     def body(self, call: ProviderCall, stream: bool) -> dict[str, Any]:
         """The JSON request body."""
         body: dict[str, Any] = {"model": call.model.model_id, "messages": call.messages}
-        body.update(call.options())
+        opts = call.options()
+        if "top_k" in opts and "top_k" not in call.extra:  # not an OpenAI parameter
+            del opts["top_k"]
+        body.update(opts)
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
