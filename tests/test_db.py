@@ -181,3 +181,16 @@ def test_in_memory_sqlite_shares_one_database() -> None:
         assert session.get(Provider, "p1") is not None
     assert db.dialect == "sqlite" and db.masked_url == "sqlite://"
     db.dispose()
+
+
+def test_seed_get_db_session(sqlite_url: str) -> None:
+    from gwconfig.db import get_db_session
+
+    open_database(sqlite_url, upgrade=True).dispose()
+    session = get_db_session(sqlite_url)
+    try:
+        session.add(Provider(**PROVIDER))
+        session.commit()
+        assert session.get(Provider, "p1") is not None
+    finally:
+        session.close()

@@ -125,10 +125,18 @@ def _read_or_create_key_file() -> str:
         return text
     path.parent.mkdir(parents=True, exist_ok=True)
     key = generate_key()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # write a private temp file, then link it into place: readers never see a partial key
+    tmp = path.with_name(f".{KEY_FILE_NAME}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(key + "\n")
-    os.chmod(path, 0o600)
+    os.chmod(tmp, 0o600)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:  # another gwconfig process created it a moment ago
+        return path.read_text().strip()
+    finally:
+        tmp.unlink()
     print(
         f"gwconfig: generated a new encryption key in {path} (mode 0600) for the embedded "
         f"database; back it up, or set {ENV_VAR} to use your own",
