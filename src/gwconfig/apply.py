@@ -13,9 +13,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, and_, bindparam, delete, insert, text, update
+from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, text, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from gwconfig.canonical import content_hash
@@ -30,7 +30,7 @@ from gwconfig.db.models import (
 )
 from gwconfig.db.rows import api_key_row, model_row, parameter_row, provider_row
 from gwconfig.db.session import Database
-from gwconfig.diff import Change, Create, Delete, Update, mask_entity
+from gwconfig.diff import Change, mask_entity
 from gwconfig.errors import DatabaseError, LockError, PlanError, StalePlanError
 from gwconfig.plan import Plan
 from gwconfig.secrets import EncryptionKeys
@@ -289,7 +289,7 @@ def write_changes(
                 params.append({**row, **_ident_params(c, ident)})
             conn.execute(update(table).where(_where(table, ident)), params)
     if default_change is not None:
-        routes = Route.__table__
+        routes = cast(Table, Route.__table__)
         conn.execute(
             update(routes)
             .where(routes.c.is_default.is_(True), routes.c.name != bindparam("n"))
@@ -402,7 +402,7 @@ def execute_plan(
     number = (base.last_revision or 0) + 1
     summary = {**plan.summary, "drift_revision": plan.drift_revision}
     conn.execute(
-        insert(ConfigRevision.__table__),
+        insert(cast(Table, ConfigRevision.__table__)),
         {
             "number": number,
             "content_hash": plan.desired_hash or content_hash(plan.desired or {}),
@@ -415,7 +415,7 @@ def execute_plan(
         },
     )
     conn.execute(
-        insert(AuditEvent.__table__),
+        insert(cast(Table, AuditEvent.__table__)),
         [
             {
                 "revision_number": number,
@@ -431,17 +431,3 @@ def execute_plan(
         ],
     )
     return ApplyResult(number, plan.summary, after.state_hash)
-
-
-__all__ = [
-    "ApplyResult",
-    "Create",
-    "Delete",
-    "Update",
-    "check_base",
-    "check_safety",
-    "execute_plan",
-    "locked",
-    "revision_snapshot",
-    "snapshot_state",
-]
