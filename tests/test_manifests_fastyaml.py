@@ -186,3 +186,18 @@ def test_random_input_never_produces_a_traceback(tmp_path: Path, text: str, raw:
     result = CliRunner().invoke(cli, ["validate", os.fspath(root), "--format", "json"])
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert result.exit_code in (0, 1)
+
+
+def test_positions_computed_on_demand_match_eager_ones() -> None:
+    text = _dump(
+        [{"kind": "Provider", "models": [{"model_id": "a", "tags": ["x", "y"]}], "n": 1}], 0
+    )
+    eager = parse_fast(text, "f.yaml")
+    lazy = parse_fast(text, "f.yaml", positions=False)
+    assert eager is not None and lazy is not None
+    (doc,) = lazy[0]
+    assert doc.positions == {}
+    doc.reload = lambda: parse_fast(text, "f.yaml")[0]  # type: ignore[index]
+    doc.ensure_positions()
+    assert _positions(doc) == _positions(eager[0][0])
+    assert doc.locate(["models", 0, "tags", 1]) == (6, 5)

@@ -48,12 +48,14 @@ def _has_sealed(validated: Validated) -> bool:
     return False
 
 
-def _front(path: str | Path, env: str | None) -> tuple[int, int, Validated, list[Diagnostic]]:
+def _front(
+    path: str | Path, env: str | None, *, positions: bool = True
+) -> tuple[int, int, Validated, list[Diagnostic]]:
     from gwconfig.manifests.checks import check_gateway, check_providers
     from gwconfig.manifests.loader import load_path
     from gwconfig.manifests.validation import validate_documents
 
-    loaded = load_path(Path(path), env=env)
+    loaded = load_path(Path(path), env=env, positions=positions)
     diags = list(loaded.diagnostics)
     validated = validate_documents(loaded.documents, diags)
     diags.extend(validated.diagnostics)
@@ -121,7 +123,8 @@ def validate_path(path: str | Path = "providers.d", *, env: str | None = None) -
 
 def validate_run(path: str | Path = "providers.d", *, env: str | None = None) -> CompileResult:
     """Like :func:`run` plus the offline check of sealed references; compiles only for that."""
-    files, documents, validated, diags = _front(path, env)
+    # Positions are computed only for documents that turn out to need them.
+    files, documents, validated, diags = _front(path, env, positions=False)
     clean = not any(d.severity == "error" for d in diags)
     if clean and _has_sealed(validated):
         diags.extend(_sealed_diagnostics(_build(validated), Path(path)))

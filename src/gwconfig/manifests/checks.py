@@ -10,7 +10,7 @@ from gwconfig.errors import Diagnostic
 from gwconfig.manifests.diagnostics import did_you_mean
 from gwconfig.manifests.documents import RawDocument
 from gwconfig.manifests.validation import Validated
-from gwconfig.schema import KNOWN_PROVIDER_TYPES, GatewayManifest, ProviderManifest
+from gwconfig.schema import KNOWN_PROVIDER_TYPES, GatewayManifest, ModelSpec, ProviderManifest
 
 
 def _at(doc: RawDocument, container: Any, key: Any) -> tuple[int, int]:
@@ -153,6 +153,8 @@ def check_providers(validated: Validated, now: datetime | None = None) -> list[D
         out.extend(_check_provider(p, doc, now, plugins))
         raw_models = doc.data.get("models") or []
         for i, m in enumerate(p.models):
+            if not m.aliases:
+                continue
             for alias in m.aliases:
                 owner = f"{p.provider_id}/{m.model_id}"
                 if alias in aliases and aliases[alias] != owner:
@@ -187,10 +189,16 @@ def check_gateway(validated: Validated) -> list[Diagnostic]:
             )
         )
     providers = {p.provider_id: p for p, _ in validated.providers}
-    models = {(p.provider_id, m.model_id): (p, m) for p, _ in validated.providers for m in p.models}
+    model_index: dict[str, dict[str, ModelSpec]] = {}
+
+    def find_model(pid: str, mid: str) -> ModelSpec | None:
+        if pid not in model_index:
+            model_index[pid] = {m.model_id: m for m in providers[pid].models}
+        return model_index[pid].get(mid)
+
     raw_routes = doc.data.get("routes") or []
     names: dict[str, int] = {}
-    aliases = {a for p, _ in validated.providers for m in p.models for a in m.aliases}
+    aliases = {a for p, _ in validated.providers for m in p.models if m.aliases for a in m.aliases}
 
     def diag(container: Any, key: Any, message: str, hint: str | None = None) -> None:
         line, col = _at(doc, container, key)
@@ -211,7 +219,6 @@ def check_gateway(validated: Validated) -> list[Diagnostic]:
             diag(raw, "name", f"route '{route.name}' has the same name as a model alias")
         raw_targets = raw.get("targets") or []
         for j, target in enumerate(route.targets):
-            found = models.get((target.provider_id, target.model_id))
             if target.provider_id in validated.invalid_provider_ids:
                 continue  # that provider's own errors are reported already
             if target.provider_id not in providers:
@@ -221,7 +228,7 @@ def check_gateway(validated: Validated) -> list[Diagnostic]:
                     f"route '{route.name}' targets unknown provider '{target.provider_id}'",
                     did_you_mean(target.provider_id, providers),
                 )
-            elif found is None:
+            elif (found := find_model(target.provider_id, target.model_id)) is None:
                 known = [m.model_id for m in providers[target.provider_id].models]
                 diag(
                     raw_targets[j],
@@ -230,8 +237,8 @@ def check_gateway(validated: Validated) -> list[Diagnostic]:
                     f"provider '{target.provider_id}'",
                     did_you_mean(target.model_id, known),
                 )
-            elif not found[0].enabled or not found[1].enabled:
-                what = "provider" if not found[0].enabled else "model"
+            elif not providers[target.provider_id].enabled or not found.enabled:
+                what = "provider" if not providers[target.provider_id].enabled else "model"
                 diag(
                     raw_targets[j],
                     "model",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 TEMPLATE_SUFFIXES = (".yaml.j2", ".yml.j2")
+_ALL_SUFFIXES = MANIFEST_SUFFIXES + TEMPLATE_SUFFIXES
 
 
 def is_template(path: Path) -> bool:
@@ -18,21 +20,23 @@ def is_manifest(path: Path) -> bool:
     return path.name.endswith(MANIFEST_SUFFIXES) or is_template(path)
 
 
-def discover(root: Path) -> list[Path]:
-    """Every manifest file under ``root`` (or ``root`` itself), in sorted order.
+def discover(root: Path) -> list[tuple[Path, str]]:
+    """Every manifest file under ``root`` (or ``root`` itself) with its relative POSIX path.
 
-    Hidden files and directories (names starting with '.') are skipped.
+    Sorted by relative path; hidden files and directories (names starting with '.') are skipped.
     """
     if root.is_file():
-        return [root]
+        return [(root, root.name)]
     found = []
-    for path in root.rglob("*"):
-        rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        if is_manifest(path) and path.is_file():
-            found.append(path)
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        rel_dir = os.path.relpath(folder, root)
+        prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+        for name in files:
+            if not name.startswith(".") and name.endswith(_ALL_SUFFIXES):
+                found.append((Path(folder, name), prefix + name))
+    found.sort(key=lambda item: item[1])
+    return found
 
 
 def manifest_dir(root: Path) -> Path:

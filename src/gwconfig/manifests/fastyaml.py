@@ -80,17 +80,23 @@ def _key(text: str) -> str:
     return text
 
 
-def parse_fast(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic]] | None:
-    """Documents of ``text`` if it is inside the fast subset, else None."""
+def parse_fast(
+    text: str, path: str, *, positions: bool = True
+) -> tuple[list[RawDocument], list[Diagnostic]] | None:
+    """Documents of ``text`` if it is inside the fast subset, else None.
+
+    With ``positions=False`` no positions are recorded (faster); the caller attaches a way to
+    compute them when a diagnostic needs one (see :meth:`RawDocument.ensure_positions`).
+    """
     if _OUTSIDE.search(text):
         return None
     try:
-        return _parse(text, path), []
+        return _parse(text, path, positions), []
     except _Unsupported:
         return None
 
 
-def _parse(text: str, path: str) -> list[RawDocument]:
+def _parse(text: str, path: str, record: bool) -> list[RawDocument]:  # one tight loop, on purpose
     docs: list[RawDocument] = []
     positions: Positions = {}
     root: dict[str, Any] | None = None
@@ -99,10 +105,10 @@ def _parse(text: str, path: str) -> list[RawDocument]:
     memo: dict[str, Any] = {}
     good_keys: set[str] = set()
     miss = memo  # sentinel: never a parsed value
-    # the innermost frame lives in locals; outer frames on the stack
+    # The innermost collection lives in locals; the outer ones on the stack.
     stack: list[tuple[int, Any, int, bool]] = []
     cur_indent, cur, cur_id, cur_seq = -1, None, 0, False
-    pending: tuple[dict[str, Any], str, int, int, int] | None = None
+    pending: tuple[dict[str, Any], str, int, int] | None = None
     lineno = 0
     for line in text.split("\n"):
         lineno += 1
@@ -115,74 +121,89 @@ def _parse(text: str, path: str) -> list[RawDocument]:
         indent = len(line) - len(content)
         if content[-1] == " ":
             content = content.rstrip(" ")
-        is_item = first == "-" and (len(content) == 1 or content[1] == " ")
-        if indent == 0 and (first == "-" or first == "." or first == "%") and not is_item:
-            if content != "---" or pending is not None:
-                raise _Unsupported
-            if root is not None:
-                docs.append(RawDocument(path, len(docs) + 1, root, root_line, root_col, positions))
-                positions, root, stack = {}, None, []
-            elif started:
-                raise _Unsupported  # an empty document
-            started = True
-            continue
-        if root is None:
-            if is_item:
-                raise _Unsupported
-            root, root_line, root_col = {}, lineno, indent + 1
-            stack = []
-            cur_indent, cur, cur_id, cur_seq = indent, root, id(root), False
         if pending is not None:
-            owner, pkey, pindent, kline, kcol = pending
+            # The value of `key:` on the previous line is a nested block starting here.
+            owner, pkey, pindent, kline = pending
             pending = None
-            if is_item and indent >= pindent:
+            if content[:2] == "- " and indent >= pindent:
                 new: Any = []
-            elif not is_item and indent > pindent:
+            elif first != "-" and indent > pindent:
                 new = {}
             else:
-                raise _Unsupported  # an empty value (null): leave it to the reference loader
+                raise _Unsupported  # an empty value (null) or a separator: reference loader
             owner[pkey] = new
-            positions[(id(owner), pkey)] = (kline, kcol, lineno, indent + 1)
+            if record:
+                positions[(id(owner), pkey)] = (kline, pindent + 1, lineno, indent + 1)
             stack.append((cur_indent, cur, cur_id, cur_seq))
-            cur_indent, cur, cur_id, cur_seq = indent, new, id(new), is_item
-        while cur_indent > indent or (cur_indent == indent and cur_seq and not is_item):
-            if not stack:
-                raise _Unsupported
-            cur_indent, cur, cur_id, cur_seq = stack.pop()
-        if cur_indent != indent:
-            raise _Unsupported
+            cur_indent, cur, cur_id, cur_seq = indent, new, id(new), not isinstance(new, dict)
+        elif indent != cur_indent or (cur_seq and first != "-") or (indent == 0 and first in "-.%"):
+            if indent == 0 and first in "-.%" and content[:2] != "- ":
+                if content != "---":
+                    raise _Unsupported
+                if root is not None:
+                    docs.append(
+                        RawDocument(path, len(docs) + 1, root, root_line, root_col, positions)
+                    )
+                    positions, root, stack = {}, None, []
+                    cur_indent, cur, cur_id, cur_seq = -1, None, 0, False
+                elif started:
+                    raise _Unsupported  # an empty document
+                started = True
+                continue
+            if root is None:
+                if first == "-":
+                    raise _Unsupported
+                root, root_line, root_col = {}, lineno, indent + 1
+                cur_indent, cur, cur_id, cur_seq = indent, root, id(root), False
+            else:
+                while cur_indent > indent or (cur_indent == indent and cur_seq and first != "-"):
+                    if not stack:
+                        raise _Unsupported
+                    cur_indent, cur, cur_id, cur_seq = stack.pop()
+                if cur_indent != indent:
+                    raise _Unsupported
         if cur_seq:
-            rest = content[1:]
-            body = rest.lstrip(" ")
-            if not body:
+            if content[:2] != "- ":
                 raise _Unsupported
-            indent = indent + 1 + len(rest) - len(body)
-            index = len(cur)
-            positions[(cur_id, index)] = (lineno, indent + 1, lineno, indent + 1)
-            colon = body.find(": ")
-            if (colon > 0 or body[-1] == ":") and _KEY.match(body):
+            body = content[2:]
+            item_indent = indent + 2
+            if body[0] == " ":
+                stripped = body.lstrip(" ")
+                item_indent += len(body) - len(stripped)
+                body = stripped
+            if record:
+                index = len(cur)
+                positions[(cur_id, index)] = (lineno, item_indent + 1, lineno, item_indent + 1)
+            if (": " in body or body[-1] == ":") and _KEY.match(body):
                 new = {}
                 cur.append(new)
                 stack.append((cur_indent, cur, cur_id, cur_seq))
-                cur_indent, cur, cur_id, cur_seq = indent, new, id(new), False
-                content = body
+                cur_indent, cur, cur_id, cur_seq = item_indent, new, id(new), False
+                indent, content = item_indent, body
             else:
                 if body[0] == "-" and (len(body) == 1 or body[1] == " "):
                     raise _Unsupported
                 value = memo.get(body, miss)
                 if value is miss:
-                    value = memo[body] = _scalar(body)
+                    if body == "[]":
+                        value = []
+                    elif body == "{}":
+                        value = {}
+                    else:
+                        value = memo[body] = _scalar(body)
                 cur.append(value)
                 continue
-        elif is_item:
+        elif first == "-" and (len(content) == 1 or content[1] == " "):
             raise _Unsupported
         colon = content.find(": ")
         if colon > 0:
             key = content[:colon]
-            raw_value: str | None = content[colon + 2 :].lstrip(" ")
+            raw_value = content[colon + 2 :]
+            if raw_value[0] == " ":
+                raw_value = raw_value.lstrip(" ")
         elif content[-1] == ":":
             key = content[:-1]
-            raw_value = None
+            raw_value = ""
         else:
             raise _Unsupported
         if key not in good_keys:
@@ -191,20 +212,26 @@ def _parse(text: str, path: str) -> list[RawDocument]:
             good_keys.add(_key(key))
         if key in cur:
             raise _Unsupported
-        if raw_value is None:
-            pending = (cur, key, indent, lineno, indent + 1)
+        if not raw_value:
+            pending = (cur, key, indent, lineno)
+            cur[key] = None  # placeholder, replaced by the nested block
             continue
-        vcol = indent + len(content) - len(raw_value) + 1
-        positions[(cur_id, key)] = (lineno, indent + 1, lineno, vcol)
-        if raw_value == "[]":
-            cur[key] = []
-        elif raw_value == "{}":
-            cur[key] = {}
-        else:
-            value = memo.get(raw_value, miss)
-            if value is miss:
+        if record:
+            positions[(cur_id, key)] = (
+                lineno,
+                indent + 1,
+                lineno,
+                indent + len(content) - len(raw_value) + 1,
+            )
+        value = memo.get(raw_value, miss)
+        if value is miss:
+            if raw_value == "[]":
+                value = []
+            elif raw_value == "{}":
+                value = {}
+            else:
                 value = memo[raw_value] = _scalar(raw_value)
-            cur[key] = value
+        cur[key] = value
     if pending is not None:
         raise _Unsupported
     if root is not None:

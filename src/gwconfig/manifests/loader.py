@@ -57,9 +57,18 @@ def load_values(root: Path, env: str) -> tuple[dict[str, Any], list[Diagnostic]]
 
 
 def load_file(
-    path: Path, shown: str, *, env: str | None, values: dict[str, Any] | None
+    path: Path,
+    shown: str,
+    *,
+    env: str | None,
+    values: dict[str, Any] | None,
+    positions: bool = True,
 ) -> tuple[list[RawDocument], list[Diagnostic]]:
-    """Read one manifest file (rendering it first if it is a template)."""
+    """Read one manifest file (rendering it first if it is a template).
+
+    ``positions=False`` lets the fast path skip recording positions; documents then compute
+    them on demand (only those with a problem ever do).
+    """
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -80,8 +89,17 @@ def load_file(
     else:
         from gwconfig.manifests.fastyaml import parse_fast
 
-        fast = parse_fast(text, shown)
+        fast = parse_fast(text, shown, positions=positions)
         docs, diags = fast if fast is not None else load_yaml(text, shown)
+        if fast is not None and not positions:
+            source = text
+
+            def reload() -> list[RawDocument]:
+                again = parse_fast(source, shown, positions=True)
+                return again[0] if again is not None else load_yaml(source, shown)[0]
+
+            for doc in docs:
+                doc.reload = reload
     for doc in docs:
         doc.line_map = line_map
     if not docs and not diags:
@@ -99,7 +117,7 @@ def _remap(d: Diagnostic, line_map: tuple[int, ...]) -> Diagnostic:
     return Diagnostic(d.path, line, 1, d.message + " (in the rendered template)", hint=d.hint)
 
 
-def load_path(root: Path, *, env: str | None = None) -> LoadResult:
+def load_path(root: Path, *, env: str | None = None, positions: bool = True) -> LoadResult:
     """Load every manifest under ``root``; problems are collected, never raised."""
     result = LoadResult()
     shown_root = display_path(root)
@@ -119,15 +137,20 @@ def load_path(root: Path, *, env: str | None = None) -> LoadResult:
         )
         return result
     values: dict[str, Any] | None = None
-    if any(discovery.is_template(f) for f in files):
+    if any(discovery.is_template(f) for f, _ in files):
         values = {}
         if env is not None:
             values, diags = load_values(root, env)
             result.diagnostics.extend(diags)
-    for path in files:
-        shown = display_path(path)
+    base = shown_root if root.is_dir() else display_path(root.parent)
+    for path, rel in files:
+        shown = display_path(path) if root.is_file() else _join(base, rel)
         result.files.append(shown)
-        docs, diags = load_file(path, shown, env=env, values=values)
+        docs, diags = load_file(path, shown, env=env, values=values, positions=positions)
         result.documents.extend(docs)
         result.diagnostics.extend(diags)
     return result
+
+
+def _join(base: str, rel: str) -> str:
+    return rel if base in ("", ".") else f"{base.rstrip('/')}/{rel}"
