@@ -210,6 +210,16 @@ def test_update_and_delete(session: Session, fernet_key: str) -> None:
     assert updated.display_name == "OpenAI EU"
     assert updated.request_settings["max_retries"] == 5
     assert updated.request_settings["timeout_seconds"] == 60.0  # defaults filled as compile does
+    updated = repo.update_provider(
+        "openai",
+        {"request_settings": {"timeout_seconds": 5}, "connection_params": {"api_version": "v2"}},
+    )
+    assert updated.request_settings["max_retries"] == 5  # merged, not replaced
+    assert updated.request_settings["timeout_seconds"] == 5.0
+    assert updated.connection_params["api_base"] == "https://api.openai.com/v1"
+    assert updated.connection_params["api_version"] == "v2"
+    updated = repo.update_provider("openai", {"request_settings": {"timeout_seconds": None}})
+    assert updated.request_settings["timeout_seconds"] == 60.0  # None: back to the default
     with pytest.raises(ValidationFailed, match="models"):
         repo.update_provider("openai", {"models": []})
     with pytest.raises(ValidationFailed, match=r"request_settings\.max_retries"):

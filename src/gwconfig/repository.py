@@ -163,7 +163,11 @@ class ProviderRepository:
             self.db.add(ProviderModel(**model_row(pid, m)))
 
     def update_provider(self, provider_id: str, provider_data: Mapping[str, Any]) -> Provider:
-        """Change provider-level fields (partial update); extra connection params are upserted."""
+        """Change provider-level fields (partial update); extra connection params are upserted.
+
+        ``connection_params`` and ``request_settings`` are merged key by key into the stored
+        ones (give a key with None to reset it to its default).
+        """
         provider = self.require_provider(provider_id)
         unknown = sorted(set(provider_data) - set(PROVIDER_LEVEL) - {"provider_id"})
         if unknown:
@@ -187,6 +191,10 @@ class ProviderRepository:
             "deletion_protection": provider.deletion_protection,
         }
         merged = {**current, **provider_data}
+        for field in ("connection_params", "request_settings"):  # partial dicts update in place
+            if isinstance(provider_data.get(field), Mapping):
+                both = {**current[field], **provider_data[field]}
+                merged[field] = {k: v for k, v in both.items() if v is not None}
         manifest, _ = provider_manifest(merged)
         canon = canonical_provider(manifest)
         row = provider_row(canon)
