@@ -179,7 +179,7 @@ class ProviderRepository:
             )
         if provider_data.get("provider_id", provider_id) != provider_id:
             raise ValidationFailed("provider_id cannot be changed; create a new provider")
-        current = {
+        current: dict[str, Any] = {
             "provider_id": provider.provider_id,
             "provider_type": provider.provider_type,
             "display_name": provider.display_name,
