@@ -385,3 +385,29 @@ class engine_rows:
 
     def __exit__(self, *exc: object) -> None:
         self.engine.dispose()
+
+
+def test_unopenable_sealed_secret_is_reported_at_its_manifest_line(
+    gw: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gwconfig.errors import ManifestError
+
+    monkeypatch.delenv("GWCONFIG_SEALING_KEY", raising=False)
+    sealed = {"name": "default", "value": {"sealed": "gwseal:v1:AAAAnotarealblob"}}
+    root = write_manifests(tmp_path / "m", provider_doc(api_keys=[sealed]))
+    with pytest.raises(ManifestError) as info:
+        plan(root, gw)
+    (diag,) = info.value.diagnostics
+    assert diag.path.endswith("00-openai.yaml") and diag.line > 1
+    assert diag.message.startswith("sealed value")
+
+
+def test_database_errors_are_gwconfig_errors(tmp_path: Path, fernet_key: str) -> None:
+    from gwconfig.errors import GwconfigError
+
+    root = write_manifests(tmp_path / "m", provider_doc())
+    url = "postgresql+psycopg://nobody@127.0.0.1:1/nothing"
+    with pytest.raises(GwconfigError, match=r"127\.0\.0\.1"):
+        reconcile.make_plan(str(root), url, reconcile.PlanOptions())
+    with pytest.raises(GwconfigError):
+        reconcile.history(url)

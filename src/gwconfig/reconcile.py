@@ -212,13 +212,14 @@ def _open(database_url: str | None) -> tuple[Any, Any]:
 
 def make_plan(path: str | None, database_url: str | None, options: PlanOptions) -> Plan:
     """``gwconfig plan``: compile, read the state, resolve secrets, diff."""
+    from gwconfig.db.session import translate_errors
     from gwconfig.state import read_state
 
     config = compile_manifests(path, options.env)
     db, keys = _open(database_url)
     try:
         desired = resolve_desired(config.data, keys, sources=config.sources)
-        with db.connect() as conn:
+        with translate_errors(db.url, "planning against"), db.connect() as conn:
             state = read_state(conn)
             return compute_plan(conn, state, desired, options)
     finally:
@@ -363,12 +364,12 @@ def history(database_url: str | None, limit: int = 20) -> list[RevisionInfo]:
 
     from gwconfig.canonical import format_timestamp
     from gwconfig.db.models import ConfigRevision
-    from gwconfig.db.session import open_database
+    from gwconfig.db.session import open_database, translate_errors
 
     t = ConfigRevision.__table__
     db = open_database(database_url)
     try:
-        with db.connect() as conn:
+        with translate_errors(db.url, "reading history from"), db.connect() as conn:
             rows = conn.execute(
                 select(
                     t.c.number, t.c.created_at, t.c.actor, t.c.git_sha, t.c.content_hash,
@@ -400,11 +401,11 @@ def show_revision(database_url: str | None, number: int) -> dict[str, Any]:
 
     from gwconfig.canonical import format_timestamp
     from gwconfig.db.models import AuditEvent
-    from gwconfig.db.session import open_database
+    from gwconfig.db.session import open_database, translate_errors
 
     db = open_database(database_url)
     try:
-        with db.connect() as conn:
+        with translate_errors(db.url, "reading a revision from"), db.connect() as conn:
             row = _revision_row(conn, number)
             a = AuditEvent.__table__
             events = conn.execute(
@@ -434,9 +435,11 @@ def rollback(
     max_deletes: int | None = 20,
 ) -> tuple[Plan, Any]:
     """Plan and apply a return to revision ``number`` (secrets from its stored ciphertexts)."""
+    from gwconfig.db.session import translate_errors
+
     db, keys = _open(database_url)
     try:
-        with db.connect() as conn:
+        with translate_errors(db.url, "reading a revision from"), db.connect() as conn:
             snapshot = _revision_row(conn, number)["snapshot"]
     finally:
         db.dispose()
