@@ -137,6 +137,8 @@ def _reviewer(fmt: str, auto_approve: bool) -> Callable[[Plan], bool]:
             click.echo(render_text(plan, color=use_color()), nl=False)
         if not plan.effective_changes or auto_approve:
             return True
+        if fmt != "text":  # keep stdout for the JSON document; review on stderr
+            click.echo(render_text(plan), err=True, nl=False)
         try:
             return click.confirm("Apply these changes?", default=False, err=fmt != "text")
         except click.Abort:
