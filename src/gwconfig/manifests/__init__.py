@@ -14,7 +14,7 @@ from gwconfig.errors import Diagnostic, ManifestError
 
 if TYPE_CHECKING:
     from gwconfig.compile import CompiledConfig, SourceRef
-    from gwconfig.manifests.validation import Validated
+    from gwconfig.manifests.pipeline import FrontResult
 
 __all__ = ["CompileResult", "Diagnostic", "ManifestError", "compile_path", "run", "validate_path"]
 
@@ -37,45 +37,28 @@ class CompileResult:
         return not any(d.severity == "error" for d in self.diagnostics)
 
 
-def _has_sealed(validated: Validated) -> bool:
-    for p, _ in validated.providers:
-        for k in p.api_keys:
-            if k.value.sealed is not None:
-                return True
-        for c in p.connection.parameters:
-            if getattr(c.value, "sealed", None) is not None:
-                return True
-    return False
-
-
-def _front(
-    path: str | Path, env: str | None, *, positions: bool = True
-) -> tuple[int, int, Validated, list[Diagnostic]]:
-    from gwconfig.manifests.checks import check_gateway, check_providers
-    from gwconfig.manifests.loader import load_path
-    from gwconfig.manifests.validation import validate_documents
-
-    loaded = load_path(Path(path), env=env, positions=positions)
-    diags = list(loaded.diagnostics)
-    validated = validate_documents(loaded.documents, diags)
-    diags.extend(validated.diagnostics)
-    diags.extend(check_providers(validated))
-    diags.extend(check_gateway(validated))
-    return len(loaded.files), len(loaded.documents), validated, diags
-
-
-def _build(validated: Validated) -> CompiledConfig:
+def _build(front: FrontResult) -> CompiledConfig:
     from gwconfig.compile import build_config
     from gwconfig.manifests.checks import gateway_sources, provider_sources
 
     sources: dict[str, SourceRef] = {}
-    for p, doc in validated.providers:
+    for p, doc in front.providers:
         provider_sources(p, doc, sources)
-    gateway = validated.gateways[0] if validated.gateways else None
+    gateway = front.gateways[0] if front.gateways else None
     if gateway is not None:
         gateway_sources(gateway[0], gateway[1], sources)
-    return build_config(
-        (p for p, _ in validated.providers), gateway[0] if gateway else None, sources
+    return build_config((p for p, _ in front.providers), gateway[0] if gateway else None, sources)
+
+
+def _result(front: FrontResult, config: CompiledConfig | None) -> CompileResult:
+    return CompileResult(
+        config,
+        front.diagnostics,
+        front.files,
+        front.documents,
+        providers=len(front.infos),
+        models=sum(len(i.models) for i in front.infos),
+        routes=sum(len(g.routes) for g, _ in front.gateways[:1]),
     )
 
 
@@ -83,18 +66,10 @@ def run(
     path: str | Path = "providers.d", *, env: str | None = None, build: bool = True
 ) -> CompileResult:
     """Load, validate, cross-check and (when clean and ``build``) compile ``path``."""
-    files, documents, validated, diags = _front(path, env)
-    clean = not any(d.severity == "error" for d in diags)
-    config = _build(validated) if clean and build else None
-    return CompileResult(
-        config,
-        sorted(set(diags)),
-        files,
-        documents,
-        providers=len(validated.providers),
-        models=sum(len(p.models) for p, _ in validated.providers),
-        routes=sum(len(g.routes) for g, _ in validated.gateways[:1]),
-    )
+    from gwconfig.manifests.pipeline import run_front
+
+    front = run_front(Path(path), env=env, positions=True, keep=True, parallel=False)
+    return _result(front, _build(front) if front.clean and build else None)
 
 
 def compile_path(path: str | Path = "providers.d", *, env: str | None = None) -> CompiledConfig:
@@ -122,18 +97,21 @@ def validate_path(path: str | Path = "providers.d", *, env: str | None = None) -
 
 
 def validate_run(path: str | Path = "providers.d", *, env: str | None = None) -> CompileResult:
-    """Like :func:`run` plus the offline check of sealed references; compiles only for that."""
-    # Positions are computed only for documents that turn out to need them.
-    files, documents, validated, diags = _front(path, env, positions=False)
-    clean = not any(d.severity == "error" for d in diags)
-    if clean and _has_sealed(validated):
-        diags.extend(_sealed_diagnostics(_build(validated), Path(path)))
+    """Like :func:`run` plus the offline check of sealed references; compiles only for that.
+
+    Positions are computed only for documents that need them, and large inputs are shared with
+    a second process (see :mod:`gwconfig.manifests.pipeline`).
+    """
+    from gwconfig.manifests.pipeline import run_front
+
+    front = run_front(Path(path), env=env, positions=False, keep=False, parallel=True)
+    if not (front.clean and front.has_sealed):
+        return _result(front, None)
+    full = run(path, env=env)
+    if full.config is None:
+        return full
+    extra = _sealed_diagnostics(full.config, Path(path))
+    diags = sorted(set(full.diagnostics) | set(extra))
     return CompileResult(
-        None,
-        sorted(set(diags)),
-        files,
-        documents,
-        providers=len(validated.providers),
-        models=sum(len(p.models) for p, _ in validated.providers),
-        routes=sum(len(g.routes) for g, _ in validated.gateways[:1]),
+        None, diags, full.files, full.documents, full.providers, full.models, full.routes
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,8 +11,7 @@ from gwconfig.compile import SourceRef
 from gwconfig.errors import Diagnostic
 from gwconfig.manifests.diagnostics import did_you_mean
 from gwconfig.manifests.documents import RawDocument
-from gwconfig.manifests.validation import Validated
-from gwconfig.schema import KNOWN_PROVIDER_TYPES, GatewayManifest, ModelSpec, ProviderManifest
+from gwconfig.schema import KNOWN_PROVIDER_TYPES, GatewayManifest, ProviderManifest
 
 
 def _at(doc: RawDocument, container: Any, key: Any) -> tuple[int, int]:
@@ -127,57 +128,100 @@ def _check_provider(
     return out
 
 
-def check_providers(validated: Validated, now: datetime | None = None) -> list[Diagnostic]:
-    """Per-provider and cross-provider checks (duplicates, limits, expiry, types, aliases)."""
-    now = now or datetime.now(UTC)
+@dataclass
+class ProviderInfo:
+    """What cross-document checks need of one valid provider (small enough to send around)."""
+
+    provider_id: str
+    enabled: bool
+    path: str
+    index: int
+    order: int
+    models: dict[str, bool]
+    aliases: list[tuple[str, int, str]]
+
+    @classmethod
+    def of(cls, p: ProviderManifest, doc: RawDocument, order: int) -> ProviderInfo:
+        """Summarise a validated provider manifest."""
+        models: dict[str, bool] = {}
+        aliases: list[tuple[str, int, str]] = []
+        for i, m in enumerate(p.models):
+            models.setdefault(m.model_id, m.enabled)
+            if m.aliases:
+                aliases.extend((a, i, m.model_id) for a in m.aliases)
+        return cls(p.provider_id, p.enabled, doc.path, doc.index, order, models, aliases)
+
+
+#: Finds a document again (path shown, document index) when a cross-check must point into it.
+Locator = Callable[[str, int], RawDocument]
+
+
+def provider_checks(
+    p: ProviderManifest, doc: RawDocument, now: datetime, plugins: list[set[str]]
+) -> list[Diagnostic]:
+    """Checks of one provider on its own: types, duplicates inside it, limits, expiry."""
+    return _check_provider(p, doc, now, plugins)
+
+
+def cross_checks(
+    infos: list[ProviderInfo],
+    gateways: list[tuple[GatewayManifest, RawDocument]],
+    invalid_provider_ids: set[str],
+    locate: Locator,
+) -> list[Diagnostic]:
+    """Checks across documents: unique provider ids and aliases, then the Gateway's routes."""
     out: list[Diagnostic] = []
-    plugins: list[set[str]] = []
-    first_seen: dict[str, RawDocument] = {}
+    first_seen: dict[str, ProviderInfo] = {}
     aliases: dict[str, str] = {}
-    for p, doc in validated.providers:
-        if p.provider_id in first_seen:
-            other = first_seen[p.provider_id]
+    providers: dict[str, ProviderInfo] = {}
+    for info in sorted(infos, key=lambda i: (i.order, i.index)):
+        if info.provider_id in first_seen:
+            other = first_seen[info.provider_id]
+            doc, first = locate(info.path, info.index), locate(other.path, other.index)
             line, col = _at(doc, doc.data, "provider_id")
-            where = _where(other, other.data, "provider_id")
             out.append(
                 Diagnostic(
                     doc.path,
                     line,
                     col,
-                    f"duplicate provider_id '{p.provider_id}': also defined at {where}",
+                    f"duplicate provider_id '{info.provider_id}': also defined at "
+                    f"{_where(first, first.data, 'provider_id')}",
                     hint="provider ids are unique across all manifest files",
                 )
             )
             continue
-        first_seen[p.provider_id] = doc
-        out.extend(_check_provider(p, doc, now, plugins))
-        raw_models = doc.data.get("models") or []
-        for i, m in enumerate(p.models):
-            if not m.aliases:
-                continue
-            for alias in m.aliases:
-                owner = f"{p.provider_id}/{m.model_id}"
-                if alias in aliases and aliases[alias] != owner:
-                    line, col = _at(doc, raw_models[i], "aliases")
-                    out.append(
-                        Diagnostic(
-                            doc.path,
-                            line,
-                            col,
-                            f"alias '{alias}' of {owner} is already an alias of {aliases[alias]}",
-                        )
+        first_seen[info.provider_id] = info
+        providers[info.provider_id] = info
+        for alias, i, model_id in info.aliases:
+            owner = f"{info.provider_id}/{model_id}"
+            if alias in aliases and aliases[alias] != owner:
+                doc = locate(info.path, info.index)
+                line, col = _at(doc, (doc.data.get("models") or [])[i], "aliases")
+                out.append(
+                    Diagnostic(
+                        doc.path,
+                        line,
+                        col,
+                        f"alias '{alias}' of {owner} is already an alias of {aliases[alias]}",
                     )
-                aliases.setdefault(alias, owner)
+                )
+            aliases.setdefault(alias, owner)
+    out.extend(_check_gateway(gateways, providers, set(aliases), invalid_provider_ids))
     return out
 
 
-def check_gateway(validated: Validated) -> list[Diagnostic]:
+def _check_gateway(
+    gateways: list[tuple[GatewayManifest, RawDocument]],
+    providers: dict[str, ProviderInfo],
+    aliases: set[str],
+    invalid_provider_ids: set[str],
+) -> list[Diagnostic]:
     """At most one Gateway; routes point at enabled models; fallbacks exist and never loop."""
     out: list[Diagnostic] = []
-    if not validated.gateways:
+    if not gateways:
         return out
-    gw, doc = validated.gateways[0]
-    for _, extra in validated.gateways[1:]:
+    gw, doc = gateways[0]
+    for _, extra in gateways[1:]:
         out.append(
             Diagnostic(
                 extra.path,
@@ -188,17 +232,8 @@ def check_gateway(validated: Validated) -> list[Diagnostic]:
                 hint="keep all routes in one kind: Gateway document",
             )
         )
-    providers = {p.provider_id: p for p, _ in validated.providers}
-    model_index: dict[str, dict[str, ModelSpec]] = {}
-
-    def find_model(pid: str, mid: str) -> ModelSpec | None:
-        if pid not in model_index:
-            model_index[pid] = {m.model_id: m for m in providers[pid].models}
-        return model_index[pid].get(mid)
-
     raw_routes = doc.data.get("routes") or []
     names: dict[str, int] = {}
-    aliases = {a for p, _ in validated.providers for m in p.models if m.aliases for a in m.aliases}
 
     def diag(container: Any, key: Any, message: str, hint: str | None = None) -> None:
         line, col = _at(doc, container, key)
@@ -219,7 +254,7 @@ def check_gateway(validated: Validated) -> list[Diagnostic]:
             diag(raw, "name", f"route '{route.name}' has the same name as a model alias")
         raw_targets = raw.get("targets") or []
         for j, target in enumerate(route.targets):
-            if target.provider_id in validated.invalid_provider_ids:
+            if target.provider_id in invalid_provider_ids:
                 continue  # that provider's own errors are reported already
             if target.provider_id not in providers:
                 diag(
@@ -228,8 +263,8 @@ def check_gateway(validated: Validated) -> list[Diagnostic]:
                     f"route '{route.name}' targets unknown provider '{target.provider_id}'",
                     did_you_mean(target.provider_id, providers),
                 )
-            elif (found := find_model(target.provider_id, target.model_id)) is None:
-                known = [m.model_id for m in providers[target.provider_id].models]
+            elif (found := providers[target.provider_id].models.get(target.model_id)) is None:
+                known = list(providers[target.provider_id].models)
                 diag(
                     raw_targets[j],
                     "model",
@@ -237,7 +272,7 @@ def check_gateway(validated: Validated) -> list[Diagnostic]:
                     f"provider '{target.provider_id}'",
                     did_you_mean(target.model_id, known),
                 )
-            elif not providers[target.provider_id].enabled or not found.enabled:
+            elif not providers[target.provider_id].enabled or not found:
                 what = "provider" if not providers[target.provider_id].enabled else "model"
                 diag(
                     raw_targets[j],

@@ -12,15 +12,6 @@ from gwconfig.manifests.documents import RawDocument
 from gwconfig.manifests.yaml_loader import decode, load_yaml
 
 
-@dataclass
-class LoadResult:
-    """Every document of a run and every problem found while reading them."""
-
-    documents: list[RawDocument] = field(default_factory=list)
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-    files: list[str] = field(default_factory=list)
-
-
 def display_path(path: Path) -> str:
     """The path as shown in diagnostics: relative to the working directory when possible."""
     try:
@@ -117,16 +108,25 @@ def _remap(d: Diagnostic, line_map: tuple[int, ...]) -> Diagnostic:
     return Diagnostic(d.path, line, 1, d.message + " (in the rendered template)", hint=d.hint)
 
 
-def load_path(root: Path, *, env: str | None = None, positions: bool = True) -> LoadResult:
-    """Load every manifest under ``root``; problems are collected, never raised."""
-    result = LoadResult()
+@dataclass
+class FilePlan:
+    """The manifest files of a run (path, shown path), the template values, early problems."""
+
+    files: list[tuple[Path, str]] = field(default_factory=list)
+    values: dict[str, Any] | None = None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+
+def plan_files(root: Path, *, env: str | None = None) -> FilePlan:
+    """Find the manifest files under ``root`` and load the values file templates need."""
+    plan = FilePlan()
     shown_root = display_path(root)
     if not root.exists():
-        result.diagnostics.append(Diagnostic(shown_root, 1, 1, "no such file or directory"))
-        return result
+        plan.diagnostics.append(Diagnostic(shown_root, 1, 1, "no such file or directory"))
+        return plan
     files = discovery.discover(root)
     if not files:
-        result.diagnostics.append(
+        plan.diagnostics.append(
             Diagnostic(
                 shown_root,
                 1,
@@ -135,21 +135,17 @@ def load_path(root: Path, *, env: str | None = None, positions: bool = True) -> 
                 hint="manifests are *.yaml, *.yml, *.yaml.j2 or *.yml.j2 files",
             )
         )
-        return result
-    values: dict[str, Any] | None = None
+        return plan
     if any(discovery.is_template(f) for f, _ in files):
-        values = {}
+        plan.values = {}
         if env is not None:
-            values, diags = load_values(root, env)
-            result.diagnostics.extend(diags)
+            plan.values, diags = load_values(root, env)
+            plan.diagnostics.extend(diags)
     base = shown_root if root.is_dir() else display_path(root.parent)
     for path, rel in files:
         shown = display_path(path) if root.is_file() else _join(base, rel)
-        result.files.append(shown)
-        docs, diags = load_file(path, shown, env=env, values=values, positions=positions)
-        result.documents.extend(docs)
-        result.diagnostics.extend(diags)
-    return result
+        plan.files.append((path, shown))
+    return plan
 
 
 def _join(base: str, rel: str) -> str:

@@ -1,0 +1,238 @@
+"""The front end's orchestration: per-file work, then checks across documents.
+
+Per-file work (read, render, parse, schema, the checks of one provider) is independent from file
+to file. For large inputs ``validate`` shares it between this process and one forked child
+(on machines with two or more CPUs); only small summaries and diagnostics come back, so the
+cross-document checks see exactly what a single process would have seen.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gwconfig.errors import Diagnostic
+from gwconfig.manifests.checks import ProviderInfo, cross_checks, provider_checks
+from gwconfig.manifests.documents import RawDocument
+from gwconfig.manifests.loader import load_file, plan_files
+from gwconfig.manifests.validation import validate_documents
+from gwconfig.schema import GatewayManifest, ProviderManifest
+
+#: Inputs smaller than this are not worth a second process.
+PARALLEL_MIN_BYTES = 400_000
+
+
+@dataclass
+class Partial:
+    """The result of per-file work on some files; the first fields travel between processes."""
+
+    files: int = 0
+    documents: int = 0
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    infos: list[ProviderInfo] = field(default_factory=list)
+    gateway_refs: list[tuple[int, str, int]] = field(default_factory=list)
+    invalid_provider_ids: set[str] = field(default_factory=set)
+    has_sealed: bool = False
+    # Only in the process that did the work:
+    providers: list[tuple[ProviderManifest, RawDocument]] = field(default_factory=list)
+    gateways: list[tuple[GatewayManifest, RawDocument]] = field(default_factory=list)
+    docs: dict[str, list[RawDocument]] = field(default_factory=dict)
+
+    def portable(self) -> Partial:
+        """A copy without manifests and documents (what a child process sends back)."""
+        return Partial(
+            self.files,
+            self.documents,
+            self.diagnostics,
+            self.infos,
+            self.gateway_refs,
+            self.invalid_provider_ids,
+            self.has_sealed,
+        )
+
+
+@dataclass
+class FrontResult:
+    """Everything the front end found; manifests only when ``keep`` was asked for."""
+
+    files: int
+    documents: int
+    diagnostics: list[Diagnostic]
+    infos: list[ProviderInfo]
+    providers: list[tuple[ProviderManifest, RawDocument]]
+    gateways: list[tuple[GatewayManifest, RawDocument]]
+    has_sealed: bool
+
+    @property
+    def clean(self) -> bool:
+        """True when nothing is an error."""
+        return not any(d.severity == "error" for d in self.diagnostics)
+
+
+def _sealed(p: ProviderManifest) -> bool:
+    return any(k.value.sealed is not None for k in p.api_keys) or any(
+        getattr(c.value, "sealed", None) is not None for c in p.connection.parameters
+    )
+
+
+def process(
+    items: list[tuple[int, Path, str]],
+    *,
+    env: str | None,
+    values: dict[str, Any] | None,
+    positions: bool,
+) -> Partial:
+    """Per-file work for ``items`` (order, path, shown path)."""
+    part = Partial()
+    now = datetime.now(UTC)
+    plugins: list[set[str]] = []
+    for order, path, shown in items:
+        docs, diags = load_file(path, shown, env=env, values=values, positions=positions)
+        part.files += 1
+        part.documents += len(docs)
+        part.diagnostics.extend(diags)
+        part.docs[shown] = docs
+        validated = validate_documents(docs, diags)
+        part.diagnostics.extend(validated.diagnostics)
+        part.invalid_provider_ids |= validated.invalid_provider_ids
+        for p, doc in validated.providers:
+            part.diagnostics.extend(provider_checks(p, doc, now, plugins))
+            part.infos.append(ProviderInfo.of(p, doc, order))
+            part.providers.append((p, doc))
+            part.has_sealed = part.has_sealed or _sealed(p)
+        for g, doc in validated.gateways:
+            part.gateway_refs.append((order, shown, doc.index))
+            part.gateways.append((g, doc))
+    return part
+
+
+def _split(items: list[tuple[int, Path, str]], sizes: list[int]) -> list[list[Any]]:
+    bins: list[list[Any]] = [[], []]
+    totals = [0, 0]
+    for item, size in sorted(zip(items, sizes, strict=True), key=lambda x: -x[1]):
+        lighter = 0 if totals[0] <= totals[1] else 1
+        bins[lighter].append(item)
+        totals[lighter] += size
+    return [sorted(b) for b in bins]
+
+
+def _can_fork() -> bool:
+    if not hasattr(os, "fork") or threading.active_count() != 1:
+        return False
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return cpus >= 2
+
+
+class _Pending:
+    """A forked child computing a :class:`Partial`."""
+
+    def __init__(self, pid: int, fd: int) -> None:
+        self.pid, self.fd = pid, fd
+
+    def result(self) -> Partial | None:
+        """The child's result, or None if it failed (the caller then does the work itself)."""
+        with os.fdopen(self.fd, "rb") as source:
+            payload = source.read()
+        _, status = os.waitpid(self.pid, 0)
+        if status != 0 or not payload:
+            return None
+        result: Partial = pickle.loads(payload)
+        return result
+
+
+def _in_child(work: Callable[[], Partial]) -> _Pending:
+    """Start ``work()`` in a forked child."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: compute, send, leave without running any exit handlers
+        code = 0
+        try:
+            os.close(read_fd)
+            payload = pickle.dumps(work().portable(), protocol=pickle.HIGHEST_PROTOCOL)
+            with os.fdopen(write_fd, "wb") as out:
+                out.write(payload)
+        except BaseException:
+            code = 1
+        os._exit(code)
+    os.close(write_fd)
+    return _Pending(pid, read_fd)
+
+
+def run_front(
+    root: Path, *, env: str | None, positions: bool, keep: bool, parallel: bool
+) -> FrontResult:
+    """Plan, per-file work (maybe on two processes), cross-checks; collect every problem."""
+    plan = plan_files(root, env=env)
+    diags = list(plan.diagnostics)
+    items = [(i, path, shown) for i, (path, shown) in enumerate(plan.files)]
+    parts: list[Partial] = []
+    kwargs: dict[str, Any] = {"env": env, "values": plan.values, "positions": positions}
+    if parallel and not keep and len(items) > 1 and _can_fork():
+        sizes = [_size(path) for _, path, _ in items]
+        if sum(sizes) >= PARALLEL_MIN_BYTES:
+            mine, theirs = _split(items, sizes)
+            pending = _in_child(lambda: process(theirs, **kwargs))
+            parts.append(process(mine, **kwargs))
+            other = pending.result()
+            parts.append(other if other is not None else process(theirs, **kwargs))
+    if not parts:
+        parts.append(process(items, **kwargs))
+    local_docs: dict[str, list[RawDocument]] = {}
+    shown_to_path = {shown: path for _, path, shown in items}
+    for part in parts:
+        local_docs.update(part.docs)
+
+    def locate(shown: str, index: int) -> RawDocument:
+        if shown not in local_docs:
+            local_docs[shown] = load_file(shown_to_path[shown], shown, **kwargs)[0]
+        return next(d for d in local_docs[shown] if d.index == index)
+
+    gateways = _gateways(parts, locate)
+    infos = [info for part in parts for info in part.infos]
+    invalid = set().union(*(part.invalid_provider_ids for part in parts))
+    for part in parts:
+        diags.extend(part.diagnostics)
+    diags.extend(cross_checks(infos, gateways, invalid, locate))
+    return FrontResult(
+        files=sum(p.files for p in parts),
+        documents=sum(p.documents for p in parts),
+        diagnostics=sorted(set(diags)),
+        infos=infos,
+        providers=[x for part in parts for x in part.providers],
+        gateways=gateways,
+        has_sealed=any(p.has_sealed for p in parts),
+    )
+
+
+def _gateways(
+    parts: list[Partial], locate: Callable[[str, int], RawDocument]
+) -> list[tuple[GatewayManifest, RawDocument]]:
+    """Gateway documents in file order (re-validated here when a child found them)."""
+    found: list[tuple[tuple[int, int], GatewayManifest, RawDocument]] = []
+    for part in parts:
+        local = {(doc.path, doc.index): (g, doc) for g, doc in part.gateways}
+        for order, shown, index in part.gateway_refs:
+            if (shown, index) in local:
+                g, doc = local[(shown, index)]
+            else:
+                doc = locate(shown, index)
+                g = GatewayManifest.model_validate(doc.data)
+            found.append(((order, index), g, doc))
+    found.sort(key=lambda x: x[0])
+    return [(g, doc) for _, g, doc in found]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
