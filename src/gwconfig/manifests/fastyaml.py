@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from yaml.resolver import Resolver
+from yaml.resolver import Resolver  # type: ignore[import-untyped]
 
 from gwconfig.errors import Diagnostic
 from gwconfig.manifests.documents import Positions, RawDocument
@@ -107,7 +107,8 @@ def _parse(text: str, path: str, record: bool) -> list[RawDocument]:  # one tigh
     miss = memo  # sentinel: never a parsed value
     # The innermost collection lives in locals; the outer ones on the stack.
     stack: list[tuple[int, Any, int, bool]] = []
-    cur_indent, cur, cur_id, cur_seq = -1, None, 0, False
+    cur: Any = None
+    cur_indent, cur_id, cur_seq = -1, 0, False
     pending: tuple[dict[str, Any], str, int, int] | None = None
     lineno = 0
     for line in text.split("\n"):

@@ -6,7 +6,6 @@ environment's values file). Never the process environment, never the file system
 
 from __future__ import annotations
 
-import types
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -81,20 +80,20 @@ def render(
         # Any failure inside a template is the template's problem: report it at its line.
         line = _error_line(template, exc)
         message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        hint = None
+        advice: str | None = None
         if isinstance(exc, jinja2.UndefinedError):
-            hint = (
+            advice = (
                 "templates see only 'env' (the --env name) and 'vars' (the values file of "
                 "that environment); use '| default(...)' for optional values"
             )
-        return None, [Diagnostic(path, line, 1, f"template error: {message}", hint=hint)]
+        return None, [Diagnostic(path, line, 1, f"template error: {message}", hint=advice)]
     if not line_map:
         line_map.append(1)
     return Rendered("".join(parts), tuple(line_map)), []
 
 
-def _frame_line(template: jinja2.Template, gen: types.GeneratorType[str, None, None]) -> int:
-    frame = gen.gi_frame
+def _frame_line(template: jinja2.Template, gen: Any) -> int:
+    frame = getattr(gen, "gi_frame", None)
     if frame is None:
         return 0
     return int(template.get_corresponding_lineno(frame.f_lineno))

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import yaml
-from yaml.constructor import SafeConstructor
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+import yaml  # type: ignore[import-untyped]
+from yaml.constructor import SafeConstructor  # type: ignore[import-untyped]
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode  # type: ignore[import-untyped]
 
 from gwconfig.errors import Diagnostic
 from gwconfig.manifests.documents import Positions, RawDocument
