@@ -201,3 +201,14 @@ def test_positions_computed_on_demand_match_eager_ones() -> None:
     doc.ensure_positions()
     assert _positions(doc) == _positions(eager[0][0])
     assert doc.locate(["models", 0, "tags", 1]) == (6, 5)
+
+
+def test_resolver_table_is_pyyaml_s() -> None:
+    from yaml.resolver import Resolver
+
+    from gwconfig.manifests.fastyaml import _RESOLVERS
+
+    def table(t: dict[Any, Any]) -> dict[Any, Any]:
+        return {k: [(tag, r.pattern, r.flags) for tag, r in v] for k, v in t.items()}
+
+    assert table(_RESOLVERS) == table(Resolver.yaml_implicit_resolvers)

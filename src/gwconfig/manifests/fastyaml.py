@@ -14,24 +14,89 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from yaml.resolver import Resolver  # type: ignore[import-untyped]
-
 from gwconfig.errors import Diagnostic
 from gwconfig.manifests.documents import Positions, RawDocument
 
 #: Characters the subset never has to deal with: tabs, CR, YAML line breaks beyond LF, BOMs,
-#: control and other non-printable characters.
-_OUTSIDE = re.compile(
+#: control and other non-printable characters. (ASCII text is checked with the small pattern.)
+_OUTSIDE_ASCII = re.compile("[^\n\x20-\x7e]")
+_OUTSIDE: re.Pattern[str] | None = None
+_OUTSIDE_TEXT = (
     "[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
 )
 _KEY = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_./-]*):(?: +(.*))?\Z")
 _KEY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*\Z")
 _INT = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
 _FLOAT = re.compile(r"-?[0-9]+\.[0-9]+(?:[eE][-+][0-9]+)?\Z")
-_RESOLVERS: dict[str | None, list[tuple[str, re.Pattern[str]]]] = Resolver.yaml_implicit_resolvers
+_TAG = "tag:yaml.org,2002:"
+
+# PyYAML's implicit resolvers (yaml/resolver.py, YAML 1.1), in its order, copied so that the
+# fast path never imports yaml; a test checks that they equal yaml.resolver.Resolver's.
+_RESOLVER_SPECS: list[tuple[str, str, int, tuple[str, ...]]] = [
+    (
+        _TAG + "bool",
+        r"""^(?:yes|Yes|YES|no|No|NO
+                    |true|True|TRUE|false|False|FALSE
+                    |on|On|ON|off|Off|OFF)$""",
+        re.X,
+        tuple("yYnNtTfFoO"),
+    ),
+    (
+        _TAG + "float",
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+                    |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+                    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN))$""",
+        re.X,
+        tuple("-+0123456789."),
+    ),
+    (
+        _TAG + "int",
+        r"""^(?:[-+]?0b[0-1_]+
+                    |[-+]?0[0-7_]+
+                    |[-+]?(?:0|[1-9][0-9_]*)
+                    |[-+]?0x[0-9a-fA-F_]+
+                    |[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+)$""",
+        re.X,
+        tuple("-+0123456789"),
+    ),
+    (_TAG + "merge", r"^(?:<<)$", 0, ("<",)),
+    (
+        _TAG + "null",
+        r"""^(?: ~
+                    |null|Null|NULL
+                    | )$""",
+        re.X,
+        ("~", "n", "N", ""),
+    ),
+    (
+        _TAG + "timestamp",
+        r"""^(?:[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]
+                    |[0-9][0-9][0-9][0-9] -[0-9][0-9]? -[0-9][0-9]?
+                     (?:[Tt]|[ \t]+)[0-9][0-9]?
+                     :[0-9][0-9] :[0-9][0-9] (?:\.[0-9]*)?
+                     (?:[ \t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?)$""",
+        re.X,
+        tuple("0123456789"),
+    ),
+    (_TAG + "value", r"^(?:=)$", 0, ("=",)),
+    (_TAG + "yaml", r"^(?:!|&|\*)$", 0, tuple("!&*")),
+]
+
+
+def _resolver_table() -> dict[str, list[tuple[str, re.Pattern[str]]]]:
+    table: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+    for tag, pattern, flags, first in _RESOLVER_SPECS:
+        regexp = re.compile(pattern, flags)
+        for ch in first:
+            table.setdefault(ch, []).append((tag, regexp))
+    return table
+
+
+_RESOLVERS = _resolver_table()
 _INDICATORS = frozenset("[]{},#&*!|>%@`")
 _SPACE_INDICATORS = frozenset("-?:")
-_TAG = "tag:yaml.org,2002:"
 
 
 class _Unsupported(Exception):
@@ -88,8 +153,15 @@ def parse_fast(
     With ``positions=False`` no positions are recorded (faster); the caller attaches a way to
     compute them when a diagnostic needs one (see :meth:`RawDocument.ensure_positions`).
     """
-    if _OUTSIDE.search(text):
-        return None
+    global _OUTSIDE
+    if text.isascii():
+        if _OUTSIDE_ASCII.search(text):
+            return None
+    else:
+        if _OUTSIDE is None:
+            _OUTSIDE = re.compile(_OUTSIDE_TEXT)
+        if _OUTSIDE.search(text):
+            return None
     try:
         return _parse(text, path, positions), []
     except _Unsupported:

@@ -9,7 +9,33 @@ from typing import Any
 from gwconfig.errors import Diagnostic
 from gwconfig.manifests import discovery
 from gwconfig.manifests.documents import RawDocument
-from gwconfig.manifests.yaml_loader import decode, load_yaml
+from gwconfig.manifests.fastyaml import parse_fast
+
+
+def decode(raw: bytes, path: str) -> tuple[str | None, list[Diagnostic]]:
+    """Decode a manifest file as UTF-8 (a BOM is allowed); a bad byte is a diagnostic."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        return None, [
+            Diagnostic(
+                path,
+                line,
+                col,
+                f"file is not valid UTF-8 (byte 0x{raw[exc.start]:02x})",
+                hint="save the file as UTF-8",
+            )
+        ]
+    return text, []
+
+
+def load_yaml(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic]]:
+    """The reference loader (imported on first use: the fast path never needs PyYAML)."""
+    from gwconfig.manifests.yaml_loader import load_yaml as reference
+
+    return reference(text, path)
 
 
 def display_path(path: Path) -> str:
@@ -78,8 +104,6 @@ def load_file(
         docs, diags = load_yaml(text, shown)
         diags = [_remap(d, line_map) for d in diags]
     else:
-        from gwconfig.manifests.fastyaml import parse_fast
-
         fast = parse_fast(text, shown, positions=positions)
         docs, diags = fast if fast is not None else load_yaml(text, shown)
         if fast is not None and not positions:

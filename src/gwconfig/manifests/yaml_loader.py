@@ -157,25 +157,6 @@ def _count(root: Node) -> int:
     return len(seen)
 
 
-def decode(raw: bytes, path: str) -> tuple[str | None, list[Diagnostic]]:
-    """Decode a manifest file as UTF-8 (a BOM is allowed); a bad byte is a diagnostic."""
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        return None, [
-            Diagnostic(
-                path,
-                line,
-                col,
-                f"file is not valid UTF-8 (byte 0x{raw[exc.start]:02x})",
-                hint="save the file as UTF-8",
-            )
-        ]
-    return text, []
-
-
 def load_yaml(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic]]:
     """Parse every document of ``text``; return the documents and all problems found."""
     diags: list[Diagnostic] = []
