@@ -112,7 +112,11 @@ def test_max_tokens_above_context_window(isolated_cwd: Path) -> None:
 
 
 def test_route_targets_must_exist_and_be_enabled(isolated_cwd: Path) -> None:
-    write(isolated_cwd, "a.yaml", provider("openai", "gpt-4o", "gpt-4o-mini"))
+    write(
+        isolated_cwd,
+        "a.yaml",
+        provider("openai", "gpt-4o", "gpt-4o-mini") + "  - model_id: old\n    enabled: false\n",
+    )
     write(
         isolated_cwd,
         "b.yaml",
@@ -124,6 +128,7 @@ def test_route_targets_must_exist_and_be_enabled(isolated_cwd: Path) -> None:
     - model: openai/gpt-4
     - model: opnai/gpt-4o
     - model: offline/m
+    - model: openai/old
 """
     write(isolated_cwd, "gw.yaml", gateway(routes))
     diags = validate_path("providers.d")
@@ -135,6 +140,7 @@ def test_route_targets_must_exist_and_be_enabled(isolated_cwd: Path) -> None:
         ),
         ("providers.d/gw.yaml", 7, "route 'chat' targets unknown provider 'opnai'"),
         ("providers.d/gw.yaml", 8, "route 'chat' targets offline/m, whose provider is disabled"),
+        ("providers.d/gw.yaml", 9, "route 'chat' targets openai/old, whose model is disabled"),
     ]
     assert diags[0].hint == "did you mean 'gpt-4o'?"
     assert diags[1].hint == "did you mean 'openai'?"
