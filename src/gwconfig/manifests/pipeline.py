@@ -8,6 +8,7 @@ cross-document checks see exactly what a single process would have seen.
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import threading
@@ -171,6 +172,20 @@ def run_front(
     root: Path, *, env: str | None, positions: bool, keep: bool, parallel: bool
 ) -> FrontResult:
     """Plan, per-file work (maybe on two processes), cross-checks; collect every problem."""
+    # The front end builds large trees of dicts and lists without reference cycles: the cyclic
+    # garbage collector would only re-scan them again and again while they grow.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _run_front(root, env=env, positions=positions, keep=keep, parallel=parallel)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _run_front(
+    root: Path, *, env: str | None, positions: bool, keep: bool, parallel: bool
+) -> FrontResult:
     plan = plan_files(root, env=env)
     diags = list(plan.diagnostics)
     items = [(i, path, shown) for i, (path, shown) in enumerate(plan.files)]
