@@ -88,7 +88,7 @@ def locked(db: Database, lock_timeout: float = 60.0) -> Iterator[Connection]:
             else:  # MySQL / MariaDB: a named session lock, released after commit
                 got = conn.execute(
                     text("SELECT GET_LOCK(:n, :t)"),
-                    {"n": LOCK_NAME, "t": max(0, math.ceil(lock_timeout))},
+                    {"n": mysql_lock_name(db), "t": max(0, math.ceil(lock_timeout))},
                 ).scalar()
                 if got != 1:
                     raise _lock_error(db, lock_timeout)
@@ -98,7 +98,7 @@ def locked(db: Database, lock_timeout: float = 60.0) -> Iterator[Connection]:
             conn.rollback()
             raise
         finally:
-            _release(conn, dialect, previous_busy)
+            _release(conn, dialect, previous_busy, mysql_lock_name(db))
     except SQLAlchemyError as exc:
         orig = getattr(exc, "orig", None) or exc
         detail = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
@@ -110,7 +110,12 @@ def locked(db: Database, lock_timeout: float = 60.0) -> Iterator[Connection]:
         conn.close()
 
 
-def _release(conn: Connection, dialect: str, previous_busy: int | None) -> None:
+def mysql_lock_name(db: Database) -> str:
+    """GET_LOCK names are server-wide: qualify by database (at most 64 characters)."""
+    return f"{LOCK_NAME}:{db.engine.url.database or ''}"[:64]
+
+
+def _release(conn: Connection, dialect: str, previous_busy: int | None, lock_name: str) -> None:
     """Release the MySQL lock / restore SQLite's busy timeout; on failure drop the connection.
 
     This runs after commit or rollback, so it must not turn a finished apply into an error:
@@ -118,7 +123,7 @@ def _release(conn: Connection, dialect: str, previous_busy: int | None) -> None:
     """
     try:
         if dialect in ("mysql", "mariadb"):
-            conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": LOCK_NAME})
+            conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": lock_name})
             conn.commit()
         elif previous_busy is not None:
             conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(previous_busy)}")
