@@ -68,7 +68,7 @@ def load_values(root: Path, env: str) -> tuple[dict[str, Any], list[Diagnostic]]
             1,
             1,
             f"values file for environment '{env}' not found",
-            hint="looked in " + ", ".join(display_path(c) for c in candidates[::2]),
+            hint="looked in " + ", ".join(dict.fromkeys(display_path(c) for c in candidates[::2])),
         )
     ]
 
