@@ -145,8 +145,18 @@ def _key(text: str) -> str:
     return text
 
 
+class ParseCache:
+    """Scalars and keys already resolved, shared by the files of one run (values repeat)."""
+
+    __slots__ = ("keys", "scalars")
+
+    def __init__(self) -> None:
+        self.scalars: dict[str, Any] = {}
+        self.keys: set[str] = set()
+
+
 def parse_fast(
-    text: str, path: str, *, positions: bool = True
+    text: str, path: str, *, positions: bool = True, cache: ParseCache | None = None
 ) -> tuple[list[RawDocument], list[Diagnostic]] | None:
     """Documents of ``text`` if it is inside the fast subset, else None.
 
@@ -163,20 +173,22 @@ def parse_fast(
         if _OUTSIDE.search(text):
             return None
     try:
-        return _parse(text, path, positions), []
+        return _parse(text, path, positions, cache or ParseCache()), []
     except _Unsupported:
         return None
 
 
-def _parse(text: str, path: str, record: bool) -> list[RawDocument]:  # one tight loop, on purpose
+def _parse(  # one tight loop, on purpose
+    text: str, path: str, record: bool, cache: ParseCache
+) -> list[RawDocument]:
     docs: list[RawDocument] = []
     positions: Positions = {}
     root: dict[str, Any] | None = None
     root_line = root_col = 0
     started = False  # an explicit '---' opened the current document
-    memo: dict[str, Any] = {}
-    good_keys: set[str] = set()
-    miss = memo  # sentinel: never a parsed value
+    memo = cache.scalars
+    good_keys = cache.keys
+    miss: Any = cache  # sentinel: never a parsed value
     # The innermost collection lives in locals; the outer ones on the stack.
     stack: list[tuple[int, Any, int, bool]] = []
     cur: Any = None

@@ -9,7 +9,7 @@ from typing import Any
 from gwconfig.errors import Diagnostic
 from gwconfig.manifests import discovery
 from gwconfig.manifests.documents import RawDocument
-from gwconfig.manifests.fastyaml import parse_fast
+from gwconfig.manifests.fastyaml import ParseCache, parse_fast
 
 
 def decode(raw: bytes, path: str) -> tuple[str | None, list[Diagnostic]]:
@@ -80,6 +80,7 @@ def load_file(
     env: str | None,
     values: dict[str, Any] | None,
     positions: bool = True,
+    cache: ParseCache | None = None,
 ) -> tuple[list[RawDocument], list[Diagnostic]]:
     """Read one manifest file (rendering it first if it is a template).
 
@@ -104,7 +105,7 @@ def load_file(
         docs, diags = load_yaml(text, shown)
         diags = [_remap(d, line_map) for d in diags]
     else:
-        fast = parse_fast(text, shown, positions=positions)
+        fast = parse_fast(text, shown, positions=positions, cache=cache)
         docs, diags = fast if fast is not None else load_yaml(text, shown)
         if fast is not None and not positions:
             source = text

@@ -21,6 +21,7 @@ from typing import Any
 from gwconfig.errors import Diagnostic
 from gwconfig.manifests.checks import ProviderInfo, cross_checks, provider_checks
 from gwconfig.manifests.documents import RawDocument
+from gwconfig.manifests.fastyaml import ParseCache
 from gwconfig.manifests.loader import load_file, plan_files
 from gwconfig.manifests.validation import validate_documents
 from gwconfig.schema import GatewayManifest, ProviderManifest
@@ -93,8 +94,11 @@ def process(
     part = Partial()
     now = datetime.now(UTC)
     plugins: list[set[str]] = []
+    cache = ParseCache()
     for order, path, shown in items:
-        docs, diags = load_file(path, shown, env=env, values=values, positions=positions)
+        docs, diags = load_file(
+            path, shown, env=env, values=values, positions=positions, cache=cache
+        )
         part.files += 1
         part.documents += len(docs)
         part.diagnostics.extend(diags)
