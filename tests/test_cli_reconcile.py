@@ -200,3 +200,36 @@ def test_secret_canary_never_leaks(
         for needle in (canary, param_canary):
             assert needle not in hay, f"plaintext secret found in {name}"
     assert "revision 1" in haystacks["outputs"] and "gwconfig plan" in haystacks["outputs"]
+
+
+def test_readme_quick_start_applies_local_providers(isolated_cwd: Path) -> None:
+    import shutil
+
+    examples = Path(__file__).resolve().parent.parent / "providers.d"
+    shutil.copytree(examples, isolated_cwd / "providers.d")
+    res = run("apply", "--auto-approve", "--select-tag", "local")
+    assert res.exit_code == 0, res.output
+    assert "+ provider mock" in res.output and "+ route local-chat" in res.output
+    assert "Apply complete: revision 1" in res.output
+    assert (isolated_cwd / ".gwconfig" / "encryption.key").stat().st_mode & 0o777 == 0o600
+    res = run("apply", "--auto-approve", "--select-tag", "local")
+    assert res.exit_code == 0 and "No changes." in res.output
+
+
+def test_git_sha_recorded_from_the_checkout(
+    gw: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    if shutil.which("git") is None:
+        pytest.fail("git is needed to check that the commit sha is recorded")
+    root = write_manifests(tmp_path / "repo" / "providers.d", provider_doc())
+    repo = root.parent
+    git = ["git", "-C", str(repo), "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "manifests"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    run("apply", str(root), "--database-url", gw, "--auto-approve")
+    res = run("history", "--database-url", gw, "--format", "json")
+    assert orjson.loads(res.output)[0]["git_sha"] == head.strip()
