@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import gc
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from operator import itemgetter
+from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, Integer, Text, cast, func, select, type_coerce
+from sqlalchemy import ColumnElement, Connection, Select, Text, cast, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from gwconfig.canonical import FORMAT_VERSION, content_hash, format_timestamp
@@ -68,28 +69,114 @@ class ActualState:
             )
 
 
+class StateTables(NamedTuple):
+    """The gateway tables in canonical form, before hashing (see :func:`read_tables`)."""
+
+    data: dict[str, Any]
+    secrets: dict[SecretKey, str]
+    fingerprints: dict[SecretKey, str | None]
+    last_revision: int | None
+
+
 def _connection(source: Session | Connection) -> Connection:
     return source.connection() if isinstance(source, Session) else source
 
 
-def _raw_json(conn: Connection, column: ColumnElement[Any]) -> ColumnElement[Any]:
-    """A JSON column selected as its raw text (parsed in bulk by :func:`_parse_json_columns`)."""
-    if conn.dialect.name == "postgresql":
+def _json_text(dialect: str, column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """A JSON column selected as its stored text (parsed in bulk by :func:`_parse_json`)."""
+    if dialect == "postgresql":
         return cast(column, Text)
     return type_coerce(column, Text)
 
 
-def _flag(column: ColumnElement[Any]) -> ColumnElement[Any]:
-    """A boolean column selected without a per-row result processor (``bool()`` is applied)."""
-    return type_coerce(column, Integer)
+def _models_select(dialect: str) -> Select[Any]:
+    m = ProviderModel.__table__.c
+    return select(
+        m.provider_id,
+        m.model_id,
+        m.display_name,
+        m.model_type,
+        m.context_window,
+        m.max_tokens,
+        m.enabled,
+        _json_text(dialect, m.capabilities),
+        _json_text(dialect, m.parameters),
+        _json_text(dialect, m.pricing),
+        _json_text(dialect, m.aliases),
+    )
 
 
-def _parse_json_columns(rows: Sequence[Any], start: int, stop: int) -> list[Any]:
-    """Parse the raw JSON text in columns ``start:stop`` of every row, row-major, in one call."""
-    parts = [cell if cell is not None else "null" for row in rows for cell in row[start:stop]]
-    if not parts:
-        return []
-    return orjson.loads("[" + ",".join(parts) + "]")  # type: ignore[no-any-return]
+def _params_select(dialect: str) -> Select[Any]:
+    c = ConnectionParameter.__table__.c
+    return select(
+        c.provider_id,
+        c.param_name,
+        c.environment,
+        type_coerce(c.param_value, Text),
+        c.is_sensitive,
+        c.fingerprint,
+    )
+
+
+def _providers_select(dialect: str) -> Select[Any]:
+    p = Provider.__table__.c
+    return select(
+        p.provider_id,
+        p.provider_type,
+        p.display_name,
+        p.description,
+        p.enabled,
+        p.deletion_protection,
+        _json_text(dialect, p.tags),
+        _json_text(dialect, p.connection_params),
+        _json_text(dialect, p.request_settings),
+    )
+
+
+def _routes_select(dialect: str) -> Select[Any]:
+    r = RouteRow.__table__.c
+    return select(
+        r.name,
+        r.description,
+        r.strategy,
+        r.is_default,
+        _json_text(dialect, r.targets),
+        _json_text(dialect, r.fallbacks),
+    )
+
+
+_SELECTS: dict[str, Callable[[str], Select[Any]]] = {
+    "models": _models_select,
+    "params": _params_select,
+    "providers": _providers_select,
+    "routes": _routes_select,
+}
+_SQL: dict[tuple[str, str, str], str] = {}
+
+
+def _fetch(conn: Connection, table: str) -> list[tuple[Any, ...]]:
+    """All rows of one of the :data:`_SELECTS` as plain DBAPI tuples (no per-row processing).
+
+    The statement is compiled once per dialect; it runs through ``exec_driver_sql`` so errors
+    are SQLAlchemy errors as usual, but rows come straight from the DBAPI cursor.
+    """
+    dialect = conn.dialect
+    key = (table, dialect.name, dialect.driver)
+    sql = _SQL.get(key)
+    if sql is None:
+        stmt = _SELECTS[table](dialect.name)
+        sql = _SQL[key] = str(stmt.compile(dialect=dialect))
+    result = conn.exec_driver_sql(sql)
+    try:
+        return list(result.cursor.fetchall())
+    finally:
+        result.close()
+
+
+def _parse_json(cells: Iterable[str | None]) -> list[Any]:
+    """Parse many raw JSON texts (SQL NULL -> None) with one ``orjson`` call."""
+    text = ",".join([cell if cell is not None else "null" for cell in cells])
+    return orjson.loads("[" + text + "]")  # type: ignore[no-any-return]
 
 
 @contextmanager
@@ -107,34 +194,37 @@ def _gc_paused() -> Iterator[None]:
 def read_state(source: Session | Connection) -> ActualState:
     """Read the gateway tables (one query each) into an :class:`ActualState`."""
     with _gc_paused():
-        return _read_state(_connection(source))
+        data, secrets, fingerprints, last = _read_tables(_connection(source))
+        state_hash = content_hash(data)
+    return ActualState(
+        data=data,
+        secrets=secrets,
+        state_hash=state_hash,
+        last_revision=last,
+        fingerprints=fingerprints,
+    )
 
 
-def _read_state(conn: Connection) -> ActualState:
-    secrets: dict[SecretKey, str] = {}
-    fingerprints: dict[SecretKey, str | None] = {}
+def read_tables(source: Session | Connection) -> StateTables:
+    """What :func:`read_state` reads, without computing the state hash (for the runtime loader)."""
+    with _gc_paused():
+        return _read_tables(_connection(source))
 
+
+_by_model_id = itemgetter(1)
+_by_name_environment = itemgetter(1, 2)
+_by_first = itemgetter(0)
+
+
+def _read_models(conn: Connection) -> dict[str, list[dict[str, Any]]]:
+    rows = _fetch(conn, "models")
+    # sorted once by model_id: grouping keeps that order inside each provider
+    rows.sort(key=_by_model_id)
+    docs = iter(_parse_json([cell for row in rows for cell in row[7:11]]))
     models: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    m = ProviderModel.__table__.c
-    rows = conn.execute(
-        select(
-            m.provider_id,
-            m.model_id,
-            m.display_name,
-            m.model_type,
-            m.context_window,
-            m.max_tokens,
-            _flag(m.enabled),
-            _raw_json(conn, m.capabilities),
-            _raw_json(conn, m.parameters),
-            _raw_json(conn, m.pricing),
-            _raw_json(conn, m.aliases),
-        )
-    ).all()
-    # One orjson call for every JSON document of the table instead of one per cell.
-    docs = _parse_json_columns(rows, 7, 11)
-    for i, row in enumerate(rows):
-        j = i * 4
+    for row, capabilities, parameters, pricing, aliases in zip(
+        rows, docs, docs, docs, docs, strict=True
+    ):
         models[row[0]].append(
             {
                 "model_id": row[1],
@@ -143,18 +233,27 @@ def _read_state(conn: Connection) -> ActualState:
                 "context_window": row[4],
                 "max_tokens": row[5],
                 "enabled": bool(row[6]),
-                "capabilities": docs[j],
-                "parameters": docs[j + 1],
-                "pricing": docs[j + 2],
-                "aliases": docs[j + 3],
+                "capabilities": capabilities,
+                "parameters": parameters,
+                "pricing": pricing,
+                "aliases": aliases,
             }
         )
+    return models
+
+
+def _read_tables(conn: Connection) -> StateTables:
+    secrets: dict[SecretKey, str] = {}
+    fingerprints: dict[SecretKey, str | None] = {}
+    models = _read_models(conn)
 
     keys: dict[str, list[dict[str, Any]]] = defaultdict(list)
     k = ApiKey.__table__.c
-    for row in conn.execute(
+    key_rows = conn.execute(
         select(k.provider_id, k.name, k.environment, k.key_value, k.fingerprint, k.expires_at)
-    ):
+    ).all()
+    key_rows.sort(key=_by_name_environment)
+    for row in key_rows:
         keys[row[0]].append(
             {
                 "name": row[1],
@@ -167,19 +266,9 @@ def _read_state(conn: Connection) -> ActualState:
         fingerprints[(row[0], "key", row[1], row[2])] = row[4]
 
     params: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    c = ConnectionParameter.__table__.c
-    rows = conn.execute(
-        select(
-            c.provider_id,
-            c.param_name,
-            c.environment,
-            type_coerce(c.param_value, Text),
-            _flag(c.is_sensitive),
-            c.fingerprint,
-        )
-    ).all()
-    values = _parse_json_columns(rows, 3, 4)
-    for row, value in zip(rows, values, strict=True):
+    rows = _fetch(conn, "params")
+    rows.sort(key=_by_name_environment)
+    for row, value in zip(rows, _parse_json([row[3] for row in rows]), strict=True):
         sensitive = bool(row[4])
         params[row[0]].append(
             {
@@ -193,60 +282,44 @@ def _read_state(conn: Connection) -> ActualState:
             secrets[(row[0], "param", row[1], row[2])] = value
             fingerprints[(row[0], "param", row[1], row[2])] = row[5]
 
-    providers: list[dict[str, Any]] = []
-    p = Provider.__table__.c
-    for row in conn.execute(
-        select(
-            p.provider_id,
-            p.provider_type,
-            p.display_name,
-            p.description,
-            p.enabled,
-            p.tags,
-            p.deletion_protection,
-            p.connection_params,
-            p.request_settings,
-        )
-    ):
-        pid = row[0]
-        providers.append(
-            {
-                "provider_id": pid,
-                "provider_type": row[1],
-                "display_name": row[2],
-                "description": row[3],
-                "enabled": bool(row[4]),
-                "tags": row[5],
-                "deletion_protection": bool(row[6]),
-                "connection": row[7],
-                "request_settings": row[8],
-                "connection_parameters": sorted(
-                    params.get(pid, []), key=lambda d: (d["name"], d["environment"])
-                ),
-                "api_keys": sorted(keys.get(pid, []), key=lambda d: (d["name"], d["environment"])),
-                "models": sorted(models.get(pid, []), key=lambda d: d["model_id"]),
-            }
-        )
-    providers.sort(key=lambda d: d["provider_id"])
+    rows = _fetch(conn, "providers")
+    rows.sort(key=_by_first)
+    docs = iter(_parse_json([cell for row in rows for cell in row[6:9]]))
+    providers = [
+        {
+            "provider_id": row[0],
+            "provider_type": row[1],
+            "display_name": row[2],
+            "description": row[3],
+            "enabled": bool(row[4]),
+            "tags": tags,
+            "deletion_protection": bool(row[5]),
+            "connection": connection,
+            "request_settings": settings,
+            "connection_parameters": params.get(row[0]) or [],
+            "api_keys": keys.get(row[0]) or [],
+            "models": models.get(row[0]) or [],
+        }
+        for row, tags, connection, settings in zip(rows, docs, docs, docs, strict=True)
+    ]
 
-    routes: list[dict[str, Any]] = []
+    rows = _fetch(conn, "routes")
     default_route: str | None = None
-    r = RouteRow.__table__.c
-    for row in conn.execute(
-        select(r.name, r.description, r.strategy, r.targets, r.fallbacks, r.is_default)
-    ):
-        routes.append(
-            {
-                "name": row[0],
-                "description": row[1],
-                "strategy": row[2],
-                "targets": row[3],
-                "fallbacks": row[4],
-            }
-        )
-        if row[5]:
+    for row in rows:
+        if row[3]:
             default_route = row[0]
-    routes.sort(key=lambda d: d["name"])
+    rows.sort(key=_by_first)
+    docs = iter(_parse_json([cell for row in rows for cell in row[4:6]]))
+    routes = [
+        {
+            "name": row[0],
+            "description": row[1],
+            "strategy": row[2],
+            "targets": targets,
+            "fallbacks": fallbacks,
+        }
+        for row, targets, fallbacks in zip(rows, docs, docs, strict=True)
+    ]
 
     last = conn.execute(select(func.max(ConfigRevision.__table__.c.number))).scalar()
     data: dict[str, Any] = {
@@ -254,10 +327,4 @@ def _read_state(conn: Connection) -> ActualState:
         "providers": providers,
         "gateway": {"default_route": default_route, "routes": routes},
     }
-    return ActualState(
-        data=data,
-        secrets=secrets,
-        state_hash=content_hash(data),
-        last_revision=last,
-        fingerprints=fingerprints,
-    )
+    return StateTables(data, secrets, fingerprints, last)

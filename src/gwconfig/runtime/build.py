@@ -7,6 +7,8 @@ from functools import partial
 from types import MappingProxyType
 from typing import Any
 
+import orjson
+
 from gwconfig.canonical import parse_timestamp
 from gwconfig.errors import GwconfigError
 from gwconfig.runtime.config import (
@@ -23,6 +25,21 @@ SecretResolver = Callable[[Mapping[str, Any], tuple[str, str, str]], str]
 
 def _pick_environment(entries: list[dict[str, Any]], environment: str) -> list[dict[str, Any]]:
     return [e for e in entries if e["environment"] in (environment, "default")]
+
+
+#: request_settings JSON (sorted keys) -> RequestSettings; most providers share a few settings
+_SETTINGS: dict[bytes, RequestSettings] = {}
+
+
+def _request_settings(data: Mapping[str, Any]) -> RequestSettings:
+    """:meth:`RequestSettings.from_dict`, memoised on the settings' canonical JSON (immutable)."""
+    key = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    settings = _SETTINGS.get(key)
+    if settings is None:
+        if len(_SETTINGS) >= 512:
+            _SETTINGS.clear()
+        settings = _SETTINGS[key] = RequestSettings.from_dict(data)
+    return settings
 
 
 def _resolve(resolver: SecretResolver, ref: Any, scope: tuple[str, str, str]) -> tuple[Any, Any]:
@@ -83,7 +100,7 @@ def build_provider(
         api_base=conn.get("api_base"),
         api_version=conn.get("api_version"),
         headers=MappingProxyType(dict(conn.get("headers") or {})),
-        settings=RequestSettings.from_dict(p.get("request_settings") or {}),
+        settings=_request_settings(p.get("request_settings") or {}),
         api_keys=tuple(api_keys),
         params=MappingProxyType(params),
         param_errors=MappingProxyType(param_errors),
@@ -97,11 +114,14 @@ def build_gateway_config(
     environment: str,
     resolver: SecretResolver,
     *,
-    content_hash: str | None = None,
+    content_hash: str | Callable[[], str] | None = None,
     version: Any = None,
     source: str | None = None,
 ) -> GatewayConfig:
-    """A :class:`GatewayConfig` from canonical data; ``resolver`` opens each secret reference."""
+    """A :class:`GatewayConfig` from canonical data; ``resolver`` opens each secret reference.
+
+    ``content_hash`` may be a zero-argument callable: it is then computed on first access.
+    """
     providers = {
         p["provider_id"]: build_provider(p, environment, resolver)
         for p in data.get("providers", [])
@@ -124,7 +144,7 @@ def build_gateway_config(
         routes=MappingProxyType(routes),
         default_route=gateway.get("default_route"),
         environment=environment,
-        content_hash=content_hash,
+        _content_hash=content_hash,
         version=version,
         source=source,
     )

@@ -190,6 +190,14 @@ class ModelTable(Mapping[str, ModelConfig]):
         """``(model_id, canonical model dict)`` pairs, without building ModelConfigs."""
         return self._raw.items()
 
+    def raw(self, model_id: str) -> Mapping[str, Any] | None:
+        """The canonical dict of ``model_id`` (None when absent), without building a ModelConfig."""
+        return self._raw.get(model_id)
+
+    def aliased(self) -> list[Mapping[str, Any]]:
+        """The canonical dicts of the models that declare aliases, in table order."""
+        return [m for m in self._raw.values() if m.get("aliases")]
+
 
 @dataclass(frozen=True, slots=True)
 class ProviderConfig:
@@ -271,13 +279,18 @@ class RouteConfig:
 
 @dataclass(frozen=True, eq=False)
 class GatewayConfig:
-    """The immutable, indexed gateway configuration for one runtime environment."""
+    """The immutable, indexed gateway configuration for one runtime environment.
+
+    The alias index is built up front (few models declare aliases); which providers serve a bare
+    model id is looked up on first use and remembered, so loading does not walk every model.
+    """
 
     providers: Mapping[str, ProviderConfig]
     routes: Mapping[str, RouteConfig]
     default_route: str | None
     environment: str
-    content_hash: str | None = None
+    #: the content hash, or a zero-argument callable computing it on first access
+    _content_hash: str | Callable[[], str] | None = field(default=None, repr=False)
     version: Any = None  # source-specific change token (revision number, file stamp)
     source: str | None = None
     loader: Any = field(default=None, repr=False)  # the ConfigLoader that made it (for reload)
@@ -288,21 +301,49 @@ class GatewayConfig:
     )
 
     def __post_init__(self) -> None:
-        bare, aliases = self._bare, self._aliases
+        aliases = self._aliases
         for p in self.providers.values():
             if not p.enabled:
                 continue
             pid = p.provider_id
-            for mid, m in p.models.raw_items():
+            for m in p.models.aliased():
                 if m.get("enabled", True) is False:
                     continue
-                owners = bare.get(mid)
-                if owners is None:
-                    bare[mid] = [pid]
-                else:
-                    owners.append(pid)
-                for alias in m.get("aliases") or ():
-                    aliases.setdefault(alias, []).append((pid, mid))
+                for alias in m["aliases"]:
+                    aliases.setdefault(alias, []).append((pid, m["model_id"]))
+
+    @property
+    def content_hash(self) -> str | None:
+        """``sha256:...`` of the configuration this was built from (state hash for a database)."""
+        value = self._content_hash
+        if callable(value):
+            value = value()
+            object.__setattr__(self, "_content_hash", value)
+        return value
+
+    def _bare_owners(self, model_id: str) -> list[str]:
+        """Enabled providers with an enabled model ``model_id``, in provider order (memoised)."""
+        owners = self._bare.get(model_id)
+        if owners is None:
+            owners = []
+            for p in self.providers.values():
+                if p.enabled:
+                    m = p.models.raw(model_id)
+                    if m is not None and m.get("enabled", True) is not False:
+                        owners.append(p.provider_id)
+            if owners:  # unknown ids are not remembered (they come from requests)
+                self._bare[model_id] = owners
+        return owners
+
+    def _bare_names(self) -> Iterable[str]:
+        """Every model id :meth:`_bare_owners` can resolve (for did-you-mean hints)."""
+        return dict.fromkeys(
+            mid
+            for p in self.providers.values()
+            if p.enabled
+            for mid, m in p.models.raw_items()
+            if m.get("enabled", True) is not False
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, GatewayConfig):
@@ -354,7 +395,7 @@ class GatewayConfig:
             if len(owners) > 1:
                 raise AmbiguousModelError(identifier, [f"{p}/{m}" for p, m in owners])
             return Resolution(identifier, None, (TargetGroup((self._target(*owners[0]),)),))
-        pids = self._bare.get(identifier)
+        pids = self._bare_owners(identifier)
         if pids:
             if len(pids) > 1:
                 raise AmbiguousModelError(identifier, [f"{p}/{identifier}" for p in pids])
@@ -423,7 +464,7 @@ class GatewayConfig:
         return Resolution(name, name, tuple(groups))
 
     def _suggest(self, identifier: str) -> str | None:
-        names = [*self.routes, *self._aliases, *self._bare]
+        names = [*self.routes, *self._aliases, *self._bare_names()]
         close = difflib.get_close_matches(identifier, names, n=3, cutoff=0.6)
         if close:
             return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -176,17 +177,17 @@ class ConfigLoader:
             from gwconfig.secrets import resolve_secret
 
             resolver = resolve_secret
-        chash = declared if declared is not None else content_hash(data)
+        chash = declared if declared is not None else partial(content_hash, data)
         return self._build(data, resolver, chash, version, str(self.path))
 
     def _load_db(self) -> GatewayConfig:
         from sqlalchemy.exc import SQLAlchemyError
 
-        from gwconfig.state import read_state
+        from gwconfig.state import read_tables
 
         try:
             with self.engine.connect() as conn:
-                state = read_state(conn)
+                state = read_tables(conn)
                 version = _db_version(conn)
                 conn.rollback()
         except SQLAlchemyError as exc:
@@ -211,7 +212,9 @@ class ConfigLoader:
                 keys_box.append(self._encryption_keys())
             return str(keys_box[0].decrypt(token))
 
-        return self._build(state.data, decrypt, state.state_hash, version, self.describe())
+        data = state.data
+        # the state hash (as read_state computes it) only when someone asks for content_hash
+        return self._build(data, decrypt, partial(content_hash, data), version, self.describe())
 
     def _encryption_keys(self) -> Any:
         from gwconfig.secrets import EncryptionKeys, load_encryption_keys
@@ -227,7 +230,7 @@ class ConfigLoader:
         self,
         data: Mapping[str, Any],
         resolver: SecretResolver,
-        chash: str,
+        chash: str | Callable[[], str],
         version: Any,
         source: str,
     ) -> GatewayConfig:
