@@ -411,3 +411,24 @@ def test_database_errors_are_gwconfig_errors(tmp_path: Path, fernet_key: str) ->
         reconcile.make_plan(str(root), url, reconcile.PlanOptions())
     with pytest.raises(GwconfigError):
         reconcile.history(url)
+
+
+def test_interactive_review_holds_no_lock_and_detects_changes(gw: str, tmp_path: Path) -> None:
+    root = write_manifests(tmp_path / "m", provider_doc())
+    other = write_manifests(tmp_path / "other", provider_doc("b"))
+
+    def slow_reviewer(_plan: Any) -> bool:
+        # another apply runs while the person reads: it must not wait for a lock
+        _, result = apply(other, gw, lock_timeout=1)
+        assert result.revision == 1
+        return True
+
+    with pytest.raises(StalePlanError, match="changed while the plan was being reviewed"):
+        reconcile.apply_manifests(
+            str(root), gw, reconcile.PlanOptions(), review=slow_reviewer, interactive=True
+        )
+    assert [r.number for r in reconcile.history(gw)] == [1]
+    p, result = reconcile.apply_manifests(
+        str(root), gw, reconcile.PlanOptions(), review=yes, interactive=True
+    )
+    assert result.revision == 2 and p.summary["add"] == 6

@@ -22,6 +22,10 @@ from gwconfig.plan import Plan
 #: (provider_id, "key" | "param", name, environment)
 Scope = tuple[str, str, str, str]
 Review = Callable[[Plan], bool]
+REVIEW_STALE = (
+    "plan is stale: the database changed while the plan was being reviewed; nothing was "
+    "applied; run apply again"
+)
 
 
 @dataclass(frozen=True)
@@ -237,8 +241,10 @@ def _apply(
     lock_timeout: float,
     max_deletes: int | None,
     saved: Plan | None = None,
+    interactive: bool = False,
 ) -> tuple[Plan, Any]:
     from gwconfig.apply import ApplyResult, check_base, check_safety, execute_plan, locked
+    from gwconfig.db.session import translate_errors
     from gwconfig.state import read_state
 
     db, keys = _open(database_url)
@@ -251,17 +257,35 @@ def _apply(
                         f"plan is stale: the secret for {sid} changed since it was made; "
                         "run plan again"
                     )
+        reviewed: Plan | None = None
+        if interactive:  # nobody holds the lock while a person reads the plan
+            with translate_errors(db.url, "planning against"), db.connect() as conn:
+                state = read_state(conn)
+                if saved is not None:
+                    check_base(saved, state)
+                reviewed = compute_plan(conn, state, desired, options)
+            if not reviewed.effective_changes:
+                review(reviewed)
+                return reviewed, ApplyResult(None, reviewed.summary, state.state_hash)
+            check_safety(reviewed, max_deletes)
+            if not review(reviewed):
+                return reviewed, ApplyResult(None, {}, state.state_hash)
         with locked(db, lock_timeout) as conn:
             state = read_state(conn)
-            if saved is not None:
-                check_base(saved, state)
-            plan = compute_plan(conn, state, desired, options)
-            if not plan.effective_changes:
-                review(plan)
-                return plan, ApplyResult(None, plan.summary, state.state_hash)
-            check_safety(plan, max_deletes)
-            if not review(plan):
-                return plan, ApplyResult(None, {}, state.state_hash)
+            if reviewed is not None:
+                if state.state_hash != reviewed.base_state_hash:
+                    raise StalePlanError(REVIEW_STALE)
+                plan = reviewed
+            else:
+                if saved is not None:
+                    check_base(saved, state)
+                plan = compute_plan(conn, state, desired, options)
+                if not plan.effective_changes:
+                    review(plan)
+                    return plan, ApplyResult(None, plan.summary, state.state_hash)
+                check_safety(plan, max_deletes)
+                if not review(plan):
+                    return plan, ApplyResult(None, {}, state.state_hash)
             result = execute_plan(
                 conn,
                 plan,
@@ -285,6 +309,7 @@ def apply_manifests(
     actor: str | None = None,
     lock_timeout: float = 60.0,
     max_deletes: int | None = 20,
+    interactive: bool = False,
 ) -> tuple[Plan, Any]:
     """``gwconfig apply PATH``: plan under the lock, review, write in one transaction."""
     config = compile_manifests(path, options.env)
@@ -297,6 +322,7 @@ def apply_manifests(
         sha=git_sha(path),
         lock_timeout=lock_timeout,
         max_deletes=max_deletes,
+        interactive=interactive,
     )
 
 
@@ -308,6 +334,7 @@ def apply_saved_plan(
     actor: str | None = None,
     lock_timeout: float = 60.0,
     max_deletes: int | None = 20,
+    interactive: bool = False,
 ) -> tuple[Plan, Any]:
     """``gwconfig apply --plan FILE``: refuse if the DB or a secret moved since the plan."""
     from gwconfig.errors import PlanError
@@ -330,6 +357,7 @@ def apply_saved_plan(
         lock_timeout=lock_timeout,
         max_deletes=max_deletes,
         saved=saved,
+        interactive=interactive,
     )
 
 
@@ -433,6 +461,7 @@ def rollback(
     actor: str | None = None,
     lock_timeout: float = 60.0,
     max_deletes: int | None = 20,
+    interactive: bool = False,
 ) -> tuple[Plan, Any]:
     """Plan and apply a return to revision ``number`` (secrets from its stored ciphertexts)."""
     from gwconfig.db.session import translate_errors
@@ -459,4 +488,5 @@ def rollback(
         sha=None,
         lock_timeout=lock_timeout,
         max_deletes=max_deletes,
+        interactive=interactive,
     )

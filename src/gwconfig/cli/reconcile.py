@@ -198,6 +198,7 @@ def apply_cmd(
         "actor": actor,
         "lock_timeout": lock_timeout,
         "max_deletes": max_deletes,
+        "interactive": not auto_approve,
     }
     if plan_file:
         if path or env or prune or targets or tags:
@@ -289,5 +290,6 @@ def rollback_cmd(
         actor=actor,
         lock_timeout=lock_timeout,
         max_deletes=max_deletes,
+        interactive=not auto_approve,
     )
     _report(plan, result, fmt, f"Rollback to revision {revision}")
