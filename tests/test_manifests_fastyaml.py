@@ -212,3 +212,30 @@ def test_resolver_table_is_pyyaml_s() -> None:
         return {k: [(tag, r.pattern, r.flags) for tag, r in v] for k, v in t.items()}
 
     assert table(_RESOLVERS) == table(Resolver.yaml_implicit_resolvers)
+
+
+flow_tokens = st.one_of(st.sampled_from(TRICKY_WORDS), plain_keys, st.sampled_from(["/a/b", ".5"]))
+
+
+@st.composite
+def flow_lines(draw: st.DrawFn) -> str:
+    """Documents with one-line flow collections, sometimes slightly off."""
+    lines = []
+    for i in range(draw(st.integers(1, 4))):
+        items = draw(st.lists(flow_tokens, max_size=4))
+        sep = draw(st.sampled_from([", ", ",", " , "]))
+        if draw(st.booleans()):
+            body = "[" + sep.join(items) + "]"
+        else:
+            keys = draw(st.lists(flow_tokens, min_size=len(items), max_size=len(items)))
+            colon = draw(st.sampled_from([": ", ":", " : "]))
+            body = "{" + sep.join(f"{k}{colon}{v}" for k, v in zip(keys, items, strict=True)) + "}"
+        prefix = draw(st.sampled_from([f"k{i}: ", f"k{i}:\n  - ", f"k{i}:\n- "]))
+        lines.append(prefix + body)
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=flow_lines())
+def test_fast_path_matches_reference_on_flow_collections(text: str) -> None:
+    assert_same_as_reference(text)

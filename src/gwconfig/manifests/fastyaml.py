@@ -26,6 +26,11 @@ _OUTSIDE_TEXT = (
 )
 _KEY = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_./-]*):(?: +(.*))?\Z")
 _KEY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*\Z")
+_FLOW_TOKEN = r"[A-Za-z0-9_./][A-Za-z0-9_./-]*"
+_FLOW_SEQ = re.compile(rf"\[(?:{_FLOW_TOKEN}(?:, {_FLOW_TOKEN})*)?\]\Z")
+_FLOW_MAP = re.compile(
+    rf"\{{(?:{_FLOW_TOKEN}: {_FLOW_TOKEN}(?:, {_FLOW_TOKEN}: {_FLOW_TOKEN})*)?\}}\Z"
+)
 _INT = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
 _FLOAT = re.compile(r"-?[0-9]+\.[0-9]+(?:[eE][-+][0-9]+)?\Z")
 _TAG = "tag:yaml.org,2002:"
@@ -137,6 +142,36 @@ def _resolved(tag: str, v: str) -> Any:
     if tag == _TAG + "null" and v in ("null", "~"):
         return None
     raise _Unsupported
+
+
+def _flow(v: str, line: int, col: int, positions: Positions | None) -> Any:
+    """A one-line flow collection of plain tokens: ``[a, b]`` or ``{k: v, k2: v2}``."""
+    inner = v[1:-1]
+    if v[0] == "[":
+        if not _FLOW_SEQ.match(v):
+            raise _Unsupported
+        items: list[Any] = []
+        c = col + 1
+        for i, item in enumerate(inner.split(", ") if inner else ()):
+            if positions is not None:
+                positions[(id(items), i)] = (line, c, line, c)
+            items.append(_scalar(item))
+            c += len(item) + 2
+        return items
+    if not _FLOW_MAP.match(v):
+        raise _Unsupported
+    mapping: dict[str, Any] = {}
+    c = col + 1
+    for pair in inner.split(", ") if inner else ():
+        k, value = pair.split(": ")
+        key = _key(k)
+        if key in mapping:
+            raise _Unsupported
+        if positions is not None:
+            positions[(id(mapping), key)] = (line, c, line, c + len(k) + 2)
+        mapping[key] = _scalar(value)
+        c += len(pair) + 2
+    return mapping
 
 
 def _key(text: str) -> str:
@@ -268,13 +303,11 @@ def _parse(  # one tight loop, on purpose
             else:
                 if body[0] == "-" and (len(body) == 1 or body[1] == " "):
                     raise _Unsupported
-                value = memo.get(body, miss)
-                if value is miss:
-                    if body == "[]":
-                        value = []
-                    elif body == "{}":
-                        value = {}
-                    else:
+                if body[0] in "[{":
+                    value = _flow(body, lineno, item_indent + 1, positions if record else None)
+                else:
+                    value = memo.get(body, miss)
+                    if value is miss:
                         value = memo[body] = _scalar(body)
                 cur.append(value)
                 continue
@@ -308,13 +341,12 @@ def _parse(  # one tight loop, on purpose
                 lineno,
                 indent + len(content) - len(raw_value) + 1,
             )
-        value = memo.get(raw_value, miss)
-        if value is miss:
-            if raw_value == "[]":
-                value = []
-            elif raw_value == "{}":
-                value = {}
-            else:
+        if raw_value[0] in "[{":
+            vcol = indent + len(content) - len(raw_value) + 1
+            value = _flow(raw_value, lineno, vcol, positions if record else None)
+        else:
+            value = memo.get(raw_value, miss)
+            if value is miss:
                 value = memo[raw_value] = _scalar(raw_value)
         cur[key] = value
     if pending is not None:
