@@ -102,7 +102,8 @@ def load_file(
         if rendered is None:
             return [], diags
         text, line_map = rendered.text, rendered.line_map
-        docs, diags = load_yaml(text, shown)
+        fast = parse_fast(text, shown, positions=True, cache=cache)
+        docs, diags = fast if fast is not None else load_yaml(text, shown)
         diags = [_remap(d, line_map) for d in diags]
     else:
         fast = parse_fast(text, shown, positions=positions, cache=cache)
