@@ -18,8 +18,10 @@ from gwconfig.runtime import (
     LLMConfig,
     LLMGatewayClient,
     LLMRequest,
+    NoRouteError,
 )
 from gwconfig.secrets import EncryptionKeys, resolve_secret
+from gwconfig.state import read_state
 from runtime_servers import compile_docs, provider_doc, write_compiled
 
 
@@ -102,6 +104,31 @@ def test_db_and_file_give_the_same_config(
     with db.session() as session:
         assert ConfigLoader(session, environment=environment).load_config_as_object() == from_db
     assert ConfigLoader(db.engine, environment=environment).load_config_as_object() == from_db
+    db.dispose()
+
+
+def test_db_config_reads_models_lazily_and_hashes_like_the_state(
+    db_url: str, secret_env: str
+) -> None:
+    db = seed_db(db_url, secret_env)
+    config = ConfigLoader(db_url).load_config_as_object()
+    with db.engine.connect() as conn:
+        state = read_state(conn)
+    # resolution straight from the raw rows: alias, bare id, disabled model
+    assert config.resolve("local-alias").groups[0].targets[0].key == "local/chat"
+    assert config.resolve("chat").groups[0].targets[0].key == "local/chat"
+    with pytest.raises(NoRouteError, match="disabled"):
+        config.resolve("off")
+    local = config.providers["local"]
+    assert local.models["chat"].parameters == {"reply": "from the db", "latency_ms": 0}
+    assert local.models["chat"].aliases == ("local-alias",)
+    assert local.models["off"].enabled is False
+    assert local.models.get("missing") is None and "missing" not in local.models
+    local_state = state.provider("local")
+    assert local_state is not None
+    assert dict(local.models.raw_items()) == {m["model_id"]: m for m in local_state["models"]}
+    # computed on first access, equal to what read_state reports
+    assert config.content_hash == state.state_hash
     db.dispose()
 
 

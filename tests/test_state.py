@@ -16,7 +16,7 @@ from gwconfig.db.models import ConfigRevision
 from gwconfig.db.rows import insert_config
 from gwconfig.schema import GatewayManifest, ProviderManifest
 from gwconfig.secrets import EncryptionKeys
-from gwconfig.state import read_state
+from gwconfig.state import canonical_models, model_from_row, read_state, read_tables
 
 SECRETS = {"OPENAI_KEY": "sk-state-test-openai", "ORG_SECRET": "org-secret-value"}
 
@@ -221,4 +221,38 @@ def test_check_keys_catches_wrong_key_and_wrong_order(sqlite_url: str, fernet_ke
     state.check_keys(EncryptionKeys([fernet_key, newer]))
     with db.connect() as conn:
         read_state(conn).check_keys(keys)
+    db.dispose()
+
+
+def test_read_tables_and_raw_model_rows_match_read_state(db_url: str, fernet_key: str) -> None:
+    keys = EncryptionKeys(fernet_key)
+    db = open_database(db_url, upgrade=True)
+    with db.engine.begin() as conn:
+        insert_config(conn, sample_config().data, keys, resolve=fake_resolve)
+    with db.connect() as conn:
+        state = read_state(conn)
+        tables = read_tables(conn)
+        raw = read_tables(conn, model_rows=True)
+    assert (tables.data, tables.secrets, tables.fingerprints) == (
+        state.data,
+        state.secrets,
+        state.fingerprints,
+    )
+    assert tables.last_revision == state.last_revision and tables.model_rows is None
+    # models sorted by code point on every engine, whatever the database collation
+    openai = state.provider("openai")
+    assert openai is not None
+    assert [m["model_id"] for m in openai["models"]] == [
+        "GPT-4o",
+        "gpt-4o",
+        "text-embedding-3-small",
+    ]
+    # raw rows: the same models once converted, and no "models" key until then
+    assert raw.model_rows is not None and set(raw.model_rows) == {"openai", "mock"}
+    assert all("models" not in p for p in raw.data["providers"])
+    for p in state.data["providers"]:
+        rows = raw.model_rows[p["provider_id"]]
+        assert canonical_models(rows) == p["models"]
+        assert [model_from_row(row) for row in rows] == p["models"]
+    assert raw.secrets == state.secrets
     db.dispose()

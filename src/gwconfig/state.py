@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -76,6 +76,9 @@ class StateTables(NamedTuple):
     secrets: dict[SecretKey, str]
     fingerprints: dict[SecretKey, str | None]
     last_revision: int | None
+    #: ``read_tables(..., model_rows=True)``: provider_id -> its ``provider_models`` rows sorted by
+    #: model_id (see :data:`MODEL_ROW`); the providers in ``data`` then have no ``models`` key
+    model_rows: dict[str, list[tuple[Any, ...]]] | None = None
 
 
 def _connection(source: Session | Connection) -> Connection:
@@ -194,7 +197,7 @@ def _gc_paused() -> Iterator[None]:
 def read_state(source: Session | Connection) -> ActualState:
     """Read the gateway tables (one query each) into an :class:`ActualState`."""
     with _gc_paused():
-        data, secrets, fingerprints, last = _read_tables(_connection(source))
+        data, secrets, fingerprints, last, _ = _read_tables(_connection(source))
         state_hash = content_hash(data)
     return ActualState(
         data=data,
@@ -205,47 +208,79 @@ def read_state(source: Session | Connection) -> ActualState:
     )
 
 
-def read_tables(source: Session | Connection) -> StateTables:
-    """What :func:`read_state` reads, without computing the state hash (for the runtime loader)."""
+def read_tables(source: Session | Connection, *, model_rows: bool = False) -> StateTables:
+    """What :func:`read_state` reads, without the state hash (for the runtime loader).
+
+    With ``model_rows`` the models stay raw rows (:attr:`StateTables.model_rows`), turned into
+    canonical dicts only when needed (:func:`model_from_row`, :func:`canonical_models`).
+    """
     with _gc_paused():
-        return _read_tables(_connection(source))
+        return _read_tables(_connection(source), model_rows)
 
 
+#: positions in a ``provider_models`` row of :func:`read_tables` (``model_rows=True``)
+MODEL_ROW = {"provider_id": 0, "model_id": 1, "enabled": 6, "aliases": 10}
 _by_model_id = itemgetter(1)
 _by_name_environment = itemgetter(1, 2)
 _by_first = itemgetter(0)
 
 
-def _read_models(conn: Connection) -> dict[str, list[dict[str, Any]]]:
-    rows = _fetch(conn, "models")
-    # sorted once by model_id: grouping keeps that order inside each provider
-    rows.sort(key=_by_model_id)
+def canonical_models(rows: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """Canonical model dicts from ``provider_models`` rows (one ``orjson`` call for all)."""
     docs = iter(_parse_json([cell for row in rows for cell in row[7:11]]))
-    models: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row, capabilities, parameters, pricing, aliases in zip(
-        rows, docs, docs, docs, docs, strict=True
-    ):
-        models[row[0]].append(
-            {
-                "model_id": row[1],
-                "display_name": row[2],
-                "model_type": row[3],
-                "context_window": row[4],
-                "max_tokens": row[5],
-                "enabled": bool(row[6]),
-                "capabilities": capabilities,
-                "parameters": parameters,
-                "pricing": pricing,
-                "aliases": aliases,
-            }
+    return [
+        {
+            "model_id": row[1],
+            "display_name": row[2],
+            "model_type": row[3],
+            "context_window": row[4],
+            "max_tokens": row[5],
+            "enabled": bool(row[6]),
+            "capabilities": capabilities,
+            "parameters": parameters,
+            "pricing": pricing,
+            "aliases": aliases,
+        }
+        for row, capabilities, parameters, pricing, aliases in zip(
+            rows, docs, docs, docs, docs, strict=True
         )
-    return models
+    ]
 
 
-def _read_tables(conn: Connection) -> StateTables:
+def model_from_row(row: tuple[Any, ...]) -> dict[str, Any]:
+    """The canonical dict of one ``provider_models`` row (as :func:`read_state` builds it)."""
+    return canonical_models((row,))[0]
+
+
+def _model_id(model: dict[str, Any]) -> str:
+    return model["model_id"]  # type: ignore[no-any-return]
+
+
+def _read_models(conn: Connection, raw: bool) -> dict[str, list[Any]]:
+    """provider_id -> its models sorted by model_id: canonical dicts, or the rows when ``raw``.
+
+    Rows are parsed in the order the database returns them and sorted per provider afterwards:
+    parsing in a globally re-sorted order scatters the new objects in memory and is slower.
+    """
+    rows = _fetch(conn, "models")
+    grouped: dict[str, list[Any]] = defaultdict(list)
+    if raw:
+        for row in rows:
+            grouped[row[0]].append(row)
+        for group in grouped.values():
+            group.sort(key=_by_model_id)
+        return grouped
+    for row, model in zip(rows, canonical_models(rows), strict=True):
+        grouped[row[0]].append(model)
+    for group in grouped.values():
+        group.sort(key=_model_id)
+    return grouped
+
+
+def _read_tables(conn: Connection, raw_models: bool = False) -> StateTables:
     secrets: dict[SecretKey, str] = {}
     fingerprints: dict[SecretKey, str | None] = {}
-    models = _read_models(conn)
+    models = _read_models(conn, raw_models)
 
     keys: dict[str, list[dict[str, Any]]] = defaultdict(list)
     k = ApiKey.__table__.c
@@ -298,10 +333,13 @@ def _read_tables(conn: Connection) -> StateTables:
             "request_settings": settings,
             "connection_parameters": params.get(row[0]) or [],
             "api_keys": keys.get(row[0]) or [],
-            "models": models.get(row[0]) or [],
         }
         for row, tags, connection, settings in zip(rows, docs, docs, docs, strict=True)
     ]
+
+    if not raw_models:
+        for provider in providers:
+            provider["models"] = models.get(provider["provider_id"]) or []
 
     rows = _fetch(conn, "routes")
     default_route: str | None = None
@@ -327,4 +365,4 @@ def _read_tables(conn: Connection) -> StateTables:
         "providers": providers,
         "gateway": {"default_route": default_route, "routes": routes},
     }
-    return StateTables(data, secrets, fingerprints, last)
+    return StateTables(data, secrets, fingerprints, last, models if raw_models else None)

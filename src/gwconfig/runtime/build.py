@@ -50,9 +50,15 @@ def _resolve(resolver: SecretResolver, ref: Any, scope: tuple[str, str, str]) ->
 
 
 def build_provider(
-    p: Mapping[str, Any], environment: str, resolver: SecretResolver
+    p: Mapping[str, Any],
+    environment: str,
+    resolver: SecretResolver,
+    models: ModelTable | None = None,
 ) -> ProviderConfig:
-    """A :class:`ProviderConfig` from one canonical provider dict, secrets resolved."""
+    """A :class:`ProviderConfig` from one canonical provider dict, secrets resolved.
+
+    ``models`` replaces the table built from ``p["models"]`` (the database loader's lazy rows).
+    """
     pid = p["provider_id"]
     keys = sorted(
         _pick_environment(p.get("api_keys", []), environment),
@@ -90,7 +96,8 @@ def build_provider(
             value = cp["value"]
         param_errors.pop(name, None)
         params[name] = value
-    models = ModelTable({m["model_id"]: m for m in p.get("models", [])})
+    if models is None:
+        models = ModelTable({m["model_id"]: m for m in p.get("models", [])})
     conn = p.get("connection") or {}
     return ProviderConfig(
         provider_id=pid,
@@ -117,15 +124,26 @@ def build_gateway_config(
     content_hash: str | Callable[[], str] | None = None,
     version: Any = None,
     source: str | None = None,
+    model_tables: Mapping[str, ModelTable] | None = None,
 ) -> GatewayConfig:
     """A :class:`GatewayConfig` from canonical data; ``resolver`` opens each secret reference.
 
     ``content_hash`` may be a zero-argument callable: it is then computed on first access.
+    ``model_tables`` (provider_id -> table) replaces the providers' ``models`` lists.
     """
-    providers = {
-        p["provider_id"]: build_provider(p, environment, resolver)
-        for p in data.get("providers", [])
-    }
+    if model_tables is None:
+        providers = {
+            p["provider_id"]: build_provider(p, environment, resolver)
+            for p in data.get("providers", [])
+        }
+    else:
+        empty = ModelTable({})
+        providers = {
+            p["provider_id"]: build_provider(
+                p, environment, resolver, model_tables.get(p["provider_id"], empty)
+            )
+            for p in data.get("providers", [])
+        }
     gateway = data.get("gateway") or {}
     routes = {
         r["name"]: RouteConfig(

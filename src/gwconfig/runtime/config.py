@@ -9,7 +9,7 @@ wherever they were loaded from.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
@@ -160,18 +160,34 @@ class ModelTable(Mapping[str, ModelConfig]):
     """Read-only ``model_id -> ModelConfig``; each ModelConfig is built on first use.
 
     Loading 24,000 models stays cheap: only the models requests actually reach are built.
+    Entries are canonical model dicts or, straight from the database, raw rows that
+    ``materialize`` turns into canonical dicts on first use; for those, ``disabled`` (ids of
+    disabled models) and ``aliased`` (ids that may declare aliases) are known up front.
     """
 
-    __slots__ = ("_built", "_raw")
+    __slots__ = ("_aliased", "_built", "_disabled", "_materialize", "_raw")
 
-    def __init__(self, raw: dict[str, Mapping[str, Any]]) -> None:
+    def __init__(
+        self,
+        raw: dict[str, Any],
+        materialize: Callable[[Any], dict[str, Any]] | None = None,
+        *,
+        disabled: Collection[str] = frozenset(),
+        aliased: Iterable[str] = (),
+    ) -> None:
         self._raw = raw
         self._built: dict[str, ModelConfig] = {}
+        self._materialize = materialize
+        self._disabled = disabled
+        self._aliased = tuple(aliased)
 
     def __getitem__(self, model_id: str) -> ModelConfig:
         built = self._built.get(model_id)
         if built is None:
-            built = self._built[model_id] = model_config(self._raw[model_id])
+            entry = self.raw(model_id)
+            if entry is None:
+                raise KeyError(model_id)
+            built = self._built[model_id] = model_config(entry)
         return built
 
     def __contains__(self, model_id: object) -> bool:
@@ -188,15 +204,38 @@ class ModelTable(Mapping[str, ModelConfig]):
 
     def raw_items(self) -> Iterable[tuple[str, Mapping[str, Any]]]:
         """``(model_id, canonical model dict)`` pairs, without building ModelConfigs."""
+        materialize = self._materialize
+        if materialize is not None:
+            self._raw = {
+                mid: e if isinstance(e, dict) else materialize(e) for mid, e in self._raw.items()
+            }
+            self._materialize = None
         return self._raw.items()
 
     def raw(self, model_id: str) -> Mapping[str, Any] | None:
         """The canonical dict of ``model_id`` (None when absent), without building a ModelConfig."""
-        return self._raw.get(model_id)
+        entry = self._raw.get(model_id)
+        if entry is None or isinstance(entry, dict) or self._materialize is None:
+            return entry  # type: ignore[no-any-return]
+        entry = self._raw[model_id] = self._materialize(entry)
+        return entry
+
+    def enabled(self, model_id: str) -> bool:
+        """True when ``model_id`` is in the table and not disabled."""
+        entry = self._raw.get(model_id)
+        if entry is None:
+            return False
+        if isinstance(entry, dict):
+            return entry.get("enabled", True) is not False
+        return model_id not in self._disabled
 
     def aliased(self) -> list[Mapping[str, Any]]:
         """The canonical dicts of the models that declare aliases, in table order."""
-        return [m for m in self._raw.values() if m.get("aliases")]
+        if self._materialize is None:
+            return [m for m in self._raw.values() if m.get("aliases")]
+        candidates = set(self._aliased)
+        found = (self.raw(mid) for mid in self._raw if mid in candidates)
+        return [m for m in found if m is not None and m.get("aliases")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,10 +366,8 @@ class GatewayConfig:
         if owners is None:
             owners = []
             for p in self.providers.values():
-                if p.enabled:
-                    m = p.models.raw(model_id)
-                    if m is not None and m.get("enabled", True) is not False:
-                        owners.append(p.provider_id)
+                if p.enabled and p.models.enabled(model_id):
+                    owners.append(p.provider_id)
             if owners:  # unknown ids are not remembered (they come from requests)
                 self._bare[model_id] = owners
         return owners
@@ -341,8 +378,8 @@ class GatewayConfig:
             mid
             for p in self.providers.values()
             if p.enabled
-            for mid, m in p.models.raw_items()
-            if m.get("enabled", True) is not False
+            for mid in p.models
+            if p.models.enabled(mid)
         )
 
     def __eq__(self, other: object) -> bool:

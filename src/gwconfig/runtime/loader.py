@@ -14,7 +14,7 @@ import orjson
 from gwconfig.canonical import content_hash
 from gwconfig.errors import GwconfigError, SecretError
 from gwconfig.runtime.build import SecretResolver, build_gateway_config
-from gwconfig.runtime.config import GatewayConfig
+from gwconfig.runtime.config import GatewayConfig, ModelTable
 from gwconfig.runtime.errors import ConfigLoadError
 
 DEFAULT_ENVIRONMENT = "default"
@@ -187,7 +187,7 @@ class ConfigLoader:
 
         try:
             with self.engine.connect() as conn:
-                state = read_tables(conn)
+                state = read_tables(conn, model_rows=True)
                 version = _db_version(conn)
                 conn.rollback()
         except SQLAlchemyError as exc:
@@ -212,9 +212,12 @@ class ConfigLoader:
                 keys_box.append(self._encryption_keys())
             return str(keys_box[0].decrypt(token))
 
-        data = state.data
+        rows = state.model_rows or {}
         # the state hash (as read_state computes it) only when someone asks for content_hash
-        return self._build(data, decrypt, partial(content_hash, data), version, self.describe())
+        chash = partial(_state_hash, state.data, rows)
+        return self._build(
+            state.data, decrypt, chash, version, self.describe(), _model_tables(rows)
+        )
 
     def _encryption_keys(self) -> Any:
         from gwconfig.secrets import EncryptionKeys, load_encryption_keys
@@ -233,6 +236,7 @@ class ConfigLoader:
         chash: str | Callable[[], str],
         version: Any,
         source: str,
+        model_tables: Mapping[str, ModelTable] | None = None,
     ) -> GatewayConfig:
         try:
             config = build_gateway_config(
@@ -242,6 +246,7 @@ class ConfigLoader:
                 content_hash=chash,
                 version=version,
                 source=source,
+                model_tables=model_tables,
             )
         except GwconfigError:
             raise
@@ -251,6 +256,34 @@ class ConfigLoader:
             ) from exc
         object.__setattr__(config, "loader", self)
         return config
+
+
+def _model_tables(model_rows: Mapping[str, list[tuple[Any, ...]]]) -> dict[str, ModelTable]:
+    """Lazy model tables over raw ``provider_models`` rows (canonical dicts made on first use)."""
+    from gwconfig.state import MODEL_ROW, model_from_row
+
+    mid, enabled, aliases = MODEL_ROW["model_id"], MODEL_ROW["enabled"], MODEL_ROW["aliases"]
+    no_aliases = (None, "[]", "null")
+    return {
+        pid: ModelTable(
+            {row[mid]: row for row in rows},
+            model_from_row,
+            disabled={row[mid] for row in rows if not row[enabled]},
+            aliased=[row[mid] for row in rows if row[aliases] not in no_aliases],
+        )
+        for pid, rows in model_rows.items()
+    }
+
+
+def _state_hash(data: Mapping[str, Any], model_rows: Mapping[str, list[Any]]) -> str:
+    """``read_state``'s state hash of tables read with ``model_rows=True``."""
+    from gwconfig.state import canonical_models
+
+    providers = [
+        {**p, "models": canonical_models(model_rows.get(p["provider_id"], []))}
+        for p in data["providers"]
+    ]
+    return content_hash({**data, "providers": providers})
 
 
 def _db_version(conn: Any) -> tuple[Any, ...]:
