@@ -129,3 +129,19 @@ def test_exit_codes_through_a_subprocess(isolated_cwd: Path) -> None:
     missing = _run(["compile", "nowhere"], isolated_cwd)
     assert missing.returncode == 1
     assert "nowhere:1:1: error: no such file or directory" in missing.stderr
+
+
+def test_env_option_renders_templates_and_names_template_lines(isolated_cwd: Path) -> None:
+    (isolated_cwd / "providers.d").mkdir()
+    (isolated_cwd / "environments").mkdir()
+    (isolated_cwd / "environments" / "dev.yaml").write_text("model: dev-model\n")
+    template = isolated_cwd / "providers.d" / "mock.yaml.j2"
+    template.write_text(GOOD.replace("mock-chat", "{{ vars.model }}"))
+    ok = CliRunner().invoke(cli, ["compile", "--env", "dev"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["providers"][0]["models"][0]["model_id"] == "dev-model"
+    template.write_text(GOOD.replace("mock-chat", "{{ vars.model }}\n    colour: red"))
+    bad = CliRunner().invoke(cli, ["validate", "--env", "dev", "--format", "github"])
+    assert bad.exit_code == 1
+    assert bad.stdout.startswith("::error file=providers.d/mock.yaml.j2,line=7,")
+    assert "unknown field 'colour' in 'models'" in bad.stdout
