@@ -34,6 +34,8 @@ _FLOW_MAP = re.compile(
 _INT = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
 _FLOAT = re.compile(r"-?[0-9]+\.[0-9]+(?:[eE][-+][0-9]+)?\Z")
 _TAG = "tag:yaml.org,2002:"
+#: Deeper documents go to the reference loader (which allows 64 levels, then reports).
+_MAX_DEPTH = 32
 
 # PyYAML's implicit resolvers (yaml/resolver.py, YAML 1.1), in its order, copied so that the
 # fast path never imports yaml; a test checks that they equal yaml.resolver.Resolver's.
@@ -255,6 +257,8 @@ def _parse(  # one tight loop, on purpose
             if record:
                 positions[(id(owner), pkey)] = (kline, pindent + 1, lineno, indent + 1)
             stack.append((cur_indent, cur, cur_id, cur_seq))
+            if len(stack) > _MAX_DEPTH:
+                raise _Unsupported  # the reference loader explains the limit
             cur_indent, cur, cur_id, cur_seq = indent, new, id(new), not isinstance(new, dict)
         elif indent != cur_indent or (cur_seq and first != "-") or (indent == 0 and first in "-.%"):
             if indent == 0 and first in "-.%" and content[:2] != "- ":
@@ -298,6 +302,8 @@ def _parse(  # one tight loop, on purpose
                 new = {}
                 cur.append(new)
                 stack.append((cur_indent, cur, cur_id, cur_seq))
+                if len(stack) > _MAX_DEPTH:
+                    raise _Unsupported
                 cur_indent, cur, cur_id, cur_seq = item_indent, new, id(new), False
                 indent, content = item_indent, body
             else:
