@@ -222,3 +222,21 @@ def test_single_file_path(isolated_cwd: Path) -> None:
     path = write(isolated_cwd, "openai.yaml", PROVIDER)
     config = compile_path(path)
     assert [p["provider_id"] for p in config.data["providers"]] == ["openai"]
+
+
+def test_numbers_json_cannot_hold(isolated_cwd: Path) -> None:
+    text = PROVIDER.replace("128000", "99999999999999999999999") + "    parameters: {t: .inf}\n"
+    write(isolated_cwd, "openai.yaml", text)
+    a, b = validate_path("providers.d")
+    assert (a.line, a.message) == (
+        9,
+        "the number 99999999999999999999999 is out of range (64-bit integers)",
+    )
+    assert (b.line, b.message) == (11, "'.inf' is not a finite number")
+
+
+def test_unquoted_dates_stay_text(isolated_cwd: Path) -> None:
+    text = PROVIDER + "    parameters:\n      deprecation_date: 2026-12-01\n"
+    write(isolated_cwd, "openai.yaml", text)
+    model = compile_path("providers.d").data["providers"][0]["models"][0]
+    assert model["parameters"] == {"deprecation_date": "2026-12-01"}

@@ -11,6 +11,7 @@ checks this).
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -135,10 +136,12 @@ def _scalar(v: str) -> Any:
 
 
 def _resolved(tag: str, v: str) -> Any:
-    if tag == _TAG + "int" and _INT.match(v):
+    if tag == _TAG + "int" and _INT.match(v) and len(v) < 19:
         return int(v)
     if tag == _TAG + "float" and _FLOAT.match(v):
-        return float(v)
+        real = float(v)
+        if math.isfinite(real):
+            return real
     if tag == _TAG + "bool" and v in ("true", "false"):
         return v == "true"
     if tag == _TAG + "null" and v in ("null", "~"):

@@ -7,6 +7,7 @@ for indentation, unsupported tags and documents that are empty or not mappings.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -26,6 +27,7 @@ _TAB_INDENT = re.compile(r"^[ ]*\t", re.MULTILINE)
 _ALIAS_EXPANSION = 10
 _ALIAS_SLACK = 1000
 _MAX_DEPTH = 64
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what JSON consumers (and orjson) accept
 
 
 class _Stop(Exception):
@@ -126,9 +128,15 @@ class _Builder:
                 )
             return self.scalars.construct_yaml_bool(node)
         if tag == _TAG + "int":
-            return self.scalars.construct_yaml_int(node)
+            number = self.scalars.construct_yaml_int(node)
+            if not _INT_MIN <= number <= _INT_MAX:
+                self.error(node, f"the number {node.value} is out of range (64-bit integers)")
+            return number
         if tag == _TAG + "float":
-            return self.scalars.construct_yaml_float(node)
+            real = self.scalars.construct_yaml_float(node)
+            if not math.isfinite(real):
+                self.error(node, f"'{node.value}' is not a finite number")
+            return real
         if tag == _TAG + "timestamp":
             # Kept as written: the schema parses it where a date is meant (expires_at), and
             # elsewhere (parameters, ids) it stays the string the author typed, JSON-ready.
