@@ -240,3 +240,15 @@ def test_unquoted_dates_stay_text(isolated_cwd: Path) -> None:
     write(isolated_cwd, "openai.yaml", text)
     model = compile_path("providers.d").data["providers"][0]["models"][0]
     assert model["parameters"] == {"deprecation_date": "2026-12-01"}
+
+
+def test_yaml11_base60_and_octal_numbers(isolated_cwd: Path) -> None:
+    text = PROVIDER + "    parameters: {window: 12:30, mode: 0755}\n"
+    write(isolated_cwd, "openai.yaml", text)
+    a, b = validate_path("providers.d")
+    assert (a.line, a.col, a.message) == (
+        11,
+        26,
+        "'12:30' is read as the number 750 (base 60, YAML 1.1)",
+    )
+    assert b.message == "'0755' is read as the number 493 (octal, YAML 1.1)"

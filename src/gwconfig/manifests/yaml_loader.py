@@ -27,6 +27,7 @@ _TAB_INDENT = re.compile(r"^[ ]*\t", re.MULTILINE)
 _ALIAS_EXPANSION = 10
 _ALIAS_SLACK = 1000
 _MAX_DEPTH = 64
+_OCTAL = re.compile(r"[-+]?0[0-7_]+$")
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what JSON consumers (and orjson) accept
 
 
@@ -129,12 +130,26 @@ class _Builder:
             return self.scalars.construct_yaml_bool(node)
         if tag == _TAG + "int":
             number = self.scalars.construct_yaml_int(node)
-            if not _INT_MIN <= number <= _INT_MAX:
+            text = node.value
+            if ":" in text or _OCTAL.match(text):
+                kind = "base 60" if ":" in text else "octal"
+                self.error(
+                    node,
+                    f"'{text}' is read as the number {number} ({kind}, YAML 1.1)",
+                    hint=f"write '{text}' in quotes for a string",
+                )
+            elif not _INT_MIN <= number <= _INT_MAX:
                 self.error(node, f"the number {node.value} is out of range (64-bit integers)")
             return number
         if tag == _TAG + "float":
             real = self.scalars.construct_yaml_float(node)
-            if not math.isfinite(real):
+            if ":" in node.value:
+                self.error(
+                    node,
+                    f"'{node.value}' is read as the number {real} (base 60, YAML 1.1)",
+                    hint=f"write '{node.value}' in quotes for a string",
+                )
+            elif not math.isfinite(real):
                 self.error(node, f"'{node.value}' is not a finite number")
             return real
         if tag == _TAG + "timestamp":
