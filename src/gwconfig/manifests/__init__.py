@@ -66,10 +66,11 @@ def run(
     path: str | Path = "providers.d", *, env: str | None = None, build: bool = True
 ) -> CompileResult:
     """Load, validate, cross-check and (when clean and ``build``) compile ``path``."""
-    from gwconfig.manifests.pipeline import run_front
+    from gwconfig.manifests.pipeline import gc_paused, run_front
 
-    front = run_front(Path(path), env=env, positions=True, keep=True, parallel=False)
-    return _result(front, _build(front) if front.clean and build else None)
+    with gc_paused():
+        front = run_front(Path(path), env=env, positions=True, keep=True, parallel=False)
+        return _result(front, _build(front) if front.clean and build else None)
 
 
 def compile_path(path: str | Path = "providers.d", *, env: str | None = None) -> CompiledConfig:

@@ -12,7 +12,8 @@ import gc
 import os
 import pickle
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -172,19 +173,28 @@ def _in_child(work: Callable[[], Partial]) -> _Pending:
     return _Pending(pid, read_fd)
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector.
+
+    The front end builds large trees of dicts and lists without reference cycles: the collector
+    would only re-scan them again and again while they grow.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def run_front(
     root: Path, *, env: str | None, positions: bool, keep: bool, parallel: bool
 ) -> FrontResult:
     """Plan, per-file work (maybe on two processes), cross-checks; collect every problem."""
-    # The front end builds large trees of dicts and lists without reference cycles: the cyclic
-    # garbage collector would only re-scan them again and again while they grow.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         return _run_front(root, env=env, positions=positions, keep=keep, parallel=parallel)
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _run_front(
