@@ -206,8 +206,17 @@ class Entity(NamedTuple):
     body: Mapping[str, Any]
 
 
-def entities(config: Mapping[str, Any], skip: Collection[str] = ()) -> dict[str, Entity]:
-    """Flatten a canonical configuration into ``key -> Entity`` (providers in ``skip`` left out)."""
+def entities(
+    config: Mapping[str, Any],
+    skip: Collection[str] = (),
+    other: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Entity]:
+    """Flatten a canonical configuration into ``key -> Entity``.
+
+    Providers in ``skip`` are left out; with ``other`` (the other side's providers by id),
+    models equal on both sides are left out too, so a large provider with one changed model
+    costs one dict lookup per model instead of an entity per model on each side.
+    """
     out: dict[str, Entity] = {}
     for p in config.get("providers", ()):
         pid = p["provider_id"]
@@ -220,7 +229,11 @@ def entities(config: Mapping[str, Any], skip: Collection[str] = ()) -> dict[str,
             )
         for k in p.get("api_keys", ()):
             out[f"{pid}/key:{k['name']}@{k['environment']}"] = Entity("api_key", pid, k)
+        twin = other.get(pid) if other is not None else None
+        theirs = {m["model_id"]: m for m in twin.get("models", ())} if twin else {}
         for m in p.get("models", ()):
+            if theirs.get(m["model_id"]) == m:
+                continue
             out[f"{pid}/{m['model_id']}"] = Entity("model", pid, m)
     gateway = config.get("gateway") or {}
     for r in gateway.get("routes", ()):
@@ -352,12 +365,9 @@ def diff(
         )
     # fast path: a provider equal on both sides (one C-level deep compare) has no changes
     have_by_id = {p["provider_id"]: p for p in actual.get("providers", ())}
-    same = {
-        p["provider_id"]
-        for p in desired.get("providers", ())
-        if have_by_id.get(p["provider_id"]) == p
-    }
-    want, have = entities(desired, same), entities(actual, same)
+    want_by_id = {p["provider_id"]: p for p in desired.get("providers", ())}
+    same = {pid for pid, p in want_by_id.items() if have_by_id.get(pid) == p}
+    want, have = entities(desired, same, have_by_id), entities(actual, same, want_by_id)
     routes = _selected_routes(want, have, selected) if selected is not None else set()
     protected = {
         p["provider_id"]
