@@ -70,7 +70,12 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def bench_engine(
-    kind: str, url: str, data: dict[str, Any], secrets: dict[str, str], runs: int
+    kind: str,
+    url: str,
+    data: dict[str, Any],
+    secrets: dict[str, str],
+    runs: int,
+    reads_per_run: int = 3,
 ) -> tuple[float, float, dict[str, int]]:
     """Median bulk-load and full-read times on a freshly upgraded database."""
     keys = EncryptionKeys(generate_key())
@@ -92,12 +97,15 @@ def bench_engine(
 
             seconds, counts = timed(load)
             loads.append(seconds)
-            for _ in range(3):
+            for _ in range(reads_per_run):
 
                 def read() -> Any:
                     with db.engine.connect() as conn:
-                        return read_state(conn)
+                        state = read_state(conn)
+                    assert state.state_hash.startswith("sha256:")
+                    return state
 
+                state = None  # the previous state is freed outside the timed call
                 seconds, state = timed(read)
                 reads.append(seconds)
     finally:
@@ -114,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres-url", default=os.environ.get("GWCONFIG_TEST_POSTGRES_URL"))
     parser.add_argument("--mysql-url", default=os.environ.get("GWCONFIG_TEST_MYSQL_URL"))
     parser.add_argument("--no-mysql", action="store_true", help="skip MySQL/MariaDB")
+    parser.add_argument("--reads", type=int, default=3, help="full reads per run (default 3)")
     args = parser.parse_args(argv)
 
     compiled = corpus.compiled_config(args.scale)
@@ -122,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     n_models = sum(len(p["models"]) for p in data["providers"])
     print(
         f"corpus x{args.scale}: {len(data['providers'])} providers, {n_models} models, "
-        f"{args.runs} runs (median; reads: 3 per run)"
+        f"{args.runs} runs (median; reads: {args.reads} per run)"
     )
     engines: list[tuple[str, str | None]] = [("sqlite", None)]
     if args.postgres_url:
@@ -133,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         engines.append(("mysql", args.mysql_url))
     for kind, base in engines:
         with scratch_database(kind, base) as url:
-            load, read, counts = bench_engine(kind, url, data, secrets, args.runs)
+            load, read, counts = bench_engine(kind, url, data, secrets, args.runs, args.reads)
         where = mask_url(base) if base else "temporary file"
         print(
             f"{kind:8s} bulk load {load:6.3f} s   full read (read_state) {read:6.3f} s   "

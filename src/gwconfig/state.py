@@ -9,7 +9,7 @@ appear only as ``{"fingerprint": "hmac-sha256:..."}``; their ciphertext is in
 from __future__ import annotations
 
 import gc
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,7 +17,17 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, Select, Text, cast, func, select, type_coerce
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    Text,
+    cast,
+    func,
+    literal_column,
+    select,
+    type_coerce,
+)
 from sqlalchemy.orm import Session
 
 from gwconfig.canonical import FORMAT_VERSION, content_hash, format_timestamp
@@ -77,7 +87,7 @@ class StateTables(NamedTuple):
     fingerprints: dict[SecretKey, str | None]
     last_revision: int | None
     #: ``read_tables(..., model_rows=True)``: provider_id -> its ``provider_models`` rows sorted by
-    #: model_id (see :data:`MODEL_ROW`); the providers in ``data`` then have no ``models`` key
+    #: model_id (see :func:`index_model_rows`); the providers in ``data`` then have no ``models``
     model_rows: dict[str, list[tuple[Any, ...]]] | None = None
 
 
@@ -93,7 +103,28 @@ def _json_text(dialect: str, column: ColumnElement[Any]) -> ColumnElement[Any]:
 
 
 def _models_select(dialect: str) -> Select[Any]:
+    """Scalar columns, then the four JSON documents as one JSON array text per row.
+
+    No ORDER BY: sorting on the server costs more than Python's sort of rows that usually come
+    back in insertion order, and only Python's sort gives code-point order on every engine.
+    """
     m = ProviderModel.__table__.c
+
+    def doc(column: ColumnElement[Any]) -> ColumnElement[Any]:
+        return func.coalesce(_json_text(dialect, column), literal_column("'null'", Text))
+
+    comma = literal_column("','", Text)
+    docs = (
+        literal_column("'['", Text)
+        + doc(m.capabilities)
+        + comma
+        + doc(m.parameters)
+        + comma
+        + doc(m.pricing)
+        + comma
+        + doc(m.aliases)
+        + literal_column("']'", Text)
+    )
     return select(
         m.provider_id,
         m.model_id,
@@ -102,10 +133,7 @@ def _models_select(dialect: str) -> Select[Any]:
         m.context_window,
         m.max_tokens,
         m.enabled,
-        _json_text(dialect, m.capabilities),
-        _json_text(dialect, m.parameters),
-        _json_text(dialect, m.pricing),
-        _json_text(dialect, m.aliases),
+        docs,
     )
 
 
@@ -218,16 +246,15 @@ def read_tables(source: Session | Connection, *, model_rows: bool = False) -> St
         return _read_tables(_connection(source), model_rows)
 
 
-#: positions in a ``provider_models`` row of :func:`read_tables` (``model_rows=True``)
-MODEL_ROW = {"provider_id": 0, "model_id": 1, "enabled": 6, "aliases": 10}
-_by_model_id = itemgetter(1)
+_by_provider_model = itemgetter(0, 1)
 _by_name_environment = itemgetter(1, 2)
 _by_first = itemgetter(0)
+_model_docs = itemgetter(7)
 
 
 def canonical_models(rows: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
     """Canonical model dicts from ``provider_models`` rows (one ``orjson`` call for all)."""
-    docs = iter(_parse_json([cell for row in rows for cell in row[7:11]]))
+    docs = orjson.loads("[" + ",".join(map(_model_docs, rows)) + "]")
     return [
         {
             "model_id": row[1],
@@ -241,9 +268,7 @@ def canonical_models(rows: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
             "pricing": pricing,
             "aliases": aliases,
         }
-        for row, capabilities, parameters, pricing, aliases in zip(
-            rows, docs, docs, docs, docs, strict=True
-        )
+        for row, (capabilities, parameters, pricing, aliases) in zip(rows, docs, strict=True)
     ]
 
 
@@ -252,28 +277,32 @@ def model_from_row(row: tuple[Any, ...]) -> dict[str, Any]:
     return canonical_models((row,))[0]
 
 
-def _model_id(model: dict[str, Any]) -> str:
-    return model["model_id"]  # type: ignore[no-any-return]
+def index_model_rows(
+    rows: Sequence[tuple[Any, ...]],
+) -> tuple[dict[str, tuple[Any, ...]], set[str], list[str]]:
+    """One provider's rows as ``(model_id -> row, disabled ids, ids that may declare aliases)``.
+
+    An id is left out of the last list only when its aliases are certainly empty, so the caller
+    checks the candidates' canonical dicts.
+    """
+    return (
+        {row[1]: row for row in rows},
+        {row[1] for row in rows if not row[6]},
+        [row[1] for row in rows if not row[7].endswith((",[]]", ",null]"))],
+    )
 
 
 def _read_models(conn: Connection, raw: bool) -> dict[str, list[Any]]:
-    """provider_id -> its models sorted by model_id: canonical dicts, or the rows when ``raw``.
-
-    Rows are parsed in the order the database returns them and sorted per provider afterwards:
-    parsing in a globally re-sorted order scatters the new objects in memory and is slower.
-    """
+    """provider_id -> its models sorted by model_id: canonical dicts, or the rows when ``raw``."""
     rows = _fetch(conn, "models")
-    grouped: dict[str, list[Any]] = defaultdict(list)
-    if raw:
-        for row in rows:
-            grouped[row[0]].append(row)
-        for group in grouped.values():
-            group.sort(key=_by_model_id)
-        return grouped
-    for row, model in zip(rows, canonical_models(rows), strict=True):
-        grouped[row[0]].append(model)
-    for group in grouped.values():
-        group.sort(key=_model_id)
+    # code-point order whatever the database collation; groups each provider's rows together
+    rows.sort(key=_by_provider_model)
+    items: list[Any] = rows if raw else canonical_models(rows)
+    grouped: dict[str, list[Any]] = {}
+    start = 0
+    for pid, count in Counter(map(_by_first, rows)).items():  # providers are contiguous
+        grouped[pid] = items[start : start + count]
+        start += count
     return grouped
 
 
@@ -284,21 +313,24 @@ def _read_tables(conn: Connection, raw_models: bool = False) -> StateTables:
 
     keys: dict[str, list[dict[str, Any]]] = defaultdict(list)
     k = ApiKey.__table__.c
-    key_rows = conn.execute(
-        select(k.provider_id, k.name, k.environment, k.key_value, k.fingerprint, k.expires_at)
-    ).all()
-    key_rows.sort(key=_by_name_environment)
-    for row in key_rows:
-        keys[row[0]].append(
+    key_rows = sorted(
+        conn.execute(
+            select(k.provider_id, k.name, k.environment, k.key_value, k.fingerprint, k.expires_at)
+        ),
+        key=_by_name_environment,
+    )
+    for key_row in key_rows:
+        pid, name, environment, token, fingerprint, expires_at = key_row
+        keys[pid].append(
             {
-                "name": row[1],
-                "environment": row[2],
-                "value": {"fingerprint": row[4]},
-                "expires_at": format_timestamp(row[5]),
+                "name": name,
+                "environment": environment,
+                "value": {"fingerprint": fingerprint},
+                "expires_at": format_timestamp(expires_at),
             }
         )
-        secrets[(row[0], "key", row[1], row[2])] = row[3]
-        fingerprints[(row[0], "key", row[1], row[2])] = row[4]
+        secrets[(pid, "key", name, environment)] = token
+        fingerprints[(pid, "key", name, environment)] = fingerprint
 
     params: dict[str, list[dict[str, Any]]] = defaultdict(list)
     rows = _fetch(conn, "params")

@@ -216,7 +216,7 @@ class ModelTable(Mapping[str, ModelConfig]):
         """The canonical dict of ``model_id`` (None when absent), without building a ModelConfig."""
         entry = self._raw.get(model_id)
         if entry is None or isinstance(entry, dict) or self._materialize is None:
-            return entry  # type: ignore[no-any-return]
+            return entry
         entry = self._raw[model_id] = self._materialize(entry)
         return entry
 

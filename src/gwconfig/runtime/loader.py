@@ -260,19 +260,13 @@ class ConfigLoader:
 
 def _model_tables(model_rows: Mapping[str, list[tuple[Any, ...]]]) -> dict[str, ModelTable]:
     """Lazy model tables over raw ``provider_models`` rows (canonical dicts made on first use)."""
-    from gwconfig.state import MODEL_ROW, model_from_row
+    from gwconfig.state import index_model_rows, model_from_row
 
-    mid, enabled, aliases = MODEL_ROW["model_id"], MODEL_ROW["enabled"], MODEL_ROW["aliases"]
-    no_aliases = (None, "[]", "null")
-    return {
-        pid: ModelTable(
-            {row[mid]: row for row in rows},
-            model_from_row,
-            disabled={row[mid] for row in rows if not row[enabled]},
-            aliased=[row[mid] for row in rows if row[aliases] not in no_aliases],
-        )
-        for pid, rows in model_rows.items()
-    }
+    tables = {}
+    for pid, rows in model_rows.items():
+        entries, disabled, aliased = index_model_rows(rows)
+        tables[pid] = ModelTable(entries, model_from_row, disabled=disabled, aliased=aliased)
+    return tables
 
 
 def _state_hash(data: Mapping[str, Any], model_rows: Mapping[str, list[Any]]) -> str:
