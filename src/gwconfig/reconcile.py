@@ -12,12 +12,21 @@ import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gwconfig import settings
 from gwconfig.canonical import content_hash
 from gwconfig.errors import Diagnostic, ManifestError, NotFoundError, SecretError, StalePlanError
 from gwconfig.plan import Plan
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from gwconfig.apply import ApplyResult
+    from gwconfig.compile import CompiledConfig
+    from gwconfig.db.session import Database
+    from gwconfig.secrets import EncryptionKeys
+    from gwconfig.state import ActualState
 
 #: (provider_id, "key" | "param", name, environment)
 Scope = tuple[str, str, str, str]
@@ -75,7 +84,7 @@ def scope_id(scope: Scope) -> str:
 
 def resolve_desired(
     data: Mapping[str, Any],
-    keys: Any,
+    keys: EncryptionKeys,
     *,
     sources: Mapping[str, Any] | None = None,
     plaintexts: Mapping[Scope, str] | None = None,
@@ -134,7 +143,7 @@ def resolve_desired(
     return Desired(data, content_hash(data), comparable, values, fingerprints)
 
 
-def compile_manifests(path: str | None, env: str | None) -> Any:
+def compile_manifests(path: str | None, env: str | None) -> CompiledConfig:
     """Compile the manifests at ``path`` (default ``providers.d``) into a CompiledConfig."""
     from gwconfig.manifests import compile_path
 
@@ -162,7 +171,7 @@ def git_sha(path: str | None = None) -> str | None:
     return sha if out.returncode == 0 and len(sha) >= 40 else None
 
 
-def _drift(conn: Any, state: Any) -> tuple[int | None, frozenset[str]]:
+def _drift(conn: Connection, state: ActualState) -> tuple[int | None, frozenset[str]]:
     """(revision, drifted entity keys) when the DB moved since the last revision."""
     if state.last_revision is None:
         return None, frozenset()
@@ -177,12 +186,16 @@ def _drift(conn: Any, state: Any) -> tuple[int | None, frozenset[str]]:
     if row is None or row[0] == state.state_hash:
         return None, frozenset()
     snapshot = conn.execute(select(t.c.snapshot).where(t.c.number == state.last_revision)).scalar()
+    if not isinstance(snapshot, dict) or "config" not in snapshot:
+        return state.last_revision, frozenset()  # a revision written by an older tool
     expected = snapshot_state(snapshot)
     moved = diff(state.data, expected).changes  # what happened since: expected -> actual
     return state.last_revision, frozenset(c.key for c in moved)
 
 
-def compute_plan(conn: Any, state: Any, desired: Desired, options: PlanOptions) -> Plan:
+def compute_plan(
+    conn: Connection, state: ActualState, desired: Desired, options: PlanOptions
+) -> Plan:
     """Diff desired against the state read on ``conn``, with drift markers and metadata."""
     from gwconfig.diff import diff, selected_providers
 
@@ -206,7 +219,7 @@ def compute_plan(conn: Any, state: Any, desired: Desired, options: PlanOptions) 
     )
 
 
-def _open(database_url: str | None) -> tuple[Any, Any]:
+def _open(database_url: str | None) -> tuple[Database, EncryptionKeys]:
     from gwconfig.db.session import open_database
     from gwconfig.secrets import load_encryption_keys
 
@@ -232,7 +245,7 @@ def make_plan(path: str | None, database_url: str | None, options: PlanOptions) 
 
 def _apply(
     database_url: str | None,
-    make_desired: Callable[[Any], Desired],
+    make_desired: Callable[[EncryptionKeys], Desired],
     options: PlanOptions,
     *,
     review: Review,
@@ -242,7 +255,7 @@ def _apply(
     max_deletes: int | None,
     saved: Plan | None = None,
     interactive: bool = False,
-) -> tuple[Plan, Any]:
+) -> tuple[Plan, ApplyResult]:
     from gwconfig.apply import ApplyResult, check_base, check_safety, execute_plan, locked
     from gwconfig.db.session import translate_errors
     from gwconfig.state import read_state
@@ -310,7 +323,7 @@ def apply_manifests(
     lock_timeout: float = 60.0,
     max_deletes: int | None = 20,
     interactive: bool = False,
-) -> tuple[Plan, Any]:
+) -> tuple[Plan, ApplyResult]:
     """``gwconfig apply PATH``: plan under the lock, review, write in one transaction."""
     config = compile_manifests(path, options.env)
     return _apply(
@@ -335,7 +348,7 @@ def apply_saved_plan(
     lock_timeout: float = 60.0,
     max_deletes: int | None = 20,
     interactive: bool = False,
-) -> tuple[Plan, Any]:
+) -> tuple[Plan, ApplyResult]:
     """``gwconfig apply --plan FILE``: refuse if the DB or a secret moved since the plan."""
     from gwconfig.errors import PlanError
 
@@ -411,7 +424,7 @@ def history(database_url: str | None, limit: int = 20) -> list[RevisionInfo]:
     ]
 
 
-def _revision_row(conn: Any, number: int) -> Any:
+def _revision_row(conn: Connection, number: int) -> Any:
     from sqlalchemy import select
 
     from gwconfig.db.models import ConfigRevision
@@ -462,7 +475,7 @@ def rollback(
     lock_timeout: float = 60.0,
     max_deletes: int | None = 20,
     interactive: bool = False,
-) -> tuple[Plan, Any]:
+) -> tuple[Plan, ApplyResult]:
     """Plan and apply a return to revision ``number`` (secrets from its stored ciphertexts)."""
     from gwconfig.db.session import translate_errors
 
