@@ -432,3 +432,18 @@ def test_interactive_review_holds_no_lock_and_detects_changes(gw: str, tmp_path:
         str(root), gw, reconcile.PlanOptions(), review=yes, interactive=True
     )
     assert result.revision == 2 and p.summary["add"] == 6
+
+
+def test_saved_plan_whose_changes_no_longer_match_is_refused(gw: str, tmp_path: Path) -> None:
+    import orjson
+
+    root = write_manifests(tmp_path / "m", provider_doc())
+    saved = tmp_path / "plan.json"
+    doc = plan(root, gw).to_json_dict(saved=True)
+    doc["changes"] = doc["changes"][1:]  # as if another version had planned differently
+    saved.write_bytes(orjson.dumps(doc))
+    with pytest.raises(StalePlanError, match="other changes than the saved plan"):
+        reconcile.apply_saved_plan(str(saved), gw, review=yes)
+    with pytest.raises(StalePlanError, match="other changes than the saved plan"):
+        reconcile.apply_saved_plan(str(saved), gw, review=yes, interactive=True)
+    assert dump_tables(gw)["providers"] == []

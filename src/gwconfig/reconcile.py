@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 #: (provider_id, "key" | "param", name, environment)
 Scope = tuple[str, str, str, str]
 Review = Callable[[Plan], bool]
+SAVED_DIFFERS = (
+    "plan is stale: planning again now gives other changes than the saved plan (was it made "
+    "by another gwconfig version?); run plan again"
+)
 REVIEW_STALE = (
     "plan is stale: the database changed while the plan was being reviewed; nothing was "
     "applied; run apply again"
@@ -277,6 +281,8 @@ def _apply(
                 if saved is not None:
                     check_base(saved, state)
                 reviewed = compute_plan(conn, state, desired, options)
+            if saved is not None and not reviewed.same_changes(saved):
+                raise StalePlanError(SAVED_DIFFERS)
             if not reviewed.effective_changes:
                 review(reviewed)
                 return reviewed, ApplyResult(None, reviewed.summary, state.state_hash)
@@ -293,6 +299,8 @@ def _apply(
                 if saved is not None:
                     check_base(saved, state)
                 plan = compute_plan(conn, state, desired, options)
+                if saved is not None and not plan.same_changes(saved):
+                    raise StalePlanError(SAVED_DIFFERS)
                 if not plan.effective_changes:
                     review(plan)
                     return plan, ApplyResult(None, plan.summary, state.state_hash)
