@@ -13,7 +13,8 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from operator import itemgetter
+from itertools import compress
+from operator import itemgetter, methodcaller, not_
 from typing import Any, NamedTuple
 
 import orjson
@@ -246,10 +247,13 @@ def read_tables(source: Session | Connection, *, model_rows: bool = False) -> St
         return _read_tables(_connection(source), model_rows)
 
 
-_by_provider_model = itemgetter(0, 1)
-_by_name_environment = itemgetter(1, 2)
 _by_first = itemgetter(0)
+_by_model_id = itemgetter(1)
+_by_enabled = itemgetter(6)
 _model_docs = itemgetter(7)
+_by_name_environment = itemgetter(1, 2)
+#: the model documents' text ends like this when the aliases are empty
+_no_aliases = methodcaller("endswith", (",[]]", ",null]"))
 
 
 def canonical_models(rows: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
@@ -285,22 +289,30 @@ def index_model_rows(
     An id is left out of the last list only when its aliases are certainly empty, so the caller
     checks the candidates' canonical dicts.
     """
-    return (
-        {row[1]: row for row in rows},
-        {row[1] for row in rows if not row[6]},
-        [row[1] for row in rows if not row[7].endswith((",[]]", ",null]"))],
-    )
+    ids = list(map(_by_model_id, rows))
+    disabled = set(compress(ids, map(not_, map(_by_enabled, rows))))
+    maybe_aliased = map(not_, map(_no_aliases, map(_model_docs, rows)))
+    return dict(zip(ids, rows, strict=True)), disabled, list(compress(ids, maybe_aliased))
 
 
 def _read_models(conn: Connection, raw: bool) -> dict[str, list[Any]]:
     """provider_id -> its models sorted by model_id: canonical dicts, or the rows when ``raw``."""
     rows = _fetch(conn, "models")
-    # code-point order whatever the database collation; groups each provider's rows together
-    rows.sort(key=_by_provider_model)
+    # code-point order whatever the database collation: by provider (usually already so), then
+    # each provider's run by model_id; single-key sorts, no key tuples
+    rows.sort(key=_by_first)
+    counts = Counter(map(_by_first, rows))
+    start = 0
+    for count in counts.values():
+        stop = start + count
+        group = rows[start:stop]
+        group.sort(key=_by_model_id)
+        rows[start:stop] = group
+        start = stop
     items: list[Any] = rows if raw else canonical_models(rows)
     grouped: dict[str, list[Any]] = {}
     start = 0
-    for pid, count in Counter(map(_by_first, rows)).items():  # providers are contiguous
+    for pid, count in counts.items():
         grouped[pid] = items[start : start + count]
         start += count
     return grouped

@@ -162,7 +162,8 @@ class ModelTable(Mapping[str, ModelConfig]):
     Loading 24,000 models stays cheap: only the models requests actually reach are built.
     Entries are canonical model dicts or, straight from the database, raw rows that
     ``materialize`` turns into canonical dicts on first use; for those, ``disabled`` (ids of
-    disabled models) and ``aliased`` (ids that may declare aliases) are known up front.
+    disabled models) and ``aliased`` (ids that may declare aliases, in table order) are known
+    up front.
     """
 
     __slots__ = ("_aliased", "_built", "_disabled", "_materialize", "_raw")
@@ -233,8 +234,7 @@ class ModelTable(Mapping[str, ModelConfig]):
         """The canonical dicts of the models that declare aliases, in table order."""
         if self._materialize is None:
             return [m for m in self._raw.values() if m.get("aliases")]
-        candidates = set(self._aliased)
-        found = (self.raw(mid) for mid in self._raw if mid in candidates)
+        found = (self.raw(mid) for mid in self._aliased)
         return [m for m in found if m is not None and m.get("aliases")]
 
 
