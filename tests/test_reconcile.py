@@ -447,3 +447,11 @@ def test_saved_plan_whose_changes_no_longer_match_is_refused(gw: str, tmp_path: 
     with pytest.raises(StalePlanError, match="other changes than the saved plan"):
         reconcile.apply_saved_plan(str(saved), gw, review=yes, interactive=True)
     assert dump_tables(gw)["providers"] == []
+
+
+def test_selection_that_matches_nothing_is_warned(gw: str, tmp_path: Path) -> None:
+    root = write_manifests(tmp_path / "m", provider_doc())
+    p = plan(root, gw, targets=("opneai",), tags=("nope",))
+    assert p.changes == ()
+    assert "--target opneai: no provider has this id" in p.warnings
+    assert "--select-tag nope: no provider has this tag" in p.warnings

@@ -213,8 +213,17 @@ def compute_plan(
         drift_keys=drifted,
         drift_revision=revision,
     )
+    warnings = list(plan.warnings)
+    known = {p["provider_id"] for p in desired.comparable.get("providers", ())}
+    known |= {p["provider_id"] for p in state.data.get("providers", ())}
+    warnings += [
+        f"--target {t}: no provider has this id" for t in options.targets if t not in known
+    ]
+    if options.tags and not selected_providers(desired.comparable, state.data, (), options.tags):
+        warnings.append(f"--select-tag {', '.join(options.tags)}: no provider has this tag")
     return replace(
         plan,
+        warnings=tuple(warnings),
         base_state_hash=state.state_hash,
         desired_hash=desired.content_hash,
         options=options.to_json(),
