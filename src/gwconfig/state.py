@@ -13,8 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import compress
-from operator import itemgetter, methodcaller, not_
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import orjson
@@ -249,16 +248,14 @@ def read_tables(source: Session | Connection, *, model_rows: bool = False) -> St
 
 _by_first = itemgetter(0)
 _by_model_id = itemgetter(1)
-_by_enabled = itemgetter(6)
-_model_docs = itemgetter(7)
 _by_name_environment = itemgetter(1, 2)
 #: the model documents' text ends like this when the aliases are empty
-_no_aliases = methodcaller("endswith", (",[]]", ",null]"))
+_NO_ALIASES = (",[]]", ",null]")
 
 
 def canonical_models(rows: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
     """Canonical model dicts from ``provider_models`` rows (one ``orjson`` call for all)."""
-    docs = orjson.loads("[" + ",".join(map(_model_docs, rows)) + "]")
+    docs = orjson.loads("[" + ",".join([row[7] for row in rows]) + "]")
     return [
         {
             "model_id": row[1],
@@ -289,10 +286,11 @@ def index_model_rows(
     An id is left out of the last list only when its aliases are certainly empty, so the caller
     checks the candidates' canonical dicts.
     """
-    ids = list(map(_by_model_id, rows))
-    disabled = set(compress(ids, map(not_, map(_by_enabled, rows))))
-    maybe_aliased = map(not_, map(_no_aliases, map(_model_docs, rows)))
-    return dict(zip(ids, rows, strict=True)), disabled, list(compress(ids, maybe_aliased))
+    return (
+        {row[1]: row for row in rows},
+        {row[1] for row in rows if not row[6]},
+        [row[1] for row in rows if not row[7].endswith(_NO_ALIASES)],
+    )
 
 
 def _read_models(conn: Connection, raw: bool) -> dict[str, list[Any]]:
