@@ -239,3 +239,73 @@ def flow_lines(draw: st.DrawFn) -> str:
 @given(text=flow_lines())
 def test_fast_path_matches_reference_on_flow_collections(text: str) -> None:
     assert_same_as_reference(text)
+
+
+def _entity_positions(doc: RawDocument) -> tuple[dict[tuple[Any, ...], Any], set[tuple[Any, ...]]]:
+    """Every recorded position by path, and the paths compiled sources need."""
+    found: dict[tuple[Any, ...], Any] = {}
+    needed: set[tuple[Any, ...]] = set()
+
+    def walk(node: Any, path: tuple[Any, ...]) -> None:
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for k, v in items:
+            here = (*path, repr(k))
+            if (id(node), k) in doc.positions:
+                found[here] = doc.positions[(id(node), k)]
+            if (isinstance(node, list) and isinstance(v, dict)) or k == "value":
+                needed.add(here)
+            if isinstance(v, dict | list):
+                walk(v, here)
+
+    walk(doc.data, ())
+    return found, needed
+
+
+entity_keys = st.one_of(st.just("value"), st.just("models"), plain_keys)
+entity_data = st.recursive(
+    plain_scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=3), st.dictionaries(entity_keys, children, max_size=4)
+    ),
+    max_leaves=14,
+)
+entity_documents = st.lists(
+    st.dictionaries(entity_keys, entity_data, min_size=1, max_size=5), min_size=1, max_size=2
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(docs=entity_documents, style=st.integers(0, 2))
+def test_entity_positions_are_the_full_parse_s(docs: list[dict[str, Any]], style: int) -> None:
+    text = _dump(docs, style)
+    full = parse_fast(text, "f.yaml")
+    light = parse_fast(text, "f.yaml", positions=False, entities=True)
+    assert (full is None) == (light is None)
+    if full is None or light is None:
+        return
+    assert [_typed(d.data) for d in light[0]] == [_typed(d.data) for d in full[0]]
+    for lean, whole in zip(light[0], full[0], strict=True):
+        recorded, needed = _entity_positions(lean)
+        expected, _ = _entity_positions(whole)
+        assert set(recorded) == needed & set(expected)
+        assert recorded == {path: expected[path] for path in recorded}
+        assert needed <= set(expected)
+
+
+def test_entity_positions_of_a_manifest() -> None:
+    text = (
+        "kind: Provider\napi_keys:\n- name: a\n  value:\n    env: A\n- {name: b, value: c}\n"
+        "models:\n- model_id: m\n  capabilities: [x]\n-   model_id: n\n"
+    )
+    light = parse_fast(text, "f.yaml", positions=False, entities=True)
+    assert light is not None
+    (doc,) = light[0]
+    keys, models = doc.data["api_keys"], doc.data["models"]
+    assert doc.positions == {
+        (id(keys), 0): (3, 3, 3, 3),
+        (id(keys[0]), "value"): (4, 3, 5, 5),
+        (id(keys), 1): (6, 3, 6, 3),
+        (id(keys[1]), "value"): (6, 13, 6, 20),
+        (id(models), 0): (8, 3, 8, 3),
+        (id(models), 1): (10, 5, 10, 5),
+    }

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from gwconfig.manifests import pipeline, run, validate_path
+from gwconfig.compile import SourceRef
+from gwconfig.errors import ManifestError
+from gwconfig.manifests import compile_path, pipeline, run, validate_path
+from gwconfig.manifests.checks import gateway_sources, provider_sources
 
 
 def provider(pid: str, models: list[str], extra: str = "") -> str:
@@ -69,3 +72,73 @@ def test_failed_child_falls_back_to_this_process(
     monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(pipeline, "_can_fork", lambda: True)
     assert validate_path("providers.d") == expected
+
+
+def clean_corpus(root: Path) -> None:
+    """Valid manifests of every flavour: fast path, reference loader, template, flow items."""
+    d = root / "providers.d"
+    d.mkdir()
+    for i in range(12):
+        keys = (
+            f"api_keys:\n  - name: default\n    value:\n      env: KEY_{i}\n"
+            "  - {name: other, environment: prod, value: {env: OTHER}}\n"
+        )
+        params = "connection:\n  parameters:\n    - name: org\n      value: {env: ORG}\n"
+        (d / f"p{i:02d}.yaml").write_text(provider(f"p{i}", [f"m{i}", f"n{i}"], keys + params))
+    (d / "anchors.yaml").write_text(
+        provider("anch", ["a1", "a2"], "api_keys:\n  - name: k\n    value: &v {env: A}\n")
+    )
+    (d / "tmpl.yaml.j2").write_text(provider("tmpl", ["{{ 't' ~ 1 }}", "t2"]))
+    (d / "gateway.yaml").write_text(
+        "apiVersion: gwconfig/v1\nkind: Gateway\ndefault_route: a\nroutes:\n"
+        "  - name: a\n    targets: [{model: p1/m1}, {model: p2/n2}]\n    fallbacks: [b]\n"
+        "  - {name: b, targets: [{model: tmpl/t1}]}\n"
+    )
+
+
+def test_parallel_compile_equals_single_process(
+    isolated_cwd: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clean_corpus(isolated_cwd)
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 10**12)
+    alone = compile_path("providers.d")
+    assert "tmpl/t1" in alone.sources and "anch/key:k@default" in alone.sources
+    # Sources equal what documents parsed with every position give.
+    front = pipeline.run_front(
+        Path("providers.d"), env=None, positions=True, keep=True, parallel=False
+    )
+    expected: dict[str, SourceRef] = {}
+    for p, doc in front.providers:
+        provider_sources(p, doc, expected)
+    gateway_sources(*front.gateways[0], expected)
+    assert list(alone.sources.items()) == list(expected.items())
+    forks: list[int] = []
+    original = pipeline._in_child
+
+    def spy(work):  # type: ignore[no-untyped-def]
+        forks.append(1)
+        return original(work)
+
+    monkeypatch.setattr(pipeline, "_in_child", spy)
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(pipeline, "_can_fork", lambda: True)
+    shared = compile_path("providers.d")
+    assert forks == [1]
+    assert shared.to_json_bytes() == alone.to_json_bytes()
+    assert shared.content_hash == alone.content_hash
+    assert list(shared.sources.items()) == list(alone.sources.items())
+
+
+def test_parallel_compile_reports_what_a_single_process_reports(
+    isolated_cwd: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus(isolated_cwd)
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 10**12)
+    with pytest.raises(ManifestError) as alone:
+        compile_path("providers.d")
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(pipeline, "_can_fork", lambda: True)
+    with pytest.raises(ManifestError) as shared:
+        compile_path("providers.d")
+    assert shared.value.diagnostics == alone.value.diagnostics
+    assert len(alone.value.diagnostics) >= 6

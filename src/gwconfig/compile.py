@@ -159,11 +159,18 @@ def build_config(
     sources: Mapping[str, SourceRef] | None = None,
 ) -> CompiledConfig:
     """Assemble validated manifests into a :class:`CompiledConfig` (no cross-checks here)."""
+    return assemble_config((canonical_provider(p) for p in providers), gateway, sources)
+
+
+def assemble_config(
+    providers: Iterable[dict[str, Any]],
+    gateway: GatewayManifest | None,
+    sources: Mapping[str, SourceRef] | None = None,
+) -> CompiledConfig:
+    """Like :func:`build_config`, from providers already in canonical form (any order)."""
     data: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
-        "providers": sorted(
-            (canonical_provider(p) for p in providers), key=lambda d: d["provider_id"]
-        ),
+        "providers": sorted(providers, key=lambda d: d["provider_id"]),
         "gateway": {
             "default_route": gateway.default_route if gateway else None,
             "routes": sorted(

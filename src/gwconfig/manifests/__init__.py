@@ -38,16 +38,17 @@ class CompileResult:
 
 
 def _build(front: FrontResult) -> CompiledConfig:
-    from gwconfig.compile import build_config
-    from gwconfig.manifests.checks import gateway_sources, provider_sources
+    from gwconfig.compile import assemble_config
+    from gwconfig.manifests.checks import add_sources, gateway_sources
 
     sources: dict[str, SourceRef] = {}
-    for p, doc in front.providers:
-        provider_sources(p, doc, sources)
+    for _, _, path, _, lines in front.compiled:
+        add_sources(sources, path, lines)
     gateway = front.gateways[0] if front.gateways else None
     if gateway is not None:
         gateway_sources(gateway[0], gateway[1], sources)
-    return build_config((p for p, _ in front.providers), gateway[0] if gateway else None, sources)
+    providers = [canonical for _, _, _, canonical, _ in front.compiled]
+    return assemble_config(providers, gateway[0] if gateway else None, sources)
 
 
 def _result(front: FrontResult, config: CompiledConfig | None) -> CompileResult:
@@ -65,12 +66,22 @@ def _result(front: FrontResult, config: CompiledConfig | None) -> CompileResult:
 def run(
     path: str | Path = "providers.d", *, env: str | None = None, build: bool = True
 ) -> CompileResult:
-    """Load, validate, cross-check and (when clean and ``build``) compile ``path``."""
-    from gwconfig.manifests.pipeline import gc_paused, run_front
+    """Load, validate, cross-check and (when clean and ``build``) compile ``path``.
 
-    with gc_paused():
-        front = run_front(Path(path), env=env, positions=True, keep=True, parallel=False)
-        return _result(front, _build(front) if front.clean and build else None)
+    Large inputs are shared with a second process, like :func:`validate_run`; each process
+    brings back its valid providers already in canonical form.
+    """
+    from gwconfig.manifests.pipeline import gc_paused
+
+    with gc_paused():  # the documents and manifests are gone before the collector runs again
+        return _run(Path(path), env, build)
+
+
+def _run(root: Path, env: str | None, build: bool) -> CompileResult:
+    from gwconfig.manifests.pipeline import run_front
+
+    front = run_front(root, env=env, positions=False, keep=False, parallel=True, build=build)
+    return _result(front, _build(front) if front.clean and build else None)
 
 
 def compile_path(path: str | Path = "providers.d", *, env: str | None = None) -> CompiledConfig:

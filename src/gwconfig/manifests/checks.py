@@ -28,25 +28,55 @@ def _plugin_types() -> set[str]:
     return {ep.name for ep in entry_points(group="gwconfig.providers")}
 
 
-def provider_sources(p: ProviderManifest, doc: RawDocument, sources: dict[str, SourceRef]) -> None:
-    """Record where the provider, its models, keys and parameters were declared."""
+def _recorded(doc: RawDocument, container: Any, key: Any, *, at_key: bool) -> tuple[int, int]:
+    """Like ``doc.value_line`` / ``doc.key_line``, from the positions recorded while parsing.
+
+    Compiling parses with only the positions of entities recorded (see
+    :func:`gwconfig.manifests.fastyaml.parse_fast`); reading them here never re-parses a file.
+    A position that was not recorded is computed the usual way.
+    """
+    pos = doc.positions.get((id(container), key))
+    if pos is None:
+        return doc.key_line(container, key) if at_key else doc.value_line(container, key)
+    line, col = (pos[0], pos[1]) if at_key else (pos[2], pos[3])
+    if doc.line_map is not None:
+        return doc.template_line(line), 1
+    return line, col
+
+
+#: Where one provider's entities were declared: (entity key, line, col), in declaration order.
+SourceLines = list[tuple[str, int, int]]
+
+
+def provider_source_lines(p: ProviderManifest, doc: RawDocument) -> SourceLines:
+    """Where the provider, its models, keys and parameters were declared (first one wins)."""
     raw = doc.data
-    line, col = doc.template_line(doc.line), doc.col
-    sources[p.provider_id] = SourceRef(doc.path, line, col)
+    pid = p.provider_id
+    out: SourceLines = [(pid, doc.template_line(doc.line), doc.col)]
     raw_models = raw.get("models") or []
     for i, m in enumerate(p.models):
-        line, col = _at(doc, raw_models, i)
-        sources.setdefault(f"{p.provider_id}/{m.model_id}", SourceRef(doc.path, line, col))
+        out.append((f"{pid}/{m.model_id}", *_recorded(doc, raw_models, i, at_key=False)))
     raw_keys = raw.get("api_keys") or []
     for i, k in enumerate(p.api_keys):
-        line, col = doc.key_line(raw_keys[i], "value")
-        key = f"{p.provider_id}/key:{k.name}@{k.environment}"
-        sources.setdefault(key, SourceRef(doc.path, line, col))
+        line, col = _recorded(doc, raw_keys[i], "value", at_key=True)
+        out.append((f"{pid}/key:{k.name}@{k.environment}", line, col))
     raw_params = (raw.get("connection") or {}).get("parameters") or []
     for i, c in enumerate(p.connection.parameters):
-        line, col = doc.key_line(raw_params[i], "value")
-        key = f"{p.provider_id}/param:{c.name}@{c.environment}"
-        sources.setdefault(key, SourceRef(doc.path, line, col))
+        line, col = _recorded(doc, raw_params[i], "value", at_key=True)
+        out.append((f"{pid}/param:{c.name}@{c.environment}", line, col))
+    return out
+
+
+def add_sources(sources: dict[str, SourceRef], path: str, lines: SourceLines) -> None:
+    """Add ``lines`` (of the file ``path``) to ``sources``; the first place of an entity wins."""
+    for key, line, col in lines:
+        if key not in sources:
+            sources[key] = SourceRef(path, line, col)
+
+
+def provider_sources(p: ProviderManifest, doc: RawDocument, sources: dict[str, SourceRef]) -> None:
+    """Record where the provider, its models, keys and parameters were declared."""
+    add_sources(sources, doc.path, provider_source_lines(p, doc))
 
 
 def _check_provider(
@@ -342,5 +372,5 @@ def gateway_sources(gw: GatewayManifest, doc: RawDocument, sources: dict[str, So
     """Record where each route was declared."""
     raw_routes = doc.data.get("routes") or []
     for i, route in enumerate(gw.routes):
-        line, col = _at(doc, raw_routes, i)
+        line, col = _recorded(doc, raw_routes, i, at_key=False)
         sources.setdefault(f"route:{route.name}", SourceRef(doc.path, line, col))

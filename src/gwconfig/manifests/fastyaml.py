@@ -149,8 +149,11 @@ def _resolved(tag: str, v: str) -> Any:
     raise _Unsupported
 
 
-def _flow(v: str, line: int, col: int, positions: Positions | None) -> Any:
-    """A one-line flow collection of plain tokens: ``[a, b]`` or ``{k: v, k2: v2}``."""
+def _flow(v: str, line: int, col: int, positions: Positions | None, only: str | None = None) -> Any:
+    """A one-line flow collection of plain tokens: ``[a, b]`` or ``{k: v, k2: v2}``.
+
+    ``only`` records the position of that key alone (entity positions, see :func:`parse_fast`).
+    """
     inner = v[1:-1]
     if v[0] == "[":
         if not _FLOW_SEQ.match(v):
@@ -158,7 +161,7 @@ def _flow(v: str, line: int, col: int, positions: Positions | None) -> Any:
         items: list[Any] = []
         c = col + 1
         for i, item in enumerate(inner.split(", ") if inner else ()):
-            if positions is not None:
+            if positions is not None and only is None:
                 positions[(id(items), i)] = (line, c, line, c)
             items.append(_scalar(item))
             c += len(item) + 2
@@ -172,7 +175,7 @@ def _flow(v: str, line: int, col: int, positions: Positions | None) -> Any:
         key = _key(k)
         if key in mapping:
             raise _Unsupported
-        if positions is not None:
+        if positions is not None and (only is None or key == only):
             positions[(id(mapping), key)] = (line, c, line, c + len(k) + 2)
         mapping[key] = _scalar(value)
         c += len(pair) + 2
@@ -196,12 +199,20 @@ class ParseCache:
 
 
 def parse_fast(
-    text: str, path: str, *, positions: bool = True, cache: ParseCache | None = None
+    text: str,
+    path: str,
+    *,
+    positions: bool = True,
+    cache: ParseCache | None = None,
+    entities: bool = False,
 ) -> tuple[list[RawDocument], list[Diagnostic]] | None:
     """Documents of ``text`` if it is inside the fast subset, else None.
 
     With ``positions=False`` no positions are recorded (faster); the caller attaches a way to
     compute them when a diagnostic needs one (see :meth:`RawDocument.ensure_positions`).
+    ``entities=True`` (with ``positions=False``) still records the few positions that compiled
+    sources need: mappings that are items of a sequence and keys named ``value``. They are
+    the very entries a full parse records for them.
     """
     global _OUTSIDE
     if text.isascii():
@@ -213,13 +224,14 @@ def parse_fast(
         if _OUTSIDE.search(text):
             return None
     try:
-        return _parse(text, path, positions, cache or ParseCache()), []
+        light = entities and not positions
+        return _parse(text, path, positions, cache or ParseCache(), light), []
     except _Unsupported:
         return None
 
 
 def _parse(  # one tight loop, on purpose
-    text: str, path: str, record: bool, cache: ParseCache
+    text: str, path: str, record: bool, cache: ParseCache, light: bool = False
 ) -> list[RawDocument]:
     docs: list[RawDocument] = []
     positions: Positions = {}
@@ -257,7 +269,7 @@ def _parse(  # one tight loop, on purpose
             else:
                 raise _Unsupported  # an empty value (null) or a separator: reference loader
             owner[pkey] = new
-            if record:
+            if record or (light and pkey == "value"):
                 positions[(id(owner), pkey)] = (kline, pindent + 1, lineno, indent + 1)
             stack.append((cur_indent, cur, cur_id, cur_seq))
             if len(stack) > _MAX_DEPTH:
@@ -302,6 +314,9 @@ def _parse(  # one tight loop, on purpose
                 index = len(cur)
                 positions[(cur_id, index)] = (lineno, item_indent + 1, lineno, item_indent + 1)
             if (": " in body or body[-1] == ":") and _KEY.match(body):
+                if light:
+                    index = len(cur)
+                    positions[(cur_id, index)] = (lineno, item_indent + 1, lineno, item_indent + 1)
                 new = {}
                 cur.append(new)
                 stack.append((cur_indent, cur, cur_id, cur_seq))
@@ -313,7 +328,16 @@ def _parse(  # one tight loop, on purpose
                 if body[0] == "-" and (len(body) == 1 or body[1] == " "):
                     raise _Unsupported
                 if body[0] in "[{":
-                    value = _flow(body, lineno, item_indent + 1, positions if record else None)
+                    if light and body[0] == "{":  # a one-line mapping may be an entity
+                        index = len(cur)
+                        positions[(cur_id, index)] = (
+                            lineno,
+                            item_indent + 1,
+                            lineno,
+                            item_indent + 1,
+                        )
+                    where = positions if record or light else None
+                    value = _flow(body, lineno, item_indent + 1, where, None if record else "value")
                 else:
                     value = memo.get(body, miss)
                     if value is miss:
@@ -343,7 +367,7 @@ def _parse(  # one tight loop, on purpose
             pending = (cur, key, indent, lineno)
             cur[key] = None  # placeholder, replaced by the nested block
             continue
-        if record:
+        if record or (light and key == "value"):
             positions[(cur_id, key)] = (
                 lineno,
                 indent + 1,
@@ -352,7 +376,8 @@ def _parse(  # one tight loop, on purpose
             )
         if raw_value[0] in "[{":
             vcol = indent + len(content) - len(raw_value) + 1
-            value = _flow(raw_value, lineno, vcol, positions if record else None)
+            where = positions if record or light else None
+            value = _flow(raw_value, lineno, vcol, where, None if record else "value")
         else:
             value = memo.get(raw_value, miss)
             if value is miss:

@@ -81,11 +81,13 @@ def load_file(
     values: dict[str, Any] | None,
     positions: bool = True,
     cache: ParseCache | None = None,
+    entities: bool = False,
 ) -> tuple[list[RawDocument], list[Diagnostic]]:
     """Read one manifest file (rendering it first if it is a template).
 
     ``positions=False`` lets the fast path skip recording positions; documents then compute
-    them on demand (only those with a problem ever do).
+    them on demand (only those with a problem ever do). ``entities=True`` still records, at
+    parse time, the positions compiled sources need (see :func:`fastyaml.parse_fast`).
     """
     try:
         raw = path.read_bytes()
@@ -106,7 +108,7 @@ def load_file(
         docs, diags = fast if fast is not None else load_yaml(text, shown)
         diags = [_remap(d, line_map) for d in diags]
     else:
-        fast = parse_fast(text, shown, positions=positions, cache=cache)
+        fast = parse_fast(text, shown, positions=positions, cache=cache, entities=entities)
         docs, diags = fast if fast is not None else load_yaml(text, shown)
         if fast is not None and not positions:
             source = text

@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from gwconfig.errors import Diagnostic
-from gwconfig.manifests.checks import ProviderInfo, cross_checks, provider_checks
+from gwconfig.manifests.checks import (
+    ProviderInfo,
+    SourceLines,
+    cross_checks,
+    provider_checks,
+    provider_source_lines,
+)
 from gwconfig.manifests.documents import RawDocument
 from gwconfig.manifests.fastyaml import ParseCache
 from gwconfig.manifests.loader import load_file, plan_files
@@ -29,6 +35,10 @@ from gwconfig.schema import GatewayManifest, ProviderManifest
 
 #: Inputs smaller than this are not worth a second process.
 PARALLEL_MIN_BYTES = 400_000
+
+#: A provider compiled by per-file work: (file order, document index, path, canonical
+#: provider, where its entities were declared).
+Compiled = tuple[int, int, str, dict[str, Any], SourceLines]
 
 
 @dataclass
@@ -42,6 +52,8 @@ class Partial:
     gateway_refs: list[tuple[int, str, int]] = field(default_factory=list)
     invalid_provider_ids: set[str] = field(default_factory=set)
     has_sealed: bool = False
+    #: When compiling: (file order, document index, path, canonical provider, source lines).
+    compiled: list[Compiled] = field(default_factory=list)
     # Only in the process that did the work:
     providers: list[tuple[ProviderManifest, RawDocument]] = field(default_factory=list)
     gateways: list[tuple[GatewayManifest, RawDocument]] = field(default_factory=list)
@@ -57,6 +69,7 @@ class Partial:
             self.gateway_refs,
             self.invalid_provider_ids,
             self.has_sealed,
+            self.compiled,
         )
 
 
@@ -71,6 +84,8 @@ class FrontResult:
     providers: list[tuple[ProviderManifest, RawDocument]]
     gateways: list[tuple[GatewayManifest, RawDocument]]
     has_sealed: bool
+    #: When compiling: every valid provider in canonical form, in file and document order.
+    compiled: list[Compiled] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -90,15 +105,28 @@ def process(
     env: str | None,
     values: dict[str, Any] | None,
     positions: bool,
+    build: bool = False,
 ) -> Partial:
-    """Per-file work for ``items`` (order, path, shown path)."""
+    """Per-file work for ``items`` (order, path, shown path).
+
+    ``build`` also turns every valid provider into its canonical form, with the lines its
+    entities were declared on (positions of entities are recorded while parsing).
+    """
+    from gwconfig.compile import canonical_provider
+
     part = Partial()
     now = datetime.now(UTC)
     plugins: list[set[str]] = []
     cache = ParseCache()
     for order, path, shown in items:
         docs, diags = load_file(
-            path, shown, env=env, values=values, positions=positions, cache=cache
+            path,
+            shown,
+            env=env,
+            values=values,
+            positions=positions,
+            cache=cache,
+            entities=build,
         )
         part.files += 1
         part.documents += len(docs)
@@ -112,6 +140,9 @@ def process(
             part.infos.append(ProviderInfo.of(p, doc, order))
             part.providers.append((p, doc))
             part.has_sealed = part.has_sealed or _sealed(p)
+            if build:
+                lines = provider_source_lines(p, doc)
+                part.compiled.append((order, doc.index, doc.path, canonical_provider(p), lines))
         for g, doc in validated.gateways:
             part.gateway_refs.append((order, shown, doc.index))
             part.gateways.append((g, doc))
@@ -190,15 +221,27 @@ def gc_paused() -> Iterator[None]:
 
 
 def run_front(
-    root: Path, *, env: str | None, positions: bool, keep: bool, parallel: bool
+    root: Path,
+    *,
+    env: str | None,
+    positions: bool,
+    keep: bool,
+    parallel: bool,
+    build: bool = False,
 ) -> FrontResult:
-    """Plan, per-file work (maybe on two processes), cross-checks; collect every problem."""
+    """Plan, per-file work (maybe on two processes), cross-checks; collect every problem.
+
+    ``keep`` keeps every manifest in this process (no second process then); ``build`` brings
+    every valid provider back in canonical form (see :func:`process`).
+    """
     with gc_paused():
-        return _run_front(root, env=env, positions=positions, keep=keep, parallel=parallel)
+        return _run_front(
+            root, env=env, positions=positions, keep=keep, parallel=parallel, build=build
+        )
 
 
 def _run_front(
-    root: Path, *, env: str | None, positions: bool, keep: bool, parallel: bool
+    root: Path, *, env: str | None, positions: bool, keep: bool, parallel: bool, build: bool
 ) -> FrontResult:
     plan = plan_files(root, env=env)
     diags = list(plan.diagnostics)
@@ -209,12 +252,12 @@ def _run_front(
         sizes = [_size(path) for _, path, _ in items]
         if sum(sizes) >= PARALLEL_MIN_BYTES:
             mine, theirs = _split(items, sizes)
-            pending = _in_child(lambda: process(theirs, **kwargs))
-            parts.append(process(mine, **kwargs))
+            pending = _in_child(lambda: process(theirs, build=build, **kwargs))
+            parts.append(process(mine, build=build, **kwargs))
             other = pending.result()
-            parts.append(other if other is not None else process(theirs, **kwargs))
+            parts.append(other if other is not None else process(theirs, build=build, **kwargs))
     if not parts:
-        parts.append(process(items, **kwargs))
+        parts.append(process(items, build=build, **kwargs))
     local_docs: dict[str, list[RawDocument]] = {}
     shown_to_path = {shown: path for _, path, shown in items}
     for part in parts:
@@ -239,6 +282,7 @@ def _run_front(
         providers=[x for part in parts for x in part.providers],
         gateways=gateways,
         has_sealed=any(p.has_sealed for p in parts),
+        compiled=sorted((c for part in parts for c in part.compiled), key=lambda c: c[:2]),
     )
 
 
