@@ -232,3 +232,58 @@ def test_parallel_applies_serialise(
     finally:
         for _ in gen:
             pass
+
+
+def test_revision_records_exactly_the_state_read_back(
+    gw: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """apply computes the resulting state from the plan; it must equal a real re-read."""
+    from sqlalchemy import select
+
+    from gwconfig.apply import revision_snapshot
+    from gwconfig.db.models import ConfigRevision
+    from gwconfig.db.session import open_database
+    from gwconfig.state import read_state
+
+    root = tmp_path / "m"
+    plain_project = {"name": "project", "value": "proj-plain"}
+    floats = [
+        {"model_id": "m1", "parameters": {"temperature": 1.0, "top_p": 1}, "aliases": ["one"]},
+        {"model_id": "m4", "pricing": {"input_per_1m": 2.0, "output_per_1m": 0.5}},
+    ]
+
+    def rotate_and_change() -> None:
+        monkeypatch.setenv("GWT_API_KEY", "sk-rotated")
+        _multi_change(root)
+
+    steps = [
+        lambda: write_manifests(root, provider_doc(), provider_doc("b"), gateway_doc()),
+        rotate_and_change,
+        lambda: write_manifests(
+            root,
+            provider_doc(
+                models=floats,
+                connection={"api_base": None, "parameters": [plain_project]},
+                api_keys=[],
+                deletion_protection=True,
+            ),
+            gateway_doc(routes=[{"name": "chat", "targets": [{"model": "openai/m4"}]}]),
+        ),
+    ]
+    for number, step in enumerate(steps, start=1):
+        step()
+        plan_, result = apply(root, gw, prune=True)
+        assert result.revision == number
+        db = open_database(gw)
+        try:
+            with db.connect() as conn:
+                state = read_state(conn)
+                t = ConfigRevision.__table__
+                row = conn.execute(
+                    select(t.c.state_hash, t.c.snapshot).where(t.c.number == number)
+                ).one()
+        finally:
+            db.dispose()
+        assert row.state_hash == state.state_hash == result.state_hash
+        assert row.snapshot == revision_snapshot(state, plan_.desired)
+        assert plan(root, gw, prune=True).changes == ()

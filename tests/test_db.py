@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from sqlalchemy import delete, func, insert, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from gwconfig.db import open_database
+from gwconfig.db import session as session_module
 from gwconfig.db.migrate import head_revision, revision_status, upgrade_database
 from gwconfig.db.models import (
     ApiKey,
@@ -88,10 +91,25 @@ def test_older_revision_asks_for_upgrade(sqlite_url: str, monkeypatch: pytest.Mo
     from alembic.script import ScriptDirectory
 
     monkeypatch.setattr(ScriptDirectory, "get_current_head", lambda self: "0002")
+    monkeypatch.setattr(session_module, "HEAD_REVISION", "0002")
     with pytest.raises(SchemaVersionError) as info:
         open_database(sqlite_url)
     assert "0001" in str(info.value) and "older" in str(info.value)
     assert "gwconfig db upgrade" in (info.value.hint or "")
+
+
+def test_head_revision_constant_matches_the_shipped_migrations() -> None:
+    assert head_revision() == session_module.HEAD_REVISION
+
+
+def test_opening_an_up_to_date_database_does_not_import_alembic(sqlite_url: str) -> None:
+    open_database(sqlite_url, upgrade=True).dispose()
+    code = (
+        "import sys; from gwconfig.db.session import open_database; "
+        f"open_database({sqlite_url!r}).dispose(); print('alembic' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_database_from_newer_gwconfig_is_refused(db_url: str) -> None:

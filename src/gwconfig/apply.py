@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, text, update
+import orjson
+from sqlalchemy import Connection, Table, bindparam, insert, text, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from gwconfig.canonical import content_hash
+from gwconfig.db import bulk
 from gwconfig.db.models import (
     ApiKey,
     AuditEvent,
@@ -32,9 +34,10 @@ from gwconfig.db.rows import api_key_row, model_row, parameter_row, provider_row
 from gwconfig.db.session import Database
 from gwconfig.diff import Change, mask_entity
 from gwconfig.errors import DatabaseError, LockError, PlanError, StalePlanError
+from gwconfig.patch import patched_state
 from gwconfig.plan import Plan
 from gwconfig.secrets import EncryptionKeys
-from gwconfig.state import ActualState, read_state
+from gwconfig.state import ActualState
 
 LOCK_NAME = "gwconfig_apply"
 PG_LOCK_KEY = 0x6777_636F_6E66  # "gwconf"
@@ -198,6 +201,12 @@ def _rows(
     return out
 
 
+#: ``provider_models`` columns that are canonical model fields of the same name (see rows.py)
+_MODEL_FIELDS = (
+    "model_id", "display_name", "model_type", "context_window", "max_tokens", "enabled",
+    "capabilities", "parameters", "pricing", "aliases",
+)  # fmt: skip
+
 # entity -> (table, identity columns)
 _TABLES: dict[str, tuple[Any, tuple[str, ...]]] = {
     "provider": (Provider.__table__, ("provider_id",)),
@@ -209,10 +218,6 @@ _TABLES: dict[str, tuple[Any, tuple[str, ...]]] = {
     ),
     "route": (Route.__table__, ("name",)),
 }
-
-
-def _where(table: Any, ident: tuple[str, ...]) -> Any:
-    return and_(*(table.c[col] == bindparam(f"w_{col}") for col in ident))
 
 
 def _ident_params(c: Change, ident: tuple[str, ...]) -> dict[str, Any]:
@@ -229,6 +234,19 @@ def _ident_params(c: Change, ident: tuple[str, ...]) -> dict[str, Any]:
     return {f"w_{col}": values[col] for col in ident}
 
 
+@dataclass(frozen=True)
+class Written:
+    """What :func:`write_changes` stored beyond the plan: new ciphertexts, the default route."""
+
+    ciphertexts: dict[tuple[str, str, str, str], str]
+    default_route: str | None
+
+
+def pid_of(c: Change) -> str:
+    """The provider id of a child change."""
+    return c.provider_id or ""
+
+
 def write_changes(
     conn: Connection,
     plan: Plan,
@@ -236,7 +254,7 @@ def write_changes(
     keys: EncryptionKeys,
     base: ActualState,
     now: datetime,
-) -> None:
+) -> Written:
     """Execute the plan's effective changes (deletes children first, creates parents first)."""
     effective = plan.effective_changes
     default_change = next((c for c in effective if c.entity == "default_route"), None)
@@ -245,6 +263,7 @@ def write_changes(
         if default_change is not None
         else base.data["gateway"]["default_route"]
     )
+    written: dict[tuple[str, str, str, str], str] = {}
     groups: dict[tuple[str, str], list[Change]] = {}
     for c in effective:
         groups.setdefault((c.action, c.entity), []).append(c)
@@ -271,28 +290,32 @@ def write_changes(
             continue
         table, ident = _TABLES[entity]
         if action == "delete":
-            conn.execute(delete(table).where(_where(table, ident)), [
-                _ident_params(c, ident) for c in changes
-            ])  # fmt: skip
+            idents = [tuple(_ident_params(c, ident).values()) for c in changes]
+            bulk.delete_rows(conn, table, ident, idents)
             continue
-        rows = _rows(changes, values, keys, default)
-        if entity == "provider":
-            for row in rows:
-                row["updated_at"] = now
-                if action == "create":
-                    row["created_at"] = now
-        if action == "create":
-            if entity == "api_key":
-                for row in rows:
-                    row["created_at"] = now
-            conn.execute(insert(table), rows)
+        if entity == "model":  # the bulk of a large apply: straight from the bodies
+            bodies = [c.after or {} for c in changes]
+            columns: dict[str, list[Any]] = {"provider_id": [c.provider_id for c in changes]}
+            columns.update({f: [b[f] for b in bodies] for f in _MODEL_FIELDS})
         else:
-            params = []
-            for c, row in zip(changes, rows, strict=True):
-                for col in ident:
-                    row.pop(col, None)
-                params.append({**row, **_ident_params(c, ident)})
-            conn.execute(update(table).where(_where(table, ident)), params)
+            rows = _rows(changes, values, keys, default)
+            columns = bulk.by_column(rows)
+            if entity in ("api_key", "connection_parameter"):
+                for c, row in zip(changes, rows, strict=True):
+                    if c.entity == "api_key":
+                        written[_scope_key(pid_of(c), c.entity, c.after or {})] = row["key_value"]
+                    elif row["is_sensitive"]:
+                        scope = _scope_key(pid_of(c), c.entity, c.after or {})
+                        written[scope] = row["param_value"]
+        constants: dict[str, Any] = {}
+        if entity == "provider":
+            constants["updated_at"] = now
+        if action == "create" and entity in ("provider", "api_key"):
+            constants["created_at"] = now
+        if action == "create":
+            bulk.insert_columns(conn, table, columns, constants)
+        else:
+            bulk.update_columns(conn, table, columns, ident, constants)
     if default_change is not None:
         routes = cast(Table, Route.__table__)
         conn.execute(
@@ -303,6 +326,7 @@ def write_changes(
         )
         if default is not None:
             conn.execute(update(routes).where(routes.c.name == default).values(is_default=True))
+    return Written(written, default)
 
 
 def revision_snapshot(state: ActualState, desired: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -386,6 +410,32 @@ def snapshot_state(snapshot: Mapping[str, Any]) -> dict[str, Any]:
     return {**config, "providers": providers}
 
 
+_AUDIT_COLUMNS = (
+    "revision_number", "created_at", "actor", "entity_type", "entity_key", "action", "before",
+    "after",
+)  # fmt: skip
+
+
+def write_audit(
+    conn: Connection, changes: Sequence[Change], number: int, actor: str, now: datetime
+) -> None:
+    """One ``audit_events`` row per change (secrets masked), JSON serialised once by orjson."""
+    table = cast(Table, AuditEvent.__table__)
+    stamp = bulk.converter(conn, table.c.created_at)
+    when = stamp(now) if stamp is not None else now
+    dumps = orjson.dumps
+    rows = []
+    for c in changes:
+        before = mask_entity(c.entity, c.before)
+        after = mask_entity(c.entity, c.after)
+        rows.append((
+            number, when, actor, c.entity, c.key[:512], c.action,
+            None if before is None else dumps(before).decode(),
+            None if after is None else dumps(after).decode(),
+        ))  # fmt: skip
+    bulk.insert_tuples(conn, table, _AUDIT_COLUMNS, rows)
+
+
 def execute_plan(
     conn: Connection,
     plan: Plan,
@@ -402,9 +452,13 @@ def execute_plan(
     if not effective:
         return ApplyResult(None, plan.summary, base.state_hash)
     now = datetime.now(UTC)
-    write_changes(conn, plan, values, keys, base, now)
-    after = read_state(conn)
+    written = write_changes(conn, plan, values, keys, base, now)
     number = (base.last_revision or 0) + 1
+    # the tables now hold the base state with the changes written (no need to read them back)
+    data, secrets, fingerprints = patched_state(
+        base.data, base.secrets, effective, written.default_route, written.ciphertexts
+    )
+    after = ActualState(data, secrets, content_hash(data), number, fingerprints)
     summary = {**plan.summary, "drift_revision": plan.drift_revision}
     conn.execute(
         insert(cast(Table, ConfigRevision.__table__)),
@@ -419,20 +473,5 @@ def execute_plan(
             "summary": summary,
         },
     )
-    conn.execute(
-        insert(cast(Table, AuditEvent.__table__)),
-        [
-            {
-                "revision_number": number,
-                "created_at": now,
-                "actor": actor,
-                "entity_type": c.entity,
-                "entity_key": c.key[:512],
-                "action": c.action,
-                "before": mask_entity(c.entity, c.before),
-                "after": mask_entity(c.entity, c.after),
-            }
-            for c in effective
-        ],
-    )
+    write_audit(conn, effective, number, actor, now)
     return ApplyResult(number, plan.summary, after.state_hash)

@@ -322,17 +322,25 @@ def field_changes(
     return [FieldChange(path, old=old, new=new)]
 
 
+_DELETE_PHASE = {"route": 0, "provider": 2}
+_PHASE = {
+    "provider": 3,
+    "connection_parameter": 4,
+    "api_key": 4,
+    "model": 5,
+    "route": 6,
+    "default_route": 7,
+}
+
+
+def _key_of(change: Change) -> str:
+    return change.key
+
+
 def _phase(change: Change) -> int:
     if isinstance(change, Delete):
-        return {"route": 0, "provider": 2}.get(change.entity, 1)
-    return {
-        "provider": 3,
-        "connection_parameter": 4,
-        "api_key": 4,
-        "model": 5,
-        "route": 6,
-        "default_route": 7,
-    }[change.entity]
+        return _DELETE_PHASE.get(change.entity, 1)
+    return _PHASE[change.entity]
 
 
 def _sensitive_paths(entity: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> frozenset[str]:
@@ -418,7 +426,10 @@ def diff(
         changes.append(
             Delete(h.entity, key, h.provider_id, h.body, None, drift=key in drift, blocked=blocked)
         )
-    changes.sort(key=lambda c: (_phase(c), c.key))
+    phases: dict[int, list[Change]] = {}
+    for c in changes:
+        phases.setdefault(_phase(c), []).append(c)
+    changes = [c for n in sorted(phases) for c in sorted(phases[n], key=_key_of)]
     warnings: list[str] = []
     kept = [c for c in changes if c.blocked == PROTECTED and c.entity == "provider"]
     for c in kept:

@@ -79,7 +79,9 @@ class Plan:
     def unknown_secrets(self) -> tuple[str, ...]:
         """Reasons for every secret that could not be resolved (apply refuses these)."""
         seen: dict[str, None] = {}
-        for c in self.effective_changes:
+        for c in self.changes:
+            if c.blocked is not None or c.entity not in ("api_key", "connection_parameter"):
+                continue  # only secrets can be unknown
             for reason in c.unknown_secrets:
                 seen.setdefault(f"{c.key}: {reason}", None)
         return tuple(seen)

@@ -27,6 +27,10 @@ from gwconfig.errors import ConfigurationError, DatabaseError, SchemaVersionErro
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: Alembic's version table; named for gwconfig so a shared database can host other apps' Alembic.
 VERSION_TABLE = "gwconfig_alembic_version"
+#: The newest migration shipped in ``migrations/versions`` (a test keeps it equal to Alembic's
+#: head). Opening a database at this revision is one plain SELECT; Alembic is imported only
+#: when the revision differs (to upgrade, or to explain why not).
+HEAD_REVISION = "0001"
 
 _DRIVERS = {
     "postgresql": "postgresql+psycopg",
@@ -179,6 +183,8 @@ def open_database(
     if upgrade is None:
         upgrade = settings.is_embedded_default(resolved)
     try:
+        if (upgrade or check) and stored_revision(db) == HEAD_REVISION:
+            return db
         if upgrade:
             from gwconfig.db.migrate import upgrade_database
 
@@ -194,6 +200,20 @@ def open_database(
         engine.dispose()
         raise database_error(exc, resolved, "opening") from exc
     return db
+
+
+def stored_revision(db: Database) -> str | None:
+    """The revision in gwconfig's version table, by a plain SELECT (None: unreadable or empty).
+
+    The fast path of :func:`open_database`; anything unexpected (no table yet, several rows)
+    returns None so that the caller falls back to Alembic's own check.
+    """
+    try:
+        with db.engine.connect() as conn:
+            rows = conn.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").all()
+    except SQLAlchemyError:
+        return None
+    return str(rows[0][0]) if len(rows) == 1 else None
 
 
 def get_db_session(url: str | None = None) -> Session:
