@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from gwconfig.cli import cli
 from gwconfig.manifests import validate_path
 from gwconfig.manifests.documents import RawDocument
-from gwconfig.manifests.fastyaml import parse_fast
+from gwconfig.manifests.fastyaml import ParseCache, parse_fast
 from gwconfig.manifests.yaml_loader import load_yaml
 
 TRICKY_WORDS = [
@@ -309,3 +309,41 @@ def test_entity_positions_of_a_manifest() -> None:
         (id(models), 0): (8, 3, 8, 3),
         (id(models), 1): (10, 5, 10, 5),
     }
+
+
+# Few distinct keys and values: the same lines come back in many places and files.
+repeat_scalars = st.sampled_from(["x", "1", "no", "1.5", "value", "'q'", "a b"])
+repeat_data = st.recursive(
+    repeat_scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(st.sampled_from(["a", "b", "value"]), children, max_size=3),
+    ),
+    max_leaves=16,
+)
+repeat_files = st.lists(
+    st.lists(
+        st.dictionaries(st.sampled_from(["a", "b", "value"]), repeat_data, min_size=1),
+        min_size=1,
+        max_size=2,
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(files=repeat_files, style=st.integers(0, 2), positions=st.booleans())
+def test_lines_remembered_across_files_change_nothing(
+    files: list[list[dict[str, Any]]], style: int, positions: bool
+) -> None:
+    cache = ParseCache()
+    for docs in files:
+        text = _dump(docs, style)
+        shared = parse_fast(text, "f.yaml", positions=positions, cache=cache)
+        alone = parse_fast(text, "f.yaml", positions=positions)
+        assert (shared is None) == (alone is None)
+        if shared is not None and alone is not None:
+            assert _summary(shared) == _summary(alone)
+            if positions:
+                assert _summary(shared) == _summary(load_yaml(text, "f.yaml"))

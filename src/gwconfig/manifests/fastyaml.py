@@ -189,13 +189,26 @@ def _key(text: str) -> str:
 
 
 class ParseCache:
-    """Scalars and keys already resolved, shared by the files of one run (values repeat)."""
+    """Scalars, keys and lines already understood, shared by the files of one run.
 
-    __slots__ = ("keys", "scalars")
+    ``lines`` maps the text of a line seen before to what it was (see :data:`_KEY_SCALAR`):
+    manifests repeat lines a lot (``model_type: chat``, ``- streaming``), and such a line in
+    the same place of the same kind of collection needs none of the work again.
+    """
+
+    __slots__ = ("keys", "lines", "scalars")
 
     def __init__(self) -> None:
         self.scalars: dict[str, Any] = {}
         self.keys: set[str] = set()
+        self.lines: dict[str, tuple[int, int, str, Any, int]] = {}
+
+
+#: Kinds of remembered lines: (kind, indent, key, value, column).
+#: ``key: scalar`` (column of the value), ``- scalar`` (column of the item), ``key:`` (a block
+#: follows). Only lines without trailing blanks or extra spaces are remembered; the value is the
+#: one the scalar cache holds for that text (immutable).
+_KEY_SCALAR, _ITEM_SCALAR, _KEY_BLOCK = 0, 1, 2
 
 
 def parse_fast(
@@ -240,6 +253,7 @@ def _parse(  # one tight loop, on purpose
     started = False  # an explicit '---' opened the current document
     memo = cache.scalars
     good_keys = cache.keys
+    lane = cache.lines
     miss: Any = cache  # sentinel: never a parsed value
     # The innermost collection lives in locals; the outer ones on the stack.
     stack: list[tuple[int, Any, int, bool]] = []
@@ -249,6 +263,29 @@ def _parse(  # one tight loop, on purpose
     lineno = 0
     for line in text.split("\n"):
         lineno += 1
+        hit = lane.get(line)
+        if hit is not None and pending is None and hit[1] == cur_indent:
+            # A line seen before, continuing the current collection: exactly what the full
+            # path below would do for it (same checks, same positions, same value object).
+            kind = hit[0]
+            if kind == _ITEM_SCALAR:
+                if cur_seq:
+                    if record:
+                        positions[(cur_id, len(cur))] = (lineno, hit[4], lineno, hit[4])
+                    cur.append(hit[3])
+                    continue
+            elif not cur_seq:
+                key = hit[2]
+                if key in cur:
+                    raise _Unsupported
+                if kind == _KEY_SCALAR:
+                    if record or (light and key == "value"):
+                        positions[(cur_id, key)] = (lineno, cur_indent + 1, lineno, hit[4])
+                    cur[key] = hit[3]
+                else:
+                    pending = (cur, key, cur_indent, lineno)
+                    cur[key] = None
+                continue
         content = line.lstrip(" ")
         if not content:
             continue
@@ -342,6 +379,8 @@ def _parse(  # one tight loop, on purpose
                     value = memo.get(body, miss)
                     if value is miss:
                         value = memo[body] = _scalar(body)
+                    if item_indent == indent + 2 and len(line) == item_indent + len(body):
+                        lane[line] = (_ITEM_SCALAR, indent, "", value, item_indent + 1)
                 cur.append(value)
                 continue
         elif first == "-" and (len(content) == 1 or content[1] == " "):
@@ -363,7 +402,11 @@ def _parse(  # one tight loop, on purpose
             good_keys.add(_key(key))
         if key in cur:
             raise _Unsupported
+        # A line of this mapping itself (not the first key of a sequence item), nothing trailing:
+        plain = len(line) == indent + len(content) and (indent == 0 or line[:indent].isspace())
         if not raw_value:
+            if plain:
+                lane[line] = (_KEY_BLOCK, indent, key, None, 0)
             pending = (cur, key, indent, lineno)
             cur[key] = None  # placeholder, replaced by the nested block
             continue
@@ -382,6 +425,9 @@ def _parse(  # one tight loop, on purpose
             value = memo.get(raw_value, miss)
             if value is miss:
                 value = memo[raw_value] = _scalar(raw_value)
+            if plain:
+                vcol = indent + len(content) - len(raw_value) + 1
+                lane[line] = (_KEY_SCALAR, indent, key, value, vcol)
         cur[key] = value
     if pending is not None:
         raise _Unsupported
