@@ -6,7 +6,7 @@ of thousands of rows that costs more than the database. Here JSON documents are 
 by ``orjson`` (the same text the engine's ``json_serializer`` writes), constant values (the apply
 time) go through their column type's bind processor once, and the rows reach the driver as
 tuples of one plain ``INSERT``/``UPDATE``/``DELETE`` statement (psycopg 3 pipelines the batch;
-PyMySQL folds an ``INSERT`` into multi-row statements).
+PyMySQL folds an ``INSERT`` into multi-row statements). Inserts on PostgreSQL use ``COPY``.
 
 Statements still go through :meth:`sqlalchemy.engine.Connection.exec_driver_sql` on the caller's
 connection: they are part of its transaction and fire the engine's ``before_cursor_execute``
@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import JSON, Column, Connection, Table
+from sqlalchemy.exc import DBAPIError
 
 from gwconfig.db.models import JSONText
 
@@ -122,12 +123,38 @@ def insert_tuples(
     """``INSERT`` rows already converted to DBAPI values (see :func:`converter`)."""
     if not rows:
         return 0
-    mark = _placeholder(conn)
-    sql = (
-        f"INSERT INTO {_quote(conn, table.name)} ({', '.join(_quote(conn, c) for c in columns)}) "
-        f"VALUES ({', '.join(mark for _ in columns)})"
-    )
-    conn.exec_driver_sql(sql, rows)
+    names = ", ".join(_quote(conn, c) for c in columns)
+    if conn.dialect.driver == "psycopg":
+        return _copy(conn, f"COPY {_quote(conn, table.name)} ({names}) FROM STDIN", rows)
+    marks = ", ".join(_placeholder(conn) for _ in columns)
+    conn.exec_driver_sql(f"INSERT INTO {_quote(conn, table.name)} ({names}) VALUES ({marks})", rows)
+    return len(rows)
+
+
+def _copy(conn: Connection, statement: str, rows: list[tuple[Any, ...]]) -> int:
+    """PostgreSQL (psycopg 3): stream ``rows`` with ``COPY ... FROM STDIN`` on ``conn``.
+
+    Several times faster than even a pipelined executemany. It runs on the DBAPI connection of
+    ``conn`` (same transaction); the engine's ``before_cursor_execute`` and
+    ``after_cursor_execute`` listeners are called as for any statement, and driver errors are
+    raised as SQLAlchemy's ``DBAPIError`` (values never in the message).
+    """
+    dbapi_connection = conn.connection.dbapi_connection
+    assert dbapi_connection is not None
+    cursor = dbapi_connection.cursor()
+    try:
+        conn.dispatch.before_cursor_execute(conn, cursor, statement, rows, None, True)
+        try:
+            with cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(
+                statement, None, exc, conn.dialect.loaded_dbapi.Error, hide_parameters=True
+            ) from exc
+        conn.dispatch.after_cursor_execute(conn, cursor, statement, rows, None, True)
+    finally:
+        cursor.close()
     return len(rows)
 
 
