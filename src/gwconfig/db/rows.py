@@ -13,9 +13,9 @@ and compute their fingerprints, so plaintext never reaches a row.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, Table
 
 from gwconfig.canonical import parse_timestamp
 from gwconfig.secrets import EncryptionKeys
@@ -126,12 +126,22 @@ def insert_config(
     keys: EncryptionKeys,
     resolve: SecretResolver | None = None,
 ) -> dict[str, int]:
-    """Bulk-insert a whole canonical configuration into empty gateway tables (executemany).
+    """Bulk-insert a whole canonical configuration into empty gateway tables.
+
+    Rows go through :mod:`gwconfig.db.bulk` (DBAPI executemany, ``COPY`` on PostgreSQL).
 
     Secret references are resolved with ``resolve`` (default
     :func:`gwconfig.secrets.resolve_secret`) and stored encrypted. Returns rows written per table.
     """
-    from gwconfig.db.models import ApiKey, ConnectionParameter, Provider, ProviderModel, Route
+    from gwconfig.db.bulk import insert_rows
+    from gwconfig.db.models import (
+        ApiKey,
+        ConnectionParameter,
+        Provider,
+        ProviderModel,
+        Route,
+        utcnow,
+    )
     from gwconfig.secrets import resolve_secret
 
     resolver = resolve or resolve_secret
@@ -151,15 +161,15 @@ def insert_config(
             )
             params.append(parameter_row(pid, prm, keys, value))
     routes = route_rows(data.get("gateway", {}))
+    now = utcnow()
     counts: dict[str, int] = {}
-    for table, rows in (
-        (Provider, providers),
-        (ProviderModel, models),
-        (ApiKey, api_keys),
-        (ConnectionParameter, params),
-        (Route, routes),
+    for table, rows, constants in (
+        (Provider, providers, {"created_at": now, "updated_at": now}),
+        (ProviderModel, models, {}),
+        (ApiKey, api_keys, {"created_at": now}),
+        (ConnectionParameter, params, {}),
+        (Route, routes, {}),
     ):
-        if rows:
-            conn.execute(insert(table), rows)
+        insert_rows(conn, cast(Table, table.__table__), rows, constants)
         counts[table.__tablename__] = len(rows)
     return counts
