@@ -264,28 +264,56 @@ def _parse(  # one tight loop, on purpose
     for line in text.split("\n"):
         lineno += 1
         hit = lane.get(line)
-        if hit is not None and pending is None and hit[1] == cur_indent:
-            # A line seen before, continuing the current collection: exactly what the full
-            # path below would do for it (same checks, same positions, same value object).
-            kind = hit[0]
-            if kind == _ITEM_SCALAR:
-                if cur_seq:
-                    if record:
-                        positions[(cur_id, len(cur))] = (lineno, hit[4], lineno, hit[4])
-                    cur.append(hit[3])
-                    continue
-            elif not cur_seq:
-                key = hit[2]
-                if key in cur:
-                    raise _Unsupported
-                if kind == _KEY_SCALAR:
-                    if record or (light and key == "value"):
-                        positions[(cur_id, key)] = (lineno, cur_indent + 1, lineno, hit[4])
-                    cur[key] = hit[3]
+        if hit is not None and (pending is not None or hit[1] <= cur_indent):
+            # A line seen before: the first of a nested block, or in the current collection or
+            # one it is nested in. Exactly what the full path below does for it (same checks,
+            # same positions, same value object).
+            kind, indent = hit[0], hit[1]
+            if pending is not None:
+                owner, pkey, pindent, kline = pending
+                pending = None
+                if kind == _ITEM_SCALAR:
+                    if indent < pindent:
+                        raise _Unsupported
+                    new: Any = []
                 else:
-                    pending = (cur, key, cur_indent, lineno)
-                    cur[key] = None
+                    if indent <= pindent:
+                        raise _Unsupported
+                    new = {}
+                owner[pkey] = new
+                if record or (light and pkey == "value"):
+                    positions[(id(owner), pkey)] = (kline, pindent + 1, lineno, indent + 1)
+                stack.append((cur_indent, cur, cur_id, cur_seq))
+                if len(stack) > _MAX_DEPTH:
+                    raise _Unsupported
+                cur_indent, cur, cur_id, cur_seq = indent, new, id(new), kind == _ITEM_SCALAR
+            elif indent < cur_indent or (cur_seq and kind != _ITEM_SCALAR):
+                while cur_indent > indent or (
+                    cur_indent == indent and cur_seq and kind != _ITEM_SCALAR
+                ):
+                    if not stack:
+                        raise _Unsupported
+                    cur_indent, cur, cur_id, cur_seq = stack.pop()
+                if cur_indent != indent:
+                    raise _Unsupported
+            if kind == _ITEM_SCALAR:
+                if not cur_seq:
+                    raise _Unsupported
+                if record:
+                    positions[(cur_id, len(cur))] = (lineno, hit[4], lineno, hit[4])
+                cur.append(hit[3])
                 continue
+            key = hit[2]
+            if key in cur:
+                raise _Unsupported
+            if kind == _KEY_SCALAR:
+                if record or (light and key == "value"):
+                    positions[(cur_id, key)] = (lineno, indent + 1, lineno, hit[4])
+                cur[key] = hit[3]
+            else:
+                pending = (cur, key, indent, lineno)
+                cur[key] = None
+            continue
         content = line.lstrip(" ")
         if not content:
             continue
@@ -300,7 +328,7 @@ def _parse(  # one tight loop, on purpose
             owner, pkey, pindent, kline = pending
             pending = None
             if content[:2] == "- " and indent >= pindent:
-                new: Any = []
+                new = []
             elif first != "-" and indent > pindent:
                 new = {}
             else:
