@@ -7,9 +7,11 @@ in memory between resolution and encryption; plans carry fingerprints and refere
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,6 +81,20 @@ class Desired:
     comparable: dict[str, Any]
     values: dict[Scope, str] = field(repr=False, default_factory=dict)
     fingerprints: dict[str, str] = field(default_factory=dict)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside the block (re-enabled after it, if it was on)."""
+    # plan/apply allocate ~10^5 long-lived, acyclic objects; scanning them again and again
+    # costs a short-lived command ~0.3 s on the x5 corpus and frees nothing
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def scope_id(scope: Scope) -> str:
@@ -246,17 +262,23 @@ def make_plan(path: str | None, database_url: str | None, options: PlanOptions) 
     from gwconfig.state import read_state
 
     config = compile_manifests(path, options.env)
-    db, keys = _open(database_url)
-    try:
-        desired = resolve_desired(config.data, keys, sources=config.sources)
-        with translate_errors(db.url, "planning against"), db.connect() as conn:
-            state = read_state(conn)
-            return compute_plan(conn, state, desired, options)
-    finally:
-        db.dispose()
+    with gc_paused():
+        db, keys = _open(database_url)
+        try:
+            desired = resolve_desired(config.data, keys, sources=config.sources)
+            with translate_errors(db.url, "planning against"), db.connect() as conn:
+                state = read_state(conn)
+                return compute_plan(conn, state, desired, options)
+        finally:
+            db.dispose()
 
 
-def _apply(
+def _apply(*args: Any, **kwargs: Any) -> tuple[Plan, ApplyResult]:
+    with gc_paused():
+        return _plan_and_apply(*args, **kwargs)
+
+
+def _plan_and_apply(
     database_url: str | None,
     make_desired: Callable[[EncryptionKeys], Desired],
     options: PlanOptions,
