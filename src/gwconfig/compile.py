@@ -87,26 +87,30 @@ def _key(k: ApiKeySpec) -> dict[str, Any]:
 
 
 def _pricing(p: Pricing) -> dict[str, Any]:
+    f = p.__dict__  # the fields of a pydantic model, read without attribute lookups
     return {
-        "currency": p.currency,
-        "input_per_1m": p.input_per_1m,
-        "output_per_1m": p.output_per_1m,
-        "cached_input_per_1m": p.cached_input_per_1m,
+        "currency": f["currency"],
+        "input_per_1m": f["input_per_1m"],
+        "output_per_1m": f["output_per_1m"],
+        "cached_input_per_1m": f["cached_input_per_1m"],
     }
 
 
 def _model(m: ModelSpec) -> dict[str, Any]:
+    # Called once per model (tens of thousands): fields straight from the model's __dict__.
+    f = m.__dict__
+    name, pricing, caps, aliases = f["display_name"], f["pricing"], f["capabilities"], f["aliases"]
     return {
-        "model_id": m.model_id,
-        "display_name": m.display_name if m.display_name is not None else m.model_id,
-        "model_type": m.model_type,
-        "context_window": m.context_window,
-        "max_tokens": m.max_tokens,
-        "enabled": m.enabled,
-        "capabilities": sorted(set(m.capabilities)),
-        "parameters": dict(m.parameters),
-        "pricing": _pricing(m.pricing) if m.pricing is not None else None,
-        "aliases": sorted(set(m.aliases)),
+        "model_id": f["model_id"],
+        "display_name": name if name is not None else f["model_id"],
+        "model_type": f["model_type"],
+        "context_window": f["context_window"],
+        "max_tokens": f["max_tokens"],
+        "enabled": f["enabled"],
+        "capabilities": sorted(set(caps)) if caps else [],
+        "parameters": dict(f["parameters"]),
+        "pricing": _pricing(pricing) if pricing is not None else None,
+        "aliases": sorted(set(aliases)) if aliases else [],
     }
 
 
