@@ -2,15 +2,20 @@
 
 Builds the corpus with ``bench/corpus.py`` (one YAML file per provider: x1 ~4,800 models,
 x5 ~24,000 models), then runs ``gwconfig validate DIR`` in a fresh process several times per size
-and prints the median, next to the target. ``--command compile`` times ``gwconfig compile``.
+and prints the median, next to the target. ``--command compile`` times ``gwconfig compile``;
+``--in-process`` times ``gwconfig.manifests.compile_path`` inside this process instead (what
+``plan`` and ``apply`` run first), with the CPU time of this process and its forked child.
 
     .venv/bin/python bench/bench_validate.py            # x1 and x5, 7 runs each
     .venv/bin/python bench/bench_validate.py --scales 1 5 10 --runs 5
+    .venv/bin/python bench/bench_validate.py --in-process --runs 9
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import os
 import statistics
 import subprocess
 import sys
@@ -56,13 +61,49 @@ def time_runs(args: list[str], runs: int) -> list[float]:
     return times
 
 
+def in_process(scales: list[int], runs: int) -> None:
+    """Median wall and CPU time of ``compile_path`` per corpus size, in this process."""
+    from gwconfig.manifests import compile_path
+
+    print(f"compile_path (in process): median of {runs} runs")
+    for scale in scales:
+        directory = corpus_dir(scale)
+        compile_path(directory)  # warm the file system cache
+        walls, cpus = [], []
+        for _ in range(runs):
+            gc.collect()
+            before, start = os.times(), time.perf_counter()
+            config = compile_path(directory)
+            walls.append(time.perf_counter() - start)
+            after = os.times()
+            cpus.append(
+                after.user
+                - before.user
+                + after.system
+                - before.system
+                + after.children_user
+                - before.children_user
+                + after.children_system
+                - before.children_system
+            )
+            del config
+        print(
+            f"  catalogue x{scale:<3}  {statistics.median(walls):6.3f} s wall"
+            f"  [min {min(walls):.3f}]  {statistics.median(cpus):6.3f} s CPU (with the child)"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the median wall time per corpus size."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--command", choices=["validate", "compile"], default="validate")
+    parser.add_argument("--in-process", action="store_true", help="time compile_path in here")
     args = parser.parse_args(argv)
+    if args.in_process:
+        in_process(args.scales, args.runs)
+        return 0
     base = gwconfig_command()
     examples = HERE.parent / "providers.d"
     print(f"gwconfig {args.command}: median wall time of {args.runs} runs (whole process)")
