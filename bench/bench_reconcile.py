@@ -8,7 +8,8 @@ For each engine (SQLite file; PostgreSQL when ``GWCONFIG_BENCH_POSTGRES_URL`` or
 3. plan, then apply, of a change to 1% of the models (their ``display_name``),
 
 and prints the median wall time of each step over the runs, plus an in-process breakdown of the
-no-op plan (compile, open, read state, resolve secrets + diff, render).
+no-op plan (compile, open, read state, resolve secrets + diff, render) and of a first apply
+(total, and the part spent inside SQL statements, as seen by SQLAlchemy's cursor events).
 
     .venv/bin/python bench/bench_reconcile.py [--scale 5] [--runs 3] [--engines sqlite,postgres]
 """
@@ -151,6 +152,34 @@ def breakdown(path: Path, url: str) -> dict[str, float]:
     return out
 
 
+def apply_breakdown(path: Path, url: str) -> dict[str, float]:
+    """In-process first apply (imports already paid): total, and time inside SQL statements."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from gwconfig import reconcile
+
+    inside = [0.0]
+    started: list[float] = []
+
+    def before(*_args: Any) -> None:
+        started.append(time.perf_counter())
+
+    def after(*_args: Any) -> None:
+        inside[0] += time.perf_counter() - started.pop()
+
+    event.listen(Engine, "before_cursor_execute", before)
+    event.listen(Engine, "after_cursor_execute", after)
+    try:
+        t = time.perf_counter()
+        reconcile.apply_manifests(str(path), url, reconcile.PlanOptions(), review=lambda _p: True)
+        total = time.perf_counter() - t
+    finally:
+        event.remove(Engine, "before_cursor_execute", before)
+        event.remove(Engine, "after_cursor_execute", after)
+    return {"total": total, "inside SQL statements (driver + server)": inside[0]}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print medians."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -197,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
                             for stage, value in breakdown(base, url).items():
                                 key = "  in-process no-op plan: " + stage
                                 times.setdefault(key, []).append(value)
+                with fresh_database(engine, tmp) as url:
+                    for stage, value in apply_breakdown(base, url).items():
+                        key = "  in-process first apply: " + stage
+                        times.setdefault(key, []).append(value)
             print(f"\n{engine}:                                        wall (median)   CPU")
             for name, values in times.items():
                 cpu = CPU.get(f"{engine}:{name}")
