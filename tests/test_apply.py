@@ -234,10 +234,8 @@ def test_parallel_applies_serialise(
             pass
 
 
-def test_revision_records_exactly_the_state_read_back(
-    gw: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """apply computes the resulting state from the plan; it must equal a real re-read."""
+def _assert_recorded_state(url: str, number: int, desired: Any) -> None:
+    """Revision ``number`` holds the state hash and snapshot of a real re-read of the tables."""
     from sqlalchemy import select
 
     from gwconfig.apply import revision_snapshot
@@ -245,6 +243,25 @@ def test_revision_records_exactly_the_state_read_back(
     from gwconfig.db.session import open_database
     from gwconfig.state import read_state
 
+    db = open_database(url)
+    try:
+        with db.connect() as conn:
+            state = read_state(conn)
+            t = ConfigRevision.__table__
+            row = conn.execute(
+                select(t.c.state_hash, t.c.snapshot).where(t.c.number == number)
+            ).one()
+    finally:
+        db.dispose()
+    assert state.last_revision == number
+    assert row.state_hash == state.state_hash
+    assert row.snapshot == revision_snapshot(state, desired)
+
+
+def test_revision_records_exactly_the_state_read_back(
+    gw: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """apply computes the resulting state from the plan; it must equal a real re-read."""
     root = tmp_path / "m"
     plain_project = {"name": "project", "value": "proj-plain"}
     floats = [
@@ -256,10 +273,8 @@ def test_revision_records_exactly_the_state_read_back(
         monkeypatch.setenv("GWT_API_KEY", "sk-rotated")
         _multi_change(root)
 
-    steps = [
-        lambda: write_manifests(root, provider_doc(), provider_doc("b"), gateway_doc()),
-        rotate_and_change,
-        lambda: write_manifests(
+    def protected_plain_parameter() -> None:
+        write_manifests(
             root,
             provider_doc(
                 models=floats,
@@ -267,23 +282,22 @@ def test_revision_records_exactly_the_state_read_back(
                 api_keys=[],
                 deletion_protection=True,
             ),
+            provider_doc("b", description="only b is applied"),
             gateway_doc(routes=[{"name": "chat", "targets": [{"model": "openai/m4"}]}]),
-        ),
+        )
+
+    steps: list[tuple[Any, dict[str, Any]]] = [
+        (lambda: write_manifests(root, provider_doc(), provider_doc("b"), gateway_doc()), {}),
+        (rotate_and_change, {"prune": True}),
+        (protected_plain_parameter, {"prune": True, "targets": ("b",)}),
+        (lambda: None, {"prune": True}),
     ]
-    for number, step in enumerate(steps, start=1):
+    for number, (step, options) in enumerate(steps, start=1):
         step()
-        plan_, result = apply(root, gw, prune=True)
+        plan_, result = apply(root, gw, **options)
         assert result.revision == number
-        db = open_database(gw)
-        try:
-            with db.connect() as conn:
-                state = read_state(conn)
-                t = ConfigRevision.__table__
-                row = conn.execute(
-                    select(t.c.state_hash, t.c.snapshot).where(t.c.number == number)
-                ).one()
-        finally:
-            db.dispose()
-        assert row.state_hash == state.state_hash == result.state_hash
-        assert row.snapshot == revision_snapshot(state, plan_.desired)
-        assert plan(root, gw, prune=True).changes == ()
+        _assert_recorded_state(gw, number, plan_.desired)
+    assert plan(root, gw, prune=True).changes == ()
+    plan_, result = reconcile.rollback(gw, 2, review=lambda _p: True)
+    assert result.revision == 5
+    _assert_recorded_state(gw, 5, plan_.desired)
