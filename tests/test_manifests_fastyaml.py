@@ -347,3 +347,11 @@ def test_lines_remembered_across_files_change_nothing(
             assert _summary(shared) == _summary(alone)
             if positions:
                 assert _summary(shared) == _summary(load_yaml(text, "f.yaml"))
+
+
+def test_ascii_check_without_regex_is_the_pattern_s() -> None:
+    from gwconfig.manifests.fastyaml import _OUTSIDE_ASCII, has_outside_characters
+
+    for i in range(128):
+        text = f"a: b{chr(i)}c\n"
+        assert has_outside_characters(text) == (_OUTSIDE_ASCII.search(text) is not None)

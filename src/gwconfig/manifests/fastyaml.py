@@ -211,6 +211,17 @@ class ParseCache:
 _KEY_SCALAR, _ITEM_SCALAR, _KEY_BLOCK = 0, 1, 2
 
 
+def has_outside_characters(text: str) -> bool:
+    """True if ``text`` holds a character the fast subset never deals with (see _OUTSIDE_*)."""
+    global _OUTSIDE
+    if text.isascii():
+        # The same answer as _OUTSIDE_ASCII.search (tested), without a regular expression.
+        return not text.replace("\n", "").isprintable()
+    if _OUTSIDE is None:
+        _OUTSIDE = re.compile(_OUTSIDE_TEXT)
+    return _OUTSIDE.search(text) is not None
+
+
 def parse_fast(
     text: str,
     path: str,
@@ -227,15 +238,8 @@ def parse_fast(
     sources need: mappings that are items of a sequence and keys named ``value``. They are
     the very entries a full parse records for them.
     """
-    global _OUTSIDE
-    if text.isascii():
-        if _OUTSIDE_ASCII.search(text):
-            return None
-    else:
-        if _OUTSIDE is None:
-            _OUTSIDE = re.compile(_OUTSIDE_TEXT)
-        if _OUTSIDE.search(text):
-            return None
+    if has_outside_characters(text):
+        return None
     try:
         light = entities and not positions
         return _parse(text, path, positions, cache or ParseCache(), light), []
