@@ -206,7 +206,7 @@ def test_positions_computed_on_demand_match_eager_ones() -> None:
 def test_resolver_table_is_pyyaml_s() -> None:
     from yaml.resolver import Resolver
 
-    from gwconfig.manifests.fastyaml import _RESOLVERS
+    from gwconfig.manifests.fastscalars import _RESOLVERS
 
     def table(t: dict[Any, Any]) -> dict[Any, Any]:
         return {k: [(tag, r.pattern, r.flags) for tag, r in v] for k, v in t.items()}
