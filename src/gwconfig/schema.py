@@ -183,12 +183,22 @@ class Connection(_Strict):
 class RequestSettings(_Strict):
     """Timeouts, retries, backoff, cooldown and rate limits for calls to this provider."""
 
-    timeout_seconds: float = Field(default=60.0, gt=0, le=3600, description="Whole-request timeout.")
-    connect_timeout_seconds: float = Field(default=10.0, gt=0, le=600, description="TCP connect timeout.")
+    timeout_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="Whole-request timeout."
+    )
+    connect_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=600, description="TCP connect timeout."
+    )
     max_retries: int = Field(default=2, ge=0, le=20, description="Retries after the first attempt.")
-    backoff_initial_seconds: float = Field(default=0.5, ge=0, le=600, description="First backoff delay.")
-    backoff_max_seconds: float = Field(default=30.0, ge=0, le=3600, description="Backoff delay cap.")
-    backoff_multiplier: float = Field(default=2.0, ge=1, le=10, description="Backoff growth factor.")
+    backoff_initial_seconds: float = Field(
+        default=0.5, ge=0, le=600, description="First backoff delay."
+    )
+    backoff_max_seconds: float = Field(
+        default=30.0, ge=0, le=3600, description="Backoff delay cap."
+    )
+    backoff_multiplier: float = Field(
+        default=2.0, ge=1, le=10, description="Backoff growth factor."
+    )
     jitter: StrictBool = Field(default=True, description="Randomise backoff delays (full jitter).")
     retry_on_status: tuple[int, ...] = Field(
         default=(408, 409, 429, 500, 502, 503, 504),
@@ -232,7 +242,9 @@ class Pricing(_Strict):
     currency: StrictStr = Field(default="USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")
     input_per_1m: float | None = Field(default=None, ge=0, description="Input (prompt) tokens.")
     output_per_1m: float | None = Field(default=None, ge=0, description="Output tokens.")
-    cached_input_per_1m: float | None = Field(default=None, ge=0, description="Cached input tokens.")
+    cached_input_per_1m: float | None = Field(
+        default=None, ge=0, description="Cached input tokens."
+    )
 
 
 class ModelSpec(_Strict):
@@ -244,7 +256,9 @@ class ModelSpec(_Strict):
         pattern=r"^\S(?:.*\S)?$",
         description="The provider's model name as sent in API calls, e.g. gpt-4o.",
     )
-    display_name: StrictStr | None = Field(default=None, description="Human name; defaults to model_id.")
+    display_name: StrictStr | None = Field(
+        default=None, description="Human name; defaults to model_id."
+    )
     model_type: ModelType = Field(default="chat", description="What the model does.")
     context_window: int | None = Field(default=None, ge=1, description="Max input tokens.")
     max_tokens: int | None = Field(default=None, ge=1, description="Max output tokens.")
@@ -265,7 +279,7 @@ class ModelSpec(_Strict):
 class ProviderManifest(_Strict):
     """``kind: Provider``: one LLM provider (seed fields of ``create_provider``)."""
 
-    apiVersion: Literal["gwconfig/v1"] = Field(description="Always gwconfig/v1.")  # noqa: N815
+    apiVersion: Literal["gwconfig/v1"] = Field(description="Always gwconfig/v1.")
     kind: Literal["Provider"]
     provider_id: Slug = Field(description="Unique provider id, e.g. openai-prod.")
     provider_type: Slug = Field(
@@ -292,7 +306,9 @@ class RouteTarget(_Strict):
         pattern=r"^[a-z0-9][a-z0-9_.-]*/\S.*$",
         description="provider_id/model_id, e.g. openai/gpt-4o.",
     )
-    weight: int = Field(default=1, ge=0, le=1000, description="Relative weight (strategy weighted).")
+    weight: int = Field(
+        default=1, ge=0, le=1000, description="Relative weight (strategy weighted)."
+    )
 
     @property
     def provider_id(self) -> str:
@@ -328,7 +344,7 @@ class Route(_Strict):
 class GatewayManifest(_Strict):
     """``kind: Gateway``: routes and defaults (at most one document)."""
 
-    apiVersion: Literal["gwconfig/v1"]  # noqa: N815
+    apiVersion: Literal["gwconfig/v1"]
     kind: Literal["Gateway"]
     default_route: StrictStr | None = Field(
         default=None, description="Route used when a request names no model."
