@@ -43,7 +43,7 @@ def converter(conn: Connection, column: Column[Any]) -> Converter:
     if isinstance(kind, JSONText):
         return _dumps
     processor = kind.bind_processor(conn.dialect)
-    return processor  # type: ignore[no-any-return]
+    return processor
 
 
 def _placeholder(conn: Connection) -> str:
