@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from gwconfig.compile import _model as canonical_model
 from gwconfig.compile import canonical_provider
 from gwconfig.db.entities import (
+    PROVIDER_LEVEL,
     SEED_PLACEHOLDER,
     key_spec,
     model_input,
@@ -46,16 +47,6 @@ from gwconfig.schema import ModelSpec
 from gwconfig.secrets import EncryptionKeys, load_encryption_keys
 
 T = TypeVar("T")
-PROVIDER_LEVEL = (
-    "provider_type",
-    "display_name",
-    "description",
-    "enabled",
-    "connection_params",
-    "request_settings",
-    "tags",
-    "deletion_protection",
-)
 
 
 def coerce_keys(encryption_key: str | EncryptionKeys | None, session: Session) -> EncryptionKeys:

@@ -27,19 +27,11 @@ Event = tuple[str, str, str, dict[str, Any] | None, dict[str, Any] | None]
 
 def provider_dict(p: Provider) -> dict[str, Any]:
     """A provider as the seed's service returns it (no children)."""
-    return {
-        "provider_id": p.provider_id,
-        "provider_type": p.provider_type,
-        "display_name": p.display_name,
-        "description": p.description,
-        "enabled": bool(p.enabled),
-        "connection_params": dict(p.connection_params),
-        "request_settings": dict(p.request_settings),
-        "tags": list(p.tags),
-        "deletion_protection": bool(p.deletion_protection),
-        "created_at": format_timestamp(p.created_at),
-        "updated_at": format_timestamp(p.updated_at),
-    }
+    body = provider_entity(p)
+    body["connection_params"] = body.pop("connection")
+    body["created_at"] = format_timestamp(p.created_at)
+    body["updated_at"] = format_timestamp(p.updated_at)
+    return body
 
 
 def model_dict(m: ProviderModel) -> dict[str, Any]:

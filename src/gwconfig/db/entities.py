@@ -24,8 +24,8 @@ from gwconfig.schema import ApiKeySpec, ConnectionParameterSpec, ProviderManifes
 #: Stands in for a plaintext secret while the manifest schema validates the rest.
 SEED_PLACEHOLDER = {"env": "GWCONFIG_SEED_VALUE"}
 CONNECTION_FIELDS = ("api_base", "api_version", "headers")
-_PROVIDER_FIELDS = {
-    "provider_id",
+#: Provider fields a seed dict may set on the provider row itself (its children aside).
+PROVIDER_LEVEL = (
     "provider_type",
     "display_name",
     "description",
@@ -34,6 +34,10 @@ _PROVIDER_FIELDS = {
     "request_settings",
     "tags",
     "deletion_protection",
+)
+_PROVIDER_FIELDS = {
+    "provider_id",
+    *PROVIDER_LEVEL,
     "models",
     "api_key",
     "api_keys",
