@@ -37,7 +37,7 @@ from gwconfig.errors import DatabaseError, LockError, PlanError, StalePlanError
 from gwconfig.patch import patched_state
 from gwconfig.plan import Plan
 from gwconfig.secrets import EncryptionKeys
-from gwconfig.state import ActualState
+from gwconfig.state import ActualState, scope_id
 
 LOCK_NAME = "gwconfig_apply"
 PG_LOCK_KEY = 0x6777_636F_6E66  # "gwconf"
@@ -378,36 +378,6 @@ def _is_ref(value: Any) -> bool:
             "sealed",
         )
     )
-
-
-def scope_id(scope: tuple[str, str, str, str]) -> str:
-    """``pid/key:name@env`` or ``pid/param:name@env`` (the entity key of a secret)."""
-    return f"{scope[0]}/{scope[1]}:{scope[2]}@{scope[3]}"
-
-
-def _fp(
-    body: Mapping[str, Any], fps: Mapping[str, str], scope: tuple[str, str, str, str]
-) -> dict[str, Any]:
-    return {**body, "value": {"fingerprint": fps.get(scope_id(scope))}}
-
-
-def snapshot_state(snapshot: Mapping[str, Any]) -> dict[str, Any]:
-    """The canonical state a revision produced (secret values as stored fingerprints)."""
-    fps = snapshot.get("fingerprints", {})
-    config = snapshot["config"]
-    providers = []
-    for p in config["providers"]:
-        pid = p["provider_id"]
-        q = dict(p)
-        q["api_keys"] = [
-            _fp(k, fps, (pid, "key", k["name"], k["environment"])) for k in p["api_keys"]
-        ]
-        q["connection_parameters"] = [
-            _fp(c, fps, (pid, "param", c["name"], c["environment"])) if c["sensitive"] else c
-            for c in p["connection_parameters"]
-        ]
-        providers.append(q)
-    return {**config, "providers": providers}
 
 
 _AUDIT_COLUMNS = (

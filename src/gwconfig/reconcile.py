@@ -20,6 +20,7 @@ from gwconfig import settings
 from gwconfig.canonical import content_hash
 from gwconfig.errors import Diagnostic, ManifestError, NotFoundError, SecretError, StalePlanError
 from gwconfig.plan import Plan
+from gwconfig.state import scope_id
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -95,11 +96,6 @@ def gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def scope_id(scope: Scope) -> str:
-    """``pid/key:name@env`` or ``pid/param:name@env``."""
-    return f"{scope[0]}/{scope[1]}:{scope[2]}@{scope[3]}"
 
 
 def resolve_desired(
@@ -191,21 +187,18 @@ def git_sha(path: str | None = None) -> str | None:
     return sha if out.returncode == 0 and len(sha) >= 40 else None
 
 
-def _drift(conn: Connection, state: ActualState) -> tuple[int | None, frozenset[str]]:
+def _drift(source: Any, state: ActualState) -> tuple[int | None, frozenset[str]]:
     """(revision, drifted entity keys) when the DB moved since the last revision."""
     if state.last_revision is None:
         return None, frozenset()
-    from sqlalchemy import select
-
-    from gwconfig.apply import snapshot_state
-    from gwconfig.db.models import ConfigRevision
     from gwconfig.diff import diff
+    from gwconfig.state import reader, revision_snapshot, revision_state_hash, snapshot_state
 
-    t = ConfigRevision.__table__
-    row = conn.execute(select(t.c.state_hash).where(t.c.number == state.last_revision)).first()
-    if row is None or row[0] == state.state_hash:
+    rows = reader(source)
+    stored_hash = revision_state_hash(rows, state.last_revision)
+    if stored_hash is None or stored_hash == state.state_hash:
         return None, frozenset()
-    snapshot = conn.execute(select(t.c.snapshot).where(t.c.number == state.last_revision)).scalar()
+    _, snapshot = revision_snapshot(rows, state.last_revision) or (None, None)
     if not isinstance(snapshot, dict) or "config" not in snapshot:
         return state.last_revision, frozenset()  # a revision written by an older tool
     expected = snapshot_state(snapshot)
@@ -213,13 +206,14 @@ def _drift(conn: Connection, state: ActualState) -> tuple[int | None, frozenset[
     return state.last_revision, frozenset(c.key for c in moved)
 
 
-def compute_plan(
-    conn: Connection, state: ActualState, desired: Desired, options: PlanOptions
-) -> Plan:
-    """Diff desired against the state read on ``conn``, with drift markers and metadata."""
+def compute_plan(source: Any, state: ActualState, desired: Desired, options: PlanOptions) -> Plan:
+    """Diff desired against the state read on ``source``, with drift markers and metadata.
+
+    ``source``: the SQLAlchemy connection or :class:`~gwconfig.state.Reader` the state was read on.
+    """
     from gwconfig.diff import diff, selected_providers
 
-    revision, drifted = _drift(conn, state)
+    revision, drifted = _drift(source, state)
     selected = selected_providers(desired.comparable, state.data, options.targets, options.tags)
     plan = diff(
         desired.comparable,

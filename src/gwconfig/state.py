@@ -10,29 +10,16 @@ from __future__ import annotations
 
 import gc
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import orjson
-from sqlalchemy import (
-    ColumnElement,
-    Connection,
-    Select,
-    Text,
-    cast,
-    func,
-    literal_column,
-    select,
-    type_coerce,
-)
-from sqlalchemy.orm import Session
 
 from gwconfig.canonical import FORMAT_VERSION, content_hash, format_timestamp
-from gwconfig.db.models import ApiKey, ConfigRevision, ConnectionParameter, Provider, ProviderModel
-from gwconfig.db.models import Route as RouteRow
 from gwconfig.errors import EncryptionKeyError
 from gwconfig.secrets import EncryptionKeys
 
@@ -91,117 +78,148 @@ class StateTables(NamedTuple):
     model_rows: dict[str, list[tuple[Any, ...]]] | None = None
 
 
-def _connection(source: Session | Connection) -> Connection:
-    return source.connection() if isinstance(source, Session) else source
+class Reader(Protocol):
+    """Runs one read-only SQL statement and returns every row as a plain DBAPI tuple.
+
+    Implemented over a SQLAlchemy ``Connection``/``Session`` (:func:`reader`) and, without
+    importing SQLAlchemy, over a DBAPI connection (:class:`gwconfig.db.direct.DirectConnection`).
+    """
+
+    #: ``sqlite``, ``postgresql``, ``mysql`` or ``mariadb``
+    dialect: str
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """All rows of ``sql`` (``params`` in the driver's paramstyle: see :func:`mark`)."""
+        ...
 
 
-def _json_text(dialect: str, column: ColumnElement[Any]) -> ColumnElement[Any]:
+class _ConnectionReader:
+    """A :class:`Reader` on a SQLAlchemy connection (errors stay SQLAlchemy errors)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.dialect: str = conn.dialect.name
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        result = self.conn.exec_driver_sql(sql, tuple(params))
+        try:
+            return list(result.cursor.fetchall())
+        finally:
+            result.close()
+
+
+def reader(source: Any) -> Reader:
+    """A :class:`Reader` on a SQLAlchemy ``Connection`` or ``Session``, or ``source`` itself."""
+    if hasattr(source, "rows") and hasattr(source, "dialect"):
+        return source  # type: ignore[no-any-return]
+    if not hasattr(source, "exec_driver_sql"):  # a Session: its connection
+        source = source.connection()
+    return _ConnectionReader(source)
+
+
+def mark(dialect: str) -> str:
+    """The positional parameter marker of gwconfig's driver for ``dialect``."""
+    return "?" if dialect == "sqlite" else "%s"
+
+
+def _json_text(dialect: str, column: str) -> str:
     """A JSON column selected as its stored text (parsed in bulk by :func:`_parse_json`)."""
-    if dialect == "postgresql":
-        return cast(column, Text)
-    return type_coerce(column, Text)
+    return f"CAST({column} AS TEXT)" if dialect == "postgresql" else column
 
 
-def _models_select(dialect: str) -> Select[Any]:
+def _concat(dialect: str, parts: Sequence[str]) -> str:
+    if dialect in ("mysql", "mariadb"):
+        return f"concat({', '.join(parts)})"
+    return " || ".join(parts)
+
+
+def _models_sql(dialect: str) -> str:
     """Scalar columns, then the four JSON documents as one JSON array text per row.
 
     No ORDER BY: sorting on the server costs more than Python's sort of rows that usually come
     back in insertion order, and only Python's sort gives code-point order on every engine.
     """
-    m = ProviderModel.__table__.c
-
-    def doc(column: ColumnElement[Any]) -> ColumnElement[Any]:
-        return func.coalesce(_json_text(dialect, column), literal_column("'null'", Text))
-
-    comma = literal_column("','", Text)
-    docs = (
-        literal_column("'['", Text)
-        + doc(m.capabilities)
-        + comma
-        + doc(m.parameters)
-        + comma
-        + doc(m.pricing)
-        + comma
-        + doc(m.aliases)
-        + literal_column("']'", Text)
-    )
-    return select(
-        m.provider_id,
-        m.model_id,
-        m.display_name,
-        m.model_type,
-        m.context_window,
-        m.max_tokens,
-        m.enabled,
-        docs,
+    docs = []
+    for column in ("capabilities", "parameters", "pricing", "aliases"):
+        docs += [f"coalesce({_json_text(dialect, column)}, 'null')", "','"]
+    docs[-1] = "']'"
+    array = _concat(dialect, ["'['", *docs])
+    return (
+        "SELECT provider_id, model_id, display_name, model_type, context_window, max_tokens, "
+        f"enabled, {array} FROM provider_models"
     )
 
 
-def _params_select(dialect: str) -> Select[Any]:
-    c = ConnectionParameter.__table__.c
-    return select(
-        c.provider_id,
-        c.param_name,
-        c.environment,
-        type_coerce(c.param_value, Text),
-        c.is_sensitive,
-        c.fingerprint,
+def _params_sql(dialect: str) -> str:
+    return (
+        "SELECT provider_id, param_name, environment, param_value, is_sensitive, fingerprint "
+        "FROM connection_parameters"
     )
 
 
-def _providers_select(dialect: str) -> Select[Any]:
-    p = Provider.__table__.c
-    return select(
-        p.provider_id,
-        p.provider_type,
-        p.display_name,
-        p.description,
-        p.enabled,
-        p.deletion_protection,
-        _json_text(dialect, p.tags),
-        _json_text(dialect, p.connection_params),
-        _json_text(dialect, p.request_settings),
+def _providers_sql(dialect: str) -> str:
+    docs = ", ".join(
+        _json_text(dialect, c) for c in ("tags", "connection_params", "request_settings")
+    )
+    return (
+        "SELECT provider_id, provider_type, display_name, description, enabled, "
+        f"deletion_protection, {docs} FROM providers"
     )
 
 
-def _routes_select(dialect: str) -> Select[Any]:
-    r = RouteRow.__table__.c
-    return select(
-        r.name,
-        r.description,
-        r.strategy,
-        r.is_default,
-        _json_text(dialect, r.targets),
-        _json_text(dialect, r.fallbacks),
-    )
+def _routes_sql(dialect: str) -> str:
+    docs = ", ".join(_json_text(dialect, c) for c in ("targets", "fallbacks"))
+    return f"SELECT name, description, strategy, is_default, {docs} FROM routes"
 
 
-_SELECTS: dict[str, Callable[[str], Select[Any]]] = {
-    "models": _models_select,
-    "params": _params_select,
-    "providers": _providers_select,
-    "routes": _routes_select,
+def _keys_sql(dialect: str) -> str:
+    return "SELECT provider_id, name, environment, key_value, fingerprint, expires_at FROM api_keys"
+
+
+_SQL: dict[str, Callable[[str], str]] = {
+    "models": _models_sql,
+    "params": _params_sql,
+    "providers": _providers_sql,
+    "routes": _routes_sql,
+    "keys": _keys_sql,
 }
-_SQL: dict[tuple[str, str, str], str] = {}
 
 
-def _fetch(conn: Connection, table: str) -> list[tuple[Any, ...]]:
-    """All rows of one of the :data:`_SELECTS` as plain DBAPI tuples (no per-row processing).
+def _fetch(source: Reader, table: str) -> list[tuple[Any, ...]]:
+    """All rows of one of the :data:`_SQL` statements, as plain DBAPI tuples."""
+    return source.rows(_SQL[table](source.dialect))
 
-    The statement is compiled once per dialect; it runs through ``exec_driver_sql`` so errors
-    are SQLAlchemy errors as usual, but rows come straight from the DBAPI cursor.
-    """
-    dialect = conn.dialect
-    key = (table, dialect.name, dialect.driver)
-    sql = _SQL.get(key)
-    if sql is None:
-        stmt = _SELECTS[table](dialect.name)
-        sql = _SQL[key] = str(stmt.compile(dialect=dialect))
-    result = conn.exec_driver_sql(sql)
-    try:
-        return list(result.cursor.fetchall())
-    finally:
-        result.close()
+
+def _timestamp(value: datetime | str | None) -> str | None:
+    """Canonical form of a stored timestamp (SQLite gives its text, the others datetimes)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return format_timestamp(value)
+
+
+def last_revision(source: Reader) -> int | None:
+    """The newest revision number (None before the first apply)."""
+    rows = source.rows("SELECT max(number) FROM config_revisions")
+    return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+
+def revision_snapshot(source: Reader, number: int) -> tuple[str, Any] | None:
+    """``(state_hash, snapshot)`` of revision ``number`` (None when there is none)."""
+    sql = (
+        f"SELECT state_hash, {_json_text(source.dialect, 'snapshot')} FROM config_revisions "
+        f"WHERE number = {mark(source.dialect)}"
+    )
+    rows = source.rows(sql, (number,))
+    if not rows:
+        return None
+    return rows[0][0], _parse_json([rows[0][1]])[0]
+
+
+def revision_state_hash(source: Reader, number: int) -> str | None:
+    """The state hash recorded by revision ``number`` (None when there is none)."""
+    sql = f"SELECT state_hash FROM config_revisions WHERE number = {mark(source.dialect)}"
+    rows = source.rows(sql, (number,))
+    return rows[0][0] if rows else None
 
 
 def _parse_json(cells: Iterable[str | None]) -> list[Any]:
@@ -222,10 +240,13 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def read_state(source: Session | Connection) -> ActualState:
-    """Read the gateway tables (one query each) into an :class:`ActualState`."""
+def read_state(source: Any) -> ActualState:
+    """Read the gateway tables (one query each) into an :class:`ActualState`.
+
+    ``source``: a SQLAlchemy ``Connection`` or ``Session``, or any :class:`Reader`.
+    """
     with _gc_paused():
-        data, secrets, fingerprints, last, _ = _read_tables(_connection(source))
+        data, secrets, fingerprints, last, _ = _read_tables(reader(source))
         state_hash = content_hash(data)
     return ActualState(
         data=data,
@@ -236,14 +257,14 @@ def read_state(source: Session | Connection) -> ActualState:
     )
 
 
-def read_tables(source: Session | Connection, *, model_rows: bool = False) -> StateTables:
+def read_tables(source: Any, *, model_rows: bool = False) -> StateTables:
     """What :func:`read_state` reads, without the state hash (for the runtime loader).
 
     With ``model_rows`` the models stay raw rows (:attr:`StateTables.model_rows`), turned into
     canonical dicts only when needed (:func:`model_from_row`, :func:`canonical_models`).
     """
     with _gc_paused():
-        return _read_tables(_connection(source), model_rows)
+        return _read_tables(reader(source), model_rows)
 
 
 _by_first = itemgetter(0)
@@ -293,7 +314,7 @@ def index_model_rows(
     )
 
 
-def _read_models(conn: Connection, raw: bool) -> dict[str, list[Any]]:
+def _read_models(conn: Reader, raw: bool) -> dict[str, list[Any]]:
     """provider_id -> its models sorted by model_id: canonical dicts, or the rows when ``raw``."""
     rows = _fetch(conn, "models")
     # code-point order whatever the database collation: by provider (usually already so), then
@@ -316,19 +337,14 @@ def _read_models(conn: Connection, raw: bool) -> dict[str, list[Any]]:
     return grouped
 
 
-def _read_tables(conn: Connection, raw_models: bool = False) -> StateTables:
+def _read_tables(conn: Reader, raw_models: bool = False) -> StateTables:
     secrets: dict[SecretKey, str] = {}
     fingerprints: dict[SecretKey, str | None] = {}
     models = _read_models(conn, raw_models)
 
     keys: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    k = ApiKey.__table__.c
-    key_rows = sorted(
-        conn.execute(
-            select(k.provider_id, k.name, k.environment, k.key_value, k.fingerprint, k.expires_at)
-        ),
-        key=_by_name_environment,
-    )
+    key_rows = _fetch(conn, "keys")
+    key_rows.sort(key=_by_name_environment)
     for key_row in key_rows:
         pid, name, environment, token, fingerprint, expires_at = key_row
         keys[pid].append(
@@ -336,7 +352,7 @@ def _read_tables(conn: Connection, raw_models: bool = False) -> StateTables:
                 "name": name,
                 "environment": environment,
                 "value": {"fingerprint": fingerprint},
-                "expires_at": format_timestamp(expires_at),
+                "expires_at": _timestamp(expires_at),
             }
         )
         secrets[(pid, "key", name, environment)] = token
@@ -401,10 +417,40 @@ def _read_tables(conn: Connection, raw_models: bool = False) -> StateTables:
         for row, targets, fallbacks in zip(rows, docs, docs, strict=True)
     ]
 
-    last = conn.execute(select(func.max(ConfigRevision.__table__.c.number))).scalar()
+    last = last_revision(conn)
     data: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "providers": providers,
         "gateway": {"default_route": default_route, "routes": routes},
     }
     return StateTables(data, secrets, fingerprints, last, models if raw_models else None)
+
+
+def scope_id(scope: tuple[str, str, str, str]) -> str:
+    """``pid/key:name@env`` or ``pid/param:name@env`` (the entity key of a secret)."""
+    return f"{scope[0]}/{scope[1]}:{scope[2]}@{scope[3]}"
+
+
+def _fp(
+    body: Mapping[str, Any], fps: Mapping[str, str], scope: tuple[str, str, str, str]
+) -> dict[str, Any]:
+    return {**body, "value": {"fingerprint": fps.get(scope_id(scope))}}
+
+
+def snapshot_state(snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    """The canonical state a revision produced (secret values as stored fingerprints)."""
+    fps = snapshot.get("fingerprints", {})
+    config = snapshot["config"]
+    providers = []
+    for p in config["providers"]:
+        pid = p["provider_id"]
+        q = dict(p)
+        q["api_keys"] = [
+            _fp(k, fps, (pid, "key", k["name"], k["environment"])) for k in p["api_keys"]
+        ]
+        q["connection_parameters"] = [
+            _fp(c, fps, (pid, "param", c["name"], c["environment"])) if c["sensitive"] else c
+            for c in p["connection_parameters"]
+        ]
+        providers.append(q)
+    return {**config, "providers": providers}

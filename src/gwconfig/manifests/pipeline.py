@@ -9,9 +9,7 @@ cross-document checks see exactly what a single process would have seen.
 from __future__ import annotations
 
 import gc
-import os
 import pickle
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gwconfig.errors import Diagnostic
+from gwconfig.forking import Forked, can_fork, fork_call
 from gwconfig.manifests.checks import (
     ProviderInfo,
     SourceLines,
@@ -160,27 +159,19 @@ def _split(items: list[tuple[int, Path, str]], sizes: list[int]) -> list[list[An
 
 
 def _can_fork() -> bool:
-    if not hasattr(os, "fork") or threading.active_count() != 1:
-        return False
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    return cpus >= 2
+    return can_fork()
 
 
 class _Pending:
     """A forked child computing a :class:`Partial`."""
 
-    def __init__(self, pid: int, fd: int) -> None:
-        self.pid, self.fd = pid, fd
+    def __init__(self, child: Forked) -> None:
+        self.child = child
 
     def result(self) -> Partial | None:
         """The child's result, or None if it failed (the caller then does the work itself)."""
-        with os.fdopen(self.fd, "rb") as source:
-            payload = source.read()
-        _, status = os.waitpid(self.pid, 0)
-        if status != 0 or not payload:
+        payload = self.child.result()
+        if payload is None:
             return None
         result: Partial = pickle.loads(payload)
         return result
@@ -188,20 +179,9 @@ class _Pending:
 
 def _in_child(work: Callable[[], Partial]) -> _Pending:
     """Start ``work()`` in a forked child."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: compute, send, leave without running any exit handlers
-        code = 0
-        try:
-            os.close(read_fd)
-            payload = pickle.dumps(work().portable(), protocol=pickle.HIGHEST_PROTOCOL)
-            with os.fdopen(write_fd, "wb") as out:
-                out.write(payload)
-        except BaseException:
-            code = 1
-        os._exit(code)
-    os.close(write_fd)
-    return _Pending(pid, read_fd)
+    return _Pending(
+        fork_call(lambda: pickle.dumps(work().portable(), protocol=pickle.HIGHEST_PROTOCOL))
+    )
 
 
 @contextmanager
