@@ -11,10 +11,10 @@ import gc
 import os
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from gwconfig import settings
 from gwconfig.canonical import content_hash
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from gwconfig.secrets import EncryptionKeys
     from gwconfig.state import ActualState
 
+T = TypeVar("T")
 #: (provider_id, "key" | "param", name, environment)
 Scope = tuple[str, str, str, str]
 Review = Callable[[Plan], bool]
@@ -159,11 +160,45 @@ def resolve_desired(
     return Desired(data, content_hash(data), comparable, values, fingerprints)
 
 
-def compile_manifests(path: str | None, env: str | None) -> CompiledConfig:
-    """Compile the manifests at ``path`` (default ``providers.d``) into a CompiledConfig."""
+def compile_manifests(
+    path: str | None, env: str | None, *, alongside: Callable[[], None] | None = None
+) -> CompiledConfig:
+    """Compile the manifests at ``path`` (default ``providers.d``) into a CompiledConfig.
+
+    ``alongside`` runs while a second process parses (see :func:`compile_path`).
+    """
     from gwconfig.manifests import compile_path
 
-    return compile_path(Path(path or settings.DEFAULT_MANIFEST_PATH), env=env)
+    return compile_path(Path(path or settings.DEFAULT_MANIFEST_PATH), env=env, alongside=alongside)
+
+
+class Alongside(Generic[T]):
+    """Work to run while the manifests compile (the database side of plan and apply).
+
+    Call it once (the compiler does); :meth:`result` gives its value or raises its exception
+    then, after the manifests' own problems, which are reported first.
+    """
+
+    def __init__(self, work: Callable[[], T]) -> None:
+        self.work = work
+        self.ran = False
+        self.value: T | None = None
+        self.error: Exception | None = None
+
+    def __call__(self) -> None:
+        self.ran = True
+        try:
+            self.value = self.work()
+        except Exception as exc:  # raised again by result()
+            self.error = exc
+
+    def result(self) -> T:
+        """The work's value (running it now if the compiler did not)."""
+        if not self.ran:
+            self()
+        if self.error is not None:
+            raise self.error
+        return cast(T, self.value)
 
 
 def git_sha(path: str | None = None) -> str | None:
@@ -250,21 +285,47 @@ def _open(database_url: str | None) -> tuple[Database, EncryptionKeys]:
     return db, load_encryption_keys(db.url)
 
 
-def make_plan(path: str | None, database_url: str | None, options: PlanOptions) -> Plan:
-    """``gwconfig plan``: compile, read the state, resolve secrets, diff."""
+@contextmanager
+def _reading(database_url: str | None, doing: str) -> Iterator[tuple[Any, EncryptionKeys]]:
+    """A read-only connection (a :class:`~gwconfig.state.Reader`) and the encryption keys.
+
+    Straight through the DBAPI driver when :func:`~gwconfig.db.direct.open_direct` can (no
+    SQLAlchemy import: ~0.5 s of a short-lived plan), else through :func:`open_database`.
+    """
+    from gwconfig.db.direct import open_direct
+    from gwconfig.secrets import load_encryption_keys
+
+    url = settings.database_url(database_url)
+    direct = open_direct(url)
+    if direct is not None:
+        with direct, direct.translate_errors(doing):
+            yield direct, load_encryption_keys(url)
+        return
     from gwconfig.db.session import translate_errors
+
+    db, keys = _open(database_url)
+    try:
+        with translate_errors(db.url, doing), db.connect() as conn:
+            yield conn, keys
+    finally:
+        db.dispose()
+
+
+def make_plan(path: str | None, database_url: str | None, options: PlanOptions) -> Plan:
+    """``gwconfig plan``: compile, read the state (at the same time), resolve secrets, diff."""
     from gwconfig.state import read_state
 
-    config = compile_manifests(path, options.env)
-    with gc_paused():
-        db, keys = _open(database_url)
-        try:
-            desired = resolve_desired(config.data, keys, sources=config.sources)
-            with translate_errors(db.url, "planning against"), db.connect() as conn:
-                state = read_state(conn)
-                return compute_plan(conn, state, desired, options)
-        finally:
-            db.dispose()
+    with gc_paused(), ExitStack() as stack:
+
+        def read() -> tuple[Any, EncryptionKeys, ActualState]:
+            source, keys = stack.enter_context(_reading(database_url, "planning against"))
+            return source, keys, read_state(source)
+
+        reading = Alongside(read)
+        config = compile_manifests(path, options.env, alongside=reading)
+        source, keys, state = reading.result()  # errors are translated by _reading on exit
+        desired = resolve_desired(config.data, keys, sources=config.sources)
+        return compute_plan(source, state, desired, options)
 
 
 def _apply(*args: Any, **kwargs: Any) -> tuple[Plan, ApplyResult]:
@@ -284,12 +345,13 @@ def _plan_and_apply(
     max_deletes: int | None,
     saved: Plan | None = None,
     interactive: bool = False,
+    opened: tuple[Database, EncryptionKeys] | None = None,
 ) -> tuple[Plan, ApplyResult]:
     from gwconfig.apply import ApplyResult, check_base, check_safety, execute_plan, locked
     from gwconfig.db.session import translate_errors
     from gwconfig.state import read_state
 
-    db, keys = _open(database_url)
+    db, keys = opened if opened is not None else _open(database_url)
     try:
         desired = make_desired(keys)
         if saved is not None:
@@ -358,7 +420,13 @@ def apply_manifests(
     interactive: bool = False,
 ) -> tuple[Plan, ApplyResult]:
     """``gwconfig apply PATH``: plan under the lock, review, write in one transaction."""
-    config = compile_manifests(path, options.env)
+    opening = Alongside(lambda: _open(database_url))  # imports SQLAlchemy while a child parses
+    try:
+        config = compile_manifests(path, options.env, alongside=opening)
+    except BaseException:
+        if opening.value is not None:
+            opening.value[0].dispose()
+        raise
     return _apply(
         database_url,
         lambda keys: resolve_desired(config.data, keys, sources=config.sources),
@@ -369,6 +437,7 @@ def apply_manifests(
         lock_timeout=lock_timeout,
         max_deletes=max_deletes,
         interactive=interactive,
+        opened=opening.result(),
     )
 
 

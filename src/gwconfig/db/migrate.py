@@ -10,7 +10,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from gwconfig.db.session import MIGRATIONS_DIR, VERSION_TABLE
+from gwconfig.db.session import MIGRATIONS_DIR
+from gwconfig.db.version import VERSION_TABLE
 from gwconfig.errors import SchemaVersionError
 
 if TYPE_CHECKING:

@@ -22,15 +22,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from gwconfig import settings
+from gwconfig.db.version import HEAD_REVISION, VERSION_TABLE
 from gwconfig.errors import ConfigurationError, DatabaseError, SchemaVersionError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-#: Alembic's version table; named for gwconfig so a shared database can host other apps' Alembic.
-VERSION_TABLE = "gwconfig_alembic_version"
-#: The newest migration shipped in ``migrations/versions`` (a test keeps it equal to Alembic's
-#: head). Opening a database at this revision is one plain SELECT; Alembic is imported only
-#: when the revision differs (to upgrade, or to explain why not).
-HEAD_REVISION = "0001"
 
 _DRIVERS = {
     "postgresql": "postgresql+psycopg",

@@ -6,6 +6,7 @@ every diagnostic of the run) and :func:`validate_path` (returns the diagnostics,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,29 +65,55 @@ def _result(front: FrontResult, config: CompiledConfig | None) -> CompileResult:
 
 
 def run(
-    path: str | Path = "providers.d", *, env: str | None = None, build: bool = True
+    path: str | Path = "providers.d",
+    *,
+    env: str | None = None,
+    build: bool = True,
+    alongside: Callable[[], None] | None = None,
 ) -> CompileResult:
     """Load, validate, cross-check and (when clean and ``build``) compile ``path``.
 
     Large inputs are shared with a second process, like :func:`validate_run`; each process
-    brings back its valid providers already in canonical form.
+    brings back its valid providers already in canonical form. ``alongside``: see
+    :func:`compile_path`.
     """
     from gwconfig.manifests.pipeline import gc_paused
 
     with gc_paused():  # the documents and manifests are gone before the collector runs again
-        return _run(Path(path), env, build)
+        return _run(Path(path), env, build, alongside)
 
 
-def _run(root: Path, env: str | None, build: bool) -> CompileResult:
+def _run(
+    root: Path, env: str | None, build: bool, alongside: Callable[[], None] | None
+) -> CompileResult:
     from gwconfig.manifests.pipeline import run_front
 
-    front = run_front(root, env=env, positions=False, keep=False, parallel=True, build=build)
+    front = run_front(
+        root,
+        env=env,
+        positions=False,
+        keep=False,
+        parallel=True,
+        build=build,
+        alongside=alongside,
+    )
     return _result(front, _build(front) if front.clean and build else None)
 
 
-def compile_path(path: str | Path = "providers.d", *, env: str | None = None) -> CompiledConfig:
-    """Compile the manifests under ``path``; raise ManifestError carrying ALL diagnostics."""
-    result = run(path, env=env)
+def compile_path(
+    path: str | Path = "providers.d",
+    *,
+    env: str | None = None,
+    alongside: Callable[[], None] | None = None,
+) -> CompiledConfig:
+    """Compile the manifests under ``path``; raise ManifestError carrying ALL diagnostics.
+
+    ``alongside`` is other work of the caller's (``plan`` opens the database), run once, in
+    this process, while a forked child parses; the child then takes a larger share of the
+    files. It must not raise (keep its exception for later); without a second process it runs
+    before parsing.
+    """
+    result = run(path, env=env, alongside=alongside)
     if result.config is None or not result.ok:
         raise ManifestError(result.diagnostics)
     return result.config

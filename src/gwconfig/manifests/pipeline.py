@@ -9,8 +9,9 @@ cross-document checks see exactly what a single process would have seen.
 from __future__ import annotations
 
 import gc
+import os
 import pickle
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -99,7 +100,7 @@ def _sealed(p: ProviderManifest) -> bool:
 
 
 def process(
-    items: list[tuple[int, Path, str]],
+    items: Iterable[tuple[int, Path, str]],
     *,
     env: str | None,
     values: dict[str, Any] | None,
@@ -148,14 +149,37 @@ def process(
     return part
 
 
-def _split(items: list[tuple[int, Path, str]], sizes: list[int]) -> list[list[Any]]:
-    bins: list[list[Any]] = [[], []]
-    totals = [0, 0]
-    for item, size in sorted(zip(items, sizes, strict=True), key=lambda x: -x[1]):
-        lighter = 0 if totals[0] <= totals[1] else 1
-        bins[lighter].append(item)
-        totals[lighter] += size
-    return [sorted(b) for b in bins]
+class _SharedQueue:
+    """Per-file work shared by two processes through a pipe: each takes the next batch it can.
+
+    The batch numbers are written to a pipe before the fork and the writing end is closed; both
+    processes then read 4-byte records from the same reading end. Every record is read whole by
+    exactly one process (a pipe read takes what is there, up to the size asked, under the
+    pipe's lock, and only whole records are ever there), so no file is done twice, and a process
+    busy with something else (see ``alongside`` in :func:`run_front`) simply takes fewer.
+    """
+
+    #: at most this many records (their bytes must fit in the pipe before anyone reads)
+    MAX_BATCHES = 4096
+
+    def __init__(self, items: list[tuple[int, Path, str]], sizes: list[int]) -> None:
+        by_size = [item for item, _ in sorted(zip(items, sizes, strict=True), key=lambda x: -x[1])]
+        n = min(len(by_size), self.MAX_BATCHES)
+        self.batches = [by_size[i::n] for i in range(n)]  # the biggest files are taken first
+        self.fd, write_fd = os.pipe()
+        try:
+            os.write(write_fd, b"".join(i.to_bytes(4, "little") for i in range(n)))
+        finally:
+            os.close(write_fd)
+
+    def take(self) -> Iterator[tuple[int, Path, str]]:
+        """The items of the batches this process takes, until none is left."""
+        while record := os.read(self.fd, 4):
+            yield from self.batches[int.from_bytes(record, "little")]
+
+    def close(self) -> None:
+        """Close this process's reading end."""
+        os.close(self.fd)
 
 
 def _can_fork() -> bool:
@@ -208,20 +232,60 @@ def run_front(
     keep: bool,
     parallel: bool,
     build: bool = False,
+    alongside: Callable[[], None] | None = None,
 ) -> FrontResult:
     """Plan, per-file work (maybe on two processes), cross-checks; collect every problem.
 
     ``keep`` keeps every manifest in this process (no second process then); ``build`` brings
-    every valid provider back in canonical form (see :func:`process`).
+    every valid provider back in canonical form (see :func:`process`). ``alongside`` is other
+    work of the caller's, run in this process while a forked child starts on the files (the
+    child then takes a larger share); it must not raise.
     """
     with gc_paused():
         return _run_front(
-            root, env=env, positions=positions, keep=keep, parallel=parallel, build=build
+            root,
+            env=env,
+            positions=positions,
+            keep=keep,
+            parallel=parallel,
+            build=build,
+            alongside=alongside,
         )
 
 
+def _shared(
+    items: list[tuple[int, Path, str]],
+    sizes: list[int],
+    alongside: Callable[[], None] | None,
+    *,
+    build: bool,
+    **kwargs: Any,
+) -> list[Partial]:
+    """Per-file work shared with a forked child (see :class:`_SharedQueue`)."""
+    queue = _SharedQueue(items, sizes)
+    try:
+        pending = _in_child(lambda: process(queue.take(), build=build, **kwargs))
+        if alongside is not None:
+            alongside()
+        mine = process(queue.take(), build=build, **kwargs)
+    finally:
+        queue.close()
+    other = pending.result()
+    if other is not None:
+        return [mine, other]
+    rest = [item for item in items if item[2] not in mine.docs]  # the child failed: its share
+    return [mine, process(rest, build=build, **kwargs)]
+
+
 def _run_front(
-    root: Path, *, env: str | None, positions: bool, keep: bool, parallel: bool, build: bool
+    root: Path,
+    *,
+    env: str | None,
+    positions: bool,
+    keep: bool,
+    parallel: bool,
+    build: bool,
+    alongside: Callable[[], None] | None,
 ) -> FrontResult:
     plan = plan_files(root, env=env)
     diags = list(plan.diagnostics)
@@ -230,12 +294,11 @@ def _run_front(
     kwargs: dict[str, Any] = {"env": env, "values": plan.values, "positions": positions}
     if parallel and not keep and len(items) > 1 and _can_fork():
         sizes = [_size(path) for _, path, _ in items]
-        if sum(sizes) >= PARALLEL_MIN_BYTES:
-            mine, theirs = _split(items, sizes)
-            pending = _in_child(lambda: process(theirs, build=build, **kwargs))
-            parts.append(process(mine, build=build, **kwargs))
-            other = pending.result()
-            parts.append(other if other is not None else process(theirs, build=build, **kwargs))
+        if alongside is not None or sum(sizes) >= PARALLEL_MIN_BYTES:
+            parts = _shared(items, sizes, alongside, build=build, **kwargs)
+            alongside = None
+    if alongside is not None:
+        alongside()
     if not parts:
         parts.append(process(items, build=build, **kwargs))
     local_docs: dict[str, list[RawDocument]] = {}

@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from gwconfig.db.models import Base
-from gwconfig.db.session import VERSION_TABLE
+from gwconfig.db.version import VERSION_TABLE
 
 config = context.config
 target_metadata = Base.metadata
