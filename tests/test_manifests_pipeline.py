@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -142,3 +144,44 @@ def test_parallel_compile_reports_what_a_single_process_reports(
         compile_path("providers.d")
     assert shared.value.diagnostics == alone.value.diagnostics
     assert len(alone.value.diagnostics) >= 6
+
+
+def test_a_child_that_dies_midway_leaves_its_share_to_this_process(
+    isolated_cwd: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clean_corpus(isolated_cwd)
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 10**12)
+    alone = compile_path("providers.d")
+    parent = os.getpid()
+    original = pipeline._SharedQueue.take
+
+    def take(self: pipeline._SharedQueue):  # type: ignore[no-untyped-def]
+        for n, item in enumerate(original(self)):
+            if os.getpid() != parent and n == 3:
+                os._exit(1)  # the child took some batches and dies with them
+            yield item
+
+    monkeypatch.setattr(pipeline._SharedQueue, "take", take)
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(pipeline, "_can_fork", lambda: True)
+    shared = compile_path("providers.d", alongside=lambda: time.sleep(0.3))
+    assert shared.to_json_bytes() == alone.to_json_bytes()
+    assert list(shared.sources.items()) == list(alone.sources.items())
+
+
+@pytest.mark.parametrize("fork", [True, False])
+def test_alongside_runs_once_in_this_process(
+    isolated_cwd: Path, monkeypatch: pytest.MonkeyPatch, fork: bool
+) -> None:
+    clean_corpus(isolated_cwd)
+    alone = compile_path("providers.d")
+    monkeypatch.setattr(pipeline, "_can_fork", lambda: fork)
+    calls: list[int] = []
+    shared = compile_path("providers.d", alongside=lambda: calls.append(os.getpid()))
+    assert calls == [os.getpid()]
+    assert shared.to_json_bytes() == alone.to_json_bytes()
+    calls.clear()
+    (isolated_cwd / "providers.d" / "bad.yaml").write_text("kind: Provider\nprovider_id: [\n")
+    with pytest.raises(ManifestError):
+        compile_path("providers.d", alongside=lambda: calls.append(os.getpid()))
+    assert calls == [os.getpid()]

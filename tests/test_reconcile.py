@@ -455,3 +455,35 @@ def test_selection_that_matches_nothing_is_warned(gw: str, tmp_path: Path) -> No
     assert p.changes == ()
     assert "--target opneai: no provider has this id" in p.warnings
     assert "--select-tag nope: no provider has this tag" in p.warnings
+
+
+def test_manifest_problems_come_before_database_problems(tmp_path: Path, fernet_key: str) -> None:
+    from gwconfig.errors import GwconfigError, ManifestError
+
+    root = write_manifests(tmp_path / "m", provider_doc(colour="blue"))
+    url = "postgresql+psycopg://nobody@127.0.0.1:1/nothing"
+    for run in (
+        lambda: reconcile.make_plan(str(root), url, reconcile.PlanOptions()),
+        lambda: reconcile.apply_manifests(str(root), url, reconcile.PlanOptions(), review=yes),
+    ):
+        with pytest.raises(ManifestError, match="colour"):
+            run()
+    write_manifests(root, provider_doc())
+    with pytest.raises(GwconfigError, match=r"127\.0\.0\.1") as info:
+        reconcile.apply_manifests(str(root), url, reconcile.PlanOptions(), review=yes)
+    assert not isinstance(info.value, ManifestError)
+
+
+def test_reading_errors_on_the_direct_path_name_the_database(gw: str, tmp_path: Path) -> None:
+    from gwconfig.errors import DatabaseError
+
+    root = write_manifests(tmp_path / "m", provider_doc(), gateway_doc())
+    apply(root, gw)
+    engine = create_engine(gw)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE audit_events"))
+        conn.execute(text("DROP TABLE routes"))
+    engine.dispose()
+    with pytest.raises(DatabaseError, match="planning against") as info:
+        plan(root, gw)
+    assert "routes" in str(info.value)

@@ -197,14 +197,15 @@ def _timestamp(value: datetime | str | None) -> str | None:
     return format_timestamp(value)
 
 
-def last_revision(source: Reader) -> int | None:
+def last_revision(source: Any) -> int | None:
     """The newest revision number (None before the first apply)."""
-    rows = source.rows("SELECT max(number) FROM config_revisions")
+    rows = reader(source).rows("SELECT max(number) FROM config_revisions")
     return int(rows[0][0]) if rows and rows[0][0] is not None else None
 
 
-def revision_snapshot(source: Reader, number: int) -> tuple[str, Any] | None:
+def revision_snapshot(source: Any, number: int) -> tuple[str, Any] | None:
     """``(state_hash, snapshot)`` of revision ``number`` (None when there is none)."""
+    source = reader(source)
     sql = (
         f"SELECT state_hash, {_json_text(source.dialect, 'snapshot')} FROM config_revisions "
         f"WHERE number = {mark(source.dialect)}"
@@ -215,8 +216,9 @@ def revision_snapshot(source: Reader, number: int) -> tuple[str, Any] | None:
     return rows[0][0], _parse_json([rows[0][1]])[0]
 
 
-def revision_state_hash(source: Reader, number: int) -> str | None:
+def revision_state_hash(source: Any, number: int) -> str | None:
     """The state hash recorded by revision ``number`` (None when there is none)."""
+    source = reader(source)
     sql = f"SELECT state_hash FROM config_revisions WHERE number = {mark(source.dialect)}"
     rows = source.rows(sql, (number,))
     return rows[0][0] if rows else None
