@@ -145,3 +145,21 @@ def test_env_option_renders_templates_and_names_template_lines(isolated_cwd: Pat
     assert bad.exit_code == 1
     assert bad.stdout.startswith("::error file=providers.d/mock.yaml.j2,line=7,")
     assert "unknown field 'colour' in 'models'" in bad.stdout
+
+
+def test_the_console_script_exits_with_the_command_status_and_flushed_output(
+    isolated_cwd: Path,
+) -> None:
+    # main() ends the process itself (no interpreter teardown): output and status must survive
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('exit handler ran', file=sys.stderr))\n"
+        "from gwconfig.cli import main\nmain()\n"
+    )
+    for args, status in ((["validate", "nowhere"], 1), (["schema", "--help"], 0)):
+        out = subprocess.run(
+            [sys.executable, "-c", probe, *args], capture_output=True, text=True, check=False
+        )
+        assert out.returncode == status
+        assert "exit handler ran" in out.stderr
+        assert out.stdout or out.stderr.count("\n") > 1

@@ -138,7 +138,8 @@ def test_plan_does_not_import_sqlalchemy(isolated_cwd: Path, fernet_key: str) ->
     subprocess.run([*run, "db", "upgrade", "--database-url", url], env=env, check=True)
     subprocess.run([*run, "apply", "--auto-approve", "--database-url", url], env=env, check=True)
     probe = (
-        "import sys\nfrom gwconfig.cli import main\n"
+        "import sys\nimport gwconfig.cli\nfrom gwconfig.cli import main\n"
+        "gwconfig.cli.FAST_EXIT = False\n"
         "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
         "print('sqlalchemy imported:', 'sqlalchemy' in sys.modules, 'exit', code)\n"
     )

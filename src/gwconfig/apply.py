@@ -19,7 +19,7 @@ import orjson
 from sqlalchemy import Connection, Table, bindparam, insert, text, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from gwconfig.canonical import content_hash
+from gwconfig.canonical import content_hash, scope_id
 from gwconfig.db import bulk
 from gwconfig.db.models import (
     ApiKey,
@@ -37,7 +37,7 @@ from gwconfig.errors import DatabaseError, LockError, PlanError, StalePlanError
 from gwconfig.patch import patched_state
 from gwconfig.plan import Plan
 from gwconfig.secrets import EncryptionKeys
-from gwconfig.state import ActualState, scope_id
+from gwconfig.state import ActualState
 
 LOCK_NAME = "gwconfig_apply"
 PG_LOCK_KEY = 0x6777_636F_6E66  # "gwconf"

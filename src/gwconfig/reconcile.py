@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from gwconfig import settings
-from gwconfig.canonical import content_hash
+from gwconfig.canonical import content_hash, scope_id
 from gwconfig.errors import Diagnostic, ManifestError, NotFoundError, SecretError, StalePlanError
 from gwconfig.plan import Plan
-from gwconfig.state import scope_id
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection

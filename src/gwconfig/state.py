@@ -15,13 +15,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import itemgetter
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import orjson
 
-from gwconfig.canonical import FORMAT_VERSION, content_hash, format_timestamp
+from gwconfig.canonical import FORMAT_VERSION, content_hash, format_timestamp, scope_id
 from gwconfig.errors import EncryptionKeyError
-from gwconfig.secrets import EncryptionKeys
+
+if TYPE_CHECKING:
+    from gwconfig.secrets import EncryptionKeys
 
 #: ``(provider_id, "key" | "param", name, environment)``
 SecretKey = tuple[str, str, str, str]
@@ -426,11 +428,6 @@ def _read_tables(conn: Reader, raw_models: bool = False) -> StateTables:
         "gateway": {"default_route": default_route, "routes": routes},
     }
     return StateTables(data, secrets, fingerprints, last, models if raw_models else None)
-
-
-def scope_id(scope: tuple[str, str, str, str]) -> str:
-    """``pid/key:name@env`` or ``pid/param:name@env`` (the entity key of a secret)."""
-    return f"{scope[0]}/{scope[1]}:{scope[2]}@{scope[3]}"
 
 
 def _fp(

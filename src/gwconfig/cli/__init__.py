@@ -90,12 +90,45 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
+#: ``main()`` as the process's entry point ends the process itself once the command is done
+#: (see :func:`_exit_now`); tests that call ``main()`` in-process can turn this off.
+FAST_EXIT = True
+
+
+def _exit_now(code: object) -> None:
+    """End the process at once with ``code``, skipping the interpreter's teardown.
+
+    A plan or apply leaves ~10^6 objects behind; freeing them one by one and tearing down every
+    module costs ~0.1 s after the work is done (mypy exits the same way). Exit handlers still
+    run and output is flushed first; with other threads alive, the normal exit is kept.
+    """
+    import atexit
+    import os
+    import threading
+
+    if threading.active_count() > 1:
+        return
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    status = code if isinstance(code, int) else 0 if code is None else 1
+    try:
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:  # a closed pipe, say: let the normal exit report it
+        return
+    os._exit(status)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point; turns unexpected exceptions into a short message."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         cli.main(args=argv, prog_name="gwconfig", standalone_mode=True)
-    except SystemExit:
+    except SystemExit as exc:
+        if argv is None and FAST_EXIT:
+            _exit_now(exc.code)
         raise
     except Exception as exc:  # a bug: keep the traceback away from users unless --debug
         if debug:
