@@ -121,7 +121,13 @@ def timed(args: list[str], env: dict[str, str], name: str = "") -> float:
 
 
 def breakdown(path: Path, url: str) -> dict[str, float]:
-    """In-process stage times of a no-op plan (imports already paid)."""
+    """In-process stage times of a no-op plan (imports already paid), one stage after another.
+
+    The real command overlaps opening + reading the database with parsing (see
+    ``compile_path(alongside=...)``); here each stage is timed alone.
+    """
+    from contextlib import ExitStack
+
     from gwconfig import reconcile
     from gwconfig.plan import render_text
     from gwconfig.state import read_state
@@ -130,22 +136,19 @@ def breakdown(path: Path, url: str) -> dict[str, float]:
     t = time.perf_counter()
     config = reconcile.compile_manifests(str(path), None)
     out["compile manifests"] = time.perf_counter() - t
-    t = time.perf_counter()
-    db, keys = reconcile._open(url)
-    out["open database + keys"] = time.perf_counter() - t
-    try:
-        with db.connect() as conn:
-            t = time.perf_counter()
-            state = read_state(conn)
-            out["read state"] = time.perf_counter() - t
-            t = time.perf_counter()
-            desired = reconcile.resolve_desired(config.data, keys, sources=config.sources)
-            out["resolve secrets"] = time.perf_counter() - t
-            t = time.perf_counter()
-            plan = reconcile.compute_plan(conn, state, desired, reconcile.PlanOptions())
-            out["diff (+ drift check)"] = time.perf_counter() - t
-    finally:
-        db.dispose()
+    with ExitStack() as stack:
+        t = time.perf_counter()
+        source, keys = stack.enter_context(reconcile._reading(url, "planning against"))
+        out["open database + keys"] = time.perf_counter() - t
+        t = time.perf_counter()
+        state = read_state(source)
+        out["read state"] = time.perf_counter() - t
+        t = time.perf_counter()
+        desired = reconcile.resolve_desired(config.data, keys, sources=config.sources)
+        out["resolve secrets"] = time.perf_counter() - t
+        t = time.perf_counter()
+        plan = reconcile.compute_plan(source, state, desired, reconcile.PlanOptions())
+        out["diff (+ drift check)"] = time.perf_counter() - t
     t = time.perf_counter()
     render_text(plan)
     out["render"] = time.perf_counter() - t

@@ -36,11 +36,11 @@ def test_db_upgrade_then_current(db_url: str) -> None:
     assert result.exit_code == 1 and "gwconfig db upgrade" in result.output
     result = runner.invoke(cli, ["db", "upgrade", "--database-url", db_url])
     assert result.exit_code == 0, result.output
-    assert "upgraded from empty to 0001" in result.output
+    assert "upgraded from empty to 0002" in result.output
     result = runner.invoke(cli, ["db", "upgrade", "--database-url", db_url])
-    assert result.exit_code == 0 and "already at revision 0001" in result.output
+    assert result.exit_code == 0 and "already at revision 0002" in result.output
     result = runner.invoke(cli, ["db", "current", "--database-url", db_url])
-    assert result.exit_code == 0 and "0001 (head)" in result.output
+    assert result.exit_code == 0 and "0002 (head)" in result.output
 
 
 def test_urls_are_printed_with_passwords_masked(isolated_cwd: Path) -> None:

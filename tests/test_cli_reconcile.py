@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, inspect, text
 
 from gwconfig.cli import cli
+from gwconfig.db.snapshots import decompress_snapshot
 from test_reconcile import gateway_doc, gw, provider_doc, write_manifests
 
 __all__ = ["gw"]
@@ -141,8 +142,14 @@ def all_rows(url: str) -> str:
         with engine.connect() as conn:
             chunks = []
             for table in inspect(conn).get_table_names():
-                for row in conn.execute(text(f"SELECT * FROM {table}")):
-                    chunks.append(repr(tuple(row)))
+                result = conn.execute(text(f"SELECT * FROM {table}"))
+                columns = list(result.keys())
+                for row in result:
+                    values = [
+                        decompress_snapshot(v) if c == "snapshot" else v  # stored compressed
+                        for c, v in zip(columns, row, strict=True)
+                    ]
+                    chunks.append(repr(values))
             return "\n".join(chunks)
     finally:
         engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta, timezone
@@ -19,6 +20,7 @@ from gwconfig.db.migrate import head_revision, revision_status, upgrade_database
 from gwconfig.db.models import (
     ApiKey,
     Base,
+    ConfigRevision,
     ConnectionParameter,
     Provider,
     ProviderModel,
@@ -87,14 +89,14 @@ def test_database_without_schema_asks_for_upgrade(db_url: str) -> None:
 def test_older_revision_asks_for_upgrade(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     db = open_database(sqlite_url, upgrade=True)
     db.dispose()
-    # pretend this gwconfig ships a newer head than the database's 0001
+    # pretend this gwconfig ships a newer head than the database's 0002
     from alembic.script import ScriptDirectory
 
-    monkeypatch.setattr(ScriptDirectory, "get_current_head", lambda self: "0002")
-    monkeypatch.setattr(session_module, "HEAD_REVISION", "0002")
+    monkeypatch.setattr(ScriptDirectory, "get_current_head", lambda self: "0003")
+    monkeypatch.setattr(session_module, "HEAD_REVISION", "0003")
     with pytest.raises(SchemaVersionError) as info:
         open_database(sqlite_url)
-    assert "0001" in str(info.value) and "older" in str(info.value)
+    assert "0002" in str(info.value) and "older" in str(info.value)
     assert "gwconfig db upgrade" in (info.value.hint or "")
 
 
@@ -212,3 +214,48 @@ def test_seed_get_db_session(sqlite_url: str) -> None:
         assert session.get(Provider, "p1") is not None
     finally:
         session.close()
+
+
+def test_0002_compresses_existing_snapshots_and_downgrades_back(db_url: str) -> None:
+    from alembic import command
+
+    from gwconfig.db.migrate import alembic_config
+    from gwconfig.db.snapshots import decompress_snapshot
+
+    db = open_database(db_url, upgrade=False, check=False)
+    snapshots = {
+        n: {"config": {"providers": [{"provider_id": f"p{n}", "n": n, "x": "é" * n}]}}
+        for n in (1, 2, 3)
+    }
+
+    def migrate(step: str, revision: str) -> None:
+        cfg = alembic_config()
+        with db.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            getattr(command, step)(cfg, revision)
+
+    try:
+        migrate("upgrade", "0001")
+        stamp = datetime(2026, 1, 1, tzinfo=UTC)
+        with db.engine.begin() as conn:
+            for n, snap in snapshots.items():
+                conn.execute(
+                    text(
+                        "INSERT INTO config_revisions (number, content_hash, state_hash, snapshot,"
+                        " actor, created_at, summary) VALUES (:n, 'h', 's', :snap, 'a', :at, '{}')"
+                    ),
+                    {"n": n, "snap": json.dumps(snap), "at": stamp},
+                )
+        migrate("upgrade", "0002")
+        with db.engine.connect() as conn:
+            raw = dict(conn.execute(text("SELECT number, snapshot FROM config_revisions")).all())
+            assert {n: decompress_snapshot(v) for n, v in raw.items()} == snapshots
+            orm = dict(conn.execute(select(ConfigRevision.number, ConfigRevision.snapshot)).all())
+            assert orm == snapshots
+        migrate("downgrade", "0001")
+        with db.engine.connect() as conn:
+            rows = conn.execute(text("SELECT number, snapshot FROM config_revisions")).all()
+        back = {n: json.loads(v) if isinstance(v, str | bytes) else v for n, v in rows}
+        assert back == snapshots
+    finally:
+        db.dispose()

@@ -16,6 +16,7 @@ from gwconfig.db import Database, open_database
 from gwconfig.db.models import ApiKey, Base, ConfigRevision
 from gwconfig.db.rotation import rotate_secrets
 from gwconfig.db.session import VERSION_TABLE
+from gwconfig.db.snapshots import decompress_snapshot
 from gwconfig.errors import EncryptionKeyError, IntegrityViolation, ValidationFailed
 from gwconfig.secrets import MASK, EncryptionKeys, generate_key
 from gwconfig.state import read_state
@@ -60,6 +61,8 @@ def scan_for(db: Database, needles: tuple[str, ...]) -> list[str]:
             columns = list(result.keys())
             for row in result:
                 for column, value in zip(columns, row, strict=True):
+                    if column == "snapshot":  # stored compressed: look inside
+                        value = decompress_snapshot(value)
                     if any(n in str(value) for n in needles):
                         hits.append(f"{table}.{column}")
     return hits

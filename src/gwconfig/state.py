@@ -207,15 +207,14 @@ def last_revision(source: Any) -> int | None:
 
 def revision_snapshot(source: Any, number: int) -> tuple[str, Any] | None:
     """``(state_hash, snapshot)`` of revision ``number`` (None when there is none)."""
+    from gwconfig.db.snapshots import decompress_snapshot
+
     source = reader(source)
-    sql = (
-        f"SELECT state_hash, {_json_text(source.dialect, 'snapshot')} FROM config_revisions "
-        f"WHERE number = {mark(source.dialect)}"
-    )
+    sql = f"SELECT state_hash, snapshot FROM config_revisions WHERE number = {mark(source.dialect)}"
     rows = source.rows(sql, (number,))
     if not rows:
         return None
-    return rows[0][0], _parse_json([rows[0][1]])[0]
+    return rows[0][0], decompress_snapshot(rows[0][1])
 
 
 def revision_state_hash(source: Any, number: int) -> str | None:

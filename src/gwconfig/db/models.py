@@ -24,6 +24,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -32,6 +33,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from gwconfig.db.snapshots import compress_snapshot, decompress_snapshot
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -73,6 +76,22 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+class CompressedJSON(TypeDecorator[Any]):
+    """A JSON document stored zlib-compressed in a binary column (revision snapshots).
+
+    See :mod:`gwconfig.db.snapshots`; ``LONGBLOB`` on MySQL/MariaDB, whose ``BLOB`` holds 64 KB.
+    """
+
+    impl = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> bytes | None:
+        return None if value is None else compress_snapshot(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        return None if value is None else decompress_snapshot(value)
 
 
 def ident_type(length: int) -> String:
@@ -228,7 +247,7 @@ class ConfigRevision(Base):
     number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     content_hash: Mapped[str] = mapped_column(String(80), nullable=False)
     state_hash: Mapped[str] = mapped_column(String(80), nullable=False)
-    snapshot: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(CompressedJSON, nullable=False)
     actor: Mapped[str] = mapped_column(String(255), nullable=False)
     git_sha: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
