@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, cast
 
 import orjson
@@ -32,6 +33,7 @@ from gwconfig.db.models import (
 )
 from gwconfig.db.rows import api_key_row, model_row, parameter_row, provider_row
 from gwconfig.db.session import Database
+from gwconfig.db.snapshots import compress_snapshot
 from gwconfig.diff import Change, mask_entity
 from gwconfig.errors import DatabaseError, LockError, PlanError, StalePlanError
 from gwconfig.patch import patched_state
@@ -254,8 +256,14 @@ def write_changes(
     keys: EncryptionKeys,
     base: ActualState,
     now: datetime,
+    meanwhile: Callable[[Written], None] | None = None,
 ) -> Written:
-    """Execute the plan's effective changes (deletes children first, creates parents first)."""
+    """Execute the plan's effective changes (deletes children first, creates parents first).
+
+    ``meanwhile`` is given what has been written once every secret is (keys and parameters
+    come before models), while the database inserts the models (see
+    :func:`gwconfig.db.bulk.insert_tuples`); it may not be called at all.
+    """
     effective = plan.effective_changes
     default_change = next((c for c in effective if c.entity == "default_route"), None)
     default = (
@@ -312,7 +320,10 @@ def write_changes(
             constants["updated_at"] = now
         if action == "create" and entity in ("provider", "api_key"):
             constants["created_at"] = now
-        if action == "create":
+        if action == "create" and entity == "model" and meanwhile is not None:
+            done = partial(meanwhile, Written(dict(written), default))
+            bulk.insert_columns(conn, table, columns, constants, meanwhile=done)
+        elif action == "create":
             bulk.insert_columns(conn, table, columns, constants)
         else:
             bulk.update_columns(conn, table, columns, ident, constants)
@@ -386,9 +397,9 @@ _AUDIT_COLUMNS = (
 )  # fmt: skip
 
 
-def write_audit(
+def audit_rows(
     conn: Connection, changes: Sequence[Change], number: int, actor: str, now: datetime
-) -> None:
+) -> list[tuple[Any, ...]]:
     """One ``audit_events`` row per change (secrets masked), JSON serialised once by orjson."""
     table = cast(Table, AuditEvent.__table__)
     stamp = bulk.converter(conn, table.c.created_at)
@@ -403,7 +414,35 @@ def write_audit(
             None if before is None else dumps(before).decode(),
             None if after is None else dumps(after).decode(),
         ))  # fmt: skip
-    bulk.insert_tuples(conn, table, _AUDIT_COLUMNS, rows)
+    return rows
+
+
+class _Outcome:
+    """What an apply records besides the changes (the state after, the snapshot, the audit
+    rows): pure computation, done once, while the server inserts the models if it can."""
+
+    def __init__(
+        self, conn: Connection, plan: Plan, base: ActualState, number: int, actor: str,
+        now: datetime,
+    ) -> None:  # fmt: skip
+        self.conn, self.plan, self.base = conn, plan, base
+        self.number, self.actor, self.now = number, actor, now
+        self.after: ActualState | None = None
+        self.snapshot = b""
+        self.audit: list[tuple[Any, ...]] = []
+
+    def compute(self, written: Written) -> None:
+        if self.after is not None:
+            return
+        effective = self.plan.effective_changes
+        # the tables now hold the base state with the changes written (no need to read them)
+        data, secrets, fingerprints = patched_state(
+            self.base.data, self.base.secrets, effective, written.default_route,
+            written.ciphertexts,
+        )  # fmt: skip
+        self.after = ActualState(data, secrets, content_hash(data), self.number, fingerprints)
+        self.snapshot = compress_snapshot(revision_snapshot(self.after, self.plan.desired))
+        self.audit = audit_rows(self.conn, effective, self.number, self.actor, self.now)
 
 
 def execute_plan(
@@ -422,13 +461,12 @@ def execute_plan(
     if not effective:
         return ApplyResult(None, plan.summary, base.state_hash)
     now = datetime.now(UTC)
-    written = write_changes(conn, plan, values, keys, base, now)
     number = (base.last_revision or 0) + 1
-    # the tables now hold the base state with the changes written (no need to read them back)
-    data, secrets, fingerprints = patched_state(
-        base.data, base.secrets, effective, written.default_route, written.ciphertexts
-    )
-    after = ActualState(data, secrets, content_hash(data), number, fingerprints)
+    outcome = _Outcome(conn, plan, base, number, actor, now)
+    written = write_changes(conn, plan, values, keys, base, now, meanwhile=outcome.compute)
+    outcome.compute(written)
+    after = outcome.after
+    assert after is not None
     summary = {**plan.summary, "drift_revision": plan.drift_revision}
     conn.execute(
         insert(cast(Table, ConfigRevision.__table__)),
@@ -436,12 +474,12 @@ def execute_plan(
             "number": number,
             "content_hash": plan.desired_hash or content_hash(plan.desired or {}),
             "state_hash": after.state_hash,
-            "snapshot": revision_snapshot(after, plan.desired),
+            "snapshot": outcome.snapshot,  # already in stored form
             "actor": actor,
             "git_sha": git_sha,
             "created_at": now,
             "summary": summary,
         },
     )
-    write_audit(conn, effective, number, actor, now)
+    bulk.insert_tuples(conn, cast(Table, AuditEvent.__table__), _AUDIT_COLUMNS, outcome.audit)
     return ApplyResult(number, plan.summary, after.state_hash)

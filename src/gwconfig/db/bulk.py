@@ -96,15 +96,20 @@ def insert_columns(
     table: Table,
     columns: Mapping[str, Sequence[Any]],
     constants: Mapping[str, Any] | None = None,
+    *,
+    meanwhile: Callable[[], None] | None = None,
 ) -> int:
-    """``INSERT`` rows given column-wise (name -> values) plus ``constants`` in every row."""
+    """``INSERT`` rows given column-wise (name -> values) plus ``constants`` in every row.
+
+    ``meanwhile``: see :func:`insert_tuples`.
+    """
     values = _column_values(conn, table, columns)
     if not values or not values[0]:
         return 0
     tail = _constant_values(conn, table, constants)
     params = list(zip(*values, *([v] * len(values[0]) for v in tail), strict=True))
     names = [*columns, *(constants or {})]
-    return insert_tuples(conn, table, names, params)
+    return insert_tuples(conn, table, names, params, meanwhile=meanwhile)
 
 
 def insert_rows(
@@ -118,20 +123,40 @@ def insert_rows(
 
 
 def insert_tuples(
-    conn: Connection, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: list[tuple[Any, ...]],
+    *,
+    meanwhile: Callable[[], None] | None = None,
 ) -> int:
-    """``INSERT`` rows already converted to DBAPI values (see :func:`converter`)."""
+    """``INSERT`` rows already converted to DBAPI values (see :func:`converter`).
+
+    ``meanwhile`` is CPU work of the caller's run while the server still works on the rows
+    (PostgreSQL's ``COPY``: after the last row is sent, before waiting for the result); on the
+    other engines it runs after the statement. It must not use ``conn``.
+    """
     if not rows:
+        if meanwhile is not None:
+            meanwhile()
         return 0
     names = ", ".join(_quote(conn, c) for c in columns)
     if conn.dialect.driver == "psycopg":
-        return _copy(conn, f"COPY {_quote(conn, table.name)} ({names}) FROM STDIN", rows)
+        statement = f"COPY {_quote(conn, table.name)} ({names}) FROM STDIN"
+        return _copy(conn, statement, rows, meanwhile)
     marks = ", ".join(_placeholder(conn) for _ in columns)
     conn.exec_driver_sql(f"INSERT INTO {_quote(conn, table.name)} ({names}) VALUES ({marks})", rows)
+    if meanwhile is not None:
+        meanwhile()
     return len(rows)
 
 
-def _copy(conn: Connection, statement: str, rows: list[tuple[Any, ...]]) -> int:
+def _copy(
+    conn: Connection,
+    statement: str,
+    rows: list[tuple[Any, ...]],
+    meanwhile: Callable[[], None] | None = None,
+) -> int:
     """PostgreSQL (psycopg 3): stream ``rows`` with ``COPY ... FROM STDIN`` on ``conn``.
 
     Several times faster than even a pipelined executemany. It runs on the DBAPI connection of
@@ -148,6 +173,8 @@ def _copy(conn: Connection, statement: str, rows: list[tuple[Any, ...]]) -> int:
             with cursor.copy(statement) as copy:
                 for row in rows:
                     copy.write_row(row)
+                if meanwhile is not None:  # the server is still busy with the rows sent
+                    meanwhile()
         except conn.dialect.loaded_dbapi.Error as exc:
             raise DBAPIError.instance(
                 statement, None, exc, conn.dialect.loaded_dbapi.Error, hide_parameters=True

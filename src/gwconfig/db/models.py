@@ -88,7 +88,9 @@ class CompressedJSON(TypeDecorator[Any]):
     cache_ok = True
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> bytes | None:
-        return None if value is None else compress_snapshot(value)
+        if value is None or isinstance(value, bytes):  # bytes: already in stored form
+            return value
+        return compress_snapshot(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         return None if value is None else decompress_snapshot(value)
