@@ -74,6 +74,17 @@ class ParsedURL:
     database: str | None = None
     query: dict[str, str] = field(default_factory=dict)
 
+    def connect_args(self, database: str) -> dict[str, Any]:
+        """Host, port, user, password and (as ``database``) the database name, when given."""
+        parts = (
+            ("host", self.host),
+            ("port", self.port),
+            ("user", self.username),
+            ("password", self.password),
+            (database, self.database),
+        )
+        return {name: value for name, value in parts if value}
+
     @property
     def dialect(self) -> str | None:
         """``sqlite``, ``postgresql``, ``mysql`` or ``mariadb`` (None: not a gwconfig driver)."""
@@ -174,18 +185,7 @@ def _postgresql(parsed: ParsedURL) -> tuple[Any, type[Exception]] | None:
     import psycopg
 
     # what SQLAlchemy's psycopg dialect passes: the URL's parts, then its query as options
-    options: dict[str, Any] = {
-        name: value
-        for name, value in (
-            ("host", parsed.host),
-            ("port", parsed.port),
-            ("user", parsed.username),
-            ("password", parsed.password),
-            ("dbname", parsed.database),
-        )
-        if value
-    }
-    options.update(parsed.query)
+    options = {**parsed.connect_args("dbname"), **parsed.query}
     conn = psycopg.connect(**options)
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     conn.read_only = True
@@ -197,18 +197,8 @@ def _mysql(parsed: ParsedURL) -> tuple[Any, type[Exception]] | None:
         return None  # ssl and other options: SQLAlchemy translates them for PyMySQL
     import pymysql  # type: ignore[import-untyped]
 
-    options: dict[str, Any] = {
-        name: value
-        for name, value in (
-            ("host", parsed.host),
-            ("port", parsed.port),
-            ("user", parsed.username),
-            ("password", parsed.password),
-            ("database", parsed.database),
-        )
-        if value
-    }
-    conn = pymysql.connect(charset=parsed.query.get("charset", "utf8mb4"), **options)
+    charset = parsed.query.get("charset", "utf8mb4")
+    conn = pymysql.connect(charset=charset, **parsed.connect_args("database"))
     conn.cursor().execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
     return conn, pymysql.Error
 
