@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from gwconfig import reconcile
+from gwconfig import reconcile, revisions
 from gwconfig.errors import LockError
 from test_reconcile import apply, dump_tables, gateway_doc, gw, plan, provider_doc, write_manifests
 
@@ -221,8 +221,8 @@ def test_parallel_applies_serialise(
         ]
         outputs = [p.communicate(timeout=180) for p in procs]
         assert [p.returncode for p in procs] == [0] * len(jobs), outputs
-        revisions = reconcile.history(url, limit=50)
-        assert sorted(r.number for r in revisions) == [1, 2, 3, 4]
+        found = revisions.history(url, limit=50)
+        assert sorted(r.number for r in found) == [1, 2, 3, 4]
         tables = dump_tables(url)
         assert sorted(r[0] for r in tables["providers"]) == ["p0", "p1", "p2", "p3"]
         assert len(tables["provider_models"]) == 8

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, select, text, update
 
-from gwconfig import reconcile
+from gwconfig import reconcile, revisions
 from gwconfig.errors import PlanError, StalePlanError
 
 TABLES = (
@@ -133,7 +133,7 @@ def test_apply_round_trip_then_no_changes(gw: str, tmp_path: Path) -> None:
     assert again.changes == () and again.base_state_hash == result.state_hash
     _, second = apply(root, gw)
     assert second.revision is None
-    revs = reconcile.history(gw)
+    revs = revisions.history(gw)
     assert [(r.number, r.actor) for r in revs] == [(1, "alice")]
     assert revs[0].summary["add"] == 7
 
@@ -233,7 +233,7 @@ def test_drift_from_outside_is_marked(gw: str, tmp_path: Path) -> None:
     assert any("drift since revision 1" in w for w in p.warnings)
     _, result = apply(root, gw)
     assert result.revision == 2 and plan(root, gw).changes == ()
-    assert reconcile.history(gw)[0].summary["drift_revision"] == 1
+    assert revisions.history(gw)[0].summary["drift_revision"] == 1
 
 
 def test_drift_through_provider_service(gw: str, tmp_path: Path) -> None:
@@ -303,7 +303,7 @@ def test_revision_and_audit_rows(gw: str, tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("GITHUB_SHA", "a" * 40)
     root = write_manifests(tmp_path / "m", provider_doc(), gateway_doc())
     apply(root, gw, actor="ci-bot")
-    info = reconcile.show_revision(gw, 1)
+    info = revisions.show_revision(gw, 1)
     assert info["actor"] == "ci-bot" and info["git_sha"] == "a" * 40
     assert len(info["changes"]) == 8
     key = info["config"]["providers"][0]["api_keys"][0]
@@ -366,7 +366,7 @@ def test_history_is_newest_first_with_limit(gw: str, tmp_path: Path) -> None:
     for i in range(3):
         write_manifests(root, provider_doc(description=f"v{i}"))
         apply(root, gw)
-    assert [r.number for r in reconcile.history(gw, limit=2)] == [3, 2]
+    assert [r.number for r in revisions.history(gw, limit=2)] == [3, 2]
     with engine_rows(gw) as rows:
         assert rows == 3
 
@@ -410,7 +410,7 @@ def test_database_errors_are_gwconfig_errors(tmp_path: Path, fernet_key: str) ->
     with pytest.raises(GwconfigError, match=r"127\.0\.0\.1"):
         reconcile.make_plan(str(root), url, reconcile.PlanOptions())
     with pytest.raises(GwconfigError):
-        reconcile.history(url)
+        revisions.history(url)
 
 
 def test_interactive_review_holds_no_lock_and_detects_changes(gw: str, tmp_path: Path) -> None:
@@ -427,7 +427,7 @@ def test_interactive_review_holds_no_lock_and_detects_changes(gw: str, tmp_path:
         reconcile.apply_manifests(
             str(root), gw, reconcile.PlanOptions(), review=slow_reviewer, interactive=True
         )
-    assert [r.number for r in reconcile.history(gw)] == [1]
+    assert [r.number for r in revisions.history(gw)] == [1]
     p, result = reconcile.apply_manifests(
         str(root), gw, reconcile.PlanOptions(), review=yes, interactive=True
     )

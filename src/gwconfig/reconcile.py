@@ -18,12 +18,10 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from gwconfig import settings
 from gwconfig.canonical import content_hash, scope_id
-from gwconfig.errors import Diagnostic, ManifestError, NotFoundError, SecretError, StalePlanError
+from gwconfig.errors import Diagnostic, ManifestError, SecretError, StalePlanError
 from gwconfig.plan import Plan
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection
-
     from gwconfig.apply import ApplyResult
     from gwconfig.compile import CompiledConfig
     from gwconfig.db.session import Database
@@ -226,7 +224,8 @@ def _drift(source: Any, state: ActualState) -> tuple[int | None, frozenset[str]]
     if state.last_revision is None:
         return None, frozenset()
     from gwconfig.diff import diff
-    from gwconfig.state import reader, revision_snapshot, revision_state_hash, snapshot_state
+    from gwconfig.revisions import snapshot_state
+    from gwconfig.state import reader, revision_snapshot, revision_state_hash
 
     rows = reader(source)
     stored_hash = revision_state_hash(rows, state.last_revision)
@@ -475,98 +474,6 @@ def apply_saved_plan(
     )
 
 
-@dataclass(frozen=True)
-class RevisionInfo:
-    """One row of ``gwconfig history``."""
-
-    number: int
-    created_at: str | None
-    actor: str
-    git_sha: str | None
-    content_hash: str
-    state_hash: str
-    summary: Mapping[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON form."""
-        return {
-            "number": self.number,
-            "created_at": self.created_at,
-            "actor": self.actor,
-            "git_sha": self.git_sha,
-            "content_hash": self.content_hash,
-            "state_hash": self.state_hash,
-            "summary": dict(self.summary),
-        }
-
-
-def history(database_url: str | None, limit: int = 20) -> list[RevisionInfo]:
-    """The newest ``limit`` revisions, newest first."""
-    from sqlalchemy import select
-
-    from gwconfig.canonical import format_timestamp
-    from gwconfig.db.models import ConfigRevision
-    from gwconfig.db.session import open_database, translate_errors
-
-    t = ConfigRevision.__table__
-    db = open_database(database_url)
-    try:
-        with translate_errors(db.url, "reading history from"), db.connect() as conn:
-            rows = conn.execute(
-                select(
-                    t.c.number, t.c.created_at, t.c.actor, t.c.git_sha, t.c.content_hash,
-                    t.c.state_hash, t.c.summary,
-                ).order_by(t.c.number.desc()).limit(limit)
-            ).all()  # fmt: skip
-    finally:
-        db.dispose()
-    return [
-        RevisionInfo(r[0], format_timestamp(r[1]), r[2], r[3], r[4], r[5], r[6] or {}) for r in rows
-    ]
-
-
-def _revision_row(conn: Connection, number: int) -> Any:
-    from sqlalchemy import select
-
-    from gwconfig.db.models import ConfigRevision
-
-    t = ConfigRevision.__table__
-    row = conn.execute(select(t).where(t.c.number == number)).mappings().first()
-    if row is None:
-        raise NotFoundError(f"revision {number} does not exist", hint="see 'gwconfig history'")
-    return row
-
-
-def show_revision(database_url: str | None, number: int) -> dict[str, Any]:
-    """One revision: metadata, its configuration (secret refs only) and its audit events."""
-    from sqlalchemy import select
-
-    from gwconfig.canonical import format_timestamp
-    from gwconfig.db.models import AuditEvent
-    from gwconfig.db.session import open_database, translate_errors
-
-    db = open_database(database_url)
-    try:
-        with translate_errors(db.url, "reading a revision from"), db.connect() as conn:
-            row = _revision_row(conn, number)
-            a = AuditEvent.__table__
-            events = conn.execute(
-                select(a.c.entity_type, a.c.entity_key, a.c.action)
-                .where(a.c.revision_number == number)
-                .order_by(a.c.id)
-            ).all()
-    finally:
-        db.dispose()
-    snapshot = row["snapshot"] or {}
-    info = RevisionInfo(
-        row["number"], format_timestamp(row["created_at"]), row["actor"], row["git_sha"],
-        row["content_hash"], row["state_hash"], row["summary"] or {},
-    ).to_json()  # fmt: skip
-    info["config"] = snapshot.get("config")
-    info["changes"] = [{"entity": e[0], "key": e[1], "action": e[2]} for e in events]
-    return info
-
-
 def rollback(
     database_url: str | None,
     number: int,
@@ -579,11 +486,12 @@ def rollback(
 ) -> tuple[Plan, ApplyResult]:
     """Plan and apply a return to revision ``number`` (secrets from its stored ciphertexts)."""
     from gwconfig.db.session import translate_errors
+    from gwconfig.revisions import revision_row
 
     db, keys = _open(database_url)
     try:
         with translate_errors(db.url, "reading a revision from"), db.connect() as conn:
-            snapshot = _revision_row(conn, number)["snapshot"]
+            snapshot = revision_row(conn, number)["snapshot"]
     finally:
         db.dispose()
     plaintexts: dict[Scope, str] = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import orjson
 
-from gwconfig.canonical import FORMAT_VERSION, content_hash, format_timestamp, scope_id
+from gwconfig.canonical import FORMAT_VERSION, content_hash, format_timestamp
 from gwconfig.errors import EncryptionKeyError
 
 if TYPE_CHECKING:
@@ -427,28 +427,3 @@ def _read_tables(conn: Reader, raw_models: bool = False) -> StateTables:
         "gateway": {"default_route": default_route, "routes": routes},
     }
     return StateTables(data, secrets, fingerprints, last, models if raw_models else None)
-
-
-def _fp(
-    body: Mapping[str, Any], fps: Mapping[str, str], scope: tuple[str, str, str, str]
-) -> dict[str, Any]:
-    return {**body, "value": {"fingerprint": fps.get(scope_id(scope))}}
-
-
-def snapshot_state(snapshot: Mapping[str, Any]) -> dict[str, Any]:
-    """The canonical state a revision produced (secret values as stored fingerprints)."""
-    fps = snapshot.get("fingerprints", {})
-    config = snapshot["config"]
-    providers = []
-    for p in config["providers"]:
-        pid = p["provider_id"]
-        q = dict(p)
-        q["api_keys"] = [
-            _fp(k, fps, (pid, "key", k["name"], k["environment"])) for k in p["api_keys"]
-        ]
-        q["connection_parameters"] = [
-            _fp(c, fps, (pid, "param", c["name"], c["environment"])) if c["sensitive"] else c
-            for c in p["connection_parameters"]
-        ]
-        providers.append(q)
-    return {**config, "providers": providers}

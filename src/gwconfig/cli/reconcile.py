@@ -11,7 +11,7 @@ from typing import Any
 import click
 import orjson
 
-from gwconfig import reconcile
+from gwconfig import reconcile, revisions
 from gwconfig.errors import PlanError
 from gwconfig.plan import Plan, render_json, render_markdown, render_text
 
@@ -219,16 +219,16 @@ def apply_cmd(
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def history_cmd(database_url: str | None, limit: int, fmt: str) -> None:
     """List applied revisions, newest first."""
-    revisions = reconcile.history(database_url, limit)
+    found = revisions.history(database_url, limit)
     if fmt == "json":
-        data = [r.to_json() for r in revisions]
+        data = [r.to_json() for r in found]
         click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
         return
-    if not revisions:
+    if not found:
         click.echo("No revisions yet: nothing has been applied.")
         return
     click.echo(f"{'REV':>5}  {'APPLIED (UTC)':20}  {'ACTOR':16}  {'GIT':10}  CHANGES")
-    for r in revisions:
+    for r in found:
         s = r.summary
         changes = f"+{s.get('add', 0)} ~{s.get('change', 0)} -{s.get('delete', 0)}"
         if s.get("drift_revision") is not None:
@@ -245,7 +245,7 @@ def history_cmd(database_url: str | None, limit: int, fmt: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def show_revision_cmd(number: int, database_url: str | None, fmt: str) -> None:
     """Show one revision: who, when, what changed, and its configuration (secrets as refs)."""
-    info = reconcile.show_revision(database_url, number)
+    info = revisions.show_revision(database_url, number)
     if fmt == "json":
         click.echo(orjson.dumps(info, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
         return
