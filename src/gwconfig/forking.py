@@ -9,9 +9,7 @@ never correctness.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -46,16 +44,6 @@ class Forked:
             payload = source.read()
         _, status = os.waitpid(self.pid, 0)
         return payload if status == 0 and payload else None
-
-    def discard(self) -> None:
-        """Stop waiting for the child (it is killed); safe after :meth:`result`."""
-        if self._done:
-            return
-        self._done = True
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-        os.close(self.fd)
-        os.waitpid(self.pid, 0)
 
 
 def fork_call(work: Callable[[], bytes]) -> Forked:

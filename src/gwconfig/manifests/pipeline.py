@@ -159,8 +159,8 @@ class _SharedQueue:
     busy with something else (see ``alongside`` in :func:`run_front`) simply takes fewer.
     """
 
-    #: at most this many records (their bytes must fit in the pipe before anyone reads)
-    MAX_BATCHES = 4096
+    #: at most this many records: 4 KB, written at once into any pipe before anyone reads
+    MAX_BATCHES = 1024
 
     def __init__(self, items: list[tuple[int, Path, str]], sizes: list[int]) -> None:
         by_size = [item for item, _ in sorted(zip(items, sizes, strict=True), key=lambda x: -x[1])]
