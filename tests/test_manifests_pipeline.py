@@ -185,3 +185,31 @@ def test_alongside_runs_once_in_this_process(
     with pytest.raises(ManifestError):
         compile_path("providers.d", alongside=lambda: calls.append(os.getpid()))
     assert calls == [os.getpid()]
+
+
+def test_shared_queue_gives_every_item_to_exactly_one_process() -> None:
+    import pickle
+
+    from gwconfig.forking import fork_call
+
+    items = [(i, Path(f"f{i}.yaml"), f"f{i}.yaml") for i in range(3000)]  # > MAX_BATCHES
+    sizes = [(i * 7919) % 1000 for i in range(3000)]
+    queue = pipeline._SharedQueue(items, sizes)
+    assert len(queue.batches) == pipeline._SharedQueue.MAX_BATCHES
+    assert sizes[queue.batches[0][0][0]] == max(sizes)  # the biggest file is taken first
+
+    def child() -> bytes:
+        taken = []
+        for item in queue.take():
+            taken.append(item[0])
+            time.sleep(0.0001)
+        return pickle.dumps(taken)
+
+    pending = fork_call(child)
+    mine = [item[0] for item in queue.take()]
+    queue.close()
+    payload = pending.result()
+    assert payload is not None
+    theirs = pickle.loads(payload)
+    assert mine and theirs
+    assert sorted(mine + theirs) == list(range(3000))
