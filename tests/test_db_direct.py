@@ -152,3 +152,16 @@ def test_plan_does_not_import_sqlalchemy(isolated_cwd: Path, fernet_key: str) ->
     ).stdout
     assert "No changes" in out
     assert "sqlalchemy imported: False exit 0" in out
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql+psycopg://gw:s3cr3t@127.0.0.1:1/gw", "mysql+pymysql://gw:s3cr3t@127.0.0.1:1/gw"],
+)
+def test_an_unreachable_server_is_reported_at_once_and_masked(url: str) -> None:
+    # not handed to SQLAlchemy to be tried (and timed out) a second time
+    with pytest.raises(DatabaseError) as info:
+        open_direct(url)
+    message = str(info.value)
+    assert message.startswith("opening ") and "127.0.0.1" in message
+    assert "s3cr3t" not in message and "***" in message

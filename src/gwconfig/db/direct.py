@@ -206,11 +206,23 @@ def _mysql(parsed: ParsedURL) -> tuple[Any, type[Exception]] | None:
 _CONNECT = {"sqlite": _sqlite, "postgresql": _postgresql, "mysql": _mysql, "mariadb": _mysql}
 
 
+def _unreachable(exc: Exception) -> bool:
+    """A server that cannot be reached or refuses us (asking again through SQLAlchemy would
+    only wait for the same timeout twice)."""
+    kind = type(exc)
+    return kind.__name__ == "OperationalError" and kind.__module__.split(".")[0] in (
+        "psycopg",
+        "pymysql",
+    )
+
+
 def open_direct(url: str) -> DirectConnection | None:
     """A read-only DBAPI connection to ``url`` at the head schema revision, or None.
 
     None means "use :func:`gwconfig.db.session.open_database`": this fast path declines
-    anything it cannot do exactly as the SQLAlchemy path would, and any failure.
+    anything it cannot do exactly as the SQLAlchemy path would, and any failure but one: a
+    database server that cannot be reached raises :class:`DatabaseError` at once, worded as the
+    SQLAlchemy path words it.
     """
     parsed = parse_url(url)
     dialect = parsed.dialect if parsed is not None else None
@@ -218,7 +230,10 @@ def open_direct(url: str) -> DirectConnection | None:
         return None
     try:
         opened = _CONNECT[dialect](parsed)
-    except Exception:  # the SQLAlchemy path reports it properly
+    except Exception as exc:  # the SQLAlchemy path reports it properly
+        if _unreachable(exc):
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DatabaseError(f"opening {settings.mask_url(url)} failed: {detail}") from None
         return None
     if opened is None:
         return None
