@@ -102,10 +102,12 @@ def resolve_desired(
     *,
     sources: Mapping[str, Any] | None = None,
     plaintexts: Mapping[Scope, str] | None = None,
+    digest: str | None = None,
 ) -> Desired:
     """Resolve every secret reference to a fingerprint (unknown when the variable is missing).
 
-    ``plaintexts`` (rollback) supplies values directly instead of resolving references.
+    ``plaintexts`` (rollback) supplies values directly instead of resolving references;
+    ``digest`` is ``content_hash(data)`` when the caller has it already (a compiled config).
     """
     from gwconfig.secrets import MissingSecretError, resolve_secret
 
@@ -154,7 +156,7 @@ def resolve_desired(
         ]
         providers.append(q)
     comparable = {**data, "providers": providers}
-    return Desired(data, content_hash(data), comparable, values, fingerprints)
+    return Desired(data, digest or content_hash(data), comparable, values, fingerprints)
 
 
 def compile_manifests(
@@ -322,7 +324,9 @@ def make_plan(path: str | None, database_url: str | None, options: PlanOptions) 
         reading = Alongside(read)
         config = compile_manifests(path, options.env, alongside=reading)
         source, keys, state = reading.result()  # errors are translated by _reading on exit
-        desired = resolve_desired(config.data, keys, sources=config.sources)
+        desired = resolve_desired(
+            config.data, keys, sources=config.sources, digest=config.content_hash
+        )
         return compute_plan(source, state, desired, options)
 
 
@@ -427,7 +431,9 @@ def apply_manifests(
         raise
     return _apply(
         database_url,
-        lambda keys: resolve_desired(config.data, keys, sources=config.sources),
+        lambda keys: resolve_desired(
+            config.data, keys, sources=config.sources, digest=config.content_hash
+        ),
         options,
         review=review,
         actor=actor,
