@@ -7,7 +7,6 @@ in memory between resolution and encryption; plans carry fingerprints and refere
 
 from __future__ import annotations
 
-import gc
 import os
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 from gwconfig import settings
 from gwconfig.canonical import content_hash, scope_id
 from gwconfig.errors import Diagnostic, ManifestError, SecretError, StalePlanError
+from gwconfig.gcpause import gc_paused
 from gwconfig.plan import Plan
 
 if TYPE_CHECKING:
@@ -80,20 +80,6 @@ class Desired:
     comparable: dict[str, Any]
     values: dict[Scope, str] = field(repr=False, default_factory=dict)
     fingerprints: dict[str, str] = field(default_factory=dict)
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection inside the block (re-enabled after it, if it was on)."""
-    # plan/apply allocate ~10^5 long-lived, acyclic objects; scanning them again and again
-    # costs a short-lived command ~0.3 s on the x5 corpus and frees nothing
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def resolve_desired(

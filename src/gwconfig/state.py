@@ -8,10 +8,8 @@ appear only as ``{"fingerprint": "hmac-sha256:..."}``; their ciphertext is in
 
 from __future__ import annotations
 
-import gc
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import itemgetter
@@ -21,6 +19,7 @@ import orjson
 
 from gwconfig.canonical import FORMAT_VERSION, content_hash, format_timestamp
 from gwconfig.errors import EncryptionKeyError
+from gwconfig.gcpause import gc_paused
 
 if TYPE_CHECKING:
     from gwconfig.secrets import EncryptionKeys
@@ -231,24 +230,12 @@ def _parse_json(cells: Iterable[str | None]) -> list[Any]:
     return orjson.loads("[" + text + "]")  # type: ignore[no-any-return]
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC while building ~10^5 acyclic containers (it would rescan them all)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def read_state(source: Any) -> ActualState:
     """Read the gateway tables (one query each) into an :class:`ActualState`.
 
     ``source``: a SQLAlchemy ``Connection`` or ``Session``, or any :class:`Reader`.
     """
-    with _gc_paused():
+    with gc_paused():
         data, secrets, fingerprints, last, _ = _read_tables(reader(source))
         state_hash = content_hash(data)
     return ActualState(
@@ -266,7 +253,7 @@ def read_tables(source: Any, *, model_rows: bool = False) -> StateTables:
     With ``model_rows`` the models stay raw rows (:attr:`StateTables.model_rows`), turned into
     canonical dicts only when needed (:func:`model_from_row`, :func:`canonical_models`).
     """
-    with _gc_paused():
+    with gc_paused():
         return _read_tables(reader(source), model_rows)
 
 

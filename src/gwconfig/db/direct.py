@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -149,9 +149,8 @@ class DirectConnection:
     def close(self) -> None:
         """Roll back the read transaction and close."""
         try:
-            self._connection.rollback()
-        except self._errors:
-            pass
+            with suppress(self._errors):  # a broken connection has nothing to roll back
+                self._connection.rollback()
         finally:
             self._connection.close()
 

@@ -77,7 +77,7 @@ def run(
     brings back its valid providers already in canonical form. ``alongside``: see
     :func:`compile_path`.
     """
-    from gwconfig.manifests.pipeline import gc_paused
+    from gwconfig.gcpause import gc_paused
 
     with gc_paused():  # the documents and manifests are gone before the collector runs again
         return _run(Path(path), env, build, alongside)

@@ -8,11 +8,9 @@ cross-document checks see exactly what a single process would have seen.
 
 from __future__ import annotations
 
-import gc
 import os
 import pickle
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 from gwconfig.errors import Diagnostic
 from gwconfig.forking import Forked, can_fork, fork_call
+from gwconfig.gcpause import gc_paused
 from gwconfig.manifests.checks import (
     ProviderInfo,
     SourceLines,
@@ -206,22 +205,6 @@ def _in_child(work: Callable[[], Partial]) -> _Pending:
     return _Pending(
         fork_call(lambda: pickle.dumps(work().portable(), protocol=pickle.HIGHEST_PROTOCOL))
     )
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector.
-
-    The front end builds large trees of dicts and lists without reference cycles: the collector
-    would only re-scan them again and again while they grow.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def run_front(
