@@ -13,6 +13,7 @@ from cryptography.fernet import Fernet
 
 from gwconfig.cli import cli
 from gwconfig.db import open_database
+from gwconfig.db.version import HEAD_REVISION
 from gwconfig.service import ProviderService
 from gwconfig.state import read_state
 
@@ -36,11 +37,11 @@ def test_db_upgrade_then_current(db_url: str) -> None:
     assert result.exit_code == 1 and "gwconfig db upgrade" in result.output
     result = runner.invoke(cli, ["db", "upgrade", "--database-url", db_url])
     assert result.exit_code == 0, result.output
-    assert "upgraded from empty to 0002" in result.output
+    assert f"upgraded from empty to {HEAD_REVISION}" in result.output
     result = runner.invoke(cli, ["db", "upgrade", "--database-url", db_url])
-    assert result.exit_code == 0 and "already at revision 0002" in result.output
+    assert result.exit_code == 0 and f"already at revision {HEAD_REVISION}" in result.output
     result = runner.invoke(cli, ["db", "current", "--database-url", db_url])
-    assert result.exit_code == 0 and "0002 (head)" in result.output
+    assert result.exit_code == 0 and f"{HEAD_REVISION} (head)" in result.output
 
 
 def test_urls_are_printed_with_passwords_masked(isolated_cwd: Path) -> None:

@@ -89,14 +89,16 @@ def test_database_without_schema_asks_for_upgrade(db_url: str) -> None:
 def test_older_revision_asks_for_upgrade(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     db = open_database(sqlite_url, upgrade=True)
     db.dispose()
-    # pretend this gwconfig ships a newer head than the database's 0002
+    # pretend this gwconfig ships a newer head than the database's
     from alembic.script import ScriptDirectory
 
-    monkeypatch.setattr(ScriptDirectory, "get_current_head", lambda self: "0003")
-    monkeypatch.setattr(session_module, "HEAD_REVISION", "0003")
+    current = session_module.HEAD_REVISION
+    newer = f"{int(current) + 1:04d}"
+    monkeypatch.setattr(ScriptDirectory, "get_current_head", lambda self: newer)
+    monkeypatch.setattr(session_module, "HEAD_REVISION", newer)
     with pytest.raises(SchemaVersionError) as info:
         open_database(sqlite_url)
-    assert "0002" in str(info.value) and "older" in str(info.value)
+    assert current in str(info.value) and "older" in str(info.value)
     assert "gwconfig db upgrade" in (info.value.hint or "")
 
 
@@ -257,5 +259,45 @@ def test_0002_compresses_existing_snapshots_and_downgrades_back(db_url: str) -> 
             rows = conn.execute(text("SELECT number, snapshot FROM config_revisions")).all()
         back = {n: json.loads(v) if isinstance(v, str | bytes) else v for n, v in rows}
         assert back == snapshots
+    finally:
+        db.dispose()
+
+
+def test_0003_drops_the_audit_foreign_key_and_downgrade_restores_it(db_url: str) -> None:
+    from alembic import command
+
+    from gwconfig.db.migrate import alembic_config
+
+    db = open_database(db_url, upgrade=False, check=False)
+
+    def migrate(step: str, revision: str) -> None:
+        cfg = alembic_config()
+        with db.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            getattr(command, step)(cfg, revision)
+
+    def audit_foreign_keys() -> list[str]:
+        with db.engine.connect() as conn:
+            return [fk["referred_table"] for fk in inspect(conn).get_foreign_keys("audit_events")]
+
+    try:
+        migrate("upgrade", "0002")
+        assert audit_foreign_keys() == ["config_revisions"]
+        with db.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO audit_events (revision_number, created_at, actor, entity_type,"
+                    " entity_key, action) VALUES (NULL, :at, 'a', 'provider', 'p', 'create')"
+                ),
+                {"at": datetime(2026, 1, 1, tzinfo=UTC)},
+            )
+        migrate("upgrade", "0003")
+        assert audit_foreign_keys() == []
+        with db.engine.connect() as conn:  # the rows and the index stay
+            assert conn.execute(text("SELECT count(*) FROM audit_events")).scalar() == 1
+            names = {ix["name"] for ix in inspect(conn).get_indexes("audit_events")}
+        assert "ix_audit_events_revision_number" in names
+        migrate("downgrade", "0002")
+        assert audit_foreign_keys() == ["config_revisions"]
     finally:
         db.dispose()

@@ -266,12 +266,8 @@ class AuditEvent(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    revision_number: Mapped[int | None] = mapped_column(
-        Integer,
-        ForeignKey("config_revisions.number", ondelete="SET NULL"),
-        nullable=True,
-        index=True,
-    )
+    #: the revision that wrote it (None for service writes); no foreign key: see migration 0003
+    revision_number: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     actor: Mapped[str] = mapped_column(String(255), nullable=False)
     entity_type: Mapped[str] = mapped_column(String(32), nullable=False)
