@@ -408,7 +408,13 @@ def apply_manifests(
     interactive: bool = False,
 ) -> tuple[Plan, ApplyResult]:
     """``gwconfig apply PATH``: plan under the lock, review, write in one transaction."""
-    opening = Alongside(lambda: _open(database_url))  # imports SQLAlchemy while a child parses
+
+    def open_for_writing() -> tuple[Database, EncryptionKeys]:
+        import gwconfig.apply  # noqa: F401  (the writer and SQLAlchemy, imported while a child parses)
+
+        return _open(database_url)
+
+    opening = Alongside(open_for_writing)
     try:
         config = compile_manifests(path, options.env, alongside=opening)
     except BaseException:
