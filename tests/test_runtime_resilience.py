@@ -10,6 +10,7 @@ from gwconfig.runtime.resilience import (
     MAX_RETRY_AFTER_SECONDS,
     CooldownTracker,
     RateLimiter,
+    TokenLimiter,
     backoff_delay,
     parse_retry_after,
 )
@@ -56,3 +57,15 @@ def test_rate_limiter_sliding_window() -> None:
         limiter.take(now)
     assert limiter.delay(30.0) == 30.0
     assert limiter.delay(60.5) == 0.0
+
+
+def test_token_limiter_sliding_window() -> None:
+    limiter = TokenLimiter(100)
+    assert limiter.delay(0.0) == 0.0
+    limiter.add(0.0, 60)
+    assert limiter.delay(1.0) == 0.0  # room left: the next request may start
+    limiter.add(1.0, 50)  # usage is known afterwards: the window may go past the cap
+    assert limiter.delay(2.0) == 58.0  # until the first 60 tokens are a minute old
+    assert limiter.delay(60.5) == 0.0
+    limiter.add(61.0, 0)  # a request that reported no tokens costs nothing
+    assert limiter.delay(61.5) == 0.0

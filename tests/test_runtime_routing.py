@@ -397,3 +397,43 @@ def test_rate_limit_rpm_moves_on_to_the_next_target(tmp_path: Path) -> None:
     ]
     assert isinstance(results[3], AllTargetsFailedError)
     assert "rate limit of 2 requests/minute reached" in str(results[3])
+
+
+def test_rate_limit_tpm_counts_the_tokens_used_and_moves_on(tmp_path: Path) -> None:
+    limited = provider_doc(
+        "limited",
+        "mock",
+        [{"model_id": "m", "parameters": {"reply": "one two three four five"}}],
+        request_settings={**FAST, "rate_limit_tpm": 12},
+    )
+    spare = provider_doc("spare", "mock", [{"model_id": "m", "parameters": {"reply": "spare"}}])
+    routes = [{"name": "r", "targets": [{"model": "limited/m"}, {"model": "spare/m"}]}]
+    cfg = load(tmp_path, [limited, spare], routes=routes)
+    # each answer from "limited" uses 1 prompt + 5 completion tokens: two fill the 12-token minute
+    results = run(cfg, req("r"), req("r"), req("r"), req("limited/m"))
+    assert [r.provider_id for r in results[:3]] == ["limited", "limited", "spare"]
+    assert [r.usage.total_tokens for r in results[:2]] == [6, 6]
+    assert isinstance(results[3], AllTargetsFailedError)
+    assert "rate limit of 12 tokens/minute reached" in str(results[3])
+
+
+def test_rate_limit_tpm_counts_streamed_answers(tmp_path: Path) -> None:
+    limited = provider_doc(
+        "limited",
+        "mock",
+        [{"model_id": "m", "parameters": {"reply": "one two three four five"}}],
+        request_settings={**FAST, "rate_limit_tpm": 6},
+    )
+    cfg = load(tmp_path, [limited])
+
+    async def main() -> tuple[str, Exception]:
+        async with LLMGatewayClient(cfg) as client:
+            stream = client.generate_stream(req("limited/m"))
+            text = "".join([chunk async for chunk in stream])
+            with pytest.raises(AllTargetsFailedError) as info:
+                await client.generate(req("limited/m"))
+            return text, info.value
+
+    text, err = asyncio.run(main())
+    assert text == "one two three four five"
+    assert "rate limit of 6 tokens/minute reached" in str(err)

@@ -25,6 +25,7 @@ from gwconfig.runtime.providers.base import BaseProvider, ProviderCall
 from gwconfig.runtime.resilience import (
     CooldownTracker,
     RateLimiter,
+    TokenLimiter,
     backoff_delay,
     order_targets,
 )
@@ -70,6 +71,7 @@ class LLMGatewayClient:
         self._gen = _Generation(config)
         self._cooldowns = CooldownTracker()
         self._limiters: dict[str, RateLimiter] = {}
+        self._token_limiters: dict[str, TokenLimiter] = {}
         self._rng = rng or random.Random()
         self._sleep = sleep
         self._closing: set[asyncio.Task[None]] = set()
@@ -234,22 +236,49 @@ class LLMGatewayClient:
         return res.identifier, res.route, targets
 
     async def _throttle(self, pc: ProviderConfig) -> None:
-        """Honour ``rate_limit_rpm``: wait for a slot, or fail this target if the wait is long."""
-        rpm = pc.settings.rate_limit_rpm
-        if rpm is None:
+        """Honour ``rate_limit_rpm`` and ``rate_limit_tpm``: wait for room, or fail this target
+        when the wait would be longer than ``backoff_max_seconds``."""
+        rpm, tpm = pc.settings.rate_limit_rpm, pc.settings.rate_limit_tpm
+        if rpm is None and tpm is None:
             return
-        limiter = self._limiters.get(pc.provider_id)
-        if limiter is None or limiter.rpm != rpm:
-            limiter = self._limiters[pc.provider_id] = RateLimiter(rpm)
-        wait = limiter.delay(time.monotonic())
-        if wait > pc.settings.backoff_max_seconds:
-            raise ProviderUnavailableError(
-                f"rate limit of {rpm} requests/minute reached (next slot in {wait:.1f}s)",
-                retryable=False,
-            )
-        if wait > 0:
-            await self._sleep(wait)
-        limiter.take(time.monotonic())
+        waits: list[float] = []
+        if tpm is not None:
+            tokens = self._token_limiter(pc, tpm)
+            wait = tokens.delay(time.monotonic())
+            if wait > pc.settings.backoff_max_seconds:
+                raise ProviderUnavailableError(
+                    f"rate limit of {tpm} tokens/minute reached (room again in {wait:.1f}s)",
+                    retryable=False,
+                )
+            waits.append(wait)
+        limiter = None
+        if rpm is not None:
+            limiter = self._limiters.get(pc.provider_id)
+            if limiter is None or limiter.rpm != rpm:
+                limiter = self._limiters[pc.provider_id] = RateLimiter(rpm)
+            wait = limiter.delay(time.monotonic())
+            if wait > pc.settings.backoff_max_seconds:
+                raise ProviderUnavailableError(
+                    f"rate limit of {rpm} requests/minute reached (next slot in {wait:.1f}s)",
+                    retryable=False,
+                )
+            waits.append(wait)
+        if max(waits) > 0:
+            await self._sleep(max(waits))
+        if limiter is not None:
+            limiter.take(time.monotonic())
+
+    def _token_limiter(self, pc: ProviderConfig, tpm: int) -> TokenLimiter:
+        limiter = self._token_limiters.get(pc.provider_id)
+        if limiter is None or limiter.tpm != tpm:
+            limiter = self._token_limiters[pc.provider_id] = TokenLimiter(tpm)
+        return limiter
+
+    def _charge(self, pc: ProviderConfig, usage: Usage | None) -> None:
+        """Count a finished request's tokens against ``rate_limit_tpm``."""
+        tpm = pc.settings.rate_limit_tpm
+        if tpm is not None and usage is not None:
+            self._token_limiter(pc, tpm).add(time.monotonic(), usage.total_tokens)
 
     def _give_up(self, exc: ProviderError, settings: Any, retry: int) -> bool:
         """True when ``exc`` should not be retried on the same target."""
@@ -298,6 +327,7 @@ class LLMGatewayClient:
                     failures.append(TargetFailure(target.key, str(exc), n))
                     continue
                 self._cooldowns.success(target.key)
+                self._charge(pc, result.usage)
                 now = _perf()
                 attempts.append(
                     Attempt(pc.provider_id, model.model_id, "ok", None, (now - t0) * 1000.0)

@@ -124,3 +124,37 @@ class RateLimiter:
     def take(self, now: float) -> None:
         """Record a request starting at ``now``."""
         self._starts.append(now)
+
+
+class TokenLimiter:
+    """Tokens-per-minute cap over a sliding one-minute window of the tokens requests used.
+
+    Usage is known only when a request has finished, so a request may start while the window
+    still has room and take it past the cap; the next ones then wait until enough of the
+    window's tokens are older than a minute.
+    """
+
+    def __init__(self, tpm: int) -> None:
+        self.tpm = tpm
+        self._used: deque[tuple[float, int]] = deque()
+        self._total = 0
+
+    def delay(self, now: float) -> float:
+        """Seconds to wait before another request may start at ``now`` (0 when it may now)."""
+        used = self._used
+        while used and used[0][0] <= now - 60.0:
+            self._total -= used.popleft()[1]
+        if self._total < self.tpm:
+            return 0.0
+        total = self._total
+        for when, tokens in used:
+            total -= tokens
+            if total < self.tpm:
+                return when + 60.0 - now
+        return 0.0  # unreachable: the window empties eventually
+
+    def add(self, now: float, tokens: int) -> None:
+        """Record ``tokens`` used by a request that finished at ``now``."""
+        if tokens > 0:
+            self._used.append((now, tokens))
+            self._total += tokens

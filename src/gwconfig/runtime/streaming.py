@@ -137,6 +137,7 @@ class LLMStream:
         pc, model = target.provider, target.model
         attempts[-1] = Attempt(pc.provider_id, model.model_id, "ok", None, (now - t0) * 1000.0)
         final_usage = usage or Usage()
+        client._charge(pc, final_usage)
         self.response = LLMResponse(
             "".join(parts),
             pc.provider_id,
