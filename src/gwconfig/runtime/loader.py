@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -13,6 +12,7 @@ import orjson
 
 from gwconfig.canonical import content_hash
 from gwconfig.errors import GwconfigError, SecretError
+from gwconfig.gcpause import gc_paused
 from gwconfig.runtime.build import SecretResolver, build_gateway_config
 from gwconfig.runtime.config import GatewayConfig, ModelTable
 from gwconfig.runtime.errors import ConfigLoadError
@@ -112,15 +112,10 @@ class ConfigLoader:
     def load_config_as_object(self) -> GatewayConfig:
         """Build the immutable, indexed :class:`GatewayConfig` from the source."""
         # tens of thousands of short-lived dicts: the cyclic GC would only slow the load down
-        was_enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with gc_paused():
             if self.path is not None:
                 return self._load_file()
             return self._load_db()
-        finally:
-            if was_enabled:
-                gc.enable()
 
     def load_config(self) -> dict[str, Any]:
         """The canonical configuration dict (secrets as references or fingerprints)."""
