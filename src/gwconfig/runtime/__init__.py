@@ -10,7 +10,6 @@ from gwconfig.runtime.client import LLMGatewayClient, check_config
 from gwconfig.runtime.config import (
     ApiKey,
     GatewayConfig,
-    ModelConfig,
     ProviderConfig,
     RequestSettings,
     RouteConfig,
@@ -39,6 +38,7 @@ from gwconfig.runtime.models import (
     LLMResponse,
     Usage,
 )
+from gwconfig.runtime.models_table import ModelConfig
 from gwconfig.runtime.providers.base import BaseProvider, ProviderCall, StreamChunk
 from gwconfig.runtime.streaming import LLMStream
 

@@ -14,11 +14,11 @@ from gwconfig.errors import GwconfigError
 from gwconfig.runtime.config import (
     ApiKey,
     GatewayConfig,
-    ModelTable,
     ProviderConfig,
     RequestSettings,
     RouteConfig,
 )
+from gwconfig.runtime.models_table import ModelTable
 
 SecretResolver = Callable[[Mapping[str, Any], tuple[str, str, str]], str]
 

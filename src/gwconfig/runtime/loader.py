@@ -14,8 +14,9 @@ from gwconfig.canonical import content_hash
 from gwconfig.errors import GwconfigError, SecretError
 from gwconfig.gcpause import gc_paused
 from gwconfig.runtime.build import SecretResolver, build_gateway_config
-from gwconfig.runtime.config import GatewayConfig, ModelTable
+from gwconfig.runtime.config import GatewayConfig
 from gwconfig.runtime.errors import ConfigLoadError
+from gwconfig.runtime.models_table import ModelTable
 
 DEFAULT_ENVIRONMENT = "default"
 
