@@ -487,3 +487,18 @@ def test_reading_errors_on_the_direct_path_name_the_database(gw: str, tmp_path: 
     with pytest.raises(DatabaseError, match="planning against") as info:
         plan(root, gw)
     assert "routes" in str(info.value)
+
+
+def test_invalid_manifests_release_the_lock_taken_while_parsing(gw: str, tmp_path: Path) -> None:
+    from gwconfig.errors import ManifestError
+
+    root = write_manifests(tmp_path / "m", provider_doc(), gateway_doc())
+    apply(root, gw)
+    before = dump_tables(gw)
+    write_manifests(root, provider_doc(colour="blue"), gateway_doc())
+    with pytest.raises(ManifestError, match="colour"):
+        apply(root, gw, lock_timeout=1)
+    assert dump_tables(gw) == before  # rolled back, nothing written
+    write_manifests(root, provider_doc(display_name="Renamed"), gateway_doc())
+    _, result = apply(root, gw, lock_timeout=1)  # the lock was released
+    assert result.revision == 2

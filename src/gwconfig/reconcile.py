@@ -22,6 +22,8 @@ from gwconfig.gcpause import gc_paused
 from gwconfig.plan import Plan
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from gwconfig.apply import ApplyResult
     from gwconfig.compile import CompiledConfig
     from gwconfig.db.session import Database
@@ -334,7 +336,14 @@ def _plan_and_apply(
     saved: Plan | None = None,
     interactive: bool = False,
     opened: tuple[Database, EncryptionKeys] | None = None,
+    held: tuple[Connection, ActualState] | None = None,
 ) -> tuple[Plan, ApplyResult]:
+    """Plan under the lock (after a review without it when ``interactive``) and write.
+
+    ``opened``: the database and keys, opened by the caller (who then disposes of them);
+    ``held``: a connection already holding the lock (inside the caller's ``locked`` block) and
+    the state read on it.
+    """
     from gwconfig.apply import ApplyResult, check_base, check_safety, execute_plan, locked
     from gwconfig.db.session import translate_errors
     from gwconfig.state import read_state
@@ -364,8 +373,12 @@ def _plan_and_apply(
             check_safety(reviewed, max_deletes)
             if not review(reviewed):
                 return reviewed, ApplyResult(None, {}, state.state_hash)
-        with locked(db, lock_timeout) as conn:
-            state = read_state(conn)
+        with ExitStack() as lock:
+            if held is not None:
+                conn, state = held
+            else:
+                conn = lock.enter_context(locked(db, lock_timeout))
+                state = read_state(conn)
             if reviewed is not None:
                 if state.state_hash != reviewed.base_state_hash:
                     raise StalePlanError(REVIEW_STALE)
@@ -393,7 +406,8 @@ def _plan_and_apply(
             )
             return plan, result
     finally:
-        db.dispose()
+        if opened is None:
+            db.dispose()
 
 
 def apply_manifests(
@@ -407,34 +421,43 @@ def apply_manifests(
     max_deletes: int | None = 20,
     interactive: bool = False,
 ) -> tuple[Plan, ApplyResult]:
-    """``gwconfig apply PATH``: plan under the lock, review, write in one transaction."""
+    """``gwconfig apply PATH``: plan under the lock, review, write in one transaction.
 
-    def open_for_writing() -> tuple[Database, EncryptionKeys]:
-        import gwconfig.apply  # noqa: F401  (the writer and SQLAlchemy, imported while a child parses)
+    While a forked child parses the manifests, this process imports the writer, opens the
+    database, takes the apply lock and reads the state (unless a person reviews the plan first,
+    which happens without the lock); a problem in the manifests then rolls back and releases.
+    """
+    with ExitStack() as stack:
 
-        return _open(database_url)
+        def open_lock_read() -> tuple[Database, EncryptionKeys, Any]:
+            from gwconfig.apply import locked  # the writer and SQLAlchemy, while a child parses
+            from gwconfig.state import read_state
 
-    opening = Alongside(open_for_writing)
-    try:
+            db, keys = _open(database_url)
+            stack.callback(db.dispose)
+            if interactive:  # nobody holds the lock while a person reads the plan
+                return db, keys, None
+            conn = stack.enter_context(locked(db, lock_timeout))
+            return db, keys, (conn, read_state(conn))
+
+        opening = Alongside(open_lock_read)
         config = compile_manifests(path, options.env, alongside=opening)
-    except BaseException:
-        if opening.value is not None:
-            opening.value[0].dispose()
-        raise
-    return _apply(
-        database_url,
-        lambda keys: resolve_desired(
-            config.data, keys, sources=config.sources, digest=config.content_hash
-        ),
-        options,
-        review=review,
-        actor=actor,
-        sha=git_sha(path),
-        lock_timeout=lock_timeout,
-        max_deletes=max_deletes,
-        interactive=interactive,
-        opened=opening.result(),
-    )
+        db, keys, held = opening.result()
+        return _apply(
+            database_url,
+            lambda keys: resolve_desired(
+                config.data, keys, sources=config.sources, digest=config.content_hash
+            ),
+            options,
+            review=review,
+            actor=actor,
+            sha=git_sha(path),
+            lock_timeout=lock_timeout,
+            max_deletes=max_deletes,
+            interactive=interactive,
+            opened=(db, keys),
+            held=held,
+        )
 
 
 def apply_saved_plan(
