@@ -318,6 +318,27 @@ def make_plan(path: str | None, database_url: str | None, options: PlanOptions) 
         return compute_plan(source, state, desired, options)
 
 
+def _settle(
+    plan: Plan, state: ActualState, saved: Plan | None, review: Review, max_deletes: int | None
+) -> ApplyResult | None:
+    """Check a fresh plan (against a saved one, for safety) and show it for review.
+
+    Returns the result when the apply ends here (nothing to change, or the review declined),
+    None when the plan is to be written.
+    """
+    from gwconfig.apply import ApplyResult, check_safety
+
+    if saved is not None and not plan.same_changes(saved):
+        raise StalePlanError(SAVED_DIFFERS)
+    if not plan.effective_changes:
+        review(plan)
+        return ApplyResult(None, plan.summary, state.state_hash)
+    check_safety(plan, max_deletes)
+    if not review(plan):
+        return ApplyResult(None, {}, state.state_hash)
+    return None
+
+
 def _apply(*args: Any, **kwargs: Any) -> tuple[Plan, ApplyResult]:
     with gc_paused():
         return _plan_and_apply(*args, **kwargs)
@@ -344,7 +365,7 @@ def _plan_and_apply(
     ``held``: a connection already holding the lock (inside the caller's ``locked`` block) and
     the state read on it.
     """
-    from gwconfig.apply import ApplyResult, check_base, check_safety, execute_plan, locked
+    from gwconfig.apply import check_base, execute_plan, locked
     from gwconfig.db.session import translate_errors
     from gwconfig.state import read_state
 
@@ -365,14 +386,9 @@ def _plan_and_apply(
                 if saved is not None:
                     check_base(saved, state)
                 reviewed = compute_plan(conn, state, desired, options)
-            if saved is not None and not reviewed.same_changes(saved):
-                raise StalePlanError(SAVED_DIFFERS)
-            if not reviewed.effective_changes:
-                review(reviewed)
-                return reviewed, ApplyResult(None, reviewed.summary, state.state_hash)
-            check_safety(reviewed, max_deletes)
-            if not review(reviewed):
-                return reviewed, ApplyResult(None, {}, state.state_hash)
+            done = _settle(reviewed, state, saved, review, max_deletes)
+            if done is not None:
+                return reviewed, done
         with ExitStack() as lock:
             if held is not None:
                 conn, state = held
@@ -387,14 +403,9 @@ def _plan_and_apply(
                 if saved is not None:
                     check_base(saved, state)
                 plan = compute_plan(conn, state, desired, options)
-                if saved is not None and not plan.same_changes(saved):
-                    raise StalePlanError(SAVED_DIFFERS)
-                if not plan.effective_changes:
-                    review(plan)
-                    return plan, ApplyResult(None, plan.summary, state.state_hash)
-                check_safety(plan, max_deletes)
-                if not review(plan):
-                    return plan, ApplyResult(None, {}, state.state_hash)
+                done = _settle(plan, state, saved, review, max_deletes)
+                if done is not None:
+                    return plan, done
             result = execute_plan(
                 conn,
                 plan,
