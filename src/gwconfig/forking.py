@@ -13,8 +13,11 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from typing import Generic, TypeVar, cast
 
-__all__ = ["Forked", "can_fork", "fork_call"]
+__all__ = ["Alongside", "Forked", "can_fork", "fork_call"]
+
+T = TypeVar("T")
 
 
 def can_fork() -> bool:
@@ -64,3 +67,33 @@ def fork_call(work: Callable[[], bytes]) -> Forked:
         os._exit(code)
     os.close(write_fd)
     return Forked(pid, read_fd)
+
+
+class Alongside(Generic[T]):
+    """Work to run in this process while a forked child works (see ``compile_path(alongside=)``).
+
+    ``plan`` and ``apply`` open the database this way while the manifests are parsed. Call it
+    once (the compiler does); its exception is kept, and :meth:`result` gives the value or raises
+    the exception then, so the manifests' own problems are reported first.
+    """
+
+    def __init__(self, work: Callable[[], T]) -> None:
+        self.work = work
+        self.ran = False
+        self.value: T | None = None
+        self.error: Exception | None = None
+
+    def __call__(self) -> None:
+        self.ran = True
+        try:
+            self.value = self.work()
+        except Exception as exc:  # raised again by result()
+            self.error = exc
+
+    def result(self) -> T:
+        """The work's value (running it now if the compiler did not)."""
+        if not self.ran:
+            self()
+        if self.error is not None:
+            raise self.error
+        return cast(T, self.value)

@@ -13,11 +13,12 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any
 
 from gwconfig import settings
 from gwconfig.canonical import content_hash, scope_id
 from gwconfig.errors import Diagnostic, ManifestError, SecretError, StalePlanError
+from gwconfig.forking import Alongside
 from gwconfig.gcpause import gc_paused
 from gwconfig.plan import Plan
 
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from gwconfig.secrets import EncryptionKeys
     from gwconfig.state import ActualState
 
-T = TypeVar("T")
 #: (provider_id, "key" | "param", name, environment)
 Scope = tuple[str, str, str, str]
 Review = Callable[[Plan], bool]
@@ -157,35 +157,6 @@ def compile_manifests(
     from gwconfig.manifests import compile_path
 
     return compile_path(Path(path or settings.DEFAULT_MANIFEST_PATH), env=env, alongside=alongside)
-
-
-class Alongside(Generic[T]):
-    """Work to run while the manifests compile (the database side of plan and apply).
-
-    Call it once (the compiler does); :meth:`result` gives its value or raises its exception
-    then, after the manifests' own problems, which are reported first.
-    """
-
-    def __init__(self, work: Callable[[], T]) -> None:
-        self.work = work
-        self.ran = False
-        self.value: T | None = None
-        self.error: Exception | None = None
-
-    def __call__(self) -> None:
-        self.ran = True
-        try:
-            self.value = self.work()
-        except Exception as exc:  # raised again by result()
-            self.error = exc
-
-    def result(self) -> T:
-        """The work's value (running it now if the compiler did not)."""
-        if not self.ran:
-            self()
-        if self.error is not None:
-            raise self.error
-        return cast(T, self.value)
 
 
 def git_sha(path: str | None = None) -> str | None:
