@@ -91,7 +91,6 @@ class Reader(Protocol):
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """All rows of ``sql`` (``params`` in the driver's paramstyle: see :func:`mark`)."""
-        ...
 
 
 class _ConnectionReader:
