@@ -40,8 +40,9 @@ class ProviderError(RuntimeGatewayError):
         status: int | None = None,
         retry_after: float | None = None,
         retryable: bool | None = None,
+        hint: str | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, hint=hint)
         self.status = status
         self.retry_after = retry_after
         if retryable is not None:
@@ -52,6 +53,16 @@ class ProviderTimeoutError(ProviderError):
     """The provider did not answer within the configured timeout."""
 
     retryable = True
+
+
+class DeadlineExceededError(ProviderTimeoutError):
+    """The request's ``deadline_seconds`` passed: no further attempt or fallback is started.
+
+    Raised by :meth:`LLMGatewayClient.generate` (and streams) once the deadline is reached;
+    providers raise it for a call the deadline cut short.
+    """
+
+    retryable = False
 
 
 class ProviderUnavailableError(ProviderError):
