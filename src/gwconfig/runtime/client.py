@@ -20,6 +20,7 @@ from gwconfig.runtime.errors import (
     ProviderError,
     ProviderUnavailableError,
     TargetFailure,
+    count_attempts,
 )
 from gwconfig.runtime.factory import ProviderFactory
 from gwconfig.runtime.models import Attempt, LLMRequest, LLMResponse, Usage
@@ -238,10 +239,12 @@ class LLMGatewayClient:
                 hint="set GWCONFIG_ENVIRONMENT to one of those environments, or add a key with "
                 f"environment '{env}' (or 'default')",
             )
-        reasons = [k.error or f"key '{k.name}@{k.environment}' expired" for k in pc.api_keys]
+        reasons = [
+            f"key '{k.name}@{k.environment}': {k.error or 'expired'}" for k in pc.api_keys
+        ]
         return AuthenticationError(
             f"no usable API key for environment '{env}'"
-            + (f" ({'; '.join(reasons)})" if reasons else "")
+            + (f": {'; '.join(reasons)}" if reasons else "")
         )
 
     def _targets(
@@ -367,10 +370,11 @@ class LLMGatewayClient:
         attempts: list[Attempt],
     ) -> DeadlineExceededError:
         """The request-level error once the deadline passed (usage recorded)."""
-        last = f"; last: {attempts[-1].error}" if attempts and attempts[-1].error else ""
+        last = attempts[-1] if attempts else None
         error = DeadlineExceededError(
-            f"no answer for '{identifier}' within the request deadline of {budget:g}s "
-            f"({len(attempts)} attempt(s){last})",
+            f"no answer for '{identifier}' within the request deadline of {budget:g}s, "
+            f"after {count_attempts(len(attempts))}"
+            + (f"\n  last: {last.provider_id}/{last.model_id}: {last.error}" if last else ""),
             hint="raise request_settings.deadline_seconds (or LLMConfig.deadline_seconds)",
         )
         self._record(request, target, None, start, attempts, "deadline", str(error))

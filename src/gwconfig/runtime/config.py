@@ -312,7 +312,10 @@ class GatewayConfig:
     def _resolve(self, identifier: str | None, provider_id: str | None) -> Resolution:
         if not identifier:
             if self.default_route is None:
-                raise NoRouteError("the request names no model and there is no default route")
+                raise NoRouteError(
+                    "the request names no model and there is no default route",
+                    hint=self._name_a_model(),
+                )
             identifier = self.default_route
         if provider_id is not None:
             return self._resolve_pinned(identifier, provider_id)
@@ -404,6 +407,17 @@ class GatewayConfig:
         if self.routes:
             return "routes: " + ", ".join(sorted(self.routes)[:10])
         return None
+
+    def _name_a_model(self) -> str:
+        """How to name a model, with a few of the names this configuration answers to."""
+        names = [*sorted(self.routes)[:3]]
+        names += [f"{p.provider_id}/{m}" for p in self.providers.values() if p.enabled
+                  for m in p.models if p.models.enabled(m)][: 5 - len(names)]  # fmt: skip
+        known = f" (for example {', '.join(repr(n) for n in names)})" if names else ""
+        return (
+            f"name a model: --model on the command line, LLMConfig(model_identifier=...) in "
+            f"code{known}; or set default_route in the Gateway document"
+        )
 
     def _why_not(self, identifier: str) -> str:
         for p, m in self.iter_models():

@@ -98,5 +98,15 @@ class AllTargetsFailedError(RuntimeGatewayError):
     def __init__(self, identifier: str, failures: Sequence[TargetFailure]) -> None:
         self.identifier = identifier
         self.failures = tuple(failures)
-        detail = "; ".join(f"{f.target}: {f.reason} ({f.attempts} attempt(s))" for f in failures)
-        super().__init__(f"all targets failed for '{identifier}': {detail}")
+        # one line per target: a reason may hold a list of its own
+        lines = "".join(
+            f"\n  {f.target}, {count_attempts(f.attempts)}: {f.reason}" for f in failures
+        )
+        super().__init__(f"all targets failed for '{identifier}':{lines}")
+
+
+def count_attempts(n: int) -> str:
+    """``1 attempt``, ``3 attempts``, ``not called``."""
+    if n == 0:
+        return "not called"
+    return f"{n} attempt" + ("s" if n != 1 else "")
