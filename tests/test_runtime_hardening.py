@@ -269,7 +269,7 @@ def test_hanging_target_ends_at_the_deadline_without_further_attempts(
                   routes=HANG_ROUTE)  # fmt: skip
     exc = asyncio.run(_run(cfg, LLMRequest("hi", LLMConfig("r")), stream))
     assert isinstance(exc, DeadlineExceededError), exc
-    assert "within the request deadline of 0.3s (1 attempt(s)" in str(exc)
+    assert "within the request deadline of 0.3s, after 1 attempt\n" in str(exc)
     assert [r[2]["model"] for r in server.requests] == ["slow:600"]
 
 
