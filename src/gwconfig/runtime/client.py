@@ -239,9 +239,7 @@ class LLMGatewayClient:
                 hint="set GWCONFIG_ENVIRONMENT to one of those environments, or add a key with "
                 f"environment '{env}' (or 'default')",
             )
-        reasons = [
-            f"key '{k.name}@{k.environment}': {k.error or 'expired'}" for k in pc.api_keys
-        ]
+        reasons = [f"key '{k.name}@{k.environment}': {k.error or 'expired'}" for k in pc.api_keys]
         return AuthenticationError(
             f"no usable API key for environment '{env}'"
             + (f": {'; '.join(reasons)}" if reasons else "")
@@ -319,16 +317,35 @@ class LLMGatewayClient:
         op: Callable[[], Awaitable[_T]],
         attempts: list[Attempt],
         deadline: float,
+        exc: ProviderError,
+        t0: float,
     ) -> tuple[_T, float]:
-        """Run ``op`` (one call to one target) with retries and backoff, within the deadline.
+        """After the first attempt (started at ``t0``) failed with ``exc``: retry ``op`` with
+        backoff while the error allows it and the deadline is not reached.
 
         Every failed attempt goes to ``attempts`` with its message scrubbed; returns the result
-        and when its attempt started.
+        and when its attempt started. (The first attempt is made by the caller, so that a
+        request answered at once pays for no retry machinery.)
         """
         pc = provider.config
         settings = pc.settings
-        n = 0
+        n = 1
         while True:
+            error = scrub_error(exc, pc.secrets)
+            attempts.append(
+                Attempt(pc.provider_id, model.model_id, type(exc).__name__, error,
+                        (_perf() - t0) * 1000.0)
+            )  # fmt: skip
+            if isinstance(exc, BadRequestError | DeadlineExceededError):
+                raise exc
+            if self._give_up(exc, settings, n):
+                raise exc
+            rng = self._rng if settings.jitter else None
+            delay = backoff_delay(settings, n, exc.retry_after, rng)
+            if time.monotonic() + delay >= deadline:
+                msg = "the request deadline comes before the next retry"
+                raise DeadlineExceededError(msg) from exc
+            await self._sleep(delay)
             await self._throttle(pc, deadline)
             n += 1
             t0 = _perf()
@@ -336,28 +353,17 @@ class LLMGatewayClient:
                 if provider.enforces_deadline:
                     return await op(), t0
                 return await bounded(op(), deadline), t0
-            except ProviderError as exc:
-                error = scrub_error(exc, pc.secrets)
-                attempts.append(
-                    Attempt(pc.provider_id, model.model_id, type(exc).__name__, error,
-                            (_perf() - t0) * 1000.0)
-                )  # fmt: skip
-                if isinstance(exc, BadRequestError | DeadlineExceededError):
-                    raise
-                if self._give_up(exc, settings, n):
-                    raise
-                rng = self._rng if settings.jitter else None
-                delay = backoff_delay(settings, n, exc.retry_after, rng)
-                if time.monotonic() + delay >= deadline:
-                    msg = "the request deadline comes before the next retry"
-                    raise DeadlineExceededError(msg) from exc
-                await self._sleep(delay)
+            except ProviderError as again:
+                exc = again
 
     def _deadline(self, request: LLMRequest, targets: list[Target]) -> tuple[float, float]:
         """The request's budget (seconds) and deadline (``time.monotonic()``)."""
         budget = request.config.deadline_seconds
         if budget is None:
-            budget = min(t.provider.settings.deadline_seconds for t in targets)
+            if len(targets) == 1:
+                budget = targets[0].provider.settings.deadline_seconds
+            else:
+                budget = min(t.provider.settings.deadline_seconds for t in targets)
         return budget, time.monotonic() + budget
 
     def _deadline_error(
@@ -394,13 +400,22 @@ class LLMGatewayClient:
                 pc, model = target.provider, target.model
                 before = len(attempts)
                 try:
-                    if time.monotonic() >= deadline:
+                    if failures and time.monotonic() >= deadline:
                         raise DeadlineExceededError("the request deadline has passed")
                     provider = self._provider(gen, pc)
                     call = self._call(request, target, provider, deadline)
-                    result, t0 = await self._with_retries(
-                        provider, model, partial(provider.complete, call), attempts, deadline
-                    )
+                    await self._throttle(pc, deadline)
+                    t0 = _perf()
+                    try:
+                        if provider.enforces_deadline:
+                            result = await provider.complete(call)
+                        else:
+                            result = await bounded(provider.complete(call), deadline)
+                    except ProviderError as exc:
+                        op = partial(provider.complete, call)
+                        result, t0 = await self._with_retries(
+                            provider, model, op, attempts, deadline, exc, t0
+                        )
                 except BadRequestError as exc:
                     self._record(request, target, None, start, attempts, "bad_request", str(exc))
                     raise

@@ -68,13 +68,22 @@ class LLMStream:
                 pc, model = target.provider, target.model
                 before = len(attempts)
                 try:
-                    if time.monotonic() >= deadline:
+                    if failures and time.monotonic() >= deadline:
                         raise DeadlineExceededError("the request deadline has passed")
                     provider = client._provider(gen, pc)
                     call = client._call(request, target, provider, deadline)
-                    (chunks, first), t0 = await client._with_retries(
-                        provider, model, partial(self._open, provider, call), attempts, deadline
-                    )
+                    op = partial(self._open, provider, call)
+                    await client._throttle(pc, deadline)
+                    t0 = _perf()
+                    try:
+                        if provider.enforces_deadline:
+                            chunks, first = await op()
+                        else:
+                            chunks, first = await bounded(op(), deadline)
+                    except ProviderError as exc:
+                        (chunks, first), t0 = await client._with_retries(
+                            provider, model, op, attempts, deadline, exc, t0
+                        )
                 except BadRequestError as exc:
                     client._record(request, target, None, start, attempts, "bad_request", str(exc))
                     raise
