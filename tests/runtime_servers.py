@@ -10,7 +10,17 @@ the behaviour, so one server serves many tests:
 * ``slow:<seconds>``: waits before answering (past a client's timeout);
 * ``malformed``: HTTP 200 with a body that is not JSON (a broken event when streaming);
 * ``reply:<text>``: answers ``text``;
-* ``break``: streams two chunks, then an error event.
+* ``break``: streams two chunks, then an error event;
+* ``leak:<how>[:<pad>]``: an error that echoes the credentials received (``Bearer <key>``, the
+  ``x-api-key`` / ``api-key`` and ``OpenAI-Organization`` headers) after ``pad`` characters:
+  ``json`` (HTTP 401, JSON error), ``text`` (HTTP 500, plain text), ``partial`` (HTTP 401 with
+  only the first 14 characters of the key and ``...``), ``stream`` (HTTP 200, then an error
+  event in the wire format of the endpoint);
+* ``json200``: a plain JSON answer even to a stream request;
+* ``cut:<n>``: streams ``n`` chunks, then ends without a finish reason, ``[DONE]`` or
+  ``message_stop``;
+* ``big:<bytes>``: HTTP 200 whose chunked body (or event stream) goes on for ``bytes`` bytes;
+  ``bigline:<bytes>`` streams one line of that size; what was sent is in ``server.sent``.
 
 Every request is recorded in ``server.requests`` as ``(path, headers, body)``.
 """
@@ -39,6 +49,7 @@ class FakeLLMServer:
         self.requests: list[tuple[str, dict[str, str], dict[str, Any]]] = []
         self.calls: Counter[str] = Counter()
         self.required_key: str | None = None
+        self.sent: Counter[str] = Counter()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -84,6 +95,7 @@ class FakeLLMServer:
         """Forget recorded requests and failure counters."""
         self.requests.clear()
         self.calls.clear()
+        self.sent.clear()
         self.required_key = None
 
     def _serve(self) -> None:
@@ -118,7 +130,55 @@ class FakeLLMServer:
                 await asyncio.sleep(0.02)
         if model == "malformed" and not body.get("stream"):
             return body, Response(b'{"choices": [ {"message": ', media_type="application/json")
+        if model.startswith("leak:") and not model.startswith("leak:stream"):
+            return body, self._leak(model, headers)
+        if model.startswith(("big:", "bigline:")):
+            return body, self._big(model, bool(body.get("stream")))
         return body, None
+
+    @staticmethod
+    def echo_credentials(model: str, headers: dict[str, str]) -> str:
+        """What a careless upstream says about the credentials it got (see ``leak:``)."""
+        parts = model.split(":")
+        pad = "p" * int(parts[2]) if len(parts) > 2 else ""
+        key = headers.get("authorization", "").removeprefix("Bearer ")
+        key = key or headers.get("x-api-key", "") or headers.get("api-key", "")
+        if parts[1] == "partial":
+            return f"{pad}Incorrect API key provided: {key[:14]}..."
+        org = headers.get("openai-organization", "")
+        return f"{pad}invalid api key Bearer {key} for organization {org}; x-api-key={key}"
+
+    def _leak(self, model: str, headers: dict[str, str]) -> Response:
+        message = self.echo_credentials(model, headers)
+        if model.split(":")[1] == "text":
+            return Response(message.encode(), status_code=500, media_type="text/plain")
+        err = {"error": {"message": message, "type": "authentication_error"}}
+        return JSONResponse(err, status_code=401)
+
+    def _big(self, model: str, stream: bool) -> Response:
+        kind, size = model.split(":")
+        total = int(size)
+
+        async def body() -> Any:
+            piece = 64 * 1024
+            if kind == "bigline":
+                yield b"data: "
+            elif stream:
+                piece = 1024
+            else:
+                yield b'{"padding": "'
+            while self.sent[model] < total:
+                if kind == "big" and stream:
+                    event = {"choices": [{"delta": {"content": "x" * 990}}]}
+                    chunk = f"data: {json.dumps(event)}\n\n".encode()
+                else:
+                    chunk = b"a" * piece
+                self.sent[model] += len(chunk)
+                yield chunk
+                await asyncio.sleep(0)
+
+        media = "text/event-stream" if stream else "application/json"
+        return StreamingResponse(body(), media_type=media)
 
     @staticmethod
     def _reply(body: dict[str, Any]) -> str:
@@ -132,6 +192,7 @@ class FakeLLMServer:
         body, early = await self._common(request, "openai")
         if early is not None:
             return early
+        headers = {k.lower(): v for k, v in request.headers.items()}
         text = self._reply(body)
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
         usage = {
@@ -139,7 +200,7 @@ class FakeLLMServer:
             "completion_tokens": len(text.split()),
             "total_tokens": prompt_tokens + len(text.split()),
         }
-        if not body.get("stream"):
+        if not body.get("stream") or body.get("model") == "json200":
             return JSONResponse(
                 {
                     "id": "chatcmpl-test",
@@ -166,10 +227,16 @@ class FakeLLMServer:
             if model == "malformed":
                 yield b"data: {not json\n\n"
                 return
+            if model.startswith("leak:stream"):
+                message = self.echo_credentials(model, headers)
+                yield f"data: {json.dumps({'error': {'message': message}})}\n\n".encode()
+                return
             words = text.split(" ")
             for i, word in enumerate(words):
                 if model == "break" and i == 2:
                     yield b'data: {"error": {"message": "upstream broke"}}\n\n'
+                    return
+                if model.startswith("cut:") and i == int(model.split(":")[1]):
                     return
                 yield chunk({"content": word if i == len(words) - 1 else word + " "})
                 await asyncio.sleep(0)
@@ -183,6 +250,7 @@ class FakeLLMServer:
         body, early = await self._common(request, "anthropic")
         if early is not None:
             return early
+        headers = {k.lower(): v for k, v in request.headers.items()}
         if "max_tokens" not in body:
             err = {
                 "type": "error",
@@ -191,7 +259,7 @@ class FakeLLMServer:
             return JSONResponse(err, status_code=400)
         text = self._reply(body)
         input_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
-        if not body.get("stream"):
+        if not body.get("stream") or body.get("model") == "json200":
             return JSONResponse(
                 {
                     "id": "msg_test",
@@ -216,10 +284,18 @@ class FakeLLMServer:
             if model == "malformed":
                 yield b"event: content_block_delta\ndata: {oops\n\n"
                 return
+            if model.startswith("leak:stream"):
+                message = self.echo_credentials(model, headers)
+                yield event(
+                    "error", {"error": {"type": "authentication_error", "message": message}}
+                )
+                return
             words = text.split(" ")
             for i, word in enumerate(words):
                 if model == "break" and i == 2:
                     yield event("error", {"error": {"type": "overloaded_error", "message": "gone"}})
+                    return
+                if model.startswith("cut:") and i == int(model.split(":")[1]):
                     return
                 piece = word if i == len(words) - 1 else word + " "
                 delta = {"index": 0, "delta": {"type": "text_delta", "text": piece}}

@@ -123,3 +123,44 @@ def test_readme_main_job_ends_with_an_answer(isolated_cwd: Path) -> None:
     }
     assert answer.stdout.strip() in replies  # the local route's mock reply from providers.d/
     assert "Traceback" not in answer.stderr
+
+
+def test_generate_without_model_or_default_route_says_how_to_name_one(
+    tmp_path: Path, isolated_cwd: Path
+) -> None:
+    path = write_compiled(tmp_path / "c.json", [provider_doc("mock", "mock", MODELS)])
+    result = CliRunner().invoke(cli, ["generate", "--config", str(path), "Hi"])
+    assert result.exit_code == 1
+    assert "no model and there is no default route" in result.output
+    assert "hint: name a model: --model" in result.output
+    assert "'mock/chat'" in result.output and "default_route" in result.output
+
+
+def test_generate_lists_each_failed_target_on_its_own_line(
+    tmp_path: Path, isolated_cwd: Path
+) -> None:
+    failing = [
+        {"model_id": f"m{i}", "parameters": {"fail_times": 9, "fail_status": 503}} for i in range(2)
+    ]
+    keyed = provider_doc(
+        "keyed", "mock", ["k"], api_keys=[{"value": {"env": "GWCONFIG_TEST_UNSET_KEY_X"}}]
+    )
+    routes = [
+        {
+            "name": "r",
+            "targets": [{"model": "mock/m0"}, {"model": "mock/m1"}, {"model": "keyed/k"}],
+        }
+    ]
+    path = write_compiled(
+        tmp_path / "c.json",
+        [provider_doc("mock", "mock", failing, request_settings={"max_retries": 0}), keyed],
+        routes=routes,
+    )
+    result = CliRunner().invoke(cli, ["generate", "--config", str(path), "-m", "r", "Hi"])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0] == "error: all targets failed for 'r':"
+    assert lines[1] == "  mock/m0, 1 attempt: mock failure (HTTP 503)"
+    assert lines[2] == "  mock/m1, 1 attempt: mock failure (HTTP 503)"
+    assert lines[3].startswith("  keyed/k, not called: no usable API key for environment")
+    assert "((" not in result.output and "))" not in result.output

@@ -148,18 +148,20 @@ def test_500_exhausts_retries_then_falls_back(tmp_path: Path, server: FakeLLMSer
 
 
 def test_slow_response_times_out(tmp_path: Path, server: FakeLLMServer) -> None:
-    cfg = config(tmp_path, server, ["slow:2"], settings={"timeout_seconds": 0.2, "max_retries": 1})
-    (err,) = generate(cfg, req("oa/slow:2"))
+    cfg = config(
+        tmp_path, server, ["slow:600"], settings={"timeout_seconds": 0.2, "max_retries": 1}
+    )
+    (err,) = generate(cfg, req("oa/slow:600"))
     assert isinstance(err, AllTargetsFailedError)
     assert err.failures[0].attempts == 2 and "no answer within 0.2s" in err.failures[0].reason
 
 
 def test_slow_stream_times_out_and_falls_back(tmp_path: Path, server: FakeLLMServer) -> None:
-    routes = [{"name": "r", "targets": [{"model": "an/slow:2"}, {"model": "oa/fast"}]}]
+    routes = [{"name": "r", "targets": [{"model": "an/slow:600"}, {"model": "oa/fast"}]}]
     cfg = config(
         tmp_path,
         server,
-        ["slow:2", "fast"],
+        ["slow:600", "fast"],
         routes=routes,
         settings={"timeout_seconds": 0.2, "max_retries": 0},
     )

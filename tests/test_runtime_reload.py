@@ -6,8 +6,59 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from gwconfig.runtime import ConfigLoader, LLMConfig, LLMGatewayClient, LLMRequest
+from gwconfig.runtime import (
+    BaseProvider,
+    ConfigLoader,
+    LLMConfig,
+    LLMGatewayClient,
+    LLMRequest,
+    ProviderFactory,
+    Usage,
+)
+from gwconfig.runtime.models import ProviderResult
 from runtime_servers import provider_doc, write_compiled
+
+
+class Gate:
+    """Explicit triggers for the ``gated`` provider: who has started, and when calls may end."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.changed = asyncio.Event()
+        self.release = asyncio.Event()
+        self.release.set()
+
+    async def wait_started(self, n: int) -> None:
+        """Return once ``n`` calls have started."""
+        while self.started < n:
+            self.changed.clear()
+            await self.changed.wait()
+
+
+def gated_factory(gate: Gate) -> ProviderFactory:
+    """A factory whose ``gated`` provider answers the model's ``reply`` once the gate is open."""
+
+    class Gated(BaseProvider):
+        requires_api_key = False
+
+        async def complete(self, call: Any) -> ProviderResult:
+            gate.started += 1
+            gate.changed.set()
+            await gate.release.wait()
+            return ProviderResult(str(call.model.parameters["reply"]), Usage(1, 1), "stop")
+
+        async def stream(self, call: Any) -> Any:  # type: ignore[override]
+            raise NotImplementedError
+            yield
+
+    factory = ProviderFactory()
+    factory.register("gated", Gated)
+    return factory
+
+
+def write_gated(path: Path, reply: str) -> None:
+    model = {"model_id": "chat", "parameters": {"reply": reply}}
+    write_compiled(path, [provider_doc("p", "gated", [model])], **_routes())
 
 
 def write(path: Path, reply: str, latency_ms: int = 0, **kw: Any) -> None:
@@ -24,15 +75,21 @@ REQ = LLMRequest("hi", LLMConfig(model_identifier="r"))
 
 def test_in_flight_requests_finish_on_the_old_config(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
-    write(path, "one", latency_ms=150)
+    write_gated(path, "one")
     loader = ConfigLoader(path)
+    gate = Gate()
+    factory = gated_factory(gate)
 
     async def main() -> tuple[str, str, bool]:
-        async with LLMGatewayClient(loader.load_config_as_object(), loader=loader) as client:
+        async with LLMGatewayClient(
+            loader.load_config_as_object(), factory, loader=loader
+        ) as client:
+            gate.release.clear()
             slow = asyncio.create_task(client.generate(REQ))
-            await asyncio.sleep(0.03)  # the slow request is now in flight
-            write(path, "two!", latency_ms=0)
+            await gate.wait_started(1)  # the slow request is now in flight
+            write_gated(path, "two!")
             swapped = await client.reload()
+            gate.release.set()
             fresh = await client.generate(REQ)
             old = await slow
             return old.generated_content, fresh.generated_content, swapped
@@ -42,25 +99,33 @@ def test_in_flight_requests_finish_on_the_old_config(tmp_path: Path) -> None:
 
 def test_reload_under_concurrent_requests(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
-    write(path, "v0", latency_ms=2)
+    write_gated(path, "v0")
     loader = ConfigLoader(path)
+    gate = Gate()
+    factory = gated_factory(gate)
 
     async def main() -> tuple[list[str], str]:
-        async with LLMGatewayClient(loader.load_config_as_object(), loader=loader) as client:
-
-            async def reloader() -> None:
-                for i in range(1, 6):
-                    await asyncio.sleep(0.01)
-                    write(path, f"v{i}" + "!" * i, latency_ms=2)
+        async with LLMGatewayClient(
+            loader.load_config_as_object(), factory, loader=loader
+        ) as client:
+            gate.release.clear()
+            tasks = []
+            for i in range(6):  # a wave of 50 requests in flight, then a reload, six times
+                tasks += [asyncio.create_task(client.generate(REQ)) for _ in range(50)]
+                await gate.wait_started(50 * (i + 1))
+                if i < 5:
+                    write_gated(path, f"v{i + 1}" + "!" * (i + 1))
                     assert await client.reload()
-
-            results = await asyncio.gather(reloader(), *[client.generate(REQ) for _ in range(300)])
+            gate.release.set()
+            results = await asyncio.gather(*tasks)
             last = await client.generate(REQ)
-            return [r.generated_content for r in results[1:]], last.generated_content
+            return [r.generated_content for r in results], last.generated_content
 
     texts, last = asyncio.run(main())
     assert len(texts) == 300
-    assert set(texts) <= {"v0"} | {f"v{i}" + "!" * i for i in range(1, 6)}
+    # every wave finished on the configuration it started with, whatever came after
+    waves = [texts[i * 50 : (i + 1) * 50] for i in range(6)]
+    assert waves == [[f"v{i}" + "!" * i] * 50 for i in range(6)]
     assert last == "v5!!!!!"
 
 
@@ -107,13 +172,20 @@ def test_background_refresher_picks_up_changes(tmp_path: Path) -> None:
 
     async def main() -> tuple[str, str]:
         async with LLMGatewayClient(loader.load_config_as_object(), loader=loader) as client:
-            client.start_auto_reload(0.02)
+            reloaded = asyncio.Event()
+            reload = client.reload
+
+            async def watched_reload(*, force: bool = False) -> bool:  # the refresher calls this
+                swapped = await reload(force=force)
+                if swapped:
+                    reloaded.set()
+                return swapped
+
+            client.reload = watched_reload  # type: ignore[method-assign]
             before = (await client.generate(REQ)).generated_content
             write(path, "second!")
-            for _ in range(200):
-                await asyncio.sleep(0.02)
-                if client.config.version == loader.current_version():
-                    break
+            client.start_auto_reload(0.01)
+            await asyncio.wait_for(reloaded.wait(), 30)  # a safety net, not a timing
             after = (await client.generate(REQ)).generated_content
             return before, after
 

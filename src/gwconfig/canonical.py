@@ -10,7 +10,8 @@ without ``content_hash``)::
           "provider_id": str, "provider_type": str, "display_name": str, "description": str|None,
           "enabled": bool, "tags": [str] (sorted, unique), "deletion_protection": bool,
           "connection": {"api_base": str|None, "api_version": str|None, "headers": {str: str}},
-          "request_settings": {...every RequestSettings field, defaults filled...},
+          "request_settings": {...every RequestSettings field, defaults filled, except the
+                               LATER_SETTINGS, present only when not at their default...},
           "connection_parameters": [   # sorted by (name, environment)
             {"name": str, "environment": str, "sensitive": bool,
              "value": str|int|float|bool  (plain)  |  {"env"|"file"|"sealed": str} (secret ref)}
@@ -49,6 +50,16 @@ from typing import Any
 import orjson
 
 FORMAT_VERSION = 1
+
+#: Request settings added after the first release: the canonical form has them only when they
+#: differ from these defaults, so configurations compiled and applied before keep their hash
+#: and a plan against such a database shows no change.
+DEFAULT_DEADLINE_SECONDS = 120.0
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+LATER_SETTINGS: tuple[tuple[str, float | int], ...] = (
+    ("deadline_seconds", DEFAULT_DEADLINE_SECONDS),
+    ("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES),
+)
 
 
 def canonical_json(data: Any) -> bytes:

@@ -11,6 +11,7 @@ from typing import Any
 
 from gwconfig.canonical import (
     FORMAT_VERSION,
+    LATER_SETTINGS,
     canonical_json,
     content_hash,
     format_timestamp,
@@ -118,6 +119,9 @@ def canonical_provider(p: ProviderManifest) -> dict[str, Any]:
     """The canonical dict of one provider manifest."""
     settings = p.request_settings.model_dump()
     settings["retry_on_status"] = list(settings["retry_on_status"])
+    for name, default in LATER_SETTINGS:
+        if settings[name] == default:  # left out: earlier configurations keep their hash
+            del settings[name]
     return {
         "provider_id": p.provider_id,
         "provider_type": p.provider_type,

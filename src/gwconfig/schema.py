@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from gwconfig.canonical import DEFAULT_DEADLINE_SECONDS, DEFAULT_MAX_RESPONSE_BYTES
+
 API_VERSION = "gwconfig/v1"
 
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9_.-]{0,62}[a-z0-9])?$"
@@ -214,6 +216,19 @@ class RequestSettings(_Strict):
     rate_limit_tpm: int | None = Field(default=None, ge=1, description="Tokens per minute cap.")
     max_concurrent_requests: int | None = Field(
         default=None, ge=1, description="Concurrent in-flight requests cap."
+    )
+    deadline_seconds: float = Field(
+        default=DEFAULT_DEADLINE_SECONDS,
+        gt=0,
+        le=86400,
+        description="The longest a request may take, across retries and fallbacks (a route's "
+        "request gets the smallest deadline of its targets' providers).",
+    )
+    max_response_bytes: int = Field(
+        default=DEFAULT_MAX_RESPONSE_BYTES,
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        description="The largest reply read from the provider (a body, or a whole stream).",
     )
 
     @field_validator("retry_on_status")

@@ -19,6 +19,7 @@ from gwconfig.runtime.config import (
     RouteConfig,
 )
 from gwconfig.runtime.models_table import ModelTable
+from gwconfig.runtime.scrub import Secrets, sensitive_header
 
 SecretResolver = Callable[[Mapping[str, Any], tuple[str, str, str]], str]
 
@@ -99,6 +100,7 @@ def build_provider(
     if models is None:
         models = ModelTable({m["model_id"]: m for m in p.get("models", [])})
     conn = p.get("connection") or {}
+    headers = dict(conn.get("headers") or {})
     return ProviderConfig(
         provider_id=pid,
         provider_type=p["provider_type"],
@@ -106,14 +108,42 @@ def build_provider(
         enabled=p.get("enabled", True),
         api_base=conn.get("api_base"),
         api_version=conn.get("api_version"),
-        headers=MappingProxyType(dict(conn.get("headers") or {})),
+        headers=MappingProxyType(headers),
         settings=_request_settings(p.get("request_settings") or {}),
         api_keys=tuple(api_keys),
         params=MappingProxyType(params),
         param_errors=MappingProxyType(param_errors),
         models=models,
         tags=tuple(p.get("tags", ())),
+        key_environments=tuple(sorted({k["environment"] for k in p.get("api_keys", ())})),
+        secrets=_secrets(p, resolver, api_keys, headers),
     )
+
+
+def _secrets(
+    p: Mapping[str, Any],
+    resolver: SecretResolver,
+    api_keys: list[ApiKey],
+    headers: Mapping[str, str],
+) -> Secrets:
+    """Openers of every secret of ``p``, in every environment (opened only to scrub output)."""
+    pid = p["provider_id"]
+    mine = {(k.name, k.environment): k for k in api_keys}
+    openers: list[Callable[[], str | None]] = []
+    for k in p.get("api_keys", ()):
+        key = mine.get((k["name"], k["environment"]))
+        if key is not None:  # already opened for requests, or will be: do not open it twice
+            openers.append(partial(getattr, key, "value"))
+        else:
+            openers.append(partial(resolver, k["value"], (pid, k["name"], k["environment"])))
+    for cp in p.get("connection_parameters", ()):
+        if cp.get("sensitive"):
+            scope = (pid, f"param:{cp['name']}", cp["environment"])
+            openers.append(partial(resolver, cp["value"], scope))
+    for name, value in headers.items():
+        if sensitive_header(name):
+            openers.append(partial(str, value))
+    return Secrets(openers)
 
 
 def build_gateway_config(

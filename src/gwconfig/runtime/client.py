@@ -7,7 +7,8 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gwconfig.errors import ConfigurationError, GwconfigError
 from gwconfig.runtime.config import GatewayConfig, ProviderConfig, Target
@@ -15,12 +16,15 @@ from gwconfig.runtime.errors import (
     AllTargetsFailedError,
     AuthenticationError,
     BadRequestError,
+    DeadlineExceededError,
     ProviderError,
     ProviderUnavailableError,
     TargetFailure,
+    count_attempts,
 )
 from gwconfig.runtime.factory import ProviderFactory
 from gwconfig.runtime.models import Attempt, LLMRequest, LLMResponse, Usage
+from gwconfig.runtime.models_table import ModelConfig
 from gwconfig.runtime.providers.base import BaseProvider, ProviderCall
 from gwconfig.runtime.resilience import (
     CooldownTracker,
@@ -29,6 +33,7 @@ from gwconfig.runtime.resilience import (
     backoff_delay,
     order_targets,
 )
+from gwconfig.runtime.scrub import scrub_error
 
 if TYPE_CHECKING:
     from gwconfig.runtime.loader import ConfigLoader
@@ -37,6 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _perf = time.perf_counter
+_T = TypeVar("_T")
 
 
 class _Generation:
@@ -203,15 +209,13 @@ class LLMGatewayClient:
 
     # -- requests ---------------------------------------------------------------------------------
 
-    def _call(self, request: LLMRequest, target: Target, provider: BaseProvider) -> ProviderCall:
+    def _call(
+        self, request: LLMRequest, target: Target, provider: BaseProvider, deadline: float
+    ) -> ProviderCall:
         pc = target.provider
         key = pc.api_key(time.time())
-        if key is None and (pc.api_keys or provider.requires_api_key):
-            reasons = [k.error or f"key '{k.name}@{k.environment}' expired" for k in pc.api_keys]
-            raise AuthenticationError(
-                f"no usable API key for environment '{self.config.environment}'"
-                + (f" ({'; '.join(reasons)})" if reasons else "")
-            )
+        if key is None and (pc.api_keys or pc.key_environments or provider.requires_api_key):
+            raise self._no_key(pc)
         cfg = request.config
         return ProviderCall(
             target.model,
@@ -221,6 +225,24 @@ class LLMGatewayClient:
             cfg.temperature,
             cfg.timeout_seconds,
             cfg.extra_params,
+            deadline,
+        )
+
+    def _no_key(self, pc: ProviderConfig) -> AuthenticationError:
+        """Why ``pc`` cannot be called: nothing is sent without the credentials it has."""
+        env = self.config.environment
+        if not pc.api_keys and pc.key_environments:
+            others = ", ".join(f"'{e}'" for e in pc.key_environments)
+            return AuthenticationError(
+                f"provider '{pc.provider_id}' has no API key for environment '{env}' "
+                f"(it has keys for {others})",
+                hint="set GWCONFIG_ENVIRONMENT to one of those environments, or add a key with "
+                f"environment '{env}' (or 'default')",
+            )
+        reasons = [f"key '{k.name}@{k.environment}': {k.error or 'expired'}" for k in pc.api_keys]
+        return AuthenticationError(
+            f"no usable API key for environment '{env}'"
+            + (f": {'; '.join(reasons)}" if reasons else "")
         )
 
     def _targets(
@@ -235,7 +257,7 @@ class LLMGatewayClient:
                 targets = ready
         return res.identifier, res.route, targets
 
-    async def _throttle(self, pc: ProviderConfig) -> None:
+    async def _throttle(self, pc: ProviderConfig, deadline: float) -> None:
         """Honour ``rate_limit_rpm`` and ``rate_limit_tpm``: wait for room, or fail this target
         when the wait would be longer than ``backoff_max_seconds``."""
         rpm, tpm = pc.settings.rate_limit_rpm, pc.settings.rate_limit_tpm
@@ -264,6 +286,8 @@ class LLMGatewayClient:
                 )
             waits.append(wait)
         if max(waits) > 0:
+            if time.monotonic() + max(waits) >= deadline:
+                raise DeadlineExceededError("the request deadline comes before the rate limit")
             await self._sleep(max(waits))
         if limiter is not None:
             limiter.take(time.monotonic())
@@ -286,6 +310,82 @@ class LLMGatewayClient:
             return True
         return exc.retry_after is not None and exc.retry_after > settings.backoff_max_seconds
 
+    async def _with_retries(
+        self,
+        provider: BaseProvider,
+        model: ModelConfig,
+        op: Callable[[], Awaitable[_T]],
+        attempts: list[Attempt],
+        deadline: float,
+        exc: ProviderError,
+        t0: float,
+    ) -> tuple[_T, float]:
+        """After the first attempt (started at ``t0``) failed with ``exc``: retry ``op`` with
+        backoff while the error allows it and the deadline is not reached.
+
+        Every failed attempt goes to ``attempts`` with its message scrubbed; returns the result
+        and when its attempt started. (The first attempt is made by the caller, so that a
+        request answered at once pays for no retry machinery.)
+        """
+        pc = provider.config
+        settings = pc.settings
+        n = 1
+        while True:
+            error = scrub_error(exc, pc.secrets)
+            attempts.append(
+                Attempt(pc.provider_id, model.model_id, type(exc).__name__, error,
+                        (_perf() - t0) * 1000.0)
+            )  # fmt: skip
+            if isinstance(exc, BadRequestError | DeadlineExceededError):
+                raise exc
+            if self._give_up(exc, settings, n):
+                raise exc
+            rng = self._rng if settings.jitter else None
+            delay = backoff_delay(settings, n, exc.retry_after, rng)
+            if time.monotonic() + delay >= deadline:
+                msg = "the request deadline comes before the next retry"
+                raise DeadlineExceededError(msg) from exc
+            await self._sleep(delay)
+            await self._throttle(pc, deadline)
+            n += 1
+            t0 = _perf()
+            try:
+                if provider.enforces_deadline:
+                    return await op(), t0
+                return await bounded(op(), deadline), t0
+            except ProviderError as again:
+                exc = again
+
+    def _deadline(self, request: LLMRequest, targets: list[Target]) -> tuple[float, float]:
+        """The request's budget (seconds) and deadline (``time.monotonic()``)."""
+        budget = request.config.deadline_seconds
+        if budget is None:
+            if len(targets) == 1:
+                budget = targets[0].provider.settings.deadline_seconds
+            else:
+                budget = min(t.provider.settings.deadline_seconds for t in targets)
+        return budget, time.monotonic() + budget
+
+    def _deadline_error(
+        self,
+        request: LLMRequest,
+        target: Target,
+        identifier: str,
+        budget: float,
+        start: float,
+        attempts: list[Attempt],
+    ) -> DeadlineExceededError:
+        """The request-level error once the deadline passed (usage recorded)."""
+        last = attempts[-1] if attempts else None
+        error = DeadlineExceededError(
+            f"no answer for '{identifier}' within the request deadline of {budget:g}s, "
+            f"after {count_attempts(len(attempts))}"
+            + (f"\n  last: {last.provider_id}/{last.model_id}: {last.error}" if last else ""),
+            hint="raise request_settings.deadline_seconds (or LLMConfig.deadline_seconds)",
+        )
+        self._record(request, target, None, start, attempts, "deadline", str(error))
+        return error
+
     async def generate(self, request: LLMRequest) -> LLMResponse:
         """Send ``request`` along its route (retries, fallbacks) and return the first answer."""
         gen = self._gen
@@ -294,37 +394,41 @@ class LLMGatewayClient:
         attempts: list[Attempt] = []
         try:
             identifier, route, targets = self._targets(gen, request)
+            budget, deadline = self._deadline(request, targets)
             failures: list[TargetFailure] = []
             for target in targets:
                 pc, model = target.provider, target.model
-                settings = pc.settings
-                n = 0
+                before = len(attempts)
                 try:
+                    if failures and time.monotonic() >= deadline:
+                        raise DeadlineExceededError("the request deadline has passed")
                     provider = self._provider(gen, pc)
-                    call = self._call(request, target, provider)
-                    while True:
-                        await self._throttle(pc)
-                        n += 1
-                        t0 = _perf()
-                        try:
+                    call = self._call(request, target, provider, deadline)
+                    await self._throttle(pc, deadline)
+                    t0 = _perf()
+                    try:
+                        if provider.enforces_deadline:
                             result = await provider.complete(call)
-                        except ProviderError as exc:
-                            attempts.append(
-                                Attempt(pc.provider_id, model.model_id, type(exc).__name__,
-                                        str(exc), (_perf() - t0) * 1000.0)
-                            )  # fmt: skip
-                            if isinstance(exc, BadRequestError) or self._give_up(exc, settings, n):
-                                raise
-                            rng = self._rng if settings.jitter else None
-                            await self._sleep(backoff_delay(settings, n, exc.retry_after, rng))
-                            continue
-                        break
+                        else:
+                            result = await bounded(provider.complete(call), deadline)
+                    except ProviderError as exc:
+                        op = partial(provider.complete, call)
+                        result, t0 = await self._with_retries(
+                            provider, model, op, attempts, deadline, exc, t0
+                        )
                 except BadRequestError as exc:
                     self._record(request, target, None, start, attempts, "bad_request", str(exc))
                     raise
+                except DeadlineExceededError as exc:
+                    if len(attempts) > before:
+                        self._cooldowns.failure(target.key, pc.settings)
+                    raise self._deadline_error(
+                        request, target, identifier, budget, start, attempts
+                    ) from exc
                 except ProviderError as exc:
-                    self._cooldowns.failure(target.key, settings)
-                    failures.append(TargetFailure(target.key, str(exc), n))
+                    self._cooldowns.failure(target.key, pc.settings)
+                    reason = scrub_error(exc, pc.secrets)
+                    failures.append(TargetFailure(target.key, reason, len(attempts) - before))
                     continue
                 self._cooldowns.success(target.key)
                 self._charge(pc, result.usage)
@@ -373,6 +477,8 @@ class LLMGatewayClient:
     ) -> None:
         if self._usage is None:
             return
+        if error is not None:  # the last stop before the database: scrub again, it is cheap
+            error = target.provider.secrets.scrub(error)
         keep = request.record_prompt if request.record_prompt is not None else self.record_prompts
         last = attempts[-1] if attempts else None
         self._usage.record(
@@ -387,6 +493,21 @@ class LLMGatewayClient:
             error=error,
             prompt=request.prompt_text() if keep else None,
         )
+
+
+async def bounded(aw: Awaitable[_T], deadline: float) -> _T:
+    """Await ``aw`` until ``deadline`` (``time.monotonic()``), then raise DeadlineExceededError.
+
+    For providers that do not enforce the deadline themselves (plugins).
+    """
+    timeout = asyncio.timeout_at(deadline)
+    try:
+        async with timeout:
+            return await aw
+    except TimeoutError as exc:
+        if timeout.expired():
+            raise DeadlineExceededError("the request deadline was reached") from exc
+        raise
 
 
 async def _close_all(providers: list[BaseProvider]) -> None:

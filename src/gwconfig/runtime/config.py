@@ -14,9 +14,11 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
+from gwconfig.canonical import DEFAULT_DEADLINE_SECONDS, DEFAULT_MAX_RESPONSE_BYTES
 from gwconfig.errors import GwconfigError
 from gwconfig.runtime.errors import AmbiguousModelError, NoRouteError
 from gwconfig.runtime.models_table import ModelConfig, ModelTable
+from gwconfig.runtime.scrub import NO_SECRETS, Secrets
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -38,6 +40,10 @@ class RequestSettings:
     rate_limit_rpm: int | None = None
     rate_limit_tpm: int | None = None
     max_concurrent_requests: int | None = None
+    #: the longest a request may take, counted from its start, across retries and fallbacks
+    deadline_seconds: float = DEFAULT_DEADLINE_SECONDS
+    #: the most bytes a reply (a JSON body, or all the events of a stream) may have
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RequestSettings:
@@ -141,6 +147,10 @@ class ProviderConfig:
     param_errors: Mapping[str, str]
     models: ModelTable = field(repr=False)
     tags: tuple[str, ...] = ()
+    #: every environment the provider has API keys for (not only the runtime's)
+    key_environments: tuple[str, ...] = ()
+    #: every secret of the provider, for scrubbing provider output (see gwconfig.runtime.scrub)
+    secrets: Secrets = field(default=NO_SECRETS, compare=False, repr=False)
 
     def api_key(self, now: float) -> ApiKey | None:
         """The best usable key at ``now`` (never an expired one), or None."""
@@ -302,7 +312,10 @@ class GatewayConfig:
     def _resolve(self, identifier: str | None, provider_id: str | None) -> Resolution:
         if not identifier:
             if self.default_route is None:
-                raise NoRouteError("the request names no model and there is no default route")
+                raise NoRouteError(
+                    "the request names no model and there is no default route",
+                    hint=self._name_a_model(),
+                )
             identifier = self.default_route
         if provider_id is not None:
             return self._resolve_pinned(identifier, provider_id)
@@ -394,6 +407,17 @@ class GatewayConfig:
         if self.routes:
             return "routes: " + ", ".join(sorted(self.routes)[:10])
         return None
+
+    def _name_a_model(self) -> str:
+        """How to name a model, with a few of the names this configuration answers to."""
+        names = [*sorted(self.routes)[:3]]
+        names += [f"{p.provider_id}/{m}" for p in self.providers.values() if p.enabled
+                  for m in p.models if p.models.enabled(m)][: 5 - len(names)]  # fmt: skip
+        known = f" (for example {', '.join(repr(n) for n in names)})" if names else ""
+        return (
+            f"name a model: --model on the command line, LLMConfig(model_identifier=...) in "
+            f"code{known}; or set default_route in the Gateway document"
+        )
 
     def _why_not(self, identifier: str) -> str:
         for p, m in self.iter_models():

@@ -40,8 +40,9 @@ class ProviderError(RuntimeGatewayError):
         status: int | None = None,
         retry_after: float | None = None,
         retryable: bool | None = None,
+        hint: str | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, hint=hint)
         self.status = status
         self.retry_after = retry_after
         if retryable is not None:
@@ -52,6 +53,16 @@ class ProviderTimeoutError(ProviderError):
     """The provider did not answer within the configured timeout."""
 
     retryable = True
+
+
+class DeadlineExceededError(ProviderTimeoutError):
+    """The request's ``deadline_seconds`` passed: no further attempt or fallback is started.
+
+    Raised by :meth:`LLMGatewayClient.generate` (and streams) once the deadline is reached;
+    providers raise it for a call the deadline cut short.
+    """
+
+    retryable = False
 
 
 class ProviderUnavailableError(ProviderError):
@@ -87,5 +98,15 @@ class AllTargetsFailedError(RuntimeGatewayError):
     def __init__(self, identifier: str, failures: Sequence[TargetFailure]) -> None:
         self.identifier = identifier
         self.failures = tuple(failures)
-        detail = "; ".join(f"{f.target}: {f.reason} ({f.attempts} attempt(s))" for f in failures)
-        super().__init__(f"all targets failed for '{identifier}': {detail}")
+        # one line per target: a reason may hold a list of its own
+        lines = "".join(
+            f"\n  {f.target}, {count_attempts(f.attempts)}: {f.reason}" for f in failures
+        )
+        super().__init__(f"all targets failed for '{identifier}':{lines}")
+
+
+def count_attempts(n: int) -> str:
+    """``1 attempt``, ``3 attempts``, ``not called``."""
+    if n == 0:
+        return "not called"
+    return f"{n} attempt" + ("s" if n != 1 else "")

@@ -29,6 +29,8 @@ class LLMConfig:
     max_tokens: int | None = None
     system_prompt: str | None = None
     timeout_seconds: float | None = None
+    #: overrides the providers' request_settings.deadline_seconds for this request
+    deadline_seconds: float | None = None
     extra_params: dict[str, Any] = field(default_factory=dict)
 
 

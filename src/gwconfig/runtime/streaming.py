@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
+from functools import partial
 from typing import TYPE_CHECKING
 
-from gwconfig.runtime.client import _perf
+from gwconfig.runtime.client import _perf, bounded
 from gwconfig.runtime.config import Target
 from gwconfig.runtime.errors import (
     AllTargetsFailedError,
     BadRequestError,
+    DeadlineExceededError,
     ProviderError,
+    ProviderResponseError,
     TargetFailure,
 )
 from gwconfig.runtime.models import Attempt, LLMRequest, LLMResponse, Usage
 from gwconfig.runtime.providers.base import BaseProvider, ProviderCall, StreamChunk
-from gwconfig.runtime.resilience import backoff_delay
+from gwconfig.runtime.scrub import scrub_error
 
 if TYPE_CHECKING:
     from gwconfig.runtime.client import LLMGatewayClient
@@ -44,7 +48,7 @@ class LLMStream:
         try:
             first = await chunks.__anext__()
         except StopAsyncIteration:
-            first = StreamChunk("", Usage())
+            raise ProviderResponseError("the stream ended before any data") from None
         except BaseException:
             await chunks.aclose()  # type: ignore[attr-defined]
             raise
@@ -58,41 +62,46 @@ class LLMStream:
         attempts: list[Attempt] = []
         try:
             identifier, route, targets = client._targets(gen, request)
+            budget, deadline = client._deadline(request, targets)
             failures: list[TargetFailure] = []
             for target in targets:
                 pc, model = target.provider, target.model
-                n = 0
+                before = len(attempts)
                 try:
+                    if failures and time.monotonic() >= deadline:
+                        raise DeadlineExceededError("the request deadline has passed")
                     provider = client._provider(gen, pc)
-                    call = client._call(request, target, provider)
-                    while True:
-                        await client._throttle(pc)
-                        n += 1
-                        t0 = _perf()
-                        try:
-                            chunks, first = await self._open(provider, call)
-                        except ProviderError as exc:
-                            attempts.append(
-                                Attempt(pc.provider_id, model.model_id, type(exc).__name__,
-                                        str(exc), (_perf() - t0) * 1000.0)
-                            )  # fmt: skip
-                            if isinstance(exc, BadRequestError) or client._give_up(
-                                exc, pc.settings, n
-                            ):
-                                raise
-                            rng = client._rng if pc.settings.jitter else None
-                            await client._sleep(backoff_delay(pc.settings, n, exc.retry_after, rng))
-                            continue
-                        break
+                    call = client._call(request, target, provider, deadline)
+                    op = partial(self._open, provider, call)
+                    await client._throttle(pc, deadline)
+                    t0 = _perf()
+                    try:
+                        if provider.enforces_deadline:
+                            chunks, first = await op()
+                        else:
+                            chunks, first = await bounded(op(), deadline)
+                    except ProviderError as exc:
+                        (chunks, first), t0 = await client._with_retries(
+                            provider, model, op, attempts, deadline, exc, t0
+                        )
                 except BadRequestError as exc:
                     client._record(request, target, None, start, attempts, "bad_request", str(exc))
                     raise
+                except DeadlineExceededError as exc:
+                    if len(attempts) > before:
+                        client._cooldowns.failure(target.key, pc.settings)
+                    raise client._deadline_error(
+                        request, target, identifier, budget, start, attempts
+                    ) from exc
                 except ProviderError as exc:
                     client._cooldowns.failure(target.key, pc.settings)
-                    failures.append(TargetFailure(target.key, str(exc), n))
+                    reason = scrub_error(exc, pc.secrets)
+                    failures.append(TargetFailure(target.key, reason, len(attempts) - before))
                     continue
                 # committed to this target: errors from here on reach the caller
                 attempts.append(Attempt(pc.provider_id, model.model_id, "ok", None, 0.0))
+                if not provider.enforces_deadline:
+                    chunks = _bounded_chunks(chunks, deadline)
                 async for text in self._relay(chunks, first, target, route, start, attempts, t0):
                     yield text
                 return
@@ -128,7 +137,10 @@ class LLMStream:
                 finish = chunk.finish_reason or finish
         except ProviderError as exc:
             client._cooldowns.failure(target.key, target.provider.settings)
-            client._record(request, target, usage, start, attempts, "stream_error", str(exc))
+            error = scrub_error(exc, target.provider.secrets)
+            deadline = isinstance(exc, DeadlineExceededError)
+            outcome = "deadline" if deadline else "stream_error"
+            client._record(request, target, usage, start, attempts, outcome, error)
             raise
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
@@ -150,3 +162,18 @@ class LLMStream:
             request.initial_context.session_id,
         )
         client._record(request, target, final_usage, start, attempts, "ok", None)
+
+
+async def _bounded_chunks(
+    chunks: AsyncIterator[StreamChunk], deadline: float
+) -> AsyncIterator[StreamChunk]:
+    """``chunks``, each awaited until the deadline (for providers that do not enforce it)."""
+    try:
+        while True:
+            try:
+                chunk = await bounded(chunks.__anext__(), deadline)
+            except StopAsyncIteration:
+                return
+            yield chunk
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]

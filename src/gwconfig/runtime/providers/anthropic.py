@@ -8,7 +8,7 @@ from typing import Any
 from gwconfig.runtime.errors import ProviderResponseError
 from gwconfig.runtime.models import ProviderResult, Usage
 from gwconfig.runtime.providers.base import ProviderCall, StreamChunk
-from gwconfig.runtime.providers.http import HTTPProvider, iter_sse, load_event
+from gwconfig.runtime.providers.http import HTTPProvider, load_event
 
 DEFAULT_MAX_TOKENS = 4096
 
@@ -83,7 +83,8 @@ class AnthropicProvider(HTTPProvider):
         async with self.open_stream(url, body, headers, call) as resp:
             prompt_tokens = completion_tokens = 0
             finish: str | None = None
-            async for event_name, data in iter_sse(resp):
+            stopped = False
+            async for event_name, data in self.events(resp, call):
                 event = load_event(data)
                 if not isinstance(event, dict):
                     raise ProviderResponseError("a streamed event is not an object")
@@ -101,8 +102,10 @@ class AnthropicProvider(HTTPProvider):
                     completion_tokens = int(usage.get("output_tokens") or completion_tokens)
                     finish = (event.get("delta") or {}).get("stop_reason") or finish
                 elif kind == "error":
-                    err = event.get("error") or {}
-                    raise ProviderResponseError(f"stream error: {err.get('message', err)}"[:200])
+                    raise self.stream_error(event.get("error") or event)
                 elif kind == "message_stop":
+                    stopped = True
                     break
+            if not stopped and finish is None:  # cut off: the answer may be incomplete
+                raise ProviderResponseError("the stream ended before message_stop")
             yield StreamChunk("", Usage(prompt_tokens, completion_tokens), finish)

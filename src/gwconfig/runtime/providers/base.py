@@ -38,6 +38,8 @@ class ProviderCall:
     temperature: float | None = None
     timeout_seconds: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: when the request's deadline passes (``time.monotonic()``); None: no deadline
+    deadline: float | None = None
 
     def options(self) -> dict[str, Any]:
         """Generation options: the model's defaults, overridden by the request's."""
@@ -71,6 +73,9 @@ class BaseProvider(ABC):
     provider_type: ClassVar[str] = ""
     #: Whether calls need an API key (the client refuses to call without one).
     requires_api_key: ClassVar[bool] = True
+    #: Whether the provider itself stops a call at ``ProviderCall.deadline`` (raising
+    #: DeadlineExceededError); otherwise the client bounds each call with ``asyncio.timeout``.
+    enforces_deadline: ClassVar[bool] = False
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config

@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from gwconfig.runtime.config import ProviderConfig
-from gwconfig.runtime.errors import BadRequestError, ProviderError, ProviderUnavailableError
+from gwconfig.runtime.errors import (
+    BadRequestError,
+    DeadlineExceededError,
+    ProviderError,
+    ProviderUnavailableError,
+)
 from gwconfig.runtime.models import ProviderResult, Usage
 from gwconfig.runtime.providers.base import BaseProvider, ProviderCall, StreamChunk
 
@@ -29,6 +35,7 @@ class MockProvider(BaseProvider):
 
     provider_type = "mock"
     requires_api_key = False
+    enforces_deadline = True
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
@@ -47,7 +54,11 @@ class MockProvider(BaseProvider):
         self.calls[mid] = n
         latency = self._knob(params, "latency_ms")
         if latency:
-            await asyncio.sleep(float(latency) / 1000.0)
+            wait = float(latency) / 1000.0
+            if call.deadline is not None and time.monotonic() + wait >= call.deadline:
+                await asyncio.sleep(max(call.deadline - time.monotonic(), 0.0))
+                raise DeadlineExceededError("the request deadline was reached (mock latency)")
+            await asyncio.sleep(wait)
         fail = n <= int(self._knob(params, "fail_times", 0) or 0)
         rate = self._knob(params, "fail_rate")
         if not fail and rate:

@@ -8,7 +8,7 @@ from typing import Any
 from gwconfig.runtime.errors import ProviderResponseError
 from gwconfig.runtime.models import ProviderResult, Usage
 from gwconfig.runtime.providers.base import ProviderCall, StreamChunk
-from gwconfig.runtime.providers.http import HTTPProvider, iter_sse, load_event
+from gwconfig.runtime.providers.http import HTTPProvider, load_event
 
 
 def _usage(data: Any) -> Usage | None:
@@ -70,20 +70,24 @@ class OpenAIProvider(HTTPProvider):
         async with self.open_stream(url, body, headers, call) as resp:
             usage: Usage | None = None
             finish: str | None = None
-            async for _event, data in iter_sse(resp):
+            done = False
+            async for _event, data in self.events(resp, call):
                 if data.strip() == "[DONE]":
+                    done = True
                     break
                 event = load_event(data)
                 if not isinstance(event, dict):
                     raise ProviderResponseError("a streamed event is not an object")
                 if "error" in event:
-                    raise ProviderResponseError(f"stream error: {event['error']}"[:200])
+                    raise self.stream_error(event["error"])
                 usage = _usage(event.get("usage")) or usage
                 for choice in event.get("choices") or ():
                     finish = choice.get("finish_reason") or finish
                     text = (choice.get("delta") or {}).get("content")
                     if text:
                         yield StreamChunk(text)
+            if not done and finish is None:  # cut off: the answer may be incomplete
+                raise ProviderResponseError("the stream ended before a finish reason or [DONE]")
             yield StreamChunk("", usage or Usage(), finish)
 
 
