@@ -39,7 +39,9 @@ def evaluate(value: str, inputs: dict[str, str]) -> str:
     return _EXPR.sub(one, value)
 
 
-def run_step(project: Path, db: str, **given: str) -> tuple[subprocess.CompletedProcess[str], dict[str, str], str]:
+def run_step(
+    project: Path, db: str, **given: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, str], str]:
     """Run the action's ``run`` step in ``project`` with inputs ``given`` (dashes as underscores)."""
     spec = action()
     inputs = {name: evaluate(str(i.get("default", "")), {}) for name, i in spec["inputs"].items()}
@@ -112,7 +114,9 @@ def test_validate_plan_apply_through_the_action(project: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Apply complete: revision 1" in proc.stdout
     assert "revision 1" in summary
-    assert "octocat" in gwconfig("history", "--database-url", db).stdout  # the default actor is the workflow's github.actor
+    assert (
+        "octocat" in gwconfig("history", "--database-url", db).stdout
+    )  # the default actor is the workflow's github.actor
 
     proc, outputs, _ = run_step(project, db, command="plan", fail_on_changes="true")
     assert proc.returncode == 0 and outputs["exitcode"] == "0"
