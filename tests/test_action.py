@@ -42,7 +42,7 @@ def evaluate(value: str, inputs: dict[str, str]) -> str:
 def run_step(
     project: Path, db: str, **given: str
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, str], str]:
-    """Run the action's ``run`` step in ``project`` with inputs ``given`` (dashes as underscores)."""
+    """Run the action's ``run`` step in ``project`` with inputs ``given`` (``_`` for ``-``)."""
     spec = action()
     inputs = {name: evaluate(str(i.get("default", "")), {}) for name, i in spec["inputs"].items()}
     for key, value in given.items():
