@@ -34,6 +34,7 @@ from gwconfig.db.models import (
 from gwconfig.db.rows import api_key_row, model_row, parameter_row, provider_row
 from gwconfig.db.session import Database
 from gwconfig.db.snapshots import compress_snapshot
+from gwconfig.dburl import error_detail
 from gwconfig.diff import Change, mask_entity
 from gwconfig.errors import DatabaseError, LockError, PlanError, StalePlanError
 from gwconfig.patch import patched_state
@@ -105,8 +106,7 @@ def locked(db: Database, lock_timeout: float = 60.0) -> Iterator[Connection]:
         finally:
             _release(conn, dialect, previous_busy, mysql_lock_name(db))
     except SQLAlchemyError as exc:
-        orig = getattr(exc, "orig", None) or exc
-        detail = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        detail = error_detail(getattr(exc, "orig", None) or exc, db.url)
         raise DatabaseError(
             f"apply on {db.masked_url} failed and was rolled back: {detail}",
             hint="nothing was written",

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import getpass
 import os
-import re
+
+from gwconfig import dburl
 
 DEFAULT_DATABASE_URL = "sqlite:///.gwconfig/gateway.db"
 DEFAULT_MANIFEST_PATH = "providers.d"
 STATE_DIR = ".gwconfig"
 
-_URL_PASSWORD = re.compile(r"^(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@]*:)(?P<pw>[^@]*)(?P<at>@)")
-
 
 def database_url(explicit: str | None = None) -> str:
-    """The database URL: the option, else ``GWCONFIG_DATABASE_URL``, else the embedded SQLite."""
-    return explicit or os.environ.get("GWCONFIG_DATABASE_URL") or DEFAULT_DATABASE_URL
+    """The database URL: the option, else ``GWCONFIG_DATABASE_URL``, else the embedded SQLite.
+
+    A malformed URL is a :class:`~gwconfig.errors.ConfigurationError` that quotes none of its
+    secrets (see :func:`gwconfig.dburl.check_url`).
+    """
+    return dburl.check_url(
+        explicit or os.environ.get("GWCONFIG_DATABASE_URL") or DEFAULT_DATABASE_URL
+    )
 
 
 def is_embedded_default(url: str) -> bool:
@@ -24,8 +29,8 @@ def is_embedded_default(url: str) -> bool:
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (safe to print)."""
-    return _URL_PASSWORD.sub(lambda m: f"{m.group('head')}***{m.group('at')}", url, count=1)
+    """The URL with any password (userinfo or query) replaced by ``***`` (safe to print)."""
+    return dburl.mask_url(url)
 
 
 def actor(explicit: str | None = None) -> str:
