@@ -1,4 +1,4 @@
-"""Database URLs: passwords masked everywhere (userinfo and query), malformed URLs refused cleanly."""
+"""Database URLs: passwords masked (userinfo and query), malformed URLs refused cleanly."""
 
 from __future__ import annotations
 
