@@ -8,6 +8,7 @@ itself; any other database must be upgraded explicitly with ``gwconfig db upgrad
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -203,7 +204,11 @@ def open_database(
         if upgrade:
             from gwconfig.db.migrate import upgrade_database
 
-            upgrade_database(db)
+            # several processes may meet a fresh database at once: one creates the schema,
+            # the others wait and then find it at the head revision
+            with schema_lock(db):
+                if stored_revision(db) != HEAD_REVISION:
+                    upgrade_database(db)
         elif check:
             from gwconfig.db.migrate import check_revision
 
@@ -215,6 +220,34 @@ def open_database(
         engine.dispose()
         raise database_error(exc, resolved, "opening") from exc
     return db
+
+
+@contextmanager
+def schema_lock(db: Database) -> Iterator[None]:
+    """Hold an exclusive lock on creating or upgrading ``db``'s schema (SQLite files only).
+
+    A SQLite file gets ``<file>.lock`` beside it, locked with ``flock`` (released when the
+    process ends, even if killed); SQLite runs DDL outside the migration's transaction, so two
+    processes creating the schema at once would each create half. Server databases are
+    upgraded explicitly (``gwconfig db upgrade``) and are not locked here.
+    """
+    url = db.engine.url
+    if url.get_backend_name() != "sqlite" or _is_sqlite_memory(url):
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): creation is not serialised there
+        yield
+        return
+    path = Path(url.database or "").expanduser()
+    lock = path.with_name(path.name + ".lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def stored_revision(db: Database) -> str | None:
