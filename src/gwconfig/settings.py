@@ -6,6 +6,8 @@ import getpass
 import os
 
 from gwconfig import dburl
+from gwconfig.db import columns as col
+from gwconfig.errors import ConfigurationError
 
 DEFAULT_DATABASE_URL = "sqlite:///.gwconfig/gateway.db"
 DEFAULT_MANIFEST_PATH = "providers.d"
@@ -33,13 +35,26 @@ def mask_url(url: str) -> str:
     return dburl.mask_url(url)
 
 
+def _fits_column(value: str, what: str, limit: int) -> str:
+    """``value``, or a ConfigurationError when it does not fit its ``VARCHAR(limit)`` column."""
+    why = col.too_long_chars(value, limit)
+    if why is not None:
+        raise ConfigurationError(f"{what} is {why}", hint=f"use at most {limit} characters")
+    return value
+
+
+def git_sha(value: str, source: str) -> str:
+    """A commit id from ``source`` (``GITHUB_SHA``...), checked against its column."""
+    return _fits_column(value, source, col.GIT_SHA)
+
+
 def actor(explicit: str | None = None) -> str:
     """Who is acting, for audit: option, ``GWCONFIG_ACTOR``, ``GITHUB_ACTOR``, OS user."""
     if explicit:
-        return explicit
+        return _fits_column(explicit, "the actor", col.ACTOR)
     for var in ("GWCONFIG_ACTOR", "GITHUB_ACTOR"):
         if os.environ.get(var):
-            return os.environ[var]
+            return _fits_column(os.environ[var], var, col.ACTOR)
     try:
         return getpass.getuser()
     except Exception:  # getpass raises various errors when no user can be found
