@@ -41,6 +41,7 @@ from gwconfig.patch import patched_state
 from gwconfig.plan import Plan
 from gwconfig.secrets import EncryptionKeys
 from gwconfig.state import ActualState
+from gwconfig.words import bulleted, plural
 
 LOCK_NAME = "gwconfig_apply"
 PG_LOCK_KEY = 0x6777_636F_6E66  # "gwconf"
@@ -148,13 +149,15 @@ def check_safety(plan: Plan, max_deletes: int | None) -> None:
     unknown = plan.unknown_secrets
     if unknown:
         raise PlanError(
-            "cannot apply: secret values are unknown: " + "; ".join(unknown),
+            f"cannot apply: {plural(len(unknown), 'secret')} cannot be resolved:"
+            + bulleted(unknown),
             hint="set the variables / create the files, then run again",
         )
     deletes = plan.summary["delete"]
     if max_deletes is not None and deletes > max_deletes:
         raise PlanError(
-            f"refusing to delete {deletes} entities (more than --max-deletes {max_deletes})",
+            f"refusing to delete {plural(deletes, 'entity', 'entities')} "
+            f"(more than --max-deletes {max_deletes})",
             hint=f"review the plan, then pass --max-deletes {deletes} to allow it",
         )
 

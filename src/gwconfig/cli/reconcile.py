@@ -13,8 +13,10 @@ import orjson
 
 from gwconfig import reconcile, revisions
 from gwconfig.db import columns as col
+from gwconfig.diff import entity_label
 from gwconfig.errors import PlanError
 from gwconfig.plan import Plan, render_json, render_markdown, render_text
+from gwconfig.words import plural
 
 _db_option = click.option(
     "--database-url",
@@ -279,10 +281,14 @@ def show_revision_cmd(number: int, database_url: str | None, fmt: str) -> None:
     providers = config.get("providers", [])
     models = sum(len(p.get("models", [])) for p in providers)
     routes = len((config.get("gateway") or {}).get("routes", []))
-    click.echo(f"  config:   {len(providers)} providers, {models} models, {routes} routes")
+    click.echo(
+        f"  config:   {plural(len(providers), 'provider')}, {plural(models, 'model')}, "
+        f"{plural(routes, 'route')}"
+    )
     symbols = {"create": "+", "update": "~", "delete": "-"}
     for c in info["changes"]:
-        click.echo(f"    {symbols.get(c['action'], '?')} {c['entity']} {c['key']}")
+        label = entity_label(c["entity"], c["key"])
+        click.echo(f"    {symbols.get(c['action'], '?')} {c['entity']} {label}")
 
 
 @click.command("rollback")
