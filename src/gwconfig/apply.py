@@ -34,12 +34,14 @@ from gwconfig.db.models import (
 from gwconfig.db.rows import api_key_row, model_row, parameter_row, provider_row
 from gwconfig.db.session import Database
 from gwconfig.db.snapshots import compress_snapshot
+from gwconfig.dburl import error_detail
 from gwconfig.diff import Change, mask_entity
 from gwconfig.errors import DatabaseError, LockError, PlanError, StalePlanError
 from gwconfig.patch import patched_state
 from gwconfig.plan import Plan
 from gwconfig.secrets import EncryptionKeys
 from gwconfig.state import ActualState
+from gwconfig.words import bulleted, plural
 
 LOCK_NAME = "gwconfig_apply"
 PG_LOCK_KEY = 0x6777_636F_6E66  # "gwconf"
@@ -105,8 +107,7 @@ def locked(db: Database, lock_timeout: float = 60.0) -> Iterator[Connection]:
         finally:
             _release(conn, dialect, previous_busy, mysql_lock_name(db))
     except SQLAlchemyError as exc:
-        orig = getattr(exc, "orig", None) or exc
-        detail = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        detail = error_detail(getattr(exc, "orig", None) or exc, db.url)
         raise DatabaseError(
             f"apply on {db.masked_url} failed and was rolled back: {detail}",
             hint="nothing was written",
@@ -148,13 +149,15 @@ def check_safety(plan: Plan, max_deletes: int | None) -> None:
     unknown = plan.unknown_secrets
     if unknown:
         raise PlanError(
-            "cannot apply: secret values are unknown: " + "; ".join(unknown),
+            f"cannot apply: {plural(len(unknown), 'secret')} cannot be resolved:"
+            + bulleted(unknown),
             hint="set the variables / create the files, then run again",
         )
     deletes = plan.summary["delete"]
     if max_deletes is not None and deletes > max_deletes:
         raise PlanError(
-            f"refusing to delete {deletes} entities (more than --max-deletes {max_deletes})",
+            f"refusing to delete {plural(deletes, 'entity', 'entities')} "
+            f"(more than --max-deletes {max_deletes})",
             hint=f"review the plan, then pass --max-deletes {deletes} to allow it",
         )
 

@@ -82,6 +82,15 @@ class FieldChange:
         )
 
 
+def entity_label(entity: str, key: str) -> str:
+    """An entity key as plan, apply and show-revision print it (``route:x`` -> ``x``)."""
+    if entity == "route":
+        return key.removeprefix("route:")
+    if entity == "default_route":
+        return "gateway.default_route"
+    return key
+
+
 @dataclass(frozen=True)
 class Change:
     """One change to one entity; ``before``/``after`` are canonical entity dicts (no plaintext)."""
@@ -107,11 +116,7 @@ class Change:
     @property
     def label(self) -> str:
         """The key as people read it (``local-chat`` for ``route:local-chat``)."""
-        if self.entity == "route":
-            return self.key.removeprefix("route:")
-        if self.entity == "default_route":
-            return "gateway.default_route"
-        return self.key
+        return entity_label(self.entity, self.key)
 
     @property
     def unknown_secrets(self) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from gwconfig import settings
 from gwconfig.canonical import content_hash, scope_id
+from gwconfig.db import columns as col
 from gwconfig.errors import Diagnostic, ManifestError, SecretError, StalePlanError
 from gwconfig.forking import Alongside
 from gwconfig.gcpause import gc_paused
@@ -111,6 +112,9 @@ def resolve_desired(
                 secret_scope = (scope[0], scope[2] if scope[1] == "key" else f"param:{scope[2]}",
                                 scope[3])  # fmt: skip
                 plain = resolve_secret(ref, secret_scope)
+            why = col.too_long_text(plain, col.SECRET_BYTES)
+            if why is not None:  # its ciphertext would not fit the column
+                raise SecretError(f"the secret of {scope[0]}/{scope[1]}:{scope[2]} is {why}")
         except MissingSecretError as exc:
             return {"unknown": exc.message.split(" (secret for ")[0]}
         except SecretError as exc:
@@ -162,7 +166,7 @@ def compile_manifests(
 def git_sha(path: str | None = None) -> str | None:
     """The commit being applied: ``GITHUB_SHA``, else ``git rev-parse HEAD`` near ``path``."""
     if os.environ.get("GITHUB_SHA"):
-        return os.environ["GITHUB_SHA"]
+        return settings.git_sha(os.environ["GITHUB_SHA"], "GITHUB_SHA")
     where = Path(path or ".")
     cwd = where if where.is_dir() else where.parent
     try:
@@ -177,7 +181,7 @@ def git_sha(path: str | None = None) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     sha = out.stdout.strip()
-    return sha if out.returncode == 0 and len(sha) >= 40 else None
+    return sha if out.returncode == 0 and 40 <= len(sha) <= col.GIT_SHA else None
 
 
 def _drift(source: Any, state: ActualState) -> tuple[int | None, frozenset[str]]:
@@ -340,6 +344,7 @@ def _plan_and_apply(
     from gwconfig.db.session import translate_errors
     from gwconfig.state import read_state
 
+    who = settings.actor(actor)  # a bad actor is refused before the database is opened
     db, keys = opened if opened is not None else _open(database_url)
     try:
         desired = make_desired(keys)
@@ -383,7 +388,7 @@ def _plan_and_apply(
                 base=state,
                 values=desired.values,
                 keys=keys,
-                actor=settings.actor(actor),
+                actor=who,
                 git_sha=sha,
             )
             return plan, result

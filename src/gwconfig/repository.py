@@ -36,6 +36,7 @@ from gwconfig.db.entities import (
 )
 from gwconfig.db.models import ApiKey, ConnectionParameter, Provider, ProviderModel
 from gwconfig.db.rows import api_key_row, model_row, parameter_row, provider_row
+from gwconfig.dburl import error_detail
 from gwconfig.errors import (
     DatabaseError,
     GwconfigError,
@@ -85,8 +86,7 @@ class ProviderRepository:
                 self.db.commit()
         except IntegrityError as exc:
             self.db.rollback()
-            orig = getattr(exc, "orig", None) or exc
-            detail = str(orig).strip().splitlines()[0] if str(orig).strip() else "constraint"
+            detail = self._detail(exc)
             raise IntegrityViolation(
                 f"{what}: violates a database constraint ({detail}); nothing was written"
             ) from None
@@ -95,12 +95,15 @@ class ProviderRepository:
             raise
         except SQLAlchemyError as exc:
             self.db.rollback()
-            orig = getattr(exc, "orig", None) or exc
-            detail = str(orig).strip().splitlines()[0] if str(orig).strip() else type(exc).__name__
+            detail = self._detail(exc)
             raise DatabaseError(f"{what} failed: {detail}; nothing was written") from None
         except BaseException:
             self.db.rollback()
             raise
+
+    def _detail(self, exc: SQLAlchemyError) -> str:
+        url = self.db.get_bind().engine.url.render_as_string(hide_password=False)
+        return error_detail(getattr(exc, "orig", None) or exc, url)
 
     def _write(self, what: str, fn: Callable[[], T]) -> T:
         with self.writing(what):

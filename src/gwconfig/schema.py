@@ -11,10 +11,12 @@ references (:class:`SecretRef`): ``{env: NAME}``, ``{file: PATH}`` or ``{sealed:
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -25,10 +27,11 @@ from pydantic import (
 )
 
 from gwconfig.canonical import DEFAULT_DEADLINE_SECONDS, DEFAULT_MAX_RESPONSE_BYTES
+from gwconfig.db import columns as col
 
 API_VERSION = "gwconfig/v1"
 
-SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9_.-]{0,62}[a-z0-9])?$"
+SLUG_PATTERN = rf"^[a-z0-9](?:[a-z0-9_.-]{{0,{col.IDENT - 2}}}[a-z0-9])?$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 CAPABILITY_PATTERN = r"^[a-z0-9][a-z0-9_]*$"
 
@@ -56,13 +59,16 @@ ModelType = Literal[
 Slug = Annotated[
     StrictStr,
     Field(
+        max_length=col.IDENT,
         pattern=SLUG_PATTERN,
-        description="Lowercase identifier: letters, digits, '_', '-', '.'; at most 64 characters.",
+        description="Lowercase identifier: letters, digits, '_', '-', '.'; at most "
+        f"{col.IDENT} characters.",
     ),
 ]
 EnvironmentName = Annotated[
     StrictStr,
     Field(
+        max_length=col.IDENT,
         pattern=SLUG_PATTERN,
         description="Deployment environment this entry applies to; 'default' applies to all.",
     ),
@@ -72,6 +78,21 @@ SECRET_HINT = (
     "secrets are never written in plain text: write {env: VARIABLE_NAME}, {file: path/to/file} "
     "or a sealed value from 'gwconfig seal' ({sealed: \"gwseal:v1:...\"})"
 )
+
+
+def _fits_text_column(value: str) -> str:
+    why = col.too_long_text(value)
+    if why is not None:
+        raise ValueError(why)
+    return value
+
+
+#: free text stored in a TEXT column (64 KiB on MySQL/MariaDB)
+Text = Annotated[StrictStr, AfterValidator(_fits_text_column)]
+#: a human name stored in a VARCHAR column
+DisplayName = Annotated[StrictStr, Field(max_length=col.DISPLAY_NAME)]
+#: a count stored in an INTEGER column
+Count = Annotated[int, Field(ge=1, le=col.INTEGER_MAX)]
 
 
 class _Strict(BaseModel):
@@ -136,7 +157,9 @@ class ConnectionParameterSpec(_Strict):
     """A named connection parameter (e.g. ``organization``); sensitive ones are secret refs."""
 
     name: StrictStr = Field(
-        pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$", description="Parameter name."
+        max_length=col.PARAM_NAME,
+        pattern=rf"^[A-Za-z_][A-Za-z0-9_.-]{{0,{col.PARAM_NAME - 1}}}$",
+        description="Parameter name.",
     )
     value: ParamValue = Field(
         description="The value; a secret reference ({env: ...}, {file: ...}, {sealed: ...}) "
@@ -148,6 +171,16 @@ class ConnectionParameterSpec(_Strict):
         "stored encrypted.",
     )
     environment: EnvironmentName = "default"
+
+    @field_validator("value")
+    @classmethod
+    def _fits_its_column(cls, v: Any) -> Any:
+        # a plain value is stored as JSON text in a TEXT column
+        if isinstance(v, str):
+            why = col.too_long_text(json.dumps(v, ensure_ascii=False))
+            if why is not None:
+                raise ValueError(f"{why} (stored as JSON)")
+        return v
 
     @model_validator(mode="after")
     def _sensitive_is_reference(self) -> ConnectionParameterSpec:
@@ -267,16 +300,16 @@ class ModelSpec(_Strict):
 
     model_id: StrictStr = Field(
         min_length=1,
-        max_length=255,
+        max_length=col.MODEL_ID,
         pattern=r"^\S(?:.*\S)?$",
         description="The provider's model name as sent in API calls, e.g. gpt-4o.",
     )
-    display_name: StrictStr | None = Field(
+    display_name: DisplayName | None = Field(
         default=None, description="Human name; defaults to model_id."
     )
     model_type: ModelType = Field(default="chat", description="What the model does.")
-    context_window: int | None = Field(default=None, ge=1, description="Max input tokens.")
-    max_tokens: int | None = Field(default=None, ge=1, description="Max output tokens.")
+    context_window: Count | None = Field(default=None, description="Max input tokens.")
+    max_tokens: Count | None = Field(default=None, description="Max output tokens.")
     enabled: StrictBool = Field(default=True, description="Disabled models are never routed to.")
     capabilities: tuple[Annotated[StrictStr, Field(pattern=CAPABILITY_PATTERN)], ...] = Field(
         default=(), description="Capability flags, e.g. vision, function_calling, streaming."
@@ -300,8 +333,8 @@ class ProviderManifest(_Strict):
     provider_type: Slug = Field(
         description="Implementation: openai, azure_openai, anthropic, mock, or a plugin's type."
     )
-    display_name: StrictStr | None = Field(default=None, description="Defaults to provider_id.")
-    description: StrictStr | None = Field(default=None, description="Free text.")
+    display_name: DisplayName | None = Field(default=None, description="Defaults to provider_id.")
+    description: Text | None = Field(default=None, description="Free text (at most 64 KiB).")
     enabled: StrictBool = Field(default=True, description="Disabled providers are never used.")
     tags: tuple[Slug, ...] = Field(default=(), description="Labels for --select-tag and reports.")
     deletion_protection: StrictBool = Field(
@@ -340,10 +373,11 @@ class Route(_Strict):
     """A named route (alias) with ordered fallback targets."""
 
     name: StrictStr = Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$",
+        max_length=col.ROUTE_NAME,
+        pattern=rf"^[A-Za-z0-9][A-Za-z0-9_.:-]{{0,{col.ROUTE_NAME - 1}}}$",
         description="Name clients use as model_identifier.",
     )
-    description: StrictStr | None = None
+    description: Text | None = Field(default=None, description="Free text (at most 64 KiB).")
     strategy: Literal["fallback", "weighted"] = Field(
         default="fallback",
         description="fallback: try targets in order. weighted: pick the first by weight, then "

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import getpass
 import os
-import re
+
+from gwconfig import dburl
+from gwconfig.db import columns as col
+from gwconfig.errors import ConfigurationError
 
 DEFAULT_DATABASE_URL = "sqlite:///.gwconfig/gateway.db"
 DEFAULT_MANIFEST_PATH = "providers.d"
 STATE_DIR = ".gwconfig"
 
-_URL_PASSWORD = re.compile(r"^(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@]*:)(?P<pw>[^@]*)(?P<at>@)")
-
 
 def database_url(explicit: str | None = None) -> str:
-    """The database URL: the option, else ``GWCONFIG_DATABASE_URL``, else the embedded SQLite."""
-    return explicit or os.environ.get("GWCONFIG_DATABASE_URL") or DEFAULT_DATABASE_URL
+    """The database URL: the option, else ``GWCONFIG_DATABASE_URL``, else the embedded SQLite.
+
+    A malformed URL is a :class:`~gwconfig.errors.ConfigurationError` that quotes none of its
+    secrets (see :func:`gwconfig.dburl.check_url`).
+    """
+    return dburl.check_url(
+        explicit or os.environ.get("GWCONFIG_DATABASE_URL") or DEFAULT_DATABASE_URL
+    )
 
 
 def is_embedded_default(url: str) -> bool:
@@ -24,17 +31,30 @@ def is_embedded_default(url: str) -> bool:
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (safe to print)."""
-    return _URL_PASSWORD.sub(lambda m: f"{m.group('head')}***{m.group('at')}", url, count=1)
+    """The URL with any password (userinfo or query) replaced by ``***`` (safe to print)."""
+    return dburl.mask_url(url)
+
+
+def _fits_column(value: str, what: str, limit: int) -> str:
+    """``value``, or a ConfigurationError when it does not fit its ``VARCHAR(limit)`` column."""
+    why = col.too_long_chars(value, limit)
+    if why is not None:
+        raise ConfigurationError(f"{what} is {why}", hint=f"use at most {limit} characters")
+    return value
+
+
+def git_sha(value: str, source: str) -> str:
+    """A commit id from ``source`` (``GITHUB_SHA``...), checked against its column."""
+    return _fits_column(value, source, col.GIT_SHA)
 
 
 def actor(explicit: str | None = None) -> str:
     """Who is acting, for audit: option, ``GWCONFIG_ACTOR``, ``GITHUB_ACTOR``, OS user."""
     if explicit:
-        return explicit
+        return _fits_column(explicit, "the actor", col.ACTOR)
     for var in ("GWCONFIG_ACTOR", "GITHUB_ACTOR"):
         if os.environ.get(var):
-            return os.environ[var]
+            return _fits_column(os.environ[var], var, col.ACTOR)
     try:
         return getpass.getuser()
     except Exception:  # getpass raises various errors when no user can be found

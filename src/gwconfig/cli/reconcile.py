@@ -12,8 +12,11 @@ import click
 import orjson
 
 from gwconfig import reconcile, revisions
+from gwconfig.db import columns as col
+from gwconfig.diff import entity_label
 from gwconfig.errors import PlanError
 from gwconfig.plan import Plan, render_json, render_markdown, render_text
+from gwconfig.words import plural
 
 _db_option = click.option(
     "--database-url",
@@ -55,7 +58,12 @@ _apply_safety = [
         metavar="N",
         help="Refuse plans that delete more entities than this.",
     ),
-    click.option("--actor", metavar="NAME", help="Who applies (audit); default from environment."),
+    click.option(
+        "--actor",
+        metavar="NAME",
+        callback=lambda _ctx, _param, value: _fits(value, col.ACTOR),
+        help=f"Who applies (audit; at most {col.ACTOR} characters); default from environment.",
+    ),
     click.option("--auto-approve", is_flag=True, help="Apply without asking for confirmation."),
     click.option(
         "--format",
@@ -66,6 +74,14 @@ _apply_safety = [
         help="Output format.",
     ),
 ]
+
+
+def _fits(value: str | None, limit: int) -> str | None:
+    """An option value that ends up in a database column: refused when it does not fit."""
+    why = None if value is None else col.too_long_chars(value, limit)
+    if why is not None:
+        raise click.BadParameter(why)
+    return value
 
 
 def _options(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
@@ -215,7 +231,9 @@ def apply_cmd(
 
 @click.command("history")
 @_db_option
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(min=1, max=col.INTEGER_MAX), default=20, show_default=True
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def history_cmd(database_url: str | None, limit: int, fmt: str) -> None:
     """List applied revisions, newest first."""
@@ -240,7 +258,7 @@ def history_cmd(database_url: str | None, limit: int, fmt: str) -> None:
 
 
 @click.command("show-revision")
-@click.argument("number", type=click.IntRange(min=1))
+@click.argument("number", type=click.IntRange(min=1, max=col.INTEGER_MAX))
 @_db_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def show_revision_cmd(number: int, database_url: str | None, fmt: str) -> None:
@@ -263,14 +281,18 @@ def show_revision_cmd(number: int, database_url: str | None, fmt: str) -> None:
     providers = config.get("providers", [])
     models = sum(len(p.get("models", [])) for p in providers)
     routes = len((config.get("gateway") or {}).get("routes", []))
-    click.echo(f"  config:   {len(providers)} providers, {models} models, {routes} routes")
+    click.echo(
+        f"  config:   {plural(len(providers), 'provider')}, {plural(models, 'model')}, "
+        f"{plural(routes, 'route')}"
+    )
     symbols = {"create": "+", "update": "~", "delete": "-"}
     for c in info["changes"]:
-        click.echo(f"    {symbols.get(c['action'], '?')} {c['entity']} {c['key']}")
+        label = entity_label(c["entity"], c["key"])
+        click.echo(f"    {symbols.get(c['action'], '?')} {c['entity']} {label}")
 
 
 @click.command("rollback")
-@click.argument("revision", type=click.IntRange(min=1))
+@click.argument("revision", type=click.IntRange(min=1, max=col.INTEGER_MAX))
 @_db_option
 @_options(_apply_safety)
 def rollback_cmd(

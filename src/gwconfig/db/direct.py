@@ -12,7 +12,6 @@ explains as usual. So the fast path can only ever be faster, never give another 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -21,32 +20,11 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
-from gwconfig import settings
 from gwconfig.db.version import HEAD_REVISION, VERSION_TABLE
+from gwconfig.dburl import URL_GRAMMAR, error_detail, mask_url
 from gwconfig.errors import DatabaseError
 
 __all__ = ["DirectConnection", "ParsedURL", "open_direct", "parse_url"]
-
-# SQLAlchemy's own URL grammar (sqlalchemy.engine.url._parse_url), so both read a URL alike
-_URL = re.compile(
-    r"""
-    (?P<name>[\w\+]+)://
-    (?:
-        (?P<username>[^:/]*)
-        (?::(?P<password>[^@]*))?
-    @)?
-    (?:
-        (?:
-            \[(?P<ipv6host>[^/\?]+)\] |
-            (?P<ipv4host>[^/:\?]+)
-        )?
-        (?::(?P<port>[^/\?]*))?
-    )?
-    (?:/(?P<database>[^\?]*))?
-    (?:\?(?P<query>.*))?
-    """,
-    re.X,
-)
 
 #: URL scheme -> dialect, for the drivers gwconfig uses (a bare scheme means that driver too)
 _SCHEMES = {
@@ -72,7 +50,7 @@ class ParsedURL:
     host: str | None = None
     port: int | None = None
     database: str | None = None
-    query: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict, repr=False)
 
     def connect_args(self, database: str) -> dict[str, Any]:
         """Host, port, user, password and (as ``database``) the database name, when given."""
@@ -93,7 +71,7 @@ class ParsedURL:
 
 def parse_url(url: str) -> ParsedURL | None:
     """Split ``url`` like SQLAlchemy does (None: not parseable, or a query key given twice)."""
-    m = _URL.match(url)
+    m = URL_GRAMMAR.match(url)
     if m is None:
         return None
     query: dict[str, str] = {}
@@ -143,8 +121,8 @@ class DirectConnection:
         try:
             yield
         except self._errors as exc:
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DatabaseError(f"{doing} {settings.mask_url(self.url)} failed: {detail}") from None
+            detail = error_detail(exc, self.url)
+            raise DatabaseError(f"{doing} {mask_url(self.url)} failed: {detail}") from None
 
     def close(self) -> None:
         """Roll back the read transaction and close."""
@@ -231,8 +209,8 @@ def open_direct(url: str) -> DirectConnection | None:
         opened = _CONNECT[dialect](parsed)
     except Exception as exc:  # the SQLAlchemy path reports it properly
         if _unreachable(exc):
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DatabaseError(f"opening {settings.mask_url(url)} failed: {detail}") from None
+            detail = error_detail(exc, url)
+            raise DatabaseError(f"opening {mask_url(url)} failed: {detail}") from None
         return None
     if opened is None:
         return None

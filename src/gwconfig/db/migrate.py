@@ -124,11 +124,11 @@ def upgrade_database(db: Database, revision: str = "head") -> RevisionStatus:
 
 def upgrade_url(url: str | None = None) -> tuple[RevisionStatus, RevisionStatus]:
     """``gwconfig db upgrade``: upgrade the database at ``url``; return (before, after)."""
-    from gwconfig.db.session import open_database, translate_errors
+    from gwconfig.db.session import open_database, schema_lock, translate_errors
 
     db = open_database(url, upgrade=False, check=False)
     try:
-        with translate_errors(db.url, "upgrading"):
+        with translate_errors(db.url, "upgrading"), schema_lock(db):
             before = revision_status(db)
             after = upgrade_database(db)
     finally:

@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from gwconfig.db import columns as col
 from gwconfig.db.snapshots import compress_snapshot, decompress_snapshot
 
 NAMING_CONVENTION = {
@@ -135,9 +136,9 @@ class Provider(Base):
 
     __tablename__ = "providers"
 
-    provider_id: Mapped[str] = mapped_column(ident_type(64), primary_key=True)
-    provider_type: Mapped[str] = mapped_column(String(64), nullable=False)
-    display_name: Mapped[str] = mapped_column(String(255), nullable=False)
+    provider_id: Mapped[str] = mapped_column(ident_type(col.IDENT), primary_key=True)
+    provider_type: Mapped[str] = mapped_column(String(col.PROVIDER_TYPE), nullable=False)
+    display_name: Mapped[str] = mapped_column(String(col.DISPLAY_NAME), nullable=False)
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     connection_params: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
@@ -168,11 +169,13 @@ class ProviderModel(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     provider_id: Mapped[str] = mapped_column(
-        ident_type(64), ForeignKey("providers.provider_id", ondelete="CASCADE"), nullable=False
+        ident_type(col.IDENT),
+        ForeignKey("providers.provider_id", ondelete="CASCADE"),
+        nullable=False,
     )
-    model_id: Mapped[str] = mapped_column(ident_type(255), nullable=False)
-    display_name: Mapped[str] = mapped_column(String(255), nullable=False)
-    model_type: Mapped[str] = mapped_column(String(32), nullable=False, default="chat")
+    model_id: Mapped[str] = mapped_column(ident_type(col.MODEL_ID), nullable=False)
+    display_name: Mapped[str] = mapped_column(String(col.DISPLAY_NAME), nullable=False)
+    model_type: Mapped[str] = mapped_column(String(col.MODEL_TYPE), nullable=False, default="chat")
     context_window: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
@@ -192,13 +195,17 @@ class ApiKey(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     provider_id: Mapped[str] = mapped_column(
-        ident_type(64), ForeignKey("providers.provider_id", ondelete="CASCADE"), nullable=False
+        ident_type(col.IDENT),
+        ForeignKey("providers.provider_id", ondelete="CASCADE"),
+        nullable=False,
     )
-    name: Mapped[str] = mapped_column(ident_type(64), nullable=False, default="default")
-    environment: Mapped[str] = mapped_column(ident_type(64), nullable=False, default="default")
+    name: Mapped[str] = mapped_column(ident_type(col.IDENT), nullable=False, default="default")
+    environment: Mapped[str] = mapped_column(
+        ident_type(col.IDENT), nullable=False, default="default"
+    )
     key_value: Mapped[str] = mapped_column(Text, nullable=False)
     is_encrypted: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
-    fingerprint: Mapped[str] = mapped_column(String(96), nullable=False)
+    fingerprint: Mapped[str] = mapped_column(String(col.FINGERPRINT), nullable=False)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
 
@@ -217,13 +224,17 @@ class ConnectionParameter(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     provider_id: Mapped[str] = mapped_column(
-        ident_type(64), ForeignKey("providers.provider_id", ondelete="CASCADE"), nullable=False
+        ident_type(col.IDENT),
+        ForeignKey("providers.provider_id", ondelete="CASCADE"),
+        nullable=False,
     )
-    param_name: Mapped[str] = mapped_column(ident_type(128), nullable=False)
-    environment: Mapped[str] = mapped_column(ident_type(64), nullable=False, default="default")
+    param_name: Mapped[str] = mapped_column(ident_type(col.PARAM_NAME), nullable=False)
+    environment: Mapped[str] = mapped_column(
+        ident_type(col.IDENT), nullable=False, default="default"
+    )
     param_value: Mapped[Any] = mapped_column(JSONText, nullable=False)
     is_sensitive: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
-    fingerprint: Mapped[str | None] = mapped_column(String(96), nullable=True)
+    fingerprint: Mapped[str | None] = mapped_column(String(col.FINGERPRINT), nullable=True)
 
     provider: Mapped[Provider] = relationship(back_populates="connection_parameters")
 
@@ -233,9 +244,11 @@ class Route(Base):
 
     __tablename__ = "routes"
 
-    name: Mapped[str] = mapped_column(ident_type(128), primary_key=True)
+    name: Mapped[str] = mapped_column(ident_type(col.ROUTE_NAME), primary_key=True)
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
-    strategy: Mapped[str] = mapped_column(String(16), nullable=False, default="fallback")
+    strategy: Mapped[str] = mapped_column(
+        String(col.ROUTE_STRATEGY), nullable=False, default="fallback"
+    )
     targets: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False)
     fallbacks: Mapped[list[str]] = mapped_column(JSON, nullable=False)
     is_default: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
@@ -247,11 +260,11 @@ class ConfigRevision(Base):
     __tablename__ = "config_revisions"
 
     number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    content_hash: Mapped[str] = mapped_column(String(80), nullable=False)
-    state_hash: Mapped[str] = mapped_column(String(80), nullable=False)
+    content_hash: Mapped[str] = mapped_column(String(col.HASH), nullable=False)
+    state_hash: Mapped[str] = mapped_column(String(col.HASH), nullable=False)
     snapshot: Mapped[dict[str, Any]] = mapped_column(CompressedJSON, nullable=False)
-    actor: Mapped[str] = mapped_column(String(255), nullable=False)
-    git_sha: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    actor: Mapped[str] = mapped_column(String(col.ACTOR), nullable=False)
+    git_sha: Mapped[str | None] = mapped_column(String(col.GIT_SHA), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
 
@@ -269,10 +282,10 @@ class AuditEvent(Base):
     #: the revision that wrote it (None for service writes); no foreign key: see migration 0003
     revision_number: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
-    actor: Mapped[str] = mapped_column(String(255), nullable=False)
-    entity_type: Mapped[str] = mapped_column(String(32), nullable=False)
-    entity_key: Mapped[str] = mapped_column(String(512), nullable=False)
-    action: Mapped[str] = mapped_column(String(16), nullable=False)
+    actor: Mapped[str] = mapped_column(String(col.ACTOR), nullable=False)
+    entity_type: Mapped[str] = mapped_column(String(col.ENTITY_TYPE), nullable=False)
+    entity_key: Mapped[str] = mapped_column(String(col.ENTITY_KEY), nullable=False)
+    action: Mapped[str] = mapped_column(String(col.ACTION), nullable=False)
     before: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON, nullable=True)
     after: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON, nullable=True)
 
@@ -288,15 +301,15 @@ class UsageRecord(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
-    provider_id: Mapped[str] = mapped_column(ident_type(64), nullable=False)
-    model_id: Mapped[str] = mapped_column(ident_type(255), nullable=False)
-    session_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    provider_id: Mapped[str] = mapped_column(ident_type(col.IDENT), nullable=False)
+    model_id: Mapped[str] = mapped_column(ident_type(col.MODEL_ID), nullable=False)
+    session_id: Mapped[str | None] = mapped_column(String(col.SESSION_ID), nullable=True)
     prompt_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     completion_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     total_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     latency_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
-    outcome: Mapped[str] = mapped_column(String(32), nullable=False)
+    outcome: Mapped[str] = mapped_column(String(col.OUTCOME), nullable=False)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
 

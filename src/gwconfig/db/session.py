@@ -8,6 +8,7 @@ itself; any other database must be upgraded explicitly with ``gwconfig db upgrad
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from sqlalchemy.pool import StaticPool
 
 from gwconfig import settings
 from gwconfig.db.version import HEAD_REVISION, VERSION_TABLE
+from gwconfig.dburl import check_url, error_detail
 from gwconfig.errors import ConfigurationError, DatabaseError, SchemaVersionError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -48,14 +50,11 @@ def _json_loads(value: Any) -> Any:
 
 def normalise_url(url: str) -> URL:
     """Parse ``url`` and pick gwconfig's drivers (psycopg 3, PyMySQL) when none is named."""
+    check_url(url)
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ConfigurationError(
-            f"invalid database URL {settings.mask_url(url)!r}",
-            hint="use sqlite:///path.db, postgresql+psycopg://user@host/db or "
-            "mysql+pymysql://user@host/db",
-        ) from exc
+    except (ArgumentError, ValueError):
+        raise _invalid(url, "SQLAlchemy cannot read it") from None
     if parsed.drivername in _DRIVERS:
         parsed = parsed.set(drivername=_DRIVERS[parsed.drivername])
     backend = parsed.get_backend_name()
@@ -67,6 +66,13 @@ def normalise_url(url: str) -> URL:
     if backend in ("mysql", "mariadb") and "charset" not in parsed.query:
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     return parsed
+
+
+def _invalid(url: str, problem: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"invalid database URL {settings.mask_url(url)}: {problem}",
+        hint='check the URL and its options (README, "The gateway database")',
+    )
 
 
 def _is_sqlite_memory(url: URL) -> bool:
@@ -102,16 +108,31 @@ def make_engine(url: str) -> Engine:
             f"no database driver for {settings.mask_url(url)}",
             hint="install gwconfig[postgres] (psycopg 3) or gwconfig[mysql] (PyMySQL)",
         ) from exc
+    except (ArgumentError, TypeError, ValueError) as exc:
+        raise _invalid(url, error_detail(exc, url)) from None
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "do_connect", _refusing_bad_options(url))
     return engine
+
+
+def _refusing_bad_options(url: str) -> Any:
+    """A ``do_connect`` hook: a driver that rejects an option of the URL (PyMySQL raises
+    TypeError for an unknown keyword) is a configuration error, not a crash."""
+
+    def connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        try:
+            return dialect.loaded_dbapi.connect(*cargs, **cparams)
+        except (TypeError, ValueError) as exc:
+            raise _invalid(url, f"the driver refused it: {error_detail(exc, url)}") from None
+
+    return connect
 
 
 def database_error(exc: SQLAlchemyError, url: str, doing: str) -> DatabaseError:
     """A :class:`DatabaseError` for ``exc`` that names the (masked) URL and never a password."""
     orig = getattr(exc, "orig", None) or exc
-    detail = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    return DatabaseError(f"{doing} {settings.mask_url(url)} failed: {detail}")
+    return DatabaseError(f"{doing} {settings.mask_url(url)} failed: {error_detail(orig, url)}")
 
 
 @contextmanager
@@ -127,8 +148,8 @@ def translate_errors(url: str, doing: str) -> Iterator[None]:
 class Database:
     """An open gateway database: engine, session factory, URL and dialect name."""
 
-    url: str
-    engine: Engine
+    url: str = field(repr=False)
+    engine: Engine = field(repr=False)
     _sessions: sessionmaker[Session] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -183,7 +204,11 @@ def open_database(
         if upgrade:
             from gwconfig.db.migrate import upgrade_database
 
-            upgrade_database(db)
+            # several processes may meet a fresh database at once: one creates the schema,
+            # the others wait and then find it at the head revision
+            with schema_lock(db):
+                if stored_revision(db) != HEAD_REVISION:
+                    upgrade_database(db)
         elif check:
             from gwconfig.db.migrate import check_revision
 
@@ -195,6 +220,34 @@ def open_database(
         engine.dispose()
         raise database_error(exc, resolved, "opening") from exc
     return db
+
+
+@contextmanager
+def schema_lock(db: Database) -> Iterator[None]:
+    """Hold an exclusive lock on creating or upgrading ``db``'s schema (SQLite files only).
+
+    A SQLite file gets ``<file>.lock`` beside it, locked with ``flock`` (released when the
+    process ends, even if killed); SQLite runs DDL outside the migration's transaction, so two
+    processes creating the schema at once would each create half. Server databases are
+    upgraded explicitly (``gwconfig db upgrade``) and are not locked here.
+    """
+    url = db.engine.url
+    if url.get_backend_name() != "sqlite" or _is_sqlite_memory(url):
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): creation is not serialised there
+        yield
+        return
+    path = Path(url.database or "").expanduser()
+    lock = path.with_name(path.name + ".lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def stored_revision(db: Database) -> str | None:

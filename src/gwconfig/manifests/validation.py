@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from gwconfig.errors import Diagnostic
@@ -70,6 +72,40 @@ def _kind_problem(doc: RawDocument) -> Diagnostic | None:
     return None
 
 
+def nul_characters(doc: RawDocument) -> list[Diagnostic]:
+    """A diagnostic for each string (key or value) holding a NUL character.
+
+    PostgreSQL stores no NUL in any text or JSON column, so none may reach the database. One
+    serialisation finds out whether there is any at all; only then is the document walked.
+    """
+    try:
+        if b"\\u0000" not in orjson.dumps(doc.data, option=orjson.OPT_NON_STR_KEYS):
+            return []
+    except (TypeError, orjson.JSONEncodeError):
+        pass  # a value orjson cannot write: walk it
+    out: list[Diagnostic] = []
+
+    def walk(node: Any) -> None:
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in items:
+            if isinstance(key, str) and "\x00" in key:
+                line, col = doc.key_line(node, key)
+                out.append(Diagnostic(doc.path, line, col, _NUL_MESSAGE, hint=_NUL_HINT))
+            if isinstance(value, str) and "\x00" in value:
+                line, col = doc.value_line(node, key)
+                out.append(Diagnostic(doc.path, line, col, _NUL_MESSAGE, hint=_NUL_HINT))
+            elif isinstance(value, dict | list):
+                walk(value)
+
+    if isinstance(doc.data, dict | list):
+        walk(doc.data)
+    return out
+
+
+_NUL_MESSAGE = "a string holds a NUL character (\\0), which the database cannot store"
+_NUL_HINT = "remove the \\0 (or \\x00) escape from the string"
+
+
 def validate_documents(
     docs: list[RawDocument], yaml_diags: list[Diagnostic] | None = None
 ) -> Validated:
@@ -81,6 +117,8 @@ def validate_documents(
         if problem is not None:
             out.diagnostics.append(problem)
             continue
+        nul = nul_characters(doc)
+        out.diagnostics.extend(nul)
         model = KINDS[doc.data["kind"]]
         try:
             manifest = model.model_validate(doc.data)
@@ -91,6 +129,10 @@ def validate_documents(
                 # The YAML layer already explained this value (e.g. `model_id: no`).
                 if (d.path, d.line, d.col) not in taken:
                     out.diagnostics.append(d)
+            continue
+        if nul:  # valid otherwise, but not storable: no follow-on errors from it either
+            if isinstance(manifest, ProviderManifest):
+                out.invalid_provider_ids.add(manifest.provider_id)
             continue
         if isinstance(manifest, ProviderManifest):
             out.providers.append((manifest, doc))
