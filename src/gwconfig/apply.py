@@ -8,6 +8,7 @@ it was. Writes are Core statements with executemany, grouped by table and action
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from gwconfig.db.models import (
     ProviderModel,
     Route,
 )
+from gwconfig.db.rotation import record_key_ids
 from gwconfig.db.rows import api_key_row, model_row, parameter_row, provider_row
 from gwconfig.db.session import Database
 from gwconfig.db.snapshots import compress_snapshot
@@ -60,14 +62,30 @@ class ApplyResult:
 
 def _lock_error(db: Database, timeout: float) -> LockError:
     return LockError(
-        f"another apply holds the lock on {db.masked_url}; gave up after {timeout:g} s",
+        f"another apply or key rotation holds the lock on {db.masked_url}; gave up after "
+        f"{timeout:g} s",
         hint="wait for it to finish, or raise --lock-timeout",
+    )
+
+
+def _waiting(db: Database, timeout: float) -> None:
+    """Say on stderr that the lock is busy, once, before waiting for it (not a silent hang)."""
+    print(
+        f"gwconfig: waiting for the lock on {db.masked_url}: another apply or key rotation "
+        f"holds it (--lock-timeout {timeout:g} s)",
+        file=sys.stderr,
+        flush=True,
     )
 
 
 @contextmanager
 def locked(db: Database, lock_timeout: float = 60.0) -> Iterator[Connection]:
-    """A connection in one transaction holding the apply lock; commits on success."""
+    """A connection in one transaction holding the apply lock; commits on success.
+
+    Taken by ``apply`` (and ``rollback``) and by ``keys rotate``, so they never interleave. The
+    lock is tried once without waiting; when it is busy, a line on stderr says so, then the wait
+    is bounded by ``lock_timeout`` seconds.
+    """
     conn = db.engine.connect()
     dialect = db.dialect
     previous_busy: int | None = None
@@ -75,26 +93,37 @@ def locked(db: Database, lock_timeout: float = 60.0) -> Iterator[Connection]:
         try:
             if dialect == "sqlite":
                 previous_busy = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
-                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(lock_timeout * 1000)}")
-                try:
-                    conn.exec_driver_sql("BEGIN IMMEDIATE")
-                except OperationalError as exc:
-                    if "locked" in str(exc.orig) or "busy" in str(exc.orig):
-                        raise _lock_error(db, lock_timeout) from None
-                    raise
+                wait_ms = int(lock_timeout * 1000)
+                for waits in (False, True):
+                    conn.exec_driver_sql(f"PRAGMA busy_timeout = {wait_ms if waits else 0}")
+                    try:
+                        conn.exec_driver_sql("BEGIN IMMEDIATE")
+                        break
+                    except OperationalError as exc:
+                        if "locked" not in str(exc.orig) and "busy" not in str(exc.orig):
+                            raise
+                        if waits:
+                            raise _lock_error(db, lock_timeout) from None
+                        _waiting(db, lock_timeout)
+                # the commit may wait for readers to finish, as long as the lock could have
+                conn.exec_driver_sql(f"PRAGMA busy_timeout = {wait_ms}")
             elif dialect == "postgresql":
                 deadline = time.monotonic() + lock_timeout
-                while not conn.execute(
-                    text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY}
-                ).scalar():
-                    if time.monotonic() >= deadline:
-                        raise _lock_error(db, lock_timeout)
-                    time.sleep(0.05)
+                if not _pg_try_lock(conn):
+                    _waiting(db, lock_timeout)
+                    while not _pg_try_lock(conn):
+                        if time.monotonic() >= deadline:
+                            raise _lock_error(db, lock_timeout)
+                        time.sleep(0.05)
             else:  # MySQL / MariaDB: a named session lock, released after commit
-                got = conn.execute(
-                    text("SELECT GET_LOCK(:n, :t)"),
-                    {"n": mysql_lock_name(db), "t": max(0, math.ceil(lock_timeout))},
-                ).scalar()
+                name = mysql_lock_name(db)
+                got = conn.execute(text("SELECT GET_LOCK(:n, 0)"), {"n": name}).scalar()
+                if got != 1:
+                    _waiting(db, lock_timeout)
+                    got = conn.execute(
+                        text("SELECT GET_LOCK(:n, :t)"),
+                        {"n": name, "t": max(0, math.ceil(lock_timeout))},
+                    ).scalar()
                 if got != 1:
                     raise _lock_error(db, lock_timeout)
             yield conn
@@ -108,11 +137,17 @@ def locked(db: Database, lock_timeout: float = 60.0) -> Iterator[Connection]:
         orig = getattr(exc, "orig", None) or exc
         detail = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
         raise DatabaseError(
-            f"apply on {db.masked_url} failed and was rolled back: {detail}",
+            f"writing to {db.masked_url} failed and was rolled back: {detail}",
             hint="nothing was written",
         ) from None
     finally:
         conn.close()
+
+
+def _pg_try_lock(conn: Connection) -> bool:
+    return bool(
+        conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY}).scalar()
+    )
 
 
 def mysql_lock_name(db: Database) -> str:
@@ -465,6 +500,8 @@ def execute_plan(
     outcome = _Outcome(conn, plan, base, number, actor, now)
     written = write_changes(conn, plan, values, keys, base, now, meanwhile=outcome.compute)
     outcome.compute(written)
+    if None in base.key_ids.values():  # rows stored before key ids were kept: record theirs
+        record_key_ids(conn, keys.primary_id)
     after = outcome.after
     assert after is not None
     summary = {**plan.summary, "drift_revision": plan.drift_revision}
