@@ -337,7 +337,8 @@ def _plan_and_apply(
     ``held``: a connection already holding the lock (inside the caller's ``locked`` block) and
     the state read on it.
     """
-    from gwconfig.apply import check_base, execute_plan, locked
+    from gwconfig.apply import check_base, execute_plan
+    from gwconfig.db.lock import locked
     from gwconfig.db.session import translate_errors
     from gwconfig.state import read_state
 

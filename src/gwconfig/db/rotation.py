@@ -5,7 +5,7 @@ secret records the newest key's id. Revision snapshots that carry ciphertexts/fi
 (``snapshot["ciphertexts"]``, ``snapshot["fingerprints"]``, keyed by ``pid/key:name@env``) are
 rewritten the same way, and the last revision's ``state_hash`` is moved along when it described
 the state before rotation, so a rotation never shows up as drift. Rotation takes the apply lock
-(:func:`gwconfig.apply.locked`) and reads what it re-encrypts under it, so it never writes back
+(:func:`gwconfig.db.lock.locked`) and reads what it re-encrypts under it, so it never writes back
 values an apply replaced.
 """
 
@@ -68,7 +68,7 @@ def record_key_ids(conn: Connection, kid: str) -> None:
 def rotate_secrets(conn: Connection, keys: EncryptionKeys) -> RotationResult:
     """Re-encrypt API keys, sensitive parameters and revision snapshots under ``keys``' newest.
 
-    Run it inside the apply lock (:func:`gwconfig.apply.locked`): everything it re-encrypts is
+    Run it inside the apply lock (:func:`gwconfig.db.lock.locked`): everything it re-encrypts is
     read in that transaction. Keys that cannot open every stored secret raise
     :class:`~gwconfig.errors.EncryptionKeyError` (naming the key ids needed) before anything is
     written. Every secret then records the newest key's id.
@@ -133,7 +133,7 @@ def rotate_url(url: str | None = None, *, lock_timeout: float = 60.0) -> Rotatio
 
     Under the apply lock (waiting up to ``lock_timeout`` seconds), in one transaction.
     """
-    from gwconfig.apply import locked
+    from gwconfig.db.lock import locked
     from gwconfig.db.session import open_database, translate_errors
     from gwconfig.secrets import load_encryption_keys
 
