@@ -170,7 +170,10 @@ def test_lock_timeout_is_a_clear_error(gw: str, tmp_path: Path) -> None:
     root = write_manifests(tmp_path / "m", provider_doc())
     holder = open_database(gw)
     try:
-        with locked(holder, 5), pytest.raises(LockError, match="another apply holds the lock"):
+        with (
+            locked(holder, 5),
+            pytest.raises(LockError, match="another apply or key rotation holds the lock"),
+        ):
             apply(root, gw, lock_timeout=0.3)
     finally:
         holder.dispose()

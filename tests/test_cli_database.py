@@ -71,6 +71,22 @@ def test_keys_generate_prints_a_fernet_key() -> None:
     assert key != CliRunner().invoke(cli, ["keys", "generate"]).stdout.strip()
 
 
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_keys_id_prints_each_key_id_newest_first(
+    count: int, monkeypatch: pytest.MonkeyPatch, isolated_cwd: Path
+) -> None:
+    from gwconfig.secrets import key_id
+
+    keys = [Fernet.generate_key().decode() for _ in range(count)]
+    monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", ",".join(keys))
+    result = CliRunner().invoke(cli, ["keys", "id"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines == [f"{key_id(keys[0])}  (newest)", *map(key_id, keys[1:])]
+    assert all(len(key_id(k)) == 12 and k not in result.stdout for k in keys)
+    assert len(set(map(key_id, keys))) == count
+
+
 def test_keys_rotate_reports_and_re_encrypts(
     sqlite_url: str, fernet_key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -14,7 +14,9 @@ from gwconfig.secrets import (
     MASK,
     EncryptionKeys,
     MissingSecretError,
+    StoredKeys,
     generate_key,
+    key_id,
     load_encryption_keys,
     mask_entity,
     resolve_secret,
@@ -149,3 +151,50 @@ def test_mask_entity_hides_only_secret_values() -> None:
     assert mask_entity("connection_parameter", plain) == plain
     assert mask_entity("model", {"model_id": "m"}) == {"model_id": "m"}
     assert mask_entity("api_key", None) is None
+
+
+def test_key_ids_are_short_stable_distinct_and_reveal_nothing() -> None:
+    keys = [generate_key() for _ in range(20)]
+    ids = [key_id(k) for k in keys]
+    assert all(len(i) == 12 and int(i, 16) >= 0 for i in ids)
+    assert len(set(ids)) == len(keys)
+    assert ids == [key_id(k.encode()) for k in keys]
+    assert EncryptionKeys(keys[:3]).ids == tuple(ids[:3])
+    assert not any(i in k for i, k in zip(ids, keys, strict=True))
+
+
+@pytest.mark.parametrize("others", [0, 1, 2])
+@pytest.mark.parametrize("position", [0, 1, 2])
+def test_bind_takes_the_database_key_wherever_it_is_listed(others: int, position: int) -> None:
+    stored_key = generate_key()
+    listed = [generate_key() for _ in range(others)]
+    listed.insert(min(position, others), stored_key)
+    keys = EncryptionKeys(listed)
+    bound = keys.bind(StoredKeys(frozenset({key_id(stored_key)})))
+    alone = EncryptionKeys(stored_key)
+    assert bound.primary_id == key_id(stored_key)
+    assert bound.fingerprint(PLAIN) == alone.fingerprint(PLAIN)
+    assert alone.decrypt(bound.encrypt(PLAIN)) == PLAIN  # writes stay under the stored key
+    assert keys.bind(StoredKeys()).primary_id == keys.ids[0]  # an empty database: the newest
+
+
+def test_bind_learns_unrecorded_keys_by_trying_them() -> None:
+    old, new = generate_key(), generate_key()
+    tokens = tuple(EncryptionKeys(old).encrypt(f"v{i}") for i in range(3))
+    unknown = StoredKeys(unknown=tokens)
+    assert EncryptionKeys([new, old]).bind(unknown).primary_id == key_id(old)
+    with pytest.raises(EncryptionKeyError, match="recorded before key ids") as info:
+        EncryptionKeys(new).bind(unknown)
+    assert key_id(new) in info.value.message and old not in info.value.message
+
+
+def test_several_stored_keys_are_refused_to_writers_only() -> None:
+    a, b = generate_key(), generate_key()
+    stored = StoredKeys(frozenset({key_id(a)}), (EncryptionKeys(b).encrypt(PLAIN),))
+    keys = EncryptionKeys([a, b])
+    with pytest.raises(EncryptionKeyError, match="several encryption keys") as info:
+        keys.bind(stored)
+    assert "keys rotate" in (info.value.hint or "")
+    assert keys.bind(stored, single=False).decrypt(stored.unknown[0]) == PLAIN
+    with pytest.raises(EncryptionKeyError, match=f"missing: {key_id(b)}"):
+        EncryptionKeys(a).bind(StoredKeys(frozenset({key_id(a), key_id(b)})), single=False)

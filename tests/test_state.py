@@ -16,7 +16,13 @@ from gwconfig.db.models import ConfigRevision
 from gwconfig.db.rows import insert_config
 from gwconfig.schema import GatewayManifest, ProviderManifest
 from gwconfig.secrets import EncryptionKeys
-from gwconfig.state import canonical_models, model_from_row, read_state, read_tables
+from gwconfig.state import (
+    canonical_models,
+    model_from_row,
+    read_state,
+    read_stored_keys,
+    read_tables,
+)
 
 SECRETS = {"OPENAI_KEY": "sk-state-test-openai", "ORG_SECRET": "org-secret-value"}
 
@@ -199,9 +205,11 @@ def test_fingerprint_depends_on_newest_key(fernet_key: str, rotate: bool) -> Non
     assert same is (not rotate)
 
 
-def test_check_keys_catches_wrong_key_and_wrong_order(sqlite_url: str, fernet_key: str) -> None:
+def test_stored_keys_refuse_a_wrong_key_and_ignore_the_order(
+    sqlite_url: str, fernet_key: str
+) -> None:
     from gwconfig.errors import EncryptionKeyError
-    from gwconfig.secrets import generate_key
+    from gwconfig.secrets import generate_key, key_id
 
     keys = EncryptionKeys(fernet_key)
     db = open_database(sqlite_url, upgrade=True)
@@ -211,16 +219,17 @@ def test_check_keys_catches_wrong_key_and_wrong_order(sqlite_url: str, fernet_ke
     assert state.fingerprints[("openai", "key", "default", "default")] == keys.fingerprint(
         SECRETS["OPENAI_KEY"]
     )
-    state.check_keys(keys)
+    assert set(state.key_ids.values()) == {key_id(fernet_key)}
+    assert state.stored_keys().ids == {key_id(fernet_key)}
+    with pytest.raises(EncryptionKeyError, match=key_id(fernet_key)):
+        EncryptionKeys(generate_key()).bind(state.stored_keys())
     newer = generate_key()
-    with pytest.raises(EncryptionKeyError, match="GWCONFIG_ENCRYPTION_KEY"):
-        state.check_keys(EncryptionKeys(generate_key()))
-    with pytest.raises(EncryptionKeyError) as info:
-        state.check_keys(EncryptionKeys([newer, fernet_key]))  # rotation not run yet
-    assert "keys rotate" in (info.value.hint or "")
-    state.check_keys(EncryptionKeys([fernet_key, newer]))
+    # before 'keys rotate', NEW,OLD fingerprints with OLD: the stored fingerprints match
+    bound = EncryptionKeys([newer, fernet_key]).bind(state.stored_keys())
+    assert bound.primary_id == key_id(fernet_key)
+    assert bound.fingerprint(SECRETS["OPENAI_KEY"]) == keys.fingerprint(SECRETS["OPENAI_KEY"])
     with db.connect() as conn:
-        read_state(conn).check_keys(keys)
+        assert read_stored_keys(conn) == state.stored_keys()
     db.dispose()
 
 

@@ -7,21 +7,18 @@ it was. Writes are Core statements with executemany, grouped by table and action
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Connection, Table, bindparam, insert, text, update
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy import Connection, Table, bindparam, insert, update
 
 from gwconfig.canonical import content_hash, scope_id
 from gwconfig.db import bulk
+from gwconfig.db.lock import locked as locked  # re-exported: the apply lock
 from gwconfig.db.models import (
     ApiKey,
     AuditEvent,
@@ -31,20 +28,17 @@ from gwconfig.db.models import (
     ProviderModel,
     Route,
 )
+from gwconfig.db.rotation import record_key_ids
 from gwconfig.db.rows import api_key_row, model_row, parameter_row, provider_row
-from gwconfig.db.session import Database
 from gwconfig.db.snapshots import compress_snapshot
-from gwconfig.dburl import error_detail
 from gwconfig.diff import Change, mask_entity
-from gwconfig.errors import DatabaseError, LockError, PlanError, StalePlanError
+from gwconfig.errors import PlanError, StalePlanError
 from gwconfig.patch import patched_state
 from gwconfig.plan import Plan
 from gwconfig.secrets import EncryptionKeys
 from gwconfig.state import ActualState
 from gwconfig.words import bulleted, plural
 
-LOCK_NAME = "gwconfig_apply"
-PG_LOCK_KEY = 0x6777_636F_6E66  # "gwconf"
 STALE_MESSAGE = "plan is stale: the database changed since it was made; run plan again"
 
 #: secret scope key -> plaintext, keyed like ``ActualState.secrets``: (pid, kind, name, env)
@@ -58,84 +52,6 @@ class ApplyResult:
     revision: int | None
     summary: Mapping[str, int]
     state_hash: str
-
-
-def _lock_error(db: Database, timeout: float) -> LockError:
-    return LockError(
-        f"another apply holds the lock on {db.masked_url}; gave up after {timeout:g} s",
-        hint="wait for it to finish, or raise --lock-timeout",
-    )
-
-
-@contextmanager
-def locked(db: Database, lock_timeout: float = 60.0) -> Iterator[Connection]:
-    """A connection in one transaction holding the apply lock; commits on success."""
-    conn = db.engine.connect()
-    dialect = db.dialect
-    previous_busy: int | None = None
-    try:
-        try:
-            if dialect == "sqlite":
-                previous_busy = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
-                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(lock_timeout * 1000)}")
-                try:
-                    conn.exec_driver_sql("BEGIN IMMEDIATE")
-                except OperationalError as exc:
-                    if "locked" in str(exc.orig) or "busy" in str(exc.orig):
-                        raise _lock_error(db, lock_timeout) from None
-                    raise
-            elif dialect == "postgresql":
-                deadline = time.monotonic() + lock_timeout
-                while not conn.execute(
-                    text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY}
-                ).scalar():
-                    if time.monotonic() >= deadline:
-                        raise _lock_error(db, lock_timeout)
-                    time.sleep(0.05)
-            else:  # MySQL / MariaDB: a named session lock, released after commit
-                got = conn.execute(
-                    text("SELECT GET_LOCK(:n, :t)"),
-                    {"n": mysql_lock_name(db), "t": max(0, math.ceil(lock_timeout))},
-                ).scalar()
-                if got != 1:
-                    raise _lock_error(db, lock_timeout)
-            yield conn
-            conn.commit()
-        except BaseException:
-            conn.rollback()
-            raise
-        finally:
-            _release(conn, dialect, previous_busy, mysql_lock_name(db))
-    except SQLAlchemyError as exc:
-        detail = error_detail(getattr(exc, "orig", None) or exc, db.url)
-        raise DatabaseError(
-            f"apply on {db.masked_url} failed and was rolled back: {detail}",
-            hint="nothing was written",
-        ) from None
-    finally:
-        conn.close()
-
-
-def mysql_lock_name(db: Database) -> str:
-    """GET_LOCK names are server-wide: qualify by database (at most 64 characters)."""
-    return f"{LOCK_NAME}:{db.engine.url.database or ''}"[:64]
-
-
-def _release(conn: Connection, dialect: str, previous_busy: int | None, lock_name: str) -> None:
-    """Release the MySQL lock / restore SQLite's busy timeout; on failure drop the connection.
-
-    This runs after commit or rollback, so it must not turn a finished apply into an error:
-    a connection that cannot be cleaned is invalidated (closing it frees a MySQL lock too).
-    """
-    try:
-        if dialect in ("mysql", "mariadb"):
-            conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": lock_name})
-            conn.commit()
-        elif previous_busy is not None:
-            conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(previous_busy)}")
-            conn.commit()
-    except Exception:
-        conn.invalidate()
 
 
 def check_base(plan: Plan, state: ActualState) -> None:
@@ -468,6 +384,8 @@ def execute_plan(
     outcome = _Outcome(conn, plan, base, number, actor, now)
     written = write_changes(conn, plan, values, keys, base, now, meanwhile=outcome.compute)
     outcome.compute(written)
+    if None in base.key_ids.values():  # rows stored before key ids were kept: record theirs
+        record_key_ids(conn, keys.primary_id)
     after = outcome.after
     assert after is not None
     summary = {**plan.summary, "drift_revision": plan.drift_revision}

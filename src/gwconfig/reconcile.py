@@ -287,6 +287,7 @@ def make_plan(path: str | None, database_url: str | None, options: PlanOptions) 
         reading = Alongside(read)
         config = compile_manifests(path, options.env, alongside=reading)
         source, keys, state = reading.result()  # errors are translated by _reading on exit
+        keys = keys.bind(state.stored_keys())  # refuse keys that cannot open the secrets
         desired = resolve_desired(
             config.data, keys, sources=config.sources, digest=config.content_hash
         )
@@ -340,13 +341,17 @@ def _plan_and_apply(
     ``held``: a connection already holding the lock (inside the caller's ``locked`` block) and
     the state read on it.
     """
-    from gwconfig.apply import check_base, execute_plan, locked
+    from gwconfig.apply import check_base, execute_plan
+    from gwconfig.db.lock import locked
     from gwconfig.db.session import translate_errors
     from gwconfig.state import read_state
 
     who = settings.actor(actor)  # a bad actor is refused before the database is opened
-    db, keys = opened if opened is not None else _open(database_url)
-    try:
+    db, given = opened if opened is not None else _open(database_url)
+
+    def prepare(state: ActualState) -> tuple[EncryptionKeys, Desired]:
+        """The keys bound to the state's secrets (or a refusal), and the desired config."""
+        keys = given.bind(state.stored_keys())
         desired = make_desired(keys)
         if saved is not None:
             for sid, fp in saved.fingerprints.items():
@@ -355,10 +360,14 @@ def _plan_and_apply(
                         f"plan is stale: the secret for {sid} changed since it was made; "
                         "run plan again"
                     )
+        return keys, desired
+
+    try:
         reviewed: Plan | None = None
         if interactive:  # nobody holds the lock while a person reads the plan
             with translate_errors(db.url, "planning against"), db.connect() as conn:
                 state = read_state(conn)
+                keys, desired = prepare(state)
                 if saved is not None:
                     check_base(saved, state)
                 reviewed = compute_plan(conn, state, desired, options)
@@ -372,10 +381,14 @@ def _plan_and_apply(
                 conn = lock.enter_context(locked(db, lock_timeout))
                 state = read_state(conn)
             if reviewed is not None:
-                if state.state_hash != reviewed.base_state_hash:
+                if (
+                    state.state_hash != reviewed.base_state_hash
+                    or given.bind(state.stored_keys()).primary_id != keys.primary_id
+                ):
                     raise StalePlanError(REVIEW_STALE)
                 plan = reviewed
             else:
+                keys, desired = prepare(state)
                 if saved is not None:
                     check_base(saved, state)
                 plan = compute_plan(conn, state, desired, options)
@@ -495,10 +508,12 @@ def rollback(
     """Plan and apply a return to revision ``number`` (secrets from its stored ciphertexts)."""
     from gwconfig.db.session import translate_errors
     from gwconfig.revisions import revision_row
+    from gwconfig.state import read_stored_keys
 
     db, keys = _open(database_url)
     try:
         with translate_errors(db.url, "reading a revision from"), db.connect() as conn:
+            keys = keys.bind(read_stored_keys(conn))  # refuse keys that cannot open the secrets
             snapshot = revision_row(conn, number)["snapshot"]
     finally:
         db.dispose()

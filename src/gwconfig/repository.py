@@ -71,15 +71,37 @@ class ProviderRepository:
         autocommit: bool = True,
     ) -> None:
         self.db = db
-        self.keys = coerce_keys(encryption_key, db)
+        self._given = coerce_keys(encryption_key, db)
+        #: the keys bound to the database's key (see :meth:`EncryptionKeys.bind`); rebound
+        #: before every write, so a long-lived repository follows a ``keys rotate``
+        self.keys = self._bind(single=False)
         self.autocommit = autocommit
+
+    def _bind(self, *, single: bool) -> EncryptionKeys:
+        """The given keys checked against the stored secrets' key ids (refused if they differ)."""
+        from gwconfig.state import read_stored_keys
+
+        try:
+            stored = read_stored_keys(self.db)
+        except SQLAlchemyError as exc:
+            self.db.rollback()
+            orig = getattr(exc, "orig", None) or exc
+            detail = str(orig).strip().splitlines()[0] if str(orig).strip() else type(exc).__name__
+            raise DatabaseError(f"reading the stored key ids failed: {detail}") from None
+        return self._given.bind(stored, single=single)
 
     # -- transactions -------------------------------------------------------------------------
 
     @contextmanager
     def writing(self, what: str, *, commit: bool | None = None) -> Iterator[None]:
-        """Run a write: flush, commit (default: if autocommit); on any error roll back, raise."""
+        """Run a write: flush, commit (default: if autocommit); on any error roll back, raise.
+
+        The keys are checked against the stored secrets first: a key set that cannot open them
+        (or a database whose secrets are under several keys) is refused before anything is
+        written.
+        """
         try:
+            self.keys = self._bind(single=True)
             yield
             self.db.flush()
             if self.autocommit if commit is None else commit:

@@ -9,7 +9,7 @@ appear only as ``{"fingerprint": "hmac-sha256:..."}``; their ciphertext is in
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import itemgetter
@@ -18,11 +18,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 import orjson
 
 from gwconfig.canonical import FORMAT_VERSION, content_hash, format_timestamp
-from gwconfig.errors import EncryptionKeyError
 from gwconfig.gcpause import gc_paused
 
 if TYPE_CHECKING:
-    from gwconfig.secrets import EncryptionKeys
+    from gwconfig.secrets import StoredKeys
 
 #: ``(provider_id, "key" | "param", name, environment)``
 SecretKey = tuple[str, str, str, str]
@@ -38,6 +37,8 @@ class ActualState:
     last_revision: int | None
     #: stored fingerprint of each secret, keyed like :attr:`secrets`
     fingerprints: dict[SecretKey, str | None] = field(default_factory=dict, repr=False)
+    #: recorded id of the key each secret is under (None: not recorded yet), keyed likewise
+    key_ids: dict[SecretKey, str | None] = field(default_factory=dict, repr=False)
 
     def provider(self, provider_id: str) -> dict[str, Any] | None:
         """The canonical provider ``provider_id``, or None."""
@@ -46,25 +47,18 @@ class ActualState:
                 return p  # type: ignore[no-any-return]
         return None
 
-    def check_keys(self, keys: EncryptionKeys) -> None:
-        """Raise :class:`EncryptionKeyError` unless ``keys`` are those the secrets were stored with.
+    def stored_keys(self) -> StoredKeys:
+        """Which keys the secrets read are under (see :meth:`EncryptionKeys.bind`)."""
+        return stored_keys(self.secrets, self.key_ids)
 
-        Decrypts one stored secret (any listed key must open it) and recomputes its fingerprint
-        (the *newest* key must be the one fingerprints were made with), so a wrong key or a wrong
-        key order is a clear error instead of every secret showing up as changed.
-        """
-        if not self.secrets:
-            return
-        scope, token = next(iter(sorted(self.secrets.items())))
-        plain = keys.decrypt(token)
-        stored = self.fingerprints.get(scope)
-        if stored is not None and keys.fingerprint(plain) != stored:
-            raise EncryptionKeyError(
-                f"the first key in {keys.source} is not the key the stored fingerprints were "
-                "made with",
-                hint="list the newest key first in GWCONFIG_ENCRYPTION_KEY, or run "
-                "'gwconfig keys rotate' after adding a new key",
-            )
+
+def stored_keys(
+    secrets: Mapping[SecretKey, str], key_ids: Mapping[SecretKey, str | None]
+) -> StoredKeys:
+    """The :class:`StoredKeys` of secrets read by :func:`read_tables` (ciphertext, key id)."""
+    from gwconfig.secrets import StoredKeys
+
+    return StoredKeys.from_rows((key_ids.get(scope), token) for scope, token in secrets.items())
 
 
 class StateTables(NamedTuple):
@@ -77,6 +71,8 @@ class StateTables(NamedTuple):
     #: ``read_tables(..., model_rows=True)``: provider_id -> its ``provider_models`` rows sorted by
     #: model_id (see :func:`index_model_rows`); the providers in ``data`` then have no ``models``
     model_rows: dict[str, list[tuple[Any, ...]]] | None = None
+    #: recorded key id of each secret (see :attr:`ActualState.key_ids`)
+    key_ids: dict[SecretKey, str | None] | None = None
 
 
 class Reader(Protocol):
@@ -152,8 +148,8 @@ def _models_sql(dialect: str) -> str:
 
 def _params_sql(dialect: str) -> str:
     return (
-        "SELECT provider_id, param_name, environment, param_value, is_sensitive, fingerprint "
-        "FROM connection_parameters"
+        "SELECT provider_id, param_name, environment, param_value, is_sensitive, fingerprint, "
+        "key_id FROM connection_parameters"
     )
 
 
@@ -173,7 +169,10 @@ def _routes_sql(dialect: str) -> str:
 
 
 def _keys_sql(dialect: str) -> str:
-    return "SELECT provider_id, name, environment, key_value, fingerprint, expires_at FROM api_keys"
+    return (
+        "SELECT provider_id, name, environment, key_value, fingerprint, expires_at, key_id "
+        "FROM api_keys"
+    )
 
 
 _SQL: dict[str, Callable[[str], str]] = {
@@ -215,6 +214,26 @@ def revision_snapshot(source: Any, number: int) -> tuple[str, Any] | None:
     return rows[0][0], decompress_snapshot(rows[0][1])
 
 
+def read_stored_keys(source: Any) -> StoredKeys:
+    """Which keys the stored secrets are under, without reading the whole state (3 queries).
+
+    The recorded key ids, and the ciphertexts of the secrets that have none yet.
+    """
+    from gwconfig.secrets import StoredKeys
+
+    source = reader(source)
+    rows = source.rows(
+        "SELECT key_id FROM api_keys WHERE key_id IS NOT NULL UNION SELECT key_id FROM "
+        "connection_parameters WHERE is_sensitive AND key_id IS NOT NULL"
+    )
+    tokens = [row[0] for row in source.rows("SELECT key_value FROM api_keys WHERE key_id IS NULL")]
+    params = source.rows(
+        "SELECT param_value FROM connection_parameters WHERE is_sensitive AND key_id IS NULL"
+    )
+    tokens += _parse_json([row[0] for row in params])
+    return StoredKeys(frozenset(row[0] for row in rows), tuple(tokens))
+
+
 def revision_state_hash(source: Any, number: int) -> str | None:
     """The state hash recorded by revision ``number`` (None when there is none)."""
     source = reader(source)
@@ -235,14 +254,15 @@ def read_state(source: Any) -> ActualState:
     ``source``: a SQLAlchemy ``Connection`` or ``Session``, or any :class:`Reader`.
     """
     with gc_paused():
-        data, secrets, fingerprints, last, _ = _read_tables(reader(source))
-        state_hash = content_hash(data)
+        tables = _read_tables(reader(source))
+        state_hash = content_hash(tables.data)
     return ActualState(
-        data=data,
-        secrets=secrets,
+        data=tables.data,
+        secrets=tables.secrets,
         state_hash=state_hash,
-        last_revision=last,
-        fingerprints=fingerprints,
+        last_revision=tables.last_revision,
+        fingerprints=tables.fingerprints,
+        key_ids=tables.key_ids or {},
     )
 
 
@@ -329,13 +349,14 @@ def _read_models(conn: Reader, raw: bool) -> dict[str, list[Any]]:
 def _read_tables(conn: Reader, raw_models: bool = False) -> StateTables:
     secrets: dict[SecretKey, str] = {}
     fingerprints: dict[SecretKey, str | None] = {}
+    key_ids: dict[SecretKey, str | None] = {}
     models = _read_models(conn, raw_models)
 
     keys: dict[str, list[dict[str, Any]]] = defaultdict(list)
     key_rows = _fetch(conn, "keys")
     key_rows.sort(key=_by_name_environment)
     for key_row in key_rows:
-        pid, name, environment, token, fingerprint, expires_at = key_row
+        pid, name, environment, token, fingerprint, expires_at, kid = key_row
         keys[pid].append(
             {
                 "name": name,
@@ -346,6 +367,7 @@ def _read_tables(conn: Reader, raw_models: bool = False) -> StateTables:
         )
         secrets[(pid, "key", name, environment)] = token
         fingerprints[(pid, "key", name, environment)] = fingerprint
+        key_ids[(pid, "key", name, environment)] = kid
 
     params: dict[str, list[dict[str, Any]]] = defaultdict(list)
     rows = _fetch(conn, "params")
@@ -363,6 +385,7 @@ def _read_tables(conn: Reader, raw_models: bool = False) -> StateTables:
         if sensitive:
             secrets[(row[0], "param", row[1], row[2])] = value
             fingerprints[(row[0], "param", row[1], row[2])] = row[5]
+            key_ids[(row[0], "param", row[1], row[2])] = row[6]
 
     rows = _fetch(conn, "providers")
     rows.sort(key=_by_first)
@@ -412,4 +435,4 @@ def _read_tables(conn: Reader, raw_models: bool = False) -> StateTables:
         "providers": providers,
         "gateway": {"default_route": default_route, "routes": routes},
     }
-    return StateTables(data, secrets, fingerprints, last, models if raw_models else None)
+    return StateTables(data, secrets, fingerprints, last, models if raw_models else None, key_ids)

@@ -62,13 +62,32 @@ def generate_cmd() -> None:
     )
 
 
+@keys_group.command("id")
+@_db_option
+def id_cmd(database_url: str | None) -> None:
+    """Print the id of each encryption key, newest first (the ids error messages name)."""
+    from gwconfig.secrets import load_encryption_keys
+
+    keys = load_encryption_keys(database_url)
+    for i, kid in enumerate(keys.ids):
+        click.echo(f"{kid}{'  (newest)' if i == 0 else ''}")
+
+
 @keys_group.command("rotate")
 @_db_option
-def rotate_cmd(database_url: str | None) -> None:
-    """Re-encrypt every stored secret under the newest key, in one transaction."""
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for an apply (or another rotation) holding the lock.",
+)
+def rotate_cmd(database_url: str | None, lock_timeout: float) -> None:
+    """Re-encrypt every stored secret under the newest key (apply lock, one transaction)."""
     from gwconfig.db.rotation import rotate_url
 
-    result = rotate_url(database_url)
+    result = rotate_url(database_url, lock_timeout=lock_timeout)
     click.echo(
         f"re-encrypted {result.secrets} secret(s) under the newest key "
         f"({result.api_keys} API key(s), {result.parameters} sensitive parameter(s)); "

@@ -206,6 +206,9 @@ class ApiKey(Base):
     key_value: Mapped[str] = mapped_column(Text, nullable=False)
     is_encrypted: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     fingerprint: Mapped[str] = mapped_column(String(col.FINGERPRINT), nullable=False)
+    #: id of the Fernet key ``key_value`` is under (:func:`gwconfig.secrets.key_id`); NULL for
+    #: rows stored before revision 0004 until an apply or ``keys rotate`` records it
+    key_id: Mapped[str | None] = mapped_column(String(col.KEY_ID), nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
 
@@ -235,6 +238,8 @@ class ConnectionParameter(Base):
     param_value: Mapped[Any] = mapped_column(JSONText, nullable=False)
     is_sensitive: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     fingerprint: Mapped[str | None] = mapped_column(String(col.FINGERPRINT), nullable=True)
+    #: id of the key a sensitive value is under (NULL for plain values; see ``ApiKey.key_id``)
+    key_id: Mapped[str | None] = mapped_column(String(col.KEY_ID), nullable=True)
 
     provider: Mapped[Provider] = relationship(back_populates="connection_parameters")
 

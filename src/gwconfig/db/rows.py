@@ -7,7 +7,8 @@ reads back exactly the canonical form. Use with Core executemany::
     session.execute(insert(ProviderModel), model_rows(provider))
 
 Secrets are passed in as plaintext already resolved by the caller; the builders encrypt them
-and compute their fingerprints, so plaintext never reaches a row.
+and compute their fingerprints with the primary key of the (bound) keys, and record its id, so
+plaintext never reaches a row.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def api_key_row(
         "key_value": keys.encrypt(plaintext),
         "is_encrypted": True,
         "fingerprint": keys.fingerprint(plaintext),
+        "key_id": keys.primary_id,
         "expires_at": parse_timestamp(key.get("expires_at")),
     }
 
@@ -95,9 +97,11 @@ def parameter_row(
             raise ValueError(f"sensitive parameter {param['name']!r} needs its resolved value")
         row["param_value"] = keys.encrypt(plaintext)
         row["fingerprint"] = keys.fingerprint(plaintext)
+        row["key_id"] = keys.primary_id
     else:
         row["param_value"] = param["value"]
         row["fingerprint"] = None
+        row["key_id"] = None
     return row
 
 

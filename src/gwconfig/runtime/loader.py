@@ -192,7 +192,12 @@ class ConfigLoader:
             url = self.engine.url.render_as_string(hide_password=False)
             raise database_error(exc, url, "reading the configuration from") from exc
         secrets = state.secrets
-        keys_box: list[Any] = []
+        keys: Any = None
+        if secrets:  # refuse keys that cannot open the stored secrets before building anything
+            from gwconfig.state import stored_keys
+
+            stored = stored_keys(secrets, state.key_ids or {})
+            keys = self._encryption_keys().bind(stored, single=False)
 
         def decrypt(ref: Mapping[str, Any], scope: tuple[str, str, str]) -> str:
             pid, name, env = scope
@@ -204,9 +209,7 @@ class ConfigLoader:
             token = secrets.get(slot)
             if token is None:
                 raise SecretError(f"no stored value for {pid}/{name}@{env}")
-            if not keys_box:
-                keys_box.append(self._encryption_keys())
-            return str(keys_box[0].decrypt(token))
+            return str(keys.decrypt(token))
 
         rows = state.model_rows or {}
         # the state hash (as read_state computes it) only when someone asks for content_hash
