@@ -42,6 +42,18 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 
+class _ReadyServer(uvicorn.Server):
+    """A uvicorn server that sets an event once it accepts connections."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.ready.set()
+
+
 class FakeLLMServer:
     """A real HTTP server on 127.0.0.1 for runtime tests (start/stop it around a test module)."""
 
@@ -68,7 +80,7 @@ class FakeLLMServer:
         config = uvicorn.Config(
             app, log_level="error", lifespan="off", access_log=False, timeout_graceful_shutdown=1
         )
-        self._server = uvicorn.Server(config)
+        self._server = _ReadyServer(config)
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
     @property
@@ -79,11 +91,9 @@ class FakeLLMServer:
     def start(self) -> FakeLLMServer:
         """Start serving; returns when the server accepts connections."""
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("test server did not start")
-            time.sleep(0.01)
+        # Told by the server itself, not polled; the bound only keeps a broken start from hanging.
+        if not self._server.ready.wait(120) or not self._server.started:
+            raise RuntimeError("test server did not start")
         return self
 
     def stop(self) -> None:

@@ -128,7 +128,7 @@ def test_exit_codes_through_a_subprocess(isolated_cwd: Path) -> None:
     assert "providers.d/mock.yaml:7:5: error:" in bad.stderr
     missing = _run(["compile", "nowhere"], isolated_cwd)
     assert missing.returncode == 1
-    assert "nowhere:1:1: error: no such file or directory" in missing.stderr
+    assert missing.stderr.startswith("error: no such file or directory: nowhere\n")
 
 
 def test_env_option_renders_templates_and_names_template_lines(isolated_cwd: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gwconfig.errors import Diagnostic, ManifestError
+from gwconfig.errors import Diagnostic, ManifestError, ManifestInputError
 from gwconfig.manifests import compile_path, validate_path
 
 PROVIDER = """\
@@ -202,7 +202,8 @@ def test_every_problem_is_reported_sorted(isolated_cwd: Path) -> None:
 
 
 def test_missing_path_and_empty_directory(isolated_cwd: Path) -> None:
-    assert only(validate_path("nowhere")).message == "no such file or directory"
+    with pytest.raises(ManifestInputError, match=r"^no such file or directory: nowhere$"):
+        validate_path("nowhere")
     (isolated_cwd / "empty").mkdir()
     assert only(validate_path("empty")).message == "no manifest files found"
 

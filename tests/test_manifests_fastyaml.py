@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
@@ -355,3 +356,44 @@ def test_ascii_check_without_regex_is_the_pattern_s() -> None:
     for i in range(128):
         text = f"a: b{chr(i)}c\n"
         assert has_outside_characters(text) == (_OUTSIDE_ASCII.search(text) is not None)
+
+
+#: Characters YAML does not allow in a stream (every kind: C0 controls, DEL, C1, non-characters).
+CONTROLS = [
+    *(chr(c) for c in range(0x20) if chr(c) not in "\t\n\r"),
+    "\x7f", "\x80", "\x84", "\x9f", "\ufffe", "\uffff",
+]  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(docs=plain_documents, where=st.floats(0, 1), char=st.sampled_from(CONTROLS))
+def test_control_characters_are_reported_where_they_are(
+    docs: list[dict[str, Any]], where: float, char: str
+) -> None:
+    text = _dump(docs, 0)
+    pos = int(where * len(text))
+    text = text[:pos] + char + text[pos:]
+    line = text.count("\n", 0, pos) + 1
+    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    assert parse_fast(text, "f.yaml") is None  # the fast path leaves it to the reference loader
+    docs_found, diags = load_yaml(text, "f.yaml")
+    assert docs_found == []
+    (d,) = diags
+    assert (d.line, d.col) == (line, col)
+    assert d.message.startswith(f"control character U+{ord(char):04X}")
+    assert d.message.endswith(" is not allowed in YAML")
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".yaml.j2"])
+def test_a_nul_byte_is_reported_at_its_line_and_column(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"p{suffix}"
+    path.write_bytes(
+        b"apiVersion: gwconfig/v1\nkind: Provider\nprovider_id: ab\x00c\nprovider_type: mock\n"
+        b"# \x01 and \x1b\n"
+    )
+    (d,) = validate_path(path)
+    col = 1 if suffix == ".yaml.j2" else 16  # a template's problems are named by line
+    assert (d.line, d.col) == (3, col)
+    assert d.message.startswith("control character U+0000 (NUL) is not allowed in YAML")
+    assert d.hint is not None and "2 more such characters" in d.hint
+    assert "position" not in d.message and "byte" not in d.message

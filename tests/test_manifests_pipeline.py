@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -21,16 +20,21 @@ def provider(pid: str, models: list[str], extra: str = "") -> str:
     return text + extra
 
 
-def corpus(root: Path) -> None:
-    """Many files with problems spread over them, some needing positions in other files."""
+def corpus(root: Path, *, broken: bool = False) -> None:
+    """Many files with problems spread over them, some needing positions in other files.
+
+    ``broken`` adds a file that does not parse (the checks across files are then skipped).
+    """
     d = root / "providers.d"
     d.mkdir()
+    if broken:
+        (d / "yaml-error.yaml").write_text("a: [1\n")
     for i in range(24):
         (d / f"p{i:02d}.yaml").write_text(provider(f"p{i}", [f"m{i}", f"n{i}"]))
     (d / "dup-id.yaml").write_text(provider("p3", ["x"]))
     (d / "dup-alias.yaml").write_text(provider("q", ["m5"]))
     (d / "bad.yaml").write_text(provider("r", ["y"], extra="colour: blue\n"))
-    (d / "yaml-error.yaml").write_text("a: [1\n")
+    (d / "yaml-trap.yaml").write_text("a: 1\na: 2\n")
     (d / "gateway.yaml").write_text(
         "apiVersion: gwconfig/v1\nkind: Gateway\nroutes:\n"
         "  - name: a\n    targets: [{model: p1/m1}, {model: p2/nope}, {model: zz/m}]\n"
@@ -38,12 +42,13 @@ def corpus(root: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("broken", [False, True])
 def test_parallel_validate_equals_single_process(
-    isolated_cwd: Path, monkeypatch: pytest.MonkeyPatch
+    isolated_cwd: Path, monkeypatch: pytest.MonkeyPatch, broken: bool
 ) -> None:
-    corpus(isolated_cwd)
+    corpus(isolated_cwd, broken=broken)
     expected = run("providers.d").diagnostics
-    assert len(expected) >= 6
+    assert len(expected) >= (3 if broken else 6)
     forks: list[int] = []
     original = pipeline._in_child
 
@@ -131,10 +136,11 @@ def test_parallel_compile_equals_single_process(
     assert list(shared.sources.items()) == list(alone.sources.items())
 
 
+@pytest.mark.parametrize("broken", [False, True])
 def test_parallel_compile_reports_what_a_single_process_reports(
-    isolated_cwd: Path, monkeypatch: pytest.MonkeyPatch
+    isolated_cwd: Path, monkeypatch: pytest.MonkeyPatch, broken: bool
 ) -> None:
-    corpus(isolated_cwd)
+    corpus(isolated_cwd, broken=broken)
     monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 10**12)
     with pytest.raises(ManifestError) as alone:
         compile_path("providers.d")
@@ -143,7 +149,7 @@ def test_parallel_compile_reports_what_a_single_process_reports(
     with pytest.raises(ManifestError) as shared:
         compile_path("providers.d")
     assert shared.value.diagnostics == alone.value.diagnostics
-    assert len(alone.value.diagnostics) >= 6
+    assert len(alone.value.diagnostics) >= (3 if broken else 6)
 
 
 def test_a_child_that_dies_midway_leaves_its_share_to_this_process(
@@ -154,17 +160,27 @@ def test_a_child_that_dies_midway_leaves_its_share_to_this_process(
     alone = compile_path("providers.d")
     parent = os.getpid()
     original = pipeline._SharedQueue.take
+    died_r, died_w = os.pipe()  # the child writes one byte just before it dies
 
     def take(self: pipeline._SharedQueue):  # type: ignore[no-untyped-def]
         for n, item in enumerate(original(self)):
             if os.getpid() != parent and n == 3:
+                os.write(died_w, b"x")
                 os._exit(1)  # the child took some batches and dies with them
             yield item
 
+    def wait_for_the_child_to_die() -> None:
+        # This process takes nothing from the queue before the child has died with its share.
+        os.close(died_w)
+        signals.append(os.read(died_r, 1))
+        os.close(died_r)
+
+    signals: list[bytes] = []
     monkeypatch.setattr(pipeline._SharedQueue, "take", take)
     monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(pipeline, "_can_fork", lambda: True)
-    shared = compile_path("providers.d", alongside=lambda: time.sleep(0.3))
+    shared = compile_path("providers.d", alongside=wait_for_the_child_to_die)
+    assert signals == [b"x"]  # the child did die midway
     assert shared.to_json_bytes() == alone.to_json_bytes()
     assert list(shared.sources.items()) == list(alone.sources.items())
 
@@ -197,17 +213,31 @@ def test_shared_queue_gives_every_item_to_exactly_one_process() -> None:
     queue = pipeline._SharedQueue(items, sizes)
     assert len(queue.batches) == pipeline._SharedQueue.MAX_BATCHES
     assert sizes[queue.batches[0][0][0]] == max(sizes)  # the biggest file is taken first
+    # Each process takes its first batch in turn (child, then parent), each told by the other
+    # through a pipe; then both drain the queue at once. No timing decides who gets what.
+    child_took_r, child_took_w = os.pipe()
+    parent_took_r, parent_took_w = os.pipe()
 
     def child() -> bytes:
-        taken = []
-        for item in queue.take():
-            taken.append(item[0])
-            time.sleep(0.0001)
+        os.close(parent_took_w)
+        batches = queue.take()
+        taken = [next(batches)[0]]  # reads exactly one batch number
+        os.write(child_took_w, b"x")
+        assert os.read(parent_took_r, 1) == b"x"
+        taken.extend(item[0] for item in batches)
         return pickle.dumps(taken)
 
     pending = fork_call(child)
-    mine = [item[0] for item in queue.take()]
+    os.close(child_took_w)  # a child that dies makes the read below return b"", not hang
+    os.close(parent_took_r)
+    assert os.read(child_took_r, 1) == b"x"
+    batches = queue.take()
+    mine = [next(batches)[0]]
+    os.write(parent_took_w, b"x")
+    mine.extend(item[0] for item in batches)
     queue.close()
+    os.close(parent_took_w)
+    os.close(child_took_r)
     payload = pending.result()
     assert payload is not None
     theirs = pickle.loads(payload)

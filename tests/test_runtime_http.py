@@ -39,7 +39,9 @@ def server(module_server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> Fak
 
 
 def config(tmp_path: Path, server: FakeLLMServer, models: list[str], **kw: Any) -> GatewayConfig:
-    settings = {**FAST, "max_retries": 2, "timeout_seconds": 0.5, **kw.pop("settings", {})}
+    # A generous timeout: an answer that is merely slow on a busy machine must not be retried
+    # (tests of timeouts set their own, against a server that waits far longer).
+    settings = {**FAST, "max_retries": 2, "timeout_seconds": 30, **kw.pop("settings", {})}
     keys = [{"value": {"env": "RT_TEST_KEY"}}]
     providers = [
         provider_doc(

@@ -6,7 +6,7 @@ import base64
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gwconfig import sealing, sealing_files
@@ -51,7 +51,7 @@ def test_sealing_is_randomised(env_key: sealing.PublicKey) -> None:
     assert sealing.unseal(a, SCOPE) == sealing.unseal(b, SCOPE) == SECRET
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=st.text(min_size=1, max_size=300))
 def test_round_trip_any_text(text: str) -> None:
     private, public = sealing.generate_keypair()

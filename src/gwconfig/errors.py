@@ -8,6 +8,7 @@ Messages never contain secret values.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import total_ordering
 
 
 class GwconfigError(Exception):
@@ -24,9 +25,14 @@ class GwconfigError(Exception):
         return self.message
 
 
-@dataclass(frozen=True, order=True)
+@total_ordering
+@dataclass(frozen=True)
 class Diagnostic:
-    """One problem found in the manifests, located at ``path:line:col`` (1-based)."""
+    """One problem found in the manifests, located at ``path:line:col`` (1-based).
+
+    ``severity`` is ``error``, ``warning`` or ``note``. Diagnostics sort by file, line and
+    column, notes (about the run as a whole) after everything else.
+    """
 
     path: str
     line: int
@@ -34,6 +40,21 @@ class Diagnostic:
     message: str
     severity: str = "error"
     hint: str | None = field(default=None, compare=False)
+
+    def _key(self) -> tuple[bool, str, int, int, str, str]:
+        return (
+            self.severity == "note",
+            self.path,
+            self.line,
+            self.col,
+            self.message,
+            self.severity,
+        )
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Diagnostic):
+            return NotImplemented
+        return self._key() < other._key()
 
     def format(self) -> str:
         """Render as ``path:line:col: severity: message`` plus an optional hint line."""
@@ -66,6 +87,10 @@ class ManifestError(GwconfigError):
     def col(self) -> int | None:
         """Column of the first diagnostic."""
         return self.diagnostics[0].col if self.diagnostics else None
+
+
+class ManifestInputError(GwconfigError):
+    """The manifest input as a whole cannot be read: no such path, or too large in total."""
 
 
 class ConfigurationError(GwconfigError):

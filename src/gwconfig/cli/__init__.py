@@ -71,7 +71,7 @@ def report_error(exc: Exception) -> None:
     if isinstance(exc, ManifestError) and exc.diagnostics:
         for d in exc.diagnostics:
             click.echo(d.format(), err=True)
-        n = len(exc.diagnostics)
+        n = sum(1 for d in exc.diagnostics if d.severity == "error")
         click.echo(f"{n} error{'s' if n != 1 else ''}", err=True)
         return
     click.echo(f"error: {exc}", err=True)

@@ -47,7 +47,7 @@ def validate_cmd(ctx: click.Context, path: Path, env: str | None, fmt: str) -> N
         click.echo(to_text(diags), err=True)
     if fmt != "json":
         if errors:
-            warnings = len(diags) - errors
+            warnings = sum(1 for d in diags if d.severity == "warning")
             summary = f"{errors} error{'s' if errors != 1 else ''}"
             if warnings:
                 summary += f", {warnings} warning{'s' if warnings != 1 else ''}"

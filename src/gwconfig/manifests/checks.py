@@ -9,7 +9,7 @@ from typing import Any
 
 from gwconfig.compile import SourceRef
 from gwconfig.errors import Diagnostic
-from gwconfig.manifests.diagnostics import did_you_mean
+from gwconfig.manifests.diagnostics import clip, did_you_mean, quoted
 from gwconfig.manifests.documents import RawDocument
 from gwconfig.schema import KNOWN_PROVIDER_TYPES, GatewayManifest, ProviderManifest
 
@@ -97,7 +97,7 @@ def _check_provider(
             diag(
                 raw,
                 "provider_type",
-                f"unknown provider_type '{p.provider_type}'",
+                f"unknown provider_type {quoted(p.provider_type)}",
                 did_you_mean(p.provider_type, choices)
                 or f"known types: {', '.join(choices)} (plugins add more)",
             )
@@ -106,7 +106,11 @@ def _check_provider(
     for i, m in enumerate(p.models):
         if m.model_id in seen_models:
             first = _where(doc, raw_models, seen_models[m.model_id])
-            diag(raw_models[i], "model_id", f"duplicate model_id '{m.model_id}' (first at {first})")
+            diag(
+                raw_models[i],
+                "model_id",
+                f"duplicate model_id {quoted(m.model_id)} (first at {first})",
+            )
         else:
             seen_models[m.model_id] = i
         too_long = m.max_tokens is not None and m.context_window is not None
@@ -115,7 +119,7 @@ def _check_provider(
                 raw_models[i],
                 "max_tokens",
                 f"max_tokens ({m.max_tokens}) is larger than context_window "
-                f"({m.context_window}) of model '{m.model_id}'",
+                f"({m.context_window}) of model {quoted(m.model_id)}",
             )
     raw_keys = raw.get("api_keys") or []
     seen_keys: dict[tuple[str, str], int] = {}
@@ -126,7 +130,7 @@ def _check_provider(
             diag(
                 raw_keys,
                 i,
-                f"duplicate API key '{k.name}' for environment '{k.environment}' "
+                f"duplicate API key {quoted(k.name)} for environment {quoted(k.environment)} "
                 f"(first at {first})",
             )
         else:
@@ -137,7 +141,7 @@ def _check_provider(
                 diag(
                     raw_keys[i],
                     "expires_at",
-                    f"API key '{k.name}' (environment '{k.environment}') expired on "
+                    f"API key {quoted(k.name)} (environment {quoted(k.environment)}) expired on "
                     f"{expires.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
                     hint="rotate the key and update expires_at, or remove the entry",
                 )
@@ -150,8 +154,8 @@ def _check_provider(
             diag(
                 raw_params,
                 i,
-                f"duplicate connection parameter '{c.name}' for environment "
-                f"'{c.environment}' (first at {first})",
+                f"duplicate connection parameter {quoted(c.name)} for environment "
+                f"{quoted(c.environment)} (first at {first})",
             )
         else:
             seen_params[ident] = i
@@ -214,7 +218,7 @@ def cross_checks(
                     doc.path,
                     line,
                     col,
-                    f"duplicate provider_id '{info.provider_id}': also defined at "
+                    f"duplicate provider_id {quoted(info.provider_id)}: also defined at "
                     f"{_where(first, first.data, 'provider_id')}",
                     hint="provider ids are unique across all manifest files",
                 )
@@ -232,7 +236,8 @@ def cross_checks(
                         doc.path,
                         line,
                         col,
-                        f"alias '{alias}' of {owner} is already an alias of {aliases[alias]}",
+                        f"alias {quoted(alias)} of {clip(owner)} is already an alias of "
+                        f"{clip(aliases[alias])}",
                     )
                 )
             aliases.setdefault(alias, owner)
@@ -275,13 +280,13 @@ def _check_gateway(
             diag(
                 raw,
                 "name",
-                f"duplicate route '{route.name}' (first at "
+                f"duplicate route {quoted(route.name)} (first at "
                 f"{_where(doc, raw_routes, names[route.name])})",
             )
         else:
             names[route.name] = i
         if route.name in aliases:
-            diag(raw, "name", f"route '{route.name}' has the same name as a model alias")
+            diag(raw, "name", f"route {quoted(route.name)} has the same name as a model alias")
         raw_targets = raw.get("targets") or []
         for j, target in enumerate(route.targets):
             if target.provider_id in invalid_provider_ids:
@@ -290,7 +295,8 @@ def _check_gateway(
                 diag(
                     raw_targets[j],
                     "model",
-                    f"route '{route.name}' targets unknown provider '{target.provider_id}'",
+                    f"route {quoted(route.name)} targets unknown provider "
+                    f"{quoted(target.provider_id)}",
                     did_you_mean(target.provider_id, providers),
                 )
             elif (found := providers[target.provider_id].models.get(target.model_id)) is None:
@@ -298,8 +304,8 @@ def _check_gateway(
                 diag(
                     raw_targets[j],
                     "model",
-                    f"route '{route.name}' targets unknown model '{target.model_id}' of "
-                    f"provider '{target.provider_id}'",
+                    f"route {quoted(route.name)} targets unknown model "
+                    f"{quoted(target.model_id)} of provider {quoted(target.provider_id)}",
                     did_you_mean(target.model_id, known),
                 )
             elif not providers[target.provider_id].enabled or not found:
@@ -307,7 +313,8 @@ def _check_gateway(
                 diag(
                     raw_targets[j],
                     "model",
-                    f"route '{route.name}' targets {target.model}, whose {what} is disabled",
+                    f"route {quoted(route.name)} targets {clip(target.model)}, "
+                    f"whose {what} is disabled",
                     hint="enable it or remove the target",
                 )
     for i, route in enumerate(gw.routes):
@@ -316,7 +323,7 @@ def _check_gateway(
                 diag(
                     raw_routes[i].get("fallbacks") or [],
                     j,
-                    f"route '{route.name}' falls back to unknown route '{name}'",
+                    f"route {quoted(route.name)} falls back to unknown route {quoted(name)}",
                     did_you_mean(name, names),
                 )
     out.extend(_cycles(gw, doc, raw_routes, names))
@@ -324,7 +331,7 @@ def _check_gateway(
         diag(
             doc.data,
             "default_route",
-            f"default_route '{gw.default_route}' is not a route",
+            f"default_route {quoted(gw.default_route)} is not a route",
             did_you_mean(gw.default_route, names),
         )
     return out
@@ -353,7 +360,7 @@ def _cycles(
                             doc.path,
                             line,
                             col,
-                            "fallback cycle: " + " -> ".join(cycle),
+                            "fallback cycle: " + " -> ".join(clip(n) for n in cycle),
                             hint="a route must not fall back to itself, directly or not",
                         )
                     )

@@ -10,15 +10,51 @@ from typing import Any
 from gwconfig.errors import Diagnostic
 from gwconfig.manifests.documents import RawDocument
 
+#: A diagnostic shows at most this many characters of a value the user wrote.
+MAX_SHOWN = 100
+
+
+def clip(text: str, limit: int = MAX_SHOWN) -> str:
+    """``text`` for a message: control characters escaped, cut to ``limit`` with an ellipsis.
+
+    Every value a diagnostic repeats goes through here (or :func:`quoted`), so a huge or
+    multi-line value (a link to ``/etc/passwd`` read as YAML, say) shows as its first
+    characters and its length.
+    """
+    shown, total = _cut(text, limit)
+    return shown if total is None else f"{shown}... ({total} characters)"
+
+
+def quoted(value: Any, limit: int = MAX_SHOWN) -> str:
+    """A value for a message: strings in quotes, other scalars as Python writes them; clipped."""
+    if not isinstance(value, str):
+        return clip(repr(value), limit)
+    shown, total = _cut(value, limit)
+    return f"'{shown}'" if total is None else f"'{shown}...' ({total} characters)"
+
+
+def _cut(text: str, limit: int) -> tuple[str, int | None]:
+    shown = text[:limit]
+    if not shown.isprintable():
+        shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in shown)
+    return shown, len(text) if len(text) > limit else None
+
+
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice closest to ``word``, or None when nothing is close."""
+    # a word far longer than every choice matches none of them; do not make difflib chew on it
+    match = difflib.get_close_matches(str(word)[: 2 * MAX_SHOWN], list(choices), n=1, cutoff=0.6)
+    return match[0] if match else None
+
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     """``did you mean 'x'?`` for the closest choice, or None when nothing is close."""
-    match = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
-    return f"did you mean '{match[0]}'?" if match else None
+    match = closest(word, choices)
+    return f"did you mean '{clip(match)}'?" if match is not None else None
 
 
 def _field_name(loc: Sequence[Any]) -> str:
-    names = [str(p) for p in loc if isinstance(p, str) and not p[:1].isupper() and "[" not in p]
+    names = [clip(p) for p in loc if isinstance(p, str) and not p[:1].isupper() and "[" not in p]
     return ".".join(names)
 
 
@@ -60,7 +96,7 @@ def _describe_input(value: Any) -> str:
         return "a list"
     if value is None:
         return "null"
-    return repr(value) if not isinstance(value, str) else f"'{value}'"
+    return quoted(value)
 
 
 def pydantic_diagnostics(doc: RawDocument, model: type[Any], exc: Any) -> list[Diagnostic]:
@@ -124,7 +160,7 @@ def _one(doc: RawDocument, model: type[Any], field: str, err: dict[str, Any]) ->
         container = [p for p in loc[:-1] if not _is_union_tagged([p])]
         hint = did_you_mean(name, _model_fields(model, container))
         where = f" in '{_field_name(container)}'" if _field_name(container) else ""
-        return Diagnostic(doc.path, line, col, f"unknown field '{name}'{where}", hint=hint)
+        return Diagnostic(doc.path, line, col, f"unknown field {quoted(name)}{where}", hint=hint)
     line, col = doc.locate(loc)
     if kind == "missing":
         return Diagnostic(doc.path, line, col, f"missing required field '{field}'")
@@ -133,6 +169,8 @@ def _one(doc: RawDocument, model: type[Any], field: str, err: dict[str, Any]) ->
         secret_hint = msg.split("; ", 1)
         if len(secret_hint) == 2 and secret_hint[1].startswith("secrets are never"):
             msg, hint = secret_hint[0], secret_hint[1]
+        # our validators' messages may repeat what the user wrote: keep them bounded too
+        msg = clip(msg, 3 * MAX_SHOWN)
     elif kind == "string_pattern_mismatch":
         msg = f"{_describe_input(err.get('input'))} does not match the pattern " + str(
             err.get("ctx", {}).get("pattern", "")
@@ -159,9 +197,8 @@ def to_json(diags: Sequence[Diagnostic]) -> str:
         for d in diags
     ]
     errors = sum(1 for d in diags if d.severity == "error")
-    return json.dumps(
-        {"diagnostics": items, "errors": errors, "warnings": len(diags) - errors}, indent=2
-    )
+    warnings = sum(1 for d in diags if d.severity == "warning")
+    return json.dumps({"diagnostics": items, "errors": errors, "warnings": warnings}, indent=2)
 
 
 def _escape_data(text: str) -> str:
@@ -176,7 +213,7 @@ def to_github(diags: Sequence[Diagnostic]) -> str:
     """Diagnostics as GitHub Actions workflow annotations (``::error file=...``)."""
     lines = []
     for d in diags:
-        level = "error" if d.severity == "error" else "warning"
+        level = {"error": "error", "note": "notice"}.get(d.severity, "warning")
         message = d.message + (f"\nhint: {d.hint}" if d.hint else "")
         lines.append(
             f"::{level} file={_escape_property(d.path)},line={d.line},col={d.col},"

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gwconfig.errors import Diagnostic
+from gwconfig.errors import Diagnostic, ManifestInputError
 from gwconfig.manifests import discovery
+from gwconfig.manifests.diagnostics import clip, closest
 from gwconfig.manifests.documents import RawDocument
 from gwconfig.manifests.fastyaml import ParseCache, parse_fast
+from gwconfig.manifests.limits import (
+    DEFAULT_MAX_FILE_SIZE,
+    MIB,
+    TOTAL_SIZE_VAR,
+    Limits,
+    ReadProblem,
+    format_size,
+    read_limited,
+)
 
 
 def decode(raw: bytes, path: str) -> tuple[str | None, list[Diagnostic]]:
@@ -33,7 +44,13 @@ def decode(raw: bytes, path: str) -> tuple[str | None, list[Diagnostic]]:
 
 def load_yaml(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic]]:
     """The reference loader (imported on first use: the fast path never needs PyYAML)."""
-    from gwconfig.manifests.yaml_loader import load_yaml as reference
+    docs, diags, _ = parse_yaml(text, path)
+    return docs, diags
+
+
+def parse_yaml(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic], bool]:
+    """Like :func:`load_yaml`, plus whether every document of the file was read."""
+    from gwconfig.manifests.yaml_loader import parse_yaml as reference
 
     return reference(text, path)
 
@@ -46,13 +63,18 @@ def display_path(path: Path) -> str:
         return path.as_posix()
 
 
-def load_values(root: Path, env: str) -> tuple[dict[str, Any], list[Diagnostic]]:
+def load_values(
+    root: Path, env: str, max_size: int = DEFAULT_MAX_FILE_SIZE
+) -> tuple[dict[str, Any], list[Diagnostic]]:
     """The values file of ``env`` as a mapping (see :func:`discovery.values_file_candidates`)."""
     candidates = discovery.values_file_candidates(root, env)
     for candidate in candidates:
         if candidate.is_file():
             shown = display_path(candidate)
-            text, diags = decode(candidate.read_bytes(), shown)
+            raw, problem = _read(candidate, shown, max_size)
+            if raw is None:
+                return {}, [problem] if problem else []
+            text, diags = decode(raw, shown)
             if text is None:
                 return {}, diags
             docs, diags = load_yaml(text, shown)
@@ -73,6 +95,29 @@ def load_values(root: Path, env: str) -> tuple[dict[str, Any], list[Diagnostic]]
     ]
 
 
+def _read(path: Path, shown: str, max_size: int) -> tuple[bytes | None, Diagnostic | None]:
+    """The bytes of a manifest file, or the diagnostic saying why it cannot be read."""
+    try:
+        return read_limited(path, max_size), None
+    except ReadProblem as exc:
+        return None, Diagnostic(shown, 1, 1, exc.message, hint=exc.hint)
+    except OSError as exc:
+        return None, Diagnostic(shown, 1, 1, f"cannot read file: {exc.strerror or exc}")
+
+
+@dataclass
+class Loaded:
+    """The documents of one manifest file, its problems, and whether it was read whole.
+
+    ``complete`` is False when the file could not be read, rendered or parsed to its end (or a
+    document of it was dropped): documents declared in it may be missing.
+    """
+
+    docs: list[RawDocument]
+    diagnostics: list[Diagnostic]
+    complete: bool = True
+
+
 def load_file(
     path: Path,
     shown: str,
@@ -82,34 +127,61 @@ def load_file(
     positions: bool = True,
     cache: ParseCache | None = None,
     entities: bool = False,
+    max_size: int = DEFAULT_MAX_FILE_SIZE,
 ) -> tuple[list[RawDocument], list[Diagnostic]]:
+    """Read one manifest file (rendering it first if it is a template); see :func:`read_file`."""
+    loaded = read_file(
+        path,
+        shown,
+        env=env,
+        values=values,
+        positions=positions,
+        cache=cache,
+        entities=entities,
+        max_size=max_size,
+    )
+    return loaded.docs, loaded.diagnostics
+
+
+def read_file(
+    path: Path,
+    shown: str,
+    *,
+    env: str | None,
+    values: dict[str, Any] | None,
+    positions: bool = True,
+    cache: ParseCache | None = None,
+    entities: bool = False,
+    max_size: int = DEFAULT_MAX_FILE_SIZE,
+) -> Loaded:
     """Read one manifest file (rendering it first if it is a template).
 
     ``positions=False`` lets the fast path skip recording positions; documents then compute
     them on demand (only those with a problem ever do). ``entities=True`` still records, at
-    parse time, the positions compiled sources need (see :func:`fastyaml.parse_fast`).
+    parse time, the positions compiled sources need (see :func:`fastyaml.parse_fast`). A file
+    over ``max_size`` bytes is not read (see :mod:`gwconfig.manifests.limits`).
     """
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        return [], [Diagnostic(shown, 1, 1, f"cannot read file: {exc.strerror or exc}")]
+    raw, problem = _read(path, shown, max_size)
+    if raw is None:
+        return Loaded([], [problem] if problem else [], complete=False)
     text, diags = decode(raw, shown)
     if text is None:
-        return [], diags
+        return Loaded([], diags, complete=False)
     line_map = None
+    complete = True
     if discovery.is_template(path):
         from gwconfig.manifests.templates import render
 
         rendered, diags = render(text, shown, env=env, values=values or {})
         if rendered is None:
-            return [], diags
+            return Loaded([], diags, complete=False)
         text, line_map = rendered.text, rendered.line_map
         fast = parse_fast(text, shown, positions=True, cache=cache)
-        docs, diags = fast if fast is not None else load_yaml(text, shown)
+        docs, diags, complete = (*fast, True) if fast is not None else parse_yaml(text, shown)
         diags = [_remap(d, line_map) for d in diags]
     else:
         fast = parse_fast(text, shown, positions=positions, cache=cache, entities=entities)
-        docs, diags = fast if fast is not None else load_yaml(text, shown)
+        docs, diags, complete = (*fast, True) if fast is not None else parse_yaml(text, shown)
         if fast is not None and not positions:
             source = text
 
@@ -128,7 +200,7 @@ def load_file(
                 shown, line, 1, "file contains no documents", hint="delete the file or add one"
             )
         )
-    return docs, diags
+    return Loaded(docs, diags, complete)
 
 
 def _remap(d: Diagnostic, line_map: tuple[int, ...]) -> Diagnostic:
@@ -138,22 +210,47 @@ def _remap(d: Diagnostic, line_map: tuple[int, ...]) -> Diagnostic:
 
 @dataclass
 class FilePlan:
-    """The manifest files of a run (path, shown path), the template values, early problems."""
+    """The manifest files of a run (path, shown path, size), the template values, the limits.
+
+    ``diagnostics`` are problems found before reading (links pointing outside the manifest
+    directory, the values file); ``unread`` the shown paths of manifests that are not read.
+    """
 
     files: list[tuple[Path, str]] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
     values: dict[str, Any] | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    unread: list[str] = field(default_factory=list)
+    limits: Limits = field(default_factory=Limits)
 
 
 def plan_files(root: Path, *, env: str | None = None) -> FilePlan:
-    """Find the manifest files under ``root`` and load the values file templates need."""
-    plan = FilePlan()
+    """Find the manifest files under ``root`` and load the values file templates need.
+
+    Raises :class:`ManifestInputError` when ``root`` does not exist or its manifests are over
+    the total size limit, and :class:`~gwconfig.errors.ConfigurationError` for a bad limit.
+    """
+    plan = FilePlan(limits=Limits.from_env())
     shown_root = display_path(root)
     if not root.exists():
-        plan.diagnostics.append(Diagnostic(shown_root, 1, 1, "no such file or directory"))
-        return plan
-    files = discovery.discover(root)
-    if not files:
+        raise ManifestInputError(
+            f"no such file or directory: {clip(shown_root)}", hint=_nearby(root)
+        )
+    found = discovery.discover(root)
+    base = shown_root if root.is_dir() else display_path(root.parent)
+    for rel, target in found.outside:
+        shown = _join(base, rel)
+        plan.unread.append(shown)
+        plan.diagnostics.append(
+            Diagnostic(
+                shown,
+                1,
+                1,
+                f"symbolic link to {clip(target)}, outside the manifest directory {clip(base)}",
+                hint="links are followed only inside the manifest directory; copy the file in",
+            )
+        )
+    if not found.files and not found.outside:
         plan.diagnostics.append(
             Diagnostic(
                 shown_root,
@@ -164,16 +261,44 @@ def plan_files(root: Path, *, env: str | None = None) -> FilePlan:
             )
         )
         return plan
-    if any(discovery.is_template(f) for f, _ in files):
+    plan.sizes = [_size(path) for path, _ in found.files]
+    total = sum(plan.sizes)
+    if total > plan.limits.max_total_size:
+        raise ManifestInputError(
+            f"the manifests under {clip(shown_root)} are {format_size(total)} together, over "
+            f"the limit of {format_size(plan.limits.max_total_size)}",
+            hint=f"raise the limit with {TOTAL_SIZE_VAR} (e.g. {TOTAL_SIZE_VAR}="
+            f"{-(-2 * total // MIB)}MiB)",
+        )
+    if any(discovery.is_template(f) for f, _ in found.files):
         plan.values = {}
         if env is not None:
-            plan.values, diags = load_values(root, env)
+            plan.values, diags = load_values(root, env, plan.limits.max_file_size)
             plan.diagnostics.extend(diags)
-    base = shown_root if root.is_dir() else display_path(root.parent)
-    for path, rel in files:
+    for path, rel in found.files:
         shown = display_path(path) if root.is_file() else _join(base, rel)
         plan.files.append((path, shown))
     return plan
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _nearby(root: Path) -> str | None:
+    """``did you mean 'providers.d'?`` for a path that does not exist, from its siblings."""
+    parent = root.parent
+    try:
+        names = [e.name for e in os.scandir(parent) if not e.name.startswith(".")]
+    except OSError:
+        return None
+    match = closest(root.name, names)
+    if match is None:
+        return None
+    return f"did you mean '{clip(display_path(parent / match))}'?"
 
 
 def _join(base: str, rel: str) -> str:

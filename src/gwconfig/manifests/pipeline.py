@@ -28,7 +28,8 @@ from gwconfig.manifests.checks import (
 )
 from gwconfig.manifests.documents import RawDocument
 from gwconfig.manifests.fastyaml import ParseCache
-from gwconfig.manifests.loader import load_file, plan_files
+from gwconfig.manifests.limits import DEFAULT_MAX_FILE_SIZE
+from gwconfig.manifests.loader import load_file, plan_files, read_file
 from gwconfig.manifests.validation import validate_documents
 from gwconfig.schema import GatewayManifest, ProviderManifest
 
@@ -53,6 +54,8 @@ class Partial:
     has_sealed: bool = False
     #: When compiling: (file order, document index, path, canonical provider, source lines).
     compiled: list[Compiled] = field(default_factory=list)
+    #: Shown paths of files not read whole (documents of them may be missing).
+    incomplete: list[str] = field(default_factory=list)
     # Only in the process that did the work:
     providers: list[tuple[ProviderManifest, RawDocument]] = field(default_factory=list)
     gateways: list[tuple[GatewayManifest, RawDocument]] = field(default_factory=list)
@@ -69,6 +72,7 @@ class Partial:
             self.invalid_provider_ids,
             self.has_sealed,
             self.compiled,
+            self.incomplete,
         )
 
 
@@ -104,6 +108,7 @@ def process(
     env: str | None,
     values: dict[str, Any] | None,
     positions: bool,
+    max_size: int = DEFAULT_MAX_FILE_SIZE,
     build: bool = False,
 ) -> Partial:
     """Per-file work for ``items`` (order, path, shown path).
@@ -118,7 +123,7 @@ def process(
     plugins: list[set[str]] = []
     cache = ParseCache()
     for order, path, shown in items:
-        docs, diags = load_file(
+        loaded = read_file(
             path,
             shown,
             env=env,
@@ -126,7 +131,11 @@ def process(
             positions=positions,
             cache=cache,
             entities=build,
+            max_size=max_size,
         )
+        docs, diags = loaded.docs, loaded.diagnostics
+        if not loaded.complete:
+            part.incomplete.append(shown)
         part.files += 1
         part.documents += len(docs)
         part.diagnostics.extend(diags)
@@ -274,9 +283,14 @@ def _run_front(
     diags = list(plan.diagnostics)
     items = [(i, path, shown) for i, (path, shown) in enumerate(plan.files)]
     parts: list[Partial] = []
-    kwargs: dict[str, Any] = {"env": env, "values": plan.values, "positions": positions}
+    kwargs: dict[str, Any] = {
+        "env": env,
+        "values": plan.values,
+        "positions": positions,
+        "max_size": plan.limits.max_file_size,
+    }
     if parallel and not keep and len(items) > 1 and _can_fork():
-        sizes = [_size(path) for _, path, _ in items]
+        sizes = plan.sizes
         if alongside is not None or sum(sizes) >= PARALLEL_MIN_BYTES:
             parts = _shared(items, sizes, alongside, build=build, **kwargs)
             alongside = None
@@ -299,7 +313,13 @@ def _run_front(
     invalid = set().union(*(part.invalid_provider_ids for part in parts))
     for part in parts:
         diags.extend(part.diagnostics)
-    diags.extend(cross_checks(infos, gateways, invalid, locate))
+    incomplete = sorted({*plan.unread, *(f for part in parts for f in part.incomplete)})
+    if not incomplete:
+        diags.extend(cross_checks(infos, gateways, invalid, locate))
+    elif infos or gateways:
+        # What a file that was not read declares is missing: checking across files now
+        # would blame the others for it (a route to a provider of a file with a typo).
+        diags.append(_skipped(incomplete))
     return FrontResult(
         files=sum(p.files for p in parts),
         documents=sum(p.documents for p in parts),
@@ -330,8 +350,15 @@ def _gateways(
     return [(g, doc) for _, g, doc in found]
 
 
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
+def _skipped(incomplete: list[str]) -> Diagnostic:
+    """The note that checks across files did not run (they would report what is missing)."""
+    n = len(incomplete)
+    return Diagnostic(
+        incomplete[0],
+        1,
+        1,
+        "checks across files (duplicate ids and aliases, routes) were skipped: "
+        + ("this file was not read whole" if n == 1 else f"{n} files were not read whole"),
+        severity="note",
+        hint="fix the errors above and run again",
+    )

@@ -9,7 +9,7 @@ import orjson
 from pydantic import ValidationError
 
 from gwconfig.errors import Diagnostic
-from gwconfig.manifests.diagnostics import did_you_mean, pydantic_diagnostics
+from gwconfig.manifests.diagnostics import did_you_mean, pydantic_diagnostics, quoted
 from gwconfig.manifests.documents import RawDocument
 from gwconfig.schema import API_VERSION, KINDS, GatewayManifest, ProviderManifest
 
@@ -31,7 +31,7 @@ def _kind_problem(doc: RawDocument) -> Diagnostic | None:
     if data is None:
         return Diagnostic(doc.path, line, col, "document is empty", hint="remove the empty '---'")
     if not isinstance(data, dict):
-        got = "a list" if isinstance(data, list) else f"the value {data!r}"
+        got = "a list" if isinstance(data, list) else f"the value {quoted(data)}"
         return Diagnostic(
             doc.path,
             line,
@@ -52,7 +52,7 @@ def _kind_problem(doc: RawDocument) -> Diagnostic | None:
             doc.path,
             line,
             col,
-            f"unsupported apiVersion {data['apiVersion']!r}",
+            f"unsupported apiVersion {quoted(data['apiVersion'])}",
             hint=f"this gwconfig reads 'apiVersion: {API_VERSION}'",
         )
     if "kind" not in data:
@@ -66,7 +66,7 @@ def _kind_problem(doc: RawDocument) -> Diagnostic | None:
             doc.path,
             line,
             col,
-            f"unknown kind {kind!r}",
+            f"unknown kind {quoted(kind)}",
             hint=did_you_mean(str(kind), KINDS) or "kind is Provider or Gateway",
         )
     return None

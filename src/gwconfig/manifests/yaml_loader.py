@@ -16,6 +16,7 @@ from yaml.constructor import SafeConstructor  # type: ignore[import-untyped]
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode  # type: ignore[import-untyped]
 
 from gwconfig.errors import Diagnostic
+from gwconfig.manifests.diagnostics import clip, quoted
 from gwconfig.manifests.documents import Positions, RawDocument
 
 _Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -23,6 +24,11 @@ _Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _TAG = "tag:yaml.org,2002:"
 _YAML11_BOOLS = {"yes", "no", "on", "off"}
 _TAB_INDENT = re.compile(r"^[ ]*\t", re.MULTILINE)
+#: What YAML 1.1 does not allow in a stream (PyYAML's reader check, the same ranges).
+_NON_PRINTABLE = re.compile(
+    "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
+_CONTROL_NAMES = {0: "NUL", 7: "BEL", 8: "BS", 0x0B: "VT", 0x0C: "FF", 0x1B: "ESC", 0x7F: "DEL"}
 #: Aliases may repeat data, but not blow it up: constructed nodes per composed node, at most.
 _ALIAS_EXPANSION = 10
 _ALIAS_SLACK = 1000
@@ -73,7 +79,7 @@ class _Builder:
         inner = active | {id(node)}
         if isinstance(node, SequenceNode):
             if node.tag != _TAG + "seq":
-                self.error(node, f"unsupported YAML tag '{node.tag}'")
+                self.error(node, f"unsupported YAML tag {quoted(node.tag)}")
                 return []
             items: list[Any] = []
             for i, child in enumerate(node.value):
@@ -83,7 +89,7 @@ class _Builder:
             return items
         assert isinstance(node, MappingNode)
         if node.tag != _TAG + "map":
-            self.error(node, f"unsupported YAML tag '{node.tag}'")
+            self.error(node, f"unsupported YAML tag {quoted(node.tag)}")
             return {}
         mapping: dict[Any, Any] = {}
         for key_node, value_node in node.value:
@@ -98,7 +104,7 @@ class _Builder:
                 kl, _, _, _ = self.positions[(id(mapping), key)]
                 self.error(
                     key_node,
-                    f"duplicate key '{key}' (first defined on line {kl})",
+                    f"duplicate key {quoted(str(key))} (first defined on line {kl})",
                     hint="YAML keeps only the last value; remove one of them",
                 )
                 continue
@@ -129,34 +135,40 @@ class _Builder:
                 )
             return self.scalars.construct_yaml_bool(node)
         if tag == _TAG + "int":
-            number = self.scalars.construct_yaml_int(node)
-            text = node.value
-            if ":" in text or _OCTAL.match(text):
-                kind = "base 60" if ":" in text else "octal"
+            text = quoted(node.value)
+            try:
+                number = self.scalars.construct_yaml_int(node)
+            except ValueError:  # more digits than Python converts (4300): far out of range
+                self.error(node, f"the number {clip(node.value)} is out of range (64-bit integers)")
+                return node.value
+            if ":" in node.value or _OCTAL.match(node.value):
+                kind = "base 60" if ":" in node.value else "octal"
+                shown = clip(str(number)) if number.bit_length() < 1000 else "beyond 2^1000"
                 self.error(
                     node,
-                    f"'{text}' is read as the number {number} ({kind}, YAML 1.1)",
-                    hint=f"write '{text}' in quotes for a string",
+                    f"{text} is read as the number {shown} ({kind}, YAML 1.1)",
+                    hint=f"write {text} in quotes for a string",
                 )
             elif not _INT_MIN <= number <= _INT_MAX:
-                self.error(node, f"the number {node.value} is out of range (64-bit integers)")
+                self.error(node, f"the number {clip(node.value)} is out of range (64-bit integers)")
             return number
         if tag == _TAG + "float":
             real = self.scalars.construct_yaml_float(node)
+            text = quoted(node.value)
             if ":" in node.value:
                 self.error(
                     node,
-                    f"'{node.value}' is read as the number {real} (base 60, YAML 1.1)",
-                    hint=f"write '{node.value}' in quotes for a string",
+                    f"{text} is read as the number {real} (base 60, YAML 1.1)",
+                    hint=f"write {text} in quotes for a string",
                 )
             elif not math.isfinite(real):
-                self.error(node, f"'{node.value}' is not a finite number")
+                self.error(node, f"{text} is not a finite number")
             return real
         if tag == _TAG + "timestamp":
             # Kept as written: the schema parses it where a date is meant (expires_at), and
             # elsewhere (parameters, ids) it stays the string the author typed, JSON-ready.
             return node.value
-        self.error(node, f"unsupported YAML tag '{tag}'", hint="quote the value for a string")
+        self.error(node, f"unsupported YAML tag {quoted(tag)}", hint="quote the value for a string")
         return node.value
 
 
@@ -180,24 +192,19 @@ def _count(root: Node) -> int:
 
 def load_yaml(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic]]:
     """Parse every document of ``text``; return the documents and all problems found."""
+    docs, diags, _ = parse_yaml(text, path)
+    return docs, diags
+
+
+def parse_yaml(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic], bool]:
+    """Like :func:`load_yaml`, plus whether the whole text was read (no document dropped)."""
     diags: list[Diagnostic] = []
-    tabs = [m.start() for m in _TAB_INDENT.finditer(text)]
-    if tabs:
-        for start in tabs:
-            line = text.count("\n", 0, start) + 1
-            col = text.index("\t", start) - start + 1
-            diags.append(
-                Diagnostic(
-                    path,
-                    line,
-                    col,
-                    "tab character in indentation",
-                    hint="YAML indents with spaces only",
-                )
-            )
-        return [], diags
+    early = _unreadable(text, path)
+    if early:
+        return [], early, False
     docs: list[RawDocument] = []
     index = 0
+    complete = True
     try:
         for node in yaml.compose_all(text, Loader=_Loader):
             index += 1
@@ -207,9 +214,11 @@ def load_yaml(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic]
             try:
                 data = builder.build(node)
             except _Stop:
+                complete = False
                 continue
             except RecursionError:
                 builder.error(node, "data nested too deeply")
+                complete = False
                 continue
             docs.append(
                 RawDocument(
@@ -222,15 +231,110 @@ def load_yaml(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic]
                 )
             )
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-        problem = exc.problem or exc.context or "invalid YAML"
-        diags.append(Diagnostic(path, line, col, f"invalid YAML: {problem}"))
+        diags.append(syntax_error(exc, path))
+        complete = False
     except yaml.YAMLError as exc:
-        diags.append(Diagnostic(path, 1, 1, f"invalid YAML: {_one_line(exc)}"))
+        diags.append(Diagnostic(path, 1, 1, f"invalid YAML: {clip(_one_line(exc), 200)}"))
+        complete = False
     except RecursionError:
         diags.append(Diagnostic(path, 1, 1, "invalid YAML: data nested too deeply"))
-    return docs, diags
+        complete = False
+    return docs, diags, complete
+
+
+def _unreadable(text: str, path: str) -> list[Diagnostic]:
+    """Tabs in indentation (each) and the first character YAML does not allow, located."""
+    diags: list[Diagnostic] = []
+    for match in _TAB_INDENT.finditer(text):
+        start = match.start()
+        line = text.count("\n", 0, start) + 1
+        col = text.index("\t", start) - start + 1
+        diags.append(
+            Diagnostic(
+                path,
+                line,
+                col,
+                "tab character in indentation",
+                hint="YAML indents with spaces only",
+            )
+        )
+    bad = _NON_PRINTABLE.search(text)
+    if bad is not None:
+        # Found here rather than from PyYAML's reader error, whose offset is in bytes or in
+        # characters depending on the loader and carries no line.
+        pos = bad.start()
+        line = text.count("\n", 0, pos) + 1
+        col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+        code = ord(text[pos])
+        name = f"U+{code:04X}" + (f" ({_CONTROL_NAMES[code]})" if code in _CONTROL_NAMES else "")
+        more = len(_NON_PRINTABLE.findall(text, pos + 1))
+        diags.append(
+            Diagnostic(
+                path,
+                line,
+                col,
+                f"control character {name} is not allowed in YAML",
+                hint="remove it: a YAML file holds printable text only"
+                + (
+                    f" ({more} more such character{'s' if more != 1 else ''} in this file)"
+                    if more
+                    else ""
+                ),
+            )
+        )
+    return diags
+
+
+#: (problem wording of libyaml or PyYAML) -> (message, hint, report at the context mark)
+_SYNTAX_HINTS: tuple[tuple[str, str, str, bool], ...] = (
+    (
+        "mapping values are not allowed",
+        "bad indentation or a stray ':'",
+        "indent this line like the other keys of its mapping, and quote a value that contains ': '",
+        False,
+    ),
+    (
+        "could not find expected ':'",
+        "a missing ':' after a key (or bad indentation)",
+        "write 'key: value'; a value continued on the next line is indented more than its key",
+        True,
+    ),
+    (
+        "did not find expected key",
+        "bad indentation or a missing ':'",
+        "this line is not aligned with the keys of the mapping it belongs to",
+        False,
+    ),
+    (
+        "expected <block end>",
+        "bad indentation or a missing ':'",
+        "this line is not aligned with the keys of the mapping it belongs to",
+        False,
+    ),
+    (
+        "did not find expected '-' indicator",
+        "bad indentation in a list",
+        "indent every '- ' item of a list by the same number of spaces",
+        False,
+    ),
+)
+
+
+def syntax_error(exc: Any, path: str) -> Diagnostic:
+    """A YAML syntax error as a diagnostic; indentation mistakes get words a person uses."""
+    problem = exc.problem or exc.context or "invalid YAML"
+    mark = exc.problem_mark or exc.context_mark
+    for wording, message, hint, at_context in _SYNTAX_HINTS:
+        if problem.startswith(wording):
+            if at_context and exc.context_mark is not None:
+                mark = exc.context_mark
+            elif exc.context_mark is not None and exc.context == "while parsing a block mapping":
+                start = exc.context_mark
+                hint += f" (it starts at line {start.line + 1}, column {start.column + 1})"
+            line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+            return Diagnostic(path, line, col, f"invalid YAML: {message}", hint=hint)
+    line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    return Diagnostic(path, line, col, f"invalid YAML: {clip(problem, 200)}")
 
 
 def _one_line(exc: BaseException) -> str:
