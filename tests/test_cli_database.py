@@ -59,7 +59,7 @@ def test_embedded_default_upgrades_via_env_and_generates_key(isolated_cwd: Path)
     result = run("keys", "rotate")
     assert result.returncode == 0, result.stderr
     assert "generated a new encryption key" in result.stderr
-    assert "re-encrypted 0 secret(s)" in result.stdout
+    assert "re-encrypted 0 secrets" in result.stdout
     assert oct((isolated_cwd / ".gwconfig" / "encryption.key").stat().st_mode & 0o777) == "0o600"
 
 
@@ -108,7 +108,7 @@ def test_keys_rotate_reports_and_re_encrypts(
     monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", f"{new_key},{fernet_key}")
     result = runner.invoke(cli, ["keys", "rotate", "--database-url", sqlite_url])
     assert result.exit_code == 0, result.output
-    assert "re-encrypted 1 secret(s)" in result.output and SECRET not in result.output
+    assert "re-encrypted 1 secret " in result.output and SECRET not in result.output
     with db.session() as session:
         service = ProviderService(session, new_key, "cli")
         assert service.get_api_key_value("mock") == SECRET

@@ -33,7 +33,7 @@ def test_validate_clean_exits_zero(isolated_cwd: Path) -> None:
     tree(isolated_cwd, GOOD)
     result = CliRunner().invoke(cli, ["validate"])
     assert result.exit_code == 0, result.output
-    assert "ok: 1 file, 1 providers, 1 models, 0 routes" in result.output
+    assert "ok: 1 file, 1 provider, 1 model, 0 routes" in result.output
 
 
 def test_validate_reports_errors_in_text(isolated_cwd: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from gwconfig.errors import Diagnostic, ManifestError, ManifestInputError
 from gwconfig.manifests import compile_path, validate_path
+from gwconfig.manifests.diagnostics import to_github
 
 PROVIDER = """\
 apiVersion: gwconfig/v1
@@ -205,7 +206,11 @@ def test_missing_path_and_empty_directory(isolated_cwd: Path) -> None:
     with pytest.raises(ManifestInputError, match=r"^no such file or directory: nowhere$"):
         validate_path("nowhere")
     (isolated_cwd / "empty").mkdir()
-    assert only(validate_path("empty")).message == "no manifest files found"
+    empty = only(validate_path("empty"))
+    assert empty.message == "no manifest files found"
+    # about the directory as a whole: no made-up position in any format
+    assert empty.format().startswith("empty: error: no manifest files found")
+    assert to_github([empty]).startswith("::error file=empty,title=")
 
 
 def test_unknown_provider_type_suggests(isolated_cwd: Path) -> None:

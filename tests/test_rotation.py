@@ -140,7 +140,7 @@ def test_rotate_and_apply_waiting_together_both_finish(
             apply.wait_until_waiting()
     finally:
         holder.dispose()
-    assert "re-encrypted 2 secret(s)" in rotate.finish()
+    assert "re-encrypted 2 secrets" in rotate.finish()
     assert "Apply complete: revision 2" in apply.finish()
     _assert_apply_values_under(url, root, new, monkeypatch)
 
@@ -159,7 +159,7 @@ def test_rotate_waits_for_an_apply_in_progress(
             rotate.wait_until_waiting()
     finally:
         holder.dispose()
-    assert "re-encrypted 2 secret(s)" in rotate.finish()
+    assert "re-encrypted 2 secrets" in rotate.finish()
     _assert_apply_values_under(url, root, new, monkeypatch)
 
 

@@ -31,7 +31,8 @@ class Diagnostic:
     """One problem found in the manifests, located at ``path:line:col`` (1-based).
 
     ``severity`` is ``error``, ``warning`` or ``note``. Diagnostics sort by file, line and
-    column, notes (about the run as a whole) after everything else.
+    column, notes (about the run as a whole) after everything else. Line 0 means the problem is
+    about the path as a whole (a directory with no manifests): it is shown without a position.
     """
 
     path: str
@@ -58,7 +59,8 @@ class Diagnostic:
 
     def format(self) -> str:
         """Render as ``path:line:col: severity: message`` plus an optional hint line."""
-        text = f"{self.path}:{self.line}:{self.col}: {self.severity}: {self.message}"
+        where = f"{self.path}:{self.line}:{self.col}" if self.line > 0 else self.path
+        text = f"{where}: {self.severity}: {self.message}"
         if self.hint:
             text += f"\n  hint: {self.hint}"
         return text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from gwconfig import settings
+from gwconfig.words import plural
 
 _db_option = click.option(
     "--database-url",
@@ -89,7 +90,8 @@ def rotate_cmd(database_url: str | None, lock_timeout: float) -> None:
 
     result = rotate_url(database_url, lock_timeout=lock_timeout)
     click.echo(
-        f"re-encrypted {result.secrets} secret(s) under the newest key "
-        f"({result.api_keys} API key(s), {result.parameters} sensitive parameter(s)); "
-        f"{result.revisions} revision snapshot(s) updated"
+        f"re-encrypted {plural(result.secrets, 'secret')} under the newest key "
+        f"({plural(result.api_keys, 'API key')}, "
+        f"{plural(result.parameters, 'sensitive parameter')}); "
+        f"{plural(result.revisions, 'revision snapshot')} updated"
     )

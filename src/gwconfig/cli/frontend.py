@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from gwconfig.settings import DEFAULT_MANIFEST_PATH
+from gwconfig.words import plural
 
 _PATH = click.argument("path", default=DEFAULT_MANIFEST_PATH, type=click.Path(path_type=Path))
 _ENV = click.option(
@@ -48,14 +49,14 @@ def validate_cmd(ctx: click.Context, path: Path, env: str | None, fmt: str) -> N
     if fmt != "json":
         if errors:
             warnings = sum(1 for d in diags if d.severity == "warning")
-            summary = f"{errors} error{'s' if errors != 1 else ''}"
+            summary = plural(errors, "error")
             if warnings:
-                summary += f", {warnings} warning{'s' if warnings != 1 else ''}"
+                summary += f", {plural(warnings, 'warning')}"
             click.echo(summary, err=True)
         else:
             click.echo(
-                f"ok: {result.files} file{'s' if result.files != 1 else ''}, "
-                f"{result.providers} providers, {result.models} models, {result.routes} routes",
+                f"ok: {plural(result.files, 'file')}, {plural(result.providers, 'provider')}, "
+                f"{plural(result.models, 'model')}, {plural(result.routes, 'route')}",
                 err=fmt == "github",
             )
     if errors:

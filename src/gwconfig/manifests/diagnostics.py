@@ -215,8 +215,9 @@ def to_github(diags: Sequence[Diagnostic]) -> str:
     for d in diags:
         level = {"error": "error", "note": "notice"}.get(d.severity, "warning")
         message = d.message + (f"\nhint: {d.hint}" if d.hint else "")
+        where = f",line={d.line},col={d.col}" if d.line > 0 else ""
         lines.append(
-            f"::{level} file={_escape_property(d.path)},line={d.line},col={d.col},"
+            f"::{level} file={_escape_property(d.path)}{where},"
             f"title={_escape_property('gwconfig ' + level)}::{_escape_data(message)}"
         )
     return "\n".join(lines)

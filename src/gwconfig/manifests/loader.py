@@ -254,8 +254,8 @@ def plan_files(root: Path, *, env: str | None = None) -> FilePlan:
         plan.diagnostics.append(
             Diagnostic(
                 shown_root,
-                1,
-                1,
+                0,
+                0,
                 "no manifest files found",
                 hint="manifests are *.yaml, *.yml, *.yaml.j2 or *.yml.j2 files",
             )
