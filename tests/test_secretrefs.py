@@ -298,3 +298,18 @@ def test_a_missing_file_is_a_missing_secret(isolated_cwd: Path, fernet_key: str)
     (isolated_cwd / "dangling").symlink_to(isolated_cwd / "absent")
     with pytest.raises(MissingSecretError):
         resolve_secret({"file": "dangling"}, SCOPE)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("kind", ["fifo", "too large", "symlink to /dev/zero"])
+def test_the_runtime_refuses_bad_file_secrets_without_hanging(
+    isolated_cwd: Path, kind: str
+) -> None:
+    from gwconfig.runtime import ConfigLoader
+    from runtime_servers import write_compiled
+
+    target = _special(isolated_cwd, kind)
+    path = write_compiled(isolated_cwd / "compiled.json", [_provider({"file": target})])
+    (key,) = ConfigLoader(path).load_config_as_object().providers["p"].api_keys
+    assert key.value is None
+    assert key.error is not None and SPECIAL[kind] in key.error
