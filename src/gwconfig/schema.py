@@ -28,6 +28,7 @@ from pydantic import (
 
 from gwconfig.canonical import DEFAULT_DEADLINE_SECONDS, DEFAULT_MAX_RESPONSE_BYTES
 from gwconfig.db import columns as col
+from gwconfig.secretrefs import env_reference_problem, file_reference_problem
 
 API_VERSION = "gwconfig/v1"
 
@@ -118,6 +119,22 @@ class SecretRef(_Strict):
         pattern=r"^gwseal:v1:[A-Za-z0-9_=-]+$",
         description="A value sealed with 'gwconfig seal' to the repository's public key.",
     )
+
+    @field_validator("env")
+    @classmethod
+    def _not_own_variable(cls, name: str | None) -> str | None:
+        problem = None if name is None else env_reference_problem(name)
+        if problem is not None:
+            raise ValueError(problem)
+        return name
+
+    @field_validator("file")
+    @classmethod
+    def _not_pseudo_file(cls, path: str | None) -> str | None:
+        problem = None if path is None else file_reference_problem(path)
+        if problem is not None:
+            raise ValueError(problem)
+        return path
 
     @model_validator(mode="before")
     @classmethod

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gwconfig import settings
 from gwconfig.errors import EncryptionKeyError, SecretError
+from gwconfig.secretrefs import env_reference_problem, read_secret_file
 
 ENV_VAR = "GWCONFIG_ENCRYPTION_KEY"
 KEY_FILE_NAME = "encryption.key"
@@ -315,6 +316,9 @@ def resolve_secret(ref: Mapping[str, str], scope: tuple[str, str, str]) -> str:
     kind, target = next(iter(ref.items()))
     where = f"{scope[0]}/{scope[1]}@{scope[2]}"
     if kind == "env":
+        problem = env_reference_problem(target)
+        if problem is not None:
+            raise SecretError(f"{problem} (secret for {where})")
         value = os.environ.get(target)
         if value is None:
             raise MissingSecretError(
@@ -326,22 +330,13 @@ def resolve_secret(ref: Mapping[str, str], scope: tuple[str, str, str]) -> str:
             raise SecretError(f"environment variable {target} is empty (secret for {where})")
         return value
     if kind == "file":
-        path = Path(target).expanduser()
         try:
-            text = path.read_text()
+            return read_secret_file(target, where)
         except FileNotFoundError as exc:
             raise MissingSecretError(
                 f"secret file {target} does not exist (secret for {where})",
                 reference=f"file:{target}",
             ) from exc
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SecretError(
-                f"cannot read secret file {target} (secret for {where}): {type(exc).__name__}"
-            ) from exc
-        value = text.rstrip("\r\n")
-        if value == "":
-            raise SecretError(f"secret file {target} is empty (secret for {where})")
-        return value
     if kind == "sealed":
         from gwconfig.sealing import unseal
 

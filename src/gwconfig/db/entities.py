@@ -22,7 +22,7 @@ from gwconfig.errors import ValidationFailed
 from gwconfig.schema import ApiKeySpec, ConnectionParameterSpec, ProviderManifest
 
 #: Stands in for a plaintext secret while the manifest schema validates the rest.
-SEED_PLACEHOLDER = {"env": "GWCONFIG_SEED_VALUE"}
+SEED_PLACEHOLDER = {"env": "SEED_VALUE_PLACEHOLDER"}  # never resolved: not a GWCONFIG_ name
 CONNECTION_FIELDS = ("api_base", "api_version", "headers")
 #: Provider fields a seed dict may set on the provider row itself (its children aside).
 PROVIDER_LEVEL = (
