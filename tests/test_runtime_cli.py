@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from gwconfig.cli import cli
@@ -137,14 +138,13 @@ def test_generate_without_model_or_default_route_says_how_to_name_one(
 
 
 def test_generate_lists_each_failed_target_on_its_own_line(
-    tmp_path: Path, isolated_cwd: Path
+    tmp_path: Path, isolated_cwd: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("GWT_UNSET_KEY_X", raising=False)
     failing = [
         {"model_id": f"m{i}", "parameters": {"fail_times": 9, "fail_status": 503}} for i in range(2)
     ]
-    keyed = provider_doc(
-        "keyed", "mock", ["k"], api_keys=[{"value": {"env": "GWCONFIG_TEST_UNSET_KEY_X"}}]
-    )
+    keyed = provider_doc("keyed", "mock", ["k"], api_keys=[{"value": {"env": "GWT_UNSET_KEY_X"}}])
     routes = [
         {
             "name": "r",
