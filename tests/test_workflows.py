@@ -13,7 +13,6 @@ from docs_words import invocations, resolve, unknown_options
 WORKFLOWS = Path(__file__).resolve().parent.parent / ".github" / "workflows"
 
 
-
 def load(name: str) -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load((WORKFLOWS / name).read_text())
     # YAML 1.1 reads the key 'on' as True
