@@ -71,7 +71,7 @@ def normalise_url(url: str) -> URL:
 def _invalid(url: str, problem: str) -> ConfigurationError:
     return ConfigurationError(
         f"invalid database URL {settings.mask_url(url)}: {problem}",
-        hint='check the URL and its options (README, "The gateway database")',
+        hint="check the URL and its options (docs/database.md)",
     )
 
 

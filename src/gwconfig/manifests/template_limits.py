@@ -24,7 +24,7 @@ from jinja2.utils import Namespace
 
 @dataclass(frozen=True)
 class TemplateLimits:
-    """What one render of one template may use (documented in the README's template section)."""
+    """What one render of one template may use (documented in docs/manifests.md)."""
 
     seconds: float = 10.0
     iterations: int = 100_000
