@@ -197,7 +197,7 @@ class ConfigLoader:
             from gwconfig.state import stored_keys
 
             stored = stored_keys(secrets, state.key_ids or {})
-            keys = self._encryption_keys().bind(stored, single=False)
+            keys = self.encryption_keys().bind(stored, single=False)
 
         def decrypt(ref: Mapping[str, Any], scope: tuple[str, str, str]) -> str:
             pid, name, env = scope
@@ -218,7 +218,8 @@ class ConfigLoader:
             state.data, decrypt, chash, version, self.describe(), _model_tables(rows)
         )
 
-    def _encryption_keys(self) -> Any:
+    def encryption_keys(self) -> Any:
+        """The keys that decrypt the database's secrets (given, or from the environment)."""
         from gwconfig.secrets import EncryptionKeys, load_encryption_keys
 
         if self._keys is None:

@@ -77,7 +77,7 @@ def update_provider_config(
 
     spec = normalise(provider_id, config)
     with Session(loader.engine) as session:
-        service = ProviderService(session, loader._encryption_keys(), current_user_id)
+        service = ProviderService(session, loader.encryption_keys(), current_user_id)
         existing = service.get_provider(provider_id)
         if existing is None:
             data: dict[str, Any] = {

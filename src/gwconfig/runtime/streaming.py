@@ -1,35 +1,29 @@
-"""Streaming: ``LLMGatewayClient.generate_stream`` yields text chunks with the same routing."""
+"""Streaming: ``LLMGatewayClient.generate_stream`` yields text chunks with the same routing.
+
+The routing loop (:mod:`gwconfig.runtime.routing`) opens the stream on each target in turn,
+up to its first chunk; once a target has sent one, the stream is committed to it and a later
+failure reaches the caller (text already yielded cannot be taken back).
+"""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from functools import partial
-from typing import TYPE_CHECKING
 
-from gwconfig.runtime.client import _perf, bounded
-from gwconfig.runtime.config import Target
-from gwconfig.runtime.errors import (
-    AllTargetsFailedError,
-    BadRequestError,
-    DeadlineExceededError,
-    ProviderError,
-    ProviderResponseError,
-    TargetFailure,
-)
-from gwconfig.runtime.models import Attempt, LLMRequest, LLMResponse, Usage
+from gwconfig.runtime.errors import ProviderError, ProviderResponseError
+from gwconfig.runtime.generation import Generations
+from gwconfig.runtime.models import LLMRequest, LLMResponse, Usage
 from gwconfig.runtime.providers.base import BaseProvider, ProviderCall, StreamChunk
-from gwconfig.runtime.scrub import scrub_error
+from gwconfig.runtime.routing import Routed, Router, bounded
 
-if TYPE_CHECKING:
-    from gwconfig.runtime.client import LLMGatewayClient
+Opened = tuple[AsyncIterator[StreamChunk], StreamChunk]
 
 
 class LLMStream:
     """An async iterator of text chunks; ``response`` is filled in once the stream has ended."""
 
-    def __init__(self, client: LLMGatewayClient, request: LLMRequest) -> None:
-        self._client = client
+    def __init__(self, router: Router, generations: Generations, request: LLMRequest) -> None:
+        self._router = router
+        self._generations = generations
         self._request = request
         self._chunks = self._run()
         self.response: LLMResponse | None = None
@@ -41,87 +35,22 @@ class LLMStream:
         """Stop early and release the connection."""
         await self._chunks.aclose()
 
-    async def _open(
-        self, provider: BaseProvider, call: ProviderCall
-    ) -> tuple[AsyncIterator[StreamChunk], StreamChunk]:
-        chunks = provider.stream(call)
-        try:
-            first = await chunks.__anext__()
-        except StopAsyncIteration:
-            raise ProviderResponseError("the stream ended before any data") from None
-        except BaseException:
-            await chunks.aclose()  # type: ignore[attr-defined]
-            raise
-        return chunks, first
-
     async def _run(self) -> AsyncGenerator[str, None]:
-        client, request = self._client, self._request
-        gen = client._gen
-        gen.inflight += 1
-        start = _perf()
-        attempts: list[Attempt] = []
+        # the generation is pinned when iteration starts, as a plain request pins it when sent
+        gen = self._generations.acquire()
         try:
-            identifier, route, targets = client._targets(gen, request)
-            budget, deadline = client._deadline(request, targets)
-            failures: list[TargetFailure] = []
-            for target in targets:
-                pc, model = target.provider, target.model
-                before = len(attempts)
-                try:
-                    if failures and time.monotonic() >= deadline:
-                        raise DeadlineExceededError("the request deadline has passed")
-                    provider = client._provider(gen, pc)
-                    call = client._call(request, target, provider, deadline)
-                    op = partial(self._open, provider, call)
-                    await client._throttle(pc, deadline)
-                    t0 = _perf()
-                    try:
-                        if provider.enforces_deadline:
-                            chunks, first = await op()
-                        else:
-                            chunks, first = await bounded(op(), deadline)
-                    except ProviderError as exc:
-                        (chunks, first), t0 = await client._with_retries(
-                            provider, model, op, attempts, deadline, exc, t0
-                        )
-                except BadRequestError as exc:
-                    client._record(request, target, None, start, attempts, "bad_request", str(exc))
-                    raise
-                except DeadlineExceededError as exc:
-                    if len(attempts) > before:
-                        client._cooldowns.failure(target.key, pc.settings)
-                    raise client._deadline_error(
-                        request, target, identifier, budget, start, attempts
-                    ) from exc
-                except ProviderError as exc:
-                    client._cooldowns.failure(target.key, pc.settings)
-                    reason = scrub_error(exc, pc.secrets)
-                    failures.append(TargetFailure(target.key, reason, len(attempts) - before))
-                    continue
-                # committed to this target: errors from here on reach the caller
-                attempts.append(Attempt(pc.provider_id, model.model_id, "ok", None, 0.0))
-                if not provider.enforces_deadline:
-                    chunks = _bounded_chunks(chunks, deadline)
-                async for text in self._relay(chunks, first, target, route, start, attempts, t0):
-                    yield text
-                return
-            error = AllTargetsFailedError(identifier, failures)
-            client._record(request, targets[-1], None, start, attempts, "failed", str(error))
-            raise error
+            routed = await self._router.route(gen, self._request, open_stream)
+            chunks, first = routed.result
+            if not routed.provider.enforces_deadline:
+                chunks = _bounded_chunks(chunks, routed.deadline)
+            async for text in self._relay(routed, chunks, first):
+                yield text
         finally:
-            client._release(gen)
+            self._generations.release(gen)
 
     async def _relay(
-        self,
-        chunks: AsyncIterator[StreamChunk],
-        first: StreamChunk,
-        target: Target,
-        route: str | None,
-        start: float,
-        attempts: list[Attempt],
-        t0: float,
+        self, routed: Routed[Opened], chunks: AsyncIterator[StreamChunk], first: StreamChunk
     ) -> AsyncIterator[str]:
-        client, request = self._client, self._request
         parts: list[str] = []
         usage, finish = first.usage, first.finish_reason
         try:
@@ -136,32 +65,27 @@ class LLMStream:
                     usage = chunk.usage
                 finish = chunk.finish_reason or finish
         except ProviderError as exc:
-            client._cooldowns.failure(target.key, target.provider.settings)
-            error = scrub_error(exc, target.provider.secrets)
-            deadline = isinstance(exc, DeadlineExceededError)
-            outcome = "deadline" if deadline else "stream_error"
-            client._record(request, target, usage, start, attempts, outcome, error)
+            self._router.fail_midway(routed, exc, usage)
             raise
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
-        client._cooldowns.success(target.key)
-        now = _perf()
-        pc, model = target.provider, target.model
-        attempts[-1] = Attempt(pc.provider_id, model.model_id, "ok", None, (now - t0) * 1000.0)
-        final_usage = usage or Usage()
-        client._charge(pc, final_usage)
-        self.response = LLMResponse(
-            "".join(parts),
-            pc.provider_id,
-            model.model_id,
-            final_usage,
-            (now - start) * 1000.0,
-            tuple(attempts),
-            finish,
-            route,
-            request.initial_context.session_id,
-        )
-        client._record(request, target, final_usage, start, attempts, "ok", None)
+        self.response = self._router.succeed(routed, "".join(parts), usage or Usage(), finish)
+
+
+async def open_stream(provider: BaseProvider, call: ProviderCall) -> Opened:
+    """Open ``provider``'s stream for ``call`` up to its first chunk (the routing loop's call).
+
+    A stream that ends before any data is a failed attempt like any other.
+    """
+    chunks = provider.stream(call)
+    try:
+        first = await chunks.__anext__()
+    except StopAsyncIteration:
+        raise ProviderResponseError("the stream ended before any data") from None
+    except BaseException:
+        await chunks.aclose()  # type: ignore[attr-defined]
+        raise
+    return chunks, first
 
 
 async def _bounded_chunks(

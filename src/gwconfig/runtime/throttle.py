@@ -1,0 +1,70 @@
+"""Client-side rate limits: ``rate_limit_rpm`` and ``rate_limit_tpm`` per provider."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gwconfig.runtime.config import ProviderConfig
+from gwconfig.runtime.errors import DeadlineExceededError, ProviderUnavailableError
+from gwconfig.runtime.models import Usage
+from gwconfig.runtime.resilience import RateLimiter, TokenLimiter
+
+
+class Throttle:
+    """The request and token windows of every provider a client calls."""
+
+    __slots__ = ("_limiters", "_sleep", "_token_limiters")
+
+    def __init__(self, sleep: Callable[[float], Awaitable[Any]]) -> None:
+        self._sleep = sleep
+        self._limiters: dict[str, RateLimiter] = {}
+        self._token_limiters: dict[str, TokenLimiter] = {}
+
+    async def wait(self, pc: ProviderConfig, deadline: float) -> None:
+        """Honour ``rate_limit_rpm`` and ``rate_limit_tpm``: wait for room, or fail this target
+        when the wait would be longer than ``backoff_max_seconds``."""
+        rpm, tpm = pc.settings.rate_limit_rpm, pc.settings.rate_limit_tpm
+        if rpm is None and tpm is None:
+            return
+        waits: list[float] = []
+        if tpm is not None:
+            tokens = self._token_limiter(pc, tpm)
+            wait = tokens.delay(time.monotonic())
+            if wait > pc.settings.backoff_max_seconds:
+                raise ProviderUnavailableError(
+                    f"rate limit of {tpm} tokens/minute reached (room again in {wait:.1f}s)",
+                    retryable=False,
+                )
+            waits.append(wait)
+        limiter = None
+        if rpm is not None:
+            limiter = self._limiters.get(pc.provider_id)
+            if limiter is None or limiter.rpm != rpm:
+                limiter = self._limiters[pc.provider_id] = RateLimiter(rpm)
+            wait = limiter.delay(time.monotonic())
+            if wait > pc.settings.backoff_max_seconds:
+                raise ProviderUnavailableError(
+                    f"rate limit of {rpm} requests/minute reached (next slot in {wait:.1f}s)",
+                    retryable=False,
+                )
+            waits.append(wait)
+        if max(waits) > 0:
+            if time.monotonic() + max(waits) >= deadline:
+                raise DeadlineExceededError("the request deadline comes before the rate limit")
+            await self._sleep(max(waits))
+        if limiter is not None:
+            limiter.take(time.monotonic())
+
+    def charge(self, pc: ProviderConfig, usage: Usage | None) -> None:
+        """Count a finished request's tokens against ``rate_limit_tpm``."""
+        tpm = pc.settings.rate_limit_tpm
+        if tpm is not None and usage is not None:
+            self._token_limiter(pc, tpm).add(time.monotonic(), usage.total_tokens)
+
+    def _token_limiter(self, pc: ProviderConfig, tpm: int) -> TokenLimiter:
+        limiter = self._token_limiters.get(pc.provider_id)
+        if limiter is None or limiter.tpm != tpm:
+            limiter = self._token_limiters[pc.provider_id] = TokenLimiter(tpm)
+        return limiter
