@@ -16,22 +16,15 @@ from typing import Any, cast
 import orjson
 from sqlalchemy import Connection, Table, bindparam, insert, update
 
-from gwconfig.canonical import content_hash, scope_id
+from gwconfig.canonical import content_hash
 from gwconfig.db import bulk
 from gwconfig.db.lock import locked as locked  # re-exported: the apply lock
-from gwconfig.db.models import (
-    ApiKey,
-    AuditEvent,
-    ConfigRevision,
-    ConnectionParameter,
-    Provider,
-    ProviderModel,
-    Route,
-)
+from gwconfig.db.models import AuditEvent, Base, ConfigRevision, Route
 from gwconfig.db.rotation import record_key_ids
-from gwconfig.db.rows import api_key_row, model_row, parameter_row, provider_row
+from gwconfig.db.rows import api_key_row, model_row, parameter_row, provider_row, route_row
 from gwconfig.db.snapshots import compress_snapshot
-from gwconfig.diff import Change, mask_entity
+from gwconfig.diff import Change
+from gwconfig.entities import CREATE_ORDER, DELETE_ORDER, KINDS, MODEL, SecretScope, mask_entity
 from gwconfig.errors import PlanError, StalePlanError
 from gwconfig.patch import patched_state
 from gwconfig.plan import Plan
@@ -41,8 +34,8 @@ from gwconfig.words import bulleted, plural
 
 STALE_MESSAGE = "plan is stale: the database changed since it was made; run plan again"
 
-#: secret scope key -> plaintext, keyed like ``ActualState.secrets``: (pid, kind, name, env)
-SecretValues = Mapping[tuple[str, str, str, str], str]
+#: secret scope -> plaintext, keyed like ``ActualState.secrets``
+SecretValues = Mapping[SecretScope, str]
 
 
 @dataclass(frozen=True)
@@ -78,18 +71,13 @@ def check_safety(plan: Plan, max_deletes: int | None) -> None:
         )
 
 
-def _scope_key(pid: str, entity: str, body: Mapping[str, Any]) -> tuple[str, str, str, str]:
-    kind = "key" if entity == "api_key" else "param"
-    return (pid, kind, body["name"], body["environment"])
-
-
 def _secret(values: SecretValues, pid: str, entity: str, body: Mapping[str, Any]) -> str:
-    scope = _scope_key(pid, entity, body)
+    scope = SecretScope.of(entity, pid, body)
     try:
         return values[scope]
     except KeyError:
         raise PlanError(
-            f"no resolved value for the secret of {pid}/{scope[1]}:{scope[2]}"
+            f"no resolved value for the secret of {pid}/{scope.kind}:{scope.name}"
         ) from None
 
 
@@ -109,57 +97,36 @@ def _rows(
             plain = _secret(values, pid, c.entity, body) if body["sensitive"] else None
             out.append(parameter_row(pid, body, keys, plain))
         elif c.entity == "route":
-            out.append(
-                {
-                    "name": body["name"],
-                    "description": body["description"],
-                    "strategy": body["strategy"],
-                    "targets": [dict(t) for t in body["targets"]],
-                    "fallbacks": list(body["fallbacks"]),
-                    "is_default": body["name"] == default,
-                }
-            )
+            out.append(route_row(body, default))
     return out
 
 
 #: ``provider_models`` columns that are canonical model fields of the same name (see rows.py)
-_MODEL_FIELDS = (
-    "model_id", "display_name", "model_type", "context_window", "max_tokens", "enabled",
-    "capabilities", "parameters", "pricing", "aliases",
-)  # fmt: skip
+_MODEL_FIELDS = MODEL.fields
+assert all(MODEL.column(f) == f for f in _MODEL_FIELDS)
 
-# entity -> (table, identity columns)
-_TABLES: dict[str, tuple[Any, tuple[str, ...]]] = {
-    "provider": (Provider.__table__, ("provider_id",)),
-    "model": (ProviderModel.__table__, ("provider_id", "model_id")),
-    "api_key": (ApiKey.__table__, ("provider_id", "name", "environment")),
-    "connection_parameter": (
-        ConnectionParameter.__table__,
-        ("provider_id", "param_name", "environment"),
-    ),
-    "route": (Route.__table__, ("name",)),
+#: entity -> (table, identity columns, identity fields: None is the owning provider's id)
+_TABLES: dict[str, tuple[Any, tuple[str, ...], tuple[str | None, ...]]] = {
+    k.name: (
+        Base.metadata.tables[k.table],
+        tuple(column for column, _ in k.identity),
+        tuple(f for _, f in k.identity),
+    )
+    for k in KINDS.values()
+    if k.table is not None
 }
 
 
-def _ident_params(c: Change, ident: tuple[str, ...]) -> dict[str, Any]:
+def _ident_values(c: Change, fields: tuple[str | None, ...]) -> tuple[Any, ...]:
     body = c.before or c.after or {}
-    values = {
-        "provider_id": c.provider_id,
-        "model_id": body.get("model_id"),
-        "name": body.get("name"),
-        "param_name": body.get("name"),
-        "environment": body.get("environment"),
-    }
-    if c.entity == "provider":
-        values["provider_id"] = body["provider_id"]
-    return {f"w_{col}": values[col] for col in ident}
+    return tuple(c.provider_id if f is None else body[f] for f in fields)
 
 
 @dataclass(frozen=True)
 class Written:
     """What :func:`write_changes` stored beyond the plan: new ciphertexts, the default route."""
 
-    ciphertexts: dict[tuple[str, str, str, str], str]
+    ciphertexts: dict[SecretScope, str]
     default_route: str | None
 
 
@@ -190,34 +157,20 @@ def write_changes(
         if default_change is not None
         else base.data["gateway"]["default_route"]
     )
-    written: dict[tuple[str, str, str, str], str] = {}
+    written: dict[SecretScope, str] = {}
     groups: dict[tuple[str, str], list[Change]] = {}
     for c in effective:
         groups.setdefault((c.action, c.entity), []).append(c)
-    order = [
-        ("delete", "route"),
-        ("delete", "model"),
-        ("delete", "api_key"),
-        ("delete", "connection_parameter"),
-        ("delete", "provider"),
-        ("create", "provider"),
-        ("update", "provider"),
-        ("create", "connection_parameter"),
-        ("update", "connection_parameter"),
-        ("create", "api_key"),
-        ("update", "api_key"),
-        ("create", "model"),
-        ("update", "model"),
-        ("create", "route"),
-        ("update", "route"),
-    ]
+    # children deleted before their parents, parents created before their children
+    order = [("delete", e) for e in DELETE_ORDER]
+    order += [(action, e) for e in CREATE_ORDER for action in ("create", "update")]
     for action, entity in order:
         changes = groups.get((action, entity))
         if not changes:
             continue
-        table, ident = _TABLES[entity]
+        table, ident, fields = _TABLES[entity]
         if action == "delete":
-            idents = [tuple(_ident_params(c, ident).values()) for c in changes]
+            idents = [_ident_values(c, fields) for c in changes]
             bulk.delete_rows(conn, table, ident, idents)
             continue
         if entity == "model":  # the bulk of a large apply: straight from the bodies
@@ -227,13 +180,12 @@ def write_changes(
         else:
             rows = _rows(changes, values, keys, default)
             columns = bulk.by_column(rows)
-            if entity in ("api_key", "connection_parameter"):
+            kind = KINDS[entity]
+            if kind.ciphertext_column is not None:
                 for c, row in zip(changes, rows, strict=True):
-                    if c.entity == "api_key":
-                        written[_scope_key(pid_of(c), c.entity, c.after or {})] = row["key_value"]
-                    elif row["is_sensitive"]:
-                        scope = _scope_key(pid_of(c), c.entity, c.after or {})
-                        written[scope] = row["param_value"]
+                    if kind.is_secret(c.after):
+                        scope = SecretScope.of(entity, pid_of(c), c.after or {})
+                        written[scope] = row[kind.ciphertext_column]
         constants: dict[str, Any] = {}
         if entity == "provider":
             constants["updated_at"] = now
@@ -261,14 +213,14 @@ def write_changes(
 
 def revision_snapshot(state: ActualState, desired: Mapping[str, Any] | None) -> dict[str, Any]:
     """The stored snapshot: resulting config (secret refs where known) plus ciphertexts."""
-    refs: dict[tuple[str, str, str, str], Any] = {}
+    refs: dict[SecretScope, Any] = {}
     for p in (desired or {}).get("providers", ()):
         pid = p["provider_id"]
         for k in p.get("api_keys", ()):
-            refs[(pid, "key", k["name"], k["environment"])] = k["value"]
+            refs[SecretScope.of("api_key", pid, k)] = k["value"]
         for prm in p.get("connection_parameters", ()):
             if prm.get("sensitive"):
-                refs[(pid, "param", prm["name"], prm["environment"])] = prm["value"]
+                refs[SecretScope.of("connection_parameter", pid, prm)] = prm["value"]
     fingerprints: dict[str, str] = {}
     providers = []
     for p in state.data["providers"]:
@@ -276,15 +228,15 @@ def revision_snapshot(state: ActualState, desired: Mapping[str, Any] | None) -> 
         q = dict(p)
         q["api_keys"] = []
         for k in p["api_keys"]:
-            scope = (pid, "key", k["name"], k["environment"])
-            fingerprints[scope_id(scope)] = k["value"]["fingerprint"]
+            scope = SecretScope.of("api_key", pid, k)
+            fingerprints[scope.id] = k["value"]["fingerprint"]
             ref = refs.get(scope)
             q["api_keys"].append({**k, "value": ref if _is_ref(ref) else k["value"]})
         q["connection_parameters"] = []
         for prm in p["connection_parameters"]:
             if prm["sensitive"]:
-                scope = (pid, "param", prm["name"], prm["environment"])
-                fingerprints[scope_id(scope)] = prm["value"]["fingerprint"]
+                scope = SecretScope.of("connection_parameter", pid, prm)
+                fingerprints[scope.id] = prm["value"]["fingerprint"]
                 ref = refs.get(scope)
                 prm = {**prm, "value": ref if _is_ref(ref) else prm["value"]}
             q["connection_parameters"].append(prm)
@@ -293,7 +245,7 @@ def revision_snapshot(state: ActualState, desired: Mapping[str, Any] | None) -> 
         "format_version": 1,
         "config": {**state.data, "providers": providers},
         "fingerprints": fingerprints,
-        "ciphertexts": {scope_id(s): v for s, v in sorted(state.secrets.items())},
+        "ciphertexts": {SecretScope(*s).id: v for s, v in sorted(state.secrets.items())},
     }
 
 

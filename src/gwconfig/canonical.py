@@ -77,11 +77,6 @@ def content_hash(data: Any) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(data)).hexdigest()
 
 
-def scope_id(scope: tuple[str, str, str, str]) -> str:
-    """``pid/key:name@env`` or ``pid/param:name@env``: the entity key of a secret."""
-    return f"{scope[0]}/{scope[1]}:{scope[2]}@{scope[3]}"
-
-
 def format_timestamp(value: datetime | None) -> str | None:
     """Canonical UTC timestamp ``YYYY-MM-DDTHH:MM:SSZ`` (naive datetimes are taken as UTC)."""
     if value is None:

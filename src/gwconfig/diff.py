@@ -4,14 +4,8 @@ Both sides use the canonical shape of :mod:`gwconfig.canonical`; secret values a
 replaced by ``{"fingerprint": ...}`` (or ``{"unknown": reason}`` when the reference could not be
 resolved at plan time), so nothing here ever sees a plaintext secret.
 
-Entities and their keys (the same keys as ``CompiledConfig.sources``):
-
-* ``provider``             ``provider_id`` (fields without its children)
-* ``connection_parameter`` ``provider_id/param:NAME@ENV``
-* ``api_key``              ``provider_id/key:NAME@ENV``
-* ``model``                ``provider_id/model_id``
-* ``route``                ``route:NAME``
-* ``default_route``        ``gateway:default_route``
+Entities, their keys (the same keys as ``CompiledConfig.sources``) and the order of their
+changes come from the registry, :mod:`gwconfig.entities`.
 """
 
 from __future__ import annotations
@@ -20,24 +14,18 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
+# re-exported: callers of the diff read these as ``gwconfig.diff`` names
+from gwconfig.entities import CHILDREN as CHILDREN
+from gwconfig.entities import DEFAULT_ROUTE_KEY as DEFAULT_ROUTE_KEY
+from gwconfig.entities import ENTITY_TYPES as ENTITY_TYPES
+from gwconfig.entities import KEY_FUNCTIONS, EntityType, is_secret_field, phase
+from gwconfig.entities import entity_label as entity_label
+from gwconfig.entities import mask_entity as mask_entity
 from gwconfig.errors import PlanError
 
 if TYPE_CHECKING:
     from gwconfig.plan import Plan
 
-EntityType = Literal[
-    "provider", "connection_parameter", "api_key", "model", "route", "default_route"
-]
-ENTITY_TYPES: tuple[str, ...] = (
-    "provider",
-    "connection_parameter",
-    "api_key",
-    "model",
-    "route",
-    "default_route",
-)
-CHILDREN = ("connection_parameters", "api_keys", "models")
-DEFAULT_ROUTE_KEY = "gateway:default_route"
 NEEDS_PRUNE = "needs --prune"
 PROTECTED = "deletion_protection is set in the database"
 
@@ -80,15 +68,6 @@ class FieldChange:
             sensitive=bool(data.get("sensitive", False)),
             unknown=data.get("unknown"),
         )
-
-
-def entity_label(entity: str, key: str) -> str:
-    """An entity key as plan, apply and show-revision print it (``route:x`` -> ``x``)."""
-    if entity == "route":
-        return key.removeprefix("route:")
-    if entity == "default_route":
-        return "gateway.default_route"
-    return key
 
 
 @dataclass(frozen=True)
@@ -187,22 +166,6 @@ class Delete(Change):
 ACTIONS: dict[str, type[Change]] = {"create": Create, "update": Update, "delete": Delete}
 
 
-def is_secret_field(entity: str, body: Mapping[str, Any] | None) -> bool:
-    """True when the entity's ``value`` is a secret (API keys, sensitive parameters)."""
-    if body is None:
-        return False
-    return entity == "api_key" or (entity == "connection_parameter" and bool(body.get("sensitive")))
-
-
-def mask_entity(entity: str, body: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-    """A copy of ``body`` whose secret value is replaced by ``"(sensitive)"``."""
-    if body is None:
-        return None
-    if is_secret_field(entity, body):
-        return {**body, "value": "(sensitive)"}
-    return body  # read-only use: serialised as is
-
-
 class Entity(NamedTuple):
     """One diffable entity of a canonical configuration (a tuple: cheap to make by the 10,000)."""
 
@@ -223,26 +186,28 @@ def entities(
     costs one dict lookup per model instead of an entity per model on each side.
     """
     out: dict[str, Entity] = {}
+    provider_key, param_key, api_key_key, model_key, route_key = (
+        KEY_FUNCTIONS[k] for k in ("provider", "connection_parameter", "api_key", "model", "route")
+    )
     for p in config.get("providers", ()):
         pid = p["provider_id"]
         if pid in skip:
             continue
-        out[pid] = Entity("provider", pid, {k: v for k, v in p.items() if k not in CHILDREN})
+        body = {k: v for k, v in p.items() if k not in CHILDREN}
+        out[provider_key(pid, body)] = Entity("provider", pid, body)
         for c in p.get("connection_parameters", ()):
-            out[f"{pid}/param:{c['name']}@{c['environment']}"] = Entity(
-                "connection_parameter", pid, c
-            )
+            out[param_key(pid, c)] = Entity("connection_parameter", pid, c)
         for k in p.get("api_keys", ()):
-            out[f"{pid}/key:{k['name']}@{k['environment']}"] = Entity("api_key", pid, k)
+            out[api_key_key(pid, k)] = Entity("api_key", pid, k)
         twin = other.get(pid) if other is not None else None
         theirs = {m["model_id"]: m for m in twin.get("models", ())} if twin else {}
         for m in p.get("models", ()):
             if theirs.get(m["model_id"]) == m:
                 continue
-            out[f"{pid}/{m['model_id']}"] = Entity("model", pid, m)
+            out[model_key(pid, m)] = Entity("model", pid, m)
     gateway = config.get("gateway") or {}
     for r in gateway.get("routes", ()):
-        out[f"route:{r['name']}"] = Entity("route", None, r)
+        out[route_key(None, r)] = Entity("route", None, r)
     out[DEFAULT_ROUTE_KEY] = Entity(
         "default_route", None, {"default_route": gateway.get("default_route")}
     )
@@ -327,25 +292,12 @@ def field_changes(
     return [FieldChange(path, old=old, new=new)]
 
 
-_DELETE_PHASE = {"route": 0, "provider": 2}
-_PHASE = {
-    "provider": 3,
-    "connection_parameter": 4,
-    "api_key": 4,
-    "model": 5,
-    "route": 6,
-    "default_route": 7,
-}
-
-
 def _key_of(change: Change) -> str:
     return change.key
 
 
 def _phase(change: Change) -> int:
-    if isinstance(change, Delete):
-        return _DELETE_PHASE.get(change.entity, 1)
-    return _PHASE[change.entity]
+    return phase(change.entity, change.action)
 
 
 def _sensitive_paths(entity: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> frozenset[str]:

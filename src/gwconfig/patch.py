@@ -13,29 +13,30 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from gwconfig.diff import CHILDREN, Change
+from gwconfig.diff import Change
+from gwconfig.entities import CHILD_KINDS, CHILDREN, CONNECTION_PARAMETER, SecretScope
 
-#: ``(provider_id, "key" | "param", name, environment)``
-SecretKey = tuple[str, str, str, str]
-_CHILD = {"connection_parameter": "connection_parameters", "api_key": "api_keys", "model": "models"}
+#: child entity -> the canonical provider's list of them
+_CHILD = {k.name: k.parent for k in CHILD_KINDS if k.parent}
+#: the canonical provider's list -> the fields that order it (as the state reader sorts it)
+_ORDER = {
+    k.parent: tuple(f for _, f in k.identity if f is not None) for k in CHILD_KINDS if k.parent
+}
+_SECRET_CHILDREN = frozenset(k.name for k in CHILD_KINDS if k.secret_fields)
 
 
 def _identity(kind: str, body: Mapping[str, Any]) -> Any:
-    return body["model_id"] if kind == "models" else (body["name"], body["environment"])
-
-
-def _secret_key(c: Change, body: Mapping[str, Any]) -> SecretKey:
-    kind = "key" if c.entity == "api_key" else "param"
-    return (c.provider_id or "", kind, body["name"], body["environment"])
+    fields = _ORDER[kind]
+    return body[fields[0]] if len(fields) == 1 else tuple(body[f] for f in fields)
 
 
 def patched_state(
     base: Mapping[str, Any],
-    base_secrets: Mapping[SecretKey, str],
+    base_secrets: Mapping[SecretScope, str],
     changes: Iterable[Change],
     default_route: str | None,
-    ciphertexts: Mapping[SecretKey, str],
-) -> tuple[dict[str, Any], dict[SecretKey, str], dict[SecretKey, str | None]]:
+    ciphertexts: Mapping[SecretScope, str],
+) -> tuple[dict[str, Any], dict[SecretScope, str], dict[SecretScope, str | None]]:
     """(state data, secret ciphertexts, fingerprints) after writing ``changes`` onto ``base``.
 
     ``default_route`` is the route apply flagged as default; ``ciphertexts`` are the ciphertexts
@@ -74,8 +75,8 @@ def patched_state(
                 kids(pid, kind).pop(ident, None)
             else:
                 kids(pid, kind)[ident] = body
-            if c.entity != "model":
-                key = _secret_key(c, body)
+            if c.entity in _SECRET_CHILDREN:
+                key = SecretScope.of(c.entity, pid, body)
                 if c.action != "delete" and key in ciphertexts:
                     secrets[key] = ciphertexts[key]
                 else:
@@ -93,14 +94,14 @@ def patched_state(
                 p[kind] = [items[k] for k in sorted(items)]
     if gone:
         secrets = {k: v for k, v in secrets.items() if k[0] not in gone}
-    fingerprints: dict[SecretKey, str | None] = {}
+    fingerprints: dict[SecretScope, str | None] = {}
     for pid in providers:
         p = providers[pid]
         for k in p["api_keys"]:
-            fingerprints[(pid, "key", k["name"], k["environment"])] = k["value"]["fingerprint"]
+            fingerprints[SecretScope.of("api_key", pid, k)] = k["value"]["fingerprint"]
         for prm in p["connection_parameters"]:
-            if prm["sensitive"]:
-                scope = (pid, "param", prm["name"], prm["environment"])
+            if CONNECTION_PARAMETER.is_secret(prm):
+                scope = SecretScope.of("connection_parameter", pid, prm)
                 fingerprints[scope] = prm["value"]["fingerprint"]
     data = {
         **base,

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gwconfig import settings
-from gwconfig.canonical import content_hash, scope_id
+from gwconfig.canonical import content_hash
 from gwconfig.db import columns as col
+from gwconfig.entities import SecretScope
 from gwconfig.errors import Diagnostic, ManifestError, SecretError, StalePlanError
 from gwconfig.forking import Alongside
 from gwconfig.gcpause import gc_paused
@@ -32,8 +33,6 @@ if TYPE_CHECKING:
     from gwconfig.secrets import EncryptionKeys
     from gwconfig.state import ActualState
 
-#: (provider_id, "key" | "param", name, environment)
-Scope = tuple[str, str, str, str]
 Review = Callable[[Plan], bool]
 SAVED_DIFFERS = (
     "plan is stale: planning again now gives other changes than the saved plan (was it made "
@@ -81,7 +80,7 @@ class Desired:
     data: Mapping[str, Any]
     content_hash: str
     comparable: dict[str, Any]
-    values: dict[Scope, str] = field(repr=False, default_factory=dict)
+    values: dict[SecretScope, str] = field(repr=False, default_factory=dict)
     fingerprints: dict[str, str] = field(default_factory=dict)
 
 
@@ -90,7 +89,7 @@ def resolve_desired(
     keys: EncryptionKeys,
     *,
     sources: Mapping[str, Any] | None = None,
-    plaintexts: Mapping[Scope, str] | None = None,
+    plaintexts: Mapping[SecretScope, str] | None = None,
     digest: str | None = None,
 ) -> Desired:
     """Resolve every secret reference to a fingerprint (unknown when the variable is missing).
@@ -100,31 +99,31 @@ def resolve_desired(
     """
     from gwconfig.secrets import MissingSecretError, resolve_secret
 
-    values: dict[Scope, str] = {}
+    values: dict[SecretScope, str] = {}
     fingerprints: dict[str, str] = {}
     providers = []
 
-    def resolve(ref: Any, scope: Scope) -> dict[str, str]:
+    def resolve(ref: Any, scope: SecretScope) -> dict[str, str]:
         try:
             if plaintexts is not None and scope in plaintexts:
                 plain = plaintexts[scope]
             else:
-                secret_scope = (scope[0], scope[2] if scope[1] == "key" else f"param:{scope[2]}",
-                                scope[3])  # fmt: skip
-                plain = resolve_secret(ref, secret_scope)
+                plain = resolve_secret(ref, scope)
             why = col.too_long_text(plain, col.SECRET_BYTES)
             if why is not None:  # its ciphertext would not fit the column
-                raise SecretError(f"the secret of {scope[0]}/{scope[1]}:{scope[2]} is {why}")
+                raise SecretError(
+                    f"the secret of {scope.provider_id}/{scope.kind}:{scope.name} is {why}"
+                )
         except MissingSecretError as exc:
             return {"unknown": exc.message.split(" (secret for ")[0]}
         except SecretError as exc:
-            src = (sources or {}).get(scope_id(scope))
+            src = (sources or {}).get(scope.id)
             if src is None:
                 raise
             raise ManifestError(Diagnostic(src.path, src.line, src.col, exc.message)) from None
         values[scope] = plain
         fp: str = keys.fingerprint(plain)
-        fingerprints[scope_id(scope)] = fp
+        fingerprints[scope.id] = fp
         return {"fingerprint": fp}
 
     for p in data.get("providers", ()):
@@ -137,11 +136,11 @@ def resolve_desired(
         pid = p["provider_id"]
         q = dict(p)
         q["api_keys"] = [
-            {**k, "value": resolve(k["value"], (pid, "key", k["name"], k["environment"]))}
+            {**k, "value": resolve(k["value"], SecretScope.of("api_key", pid, k))}
             for k in p["api_keys"]
         ]
         q["connection_parameters"] = [
-            {**c, "value": resolve(c["value"], (pid, "param", c["name"], c["environment"]))}
+            {**c, "value": resolve(c["value"], SecretScope.of("connection_parameter", pid, c))}
             if c["sensitive"]
             else c
             for c in p["connection_parameters"]
@@ -517,12 +516,9 @@ def rollback(
             snapshot = revision_row(conn, number)["snapshot"]
     finally:
         db.dispose()
-    plaintexts: dict[Scope, str] = {}
+    plaintexts: dict[SecretScope, str] = {}
     for sid, token in (snapshot.get("ciphertexts") or {}).items():
-        pid, rest = sid.split("/", 1)
-        kind, rest = rest.split(":", 1)
-        name, env = rest.rsplit("@", 1)
-        plaintexts[(pid, kind, name, env)] = keys.decrypt(token)
+        plaintexts[SecretScope.parse(sid)] = keys.decrypt(token)
     config = snapshot["config"]
     return _apply(
         database_url,

@@ -37,6 +37,7 @@ from gwconfig.db.entities import (
 from gwconfig.db.models import ApiKey, ConnectionParameter, Provider, ProviderModel
 from gwconfig.db.rows import api_key_row, model_row, parameter_row, provider_row
 from gwconfig.dburl import error_detail
+from gwconfig.entities import SecretScope
 from gwconfig.errors import (
     DatabaseError,
     GwconfigError,
@@ -167,13 +168,13 @@ class ProviderRepository:
 
         return self._write(what, run)
 
-    def _add_children(self, canon: Mapping[str, Any], secrets: Mapping[Any, str]) -> None:
+    def _add_children(self, canon: Mapping[str, Any], secrets: Mapping[SecretScope, str]) -> None:
         pid = canon["provider_id"]
         for prm in canon["connection_parameters"]:
-            plain = secrets.get(("param", prm["name"], prm["environment"]))
+            plain = secrets.get(SecretScope.of("connection_parameter", pid, prm))
             self.db.add(ConnectionParameter(**parameter_row(pid, prm, self.keys, plain)))
         for k in canon["api_keys"]:
-            plain = secrets[("key", k["name"], k["environment"])]
+            plain = secrets[SecretScope.of("api_key", pid, k)]
             self.db.add(ApiKey(**api_key_row(pid, k, plain, self.keys)))
         for m in canon["models"]:
             self.db.add(ProviderModel(**model_row(pid, m)))

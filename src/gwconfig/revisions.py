@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gwconfig.canonical import scope_id
+from gwconfig.entities import SecretScope
 from gwconfig.errors import NotFoundError
 
 if TYPE_CHECKING:
@@ -110,10 +110,8 @@ def show_revision(database_url: str | None, number: int) -> dict[str, Any]:
     return info
 
 
-def _fp(
-    body: Mapping[str, Any], fps: Mapping[str, str], scope: tuple[str, str, str, str]
-) -> dict[str, Any]:
-    return {**body, "value": {"fingerprint": fps.get(scope_id(scope))}}
+def _fp(body: Mapping[str, Any], fps: Mapping[str, str], scope: SecretScope) -> dict[str, Any]:
+    return {**body, "value": {"fingerprint": fps.get(scope.id)}}
 
 
 def snapshot_state(snapshot: Mapping[str, Any]) -> dict[str, Any]:
@@ -124,11 +122,9 @@ def snapshot_state(snapshot: Mapping[str, Any]) -> dict[str, Any]:
     for p in config["providers"]:
         pid = p["provider_id"]
         q = dict(p)
-        q["api_keys"] = [
-            _fp(k, fps, (pid, "key", k["name"], k["environment"])) for k in p["api_keys"]
-        ]
+        q["api_keys"] = [_fp(k, fps, SecretScope.of("api_key", pid, k)) for k in p["api_keys"]]
         q["connection_parameters"] = [
-            _fp(c, fps, (pid, "param", c["name"], c["environment"])) if c["sensitive"] else c
+            _fp(c, fps, SecretScope.of("connection_parameter", pid, c)) if c["sensitive"] else c
             for c in p["connection_parameters"]
         ]
         providers.append(q)

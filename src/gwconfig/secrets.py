@@ -1,4 +1,4 @@
-"""Secrets: references (env/file/sealed), Fernet encryption at rest, fingerprints, masking.
+"""Secrets: references (env/file/sealed), Fernet encryption at rest, fingerprints.
 
 ``GWCONFIG_ENCRYPTION_KEY`` holds one or more Fernet keys, comma-separated, newest first: values
 are decrypted with any (MultiFernet), so keys rotate without downtime. Each key has a public
@@ -30,13 +30,17 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gwconfig import settings
+
+# re-exported: the one mask and masking function live in the entity registry
+from gwconfig.entities import MASK as MASK
+from gwconfig.entities import SecretScope
+from gwconfig.entities import mask_entity as mask_entity
 from gwconfig.errors import EncryptionKeyError, SecretError
 from gwconfig.secretrefs import env_reference_problem, read_secret_file
 
 ENV_VAR = "GWCONFIG_ENCRYPTION_KEY"
 KEY_FILE_NAME = "encryption.key"
 FINGERPRINT_PREFIX = "hmac-sha256:"
-MASK = "(sensitive)"
 _FINGERPRINT_INFO = b"gwconfig fingerprint"
 _KEY_ID_INFO = b"gwconfig key id"
 KEY_ID_LENGTH = 12
@@ -307,8 +311,13 @@ def describe_reference(ref: Mapping[str, str]) -> str:
     return f"{kind}:{value}"
 
 
-def resolve_secret(ref: Mapping[str, str], scope: tuple[str, str, str]) -> str:
-    """The plaintext behind a secret reference (``env``, ``file`` or ``sealed``) for ``scope``."""
+def resolve_secret(ref: Mapping[str, str], scope: SecretScope | tuple[str, str, str]) -> str:
+    """The plaintext behind a secret reference (``env``, ``file`` or ``sealed``) for ``scope``.
+
+    ``scope`` is a :class:`SecretScope` or its sealed form (:attr:`SecretScope.sealed`).
+    """
+    if isinstance(scope, SecretScope):
+        scope = scope.sealed
     if len(ref) != 1:
         raise SecretError(
             "a secret reference needs exactly one of 'env', 'file' or 'sealed'",
@@ -347,17 +356,3 @@ def resolve_secret(ref: Mapping[str, str], scope: tuple[str, str, str]) -> str:
 def is_fingerprint(value: Any) -> bool:
     """True for a stored-value marker ``{"fingerprint": "hmac-sha256:..."}``."""
     return isinstance(value, Mapping) and set(value) == {"fingerprint"}
-
-
-def mask_entity(entity: str, body: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """A copy of a canonical entity body with its secret value (if any) replaced by MASK.
-
-    ``entity`` is ``api_key`` (value always secret), ``connection_parameter`` (secret when
-    ``sensitive``) or anything else (returned unchanged). Used for audit before/after.
-    """
-    if body is None:
-        return None
-    out = dict(body)
-    if entity == "api_key" or (entity == "connection_parameter" and body.get("sensitive")):
-        out["value"] = MASK
-    return out

@@ -18,8 +18,9 @@ from gwconfig import settings
 from gwconfig.canonical import format_timestamp
 from gwconfig.db.entities import key_entity, model_entity, param_entity, provider_entity
 from gwconfig.db.models import ApiKey, AuditEvent, ConnectionParameter, Provider, ProviderModel
+from gwconfig.entities import MASK, entity_key, mask_entity, model_key
 from gwconfig.repository import ProviderRepository
-from gwconfig.secrets import MASK, EncryptionKeys, mask_entity
+from gwconfig.secrets import EncryptionKeys
 
 T = TypeVar("T")
 Event = tuple[str, str, str, dict[str, Any] | None, dict[str, Any] | None]
@@ -67,8 +68,10 @@ def parameter_dict(c: ConnectionParameter) -> dict[str, Any]:
     }
 
 
-def _key_id(pid: str, body: Mapping[str, Any], kind: str) -> str:
-    return f"{pid}/{kind}:{body['name']}@{body['environment']}"
+def _masked(entity: str, body: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``body`` masked (:func:`mask_entity`) as the ``audit_events`` JSON column stores it."""
+    masked = mask_entity(entity, body)
+    return None if masked is None else dict(masked)
 
 
 class ProviderService:
@@ -98,8 +101,8 @@ class ProviderService:
                         entity_type=entity,
                         entity_key=key[:512],
                         action=action,
-                        before=mask_entity(entity, before),
-                        after=mask_entity(entity, after),
+                        before=_masked(entity, before),
+                        after=_masked(entity, after),
                     )
                 )
         return result
@@ -107,15 +110,15 @@ class ProviderService:
     def _children(self, pid: str) -> list[tuple[str, str, dict[str, Any]]]:
         repo = self.repository
         out = [
-            ("connection_parameter", _key_id(pid, b, "param"), b)
+            ("connection_parameter", entity_key("connection_parameter", pid, b), b)
             for b in map(param_entity, repo.get_connection_parameters_by_provider_id(pid))
         ]
         out += [
-            ("api_key", _key_id(pid, b, "key"), b)
+            ("api_key", entity_key("api_key", pid, b), b)
             for b in map(key_entity, repo.get_api_keys_by_provider_id(pid))
         ]
         out += [
-            ("model", f"{pid}/{b['model_id']}", b)
+            ("model", entity_key("model", pid, b), b)
             for b in map(model_entity, repo.get_models_by_provider_id(pid))
         ]
         return out
@@ -200,7 +203,9 @@ class ProviderService:
 
         def op() -> tuple[ProviderModel, list[Event]]:
             m = self.repository.create_model(model_data)
-            return m, [("model", f"{m.provider_id}/{m.model_id}", "create", None, model_entity(m))]
+            return m, [
+                ("model", model_key(m.provider_id, m.model_id), "create", None, model_entity(m))
+            ]
 
         return model_dict(self._audited("cannot create model", op))
 
@@ -214,7 +219,9 @@ class ProviderService:
         def op() -> tuple[ApiKey, list[Event]]:
             k = self.repository.create_api_key(api_key_data)
             body = key_entity(k)
-            return k, [("api_key", _key_id(k.provider_id, body, "key"), "create", None, body)]
+            return k, [
+                ("api_key", entity_key("api_key", k.provider_id, body), "create", None, body)
+            ]
 
         return api_key_dict(self._audited("cannot create API key", op))
 
@@ -241,7 +248,7 @@ class ProviderService:
             }
             c = self.repository.set_connection_parameter(param_data)
             after = param_entity(c)
-            key = _key_id(c.provider_id, after, "param")
+            key = entity_key("connection_parameter", c.provider_id, after)
             if before.get(key) == after:
                 return c, []
             action = "update" if key in before else "create"

@@ -11,20 +11,24 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import orjson
 
-from gwconfig.canonical import FORMAT_VERSION, content_hash, format_timestamp
+from gwconfig.canonical import FORMAT_VERSION, content_hash
+from gwconfig.entities import (
+    SecretScope,
+    api_key_body,
+    model_body,
+    parameter_body,
+    provider_body,
+    route_body,
+)
 from gwconfig.gcpause import gc_paused
 
 if TYPE_CHECKING:
     from gwconfig.secrets import StoredKeys
-
-#: ``(provider_id, "key" | "param", name, environment)``
-SecretKey = tuple[str, str, str, str]
 
 
 @dataclass(frozen=True)
@@ -32,13 +36,13 @@ class ActualState:
     """What the gateway database holds, in canonical form, with its hash and last revision."""
 
     data: dict[str, Any]
-    secrets: dict[SecretKey, str] = field(repr=False)
+    secrets: dict[SecretScope, str] = field(repr=False)
     state_hash: str
     last_revision: int | None
     #: stored fingerprint of each secret, keyed like :attr:`secrets`
-    fingerprints: dict[SecretKey, str | None] = field(default_factory=dict, repr=False)
+    fingerprints: dict[SecretScope, str | None] = field(default_factory=dict, repr=False)
     #: recorded id of the key each secret is under (None: not recorded yet), keyed likewise
-    key_ids: dict[SecretKey, str | None] = field(default_factory=dict, repr=False)
+    key_ids: dict[SecretScope, str | None] = field(default_factory=dict, repr=False)
 
     def provider(self, provider_id: str) -> dict[str, Any] | None:
         """The canonical provider ``provider_id``, or None."""
@@ -53,7 +57,7 @@ class ActualState:
 
 
 def stored_keys(
-    secrets: Mapping[SecretKey, str], key_ids: Mapping[SecretKey, str | None]
+    secrets: Mapping[SecretScope, str], key_ids: Mapping[SecretScope, str | None]
 ) -> StoredKeys:
     """The :class:`StoredKeys` of secrets read by :func:`read_tables` (ciphertext, key id)."""
     from gwconfig.secrets import StoredKeys
@@ -65,14 +69,14 @@ class StateTables(NamedTuple):
     """The gateway tables in canonical form, before hashing (see :func:`read_tables`)."""
 
     data: dict[str, Any]
-    secrets: dict[SecretKey, str]
-    fingerprints: dict[SecretKey, str | None]
+    secrets: dict[SecretScope, str]
+    fingerprints: dict[SecretScope, str | None]
     last_revision: int | None
     #: ``read_tables(..., model_rows=True)``: provider_id -> its ``provider_models`` rows sorted by
     #: model_id (see :func:`index_model_rows`); the providers in ``data`` then have no ``models``
     model_rows: dict[str, list[tuple[Any, ...]]] | None = None
     #: recorded key id of each secret (see :attr:`ActualState.key_ids`)
-    key_ids: dict[SecretKey, str | None] | None = None
+    key_ids: dict[SecretScope, str | None] | None = None
 
 
 class Reader(Protocol):
@@ -189,13 +193,6 @@ def _fetch(source: Reader, table: str) -> list[tuple[Any, ...]]:
     return source.rows(_SQL[table](source.dialect))
 
 
-def _timestamp(value: datetime | str | None) -> str | None:
-    """Canonical form of a stored timestamp (SQLite gives its text, the others datetimes)."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return format_timestamp(value)
-
-
 def last_revision(source: Any) -> int | None:
     """The newest revision number (None before the first apply)."""
     rows = reader(source).rows("SELECT max(number) FROM config_revisions")
@@ -286,20 +283,10 @@ _NO_ALIASES = (",[]]", ",null]")
 def canonical_models(rows: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
     """Canonical model dicts from ``provider_models`` rows (one ``orjson`` call for all)."""
     docs = orjson.loads("[" + ",".join([row[7] for row in rows]) + "]")
+    body = model_body
     return [
-        {
-            "model_id": row[1],
-            "display_name": row[2],
-            "model_type": row[3],
-            "context_window": row[4],
-            "max_tokens": row[5],
-            "enabled": bool(row[6]),
-            "capabilities": capabilities,
-            "parameters": parameters,
-            "pricing": pricing,
-            "aliases": aliases,
-        }
-        for row, (capabilities, parameters, pricing, aliases) in zip(rows, docs, strict=True)
+        body(row[1], row[2], row[3], row[4], row[5], row[6], *doc)
+        for row, doc in zip(rows, docs, strict=True)
     ]
 
 
@@ -347,9 +334,9 @@ def _read_models(conn: Reader, raw: bool) -> dict[str, list[Any]]:
 
 
 def _read_tables(conn: Reader, raw_models: bool = False) -> StateTables:
-    secrets: dict[SecretKey, str] = {}
-    fingerprints: dict[SecretKey, str | None] = {}
-    key_ids: dict[SecretKey, str | None] = {}
+    secrets: dict[SecretScope, str] = {}
+    fingerprints: dict[SecretScope, str | None] = {}
+    key_ids: dict[SecretScope, str | None] = {}
     models = _read_models(conn, raw_models)
 
     keys: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -357,55 +344,34 @@ def _read_tables(conn: Reader, raw_models: bool = False) -> StateTables:
     key_rows.sort(key=_by_name_environment)
     for key_row in key_rows:
         pid, name, environment, token, fingerprint, expires_at, kid = key_row
-        keys[pid].append(
-            {
-                "name": name,
-                "environment": environment,
-                "value": {"fingerprint": fingerprint},
-                "expires_at": _timestamp(expires_at),
-            }
-        )
-        secrets[(pid, "key", name, environment)] = token
-        fingerprints[(pid, "key", name, environment)] = fingerprint
-        key_ids[(pid, "key", name, environment)] = kid
+        keys[pid].append(api_key_body(name, environment, fingerprint, expires_at))
+        scope = SecretScope(pid, "key", name, environment)
+        secrets[scope] = token
+        fingerprints[scope] = fingerprint
+        key_ids[scope] = kid
 
     params: dict[str, list[dict[str, Any]]] = defaultdict(list)
     rows = _fetch(conn, "params")
     rows.sort(key=_by_name_environment)
     for row, value in zip(rows, _parse_json([row[3] for row in rows]), strict=True):
-        sensitive = bool(row[4])
-        params[row[0]].append(
-            {
-                "name": row[1],
-                "environment": row[2],
-                "sensitive": sensitive,
-                "value": {"fingerprint": row[5]} if sensitive else value,
-            }
-        )
-        if sensitive:
-            secrets[(row[0], "param", row[1], row[2])] = value
-            fingerprints[(row[0], "param", row[1], row[2])] = row[5]
-            key_ids[(row[0], "param", row[1], row[2])] = row[6]
+        params[row[0]].append(parameter_body(row[1], row[2], row[4], value, row[5]))
+        if row[4]:
+            scope = SecretScope(row[0], "param", row[1], row[2])
+            secrets[scope] = value
+            fingerprints[scope] = row[5]
+            key_ids[scope] = row[6]
 
     rows = _fetch(conn, "providers")
     rows.sort(key=_by_first)
     docs = iter(_parse_json([cell for row in rows for cell in row[6:9]]))
-    providers = [
-        {
-            "provider_id": row[0],
-            "provider_type": row[1],
-            "display_name": row[2],
-            "description": row[3],
-            "enabled": bool(row[4]),
-            "tags": tags,
-            "deletion_protection": bool(row[5]),
-            "connection": connection,
-            "request_settings": settings,
-            "connection_parameters": params.get(row[0]) or [],
-            "api_keys": keys.get(row[0]) or [],
-        }
-        for row, tags, connection, settings in zip(rows, docs, docs, docs, strict=True)
-    ]
+    providers = []
+    for row, tags, connection, settings in zip(rows, docs, docs, docs, strict=True):
+        p = provider_body(
+            row[0], row[1], row[2], row[3], row[4], tags, row[5], connection, settings
+        )
+        p["connection_parameters"] = params.get(row[0]) or []
+        p["api_keys"] = keys.get(row[0]) or []
+        providers.append(p)
 
     if not raw_models:
         for provider in providers:
@@ -419,13 +385,7 @@ def _read_tables(conn: Reader, raw_models: bool = False) -> StateTables:
     rows.sort(key=_by_first)
     docs = iter(_parse_json([cell for row in rows for cell in row[4:6]]))
     routes = [
-        {
-            "name": row[0],
-            "description": row[1],
-            "strategy": row[2],
-            "targets": targets,
-            "fallbacks": fallbacks,
-        }
+        route_body(row[0], row[1], row[2], targets, fallbacks)
         for row, targets, fallbacks in zip(rows, docs, docs, strict=True)
     ]
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gwconfig.canonical import format_timestamp
 from gwconfig.compile import _key as canonical_key
 from gwconfig.compile import _param as canonical_param
 from gwconfig.db.models import ApiKey, ConnectionParameter, Provider, ProviderModel
+from gwconfig.entities import SecretScope, api_key_body, model_body, parameter_body, provider_body
 from gwconfig.errors import ValidationFailed
 from gwconfig.schema import ApiKeySpec, ConnectionParameterSpec, ProviderManifest
 
@@ -47,8 +47,8 @@ _NONE_MEANS_DEFAULT = ("enabled", "tags", "deletion_protection", "request_settin
 _KEY_FIELDS = {"provider_id", "key_value", "is_encrypted", "name", "environment", "expires_at"}
 _PARAM_FIELDS = {"provider_id", "param_name", "param_value", "is_sensitive", "environment"}
 
-#: (``"key"`` | ``"param"``, name, environment) -> plaintext
-Plaintexts = dict[tuple[str, str, str], str]
+#: secret scope (the seed dict's provider id) -> plaintext
+Plaintexts = dict[SecretScope, str]
 
 
 def validation_failed(what: str, exc: ValidationError) -> ValidationFailed:
@@ -133,6 +133,7 @@ def provider_manifest(data: Any) -> tuple[ProviderManifest, Plaintexts]:
     """Validate a seed ``create_provider`` dict; return the manifest and its plaintext secrets."""
     data = _mapping(data, "provider")
     label = f"provider {data.get('provider_id')!r}"
+    pid = str(data.get("provider_id"))
     _unknown(data, _PROVIDER_FIELDS, label)
     connection_in = _mapping(data.get("connection_params") or {}, f"{label} connection_params")
     connection: dict[str, Any] = {
@@ -148,7 +149,8 @@ def provider_manifest(data: Any) -> tuple[ProviderManifest, Plaintexts]:
         doc, plain = _param_input(item, f"{label} connection parameter")
         params.append(doc)
         if plain is not None:
-            plaintexts[("param", doc["name"], doc.get("environment", "default"))] = plain
+            env = doc.get("environment", "default")
+            plaintexts[SecretScope(pid, "param", doc["name"], env)] = plain
     if params:
         connection["parameters"] = params
     keys: list[dict[str, Any]] = []
@@ -158,7 +160,8 @@ def provider_manifest(data: Any) -> tuple[ProviderManifest, Plaintexts]:
     for item in key_items:
         doc, plain = _key_input(item, f"{label} api_key")
         keys.append(doc)
-        plaintexts[("key", doc.get("name", "default"), doc.get("environment", "default"))] = plain
+        name, env = doc.get("name", "default"), doc.get("environment", "default")
+        plaintexts[SecretScope(pid, "key", name, env)] = plain
     doc = {
         "apiVersion": "gwconfig/v1",
         "kind": "Provider",
@@ -207,50 +210,26 @@ def param_spec(data: Mapping[str, Any], what: str) -> tuple[dict[str, Any], str 
 
 def provider_entity(p: Provider) -> dict[str, Any]:
     """The canonical provider body without its children."""
-    return {
-        "provider_id": p.provider_id,
-        "provider_type": p.provider_type,
-        "display_name": p.display_name,
-        "description": p.description,
-        "enabled": bool(p.enabled),
-        "tags": list(p.tags),
-        "deletion_protection": bool(p.deletion_protection),
-        "connection": dict(p.connection_params),
-        "request_settings": dict(p.request_settings),
-    }
+    return provider_body(
+        p.provider_id, p.provider_type, p.display_name, p.description, p.enabled, list(p.tags),
+        p.deletion_protection, dict(p.connection_params), dict(p.request_settings),
+    )  # fmt: skip
 
 
 def model_entity(m: ProviderModel) -> dict[str, Any]:
     """The canonical model body."""
-    return {
-        "model_id": m.model_id,
-        "display_name": m.display_name,
-        "model_type": m.model_type,
-        "context_window": m.context_window,
-        "max_tokens": m.max_tokens,
-        "enabled": bool(m.enabled),
-        "capabilities": list(m.capabilities),
-        "parameters": dict(m.parameters),
-        "pricing": dict(m.pricing) if m.pricing is not None else None,
-        "aliases": list(m.aliases),
-    }
+    pricing = dict(m.pricing) if m.pricing is not None else None
+    return model_body(
+        m.model_id, m.display_name, m.model_type, m.context_window, m.max_tokens, m.enabled,
+        list(m.capabilities), dict(m.parameters), pricing, list(m.aliases),
+    )  # fmt: skip
 
 
 def key_entity(k: ApiKey) -> dict[str, Any]:
     """The canonical key body; the value is the stored fingerprint."""
-    return {
-        "name": k.name,
-        "environment": k.environment,
-        "value": {"fingerprint": k.fingerprint},
-        "expires_at": format_timestamp(k.expires_at),
-    }
+    return api_key_body(k.name, k.environment, k.fingerprint, k.expires_at)
 
 
 def param_entity(c: ConnectionParameter) -> dict[str, Any]:
     """The canonical parameter body; a sensitive value is the stored fingerprint."""
-    return {
-        "name": c.param_name,
-        "environment": c.environment,
-        "sensitive": bool(c.is_sensitive),
-        "value": {"fingerprint": c.fingerprint} if c.is_sensitive else c.param_value,
-    }
+    return parameter_body(c.param_name, c.environment, c.is_sensitive, c.param_value, c.fingerprint)

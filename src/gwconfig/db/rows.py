@@ -19,6 +19,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table
 
 from gwconfig.canonical import parse_timestamp
+from gwconfig.entities import SecretScope
 from gwconfig.secrets import EncryptionKeys
 
 
@@ -105,22 +106,25 @@ def parameter_row(
     return row
 
 
+def route_row(r: Mapping[str, Any], default: str | None) -> dict[str, Any]:
+    """The ``routes`` row of a canonical route (``default``: the gateway's default route)."""
+    return {
+        "name": r["name"],
+        "description": r["description"],
+        "strategy": r["strategy"],
+        "targets": [dict(t) for t in r["targets"]],
+        "fallbacks": list(r["fallbacks"]),
+        "is_default": r["name"] == default,
+    }
+
+
 def route_rows(gateway: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The ``routes`` rows of the canonical ``gateway`` section (default route flagged)."""
     default = gateway.get("default_route")
-    return [
-        {
-            "name": r["name"],
-            "description": r["description"],
-            "strategy": r["strategy"],
-            "targets": [dict(t) for t in r["targets"]],
-            "fallbacks": list(r["fallbacks"]),
-            "is_default": r["name"] == default,
-        }
-        for r in gateway.get("routes", [])
-    ]
+    return [route_row(r, default) for r in gateway.get("routes", [])]
 
 
+#: ``resolve(reference, scope)``; the scope in its sealed form (:attr:`SecretScope.sealed`)
 SecretResolver = Callable[[Mapping[str, str], tuple[str, str, str]], str]
 
 
@@ -155,11 +159,11 @@ def insert_config(
         providers.append(provider_row(p))
         models.extend(model_rows(p))
         for k in p["api_keys"]:
-            plain = resolver(k["value"], (pid, k["name"], k["environment"]))
+            plain = resolver(k["value"], SecretScope.of("api_key", pid, k).sealed)
             api_keys.append(api_key_row(pid, k, plain, keys))
         for prm in p["connection_parameters"]:
             value = (
-                resolver(prm["value"], (pid, f"param:{prm['name']}", prm["environment"]))
+                resolver(prm["value"], SecretScope.of("connection_parameter", pid, prm).sealed)
                 if prm["sensitive"]
                 else None
             )

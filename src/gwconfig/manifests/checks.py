@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gwconfig.compile import SourceRef
+from gwconfig.entities import SecretScope, model_key, route_key
 from gwconfig.errors import Diagnostic
 from gwconfig.manifests.diagnostics import clip, did_you_mean, quoted
 from gwconfig.manifests.documents import RawDocument
@@ -55,15 +56,15 @@ def provider_source_lines(p: ProviderManifest, doc: RawDocument) -> SourceLines:
     out: SourceLines = [(pid, doc.template_line(doc.line), doc.col)]
     raw_models = raw.get("models") or []
     for i, m in enumerate(p.models):
-        out.append((f"{pid}/{m.model_id}", *_recorded(doc, raw_models, i, at_key=False)))
+        out.append((model_key(pid, m.model_id), *_recorded(doc, raw_models, i, at_key=False)))
     raw_keys = raw.get("api_keys") or []
     for i, k in enumerate(p.api_keys):
         line, col = _recorded(doc, raw_keys[i], "value", at_key=True)
-        out.append((f"{pid}/key:{k.name}@{k.environment}", line, col))
+        out.append((SecretScope(pid, "key", k.name, k.environment).id, line, col))
     raw_params = (raw.get("connection") or {}).get("parameters") or []
     for i, c in enumerate(p.connection.parameters):
         line, col = _recorded(doc, raw_params[i], "value", at_key=True)
-        out.append((f"{pid}/param:{c.name}@{c.environment}", line, col))
+        out.append((SecretScope(pid, "param", c.name, c.environment).id, line, col))
     return out
 
 
@@ -227,7 +228,7 @@ def cross_checks(
         first_seen[info.provider_id] = info
         providers[info.provider_id] = info
         for alias, i, model_id in info.aliases:
-            owner = f"{info.provider_id}/{model_id}"
+            owner = model_key(info.provider_id, model_id)
             if alias in aliases and aliases[alias] != owner:
                 doc = locate(info.path, info.index)
                 line, col = _at(doc, (doc.data.get("models") or [])[i], "aliases")
@@ -380,4 +381,4 @@ def gateway_sources(gw: GatewayManifest, doc: RawDocument, sources: dict[str, So
     raw_routes = doc.data.get("routes") or []
     for i, route in enumerate(gw.routes):
         line, col = _recorded(doc, raw_routes, i, at_key=False)
-        sources.setdefault(f"route:{route.name}", SourceRef(doc.path, line, col))
+        sources.setdefault(route_key(route.name), SourceRef(doc.path, line, col))

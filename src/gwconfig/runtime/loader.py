@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from gwconfig.canonical import content_hash
+from gwconfig.entities import SecretScope
 from gwconfig.errors import GwconfigError, SecretError
 from gwconfig.gcpause import gc_paused
 from gwconfig.runtime.build import SecretResolver, build_gateway_config
@@ -201,12 +202,7 @@ class ConfigLoader:
 
         def decrypt(ref: Mapping[str, Any], scope: tuple[str, str, str]) -> str:
             pid, name, env = scope
-            slot = (
-                (pid, "param", name[6:], env)
-                if name.startswith("param:")
-                else (pid, "key", name, env)
-            )
-            token = secrets.get(slot)
+            token = secrets.get(SecretScope.from_sealed(scope))
             if token is None:
                 raise SecretError(f"no stored value for {pid}/{name}@{env}")
             return str(keys.decrypt(token))
