@@ -20,6 +20,7 @@ from gwconfig.diff import (
     selected_providers,
 )
 from gwconfig.errors import PlanError
+from gwconfig.plan import Plan, summarise
 from gwconfig.schema import GatewayManifest, ProviderManifest
 
 
@@ -78,7 +79,7 @@ def test_identical_configs_have_no_changes() -> None:
     c = config(provider(), provider("anthropic"), gw=gateway())
     plan = diff(c, copy.deepcopy(c))
     assert plan.changes == ()
-    assert plan.summary == {"add": 0, "change": 0, "delete": 0, "kept": 0, "drift": 0}
+    assert summarise(plan.changes) == {"add": 0, "change": 0, "delete": 0, "kept": 0, "drift": 0}
 
 
 def test_create_everything_orders_parents_first() -> None:
@@ -96,7 +97,7 @@ def test_create_everything_orders_parents_first() -> None:
         ("Create", "route", "route:chat"),
         ("Update", "default_route", "gateway:default_route"),
     ]
-    assert plan.summary["add"] == 7 and plan.summary["change"] == 1
+    assert summarise(plan.changes)["add"] == 7 and summarise(plan.changes)["change"] == 1
 
 
 def test_delete_with_prune_orders_children_first() -> None:
@@ -116,7 +117,7 @@ def test_delete_with_prune_orders_children_first() -> None:
     assert all(c.blocked is None for c in plan.changes)
     # the default route is unset at the end
     assert plan.changes[-1].entity == "default_route"
-    assert plan.summary["delete"] == 7
+    assert summarise(plan.changes)["delete"] == 7
 
 
 def test_deletes_without_prune_are_kept() -> None:
@@ -124,8 +125,8 @@ def test_deletes_without_prune_are_kept() -> None:
     actual = config(provider("anthropic"), provider())
     plan = diff(desired, actual)
     assert plan.changes and all(c.blocked == NEEDS_PRUNE for c in plan.changes)
-    assert plan.effective_changes == ()
-    assert plan.summary["kept"] == 6 and plan.summary["delete"] == 0
+    assert not any(c.effective for c in plan.changes)
+    assert summarise(plan.changes)["kept"] == 6 and summarise(plan.changes)["delete"] == 0
 
 
 def test_deletion_protection_in_database_blocks_delete_even_with_prune() -> None:
@@ -208,8 +209,8 @@ def test_secret_change_is_masked() -> None:
     for c in plan.changes:
         (f,) = c.fields
         assert f.sensitive and f.old is None and f.new is None
-        assert f.to_json() == {"path": "value", "op": "set", "sensitive": True}
-        assert c.to_json()["after"]["value"] == "(sensitive)"
+        assert f.model_dump() == {"path": "value", "op": "set", "sensitive": True}
+        assert c.model_dump()["after"]["value"] == "(sensitive)"
 
 
 def test_unknown_secret_is_reported() -> None:
@@ -218,7 +219,7 @@ def test_unknown_secret_is_reported() -> None:
     desired["providers"][0]["api_keys"][0]["value"] = {
         "unknown": "environment variable OPENAI_API_KEY is not set"
     }
-    plan = diff(desired, actual)
+    plan = Plan(changes=diff(desired, actual).changes)
     assert plan.unknown_secrets == (
         "openai/key:default@default: environment variable OPENAI_API_KEY is not set",
     )
@@ -281,7 +282,7 @@ def test_drift_marks_changes() -> None:
     actual = config(provider(description="edited by hand"))
     desired = config(provider())
     plan = diff(desired, actual, drift_keys={"openai"}, drift_revision=3)
-    assert plan.changes[0].drift and plan.drift_revision == 3
+    assert plan.changes[0].drift and [c.key for c in plan.changes if c.drift] == ["openai"]
     assert any("drift since revision 3" in w for w in plan.warnings)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -15,13 +16,21 @@ from gwconfig.plan import PLAN_FORMAT_VERSION, Plan, render_json, render_markdow
 from test_diff import config, gateway, provider
 
 
+def planned(desired: Any, actual: Any, **kw: Any) -> Plan:
+    """The plan of ``diff(desired, actual, **kw)`` (its changes and warnings)."""
+    found = diff(desired, actual, **kw)
+    return Plan(
+        changes=found.changes, warnings=found.warnings, drift_revision=kw.get("drift_revision")
+    )
+
+
 def sample_plan() -> Plan:
     actual = config(provider(), provider("gone"), gw=gateway())
     desired = config(provider(description="new", tags=["prod", "eu"]), gw=gateway())
     desired["providers"][0]["api_keys"][0]["value"] = {"fingerprint": "hmac-sha256:new"}
     desired["providers"][0]["models"].append(copy.deepcopy(desired["providers"][0]["models"][0]))
     desired["providers"][0]["models"][-1]["model_id"] = "gpt-5"
-    return diff(desired, actual, prune=True, drift_keys={"openai"}, drift_revision=4)
+    return planned(desired, actual, prune=True, drift_keys={"openai"}, drift_revision=4)
 
 
 def test_json_round_trip_is_lossless() -> None:
@@ -73,11 +82,11 @@ def test_text_render() -> None:
 
 
 def test_text_render_kept_deletes_and_no_changes() -> None:
-    plan = diff(config(provider()), config(provider(), provider("gone")))
+    plan = planned(config(provider()), config(provider(), provider("gone")))
     text = render_text(plan)
     assert "- provider gone (would delete: needs --prune)" in text
     assert text.rstrip().endswith("6 kept (deletion needs --prune or is protected).")
-    quiet = diff(config(provider()), config(provider()))
+    quiet = planned(config(provider()), config(provider()))
     assert render_text(quiet) == "No changes. The database matches the manifests.\n"
 
 
@@ -86,7 +95,7 @@ def test_unknown_secret_render() -> None:
     desired["providers"][0]["api_keys"][0]["value"] = {
         "unknown": "environment variable X is not set"
     }
-    text = render_text(diff(desired, config()))
+    text = render_text(planned(desired, config()))
     assert "(unknown until apply: environment variable X is not set)" in text
 
 
@@ -103,7 +112,7 @@ def test_markdown_has_summary_table_and_details() -> None:
 
 def test_markdown_stays_under_the_comment_limit() -> None:
     models = [{"model_id": f"model-{i:05d}", "display_name": "x" * 40} for i in range(3000)]
-    plan = diff(config(provider(models=models)), config())
+    plan = planned(config(provider(models=models)), config())
     full = render_markdown(plan, limit=10**9)
     assert len(full) > 65_000
     md = render_markdown(plan)
@@ -114,7 +123,7 @@ def test_markdown_stays_under_the_comment_limit() -> None:
 
 
 def test_markdown_no_changes() -> None:
-    md = render_markdown(diff(config(provider()), config(provider())))
+    md = render_markdown(planned(config(provider()), config(provider())))
     assert "**No changes.**" in md and "<details>" not in md
 
 
