@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from gwconfig.changes import AnyChange, Change, Create, Delete, Update
 from gwconfig.errors import PlanError
@@ -117,8 +117,13 @@ class Plan(BaseModel):
         return self.model_dump(exclude=None if saved else set(SAVED_ONLY))
 
     def to_json_bytes(self, *, saved: bool = False) -> bytes:
-        """Indented JSON with a trailing newline."""
-        return orjson.dumps(self.to_json_dict(saved=saved), option=orjson.OPT_INDENT_2) + b"\n"
+        """Indented JSON with a trailing newline (the bytes ``orjson`` writes for the dict).
+
+        Serialised straight to JSON by pydantic-core: going through :meth:`to_json_dict` would
+        first copy every entity body of the plan (tens of thousands) into new dicts.
+        """
+        exclude = None if saved else set(SAVED_ONLY)
+        return _PLAN_JSON.dump_json(self, indent=2, exclude=exclude) + b"\n"
 
     @classmethod
     def from_json_dict(cls, data: Mapping[str, Any]) -> Plan:
@@ -146,7 +151,12 @@ class Plan(BaseModel):
 
     def same_changes(self, other: Plan) -> bool:
         """True when both plans list the same changes (compared through their JSON form)."""
-        return self.model_dump(include={"changes"}) == other.model_dump(include={"changes"})
+        return _PLAN_JSON.dump_json(self, include={"changes"}) == _PLAN_JSON.dump_json(
+            other, include={"changes"}
+        )
+
+
+_PLAN_JSON = TypeAdapter(Plan)
 
 
 def summary_line(plan: Plan) -> str:
