@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import copy
+import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gwconfig import changes as changes_module
+from gwconfig.changes import AddItem, RemoveItem, SensitiveField, SetField
 from gwconfig.compile import build_config
 from gwconfig.diff import (
     NEEDS_PRUNE,
@@ -299,3 +305,43 @@ def test_field_changes_ordered_list_reorder_shows_whole_list() -> None:
 
 def test_change_types_know_if_destructive() -> None:
     assert Delete.destructive and not Create.destructive and not Update.destructive
+
+
+def test_diff_returns_changes_and_warnings_without_the_plan_module() -> None:
+    # diff is a pure step: it neither builds nor imports the Plan (no diff <-> plan cycle)
+    code = (
+        "import sys\n"
+        "from gwconfig.diff import diff\n"
+        "found = diff({'providers': []}, {'providers': []})\n"
+        "assert type(found).__name__ == 'Diff' and found.changes == ()\n"
+        "import gwconfig.changes\n"
+        "loaded = [m for m in ('gwconfig.plan', 'gwconfig.reconcile') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    source = Path(changes_module.__file__ or "").read_text(encoding="utf-8")
+    assert not re.search(r"^\s*(from|import) gwconfig\.", source, re.MULTILINE)  # a leaf
+
+
+@pytest.mark.parametrize(
+    ("field", "expected"),
+    [
+        (
+            SetField(path="a", old=None, new="x"),
+            {"path": "a", "op": "set", "old": None, "new": "x"},
+        ),
+        (AddItem(path="tags", new="eu"), {"path": "tags", "op": "add", "new": "eu"}),
+        (RemoveItem(path="tags", old="us"), {"path": "tags", "op": "remove", "old": "us"}),
+        (SensitiveField(path="value"), {"path": "value", "op": "set", "sensitive": True}),
+        (
+            SensitiveField(path="value", unknown="variable X is not set"),
+            {"path": "value", "op": "set", "sensitive": True, "unknown": "variable X is not set"},
+        ),
+    ],
+)
+def test_field_change_json_comes_from_its_type(field: Any, expected: dict[str, Any]) -> None:
+    change = Update(entity="model", key="p/m", provider_id="p", fields=(field,))
+    assert field.model_dump() == expected
+    again = Plan.from_json_dict({"format_version": 1, "changes": [change.model_dump()]})
+    (loaded,) = again.changes[0].fields
+    assert type(loaded) is type(field) and loaded == field

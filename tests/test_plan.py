@@ -9,7 +9,10 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from gwconfig.changes import Create, SetField, Update
 from gwconfig.diff import diff
 from gwconfig.errors import PlanError
 from gwconfig.plan import PLAN_FORMAT_VERSION, Plan, render_json, render_markdown, render_text
@@ -247,3 +250,55 @@ def test_published_plan_json_is_pinned_byte_for_byte(
     doc = orjson.loads(applied)
     assert list(doc) == ["applied", "revision", "state_hash", "plan"] and doc["applied"]
     assert orjson.dumps(doc["plan"], option=orjson.OPT_INDENT_2) + b"\n" == fresh
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"changes": [{"action": "create"}]},  # no entity, no key
+        {"changes": [{"action": "rename", "entity": "model", "key": "p/m"}]},
+        {"changes": [{"action": "create", "entity": "gizmo", "key": "x"}]},
+        {
+            "changes": [
+                {
+                    "action": "update",
+                    "entity": "model",
+                    "key": "p/m",
+                    "fields": [{"path": "a", "op": "twist"}],
+                }
+            ]
+        },  # fmt: skip
+        {"changes": "all of them"},
+        {"options": {"prune": "perhaps"}},
+        {"warnings": [{"not": "a string"}]},
+    ],
+)
+def test_damaged_plan_files_are_refused_with_where(damage: dict[str, Any]) -> None:
+    with pytest.raises(PlanError, match=r"the plan file is damaged \(\w+"):
+        Plan.from_json_bytes(orjson.dumps({"format_version": 1, **damage}))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False,
+    allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)  # fmt: skip
+
+
+@given(body=st.dictionaries(st.text(), json_values, max_size=5), old=json_values, new=json_values)
+@settings(max_examples=60, deadline=None)
+def test_plan_bytes_are_what_orjson_writes_for_its_dict(body: Any, old: Any, new: Any) -> None:
+    # to_json_bytes serialises in pydantic-core (fast); it must equal the documented orjson form
+    plan = Plan(
+        warnings=("w",),
+        changes=(
+            Update(entity="model", key="p/m", provider_id="p", before=body, after=body,
+                   fields=(SetField(path="x", old=old, new=new),)),
+            Create(entity="api_key", key="p/key:k@e", provider_id="p", after={**body, "value": 1}),
+        ),
+        desired={"providers": [body]},
+    )  # fmt: skip
+    for saved in (False, True):
+        expected = orjson.dumps(plan.to_json_dict(saved=saved), option=orjson.OPT_INDENT_2)
+        assert plan.to_json_bytes(saved=saved) == expected + b"\n"
