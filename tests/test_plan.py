@@ -267,7 +267,7 @@ def test_published_plan_json_is_pinned_byte_for_byte(
                     "fields": [{"path": "a", "op": "twist"}],
                 }
             ]
-        },  # fmt: skip
+        },
         {"changes": "all of them"},
         {"options": {"prune": "perhaps"}},
         {"warnings": [{"not": "a string"}]},
