@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import copy
+import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gwconfig import changes as changes_module
+from gwconfig.changes import AddItem, RemoveItem, SensitiveField, SetField
 from gwconfig.compile import build_config
 from gwconfig.diff import (
     NEEDS_PRUNE,
@@ -20,6 +26,7 @@ from gwconfig.diff import (
     selected_providers,
 )
 from gwconfig.errors import PlanError
+from gwconfig.plan import Plan, summarise
 from gwconfig.schema import GatewayManifest, ProviderManifest
 
 
@@ -78,7 +85,7 @@ def test_identical_configs_have_no_changes() -> None:
     c = config(provider(), provider("anthropic"), gw=gateway())
     plan = diff(c, copy.deepcopy(c))
     assert plan.changes == ()
-    assert plan.summary == {"add": 0, "change": 0, "delete": 0, "kept": 0, "drift": 0}
+    assert summarise(plan.changes) == {"add": 0, "change": 0, "delete": 0, "kept": 0, "drift": 0}
 
 
 def test_create_everything_orders_parents_first() -> None:
@@ -96,7 +103,7 @@ def test_create_everything_orders_parents_first() -> None:
         ("Create", "route", "route:chat"),
         ("Update", "default_route", "gateway:default_route"),
     ]
-    assert plan.summary["add"] == 7 and plan.summary["change"] == 1
+    assert summarise(plan.changes)["add"] == 7 and summarise(plan.changes)["change"] == 1
 
 
 def test_delete_with_prune_orders_children_first() -> None:
@@ -116,7 +123,7 @@ def test_delete_with_prune_orders_children_first() -> None:
     assert all(c.blocked is None for c in plan.changes)
     # the default route is unset at the end
     assert plan.changes[-1].entity == "default_route"
-    assert plan.summary["delete"] == 7
+    assert summarise(plan.changes)["delete"] == 7
 
 
 def test_deletes_without_prune_are_kept() -> None:
@@ -124,8 +131,8 @@ def test_deletes_without_prune_are_kept() -> None:
     actual = config(provider("anthropic"), provider())
     plan = diff(desired, actual)
     assert plan.changes and all(c.blocked == NEEDS_PRUNE for c in plan.changes)
-    assert plan.effective_changes == ()
-    assert plan.summary["kept"] == 6 and plan.summary["delete"] == 0
+    assert not any(c.effective for c in plan.changes)
+    assert summarise(plan.changes)["kept"] == 6 and summarise(plan.changes)["delete"] == 0
 
 
 def test_deletion_protection_in_database_blocks_delete_even_with_prune() -> None:
@@ -208,8 +215,8 @@ def test_secret_change_is_masked() -> None:
     for c in plan.changes:
         (f,) = c.fields
         assert f.sensitive and f.old is None and f.new is None
-        assert f.to_json() == {"path": "value", "op": "set", "sensitive": True}
-        assert c.to_json()["after"]["value"] == "(sensitive)"
+        assert f.model_dump() == {"path": "value", "op": "set", "sensitive": True}
+        assert c.model_dump()["after"]["value"] == "(sensitive)"
 
 
 def test_unknown_secret_is_reported() -> None:
@@ -218,7 +225,7 @@ def test_unknown_secret_is_reported() -> None:
     desired["providers"][0]["api_keys"][0]["value"] = {
         "unknown": "environment variable OPENAI_API_KEY is not set"
     }
-    plan = diff(desired, actual)
+    plan = Plan(changes=diff(desired, actual).changes)
     assert plan.unknown_secrets == (
         "openai/key:default@default: environment variable OPENAI_API_KEY is not set",
     )
@@ -281,7 +288,7 @@ def test_drift_marks_changes() -> None:
     actual = config(provider(description="edited by hand"))
     desired = config(provider())
     plan = diff(desired, actual, drift_keys={"openai"}, drift_revision=3)
-    assert plan.changes[0].drift and plan.drift_revision == 3
+    assert plan.changes[0].drift and [c.key for c in plan.changes if c.drift] == ["openai"]
     assert any("drift since revision 3" in w for w in plan.warnings)
 
 
@@ -298,3 +305,44 @@ def test_field_changes_ordered_list_reorder_shows_whole_list() -> None:
 
 def test_change_types_know_if_destructive() -> None:
     assert Delete.destructive and not Create.destructive and not Update.destructive
+
+
+def test_diff_returns_changes_and_warnings_without_the_plan_module() -> None:
+    # diff is a pure step: it neither builds nor imports the Plan (no diff <-> plan cycle)
+    code = (
+        "import sys\n"
+        "from gwconfig.diff import diff\n"
+        "found = diff({'providers': []}, {'providers': []})\n"
+        "assert type(found).__name__ == 'Diff' and found.changes == ()\n"
+        "import gwconfig.changes\n"
+        "loaded = [m for m in ('gwconfig.plan', 'gwconfig.reconcile') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    source = Path(changes_module.__file__ or "").read_text(encoding="utf-8")
+    imported = re.findall(r"^\s*(?:from|import) (gwconfig[\w.]*)", source, re.MULTILINE)
+    assert imported == ["gwconfig.entities"]  # a leaf but for the entity registry
+
+
+@pytest.mark.parametrize(
+    ("field", "expected"),
+    [
+        (
+            SetField(path="a", old=None, new="x"),
+            {"path": "a", "op": "set", "old": None, "new": "x"},
+        ),
+        (AddItem(path="tags", new="eu"), {"path": "tags", "op": "add", "new": "eu"}),
+        (RemoveItem(path="tags", old="us"), {"path": "tags", "op": "remove", "old": "us"}),
+        (SensitiveField(path="value"), {"path": "value", "op": "set", "sensitive": True}),
+        (
+            SensitiveField(path="value", unknown="variable X is not set"),
+            {"path": "value", "op": "set", "sensitive": True, "unknown": "variable X is not set"},
+        ),
+    ],
+)
+def test_field_change_json_comes_from_its_type(field: Any, expected: dict[str, Any]) -> None:
+    change = Update(entity="model", key="p/m", provider_id="p", fields=(field,))
+    assert field.model_dump() == expected
+    again = Plan.from_json_dict({"format_version": 1, "changes": [change.model_dump()]})
+    (loaded,) = again.changes[0].fields
+    assert type(loaded) is type(field) and loaded == field

@@ -149,8 +149,11 @@ def test_a_plain_parameter_and_other_kinds_are_not_masked() -> None:
 def test_audit_rows_and_plans_mask_with_the_registry() -> None:
     changes = [
         Create(
-            k.name, entity_key(k.name, "p", _secret_body(k.name)), "p", None, _secret_body(k.name)
-        )  # type: ignore[arg-type]
+            entity=k.name,  # type: ignore[arg-type]
+            key=entity_key(k.name, "p", _secret_body(k.name)),
+            provider_id="p",
+            after=_secret_body(k.name),
+        )
         for k in SECRET_KINDS
     ]
     engine = create_engine("sqlite://")
@@ -159,7 +162,7 @@ def test_audit_rows_and_plans_mask_with_the_registry() -> None:
     for row in rows:
         assert "sk-do-not-show" not in repr(row)
     for c in changes:
-        assert "sk-do-not-show" not in repr(c.to_json())
+        assert "sk-do-not-show" not in repr(c.model_dump())
 
 
 # -- phases ---------------------------------------------------------------------------------------

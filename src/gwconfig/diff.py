@@ -11,8 +11,21 @@ changes come from the registry, :mod:`gwconfig.entities`.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
+from typing import Any, NamedTuple
+
+from gwconfig.changes import (
+    ACTIONS,
+    AddItem,
+    Change,
+    Create,
+    Delete,
+    Diff,
+    FieldChange,
+    RemoveItem,
+    SensitiveField,
+    SetField,
+    Update,
+)
 
 # re-exported: callers of the diff read these as ``gwconfig.diff`` names
 from gwconfig.entities import CHILDREN as CHILDREN
@@ -23,147 +36,19 @@ from gwconfig.entities import entity_label as entity_label
 from gwconfig.entities import mask_entity as mask_entity
 from gwconfig.errors import PlanError
 
-if TYPE_CHECKING:
-    from gwconfig.plan import Plan
+# The change types are defined in gwconfig.changes; importing them from here keeps working.
+__all__ = [
+    "ACTIONS", "CHILDREN", "DEFAULT_ROUTE_KEY", "ENTITY_TYPES", "NEEDS_PRUNE", "PROTECTED",
+    "AddItem", "Change", "Create", "Delete", "Diff", "Entity", "EntityType", "FieldChange",
+    "RemoveItem", "SensitiveField", "SetField", "Update",
+    "diff", "entities", "entity_label", "field_changes", "is_secret_field", "mask_entity",
+    "selected_providers",
+]  # fmt: skip
 
 NEEDS_PRUNE = "needs --prune"
 PROTECTED = "deletion_protection is set in the database"
 
 _MISSING: Any = object()
-
-
-@dataclass(frozen=True)
-class FieldChange:
-    """One field of an updated entity: ``op`` is ``set`` (old -> new), ``add`` or ``remove``."""
-
-    path: str
-    old: Any = None
-    new: Any = None
-    op: Literal["set", "add", "remove"] = "set"
-    sensitive: bool = False
-    unknown: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON form; sensitive fields never carry values."""
-        out: dict[str, Any] = {"path": self.path, "op": self.op}
-        if self.sensitive:
-            out["sensitive"] = True
-            if self.unknown:
-                out["unknown"] = self.unknown
-        else:
-            if self.op in ("set", "remove"):
-                out["old"] = self.old
-            if self.op in ("set", "add"):
-                out["new"] = self.new
-        return out
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> FieldChange:
-        """Inverse of :meth:`to_json`."""
-        return cls(
-            path=data["path"],
-            old=data.get("old"),
-            new=data.get("new"),
-            op=data.get("op", "set"),
-            sensitive=bool(data.get("sensitive", False)),
-            unknown=data.get("unknown"),
-        )
-
-
-@dataclass(frozen=True)
-class Change:
-    """One change to one entity; ``before``/``after`` are canonical entity dicts (no plaintext)."""
-
-    entity: EntityType
-    key: str
-    provider_id: str | None
-    before: Mapping[str, Any] | None = None
-    after: Mapping[str, Any] | None = None
-    fields: tuple[FieldChange, ...] = ()
-    drift: bool = False
-    blocked: str | None = None
-
-    action: ClassVar[str] = "change"
-    symbol: ClassVar[str] = "?"
-    destructive: ClassVar[bool] = False
-
-    @property
-    def effective(self) -> bool:
-        """True when apply will execute this change (blocked deletes are kept)."""
-        return self.blocked is None
-
-    @property
-    def label(self) -> str:
-        """The key as people read it (``local-chat`` for ``route:local-chat``)."""
-        return entity_label(self.entity, self.key)
-
-    @property
-    def unknown_secrets(self) -> tuple[str, ...]:
-        """Reasons of secret values that could not be resolved at plan time."""
-        found = [f.unknown for f in self.fields if f.unknown]
-        value = (
-            (self.after or {}).get("value") if is_secret_field(self.entity, self.after) else None
-        )
-        if not found and isinstance(value, Mapping) and "unknown" in value:
-            found.append(str(value["unknown"]))
-        return tuple(found)
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON form of the change (before/after with secret values masked)."""
-        return {
-            "action": self.action,
-            "entity": self.entity,
-            "key": self.key,
-            "provider_id": self.provider_id,
-            "fields": [f.to_json() for f in self.fields],
-            "drift": self.drift,
-            "blocked": self.blocked,
-            "before": mask_entity(self.entity, self.before),
-            "after": mask_entity(self.entity, self.after),
-        }
-
-    @staticmethod
-    def from_json(data: Mapping[str, Any]) -> Change:
-        """Inverse of :meth:`to_json` (masked values stay masked)."""
-        cls = ACTIONS[data["action"]]
-        return cls(
-            entity=data["entity"],
-            key=data["key"],
-            provider_id=data.get("provider_id"),
-            before=data.get("before"),
-            after=data.get("after"),
-            fields=tuple(FieldChange.from_json(f) for f in data.get("fields", ())),
-            drift=bool(data.get("drift", False)),
-            blocked=data.get("blocked"),
-        )
-
-
-@dataclass(frozen=True)
-class Create(Change):
-    """Create an entity that exists only in the manifests."""
-
-    action: ClassVar[str] = "create"
-    symbol: ClassVar[str] = "+"
-
-
-@dataclass(frozen=True)
-class Update(Change):
-    """Update fields of an entity present on both sides."""
-
-    action: ClassVar[str] = "update"
-    symbol: ClassVar[str] = "~"
-
-
-@dataclass(frozen=True)
-class Delete(Change):
-    """Delete an entity missing from the manifests (only with ``--prune``)."""
-
-    action: ClassVar[str] = "delete"
-    symbol: ClassVar[str] = "-"
-    destructive: ClassVar[bool] = True
-
-
-ACTIONS: dict[str, type[Change]] = {"create": Create, "update": Update, "delete": Delete}
 
 
 class Entity(NamedTuple):
@@ -262,7 +147,7 @@ def field_changes(
     """Field-level differences, recursing into dicts; scalar lists item by item."""
     if path in sensitive:
         unknown = new.get("unknown") if isinstance(new, Mapping) else None
-        return [FieldChange(path, op="set", sensitive=True, unknown=unknown)]
+        return [SensitiveField(path=path, unknown=unknown)]
     if isinstance(old, Mapping) and isinstance(new, Mapping):
         out: list[FieldChange] = []
         for k in sorted(set(old) | set(new)):
@@ -280,8 +165,8 @@ def field_changes(
             removed = [x for x in old if x not in new]
             added = [x for x in new if x not in old]
             if removed or added:
-                return [FieldChange(path, old=x, op="remove") for x in removed] + [
-                    FieldChange(path, new=x, op="add") for x in added
+                return [RemoveItem(path=path, old=x) for x in removed] + [
+                    AddItem(path=path, new=x) for x in added
                 ]
         elif len(old) == len(new):
             out = []
@@ -289,7 +174,7 @@ def field_changes(
                 if a != b:
                     out.extend(field_changes(a, b, f"{path}[{i}]", sensitive))
             return out
-    return [FieldChange(path, old=old, new=new)]
+    return [SetField(path=path, old=old, new=new)]
 
 
 def _key_of(change: Change) -> str:
@@ -314,14 +199,13 @@ def diff(
     selected: Collection[str] | None = None,
     drift_keys: Collection[str] = frozenset(),
     drift_revision: int | None = None,
-) -> Plan:
-    """Compare two canonical configurations and return the ordered :class:`~gwconfig.plan.Plan`.
+) -> Diff:
+    """Compare two canonical configurations: the ordered changes, and warnings about them.
 
     Without ``prune`` deletions are listed but blocked; providers protected in ``actual`` are
     never deleted (nor their children). ``selected`` limits every change to those providers.
+    ``drift_revision`` names the revision the drifted keys moved from (in a warning).
     """
-    from gwconfig.plan import Plan
-
     if prune and not desired.get("providers") and actual.get("providers"):
         raise PlanError(
             "refusing to delete everything: the manifests declare no providers but the database "
@@ -355,22 +239,37 @@ def diff(
             before = h.body if h is not None else {"default_route": None}
             changes.append(
                 Update(
-                    "default_route",
-                    key,
-                    None,
-                    before,
-                    w.body,
-                    tuple(field_changes(before, w.body)),
+                    entity="default_route",
+                    key=key,
+                    before=before,
+                    after=w.body,
+                    fields=tuple(field_changes(before, w.body)),
                     drift=key in drift,
                 )
             )
         elif h is None:
-            changes.append(Create(w.entity, key, w.provider_id, None, w.body, drift=key in drift))
+            changes.append(
+                Create(
+                    entity=w.entity,
+                    key=key,
+                    provider_id=w.provider_id,
+                    after=w.body,
+                    drift=key in drift,
+                )
+            )
         else:
             paths = _sensitive_paths(w.entity, h.body, w.body)
             fields = tuple(field_changes(h.body, w.body, "", paths))
             changes.append(
-                Update(w.entity, key, w.provider_id, h.body, w.body, fields, drift=key in drift)
+                Update(
+                    entity=w.entity,
+                    key=key,
+                    provider_id=w.provider_id,
+                    before=h.body,
+                    after=w.body,
+                    fields=fields,
+                    drift=key in drift,
+                )
             )
     for key, h in have.items():
         if key in want or not _in_selection(h, selected, routes):
@@ -381,7 +280,14 @@ def diff(
         elif not prune:
             blocked = NEEDS_PRUNE
         changes.append(
-            Delete(h.entity, key, h.provider_id, h.body, None, drift=key in drift, blocked=blocked)
+            Delete(
+                entity=h.entity,
+                key=key,
+                provider_id=h.provider_id,
+                before=h.body,
+                drift=key in drift,
+                blocked=blocked,
+            )
         )
     phases: dict[int, list[Change]] = {}
     for c in changes:
@@ -402,4 +308,4 @@ def diff(
             f"drift since revision {drift_revision}: {n} change{'s' if n != 1 else ''} would "
             "revert edits made outside gwconfig"
         )
-    return Plan(changes=tuple(changes), warnings=tuple(warnings), drift_revision=drift_revision)
+    return Diff(tuple(changes), tuple(warnings))

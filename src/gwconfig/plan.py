@@ -23,30 +23,73 @@ JSON schema (``format_version`` 1, stable; new keys may be added, none removed):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from gwconfig.diff import Change, Create, Delete, Update
+from gwconfig.changes import AnyChange, Change, Create, Delete, Update
 from gwconfig.errors import PlanError
 
 PLAN_FORMAT_VERSION = 1
 MARKDOWN_LIMIT = 65_000
+#: Keys only a saved plan (``plan --out``) has: what a later ``apply --plan`` needs.
+SAVED_ONLY = frozenset({"desired", "fingerprints"})
 
 
-@dataclass(frozen=True)
-class Plan:
-    """An ordered list of changes and the context it was computed in."""
+class PlanOptions(BaseModel):
+    """What to plan: environment, pruning and provider selection (stored in plans as is)."""
 
-    changes: tuple[Change, ...] = ()
-    warnings: tuple[str, ...] = ()
+    model_config = ConfigDict(frozen=True)
+
+    env: str | None = None
+    prune: bool = False
+    targets: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+
+def summarise(changes: tuple[Change, ...]) -> dict[str, int]:
+    """Counts: add, change, delete (effective), kept (blocked deletes), drift."""
+    out = {"add": 0, "change": 0, "delete": 0, "kept": 0, "drift": 0}
+    for c in changes:
+        if c.blocked:
+            out["kept"] += 1
+        elif isinstance(c, Create):
+            out["add"] += 1
+        elif isinstance(c, Update):
+            out["change"] += 1
+        elif isinstance(c, Delete):
+            out["delete"] += 1
+        if c.drift:
+            out["drift"] += 1
+    return out
+
+
+class Plan(BaseModel):
+    """An ordered list of changes and the context it was computed in.
+
+    The declared fields, in order, are the JSON form documented above; ``summary`` is always
+    counted from ``changes`` (a saved plan's counts are not trusted).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    format_version: Literal[1] = 1
     base_state_hash: str | None = None
     desired_hash: str | None = None
     drift_revision: int | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
-    desired: Mapping[str, Any] | None = None
-    fingerprints: Mapping[str, str] = field(default_factory=dict)
+    options: PlanOptions = PlanOptions()
+    summary: dict[str, int] = Field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    changes: tuple[AnyChange, ...] = ()
+    desired: Mapping[str, Any] | None = Field(None, repr=False)
+    fingerprints: Mapping[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _count(self) -> Plan:
+        # a derived field of a frozen value: set once, here, whichever way the plan was made
+        object.__setattr__(self, "summary", summarise(self.changes))
+        return self
 
     @property
     def effective_changes(self) -> tuple[Change, ...]:
@@ -57,23 +100,6 @@ class Plan:
     def has_changes(self) -> bool:
         """True when the database differs from the manifests (kept deletes included)."""
         return bool(self.changes)
-
-    @property
-    def summary(self) -> dict[str, int]:
-        """Counts: add, change, delete (effective), kept (blocked deletes), drift."""
-        out = {"add": 0, "change": 0, "delete": 0, "kept": 0, "drift": 0}
-        for c in self.changes:
-            if c.blocked:
-                out["kept"] += 1
-            elif isinstance(c, Create):
-                out["add"] += 1
-            elif isinstance(c, Update):
-                out["change"] += 1
-            elif isinstance(c, Delete):
-                out["delete"] += 1
-            if c.drift:
-                out["drift"] += 1
-        return out
 
     @property
     def unknown_secrets(self) -> tuple[str, ...]:
@@ -88,24 +114,16 @@ class Plan:
 
     def to_json_dict(self, *, saved: bool = False) -> dict[str, Any]:
         """The documented JSON form; ``saved`` adds what a later ``apply --plan`` needs."""
-        out: dict[str, Any] = {
-            "format_version": PLAN_FORMAT_VERSION,
-            "base_state_hash": self.base_state_hash,
-            "desired_hash": self.desired_hash,
-            "drift_revision": self.drift_revision,
-            "options": dict(self.options),
-            "summary": self.summary,
-            "warnings": list(self.warnings),
-            "changes": [c.to_json() for c in self.changes],
-        }
-        if saved:
-            out["desired"] = self.desired
-            out["fingerprints"] = dict(self.fingerprints)
-        return out
+        return self.model_dump(exclude=None if saved else set(SAVED_ONLY))
 
     def to_json_bytes(self, *, saved: bool = False) -> bytes:
-        """Indented JSON with a trailing newline."""
-        return orjson.dumps(self.to_json_dict(saved=saved), option=orjson.OPT_INDENT_2) + b"\n"
+        """Indented JSON with a trailing newline (the bytes ``orjson`` writes for the dict).
+
+        Serialised straight to JSON by pydantic-core: going through :meth:`to_json_dict` would
+        first copy every entity body of the plan (tens of thousands) into new dicts.
+        """
+        exclude = None if saved else set(SAVED_ONLY)
+        return _PLAN_JSON.dump_json(self, indent=2, exclude=exclude) + b"\n"
 
     @classmethod
     def from_json_dict(cls, data: Mapping[str, Any]) -> Plan:
@@ -116,18 +134,11 @@ class Plan:
                 hint="make one with 'gwconfig plan --out PLAN.json'",
             )
         try:
-            return cls(
-                changes=tuple(Change.from_json(c) for c in data.get("changes", ())),
-                warnings=tuple(data.get("warnings", ())),
-                base_state_hash=data.get("base_state_hash"),
-                desired_hash=data.get("desired_hash"),
-                drift_revision=data.get("drift_revision"),
-                options=dict(data.get("options") or {}),
-                desired=data.get("desired"),
-                fingerprints=dict(data.get("fingerprints") or {}),
-            )
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise PlanError(f"the plan file is damaged ({type(exc).__name__}: {exc})") from None
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise PlanError(f"the plan file is damaged ({where}: {first['msg']})") from None
 
     @classmethod
     def from_json_bytes(cls, raw: bytes) -> Plan:
@@ -140,7 +151,12 @@ class Plan:
 
     def same_changes(self, other: Plan) -> bool:
         """True when both plans list the same changes (compared through their JSON form)."""
-        return [c.to_json() for c in self.changes] == [c.to_json() for c in other.changes]
+        return _PLAN_JSON.dump_json(self, include={"changes"}) == _PLAN_JSON.dump_json(
+            other, include={"changes"}
+        )
+
+
+_PLAN_JSON = TypeAdapter(Plan)
 
 
 def summary_line(plan: Plan) -> str:

@@ -11,7 +11,7 @@ import os
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from gwconfig.errors import Diagnostic, ManifestError, SecretError, StalePlanErr
 from gwconfig.forking import Alongside
 from gwconfig.gcpause import gc_paused
 from gwconfig.plan import Plan
+from gwconfig.plan import PlanOptions as PlanOptions  # was defined here: callers use it here
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -42,35 +43,6 @@ REVIEW_STALE = (
     "plan is stale: the database changed while the plan was being reviewed; nothing was "
     "applied; run apply again"
 )
-
-
-@dataclass(frozen=True)
-class PlanOptions:
-    """What to plan: environment, pruning and provider selection."""
-
-    env: str | None = None
-    prune: bool = False
-    targets: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON form stored in plans."""
-        return {
-            "env": self.env,
-            "prune": self.prune,
-            "targets": list(self.targets),
-            "tags": list(self.tags),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> PlanOptions:
-        """Inverse of :meth:`to_json`."""
-        return cls(
-            env=data.get("env"),
-            prune=bool(data.get("prune", False)),
-            targets=tuple(data.get("targets", ())),
-            tags=tuple(data.get("tags", ())),
-        )
 
 
 @dataclass
@@ -212,7 +184,7 @@ def compute_plan(source: Any, state: ActualState, desired: Desired, options: Pla
 
     revision, drifted = _drift(source, state)
     selected = selected_providers(desired.comparable, state.data, options.targets, options.tags)
-    plan = diff(
+    found = diff(
         desired.comparable,
         state.data,
         prune=options.prune,
@@ -220,7 +192,7 @@ def compute_plan(source: Any, state: ActualState, desired: Desired, options: Pla
         drift_keys=drifted,
         drift_revision=revision,
     )
-    warnings = list(plan.warnings)
+    warnings = list(found.warnings)
     known = {p["provider_id"] for p in desired.comparable.get("providers", ())}
     known |= {p["provider_id"] for p in state.data.get("providers", ())}
     warnings += [
@@ -228,12 +200,13 @@ def compute_plan(source: Any, state: ActualState, desired: Desired, options: Pla
     ]
     if options.tags and not selected_providers(desired.comparable, state.data, (), options.tags):
         warnings.append(f"--select-tag {', '.join(options.tags)}: no provider has this tag")
-    return replace(
-        plan,
-        warnings=tuple(warnings),
+    return Plan(  # the one place a plan is assembled
         base_state_hash=state.state_hash,
         desired_hash=desired.content_hash,
-        options=options.to_json(),
+        drift_revision=revision,
+        options=options,
+        warnings=tuple(warnings),
+        changes=found.changes,
         desired=desired.data,
         fingerprints=desired.fingerprints,
     )
@@ -314,44 +287,50 @@ def _settle(
     return None
 
 
-def _apply(*args: Any, **kwargs: Any) -> tuple[Plan, ApplyResult]:
-    with gc_paused():
-        return _plan_and_apply(*args, **kwargs)
-
-
-def _plan_and_apply(
-    database_url: str | None,
-    make_desired: Callable[[EncryptionKeys], Desired],
-    options: PlanOptions,
-    *,
-    review: Review,
-    actor: str | None,
-    sha: str | None,
-    lock_timeout: float,
-    max_deletes: int | None,
-    saved: Plan | None = None,
-    interactive: bool = False,
-    opened: tuple[Database, EncryptionKeys] | None = None,
-    held: tuple[Connection, ActualState] | None = None,
-) -> tuple[Plan, ApplyResult]:
-    """Plan under the lock (after a review without it when ``interactive``) and write.
+@dataclass(frozen=True)
+class ApplyRequest:
+    """One plan-and-write: what to plan, how to review it, and what the caller already holds.
 
     ``opened``: the database and keys, opened by the caller (who then disposes of them);
     ``held``: a connection already holding the lock (inside the caller's ``locked`` block) and
-    the state read on it.
+    the state read on it (the fork/overlap of :func:`apply_manifests`).
     """
+
+    database_url: str | None
+    make_desired: Callable[[EncryptionKeys], Desired]
+    options: PlanOptions
+    review: Review
+    actor: str | None
+    sha: str | None
+    lock_timeout: float
+    max_deletes: int | None
+    saved: Plan | None = None
+    interactive: bool = False
+    opened: tuple[Database, EncryptionKeys] | None = None
+    held: tuple[Connection, ActualState] | None = None
+
+
+def _apply(request: ApplyRequest) -> tuple[Plan, ApplyResult]:
+    with gc_paused():
+        return _plan_and_apply(request)
+
+
+def _plan_and_apply(request: ApplyRequest) -> tuple[Plan, ApplyResult]:
+    """Plan under the lock (after a review without it when ``interactive``) and write."""
     from gwconfig.apply import check_base, execute_plan
     from gwconfig.db.lock import locked
     from gwconfig.db.session import translate_errors
     from gwconfig.state import read_state
 
-    who = settings.actor(actor)  # a bad actor is refused before the database is opened
-    db, given = opened if opened is not None else _open(database_url)
+    r = request
+    saved, review, max_deletes, held = r.saved, r.review, r.max_deletes, r.held
+    who = settings.actor(r.actor)  # a bad actor is refused before the database is opened
+    db, given = r.opened if r.opened is not None else _open(r.database_url)
 
     def prepare(state: ActualState) -> tuple[EncryptionKeys, Desired]:
         """The keys bound to the state's secrets (or a refusal), and the desired config."""
         keys = given.bind(state.stored_keys())
-        desired = make_desired(keys)
+        desired = r.make_desired(keys)
         if saved is not None:
             for sid, fp in saved.fingerprints.items():
                 if desired.fingerprints.get(sid) != fp:
@@ -363,13 +342,13 @@ def _plan_and_apply(
 
     try:
         reviewed: Plan | None = None
-        if interactive:  # nobody holds the lock while a person reads the plan
+        if r.interactive:  # nobody holds the lock while a person reads the plan
             with translate_errors(db.url, "planning against"), db.connect() as conn:
                 state = read_state(conn)
                 keys, desired = prepare(state)
                 if saved is not None:
                     check_base(saved, state)
-                reviewed = compute_plan(conn, state, desired, options)
+                reviewed = compute_plan(conn, state, desired, r.options)
             done = _settle(reviewed, state, saved, review, max_deletes)
             if done is not None:
                 return reviewed, done
@@ -377,7 +356,7 @@ def _plan_and_apply(
             if held is not None:
                 conn, state = held
             else:
-                conn = lock.enter_context(locked(db, lock_timeout))
+                conn = lock.enter_context(locked(db, r.lock_timeout))
                 state = read_state(conn)
             if reviewed is not None:
                 if (
@@ -390,7 +369,7 @@ def _plan_and_apply(
                 keys, desired = prepare(state)
                 if saved is not None:
                     check_base(saved, state)
-                plan = compute_plan(conn, state, desired, options)
+                plan = compute_plan(conn, state, desired, r.options)
                 done = _settle(plan, state, saved, review, max_deletes)
                 if done is not None:
                     return plan, done
@@ -401,11 +380,11 @@ def _plan_and_apply(
                 values=desired.values,
                 keys=keys,
                 actor=who,
-                git_sha=sha,
+                git_sha=r.sha,
             )
             return plan, result
     finally:
-        if opened is None:
+        if r.opened is None:
             db.dispose()
 
 
@@ -443,19 +422,21 @@ def apply_manifests(
         config = compile_manifests(path, options.env, alongside=opening)
         db, keys, held = opening.result()
         return _apply(
-            database_url,
-            lambda keys: resolve_desired(
-                config.data, keys, sources=config.sources, digest=config.content_hash
-            ),
-            options,
-            review=review,
-            actor=actor,
-            sha=git_sha(path),
-            lock_timeout=lock_timeout,
-            max_deletes=max_deletes,
-            interactive=interactive,
-            opened=(db, keys),
-            held=held,
+            ApplyRequest(
+                database_url,
+                lambda keys: resolve_desired(
+                    config.data, keys, sources=config.sources, digest=config.content_hash
+                ),
+                options,
+                review=review,
+                actor=actor,
+                sha=git_sha(path),
+                lock_timeout=lock_timeout,
+                max_deletes=max_deletes,
+                interactive=interactive,
+                opened=(db, keys),
+                held=held,
+            )
         )
 
 
@@ -481,16 +462,18 @@ def apply_saved_plan(
         raise PlanError(f"{plan_file} has no desired configuration (write it with plan --out)")
     desired_data = saved.desired
     return _apply(
-        database_url,
-        lambda keys: resolve_desired(desired_data, keys),
-        PlanOptions.from_json(saved.options),
-        review=review,
-        actor=actor,
-        sha=git_sha(None),
-        lock_timeout=lock_timeout,
-        max_deletes=max_deletes,
-        saved=saved,
-        interactive=interactive,
+        ApplyRequest(
+            database_url,
+            lambda keys: resolve_desired(desired_data, keys),
+            saved.options,
+            review=review,
+            actor=actor,
+            sha=git_sha(None),
+            lock_timeout=lock_timeout,
+            max_deletes=max_deletes,
+            saved=saved,
+            interactive=interactive,
+        )
     )
 
 
@@ -521,13 +504,15 @@ def rollback(
         plaintexts[SecretScope.parse(sid)] = keys.decrypt(token)
     config = snapshot["config"]
     return _apply(
-        database_url,
-        lambda k: resolve_desired(config, k, plaintexts=plaintexts),
-        PlanOptions(prune=True),
-        review=review,
-        actor=actor,
-        sha=None,
-        lock_timeout=lock_timeout,
-        max_deletes=max_deletes,
-        interactive=interactive,
+        ApplyRequest(
+            database_url,
+            lambda k: resolve_desired(config, k, plaintexts=plaintexts),
+            PlanOptions(prune=True),
+            review=review,
+            actor=actor,
+            sha=None,
+            lock_timeout=lock_timeout,
+            max_deletes=max_deletes,
+            interactive=interactive,
+        )
     )
