@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gwconfig.db.migrate import upgrade_url
-from gwconfig.db.session import open_database, stored_revision
+from gwconfig.db.session import open_database, stored_revision, upgrade_url
 from gwconfig.db.version import HEAD_REVISION
 
 PROCESSES = 8
