@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection
 
-from conftest import make_database
+from conftest import ENGINE_PARAMS, make_database
 from gwconfig import reconcile
 from gwconfig.apply import execute_plan, locked
 from gwconfig.db.rotation import rotate_secrets
@@ -73,7 +73,7 @@ class Process:
         return out
 
 
-@pytest.fixture(params=["sqlite", "postgres", "mysql"])
+@pytest.fixture(params=ENGINE_PARAMS)
 def setup(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[str, Path, str, str, dict[str, str]]]:
