@@ -87,6 +87,16 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def memory_url() -> str:
+    """An in-memory SQLite URL: one fresh database per engine (``open_database`` gives it one
+    connection, shared by every thread). For tests that open the database once and use that
+    :class:`~gwconfig.db.session.Database`; anything that opens the URL again (apply, plan,
+    the CLI, the runtime loader given a URL) sees another, empty database, so those use
+    ``sqlite_url``."""
+    return "sqlite://"
+
+
+@pytest.fixture
 def pg_url(tmp_path: Path) -> Iterator[str]:
     """A fresh PostgreSQL database URL (skipped when no server is configured)."""
     yield from make_database("postgres", tmp_path)
