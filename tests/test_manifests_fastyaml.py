@@ -147,6 +147,7 @@ def _dump(docs: list[dict[str, Any]], style: int) -> str:
     return yaml.safe_dump_all(docs, default_flow_style=None, width=40)
 
 
+@pytest.mark.slow
 def test_fast_path_matches_reference_on_dumped_yaml() -> None:
     answers = Answers()
 
@@ -186,6 +187,7 @@ def mangled(draw: st.DrawFn) -> str:
     return text
 
 
+@pytest.mark.slow
 def test_fast_path_matches_reference_on_mangled_yaml() -> None:
     answers = Answers()
 
@@ -213,6 +215,7 @@ def test_fast_path_declines_what_it_does_not_know() -> None:
         assert parse_fast(text, "f.yaml") is None, text
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow,
           HealthCheck.function_scoped_fixture])  # fmt: skip
 @given(text=mangled(), raw=st.binary(max_size=40))
@@ -322,6 +325,7 @@ entity_documents = st.lists(
 )
 
 
+@pytest.mark.slow
 def test_entity_positions_are_the_full_parse_s() -> None:
     answers = Answers()
 
@@ -387,6 +391,7 @@ repeat_files = st.lists(
 )
 
 
+@pytest.mark.slow
 def test_lines_remembered_across_files_change_nothing() -> None:
     answers = Answers()
 
@@ -424,6 +429,7 @@ CONTROLS = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(docs=plain_documents, where=st.floats(0, 1), char=st.sampled_from(CONTROLS))
 def test_control_characters_are_reported_where_they_are(

@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).parent
+#: A collection of the whole suite in a subprocess: seconds, not milliseconds.
+pytestmark = pytest.mark.slow
+
 #: Marker -> the fixture that gives that server's database.
 SERVERS = {"postgres": "pg_url", "mysql": "mysql_url"}
 LOCAL_ONLY = "not postgres and not mysql"
