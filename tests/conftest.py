@@ -2,6 +2,12 @@
 
 PostgreSQL and MariaDB come from ``GWCONFIG_TEST_POSTGRES_URL`` / ``GWCONFIG_TEST_MYSQL_URL``
 (``.ci/run`` sets both); when unset those parameters are skipped with a reason.
+
+Every test that runs on a server carries the marker of its engine (declared in pyproject.toml):
+the engine parameters of :data:`ENGINE_PARAMS` carry ``postgres``/``mysql``, and a test that uses
+``pg_url`` or ``mysql_url`` (directly or through another fixture) is marked by
+:func:`pytest_collection_modifyitems`. ``-m "not postgres and not mysql"`` runs SQLite only;
+``-m "not slow"`` leaves out the tests that start many processes (tests/test_markers.py pins it).
 """
 
 from __future__ import annotations
@@ -15,6 +21,23 @@ import pytest
 
 ENGINES = ("sqlite", "postgres", "mysql")
 _ENV = {"postgres": "GWCONFIG_TEST_POSTGRES_URL", "mysql": "GWCONFIG_TEST_MYSQL_URL"}
+#: The engines as parameters, each server one marked with its engine's marker: use these (not
+#: the bare names) wherever a test or fixture is parametrized over engines.
+ENGINE_PARAMS = [
+    pytest.param(kind, marks=[getattr(pytest.mark, kind)] if kind in _ENV else [], id=kind)
+    for kind in ENGINES
+]
+#: Fixtures that give a server database, and the marker their tests carry.
+_SERVER_FIXTURES = {"pg_url": "postgres", "mysql_url": "mysql"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a server fixture (directly or through another fixture)."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        for fixture, marker in _SERVER_FIXTURES.items():
+            if fixture in names:
+                item.add_marker(getattr(pytest.mark, marker))
 
 
 def server_url(kind: str) -> str:
@@ -51,7 +74,7 @@ def make_database(kind: str, tmp_path: Path) -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(params=ENGINES)
+@pytest.fixture(params=ENGINE_PARAMS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database URL on each engine (SQLite file, PostgreSQL, MariaDB)."""
     yield from make_database(request.param, tmp_path)
@@ -61,6 +84,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def sqlite_url(tmp_path: Path) -> str:
     """A fresh SQLite database file URL."""
     return f"sqlite:///{tmp_path / 'gateway.db'}"
+
+
+@pytest.fixture
+def memory_url() -> str:
+    """An in-memory SQLite URL: one fresh database per engine (``open_database`` gives it one
+    connection, shared by every thread). For tests that open the database once and use that
+    :class:`~gwconfig.db.session.Database`; anything that opens the URL again (apply, plan,
+    the CLI, the runtime loader given a URL) sees another, empty database, so those use
+    ``sqlite_url``."""
+    return "sqlite://"
 
 
 @pytest.fixture

@@ -92,6 +92,7 @@ def gwconfig(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_validate_plan_apply_through_the_action(project: Path) -> None:
     db = f"sqlite:///{project / 'gateway.db'}"
     gwconfig("db", "upgrade", "--database-url", db)

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from conftest import ENGINE_PARAMS
 from gwconfig import reconcile, revisions
 from gwconfig.errors import LockError
 from test_reconcile import apply, dump_tables, gateway_doc, gw, plan, provider_doc, write_manifests
@@ -185,7 +186,8 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-c", "from gwconfig.cli import main; main()", *args]
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ENGINE_PARAMS)
 def test_parallel_applies_serialise(
     kind: str, tmp_path: Path, fernet_key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

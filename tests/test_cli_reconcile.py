@@ -116,6 +116,7 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_exit_codes_in_a_real_process(sqlite_url: str, tmp_path: Path, fernet_key: str) -> None:
     from gwconfig.db.session import open_database
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gwconfig.db.migrate import upgrade_url
-from gwconfig.db.session import open_database, stored_revision
+from gwconfig.db.session import open_database, stored_revision, upgrade_url
 from gwconfig.db.version import HEAD_REVISION
 
 PROCESSES = 8
@@ -34,6 +33,7 @@ def _first_use(how: str, workdir: str, barrier: Barrier, results: Queue[str]) ->
         results.put(f"{type(exc).__name__}: {exc}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["embedded default", "db upgrade"])
 def test_concurrent_first_use_creates_the_schema_once(
     how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

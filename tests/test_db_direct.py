@@ -125,6 +125,7 @@ def test_driver_errors_name_the_masked_url_and_never_the_password(pg_url: str) -
     assert "no_such_table" in str(info.value)
 
 
+@pytest.mark.slow
 def test_plan_does_not_import_sqlalchemy(isolated_cwd: Path, fernet_key: str) -> None:
     d = isolated_cwd / "providers.d"
     d.mkdir()

@@ -102,6 +102,7 @@ def _gwconfig(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Com
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("via", ["option", "environment"])
 @pytest.mark.parametrize(("kind", "template"), BAD_URLS, ids=[k for k, _ in BAD_URLS])
 def test_bad_database_urls_are_clear_errors_without_the_password(

@@ -251,6 +251,7 @@ def test_templates_cannot_mutate_values() -> None:
     assert rendered is None and "unsafe" in d.message
 
 
+@pytest.mark.slow
 def test_large_values_given_to_the_template_pass_through_unchanged() -> None:
     # the values file is not a template value: it may be larger, as long as it is not copied
     big = {"text": "v" * 2_000_000, "models": [{"id": f"m{i}"} for i in range(300_000)]}

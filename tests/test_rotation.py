@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection
 
-from conftest import make_database
+from conftest import ENGINE_PARAMS, make_database
 from gwconfig import reconcile
 from gwconfig.apply import execute_plan, locked
 from gwconfig.db.rotation import rotate_secrets
@@ -73,7 +73,7 @@ class Process:
         return out
 
 
-@pytest.fixture(params=["sqlite", "postgres", "mysql"])
+@pytest.fixture(params=ENGINE_PARAMS)
 def setup(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[str, Path, str, str, dict[str, str]]]:
@@ -128,6 +128,7 @@ def _apply_in(conn: Connection, root: Path, keys: EncryptionKeys) -> None:
     execute_plan(conn, plan, base=state, values=desired.values, keys=bound, actor="test")
 
 
+@pytest.mark.slow
 def test_rotate_and_apply_waiting_together_both_finish(
     setup: tuple[str, Path, str, str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -145,6 +146,7 @@ def test_rotate_and_apply_waiting_together_both_finish(
     _assert_apply_values_under(url, root, new, monkeypatch)
 
 
+@pytest.mark.slow
 def test_rotate_waits_for_an_apply_in_progress(
     setup: tuple[str, Path, str, str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -163,6 +165,7 @@ def test_rotate_waits_for_an_apply_in_progress(
     _assert_apply_values_under(url, root, new, monkeypatch)
 
 
+@pytest.mark.slow
 def test_apply_waits_for_a_rotation_in_progress(
     setup: tuple[str, Path, str, str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -93,6 +93,7 @@ def test_empty_database_hints_at_apply(tmp_path: Path, isolated_cwd: Path) -> No
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_readme_main_job_ends_with_an_answer(isolated_cwd: Path) -> None:
     """apply the example manifests' local provider, then generate through the embedded DB."""
     import shutil

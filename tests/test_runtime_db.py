@@ -132,8 +132,8 @@ def test_db_config_reads_models_lazily_and_hashes_like_the_state(
     db.dispose()
 
 
-def test_usage_records_are_written_in_batches(sqlite_url: str, secret_env: str) -> None:
-    db = seed_db(sqlite_url, secret_env)
+def test_usage_records_are_written_in_batches(memory_url: str, secret_env: str) -> None:
+    db = seed_db(memory_url, secret_env)
     config = ConfigLoader(db.engine).load_config_as_object()
 
     async def main() -> None:

@@ -121,6 +121,7 @@ LEAKS = [
 @pytest.mark.parametrize(("model", "stream"), LEAKS)
 def test_echoed_credentials_never_leave_the_runtime(
     tmp_path: Path,
+    memory_url: str,
     server: FakeLLMServer,
     creds: dict[str, str],
     ptype: str,
@@ -131,7 +132,7 @@ def test_echoed_credentials_never_leave_the_runtime(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     cfg = _config(tmp_path, server, ptype, [model])
-    db = open_database(f"sqlite:///{tmp_path / 'usage.db'}", upgrade=True)
+    db = open_database(memory_url, upgrade=True)
 
     async def main() -> tuple[Exception, list[str]]:
         async with LLMGatewayClient(cfg, None, db.engine, usage_flush_interval=0.01) as client:
@@ -363,10 +364,10 @@ def test_stream_failing_before_its_first_chunk_falls_back(
 
 @pytest.mark.parametrize("ptype", ["openai", "anthropic"])
 def test_stream_cut_after_some_chunks_is_an_error_for_the_caller(
-    tmp_path: Path, server: FakeLLMServer, creds: dict[str, str], ptype: str
+    tmp_path: Path, memory_url: str, server: FakeLLMServer, creds: dict[str, str], ptype: str
 ) -> None:
     cfg = _config(tmp_path, server, ptype, ["cut:2"])
-    db = open_database(f"sqlite:///{tmp_path / 'usage.db'}", upgrade=True)
+    db = open_database(memory_url, upgrade=True)
     got: list[str] = []
 
     async def main() -> Exception:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import getpass
 import os
 
+import gwconfig.db.columns as col
 from gwconfig import dburl
-from gwconfig.db import columns as col
 from gwconfig.errors import ConfigurationError
 
 DEFAULT_DATABASE_URL = "sqlite:///.gwconfig/gateway.db"

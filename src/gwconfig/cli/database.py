@@ -23,7 +23,7 @@ def db_group() -> None:
 @_db_option
 def upgrade_cmd(database_url: str | None) -> None:
     """Create or upgrade the gateway database schema to this gwconfig's revision."""
-    from gwconfig.db.migrate import upgrade_url
+    from gwconfig.db.session import upgrade_url
 
     before, after = upgrade_url(database_url)
     where = settings.mask_url(settings.database_url(database_url))
@@ -37,7 +37,7 @@ def upgrade_cmd(database_url: str | None) -> None:
 @_db_option
 def current_cmd(database_url: str | None) -> None:
     """Show the database's schema revision; exit 1 unless it is this gwconfig's head."""
-    from gwconfig.db.migrate import status_url
+    from gwconfig.db.session import status_url
 
     status = status_url(database_url)
     click.echo(f"{settings.mask_url(settings.database_url(database_url))}: {status.describe()}")

@@ -141,7 +141,7 @@ def insert_tuples(
             meanwhile()
         return 0
     names = ", ".join(_quote(conn, c) for c in columns)
-    if conn.dialect.driver == "psycopg":
+    if uses_copy(conn):
         statement = f"COPY {_quote(conn, table.name)} ({names}) FROM STDIN"
         return _copy(conn, statement, rows, meanwhile)
     marks = ", ".join(_placeholder(conn) for _ in columns)
@@ -149,6 +149,11 @@ def insert_tuples(
     if meanwhile is not None:
         meanwhile()
     return len(rows)
+
+
+def uses_copy(conn: Connection) -> bool:
+    """True when inserts on ``conn`` go through ``COPY`` (PostgreSQL through psycopg 3)."""
+    return conn.dialect.driver == "psycopg"
 
 
 def _copy(

@@ -1,8 +1,14 @@
-"""Alembic, driven programmatically: the migrations ship inside the package (``db/migrations``)."""
+"""Alembic, driven programmatically: the migrations ship inside the package (``db/migrations``).
+
+This module works on an open :class:`~gwconfig.db.session.Database` and never opens one itself:
+``session`` calls it to upgrade or check a database, so the commands that open a database and
+then upgrade it (``upgrade_url``, ``status_url``) live in ``session``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from alembic import command
@@ -10,7 +16,6 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from gwconfig.db.session import MIGRATIONS_DIR
 from gwconfig.db.version import VERSION_TABLE
 from gwconfig.errors import SchemaVersionError
 
@@ -19,6 +24,8 @@ if TYPE_CHECKING:
 
     from gwconfig.db.session import Database
 
+#: The Alembic environment and revisions shipped inside the package.
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 UPGRADE_HINT = "run 'gwconfig db upgrade' (with the same --database-url)"
 
 
@@ -120,29 +127,3 @@ def upgrade_database(db: Database, revision: str = "head") -> RevisionStatus:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
     return revision_status(db)
-
-
-def upgrade_url(url: str | None = None) -> tuple[RevisionStatus, RevisionStatus]:
-    """``gwconfig db upgrade``: upgrade the database at ``url``; return (before, after)."""
-    from gwconfig.db.session import open_database, schema_lock, translate_errors
-
-    db = open_database(url, upgrade=False, check=False)
-    try:
-        with translate_errors(db.url, "upgrading"), schema_lock(db):
-            before = revision_status(db)
-            after = upgrade_database(db)
-    finally:
-        db.dispose()
-    return before, after
-
-
-def status_url(url: str | None = None) -> RevisionStatus:
-    """``gwconfig db current``: where the database at ``url`` stands (never upgrades)."""
-    from gwconfig.db.session import open_database, translate_errors
-
-    db = open_database(url, upgrade=False, check=False)
-    try:
-        with translate_errors(db.url, "reading the schema revision of"):
-            return revision_status(db)
-    finally:
-        db.dispose()

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -27,7 +27,10 @@ from gwconfig.db.version import HEAD_REVISION, VERSION_TABLE
 from gwconfig.dburl import check_url, error_detail
 from gwconfig.errors import ConfigurationError, DatabaseError, SchemaVersionError
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+if TYPE_CHECKING:
+    # migrate works on an open Database and never imports this module; it is imported
+    # lazily here (Alembic is heavy and only needed to upgrade or explain a revision)
+    from gwconfig.db.migrate import RevisionStatus
 
 _DRIVERS = {
     "postgresql": "postgresql+psycopg",
@@ -267,3 +270,29 @@ def stored_revision(db: Database) -> str | None:
 def get_db_session(url: str | None = None) -> Session:
     """A session on the gateway database (the seed's ``get_db_session``); close it when done."""
     return open_database(url).session()
+
+
+def upgrade_url(url: str | None = None) -> tuple[RevisionStatus, RevisionStatus]:
+    """``gwconfig db upgrade``: upgrade the database at ``url``; return (before, after)."""
+    from gwconfig.db.migrate import revision_status, upgrade_database
+
+    db = open_database(url, upgrade=False, check=False)
+    try:
+        with translate_errors(db.url, "upgrading"), schema_lock(db):
+            before = revision_status(db)
+            after = upgrade_database(db)
+    finally:
+        db.dispose()
+    return before, after
+
+
+def status_url(url: str | None = None) -> RevisionStatus:
+    """``gwconfig db current``: where the database at ``url`` stands (never upgrades)."""
+    from gwconfig.db.migrate import revision_status
+
+    db = open_database(url, upgrade=False, check=False)
+    try:
+        with translate_errors(db.url, "reading the schema revision of"):
+            return revision_status(db)
+    finally:
+        db.dispose()

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gwconfig.manifests.discovery as discovery
 from gwconfig.errors import Diagnostic, ManifestInputError
-from gwconfig.manifests import discovery
 from gwconfig.manifests.diagnostics import clip, closest
 from gwconfig.manifests.documents import RawDocument
 from gwconfig.manifests.fastyaml import ParseCache, parse_fast

@@ -32,7 +32,7 @@ from jinja2.sandbox import (
 from jinja2.utils import Namespace, _PassArg
 from markupsafe import Markup
 
-from gwconfig.manifests import template_checks as checks
+import gwconfig.manifests.template_checks as checks
 from gwconfig.manifests.template_limits import Budget, TemplateLimitError
 
 
