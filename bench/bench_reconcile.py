@@ -128,26 +128,26 @@ def breakdown(path: Path, url: str) -> dict[str, float]:
     """
     from contextlib import ExitStack
 
-    from gwconfig import reconcile
+    from gwconfig import planning, reconcile
     from gwconfig.plan import render_text
     from gwconfig.state import read_state
 
     out: dict[str, float] = {}
     t = time.perf_counter()
-    config = reconcile.compile_manifests(str(path), None)
+    config = planning.compile_manifests(str(path), None)
     out["compile manifests"] = time.perf_counter() - t
     with ExitStack() as stack:
         t = time.perf_counter()
-        source, keys = stack.enter_context(reconcile._reading(url, "planning against"))
+        source, keys = stack.enter_context(planning.reading_state(url, "planning against"))
         out["open database + keys"] = time.perf_counter() - t
         t = time.perf_counter()
         state = read_state(source)
         out["read state"] = time.perf_counter() - t
         t = time.perf_counter()
-        desired = reconcile.resolve_desired(config.data, keys, sources=config.sources)
+        desired = planning.resolve_desired(config.data, keys, sources=config.sources)
         out["resolve secrets"] = time.perf_counter() - t
         t = time.perf_counter()
-        plan = reconcile.compute_plan(source, state, desired, reconcile.PlanOptions())
+        plan = planning.compute_plan(source, state, desired, reconcile.PlanOptions())
         out["diff (+ drift check)"] = time.perf_counter() - t
     t = time.perf_counter()
     render_text(plan)

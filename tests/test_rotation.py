@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import Connection
 
 from conftest import ENGINE_PARAMS, make_database
-from gwconfig import reconcile
+from gwconfig import planning, reconcile
 from gwconfig.apply import execute_plan, locked
 from gwconfig.db.rotation import rotate_secrets
 from gwconfig.db.session import open_database
@@ -121,9 +121,9 @@ def _apply_in(conn: Connection, root: Path, keys: EncryptionKeys) -> None:
     """What ``apply`` does under the lock, on the test's own locked connection."""
     state = read_state(conn)
     bound = keys.bind(state.stored_keys())
-    config = reconcile.compile_manifests(str(root), None)
-    desired = reconcile.resolve_desired(config.data, bound)
-    plan = reconcile.compute_plan(conn, state, desired, reconcile.PlanOptions())
+    config = planning.compile_manifests(str(root), None)
+    desired = planning.resolve_desired(config.data, bound)
+    plan = planning.compute_plan(conn, state, desired, reconcile.PlanOptions())
     assert plan.effective_changes
     execute_plan(conn, plan, base=state, values=desired.values, keys=bound, actor="test")
 
