@@ -11,8 +11,9 @@ the one generic pair :func:`to_json` / :func:`from_json`:
   when set, ``metadata=MASKED`` an entity body written with its secret values masked;
 * a tuple of field changes is written as the list of their JSON forms.
 
-``before``/``after`` bodies are canonical entity dicts passed through without validation (they
-were validated when compiled or read), and are written with secret values masked.
+``before``/``after`` bodies are canonical entity dicts passed through as they are (they were
+validated when compiled or read; a saved plan's are only checked to be objects), and are written
+with secret values masked.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ IF_SET: Mapping[str, str] = types.MappingProxyType({"json": "if_set"})
 #: Field metadata: an entity body, written with its secret values masked.
 MASKED: Mapping[str, str] = types.MappingProxyType({"json": "masked"})
 
-#: A canonical entity body; never validated again (see the module docstring).
+#: A canonical entity body; not validated again (see the module docstring).
 Body = Mapping[str, Any] | None
 
 
