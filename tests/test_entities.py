@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from gwconfig import entities, secrets, service
 from gwconfig.apply import audit_rows
+from gwconfig.changes import to_json
 from gwconfig.db.entities import key_entity, model_entity, param_entity, provider_entity
 from gwconfig.db.models import ApiKey, Base, ConnectionParameter, Provider, ProviderModel, Route
 from gwconfig.db.rows import insert_config
@@ -162,7 +163,7 @@ def test_audit_rows_and_plans_mask_with_the_registry() -> None:
     for row in rows:
         assert "sk-do-not-show" not in repr(row)
     for c in changes:
-        assert "sk-do-not-show" not in repr(c.model_dump())
+        assert "sk-do-not-show" not in repr(to_json(c))
 
 
 # -- phases ---------------------------------------------------------------------------------------

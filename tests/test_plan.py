@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gwconfig.changes import Create, SetField, Update
+from gwconfig.changes import (
+    AddItem,
+    Create,
+    Delete,
+    RemoveItem,
+    SensitiveField,
+    SetField,
+    Update,
+    to_json,
+)
 from gwconfig.diff import diff
 from gwconfig.errors import PlanError
 from gwconfig.plan import PLAN_FORMAT_VERSION, Plan, render_json, render_markdown, render_text
@@ -271,11 +281,84 @@ def test_published_plan_json_is_pinned_byte_for_byte(
         {"changes": "all of them"},
         {"options": {"prune": "perhaps"}},
         {"warnings": [{"not": "a string"}]},
+        {"changes": [5]},
+        {"changes": [{"action": ["create"], "entity": "model", "key": "p/m"}]},
+        {"changes": [{"action": "create", "entity": "model", "key": 7}]},
+        {"changes": [{"action": "update", "entity": "model", "key": "p/m", "fields": {}}]},
+        {"changes": [{"action": "update", "entity": "model", "key": "p/m", "before": "x"}]},
+        {"changes": [{"action": "delete", "entity": "model", "key": "p/m", "drift": "yes"}]},
+        {
+            "changes": [
+                {
+                    "action": "update",
+                    "entity": "api_key",
+                    "key": "p/key:k@e",
+                    "fields": [{"path": "value", "op": "set", "sensitive": True, "old": "sk-1"}],
+                }
+            ]
+        },
+        {"desired": "everything"},
     ],
 )
 def test_damaged_plan_files_are_refused_with_where(damage: dict[str, Any]) -> None:
     with pytest.raises(PlanError, match=r"the plan file is damaged \(\w+"):
         Plan.from_json_bytes(orjson.dumps({"format_version": 1, **damage}))
+
+
+@pytest.mark.parametrize(
+    ("damage", "where"),
+    [
+        ({"action": "create"}, "changes.1.entity"),
+        ({"action": "rename", "entity": "model", "key": "p/m"}, "changes.1.action"),
+        ({"action": "update", "entity": "model", "key": "p/m",
+          "fields": [{"path": "a", "op": "add", "new": 1}, {"path": "a", "op": "twist"}]},
+         "changes.1.fields.1.op"),
+        ({"action": "update", "entity": "model", "key": "p/m", "fields": [{"op": "add"}]},
+         "changes.1.fields.0.path"),
+    ],
+)  # fmt: skip
+def test_damage_is_located_in_the_change_list(damage: dict[str, Any], where: str) -> None:
+    good = orjson.loads(render_json(sample_plan()))["changes"][0]
+    with pytest.raises(PlanError, match=rf"the plan file is damaged \({re.escape(where)}: "):
+        Plan.from_json_dict({"format_version": 1, "changes": [good, damage]})
+
+
+def test_a_plan_holds_the_diffs_changes_and_desired_as_they_are() -> None:
+    # no per-change validation or copying: a plan lists changes by the 10,000
+    desired = config(provider(description="new"), gw=gateway())
+    found = diff(desired, config(provider(), gw=gateway()))
+    plan = Plan(changes=found.changes, desired=desired)
+    assert plan.changes is found.changes and plan.desired is desired
+    again = Plan.from_json_bytes(plan.to_json_bytes(saved=True))
+    assert again.same_changes(plan) and again.changes == plan.changes
+
+
+@pytest.mark.parametrize("kind", [Create, Update, Delete, SetField, AddItem, RemoveItem,
+                                  SensitiveField])  # fmt: skip
+def test_change_types_are_frozen_slotted_dataclasses(kind: type) -> None:
+    assert dataclasses.is_dataclass(kind) and "__slots__" in vars(kind)
+    assert not any(hasattr(base, "model_fields") for base in kind.__mro__)
+    value = next(v for v in _examples() if type(v) is kind)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(value, dataclasses.fields(kind)[-1].name, None)
+    keys = [f.name for f in dataclasses.fields(kind) if f.metadata.get("json") != "never"]
+    written = list(to_json(value))
+    assert written == [k for k in keys if k in written]  # declared order, declared keys
+
+
+def _examples() -> list[Any]:
+    fields = (
+        SetField(path="a", old=1, new=2),
+        AddItem(path="t", new="x"),
+        RemoveItem(path="t", old="y"),
+        SensitiveField(path="value", unknown="why"),
+    )
+    return [
+        *fields,
+        Create(entity="model", key="p/m", provider_id="p", after={"model_id": "m"}),
+        Update(entity="model", key="p/m", provider_id="p", before={}, after={}, fields=fields),
+        Delete(entity="model", key="p/m", provider_id="p", before={"model_id": "m"}),
+    ]
 
 
 json_values = st.recursive(

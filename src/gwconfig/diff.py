@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from gwconfig.changes import (
     ACTIONS,
     AddItem,
+    AnyField,
     Change,
     Create,
     Delete,
@@ -143,13 +144,13 @@ def _selected_routes(
 
 def field_changes(
     old: Any, new: Any, path: str = "", sensitive: frozenset[str] = frozenset()
-) -> list[FieldChange]:
+) -> list[AnyField]:
     """Field-level differences, recursing into dicts; scalar lists item by item."""
     if path in sensitive:
         unknown = new.get("unknown") if isinstance(new, Mapping) else None
         return [SensitiveField(path=path, unknown=unknown)]
     if isinstance(old, Mapping) and isinstance(new, Mapping):
-        out: list[FieldChange] = []
+        out: list[AnyField] = []
         for k in sorted(set(old) | set(new)):
             a, b = old.get(k, _MISSING), new.get(k, _MISSING)
             if a is _MISSING or b is _MISSING or a != b:
@@ -165,9 +166,8 @@ def field_changes(
             removed = [x for x in old if x not in new]
             added = [x for x in new if x not in old]
             if removed or added:
-                return [RemoveItem(path=path, old=x) for x in removed] + [
-                    AddItem(path=path, new=x) for x in added
-                ]
+                items: list[AnyField] = [RemoveItem(path=path, old=x) for x in removed]
+                return items + [AddItem(path=path, new=x) for x in added]
         elif len(old) == len(new):
             out = []
             for i, (a, b) in enumerate(zip(old, new, strict=True)):

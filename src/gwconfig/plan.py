@@ -26,9 +26,17 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SkipValidation,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from gwconfig.changes import AnyChange, Change, Create, Delete, Update
+from gwconfig.changes import Change, ChangeFormatError, Create, Delete, Update, from_json, to_json
 from gwconfig.errors import PlanError
 
 PLAN_FORMAT_VERSION = 1
@@ -69,7 +77,10 @@ class Plan(BaseModel):
     """An ordered list of changes and the context it was computed in.
 
     The declared fields, in order, are the JSON form documented above; ``summary`` is always
-    counted from ``changes`` (a saved plan's counts are not trusted).
+    counted from ``changes`` (a saved plan's counts are not trusted). ``changes`` hold the
+    dataclasses of :mod:`gwconfig.changes` as they are (a plan lists them by the 10,000); saved
+    dicts are turned into them, and back, by the one generic pair ``from_json``/``to_json``.
+    ``desired`` is the canonical configuration, checked when compiled, and not walked again.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -81,9 +92,31 @@ class Plan(BaseModel):
     options: PlanOptions = PlanOptions()
     summary: dict[str, int] = Field(default_factory=dict)
     warnings: tuple[str, ...] = ()
-    changes: tuple[AnyChange, ...] = ()
-    desired: Mapping[str, Any] | None = Field(None, repr=False)
+    changes: SkipValidation[tuple[Change, ...]] = ()
+    desired: SkipValidation[Mapping[str, Any] | None] = Field(None, repr=False)
     fingerprints: Mapping[str, str] = Field(default_factory=dict)
+
+    @field_validator("changes", mode="before")
+    @classmethod
+    def _changes(cls, value: Any) -> tuple[Change, ...]:
+        if isinstance(value, tuple) and all(isinstance(c, Change) for c in value):
+            return value  # made by diff: already typed
+        if not isinstance(value, list | tuple):
+            raise PlanError(f"the plan file is damaged (changes: expected a list, got {value!r})")
+        out = []
+        for i, c in enumerate(value):
+            try:
+                out.append(c if isinstance(c, Change) else from_json(c))
+            except ChangeFormatError as exc:
+                raise PlanError(f"the plan file is damaged ({exc.inside('changes', i)})") from None
+        return tuple(out)
+
+    @field_validator("desired", mode="before")
+    @classmethod
+    def _desired(cls, value: Any) -> Mapping[str, Any] | None:
+        if value is not None and not isinstance(value, Mapping):
+            raise PlanError("the plan file is damaged (desired: expected an object)")
+        return value
 
     @model_validator(mode="after")
     def _count(self) -> Plan:
@@ -113,17 +146,27 @@ class Plan(BaseModel):
         return tuple(seen)
 
     def to_json_dict(self, *, saved: bool = False) -> dict[str, Any]:
-        """The documented JSON form; ``saved`` adds what a later ``apply --plan`` needs."""
-        return self.model_dump(exclude=None if saved else set(SAVED_ONLY))
+        """The documented JSON form; ``saved`` adds what a later ``apply --plan`` needs.
+
+        Keys in field order; the changes by :func:`gwconfig.changes.to_json`, the (large)
+        canonical ``desired`` as it is, everything else as pydantic dumps it.
+        """
+        rest = self.model_dump(exclude={"changes", "desired"})
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            if name in SAVED_ONLY and not saved:
+                continue
+            if name == "changes":
+                out[name] = [to_json(c) for c in self.changes]
+            elif name == "desired":
+                out[name] = self.desired
+            else:
+                out[name] = rest[name]
+        return out
 
     def to_json_bytes(self, *, saved: bool = False) -> bytes:
-        """Indented JSON with a trailing newline (the bytes ``orjson`` writes for the dict).
-
-        Serialised straight to JSON by pydantic-core: going through :meth:`to_json_dict` would
-        first copy every entity body of the plan (tens of thousands) into new dicts.
-        """
-        exclude = None if saved else set(SAVED_ONLY)
-        return _PLAN_JSON.dump_json(self, indent=2, exclude=exclude) + b"\n"
+        """Indented JSON with a trailing newline (the bytes ``orjson`` writes for the dict)."""
+        return orjson.dumps(self.to_json_dict(saved=saved), option=orjson.OPT_INDENT_2) + b"\n"
 
     @classmethod
     def from_json_dict(cls, data: Mapping[str, Any]) -> Plan:
@@ -151,12 +194,9 @@ class Plan(BaseModel):
 
     def same_changes(self, other: Plan) -> bool:
         """True when both plans list the same changes (compared through their JSON form)."""
-        return _PLAN_JSON.dump_json(self, include={"changes"}) == _PLAN_JSON.dump_json(
-            other, include={"changes"}
+        return len(self.changes) == len(other.changes) and all(
+            to_json(a) == to_json(b) for a, b in zip(self.changes, other.changes, strict=True)
         )
-
-
-_PLAN_JSON = TypeAdapter(Plan)
 
 
 def summary_line(plan: Plan) -> str:
