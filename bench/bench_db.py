@@ -2,7 +2,7 @@
 
 Loads ~24,000 models (one API key per provider, encrypted) with executemany into a freshly
 upgraded database, then reads every gateway table back into canonical form with
-``gwconfig.state.read_state``. Prints the median of several runs per engine.
+``gwconfig.reconcile.state.read_state``. Prints the median of several runs per engine.
 
     .venv/bin/python bench/bench_db.py                       # SQLite (+ PostgreSQL if configured)
     .venv/bin/python bench/bench_db.py --postgres-url postgresql+psycopg://root@127.0.0.1/test
@@ -32,9 +32,9 @@ import corpus
 from gwconfig.db import open_database
 from gwconfig.db.models import Base
 from gwconfig.db.rows import insert_config
-from gwconfig.secrets import EncryptionKeys, generate_key
+from gwconfig.reconcile.state import read_state
+from gwconfig.secrets.keys import EncryptionKeys, generate_key
 from gwconfig.settings import mask_url
-from gwconfig.state import read_state
 
 
 @contextmanager

@@ -128,9 +128,10 @@ def breakdown(path: Path, url: str) -> dict[str, float]:
     """
     from contextlib import ExitStack
 
-    from gwconfig import planning, reconcile
-    from gwconfig.plan import render_text
-    from gwconfig.state import read_state
+    from gwconfig.reconcile import engine as reconcile
+    from gwconfig.reconcile import planning
+    from gwconfig.reconcile.plan import render_text
+    from gwconfig.reconcile.state import read_state
 
     out: dict[str, float] = {}
     t = time.perf_counter()
@@ -160,7 +161,7 @@ def apply_breakdown(path: Path, url: str) -> dict[str, float]:
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
-    from gwconfig import reconcile
+    from gwconfig.reconcile import engine as reconcile
 
     inside = [0.0]
     started: list[float] = []

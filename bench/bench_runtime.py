@@ -115,7 +115,7 @@ def bench_postgres(compiled: Any, runs: int, file_config: GatewayConfig) -> None
 
     from gwconfig.db.rows import insert_config
     from gwconfig.db.session import open_database
-    from gwconfig.secrets import EncryptionKeys
+    from gwconfig.secrets.keys import EncryptionKeys
 
     base_url = os.environ.get("GWCONFIG_BENCH_POSTGRES_URL") or os.environ.get(
         "GWCONFIG_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/test"
@@ -151,8 +151,8 @@ def bench_postgres(compiled: Any, runs: int, file_config: GatewayConfig) -> None
 
 
 def mock_config() -> GatewayConfig:
-    from gwconfig.compile import build_config
-    from gwconfig.schema import GatewayManifest, ProviderManifest
+    from gwconfig.manifests.compile import build_config
+    from gwconfig.manifests.model import GatewayManifest, ProviderManifest
 
     provider = ProviderManifest.model_validate(
         {
@@ -217,8 +217,8 @@ def _free_port() -> int:
 
 
 def loopback_config(base: str) -> GatewayConfig:
-    from gwconfig.compile import build_config
-    from gwconfig.schema import ProviderManifest
+    from gwconfig.manifests.compile import build_config
+    from gwconfig.manifests.model import ProviderManifest
 
     provider = ProviderManifest.model_validate(
         {

@@ -22,9 +22,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import corpus
-from gwconfig import sealing, sealing_files
-from gwconfig.compile import build_config
-from gwconfig.schema import ProviderManifest
+from gwconfig.manifests.compile import build_config
+from gwconfig.manifests.model import ProviderManifest
+from gwconfig.secrets import sealed_files as sealing_files
+from gwconfig.secrets import sealing
 
 
 def median_seconds(fn: Callable[[], Any], runs: int) -> float:

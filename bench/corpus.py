@@ -213,8 +213,8 @@ def write_corpus(out_dir: str | Path, scale: int = 1) -> Path:
 
 def compiled_config(scale: int = 1) -> Any:
     """The corpus validated by the schema and compiled (a ``CompiledConfig``), without YAML."""
-    from gwconfig.compile import build_config
-    from gwconfig.schema import GatewayManifest, ProviderManifest
+    from gwconfig.manifests.compile import build_config
+    from gwconfig.manifests.model import GatewayManifest, ProviderManifest
 
     docs = provider_documents(scale)
     providers = [ProviderManifest.model_validate(d) for d in docs]

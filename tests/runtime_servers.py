@@ -340,8 +340,8 @@ def compile_docs(
     default_route: str | None = None,
 ) -> Any:
     """Validate manifest dicts and compile them (a ``CompiledConfig``)."""
-    from gwconfig.compile import build_config
-    from gwconfig.schema import GatewayManifest, ProviderManifest
+    from gwconfig.manifests.compile import build_config
+    from gwconfig.manifests.model import GatewayManifest, ProviderManifest
 
     gateway = None
     if routes is not None or default_route is not None:

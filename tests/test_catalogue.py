@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from gwconfig import reconcile
 from gwconfig.manifests import compile_path, validate_path
+from gwconfig.reconcile import engine as reconcile
 
 REPO = Path(__file__).resolve().parent.parent
 

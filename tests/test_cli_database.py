@@ -14,8 +14,8 @@ from cryptography.fernet import Fernet
 from gwconfig.cli import cli
 from gwconfig.db import open_database
 from gwconfig.db.version import HEAD_REVISION
-from gwconfig.service import ProviderService
-from gwconfig.state import read_state
+from gwconfig.reconcile.state import read_state
+from gwconfig.seed.service import ProviderService
 
 SECRET = "sk-cli-canary-a91b"
 
@@ -75,7 +75,7 @@ def test_keys_generate_prints_a_fernet_key() -> None:
 def test_keys_id_prints_each_key_id_newest_first(
     count: int, monkeypatch: pytest.MonkeyPatch, isolated_cwd: Path
 ) -> None:
-    from gwconfig.secrets import key_id
+    from gwconfig.secrets.keys import key_id
 
     keys = [Fernet.generate_key().decode() for _ in range(count)]
     monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", ",".join(keys))

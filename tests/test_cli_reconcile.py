@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from gwconfig.cli import cli
 from gwconfig.db.snapshots import decompress_snapshot
-from test_reconcile import gateway_doc, gw, provider_doc, write_manifests
+from test_reconcile_engine import gateway_doc, gw, provider_doc, write_manifests
 
 __all__ = ["gw"]
 

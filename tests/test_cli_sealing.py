@@ -12,8 +12,8 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from gwconfig import sealing
 from gwconfig.cli import cli
+from gwconfig.secrets import sealing
 
 CANARY = "sk-CANARY-d41d8cd98f00b204e9800998ecf8427e"
 
@@ -111,7 +111,7 @@ def test_seal_errors(
 
 def test_seal_uses_the_schema_patterns() -> None:
     from gwconfig.cli import sealing as cli_sealing
-    from gwconfig.schema import SLUG_PATTERN, ConnectionParameterSpec
+    from gwconfig.manifests.model import SLUG_PATTERN, ConnectionParameterSpec
 
     assert cli_sealing.SLUG_PATTERN == SLUG_PATTERN
     name_field = ConnectionParameterSpec.model_json_schema()["properties"]["name"]

@@ -19,8 +19,8 @@ from sqlalchemy.engine import Engine
 from conftest import make_database
 from gwconfig.db import bulk
 from gwconfig.db.session import open_database
-from gwconfig.state import read_state
-from test_reconcile import apply, gateway_doc, plan, provider_doc, write_manifests
+from gwconfig.reconcile.state import read_state
+from test_reconcile_engine import apply, gateway_doc, plan, provider_doc, write_manifests
 
 
 @contextmanager

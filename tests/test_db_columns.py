@@ -22,7 +22,7 @@ from gwconfig.db import columns as col
 from gwconfig.db import open_database
 from gwconfig.db.models import Base
 from gwconfig.manifests import validate_path
-from gwconfig.state import read_state
+from gwconfig.reconcile.state import read_state
 
 
 def column_limit(table: str, column: str) -> int:

@@ -17,9 +17,9 @@ from gwconfig.db.direct import open_direct, parse_url
 from gwconfig.db.models import ConfigRevision
 from gwconfig.db.rows import insert_config
 from gwconfig.errors import DatabaseError
-from gwconfig.secrets import EncryptionKeys
-from gwconfig.state import read_state, revision_snapshot, revision_state_hash
-from test_state import fake_resolve, sample_config
+from gwconfig.reconcile.state import read_state, revision_snapshot, revision_state_hash
+from gwconfig.secrets.keys import EncryptionKeys
+from test_reconcile_state import fake_resolve, sample_config
 
 URLS = [
     "sqlite:///relative/gateway.db",

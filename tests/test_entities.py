@@ -9,13 +9,9 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from gwconfig import entities, secrets, service
-from gwconfig.apply import audit_rows
-from gwconfig.changes import to_json
-from gwconfig.db.entities import key_entity, model_entity, param_entity, provider_entity
+from gwconfig import entities
 from gwconfig.db.models import ApiKey, Base, ConnectionParameter, Provider, ProviderModel, Route
 from gwconfig.db.rows import insert_config
-from gwconfig.diff import Create, diff
 from gwconfig.entities import (
     CREATE_ORDER,
     DELETE_ORDER,
@@ -26,9 +22,15 @@ from gwconfig.entities import (
     mask_entity,
     parse_key,
 )
-from gwconfig.secrets import EncryptionKeys
-from gwconfig.state import read_state
-from test_state import SECRETS, fake_resolve, sample_config
+from gwconfig.reconcile.apply import audit_rows
+from gwconfig.reconcile.changes import to_json
+from gwconfig.reconcile.diff import Create, diff
+from gwconfig.reconcile.state import read_state
+from gwconfig.secrets import keys as secrets
+from gwconfig.secrets.keys import EncryptionKeys
+from gwconfig.seed import service
+from gwconfig.seed.validation import key_entity, model_entity, param_entity, provider_entity
+from test_reconcile_state import SECRETS, fake_resolve, sample_config
 
 #: identity values of each kind, several each (names with the separators ``/ : @ .`` in them)
 EXAMPLES: dict[str, list[tuple[str | None, dict[str, Any]]]] = {

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gwconfig.compile import SourceRef
 from gwconfig.errors import ManifestError
 from gwconfig.manifests import compile_path, validate_path
+from gwconfig.manifests.compile import SourceRef
 
 OPENAI = {
     "apiVersion": "gwconfig/v1",

@@ -147,7 +147,7 @@ def test_a_bad_limit_is_a_clear_error(
 def test_every_command_that_reads_manifests_shares_the_limit(
     isolated_cwd: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gwconfig import reconcile
+    from gwconfig.reconcile import engine as reconcile
 
     write(isolated_cwd, "big.yaml", padded("big", 2048))
     monkeypatch.setenv("GWCONFIG_MAX_FILE_SIZE", "1KiB")

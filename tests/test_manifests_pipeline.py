@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from gwconfig.compile import SourceRef
 from gwconfig.errors import ManifestError
 from gwconfig.manifests import compile_path, pipeline, run, validate_path
 from gwconfig.manifests.checks import gateway_sources, provider_sources
+from gwconfig.manifests.compile import SourceRef
 
 
 def provider(pid: str, models: list[str], extra: str = "") -> str:
@@ -206,7 +206,7 @@ def test_alongside_runs_once_in_this_process(
 def test_shared_queue_gives_every_item_to_exactly_one_process() -> None:
     import pickle
 
-    from gwconfig.forking import fork_call
+    from gwconfig.perf.forking import fork_call
 
     items = [(i, Path(f"f{i}.yaml"), f"f{i}.yaml") for i in range(3000)]  # > MAX_BATCHES
     sizes = [(i * 7919) % 1000 for i in range(3000)]

@@ -15,7 +15,7 @@ from gwconfig.runtime import (
     ProviderFactory,
     Usage,
 )
-from gwconfig.runtime.models import ProviderResult
+from gwconfig.runtime.messages import ProviderResult
 from runtime_servers import provider_doc, write_compiled
 
 

@@ -10,15 +10,15 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "ProviderRepository": "gwconfig.repository",
-    "ProviderService": "gwconfig.service",
+    "ProviderRepository": "gwconfig.seed.repository",
+    "ProviderService": "gwconfig.seed.service",
     "Provider": "gwconfig.db.models",
     "ProviderModel": "gwconfig.db.models",
     "ApiKey": "gwconfig.db.models",
     "ConnectionParameter": "gwconfig.db.models",
     "ConfigRevision": "gwconfig.db.models",
     "AuditEvent": "gwconfig.db.models",
-    "CompiledConfig": "gwconfig.compile",
+    "CompiledConfig": "gwconfig.manifests.compile",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

@@ -37,7 +37,7 @@ without ``content_hash``)::
     }
 
 The state reader (database -> ActualState) produces the same shape, with secret values
-replaced by what the database knows (see ``gwconfig.state``). Canonical JSON is ``orjson``
+replaced by what the database knows (see ``gwconfig.reconcile.state``). Canonical JSON is ``orjson``
 with sorted keys; the content hash is ``sha256:`` + hex digest of it.
 """
 

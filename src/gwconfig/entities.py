@@ -6,7 +6,8 @@ seed-compatible service all take from here what they know about an entity kind:
 * its identity and key format (the keys of ``CompiledConfig.sources``, plan changes and audit
   rows): :func:`entity_key`, :func:`parse_key`;
 * its canonical fields (see :mod:`gwconfig.canonical`) and how a stored row becomes them
-  (``*_body`` functions, used by :mod:`gwconfig.state` and :mod:`gwconfig.db.entities`);
+  (``*_body`` functions, used by :mod:`gwconfig.reconcile.state` and
+  :mod:`gwconfig.seed.validation`);
 * which fields are secret, and the one masking function :func:`mask_entity`;
 * its dependency phase: when it is created and when deleted relative to the others
   (:data:`CREATE_ORDER`, :data:`DELETE_ORDER`, :func:`phase`);
@@ -65,7 +66,7 @@ class SecretScope(NamedTuple):
     @property
     def sealed(self) -> tuple[str, str, str]:
         """The scope sealed values are bound to: ``(pid, name, env)``, ``param:name`` for a
-        parameter (see :mod:`gwconfig.sealing`)."""
+        parameter (see :mod:`gwconfig.secrets.sealing`)."""
         name = self.name if self.kind == "key" else f"param:{self.name}"
         return (self.provider_id, name, self.environment)
 

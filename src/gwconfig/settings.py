@@ -6,7 +6,7 @@ import getpass
 import os
 
 import gwconfig.db.columns as col
-from gwconfig import dburl
+from gwconfig.db import urls as dburl
 from gwconfig.errors import ConfigurationError
 
 DEFAULT_DATABASE_URL = "sqlite:///.gwconfig/gateway.db"
@@ -18,7 +18,7 @@ def database_url(explicit: str | None = None) -> str:
     """The database URL: the option, else ``GWCONFIG_DATABASE_URL``, else the embedded SQLite.
 
     A malformed URL is a :class:`~gwconfig.errors.ConfigurationError` that quotes none of its
-    secrets (see :func:`gwconfig.dburl.check_url`).
+    secrets (see :func:`gwconfig.db.urls.check_url`).
     """
     return dburl.check_url(
         explicit or os.environ.get("GWCONFIG_DATABASE_URL") or DEFAULT_DATABASE_URL

@@ -53,7 +53,7 @@ def keys_group() -> None:
 @keys_group.command("generate")
 def generate_cmd() -> None:
     """Print a new Fernet key (put it first in GWCONFIG_ENCRYPTION_KEY)."""
-    from gwconfig.secrets import generate_key
+    from gwconfig.secrets.keys import generate_key
 
     click.echo(generate_key())
     click.echo(
@@ -67,7 +67,7 @@ def generate_cmd() -> None:
 @_db_option
 def id_cmd(database_url: str | None) -> None:
     """Print the id of each encryption key, newest first (the ids error messages name)."""
-    from gwconfig.secrets import load_encryption_keys
+    from gwconfig.secrets.keys import load_encryption_keys
 
     keys = load_encryption_keys(database_url)
     for i, kid in enumerate(keys.ids):
@@ -86,7 +86,7 @@ def id_cmd(database_url: str | None) -> None:
 )
 def rotate_cmd(database_url: str | None, lock_timeout: float) -> None:
     """Re-encrypt every stored secret under the newest key (apply lock, one transaction)."""
-    from gwconfig.db.rotation import rotate_url
+    from gwconfig.reconcile.rotation import rotate_url
 
     result = rotate_url(database_url, lock_timeout=lock_timeout)
     click.echo(

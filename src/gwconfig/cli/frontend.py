@@ -106,7 +106,7 @@ def compile_cmd(path: Path, env: str | None, output: Path | None) -> None:
 @click.pass_context
 def schema_cmd(ctx: click.Context, out: Path | None, check: Path | None) -> None:
     """Write (--out) or verify (--check) the JSON Schemas of the manifest kinds."""
-    from gwconfig.manifests.schemas import stale_schemas, write_schemas
+    from gwconfig.manifests.jsonschema import stale_schemas, write_schemas
 
     if out is None and check is None:
         raise click.UsageError("give --out DIR to write the schemas or --check DIR to verify them")

@@ -11,11 +11,12 @@ from typing import Any
 import click
 import orjson
 
-from gwconfig import reconcile, revisions
 from gwconfig.db import columns as col
-from gwconfig.diff import entity_label
 from gwconfig.errors import PlanError
-from gwconfig.plan import Plan, render_json, render_markdown, render_text
+from gwconfig.reconcile import engine as reconcile
+from gwconfig.reconcile import revisions
+from gwconfig.reconcile.diff import entity_label
+from gwconfig.reconcile.plan import Plan, render_json, render_markdown, render_text
 from gwconfig.words import plural
 
 _db_option = click.option(

@@ -1,4 +1,4 @@
-"""``gwconfig seal-keygen``, ``seal`` and ``reseal``: thin adapters over :mod:`gwconfig.sealing`."""
+"""``gwconfig seal-keygen``, ``seal`` and ``reseal``: adapters over gwconfig.secrets.sealing."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import click
 from gwconfig.errors import SealingError
 from gwconfig.settings import DEFAULT_MANIFEST_PATH
 
-# The schema's patterns (gwconfig.schema.SLUG_PATTERN and the parameter name's), copied so that
-# 'seal' does not import pydantic (~0.25 s); tests/test_cli_sealing.py keeps them equal.
+# The schema's patterns (gwconfig.manifests.model.SLUG_PATTERN and the parameter name's), copied
+# so that 'seal' does not import pydantic (~0.25 s); tests/test_cli_sealing.py keeps them equal.
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9_.-]{0,62}[a-z0-9])?$"
 PARAM_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"
 
@@ -35,7 +35,7 @@ def _check(value: str, pattern: str, what: str) -> str:
 @click.option("--force", is_flag=True, help="Replace existing key files.")
 def seal_keygen_cmd(out_dir: Path, name: str, force: bool) -> None:
     """Create a sealing key pair: NAME.pub (commit it) and NAME.key (0600, for CI only)."""
-    from gwconfig.sealing_files import write_keypair
+    from gwconfig.secrets.sealed_files import write_keypair
 
     result = write_keypair(out_dir, name, force=force)
     click.echo(f"public key:  {result.public_path} (key id {result.key_id})")
@@ -79,8 +79,8 @@ def seal_cmd(
       pbpaste | gwconfig seal --provider openai --name default --environment prod
     The value only opens for that provider, key (or --param) and environment.
     """
-    from gwconfig.sealing import describe_scope, load_public_key, seal
-    from gwconfig.sealing_files import default_public_key, read_secret_text
+    from gwconfig.secrets.sealed_files import default_public_key, read_secret_text
+    from gwconfig.secrets.sealing import describe_scope, load_public_key, seal
 
     if (key_name is None) == (param_name is None):
         raise click.UsageError("give exactly one of --name (API key) or --param (parameter)")
@@ -123,8 +123,8 @@ def reseal_cmd(public_key: Path, dry_run: bool, paths: tuple[Path, ...]) -> None
     The values are opened with the old private key(s) in GWCONFIG_SEALING_KEY. Only the sealed
     strings change; every other byte of the files stays. Nothing is written if any value fails.
     """
-    from gwconfig.sealing import load_public_key
-    from gwconfig.sealing_files import default_reseal_paths, reseal_files
+    from gwconfig.secrets.sealed_files import default_reseal_paths, reseal_files
+    from gwconfig.secrets.sealing import load_public_key
 
     if not paths:
         paths = tuple(default_reseal_paths(Path(DEFAULT_MANIFEST_PATH)))

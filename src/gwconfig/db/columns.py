@@ -34,7 +34,7 @@ ACTOR = 255
 GIT_SHA = 64
 HASH = 80
 FINGERPRINT = 96
-#: id of the Fernet key a secret is under (:func:`gwconfig.secrets.key_id`)
+#: id of the Fernet key a secret is under (:func:`gwconfig.secrets.keys.key_id`)
 KEY_ID = 16
 ENTITY_TYPE = 32
 ENTITY_KEY = 512

@@ -2,7 +2,8 @@
 
 Importing SQLAlchemy and its ORM costs a short-lived ``gwconfig plan`` about half a second,
 a third of its budget, while planning only runs a handful of SELECTs (see
-:mod:`gwconfig.state`). :func:`open_direct` connects with the DBAPI driver itself (``sqlite3``,
+:mod:`gwconfig.reconcile.state`). :func:`open_direct` connects with the DBAPI driver itself
+(``sqlite3``,
 psycopg 3, PyMySQL) when the URL is one it understands exactly as SQLAlchemy would and the
 schema is at gwconfig's head revision. In every other case (an unusual URL, a driver option it
 does not know, a missing or out-of-date schema, a connection error) it returns ``None`` and the
@@ -20,8 +21,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
+from gwconfig.db.urls import URL_GRAMMAR, error_detail, mask_url
 from gwconfig.db.version import HEAD_REVISION, VERSION_TABLE
-from gwconfig.dburl import URL_GRAMMAR, error_detail, mask_url
 from gwconfig.errors import DatabaseError
 
 __all__ = ["DirectConnection", "ParsedURL", "open_direct", "parse_url"]
@@ -94,7 +95,8 @@ def parse_url(url: str) -> ParsedURL | None:
 
 
 class DirectConnection:
-    """A read-only DBAPI connection: a :class:`gwconfig.state.Reader` (use as a context manager).
+    """A read-only DBAPI connection: a :class:`gwconfig.reconcile.state.Reader` (use as a context
+    manager).
 
     Every statement runs in one transaction (a consistent snapshot where the engine offers
     one), rolled back on close.

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from gwconfig.db.session import Database
-from gwconfig.dburl import error_detail
+from gwconfig.db.urls import error_detail
 from gwconfig.errors import DatabaseError, LockError
 
 LOCK_NAME = "gwconfig_apply"

@@ -7,7 +7,7 @@ as they are on SQLite and PostgreSQL, so ``GPT-4o`` and ``gpt-4o`` are different
 String lengths keep every index within MySQL's 3072-byte limit under utf8mb4.
 
 Secrets (``ApiKey.key_value``, sensitive ``ConnectionParameter.param_value``) hold Fernet
-ciphertext only, with a keyed fingerprint beside them (see :mod:`gwconfig.secrets`).
+ciphertext only, with a keyed fingerprint beside them (see :mod:`gwconfig.secrets.keys`).
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ class ApiKey(Base):
     key_value: Mapped[str] = mapped_column(Text, nullable=False)
     is_encrypted: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     fingerprint: Mapped[str] = mapped_column(String(col.FINGERPRINT), nullable=False)
-    #: id of the Fernet key ``key_value`` is under (:func:`gwconfig.secrets.key_id`); NULL for
+    #: id of the Fernet key ``key_value`` is under (:func:`gwconfig.secrets.keys.key_id`); NULL for
     #: rows stored before revision 0004 until an apply or ``keys rotate`` records it
     key_id: Mapped[str | None] = mapped_column(String(col.KEY_ID), nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -1,7 +1,8 @@
 """Row builders: canonical dicts (see :mod:`gwconfig.canonical`) -> gateway table rows.
 
 Shared by everything that writes the gateway tables (bulk load, the seed-compatible service,
-the reconciler's apply) so every writer stores the same shape and :func:`gwconfig.state.read_state`
+the reconciler's apply) so every writer stores the same shape and
+:func:`gwconfig.reconcile.state.read_state`
 reads back exactly the canonical form. Use with Core executemany::
 
     session.execute(insert(ProviderModel), model_rows(provider))
@@ -20,7 +21,7 @@ from sqlalchemy import Connection, Table
 
 from gwconfig.canonical import parse_timestamp
 from gwconfig.entities import SecretScope
-from gwconfig.secrets import EncryptionKeys
+from gwconfig.secrets.keys import EncryptionKeys
 
 
 def provider_row(p: Mapping[str, Any]) -> dict[str, Any]:
@@ -139,7 +140,8 @@ def insert_config(
     Rows go through :mod:`gwconfig.db.bulk` (DBAPI executemany, ``COPY`` on PostgreSQL).
 
     Secret references are resolved with ``resolve`` (default
-    :func:`gwconfig.secrets.resolve_secret`) and stored encrypted. Returns rows written per table.
+    :func:`gwconfig.secrets.keys.resolve_secret`) and stored encrypted. Returns rows written per
+    table.
     """
     from gwconfig.db.bulk import insert_rows
     from gwconfig.db.models import (
@@ -150,7 +152,7 @@ def insert_config(
         Route,
         utcnow,
     )
-    from gwconfig.secrets import resolve_secret
+    from gwconfig.secrets.keys import resolve_secret
 
     resolver = resolve or resolve_secret
     providers, models, api_keys, params = [], [], [], []

@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from gwconfig import settings
+from gwconfig.db.urls import check_url, error_detail
 from gwconfig.db.version import HEAD_REVISION, VERSION_TABLE
-from gwconfig.dburl import check_url, error_detail
 from gwconfig.errors import ConfigurationError, DatabaseError, SchemaVersionError
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from gwconfig.errors import Diagnostic, ManifestError
 
 if TYPE_CHECKING:
-    from gwconfig.compile import CompiledConfig, SourceRef
+    from gwconfig.manifests.compile import CompiledConfig, SourceRef
     from gwconfig.manifests.pipeline import FrontResult
 
 __all__ = ["CompileResult", "Diagnostic", "ManifestError", "compile_path", "run", "validate_path"]
@@ -39,8 +39,8 @@ class CompileResult:
 
 
 def _build(front: FrontResult) -> CompiledConfig:
-    from gwconfig.compile import assemble_config
     from gwconfig.manifests.checks import add_sources, gateway_sources
+    from gwconfig.manifests.compile import assemble_config
 
     sources: dict[str, SourceRef] = {}
     for _, _, path, _, lines in front.compiled:
@@ -77,7 +77,7 @@ def run(
     brings back its valid providers already in canonical form. ``alongside``: see
     :func:`compile_path`.
     """
-    from gwconfig.gcpause import gc_paused
+    from gwconfig.perf.gcpause import gc_paused
 
     with gc_paused():  # the documents and manifests are gone before the collector runs again
         return _run(Path(path), env, build, alongside)
@@ -121,9 +121,9 @@ def compile_path(
 
 def _sealed_diagnostics(config: CompiledConfig, root: Path) -> list[Diagnostic]:
     try:
-        from gwconfig.sealing import check_sealed_references
+        from gwconfig.secrets.sealing import check_sealed_references
     except ModuleNotFoundError as exc:  # the sealing module ships with gwconfig; be tolerant
-        if exc.name != "gwconfig.sealing":
+        if exc.name != "gwconfig.secrets.sealing":
             raise
         return []
     base = root if root.is_dir() else root.parent

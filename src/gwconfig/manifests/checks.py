@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from gwconfig.compile import SourceRef
 from gwconfig.entities import SecretScope, model_key, route_key
 from gwconfig.errors import Diagnostic
+from gwconfig.manifests.compile import SourceRef
 from gwconfig.manifests.diagnostics import clip, did_you_mean, quoted
 from gwconfig.manifests.documents import RawDocument
-from gwconfig.schema import KNOWN_PROVIDER_TYPES, GatewayManifest, ProviderManifest
+from gwconfig.manifests.model import KNOWN_PROVIDER_TYPES, GatewayManifest, ProviderManifest
 
 
 def _at(doc: RawDocument, container: Any, key: Any) -> tuple[int, int]:

@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from gwconfig.errors import Diagnostic
-from gwconfig.forking import Forked, can_fork, fork_call
-from gwconfig.gcpause import gc_paused
 from gwconfig.manifests.checks import (
     ProviderInfo,
     SourceLines,
@@ -28,10 +26,12 @@ from gwconfig.manifests.checks import (
 )
 from gwconfig.manifests.documents import RawDocument
 from gwconfig.manifests.fastyaml import ParseCache
+from gwconfig.manifests.files import load_file, plan_files, read_file
 from gwconfig.manifests.limits import DEFAULT_MAX_FILE_SIZE
-from gwconfig.manifests.loader import load_file, plan_files, read_file
+from gwconfig.manifests.model import GatewayManifest, ProviderManifest
 from gwconfig.manifests.validation import validate_documents
-from gwconfig.schema import GatewayManifest, ProviderManifest
+from gwconfig.perf.forking import Forked, can_fork, fork_call
+from gwconfig.perf.gcpause import gc_paused
 
 #: Inputs smaller than this are not worth a second process.
 PARALLEL_MIN_BYTES = 400_000
@@ -116,7 +116,7 @@ def process(
     ``build`` also turns every valid provider into its canonical form, with the lines its
     entities were declared on (positions of entities are recorded while parsing).
     """
-    from gwconfig.compile import canonical_provider
+    from gwconfig.manifests.compile import canonical_provider
 
     part = Partial()
     now = datetime.now(UTC)

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from gwconfig.errors import Diagnostic
 from gwconfig.manifests.diagnostics import did_you_mean, pydantic_diagnostics, quoted
 from gwconfig.manifests.documents import RawDocument
-from gwconfig.schema import API_VERSION, KINDS, GatewayManifest, ProviderManifest
+from gwconfig.manifests.model import API_VERSION, KINDS, GatewayManifest, ProviderManifest
 
 
 @dataclass

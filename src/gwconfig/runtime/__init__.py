@@ -30,8 +30,7 @@ from gwconfig.runtime.errors import (
     TargetFailure,
 )
 from gwconfig.runtime.factory import ENTRY_POINT_GROUP, ProviderFactory
-from gwconfig.runtime.loader import ConfigLoader, runtime_environment
-from gwconfig.runtime.models import (
+from gwconfig.runtime.messages import (
     Attempt,
     InterventionContext,
     LLMConfig,
@@ -41,6 +40,7 @@ from gwconfig.runtime.models import (
 )
 from gwconfig.runtime.models_table import ModelConfig
 from gwconfig.runtime.providers.base import BaseProvider, ProviderCall, StreamChunk
+from gwconfig.runtime.sources import ConfigLoader, runtime_environment
 from gwconfig.runtime.streaming import LLMStream
 
 __all__ = [

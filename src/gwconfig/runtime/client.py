@@ -16,13 +16,13 @@ from gwconfig.errors import ConfigurationError, GwconfigError
 from gwconfig.runtime.config import GatewayConfig
 from gwconfig.runtime.factory import ProviderFactory
 from gwconfig.runtime.generation import Generation, Generations
-from gwconfig.runtime.models import LLMRequest, LLMResponse, ProviderResult
+from gwconfig.runtime.messages import LLMRequest, LLMResponse, ProviderResult
 from gwconfig.runtime.providers.base import BaseProvider, ProviderCall
 from gwconfig.runtime.routing import Router
 from gwconfig.runtime.streaming import LLMStream
 
 if TYPE_CHECKING:
-    from gwconfig.runtime.loader import ConfigLoader
+    from gwconfig.runtime.sources import ConfigLoader
     from gwconfig.runtime.usage import UsageRecorder
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class LLMGatewayClient:
         self._loader = loader or getattr(config, "loader", None)
         usage: UsageRecorder | None = None
         if db is not None:
-            from gwconfig.runtime.loader import ConfigLoader, engine_of
+            from gwconfig.runtime.sources import ConfigLoader, engine_of
             from gwconfig.runtime.usage import UsageRecorder
 
             usage = UsageRecorder(engine_of(db), flush_interval=usage_flush_interval)

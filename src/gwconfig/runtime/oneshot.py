@@ -9,8 +9,8 @@ from typing import Any
 from gwconfig.runtime.client import LLMGatewayClient
 from gwconfig.runtime.errors import NoRouteError
 from gwconfig.runtime.factory import ProviderFactory
-from gwconfig.runtime.loader import ConfigLoader
-from gwconfig.runtime.models import LLMRequest, LLMResponse
+from gwconfig.runtime.messages import LLMRequest, LLMResponse
+from gwconfig.runtime.sources import ConfigLoader
 
 
 def generate_once(

@@ -27,7 +27,7 @@ from gwconfig.runtime.errors import (
     count_attempts,
 )
 from gwconfig.runtime.generation import Generation
-from gwconfig.runtime.models import Attempt, LLMRequest, LLMResponse, Usage
+from gwconfig.runtime.messages import Attempt, LLMRequest, LLMResponse, Usage
 from gwconfig.runtime.models_table import ModelConfig
 from gwconfig.runtime.providers.base import BaseProvider, ProviderCall
 from gwconfig.runtime.resilience import CooldownTracker, backoff_delay, order_targets

@@ -7,7 +7,7 @@ Accepts the migration guide's shape (section 2.2)::
      "models": {"gpt-4-turbo-preview": {"display_name": "GPT-4 Turbo", "max_tokens": 4096}},
      "api_key": "..."}          # optional; a string or {"key_value": ..., "environment": ...}
 
-and writes it with :class:`gwconfig.service.ProviderService`, so every change is audited. It
+and writes it with :class:`gwconfig.seed.service.ProviderService`, so every change is audited. It
 is an imperative change: the next ``gwconfig plan`` shows it as drift.
 """
 
@@ -73,7 +73,7 @@ def update_provider_config(
     """Create or update ``provider_id`` from a seed config dict (audited); returns the provider."""
     from sqlalchemy.orm import Session
 
-    from gwconfig.service import ProviderService
+    from gwconfig.seed.service import ProviderService
 
     spec = normalise(provider_id, config)
     with Session(loader.engine) as session:

@@ -11,7 +11,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 
 from gwconfig.runtime.errors import ProviderError, ProviderResponseError
 from gwconfig.runtime.generation import Generations
-from gwconfig.runtime.models import LLMRequest, LLMResponse, Usage
+from gwconfig.runtime.messages import LLMRequest, LLMResponse, Usage
 from gwconfig.runtime.providers.base import BaseProvider, ProviderCall, StreamChunk
 from gwconfig.runtime.routing import Routed, Router, bounded
 

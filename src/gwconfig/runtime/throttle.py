@@ -8,7 +8,7 @@ from typing import Any
 
 from gwconfig.runtime.config import ProviderConfig
 from gwconfig.runtime.errors import DeadlineExceededError, ProviderUnavailableError
-from gwconfig.runtime.models import Usage
+from gwconfig.runtime.messages import Usage
 from gwconfig.runtime.resilience import RateLimiter, TokenLimiter
 
 

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gwconfig.runtime.errors import ProviderResponseError
-from gwconfig.runtime.models import ProviderResult, Usage
+from gwconfig.runtime.messages import ProviderResult, Usage
 from gwconfig.runtime.providers.base import ProviderCall, StreamChunk
 from gwconfig.runtime.providers.http import HTTPProvider, load_event
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from gwconfig.runtime.config import ProviderConfig
-from gwconfig.runtime.models import ProviderResult, Usage
+from gwconfig.runtime.messages import ProviderResult, Usage
 from gwconfig.runtime.models_table import ModelConfig
 
 #: Request parameters that may be given as a model's defaults in ``parameters`` and are sent.

@@ -22,7 +22,7 @@ from gwconfig.runtime.errors import (
     ProviderError,
     ProviderUnavailableError,
 )
-from gwconfig.runtime.models import ProviderResult, Usage
+from gwconfig.runtime.messages import ProviderResult, Usage
 from gwconfig.runtime.providers.base import BaseProvider, ProviderCall, StreamChunk
 
 

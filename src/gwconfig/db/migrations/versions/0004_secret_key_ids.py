@@ -4,7 +4,8 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-28
 
-``api_keys.key_id`` and ``connection_parameters.key_id`` hold :func:`gwconfig.secrets.key_id` of
+``api_keys.key_id`` and ``connection_parameters.key_id`` hold :func:`gwconfig.secrets.keys.key_id`
+of
 the Fernet key a ciphertext is under (never the key), so gwconfig refuses a key set that cannot
 open the stored secrets before planning or writing anything. A migration has no key: existing
 rows get NULL, meaning "not recorded yet". Until then the key of such a row is found by trying

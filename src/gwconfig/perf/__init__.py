@@ -1,0 +1,1 @@
+"""Performance helpers: forked work shared through a pipe, pausing the garbage collector."""

@@ -1,0 +1,1 @@
+"""The reconciler: state reader, diff, plan, apply, after-apply state, revisions."""

@@ -1,0 +1,114 @@
+"""The state an apply leaves behind, computed from the base state and the changes (pure).
+
+``apply`` used to read every gateway table back after writing, only to hash the result and
+store it in the revision. The writes are exactly the plan's effective changes, so the result is
+the base state with those changes patched in: the same canonical shape and order as
+:func:`gwconfig.reconcile.state.read_state` gives (providers by id, parameters and keys by (name,
+environment), models by id, routes by name), with the values the rows were written from. The
+reconciler tests check it against a real re-read on every engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from gwconfig.entities import CHILD_KINDS, CHILDREN, CONNECTION_PARAMETER, SecretScope
+from gwconfig.reconcile.diff import Change
+
+#: child entity -> the canonical provider's list of them
+_CHILD = {k.name: k.parent for k in CHILD_KINDS if k.parent}
+#: the canonical provider's list -> the fields that order it (as the state reader sorts it)
+_ORDER = {
+    k.parent: tuple(f for _, f in k.identity if f is not None) for k in CHILD_KINDS if k.parent
+}
+_SECRET_CHILDREN = frozenset(k.name for k in CHILD_KINDS if k.secret_fields)
+
+
+def _identity(kind: str, body: Mapping[str, Any]) -> Any:
+    fields = _ORDER[kind]
+    return body[fields[0]] if len(fields) == 1 else tuple(body[f] for f in fields)
+
+
+def patched_state(
+    base: Mapping[str, Any],
+    base_secrets: Mapping[SecretScope, str],
+    changes: Iterable[Change],
+    default_route: str | None,
+    ciphertexts: Mapping[SecretScope, str],
+) -> tuple[dict[str, Any], dict[SecretScope, str], dict[SecretScope, str | None]]:
+    """(state data, secret ciphertexts, fingerprints) after writing ``changes`` onto ``base``.
+
+    ``default_route`` is the route apply flagged as default; ``ciphertexts`` are the ciphertexts
+    it wrote for created or updated secrets.
+    """
+    providers: dict[str, dict[str, Any]] = {p["provider_id"]: p for p in base["providers"]}
+    children: dict[str, dict[str, dict[Any, Mapping[str, Any]]]] = {}
+    routes: dict[str, Mapping[str, Any]] = {r["name"]: r for r in base["gateway"]["routes"]}
+    secrets = dict(base_secrets)
+    gone: set[str] = set()
+
+    def kids(pid: str, kind: str) -> dict[Any, Mapping[str, Any]]:
+        mine = children.setdefault(pid, {})
+        if kind not in mine:
+            mine[kind] = {_identity(kind, b): b for b in providers[pid].get(kind, ())}
+        return mine[kind]
+
+    for c in changes:
+        if c.entity == "provider":
+            pid = c.key
+            if c.action == "delete":
+                providers.pop(pid, None)
+                children.pop(pid, None)
+                gone.add(pid)
+                continue
+            old = providers.get(pid)
+            kept = {k: old[k] for k in CHILDREN} if old is not None else {k: [] for k in CHILDREN}
+            providers[pid] = {**(c.after or {}), **kept}
+        elif c.entity in _CHILD:
+            kind = _CHILD[c.entity]
+            pid = c.provider_id or ""
+            body = c.after if c.action != "delete" else c.before
+            assert body is not None
+            ident = _identity(kind, body)
+            if c.action == "delete":
+                kids(pid, kind).pop(ident, None)
+            else:
+                kids(pid, kind)[ident] = body
+            if c.entity in _SECRET_CHILDREN:
+                key = SecretScope.of(c.entity, pid, body)
+                if c.action != "delete" and key in ciphertexts:
+                    secrets[key] = ciphertexts[key]
+                else:
+                    secrets.pop(key, None)
+        elif c.entity == "route":
+            name = (c.before or c.after or {})["name"]
+            if c.action == "delete":
+                routes.pop(name, None)
+            else:
+                routes[name] = c.after or {}
+    for pid, kinds in children.items():
+        if pid in providers:
+            p = providers[pid] = dict(providers[pid])
+            for kind, items in kinds.items():
+                p[kind] = [items[k] for k in sorted(items)]
+    if gone:
+        secrets = {k: v for k, v in secrets.items() if k[0] not in gone}
+    fingerprints: dict[SecretScope, str | None] = {}
+    for pid in providers:
+        p = providers[pid]
+        for k in p["api_keys"]:
+            fingerprints[SecretScope.of("api_key", pid, k)] = k["value"]["fingerprint"]
+        for prm in p["connection_parameters"]:
+            if CONNECTION_PARAMETER.is_secret(prm):
+                scope = SecretScope.of("connection_parameter", pid, prm)
+                fingerprints[scope] = prm["value"]["fingerprint"]
+    data = {
+        **base,
+        "providers": [providers[pid] for pid in sorted(providers)],
+        "gateway": {
+            "default_route": default_route if default_route in routes else None,
+            "routes": [routes[name] for name in sorted(routes)],
+        },
+    }
+    return data, secrets, fingerprints

@@ -1,0 +1,398 @@
+"""The state reader: gateway database -> :class:`ActualState` (read only).
+
+One Core ``SELECT`` per table, indexed in dicts, assembled into the canonical shape of
+:mod:`gwconfig.canonical` so ``diff(desired, actual)`` compares like with like. Stored secrets
+appear only as ``{"fingerprint": "hmac-sha256:..."}``; their ciphertext is in
+:attr:`ActualState.secrets` for the few callers (rotation, runtime) that must decrypt.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+import orjson
+
+from gwconfig.canonical import FORMAT_VERSION, content_hash
+from gwconfig.entities import (
+    SecretScope,
+    api_key_body,
+    model_body,
+    parameter_body,
+    provider_body,
+    route_body,
+)
+from gwconfig.perf.gcpause import gc_paused
+
+if TYPE_CHECKING:
+    from gwconfig.secrets.keys import StoredKeys
+
+
+@dataclass(frozen=True)
+class ActualState:
+    """What the gateway database holds, in canonical form, with its hash and last revision."""
+
+    data: dict[str, Any]
+    secrets: dict[SecretScope, str] = field(repr=False)
+    state_hash: str
+    last_revision: int | None
+    #: stored fingerprint of each secret, keyed like :attr:`secrets`
+    fingerprints: dict[SecretScope, str | None] = field(default_factory=dict, repr=False)
+    #: recorded id of the key each secret is under (None: not recorded yet), keyed likewise
+    key_ids: dict[SecretScope, str | None] = field(default_factory=dict, repr=False)
+
+    def provider(self, provider_id: str) -> dict[str, Any] | None:
+        """The canonical provider ``provider_id``, or None."""
+        for p in self.data["providers"]:
+            if p["provider_id"] == provider_id:
+                return p  # type: ignore[no-any-return]
+        return None
+
+    def stored_keys(self) -> StoredKeys:
+        """Which keys the secrets read are under (see :meth:`EncryptionKeys.bind`)."""
+        return stored_keys(self.secrets, self.key_ids)
+
+
+def stored_keys(
+    secrets: Mapping[SecretScope, str], key_ids: Mapping[SecretScope, str | None]
+) -> StoredKeys:
+    """The :class:`StoredKeys` of secrets read by :func:`read_tables` (ciphertext, key id)."""
+    from gwconfig.secrets.keys import StoredKeys
+
+    return StoredKeys.from_rows((key_ids.get(scope), token) for scope, token in secrets.items())
+
+
+class StateTables(NamedTuple):
+    """The gateway tables in canonical form, before hashing (see :func:`read_tables`)."""
+
+    data: dict[str, Any]
+    secrets: dict[SecretScope, str]
+    fingerprints: dict[SecretScope, str | None]
+    last_revision: int | None
+    #: ``read_tables(..., model_rows=True)``: provider_id -> its ``provider_models`` rows sorted by
+    #: model_id (see :func:`index_model_rows`); the providers in ``data`` then have no ``models``
+    model_rows: dict[str, list[tuple[Any, ...]]] | None = None
+    #: recorded key id of each secret (see :attr:`ActualState.key_ids`)
+    key_ids: dict[SecretScope, str | None] | None = None
+
+
+class Reader(Protocol):
+    """Runs one read-only SQL statement and returns every row as a plain DBAPI tuple.
+
+    Implemented over a SQLAlchemy ``Connection``/``Session`` (:func:`reader`) and, without
+    importing SQLAlchemy, over a DBAPI connection (:class:`gwconfig.db.direct.DirectConnection`).
+    """
+
+    #: ``sqlite``, ``postgresql``, ``mysql`` or ``mariadb``
+    dialect: str
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """All rows of ``sql`` (``params`` in the driver's paramstyle: see :func:`mark`)."""
+
+
+class _ConnectionReader:
+    """A :class:`Reader` on a SQLAlchemy connection (errors stay SQLAlchemy errors)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.dialect: str = conn.dialect.name
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        result = self.conn.exec_driver_sql(sql, tuple(params))
+        try:
+            return list(result.cursor.fetchall())
+        finally:
+            result.close()
+
+
+def reader(source: Any) -> Reader:
+    """A :class:`Reader` on a SQLAlchemy ``Connection`` or ``Session``, or ``source`` itself."""
+    if hasattr(source, "rows") and hasattr(source, "dialect"):
+        return source  # type: ignore[no-any-return]
+    if not hasattr(source, "exec_driver_sql"):  # a Session: its connection
+        source = source.connection()
+    return _ConnectionReader(source)
+
+
+def mark(dialect: str) -> str:
+    """The positional parameter marker of gwconfig's driver for ``dialect``."""
+    return "?" if dialect == "sqlite" else "%s"
+
+
+def _json_text(dialect: str, column: str) -> str:
+    """A JSON column selected as its stored text (parsed in bulk by :func:`_parse_json`)."""
+    return f"CAST({column} AS TEXT)" if dialect == "postgresql" else column
+
+
+def _concat(dialect: str, parts: Sequence[str]) -> str:
+    if dialect in ("mysql", "mariadb"):
+        return f"concat({', '.join(parts)})"
+    return " || ".join(parts)
+
+
+def _models_sql(dialect: str) -> str:
+    """Scalar columns, then the four JSON documents as one JSON array text per row.
+
+    No ORDER BY: sorting on the server costs more than Python's sort of rows that usually come
+    back in insertion order, and only Python's sort gives code-point order on every engine.
+    """
+    docs = []
+    for column in ("capabilities", "parameters", "pricing", "aliases"):
+        docs += [f"coalesce({_json_text(dialect, column)}, 'null')", "','"]
+    docs[-1] = "']'"
+    array = _concat(dialect, ["'['", *docs])
+    return (
+        "SELECT provider_id, model_id, display_name, model_type, context_window, max_tokens, "
+        f"enabled, {array} FROM provider_models"
+    )
+
+
+def _params_sql(dialect: str) -> str:
+    return (
+        "SELECT provider_id, param_name, environment, param_value, is_sensitive, fingerprint, "
+        "key_id FROM connection_parameters"
+    )
+
+
+def _providers_sql(dialect: str) -> str:
+    docs = ", ".join(
+        _json_text(dialect, c) for c in ("tags", "connection_params", "request_settings")
+    )
+    return (
+        "SELECT provider_id, provider_type, display_name, description, enabled, "
+        f"deletion_protection, {docs} FROM providers"
+    )
+
+
+def _routes_sql(dialect: str) -> str:
+    docs = ", ".join(_json_text(dialect, c) for c in ("targets", "fallbacks"))
+    return f"SELECT name, description, strategy, is_default, {docs} FROM routes"
+
+
+def _keys_sql(dialect: str) -> str:
+    return (
+        "SELECT provider_id, name, environment, key_value, fingerprint, expires_at, key_id "
+        "FROM api_keys"
+    )
+
+
+_SQL: dict[str, Callable[[str], str]] = {
+    "models": _models_sql,
+    "params": _params_sql,
+    "providers": _providers_sql,
+    "routes": _routes_sql,
+    "keys": _keys_sql,
+}
+
+
+def _fetch(source: Reader, table: str) -> list[tuple[Any, ...]]:
+    """All rows of one of the :data:`_SQL` statements, as plain DBAPI tuples."""
+    return source.rows(_SQL[table](source.dialect))
+
+
+def last_revision(source: Any) -> int | None:
+    """The newest revision number (None before the first apply)."""
+    rows = reader(source).rows("SELECT max(number) FROM config_revisions")
+    return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+
+def revision_snapshot(source: Any, number: int) -> tuple[str, Any] | None:
+    """``(state_hash, snapshot)`` of revision ``number`` (None when there is none)."""
+    from gwconfig.db.snapshots import decompress_snapshot
+
+    source = reader(source)
+    sql = f"SELECT state_hash, snapshot FROM config_revisions WHERE number = {mark(source.dialect)}"
+    rows = source.rows(sql, (number,))
+    if not rows:
+        return None
+    return rows[0][0], decompress_snapshot(rows[0][1])
+
+
+def read_stored_keys(source: Any) -> StoredKeys:
+    """Which keys the stored secrets are under, without reading the whole state (3 queries).
+
+    The recorded key ids, and the ciphertexts of the secrets that have none yet.
+    """
+    from gwconfig.secrets.keys import StoredKeys
+
+    source = reader(source)
+    rows = source.rows(
+        "SELECT key_id FROM api_keys WHERE key_id IS NOT NULL UNION SELECT key_id FROM "
+        "connection_parameters WHERE is_sensitive AND key_id IS NOT NULL"
+    )
+    tokens = [row[0] for row in source.rows("SELECT key_value FROM api_keys WHERE key_id IS NULL")]
+    params = source.rows(
+        "SELECT param_value FROM connection_parameters WHERE is_sensitive AND key_id IS NULL"
+    )
+    tokens += _parse_json([row[0] for row in params])
+    return StoredKeys(frozenset(row[0] for row in rows), tuple(tokens))
+
+
+def revision_state_hash(source: Any, number: int) -> str | None:
+    """The state hash recorded by revision ``number`` (None when there is none)."""
+    source = reader(source)
+    sql = f"SELECT state_hash FROM config_revisions WHERE number = {mark(source.dialect)}"
+    rows = source.rows(sql, (number,))
+    return rows[0][0] if rows else None
+
+
+def _parse_json(cells: Iterable[str | None]) -> list[Any]:
+    """Parse many raw JSON texts (SQL NULL -> None) with one ``orjson`` call."""
+    text = ",".join([cell if cell is not None else "null" for cell in cells])
+    return orjson.loads("[" + text + "]")  # type: ignore[no-any-return]
+
+
+def read_state(source: Any) -> ActualState:
+    """Read the gateway tables (one query each) into an :class:`ActualState`.
+
+    ``source``: a SQLAlchemy ``Connection`` or ``Session``, or any :class:`Reader`.
+    """
+    with gc_paused():
+        tables = _read_tables(reader(source))
+        state_hash = content_hash(tables.data)
+    return ActualState(
+        data=tables.data,
+        secrets=tables.secrets,
+        state_hash=state_hash,
+        last_revision=tables.last_revision,
+        fingerprints=tables.fingerprints,
+        key_ids=tables.key_ids or {},
+    )
+
+
+def read_tables(source: Any, *, model_rows: bool = False) -> StateTables:
+    """What :func:`read_state` reads, without the state hash (for the runtime loader).
+
+    With ``model_rows`` the models stay raw rows (:attr:`StateTables.model_rows`), turned into
+    canonical dicts only when needed (:func:`model_from_row`, :func:`canonical_models`).
+    """
+    with gc_paused():
+        return _read_tables(reader(source), model_rows)
+
+
+_by_first = itemgetter(0)
+_by_model_id = itemgetter(1)
+_by_name_environment = itemgetter(1, 2)
+#: the model documents' text ends like this when the aliases are empty
+_NO_ALIASES = (",[]]", ",null]")
+
+
+def canonical_models(rows: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """Canonical model dicts from ``provider_models`` rows (one ``orjson`` call for all)."""
+    docs = orjson.loads("[" + ",".join([row[7] for row in rows]) + "]")
+    body = model_body
+    return [
+        body(row[1], row[2], row[3], row[4], row[5], row[6], *doc)
+        for row, doc in zip(rows, docs, strict=True)
+    ]
+
+
+def model_from_row(row: tuple[Any, ...]) -> dict[str, Any]:
+    """The canonical dict of one ``provider_models`` row (as :func:`read_state` builds it)."""
+    return canonical_models((row,))[0]
+
+
+def index_model_rows(
+    rows: Sequence[tuple[Any, ...]],
+) -> tuple[dict[str, tuple[Any, ...]], set[str], list[str]]:
+    """One provider's rows as ``(model_id -> row, disabled ids, ids that may declare aliases)``.
+
+    An id is left out of the last list only when its aliases are certainly empty, so the caller
+    checks the candidates' canonical dicts.
+    """
+    return (
+        {row[1]: row for row in rows},
+        {row[1] for row in rows if not row[6]},
+        [row[1] for row in rows if not row[7].endswith(_NO_ALIASES)],
+    )
+
+
+def _read_models(conn: Reader, raw: bool) -> dict[str, list[Any]]:
+    """provider_id -> its models sorted by model_id: canonical dicts, or the rows when ``raw``."""
+    rows = _fetch(conn, "models")
+    # code-point order whatever the database collation: by provider (usually already so), then
+    # each provider's run by model_id; single-key sorts, no key tuples
+    rows.sort(key=_by_first)
+    counts = Counter(map(_by_first, rows))
+    start = 0
+    for count in counts.values():
+        stop = start + count
+        group = rows[start:stop]
+        group.sort(key=_by_model_id)
+        rows[start:stop] = group
+        start = stop
+    items: list[Any] = rows if raw else canonical_models(rows)
+    grouped: dict[str, list[Any]] = {}
+    start = 0
+    for pid, count in counts.items():
+        grouped[pid] = items[start : start + count]
+        start += count
+    return grouped
+
+
+def _read_tables(conn: Reader, raw_models: bool = False) -> StateTables:
+    secrets: dict[SecretScope, str] = {}
+    fingerprints: dict[SecretScope, str | None] = {}
+    key_ids: dict[SecretScope, str | None] = {}
+    models = _read_models(conn, raw_models)
+
+    keys: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    key_rows = _fetch(conn, "keys")
+    key_rows.sort(key=_by_name_environment)
+    for key_row in key_rows:
+        pid, name, environment, token, fingerprint, expires_at, kid = key_row
+        keys[pid].append(api_key_body(name, environment, fingerprint, expires_at))
+        scope = SecretScope(pid, "key", name, environment)
+        secrets[scope] = token
+        fingerprints[scope] = fingerprint
+        key_ids[scope] = kid
+
+    params: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    rows = _fetch(conn, "params")
+    rows.sort(key=_by_name_environment)
+    for row, value in zip(rows, _parse_json([row[3] for row in rows]), strict=True):
+        params[row[0]].append(parameter_body(row[1], row[2], row[4], value, row[5]))
+        if row[4]:
+            scope = SecretScope(row[0], "param", row[1], row[2])
+            secrets[scope] = value
+            fingerprints[scope] = row[5]
+            key_ids[scope] = row[6]
+
+    rows = _fetch(conn, "providers")
+    rows.sort(key=_by_first)
+    docs = iter(_parse_json([cell for row in rows for cell in row[6:9]]))
+    providers = []
+    for row, tags, connection, settings in zip(rows, docs, docs, docs, strict=True):
+        p = provider_body(
+            row[0], row[1], row[2], row[3], row[4], tags, row[5], connection, settings
+        )
+        p["connection_parameters"] = params.get(row[0]) or []
+        p["api_keys"] = keys.get(row[0]) or []
+        providers.append(p)
+
+    if not raw_models:
+        for provider in providers:
+            provider["models"] = models.get(provider["provider_id"]) or []
+
+    rows = _fetch(conn, "routes")
+    default_route: str | None = None
+    for row in rows:
+        if row[3]:
+            default_route = row[0]
+    rows.sort(key=_by_first)
+    docs = iter(_parse_json([cell for row in rows for cell in row[4:6]]))
+    routes = [
+        route_body(row[0], row[1], row[2], targets, fallbacks)
+        for row, targets, fallbacks in zip(rows, docs, docs, strict=True)
+    ]
+
+    last = last_revision(conn)
+    data: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "providers": providers,
+        "gateway": {"default_route": default_route, "routes": routes},
+    }
+    return StateTables(data, secrets, fingerprints, last, models if raw_models else None, key_ids)

@@ -1,0 +1,1 @@
+"""Secrets: references (env/file/sealed), encryption at rest with key ids, sealing."""

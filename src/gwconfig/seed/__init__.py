@@ -1,0 +1,1 @@
+"""The seed-compatible API: ProviderRepository and ProviderService over the gateway tables."""

@@ -1,0 +1,236 @@
+"""Seed dict shapes <-> canonical entities, validated by the manifest schema.
+
+The seed-compatible repository accepts plain dicts (``create_provider({... "connection_params":
+{...}, "models": [...], "api_key": {"key_value": ..., "is_encrypted": True}})``). They are turned
+into a :class:`~gwconfig.manifests.model.ProviderManifest` so validation, defaults and canonical
+form are
+exactly those of ``gwconfig compile``. Plaintext secrets never enter the manifest: a placeholder
+reference stands in, and the plaintext travels beside it to the row builders (which encrypt it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from gwconfig.db.models import ApiKey, ConnectionParameter, Provider, ProviderModel
+from gwconfig.entities import SecretScope, api_key_body, model_body, parameter_body, provider_body
+from gwconfig.errors import ValidationFailed
+from gwconfig.manifests.compile import _key as canonical_key
+from gwconfig.manifests.compile import _param as canonical_param
+from gwconfig.manifests.model import ApiKeySpec, ConnectionParameterSpec, ProviderManifest
+
+#: Stands in for a plaintext secret while the manifest schema validates the rest.
+SEED_PLACEHOLDER = {"env": "SEED_VALUE_PLACEHOLDER"}  # never resolved: not a GWCONFIG_ name
+CONNECTION_FIELDS = ("api_base", "api_version", "headers")
+#: Provider fields a seed dict may set on the provider row itself (its children aside).
+PROVIDER_LEVEL = (
+    "provider_type",
+    "display_name",
+    "description",
+    "enabled",
+    "connection_params",
+    "request_settings",
+    "tags",
+    "deletion_protection",
+)
+_PROVIDER_FIELDS = {
+    "provider_id",
+    *PROVIDER_LEVEL,
+    "models",
+    "api_key",
+    "api_keys",
+    "connection_parameters",
+}
+_NONE_MEANS_DEFAULT = ("enabled", "tags", "deletion_protection", "request_settings", "models")
+_KEY_FIELDS = {"provider_id", "key_value", "is_encrypted", "name", "environment", "expires_at"}
+_PARAM_FIELDS = {"provider_id", "param_name", "param_value", "is_sensitive", "environment"}
+
+#: secret scope (the seed dict's provider id) -> plaintext
+Plaintexts = dict[SecretScope, str]
+
+
+def validation_failed(what: str, exc: ValidationError) -> ValidationFailed:
+    """A :class:`ValidationFailed` listing every problem as ``field.path: message`` (no values)."""
+    problems = []
+    for err in exc.errors(include_url=False, include_input=False, include_context=False):
+        loc = ".".join(str(part) for part in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{loc}: {msg}" if loc else msg)
+    return ValidationFailed(f"invalid {what}: " + "; ".join(problems) + "; nothing was written")
+
+
+def _mapping(value: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValidationFailed(f"invalid {what}: expected a dict, got {type(value).__name__}")
+    return value
+
+
+def _unknown(data: Mapping[str, Any], allowed: set[str], what: str) -> None:
+    unknown = sorted(str(k) for k in set(data) - allowed)
+    if unknown:
+        raise ValidationFailed(
+            f"invalid {what}: unknown field(s) {', '.join(unknown)}",
+            hint="allowed: " + ", ".join(sorted(allowed)),
+        )
+
+
+def _plaintext(value: Any, field: str, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValidationFailed(f"invalid {what}: {field} must be a non-empty string")
+    return value
+
+
+def _key_input(data: Any, what: str) -> tuple[dict[str, Any], str]:
+    data = _mapping(data, what)
+    _unknown(data, _KEY_FIELDS, what)
+    plain = _plaintext(data.get("key_value"), "key_value", what)
+    doc: dict[str, Any] = {"value": SEED_PLACEHOLDER}
+    for field in ("name", "environment", "expires_at"):
+        if data.get(field) is not None:
+            doc[field] = data[field]
+    return doc, plain
+
+
+def _param_input(data: Any, what: str) -> tuple[dict[str, Any], str | None]:
+    data = _mapping(data, what)
+    _unknown(data, _PARAM_FIELDS, what)
+    if "param_name" not in data or "param_value" not in data:
+        raise ValidationFailed(f"invalid {what}: param_name and param_value are required")
+    sensitive = data.get("is_sensitive", False)
+    if not isinstance(sensitive, bool):
+        raise ValidationFailed(f"invalid {what}: is_sensitive must be true or false")
+    doc: dict[str, Any] = {"name": data["param_name"], "sensitive": sensitive}
+    if data.get("environment") is not None:
+        doc["environment"] = data["environment"]
+    if sensitive:
+        doc["value"] = SEED_PLACEHOLDER
+        return doc, _plaintext(data["param_value"], "param_value", what)
+    doc["value"] = data["param_value"]
+    return doc, None
+
+
+def model_input(data: Any, what: str, provider_id: Any = None) -> dict[str, Any]:
+    """A seed model dict as a ``ModelSpec`` document (``provider_id`` checked and dropped).
+
+    Seed conveniences: ``capabilities`` may be a dict of flags (true ones are kept) and a None
+    value means "use the default".
+    """
+    data = dict(_mapping(data, what))
+    pid = data.pop("provider_id", provider_id)
+    if provider_id is not None and pid != provider_id:
+        raise ValidationFailed(
+            f"invalid {what}: provider_id {pid!r} does not match {provider_id!r}"
+        )
+    caps = data.get("capabilities")
+    if isinstance(caps, Mapping):
+        data["capabilities"] = sorted(str(k) for k, v in caps.items() if v)
+    return {k: v for k, v in data.items() if v is not None or k in ("context_window", "max_tokens")}
+
+
+def provider_manifest(data: Any) -> tuple[ProviderManifest, Plaintexts]:
+    """Validate a seed ``create_provider`` dict; return the manifest and its plaintext secrets."""
+    data = _mapping(data, "provider")
+    label = f"provider {data.get('provider_id')!r}"
+    pid = str(data.get("provider_id"))
+    _unknown(data, _PROVIDER_FIELDS, label)
+    connection_in = _mapping(data.get("connection_params") or {}, f"{label} connection_params")
+    connection: dict[str, Any] = {
+        k: connection_in[k] for k in CONNECTION_FIELDS if connection_in.get(k) is not None
+    }
+    params: list[dict[str, Any]] = [
+        {"name": name, "value": value}
+        for name, value in connection_in.items()
+        if name not in CONNECTION_FIELDS
+    ]
+    plaintexts: Plaintexts = {}
+    for item in data.get("connection_parameters") or ():
+        doc, plain = _param_input(item, f"{label} connection parameter")
+        params.append(doc)
+        if plain is not None:
+            env = doc.get("environment", "default")
+            plaintexts[SecretScope(pid, "param", doc["name"], env)] = plain
+    if params:
+        connection["parameters"] = params
+    keys: list[dict[str, Any]] = []
+    key_items = list(data.get("api_keys") or ())
+    if data.get("api_key") is not None:
+        key_items.insert(0, data["api_key"])
+    for item in key_items:
+        doc, plain = _key_input(item, f"{label} api_key")
+        keys.append(doc)
+        name, env = doc.get("name", "default"), doc.get("environment", "default")
+        plaintexts[SecretScope(pid, "key", name, env)] = plain
+    doc = {
+        "apiVersion": "gwconfig/v1",
+        "kind": "Provider",
+        **{
+            k: v
+            for k, v in data.items()
+            if k not in ("connection_params", "api_key", "api_keys", "connection_parameters")
+            and not (v is None and k in _NONE_MEANS_DEFAULT)
+        },
+        "connection": connection,
+        "api_keys": keys,
+    }
+    if isinstance(data.get("models"), list | tuple):
+        doc["models"] = [
+            model_input(m, f"{label} model", data.get("provider_id")) for m in data["models"]
+        ]
+    try:
+        manifest = ProviderManifest.model_validate(doc)
+    except ValidationError as exc:
+        raise validation_failed(label, exc) from None
+    return manifest, plaintexts
+
+
+def key_spec(data: Mapping[str, Any], what: str) -> tuple[dict[str, Any], str]:
+    """Validate a seed ``create_api_key`` dict: (canonical key with placeholder, plaintext)."""
+    doc, plain = _key_input(data, what)
+    try:
+        spec = ApiKeySpec.model_validate(doc)
+    except ValidationError as exc:
+        raise validation_failed(what, exc) from None
+    return canonical_key(spec), plain
+
+
+def param_spec(data: Mapping[str, Any], what: str) -> tuple[dict[str, Any], str | None]:
+    """Validate a seed ``set_connection_parameter`` dict: (canonical parameter, plaintext)."""
+    doc, plain = _param_input(data, what)
+    try:
+        spec = ConnectionParameterSpec.model_validate(doc)
+    except ValidationError as exc:
+        raise validation_failed(what, exc) from None
+    return canonical_param(spec), plain
+
+
+# -- ORM rows -> canonical entity bodies (as read_state / diff see them) -----------------------
+
+
+def provider_entity(p: Provider) -> dict[str, Any]:
+    """The canonical provider body without its children."""
+    return provider_body(
+        p.provider_id, p.provider_type, p.display_name, p.description, p.enabled, list(p.tags),
+        p.deletion_protection, dict(p.connection_params), dict(p.request_settings),
+    )  # fmt: skip
+
+
+def model_entity(m: ProviderModel) -> dict[str, Any]:
+    """The canonical model body."""
+    pricing = dict(m.pricing) if m.pricing is not None else None
+    return model_body(
+        m.model_id, m.display_name, m.model_type, m.context_window, m.max_tokens, m.enabled,
+        list(m.capabilities), dict(m.parameters), pricing, list(m.aliases),
+    )  # fmt: skip
+
+
+def key_entity(k: ApiKey) -> dict[str, Any]:
+    """The canonical key body; the value is the stored fingerprint."""
+    return api_key_body(k.name, k.environment, k.fingerprint, k.expires_at)
+
+
+def param_entity(c: ConnectionParameter) -> dict[str, Any]:
+    """The canonical parameter body; a sensitive value is the stored fingerprint."""
+    return parameter_body(c.param_name, c.environment, c.is_sensitive, c.param_value, c.fingerprint)
