@@ -8,8 +8,6 @@ everything fails here instead of passing every comparison by making none.
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -479,19 +477,6 @@ def test_the_repository_s_own_manifests_take_the_fast_path(where: str) -> None:
         text = path.read_text(encoding="utf-8")
         assert assert_same_as_reference(text), f"the fast path declined {path}"
         assert parse_fast(text, str(path), positions=False, entities=True) is not None
-
-
-@pytest.fixture(scope="module")
-def corpus() -> Iterator[ModuleType]:
-    """The bench corpus builder, or a skip when the model catalogue is absent."""
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        import corpus as module
-    finally:
-        sys.path.remove(str(REPO / "bench"))
-    if not module.catalogue_path().is_file():
-        pytest.skip(f"model catalogue not found at {module.catalogue_path()}")
-    yield module
 
 
 def test_every_catalogue_manifest_takes_the_fast_path(corpus: ModuleType, tmp_path: Path) -> None:

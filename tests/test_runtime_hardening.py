@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +30,6 @@ from gwconfig.runtime.scrub import Scrubber
 from runtime_servers import FAST, FakeLLMServer, provider_doc, write_compiled
 
 HTTP_TYPES = ("openai", "anthropic", "azure_openai")
-
-
-@pytest.fixture(scope="module")
-def module_server() -> Iterator[FakeLLMServer]:
-    server = FakeLLMServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
