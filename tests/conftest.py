@@ -13,6 +13,7 @@ the engine parameters of :data:`ENGINE_PARAMS` carry ``postgres``/``mysql``, and
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -132,6 +133,20 @@ def isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def run_gwconfig(
+    args: list[str], cwd: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """``gwconfig *args`` in a real subprocess (this interpreter) in ``cwd`` with ``env``."""
+    return subprocess.run(
+        [sys.executable, "-c", "from gwconfig.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
