@@ -136,16 +136,20 @@ def isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def run_gwconfig(
-    args: list[str], cwd: Path, env: dict[str, str]
+    args: list[str],
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
-    """``gwconfig *args`` in a real subprocess (this interpreter) in ``cwd`` with ``env``."""
+    """``gwconfig *args`` in a real subprocess (this interpreter) in ``cwd`` with ``env``
+    (by default this process's)."""
     return subprocess.run(
         [sys.executable, "-c", "from gwconfig.cli import main; main()", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
         env=env,
-        timeout=120,
+        timeout=timeout,
     )
 
 
