@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from gwconfig.cli import cli
 from gwconfig.words import bulleted, plural
+from test_manifests_diagnostics import gateway_routing_to
 
 PROVIDER = """\
 apiVersion: gwconfig/v1
@@ -21,14 +22,7 @@ api_keys:
 models:
   - model_id: echo
 """
-GATEWAY = """\
-apiVersion: gwconfig/v1
-kind: Gateway
-default_route: local-chat
-routes:
-  - name: local-chat
-    targets: [{model: mock/echo}]
-"""
+GATEWAY = gateway_routing_to("mock/echo")
 
 
 @pytest.mark.parametrize(
