@@ -13,11 +13,18 @@ the engine parameters of :data:`ENGINE_PARAMS` carry ``postgres``/``mysql``, and
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from runtime_servers import FakeLLMServer
 
 ENGINES = ("sqlite", "postgres", "mysql")
 _ENV = {"postgres": "GWCONFIG_TEST_POSTGRES_URL", "mysql": "GWCONFIG_TEST_MYSQL_URL"}
@@ -29,6 +36,8 @@ ENGINE_PARAMS = [
 ]
 #: Fixtures that give a server database, and the marker their tests carry.
 _SERVER_FIXTURES = {"pg_url": "postgres", "mysql_url": "mysql"}
+#: The repository root (the parent of tests/).
+REPO = Path(__file__).resolve().parent.parent
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -124,3 +133,44 @@ def isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def run_gwconfig(
+    args: list[str],
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """``gwconfig *args`` in a real subprocess (this interpreter) in ``cwd`` with ``env``
+    (by default this process's)."""
+    return subprocess.run(
+        [sys.executable, "-c", "from gwconfig.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def corpus() -> Iterator[ModuleType]:
+    """The bench corpus builder, or a skip when the model catalogue is absent."""
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import corpus as module
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    if not module.catalogue_path().is_file():
+        pytest.skip(f"model catalogue not found at {module.catalogue_path()}")
+    yield module
+
+
+@pytest.fixture(scope="module")
+def module_server() -> Iterator[FakeLLMServer]:
+    """One loopback :class:`runtime_servers.FakeLLMServer` for a test module."""
+    from runtime_servers import FakeLLMServer
+
+    server = FakeLLMServer().start()
+    yield server
+    server.stop()

@@ -362,4 +362,21 @@ def write_compiled(path: Any, providers: list[dict[str, Any]], **kwargs: Any) ->
     return path
 
 
+def generate_each(config: Any, *requests: Any, **client_kw: Any) -> list[Any]:
+    """Send ``requests`` one after another through one client; each response or exception."""
+    from gwconfig.runtime import LLMGatewayClient
+
+    async def main() -> list[Any]:
+        async with LLMGatewayClient(config, **client_kw) as client:
+            out: list[Any] = []
+            for r in requests:
+                try:
+                    out.append(await client.generate(r))
+                except Exception as exc:
+                    out.append(exc)
+            return out
+
+    return asyncio.run(main())
+
+
 FAST = {"backoff_initial_seconds": 0.001, "backoff_max_seconds": 0.01, "jitter": False}

@@ -7,8 +7,6 @@ Uses ``../shared/data/model_catalogue.json`` (or ``GWCONFIG_CATALOGUE``) through
 from __future__ import annotations
 
 import asyncio
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -17,21 +15,6 @@ import pytest
 
 from gwconfig.manifests import compile_path, validate_path
 from gwconfig.reconcile import engine as reconcile
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def corpus() -> Iterator[ModuleType]:
-    """The bench corpus builder, or a skip when the catalogue is absent."""
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        import corpus as module
-    finally:
-        sys.path.remove(str(REPO / "bench"))
-    if not module.catalogue_path().is_file():
-        pytest.skip(f"model catalogue not found at {module.catalogue_path()}")
-    yield module
 
 
 def test_catalogue_manifests_validate_and_compile(corpus: ModuleType, tmp_path: Path) -> None:

@@ -10,16 +10,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from conftest import run_gwconfig
 from gwconfig.cli import cli
+from test_manifests_diagnostics import MOCK as GOOD
 
-GOOD = """\
-apiVersion: gwconfig/v1
-kind: Provider
-provider_id: mock
-provider_type: mock
-models:
-  - model_id: mock-chat
-"""
 BAD = GOOD.replace("model_id: mock-chat", "model_id: mock-chat\n    max_token: 3")
 
 
@@ -108,14 +102,7 @@ def test_schema_out_and_check(isolated_cwd: Path) -> None:
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GWCONFIG_")}
-    return subprocess.run(
-        [sys.executable, "-c", "from gwconfig.cli import main; main()", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_gwconfig(args, cwd, env)
 
 
 def test_exit_codes_through_a_subprocess(isolated_cwd: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from conftest import run_gwconfig
 from gwconfig.cli import cli
 from gwconfig.db.rows import insert_config
 from gwconfig.db.session import open_database
@@ -99,20 +100,9 @@ def test_readme_main_job_ends_with_an_answer(isolated_cwd: Path) -> None:
     import shutil
 
     shutil.copytree(Path(__file__).resolve().parent.parent / "providers.d", "providers.d")
-    gw = [sys.executable, "-c", "from gwconfig.cli import main; main()"]
-    apply = subprocess.run(
-        [*gw, "apply", "--auto-approve", "--select-tag", "local"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    apply = run_gwconfig(["apply", "--auto-approve", "--select-tag", "local"])
     assert apply.returncode == 0, apply.stderr
-    answer = subprocess.run(
-        [*gw, "generate", "--model", "local-chat", "Hello, world!"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    answer = run_gwconfig(["generate", "--model", "local-chat", "Hello, world!"], timeout=60)
     assert answer.returncode == 0, answer.stderr
     import yaml
 

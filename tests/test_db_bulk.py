@@ -19,8 +19,14 @@ from sqlalchemy.engine import Engine
 from conftest import make_database
 from gwconfig.db import bulk
 from gwconfig.db.session import open_database
-from gwconfig.reconcile.state import read_state
-from test_reconcile_engine import apply, gateway_doc, plan, provider_doc, write_manifests
+from test_reconcile_engine import (
+    apply,
+    gateway_doc,
+    plan,
+    provider_doc,
+    read_state_at,
+    write_manifests,
+)
 
 
 @contextmanager
@@ -39,12 +45,7 @@ def statements() -> Iterator[list[str]]:
 
 
 def _state(url: str) -> tuple[Any, str]:
-    db = open_database(url)
-    try:
-        with db.connect() as conn:
-            state = read_state(conn)
-    finally:
-        db.dispose()
+    state = read_state_at(url)
     return state.data, state.state_hash
 
 

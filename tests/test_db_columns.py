@@ -23,6 +23,7 @@ from gwconfig.db import open_database
 from gwconfig.db.models import Base
 from gwconfig.manifests import validate_path
 from gwconfig.reconcile.state import read_state
+from test_reconcile_engine import TABLES as REACHABLE_TABLES
 
 
 def column_limit(table: str, column: str) -> int:
@@ -96,17 +97,6 @@ def test_every_bounded_column_is_accounted_for() -> None:
             ):
                 found.add((table, c.name))
     assert found == set(REACHABLE) | INTERNAL
-
-
-REACHABLE_TABLES = (
-    "providers",
-    "provider_models",
-    "api_keys",
-    "connection_parameters",
-    "routes",
-    "config_revisions",
-    "audit_events",
-)
 
 
 def test_the_limits_module_matches_the_models() -> None:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import run_gwconfig
 from gwconfig.db.urls import check_url, error_detail, mask_url, scrub
 from gwconfig.errors import ConfigurationError
 
@@ -91,17 +90,6 @@ BAD_URLS = [
 ]
 
 
-def _gwconfig(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from gwconfig.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=120,
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("via", ["option", "environment"])
 @pytest.mark.parametrize(("kind", "template"), BAD_URLS, ids=[k for k, _ in BAD_URLS])
@@ -124,7 +112,7 @@ def test_bad_database_urls_are_clear_errors_without_the_password(
         env["GWCONFIG_DATABASE_URL"] = url
         commands = commands[:1] if BAD_URLS.index((kind, template)) % 2 else commands[1:2]
     for command in commands:
-        done = _gwconfig(command, tmp_path, env)
+        done = run_gwconfig(command, tmp_path, env)
         out = done.stdout + done.stderr
         assert done.returncode == 1, (command, out)
         assert PW not in out, (command, out)

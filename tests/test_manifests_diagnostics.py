@@ -21,14 +21,17 @@ provider_type: mock
 models:
   - model_id: mock-chat
 """
-GATEWAY = """\
-apiVersion: gwconfig/v1
-kind: Gateway
-default_route: local-chat
-routes:
-  - name: local-chat
-    targets: [{model: mock/mock-chat}]
-"""
+
+
+def gateway_routing_to(model: str) -> str:
+    """A Gateway manifest whose one route, ``local-chat`` (the default), targets ``model``."""
+    return (
+        "apiVersion: gwconfig/v1\nkind: Gateway\ndefault_route: local-chat\nroutes:\n"
+        f"  - name: local-chat\n    targets: [{{model: {model}}}]\n"
+    )
+
+
+GATEWAY = gateway_routing_to("mock/mock-chat")
 
 
 def tree(root: Path, files: dict[str, str | bytes]) -> None:

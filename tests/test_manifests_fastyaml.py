@@ -8,8 +8,6 @@ everything fails here instead of passing every comparison by making none.
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -66,16 +64,21 @@ plain_scalars = st.one_of(
     st.booleans(),
     st.sampled_from(["no", "on", "null", "1.5", "0", "x: y", "a #b", "'q'", "2024-01-01"]),
 )
-plain_data = st.recursive(
-    plain_scalars,
-    lambda children: st.one_of(
-        st.lists(children, max_size=3), st.dictionaries(plain_keys, children, max_size=4)
-    ),
-    max_leaves=12,
-)
-plain_documents = st.lists(
-    st.dictionaries(plain_keys, plain_data, min_size=1, max_size=5), min_size=1, max_size=2
-)
+
+
+def documents_keyed_by(keys: st.SearchStrategy[str], max_leaves: int) -> st.SearchStrategy[Any]:
+    """One or two mapping documents of nested lists and mappings whose keys come from ``keys``."""
+    data = st.recursive(
+        plain_scalars,
+        lambda children: st.one_of(
+            st.lists(children, max_size=3), st.dictionaries(keys, children, max_size=4)
+        ),
+        max_leaves=max_leaves,
+    )
+    return st.lists(st.dictionaries(keys, data, min_size=1, max_size=5), min_size=1, max_size=2)
+
+
+plain_documents = documents_keyed_by(plain_keys, max_leaves=12)
 
 
 def _typed(value: Any) -> Any:
@@ -313,16 +316,7 @@ def _entity_positions(doc: RawDocument) -> tuple[dict[tuple[Any, ...], Any], set
 
 
 entity_keys = st.one_of(st.just("value"), st.just("models"), plain_keys)
-entity_data = st.recursive(
-    plain_scalars,
-    lambda children: st.one_of(
-        st.lists(children, max_size=3), st.dictionaries(entity_keys, children, max_size=4)
-    ),
-    max_leaves=14,
-)
-entity_documents = st.lists(
-    st.dictionaries(entity_keys, entity_data, min_size=1, max_size=5), min_size=1, max_size=2
-)
+entity_documents = documents_keyed_by(entity_keys, max_leaves=14)
 
 
 @pytest.mark.slow
@@ -479,19 +473,6 @@ def test_the_repository_s_own_manifests_take_the_fast_path(where: str) -> None:
         text = path.read_text(encoding="utf-8")
         assert assert_same_as_reference(text), f"the fast path declined {path}"
         assert parse_fast(text, str(path), positions=False, entities=True) is not None
-
-
-@pytest.fixture(scope="module")
-def corpus() -> Iterator[ModuleType]:
-    """The bench corpus builder, or a skip when the model catalogue is absent."""
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        import corpus as module
-    finally:
-        sys.path.remove(str(REPO / "bench"))
-    if not module.catalogue_path().is_file():
-        pytest.skip(f"model catalogue not found at {module.catalogue_path()}")
-    yield module
 
 
 def test_every_catalogue_manifest_takes_the_fast_path(corpus: ModuleType, tmp_path: Path) -> None:

@@ -42,13 +42,8 @@ def corpus(root: Path, *, broken: bool = False) -> None:
     )
 
 
-@pytest.mark.parametrize("broken", [False, True])
-def test_parallel_validate_equals_single_process(
-    isolated_cwd: Path, monkeypatch: pytest.MonkeyPatch, broken: bool
-) -> None:
-    corpus(isolated_cwd, broken=broken)
-    expected = run("providers.d").diagnostics
-    assert len(expected) >= (3 if broken else 6)
+def fork_always(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Make the pipeline hand work to a child whatever its size; one entry a child started."""
     forks: list[int] = []
     original = pipeline._in_child
 
@@ -59,6 +54,17 @@ def test_parallel_validate_equals_single_process(
     monkeypatch.setattr(pipeline, "_in_child", spy)
     monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(pipeline, "_can_fork", lambda: True)
+    return forks
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_parallel_validate_equals_single_process(
+    isolated_cwd: Path, monkeypatch: pytest.MonkeyPatch, broken: bool
+) -> None:
+    corpus(isolated_cwd, broken=broken)
+    expected = run("providers.d").diagnostics
+    assert len(expected) >= (3 if broken else 6)
+    forks = fork_always(monkeypatch)
     assert validate_path("providers.d") == expected
     assert forks == [1]
     monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 10**12)
@@ -75,9 +81,8 @@ def test_failed_child_falls_back_to_this_process(
         def result(self) -> None:
             return None
 
+    fork_always(monkeypatch)
     monkeypatch.setattr(pipeline, "_in_child", lambda work: Broken())
-    monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(pipeline, "_can_fork", lambda: True)
     assert validate_path("providers.d") == expected
 
 
@@ -119,16 +124,7 @@ def test_parallel_compile_equals_single_process(
         provider_sources(p, doc, expected)
     gateway_sources(*front.gateways[0], expected)
     assert list(alone.sources.items()) == list(expected.items())
-    forks: list[int] = []
-    original = pipeline._in_child
-
-    def spy(work):  # type: ignore[no-untyped-def]
-        forks.append(1)
-        return original(work)
-
-    monkeypatch.setattr(pipeline, "_in_child", spy)
-    monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(pipeline, "_can_fork", lambda: True)
+    forks = fork_always(monkeypatch)
     shared = compile_path("providers.d")
     assert forks == [1]
     assert shared.to_json_bytes() == alone.to_json_bytes()

@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, select, text, update
 from gwconfig.errors import PlanError, StalePlanError
 from gwconfig.reconcile import engine as reconcile
 from gwconfig.reconcile import revisions
+from gwconfig.reconcile.state import ActualState
 
 TABLES = (
     "providers",
@@ -340,16 +341,21 @@ def test_rollback_restores_configuration_and_secrets(
         reconcile.rollback(gw, 42, review=yes)
 
 
-def _state(url: str) -> dict[str, Any]:
+def read_state_at(url: str) -> ActualState:
+    """The state recorded in the database at ``url`` (opened and disposed of here)."""
     from gwconfig.db.session import open_database
     from gwconfig.reconcile.state import read_state
 
     db = open_database(url)
     try:
         with db.connect() as conn:
-            return copy.deepcopy(read_state(conn).data)
+            return read_state(conn)
     finally:
         db.dispose()
+
+
+def _state(url: str) -> dict[str, Any]:
+    return copy.deepcopy(read_state_at(url).data)
 
 
 def test_review_declined_writes_nothing(gw: str, tmp_path: Path) -> None:

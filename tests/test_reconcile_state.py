@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import insert
 
 from gwconfig.canonical import content_hash, empty_config
-from gwconfig.db import open_database
+from gwconfig.db import Database, open_database
 from gwconfig.db.models import ConfigRevision
 from gwconfig.db.rows import insert_config
 from gwconfig.manifests.compile import CompiledConfig, build_config
@@ -170,6 +170,15 @@ def test_round_trip_matches_compiled_shape(db_url: str, fernet_key: str) -> None
     db.dispose()
 
 
+def seeded(url: str, fernet_key: str) -> tuple[Database, EncryptionKeys]:
+    """A database at ``url`` holding :func:`sample_config` (secrets from :func:`fake_resolve`)."""
+    keys = EncryptionKeys(fernet_key)
+    db = open_database(url, upgrade=True)
+    with db.engine.begin() as conn:
+        insert_config(conn, sample_config().data, keys, resolve=fake_resolve)
+    return db, keys
+
+
 def test_last_revision_and_hash_change_with_data(sqlite_url: str, fernet_key: str) -> None:
     keys = EncryptionKeys(fernet_key)
     db = open_database(sqlite_url, upgrade=True)
@@ -211,10 +220,8 @@ def test_stored_keys_refuse_a_wrong_key_and_ignore_the_order(
     from gwconfig.errors import EncryptionKeyError
     from gwconfig.secrets.keys import generate_key, key_id
 
-    keys = EncryptionKeys(fernet_key)
-    db = open_database(sqlite_url, upgrade=True)
-    with db.engine.begin() as conn:
-        insert_config(conn, sample_config().data, keys, resolve=fake_resolve)
+    db, keys = seeded(sqlite_url, fernet_key)
+    with db.connect() as conn:
         state = read_state(conn)
     assert state.fingerprints[("openai", "key", "default", "default")] == keys.fingerprint(
         SECRETS["OPENAI_KEY"]
@@ -234,10 +241,7 @@ def test_stored_keys_refuse_a_wrong_key_and_ignore_the_order(
 
 
 def test_read_tables_and_raw_model_rows_match_read_state(db_url: str, fernet_key: str) -> None:
-    keys = EncryptionKeys(fernet_key)
-    db = open_database(db_url, upgrade=True)
-    with db.engine.begin() as conn:
-        insert_config(conn, sample_config().data, keys, resolve=fake_resolve)
+    db, _keys = seeded(db_url, fernet_key)
     with db.connect() as conn:
         state = read_state(conn)
         tables = read_tables(conn)

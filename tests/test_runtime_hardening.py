@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +30,6 @@ from gwconfig.runtime.scrub import Scrubber
 from runtime_servers import FAST, FakeLLMServer, provider_doc, write_compiled
 
 HTTP_TYPES = ("openai", "anthropic", "azure_openai")
-
-
-@pytest.fixture(scope="module")
-def module_server() -> Iterator[FakeLLMServer]:
-    server = FakeLLMServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -134,22 +126,10 @@ def test_echoed_credentials_never_leave_the_runtime(
     cfg = _config(tmp_path, server, ptype, [model])
     db = open_database(memory_url, upgrade=True)
 
-    async def main() -> tuple[Exception, list[str]]:
-        async with LLMGatewayClient(cfg, None, db.engine, usage_flush_interval=0.01) as client:
-            request = LLMRequest("hi", LLMConfig(model_identifier=f"p/{model}"))
-            try:
-                if stream:
-                    async for _ in client.generate_stream(request):
-                        pass
-                else:
-                    await client.generate(request)
-            except Exception as exc:
-                failures = getattr(exc, "failures", ())
-                return exc, [f.reason for f in failures]
-        raise AssertionError("the request should fail")
-
-    exc, reasons = asyncio.run(main())
+    request = LLMRequest("hi", LLMConfig(model_identifier=f"p/{model}"))
+    exc = asyncio.run(_run(cfg, request, stream, db=db.engine, usage_flush_interval=0.01))
     assert isinstance(exc, AllTargetsFailedError), exc
+    reasons = [f.reason for f in exc.failures]
     assert server.requests, "the upstream was called and echoed the credentials"
     with db.engine.connect() as conn:
         errors = [r.error for r in conn.execute(select(UsageRecord.__table__))]
@@ -205,20 +185,8 @@ def test_keys_only_for_other_environments_send_nothing(
     ]
     cfg = _config(tmp_path, server, ptype, ["gpt-4o"], keys=keys, environment="default")
 
-    async def main() -> Exception:
-        async with LLMGatewayClient(cfg) as client:
-            request = LLMRequest("hi", LLMConfig(model_identifier="p/gpt-4o"))
-            try:
-                if stream:
-                    async for _ in client.generate_stream(request):
-                        pass
-                else:
-                    await client.generate(request)
-            except AllTargetsFailedError as exc:
-                return exc
-        raise AssertionError("the request should fail")
-
-    exc = asyncio.run(main())
+    exc = asyncio.run(_run(cfg, LLMRequest("hi", LLMConfig(model_identifier="p/gpt-4o")), stream))
+    assert isinstance(exc, AllTargetsFailedError), exc
     assert server.requests == []
     assert "no API key for environment 'default'" in str(exc)
     assert "'production', 'staging'" in str(exc)

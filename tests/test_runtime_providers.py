@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +18,9 @@ from gwconfig.runtime import (
     LLMRequest,
     ProviderResponseError,
 )
-from runtime_servers import FAST, FakeLLMServer, provider_doc, write_compiled
+from runtime_servers import FAST, FakeLLMServer, generate_each, provider_doc, write_compiled
 
 KEY = "sk-test-runtime-0123456789"
-
-
-@pytest.fixture(scope="module")
-def module_server() -> Iterator[FakeLLMServer]:
-    server = FakeLLMServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -74,17 +66,7 @@ def config(tmp_path: Path, server: FakeLLMServer, models: list[str], **kw: Any) 
 
 
 def generate(cfg: GatewayConfig, *requests: LLMRequest) -> list[Any]:
-    async def main() -> list[Any]:
-        async with LLMGatewayClient(cfg) as client:
-            out: list[Any] = []
-            for r in requests:
-                try:
-                    out.append(await client.generate(r))
-                except Exception as exc:
-                    out.append(exc)
-            return out
-
-    return asyncio.run(main())
+    return generate_each(cfg, *requests)
 
 
 def stream(cfg: GatewayConfig, request: LLMRequest) -> tuple[list[str], Any, Exception | None]:

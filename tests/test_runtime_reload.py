@@ -70,20 +70,22 @@ def _routes() -> dict[str, Any]:
     return {"routes": [{"name": "r", "targets": [{"model": "p/chat"}]}]}
 
 
+def gated_client(path: Path, gate: Gate) -> LLMGatewayClient:
+    """A client on the config at ``path`` through ``gate``'s provider, reloading from ``path``."""
+    loader = ConfigLoader(path)
+    return LLMGatewayClient(loader.load_config_as_object(), gated_factory(gate), loader=loader)
+
+
 REQ = LLMRequest("hi", LLMConfig(model_identifier="r"))
 
 
 def test_in_flight_requests_finish_on_the_old_config(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
     write_gated(path, "one")
-    loader = ConfigLoader(path)
     gate = Gate()
-    factory = gated_factory(gate)
 
     async def main() -> tuple[str, str, bool]:
-        async with LLMGatewayClient(
-            loader.load_config_as_object(), factory, loader=loader
-        ) as client:
+        async with gated_client(path, gate) as client:
             gate.release.clear()
             slow = asyncio.create_task(client.generate(REQ))
             await gate.wait_started(1)  # the slow request is now in flight
@@ -100,14 +102,10 @@ def test_in_flight_requests_finish_on_the_old_config(tmp_path: Path) -> None:
 def test_reload_under_concurrent_requests(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
     write_gated(path, "v0")
-    loader = ConfigLoader(path)
     gate = Gate()
-    factory = gated_factory(gate)
 
     async def main() -> tuple[list[str], str]:
-        async with LLMGatewayClient(
-            loader.load_config_as_object(), factory, loader=loader
-        ) as client:
+        async with gated_client(path, gate) as client:
             gate.release.clear()
             tasks = []
             for i in range(6):  # a wave of 50 requests in flight, then a reload, six times

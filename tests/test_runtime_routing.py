@@ -25,7 +25,7 @@ from gwconfig.runtime import (
     ProviderFactory,
 )
 from gwconfig.runtime.providers.mock import MockProvider
-from runtime_servers import FAST, provider_doc, write_compiled
+from runtime_servers import FAST, generate_each, provider_doc, write_compiled
 
 
 def load(tmp_path: Path, providers: list[dict[str, Any]], **kw: Any) -> GatewayConfig:
@@ -38,17 +38,7 @@ def req(model: str | None, prompt: str = "hi", **kw: Any) -> LLMRequest:
 
 
 def run(config: GatewayConfig, *requests: LLMRequest, **client_kw: Any) -> list[Any]:
-    async def main() -> list[Any]:
-        async with LLMGatewayClient(config, ProviderFactory(), **client_kw) as client:
-            out = []
-            for r in requests:
-                try:
-                    out.append(await client.generate(r))
-                except Exception as exc:
-                    out.append(exc)
-            return out
-
-    return asyncio.run(main())
+    return generate_each(config, *requests, factory=ProviderFactory(), **client_kw)
 
 
 @pytest.fixture

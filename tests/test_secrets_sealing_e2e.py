@@ -9,6 +9,7 @@ from click.testing import CliRunner, Result
 
 from gwconfig.cli import cli
 from gwconfig.secrets import sealing
+from test_reconcile_engine import read_state_at
 
 CANARY = "sk-CANARY-e2e-0b1d6f5e44c2a7d9"
 
@@ -27,15 +28,7 @@ models:
 
 
 def state_of(url: str) -> tuple[str, int | None]:
-    from gwconfig.db.session import open_database
-    from gwconfig.reconcile.state import read_state
-
-    db = open_database(url)
-    try:
-        with db.connect() as conn:
-            state = read_state(conn)
-    finally:
-        db.dispose()
+    state = read_state_at(url)
     return state.state_hash, state.last_revision
 
 

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from gwconfig.cli import cli
 from gwconfig.words import bulleted, plural
+from test_manifests_diagnostics import gateway_routing_to
 
 PROVIDER = """\
 apiVersion: gwconfig/v1
@@ -21,14 +22,7 @@ api_keys:
 models:
   - model_id: echo
 """
-GATEWAY = """\
-apiVersion: gwconfig/v1
-kind: Gateway
-default_route: local-chat
-routes:
-  - name: local-chat
-    targets: [{model: mock/echo}]
-"""
+GATEWAY = gateway_routing_to("mock/echo")
 
 
 @pytest.mark.parametrize(
@@ -78,13 +72,21 @@ def test_missing_secrets_are_listed_one_per_line(
         assert max(len(line) for line in lines) < 120
 
 
-def test_a_single_delete_over_the_limit_is_one_entity(
+def _empty_tree_and_database(
     tmp_path: Path, sqlite_url: str, fernet_key: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[Path, CliRunner]:
+    """Manifests with no keys, an upgraded database, the encryption key set; and a runner."""
     monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", fernet_key)
     path = _write(tmp_path, [])
     runner = CliRunner()
     runner.invoke(cli, ["db", "upgrade", "--database-url", sqlite_url])
+    return path, runner
+
+
+def test_a_single_delete_over_the_limit_is_one_entity(
+    tmp_path: Path, sqlite_url: str, fernet_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, runner = _empty_tree_and_database(tmp_path, sqlite_url, fernet_key, monkeypatch)
     args = ["--database-url", sqlite_url, "--auto-approve", "--max-deletes", "0"]
     assert runner.invoke(cli, ["apply", str(path), *args]).exit_code == 0
     (path / "gateway.yaml").write_text("apiVersion: gwconfig/v1\nkind: Gateway\nroutes: []\n")
@@ -96,10 +98,7 @@ def test_a_single_delete_over_the_limit_is_one_entity(
 def test_show_revision_labels_and_counts_read_like_plan(
     tmp_path: Path, sqlite_url: str, fernet_key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", fernet_key)
-    path = _write(tmp_path, [])
-    runner = CliRunner()
-    runner.invoke(cli, ["db", "upgrade", "--database-url", sqlite_url])
+    path, runner = _empty_tree_and_database(tmp_path, sqlite_url, fernet_key, monkeypatch)
     plan = runner.invoke(cli, ["plan", str(path), "--database-url", sqlite_url])
     planned = [line for line in plan.output.splitlines() if line[:2] in ("+ ", "~ ", "- ")]
     assert "+ route local-chat" in planned

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -30,6 +31,39 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "reseal": ("sealing", "reseal_cmd"),
     "generate": ("runtime", "generate_cmd"),
 }
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+#: ``--database-url URL``, shared by every command that opens the gateway database.
+database_url_option = click.option(
+    "--database-url",
+    metavar="URL",
+    help="Gateway database (default: GWCONFIG_DATABASE_URL or sqlite:///.gwconfig/gateway.db).",
+)
+
+
+def format_option(choices: list[str], help: str) -> Callable[[_F], _F]:
+    """``--format`` (as ``fmt``), one of ``choices``, ``text`` by default."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(choices),
+        default="text",
+        show_default=True,
+        help=help,
+    )
+
+
+def lock_timeout_option(help: str) -> Callable[[_F], _F]:
+    """``--lock-timeout SECONDS``: how long to wait for the apply lock (60 by default)."""
+    return click.option(
+        "--lock-timeout",
+        type=click.FloatRange(min=0),
+        default=60.0,
+        show_default=True,
+        metavar="SECONDS",
+        help=help,
+    )
 
 
 class LazyGroup(click.Group):

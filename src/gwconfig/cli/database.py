@@ -5,13 +5,8 @@ from __future__ import annotations
 import click
 
 from gwconfig import settings
+from gwconfig.cli import database_url_option, lock_timeout_option
 from gwconfig.words import plural
-
-_db_option = click.option(
-    "--database-url",
-    metavar="URL",
-    help="Gateway database (default: GWCONFIG_DATABASE_URL or sqlite:///.gwconfig/gateway.db).",
-)
 
 
 @click.group("db")
@@ -20,7 +15,7 @@ def db_group() -> None:
 
 
 @db_group.command("upgrade")
-@_db_option
+@database_url_option
 def upgrade_cmd(database_url: str | None) -> None:
     """Create or upgrade the gateway database schema to this gwconfig's revision."""
     from gwconfig.db.session import upgrade_url
@@ -34,7 +29,7 @@ def upgrade_cmd(database_url: str | None) -> None:
 
 
 @db_group.command("current")
-@_db_option
+@database_url_option
 def current_cmd(database_url: str | None) -> None:
     """Show the database's schema revision; exit 1 unless it is this gwconfig's head."""
     from gwconfig.db.session import status_url
@@ -64,7 +59,7 @@ def generate_cmd() -> None:
 
 
 @keys_group.command("id")
-@_db_option
+@database_url_option
 def id_cmd(database_url: str | None) -> None:
     """Print the id of each encryption key, newest first (the ids error messages name)."""
     from gwconfig.secrets.keys import load_encryption_keys
@@ -75,15 +70,8 @@ def id_cmd(database_url: str | None) -> None:
 
 
 @keys_group.command("rotate")
-@_db_option
-@click.option(
-    "--lock-timeout",
-    type=click.FloatRange(min=0),
-    default=60.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="How long to wait for an apply (or another rotation) holding the lock.",
-)
+@database_url_option
+@lock_timeout_option("How long to wait for an apply (or another rotation) holding the lock.")
 def rotate_cmd(database_url: str | None, lock_timeout: float) -> None:
     """Re-encrypt every stored secret under the newest key (apply lock, one transaction)."""
     from gwconfig.reconcile.rotation import rotate_url

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from gwconfig.cli import format_option
 from gwconfig.settings import DEFAULT_MANIFEST_PATH
 from gwconfig.words import plural
 
@@ -22,13 +23,8 @@ _ENV = click.option(
 @click.command("validate")
 @_PATH
 @_ENV
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "github"]),
-    default="text",
-    show_default=True,
-    help="text for people, json for tools, github for workflow annotations.",
+@format_option(
+    ["text", "json", "github"], "text for people, json for tools, github for workflow annotations."
 )
 @click.pass_context
 def validate_cmd(ctx: click.Context, path: Path, env: str | None, fmt: str) -> None:

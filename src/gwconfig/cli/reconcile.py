@@ -11,6 +11,7 @@ from typing import Any
 import click
 import orjson
 
+from gwconfig.cli import database_url_option, format_option, lock_timeout_option
 from gwconfig.db import columns as col
 from gwconfig.errors import PlanError
 from gwconfig.reconcile import engine as reconcile
@@ -19,11 +20,6 @@ from gwconfig.reconcile.diff import entity_label
 from gwconfig.reconcile.plan import Plan, render_json, render_markdown, render_text
 from gwconfig.words import plural
 
-_db_option = click.option(
-    "--database-url",
-    metavar="URL",
-    help="Gateway database (default: GWCONFIG_DATABASE_URL or sqlite:///.gwconfig/gateway.db).",
-)
 _selection = [
     click.option("--env", "env", metavar="NAME", help="Environment whose values file to use."),
     click.option("--prune", is_flag=True, help="Delete entities missing from the manifests."),
@@ -43,14 +39,7 @@ _selection = [
     ),
 ]
 _apply_safety = [
-    click.option(
-        "--lock-timeout",
-        type=click.FloatRange(min=0),
-        default=60.0,
-        show_default=True,
-        metavar="SECONDS",
-        help="How long to wait for another apply to finish.",
-    ),
+    lock_timeout_option("How long to wait for another apply to finish."),
     click.option(
         "--max-deletes",
         type=click.IntRange(min=0),
@@ -66,14 +55,7 @@ _apply_safety = [
         help=f"Who applies (audit; at most {col.ACTOR} characters); default from environment.",
     ),
     click.option("--auto-approve", is_flag=True, help="Apply without asking for confirmation."),
-    click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(["text", "json"]),
-        default="text",
-        show_default=True,
-        help="Output format.",
-    ),
+    format_option(["text", "json"], "Output format."),
 ]
 
 
@@ -109,17 +91,10 @@ def _render(plan: Plan, fmt: str) -> str:
 
 @click.command("plan")
 @click.argument("path", required=False, type=click.Path())
-@_db_option
+@database_url_option
 @_options(_selection)
 @click.option("--out", type=click.Path(dir_okay=False), help="Save the plan for 'apply --plan'.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "markdown"]),
-    default="text",
-    show_default=True,
-    help="Output format (markdown for a PR comment).",
-)
+@format_option(["text", "json", "markdown"], "Output format (markdown for a PR comment).")
 @click.option(
     "--detailed-exitcode", is_flag=True, help="Exit 0 with no changes, 2 with changes, 1 on error."
 )
@@ -191,7 +166,7 @@ def _report(plan: Plan, result: Any, fmt: str, what: str) -> None:
 @click.command("apply")
 @click.argument("path", required=False, type=click.Path())
 @click.option("--plan", "plan_file", type=click.Path(dir_okay=False), help="A saved plan.")
-@_db_option
+@database_url_option
 @_options(_selection)
 @_options(_apply_safety)
 def apply_cmd(
@@ -231,7 +206,7 @@ def apply_cmd(
 
 
 @click.command("history")
-@_db_option
+@database_url_option
 @click.option(
     "--limit", type=click.IntRange(min=1, max=col.INTEGER_MAX), default=20, show_default=True
 )
@@ -260,7 +235,7 @@ def history_cmd(database_url: str | None, limit: int, fmt: str) -> None:
 
 @click.command("show-revision")
 @click.argument("number", type=click.IntRange(min=1, max=col.INTEGER_MAX))
-@_db_option
+@database_url_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def show_revision_cmd(number: int, database_url: str | None, fmt: str) -> None:
     """Show one revision: who, when, what changed, and its configuration (secrets as refs)."""
@@ -294,7 +269,7 @@ def show_revision_cmd(number: int, database_url: str | None, fmt: str) -> None:
 
 @click.command("rollback")
 @click.argument("revision", type=click.IntRange(min=1, max=col.INTEGER_MAX))
-@_db_option
+@database_url_option
 @_options(_apply_safety)
 def rollback_cmd(
     revision: int,

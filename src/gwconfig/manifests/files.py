@@ -118,31 +118,6 @@ class Loaded:
     complete: bool = True
 
 
-def load_file(
-    path: Path,
-    shown: str,
-    *,
-    env: str | None,
-    values: dict[str, Any] | None,
-    positions: bool = True,
-    cache: ParseCache | None = None,
-    entities: bool = False,
-    max_size: int = DEFAULT_MAX_FILE_SIZE,
-) -> tuple[list[RawDocument], list[Diagnostic]]:
-    """Read one manifest file (rendering it first if it is a template); see :func:`read_file`."""
-    loaded = read_file(
-        path,
-        shown,
-        env=env,
-        values=values,
-        positions=positions,
-        cache=cache,
-        entities=entities,
-        max_size=max_size,
-    )
-    return loaded.docs, loaded.diagnostics
-
-
 def read_file(
     path: Path,
     shown: str,

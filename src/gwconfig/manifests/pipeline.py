@@ -26,7 +26,7 @@ from gwconfig.manifests.checks import (
 )
 from gwconfig.manifests.documents import RawDocument
 from gwconfig.manifests.fastyaml import ParseCache
-from gwconfig.manifests.files import load_file, plan_files, read_file
+from gwconfig.manifests.files import plan_files, read_file
 from gwconfig.manifests.limits import DEFAULT_MAX_FILE_SIZE
 from gwconfig.manifests.model import GatewayManifest, ProviderManifest
 from gwconfig.manifests.validation import validate_documents
@@ -305,7 +305,7 @@ def _run_front(
 
     def locate(shown: str, index: int) -> RawDocument:
         if shown not in local_docs:
-            local_docs[shown] = load_file(shown_to_path[shown], shown, **kwargs)[0]
+            local_docs[shown] = read_file(shown_to_path[shown], shown, **kwargs).docs
         return next(d for d in local_docs[shown] if d.index == index)
 
     gateways = _gateways(parts, locate)

@@ -12,6 +12,17 @@ from gwconfig.runtime.messages import Usage
 from gwconfig.runtime.resilience import RateLimiter, TokenLimiter
 
 
+def _room(limiter: RateLimiter | TokenLimiter, pc: ProviderConfig, limit: str, next_: str) -> float:
+    """How long until ``limiter`` has room; a failure of this target (not retried) when that is
+    longer than ``backoff_max_seconds``."""
+    wait = limiter.delay(time.monotonic())
+    if wait > pc.settings.backoff_max_seconds:
+        raise ProviderUnavailableError(
+            f"rate limit of {limit} reached ({next_} in {wait:.1f}s)", retryable=False
+        )
+    return wait
+
+
 class Throttle:
     """The request and token windows of every provider a client calls."""
 
@@ -31,25 +42,13 @@ class Throttle:
         waits: list[float] = []
         if tpm is not None:
             tokens = self._token_limiter(pc, tpm)
-            wait = tokens.delay(time.monotonic())
-            if wait > pc.settings.backoff_max_seconds:
-                raise ProviderUnavailableError(
-                    f"rate limit of {tpm} tokens/minute reached (room again in {wait:.1f}s)",
-                    retryable=False,
-                )
-            waits.append(wait)
+            waits.append(_room(tokens, pc, f"{tpm} tokens/minute", "room again"))
         limiter = None
         if rpm is not None:
             limiter = self._limiters.get(pc.provider_id)
             if limiter is None or limiter.rpm != rpm:
                 limiter = self._limiters[pc.provider_id] = RateLimiter(rpm)
-            wait = limiter.delay(time.monotonic())
-            if wait > pc.settings.backoff_max_seconds:
-                raise ProviderUnavailableError(
-                    f"rate limit of {rpm} requests/minute reached (next slot in {wait:.1f}s)",
-                    retryable=False,
-                )
-            waits.append(wait)
+            waits.append(_room(limiter, pc, f"{rpm} requests/minute", "next slot"))
         if max(waits) > 0:
             if time.monotonic() + max(waits) >= deadline:
                 raise DeadlineExceededError("the request deadline comes before the rate limit")

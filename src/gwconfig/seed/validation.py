@@ -11,9 +11,9 @@ reference stands in, and the plaintext travels beside it to the row builders (wh
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from gwconfig.db.models import ApiKey, ConnectionParameter, Provider, ProviderModel
 from gwconfig.entities import SecretScope, api_key_body, model_body, parameter_body, provider_body
@@ -50,6 +50,16 @@ _PARAM_FIELDS = {"provider_id", "param_name", "param_value", "is_sensitive", "en
 
 #: secret scope (the seed dict's provider id) -> plaintext
 Plaintexts = dict[SecretScope, str]
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def validated(model: type[_M], doc: Mapping[str, Any], what: str) -> _M:
+    """``doc`` validated as ``model``, or a :func:`validation_failed` naming ``what``."""
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        raise validation_failed(what, exc) from None
 
 
 def validation_failed(what: str, exc: ValidationError) -> ValidationFailed:
@@ -179,30 +189,21 @@ def provider_manifest(data: Any) -> tuple[ProviderManifest, Plaintexts]:
         doc["models"] = [
             model_input(m, f"{label} model", data.get("provider_id")) for m in data["models"]
         ]
-    try:
-        manifest = ProviderManifest.model_validate(doc)
-    except ValidationError as exc:
-        raise validation_failed(label, exc) from None
+    manifest = validated(ProviderManifest, doc, label)
     return manifest, plaintexts
 
 
 def key_spec(data: Mapping[str, Any], what: str) -> tuple[dict[str, Any], str]:
     """Validate a seed ``create_api_key`` dict: (canonical key with placeholder, plaintext)."""
     doc, plain = _key_input(data, what)
-    try:
-        spec = ApiKeySpec.model_validate(doc)
-    except ValidationError as exc:
-        raise validation_failed(what, exc) from None
+    spec = validated(ApiKeySpec, doc, what)
     return canonical_key(spec), plain
 
 
 def param_spec(data: Mapping[str, Any], what: str) -> tuple[dict[str, Any], str | None]:
     """Validate a seed ``set_connection_parameter`` dict: (canonical parameter, plaintext)."""
     doc, plain = _param_input(data, what)
-    try:
-        spec = ConnectionParameterSpec.model_validate(doc)
-    except ValidationError as exc:
-        raise validation_failed(what, exc) from None
+    spec = validated(ConnectionParameterSpec, doc, what)
     return canonical_param(spec), plain
 
 

@@ -66,6 +66,20 @@ class HTTPProvider(BaseProvider):
 
     # -- requests ---------------------------------------------------------------------------------
 
+    def _post(
+        self, url: str, body: dict[str, Any], headers: dict[str, str], call: ProviderCall
+    ) -> tuple[httpx.Request, float, bool]:
+        """The JSON POST of ``body`` to ``url``, its timeout, and whether the deadline sets it."""
+        timeout, by_deadline = self._limits(call)
+        request = self.client.build_request(
+            "POST",
+            url,
+            content=orjson.dumps(body),
+            headers={**_JSON_HEADERS, **headers},
+            timeout=timeout,
+        )
+        return request, timeout, by_deadline
+
     def _limits(self, call: ProviderCall) -> tuple[float, bool]:
         """The call's timeout, and whether it is the request's deadline that sets it."""
         timeout = call.timeout_seconds or self.config.settings.timeout_seconds
@@ -89,15 +103,8 @@ class HTTPProvider(BaseProvider):
 
         The reply is read in pieces and refused past ``max_response_bytes``.
         """
-        timeout, by_deadline = self._limits(call)
+        request, timeout, by_deadline = self._post(url, body, headers, call)
         client = self.client
-        request = client.build_request(
-            "POST",
-            url,
-            content=orjson.dumps(body),
-            headers={**_JSON_HEADERS, **headers},
-            timeout=timeout,
-        )
         try:
             async with asyncio.timeout(timeout):
                 resp = await client.send(request, stream=True)
@@ -127,14 +134,7 @@ class HTTPProvider(BaseProvider):
 
         A reply that is JSON rather than server-sent events is an error (even with HTTP 200).
         """
-        timeout, by_deadline = self._limits(call)
-        request = self.client.build_request(
-            "POST",
-            url,
-            content=orjson.dumps(body),
-            headers={**_JSON_HEADERS, **headers},
-            timeout=timeout,
-        )
+        request, timeout, by_deadline = self._post(url, body, headers, call)
         try:
             resp = await self.client.send(request, stream=True)
         except httpx.TimeoutException as exc:
