@@ -21,7 +21,8 @@ from gwconfig.runtime import (
     LLMRequest,
     NoRouteError,
 )
-from gwconfig.secrets.keys import EncryptionKeys, resolve_secret
+from gwconfig.secrets.keys import EncryptionKeys
+from gwconfig.secrets.resolve import resolve_secret
 from runtime_servers import compile_docs, provider_doc, write_compiled
 
 

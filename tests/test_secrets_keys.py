@@ -13,14 +13,13 @@ from gwconfig.secrets.keys import (
     ENV_VAR,
     MASK,
     EncryptionKeys,
-    MissingSecretError,
     StoredKeys,
     generate_key,
     key_id,
     load_encryption_keys,
     mask_entity,
-    resolve_secret,
 )
+from gwconfig.secrets.resolve import MissingSecretError, resolve_secret
 
 PLAIN = "sk-test-secret-0123456789"
 SCOPE = ("openai", "default", "default")

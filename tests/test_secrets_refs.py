@@ -15,7 +15,7 @@ from gwconfig.canonical import content_hash
 from gwconfig.errors import ManifestError, SecretError
 from gwconfig.manifests import validate_path
 from gwconfig.secrets import refs as secretrefs
-from gwconfig.secrets.keys import MissingSecretError, resolve_secret
+from gwconfig.secrets.resolve import MissingSecretError, resolve_secret
 
 SCOPE = ("openai", "default", "default")
 SECRET = "sk-test-" + "0123456789abcdef"

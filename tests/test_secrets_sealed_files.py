@@ -13,7 +13,7 @@ from gwconfig.manifests.compile import SourceRef, build_config
 from gwconfig.manifests.model import ProviderManifest
 from gwconfig.secrets import sealed_files as sealing_files
 from gwconfig.secrets import sealing
-from gwconfig.secrets.keys import resolve_secret
+from gwconfig.secrets.resolve import resolve_secret
 
 SECRET = "sk-canary-files-7f3a9c"
 

@@ -151,7 +151,7 @@ def _parse_model(key: str) -> tuple[str | None, tuple[str, ...]]:
     return pid, (model_id,)
 
 
-# -- stored rows -> canonical bodies (the state reader and the seed service share these) --------
+# -- canonical bodies: from compiled manifests, stored rows (state reader) and seed dicts ---------
 
 
 def provider_body(
@@ -193,30 +193,39 @@ def model_body(
     }
 
 
+def key_body(
+    name: str, environment: str, value: dict[str, Any], expires_at: datetime | None
+) -> dict[str, Any]:
+    """The canonical API key; ``value`` is a reference (compiled) or a fingerprint (stored)."""
+    return {
+        "name": name,
+        "environment": environment,
+        "value": value,
+        "expires_at": format_timestamp(expires_at),
+    }
+
+
+def param_body(name: str, environment: str, sensitive: Any, value: Any) -> dict[str, Any]:
+    """The canonical connection parameter; a sensitive ``value`` is a reference or fingerprint."""
+    return {"name": name, "environment": environment, "sensitive": bool(sensitive), "value": value}
+
+
 def api_key_body(
     name: str, environment: str, fingerprint: str | None, expires_at: datetime | str | None
 ) -> dict[str, Any]:
     """The canonical API key from its ``api_keys`` columns: the value is the stored fingerprint."""
     if isinstance(expires_at, str):  # SQLite gives the stored text
         expires_at = datetime.fromisoformat(expires_at)
-    return {
-        "name": name,
-        "environment": environment,
-        "value": {"fingerprint": fingerprint},
-        "expires_at": format_timestamp(expires_at),
-    }
+    return key_body(name, environment, {"fingerprint": fingerprint}, expires_at)
 
 
 def parameter_body(
     name: str, environment: str, sensitive: Any, value: Any, fingerprint: str | None
 ) -> dict[str, Any]:
     """The canonical connection parameter; a sensitive value is its stored fingerprint."""
-    return {
-        "name": name,
-        "environment": environment,
-        "sensitive": bool(sensitive),
-        "value": {"fingerprint": fingerprint} if sensitive else value,
-    }
+    return param_body(
+        name, environment, sensitive, {"fingerprint": fingerprint} if sensitive else value
+    )
 
 
 def route_body(

@@ -140,7 +140,7 @@ def insert_config(
     Rows go through :mod:`gwconfig.db.bulk` (DBAPI executemany, ``COPY`` on PostgreSQL).
 
     Secret references are resolved with ``resolve`` (default
-    :func:`gwconfig.secrets.keys.resolve_secret`) and stored encrypted. Returns rows written per
+    :func:`gwconfig.secrets.resolve.resolve_secret`) and stored encrypted. Returns rows written per
     table.
     """
     from gwconfig.db.bulk import insert_rows
@@ -152,7 +152,7 @@ def insert_config(
         Route,
         utcnow,
     )
-    from gwconfig.secrets.keys import resolve_secret
+    from gwconfig.secrets.resolve import resolve_secret
 
     resolver = resolve or resolve_secret
     providers, models, api_keys, params = [], [], [], []

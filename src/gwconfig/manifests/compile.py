@@ -14,9 +14,9 @@ from gwconfig.canonical import (
     LATER_SETTINGS,
     canonical_json,
     content_hash,
-    format_timestamp,
     pretty_json,
 )
+from gwconfig.entities import key_body, model_body, param_body, provider_body, route_body
 from gwconfig.manifests.model import (
     ApiKeySpec,
     ConnectionParameterSpec,
@@ -68,23 +68,15 @@ def _secret(ref: SecretRef) -> dict[str, str]:
     return ref.to_json()
 
 
-def _param(p: ConnectionParameterSpec) -> dict[str, Any]:
+def canonical_parameter(p: ConnectionParameterSpec) -> dict[str, Any]:
+    """The canonical dict of one connection parameter (a secret stays a reference)."""
     value: Any = _secret(p.value) if isinstance(p.value, SecretRef) else p.value
-    return {
-        "name": p.name,
-        "environment": p.environment,
-        "sensitive": p.is_sensitive,
-        "value": value,
-    }
+    return param_body(p.name, p.environment, p.is_sensitive, value)
 
 
-def _key(k: ApiKeySpec) -> dict[str, Any]:
-    return {
-        "name": k.name,
-        "environment": k.environment,
-        "value": _secret(k.value),
-        "expires_at": format_timestamp(k.expires_at),
-    }
+def canonical_api_key(k: ApiKeySpec) -> dict[str, Any]:
+    """The canonical dict of one API key (its value stays a reference)."""
+    return key_body(k.name, k.environment, _secret(k.value), k.expires_at)
 
 
 def _pricing(p: Pricing) -> dict[str, Any]:
@@ -101,18 +93,18 @@ def _model(m: ModelSpec) -> dict[str, Any]:
     # Called once per model (tens of thousands): fields straight from the model's __dict__.
     f = m.__dict__
     name, pricing, caps, aliases = f["display_name"], f["pricing"], f["capabilities"], f["aliases"]
-    return {
-        "model_id": f["model_id"],
-        "display_name": name if name is not None else f["model_id"],
-        "model_type": f["model_type"],
-        "context_window": f["context_window"],
-        "max_tokens": f["max_tokens"],
-        "enabled": f["enabled"],
-        "capabilities": sorted(set(caps)) if caps else [],
-        "parameters": dict(f["parameters"]),
-        "pricing": _pricing(pricing) if pricing is not None else None,
-        "aliases": sorted(set(aliases)) if aliases else [],
-    }
+    return model_body(
+        f["model_id"],
+        name if name is not None else f["model_id"],
+        f["model_type"],
+        f["context_window"],
+        f["max_tokens"],
+        f["enabled"],
+        sorted(set(caps)) if caps else [],
+        dict(f["parameters"]),
+        _pricing(pricing) if pricing is not None else None,
+        sorted(set(aliases)) if aliases else [],
+    )
 
 
 def canonical_provider(p: ProviderManifest) -> dict[str, Any]:
@@ -122,26 +114,30 @@ def canonical_provider(p: ProviderManifest) -> dict[str, Any]:
     for name, default in LATER_SETTINGS:
         if settings[name] == default:  # left out: earlier configurations keep their hash
             del settings[name]
+    connection = {
+        "api_base": p.connection.api_base,
+        "api_version": p.connection.api_version,
+        "headers": dict(sorted(p.connection.headers.items())),
+    }
     return {
-        "provider_id": p.provider_id,
-        "provider_type": p.provider_type,
-        "display_name": p.display_name if p.display_name is not None else p.provider_id,
-        "description": p.description,
-        "enabled": p.enabled,
-        "tags": sorted(set(p.tags)),
-        "deletion_protection": p.deletion_protection,
-        "connection": {
-            "api_base": p.connection.api_base,
-            "api_version": p.connection.api_version,
-            "headers": dict(sorted(p.connection.headers.items())),
-        },
-        "request_settings": settings,
+        **provider_body(
+            p.provider_id,
+            p.provider_type,
+            p.display_name if p.display_name is not None else p.provider_id,
+            p.description,
+            p.enabled,
+            sorted(set(p.tags)),
+            p.deletion_protection,
+            connection,
+            settings,
+        ),
         "connection_parameters": sorted(
-            (_param(x) for x in p.connection.parameters),
+            (canonical_parameter(x) for x in p.connection.parameters),
             key=lambda d: (d["name"], d["environment"]),
         ),
         "api_keys": sorted(
-            (_key(x) for x in p.api_keys), key=lambda d: (d["name"], d["environment"])
+            (canonical_api_key(x) for x in p.api_keys),
+            key=lambda d: (d["name"], d["environment"]),
         ),
         "models": sorted((_model(m) for m in p.models), key=lambda d: d["model_id"]),
     }
@@ -149,16 +145,11 @@ def canonical_provider(p: ProviderManifest) -> dict[str, Any]:
 
 def canonical_route(r: Route) -> dict[str, Any]:
     """The canonical dict of one route."""
-    return {
-        "name": r.name,
-        "description": r.description,
-        "strategy": r.strategy,
-        "targets": [
-            {"provider_id": t.provider_id, "model_id": t.model_id, "weight": t.weight}
-            for t in r.targets
-        ],
-        "fallbacks": list(r.fallbacks),
-    }
+    targets = [
+        {"provider_id": t.provider_id, "model_id": t.model_id, "weight": t.weight}
+        for t in r.targets
+    ]
+    return route_body(r.name, r.description, r.strategy, targets, list(r.fallbacks))
 
 
 def build_config(

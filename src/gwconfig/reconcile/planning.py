@@ -56,7 +56,7 @@ def resolve_desired(
     ``plaintexts`` (rollback) supplies values directly instead of resolving references;
     ``digest`` is ``content_hash(data)`` when the caller has it already (a compiled config).
     """
-    from gwconfig.secrets.keys import MissingSecretError, resolve_secret
+    from gwconfig.secrets.resolve import MissingSecretError, resolve_secret
 
     values: dict[SecretScope, str] = {}
     fingerprints: dict[str, str] = {}

@@ -171,7 +171,7 @@ class ConfigLoader:
         if self._resolver is not None:
             resolver = self._resolver
         else:
-            from gwconfig.secrets.keys import resolve_secret
+            from gwconfig.secrets.resolve import resolve_secret
 
             resolver = resolve_secret
         chash = declared if declared is not None else partial(content_hash, data)

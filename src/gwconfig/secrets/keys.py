@@ -33,10 +33,8 @@ from gwconfig import settings
 
 # re-exported: the one mask and masking function live in the entity registry
 from gwconfig.entities import MASK as MASK
-from gwconfig.entities import SecretScope
 from gwconfig.entities import mask_entity as mask_entity
-from gwconfig.errors import EncryptionKeyError, SecretError
-from gwconfig.secrets.refs import env_reference_problem, read_secret_file
+from gwconfig.errors import EncryptionKeyError
 
 ENV_VAR = "GWCONFIG_ENCRYPTION_KEY"
 KEY_FILE_NAME = "encryption.key"
@@ -45,14 +43,6 @@ _FINGERPRINT_INFO = b"gwconfig fingerprint"
 _KEY_ID_INFO = b"gwconfig key id"
 KEY_ID_LENGTH = 12
 _SET_KEY_HINT = f"set {ENV_VAR}; generate one with 'gwconfig keys generate'"
-
-
-class MissingSecretError(SecretError):
-    """A referenced environment variable or file does not exist."""
-
-    def __init__(self, message: str, *, reference: str, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.reference = reference
 
 
 def generate_key() -> str:
@@ -299,58 +289,6 @@ def load_encryption_keys(database_url: str | None = None) -> EncryptionKeys:
         f"no encryption key for {settings.mask_url(url)}: {ENV_VAR} is not set",
         hint=_SET_KEY_HINT,
     )
-
-
-def describe_reference(ref: Mapping[str, str]) -> str:
-    """A printable, non-secret description of a reference, e.g. ``env:OPENAI_API_KEY``."""
-    if len(ref) != 1:
-        return "invalid secret reference"
-    kind, value = next(iter(ref.items()))
-    if kind == "sealed":
-        return f"sealed:{value[:18]}..."
-    return f"{kind}:{value}"
-
-
-def resolve_secret(ref: Mapping[str, str], scope: SecretScope | tuple[str, str, str]) -> str:
-    """The plaintext behind a secret reference (``env``, ``file`` or ``sealed``) for ``scope``.
-
-    ``scope`` is a :class:`SecretScope` or its sealed form (:attr:`SecretScope.sealed`).
-    """
-    if isinstance(scope, SecretScope):
-        scope = scope.sealed
-    if len(ref) != 1:
-        raise SecretError(
-            "a secret reference needs exactly one of 'env', 'file' or 'sealed'",
-        )
-    kind, target = next(iter(ref.items()))
-    where = f"{scope[0]}/{scope[1]}@{scope[2]}"
-    if kind == "env":
-        problem = env_reference_problem(target)
-        if problem is not None:
-            raise SecretError(f"{problem} (secret for {where})")
-        value = os.environ.get(target)
-        if value is None:
-            raise MissingSecretError(
-                f"environment variable {target} is not set (secret for {where})",
-                reference=f"env:{target}",
-                hint=f"export {target}=... before running this command",
-            )
-        if value == "":
-            raise SecretError(f"environment variable {target} is empty (secret for {where})")
-        return value
-    if kind == "file":
-        try:
-            return read_secret_file(target, where)
-        except FileNotFoundError as exc:
-            raise MissingSecretError(
-                f"secret file {target} does not exist (secret for {where})",
-                reference=f"file:{target}",
-            ) from exc
-    if kind == "sealed":
-        from gwconfig.secrets.sealing import unseal
-
-        return unseal(target, scope)
-    raise SecretError(f"unknown secret reference kind {kind!r} (use env, file or sealed)")
 
 
 def is_fingerprint(value: Any) -> bool:

@@ -18,8 +18,8 @@ from pydantic import BaseModel, ValidationError
 from gwconfig.db.models import ApiKey, ConnectionParameter, Provider, ProviderModel
 from gwconfig.entities import SecretScope, api_key_body, model_body, parameter_body, provider_body
 from gwconfig.errors import ValidationFailed
-from gwconfig.manifests.compile import _key as canonical_key
-from gwconfig.manifests.compile import _param as canonical_param
+from gwconfig.manifests.compile import canonical_api_key as canonical_key
+from gwconfig.manifests.compile import canonical_parameter as canonical_param
 from gwconfig.manifests.model import ApiKeySpec, ConnectionParameterSpec, ProviderManifest
 
 #: Stands in for a plaintext secret while the manifest schema validates the rest.
