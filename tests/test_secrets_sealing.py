@@ -135,7 +135,9 @@ def test_malformed(env_key: sealing.PublicKey, blob: str) -> None:
         (("openai-prod", "param:default", "production"), "parameter default"),
     ],
 )
-def test_scope_mismatch(env_key: sealing.PublicKey, scope: sealing.Scope, expected: str) -> None:
+def test_scope_mismatch(
+    env_key: sealing.PublicKey, scope: sealing.SealedScope, expected: str
+) -> None:
     blob = sealing.seal(SECRET, SCOPE, env_key)
     with pytest.raises(SealingError) as info:
         sealing.unseal(blob, scope)

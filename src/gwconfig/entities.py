@@ -45,6 +45,13 @@ DEFAULT_ROUTE_KEY = "gateway:default_route"
 ROUTE_PREFIX = "route:"
 
 
+#: A secret's scope in the form sealed values are bound to: ``(pid, name, env)``, the name
+#: ``param:NAME`` for a connection parameter (:attr:`SecretScope.sealed`).
+SealedScope = tuple[str, str, str]
+#: ``resolve(reference, scope)``: the plaintext behind a secret reference.
+SecretResolver = Callable[[Mapping[str, Any], SealedScope], str]
+
+
 class SecretScope(NamedTuple):
     """Where a secret belongs: ``(provider_id, "key" | "param", name, environment)``.
 
@@ -64,7 +71,7 @@ class SecretScope(NamedTuple):
         return f"{self.provider_id}/{self.kind}:{self.name}@{self.environment}"
 
     @property
-    def sealed(self) -> tuple[str, str, str]:
+    def sealed(self) -> SealedScope:
         """The scope sealed values are bound to: ``(pid, name, env)``, ``param:name`` for a
         parameter (see :mod:`gwconfig.secrets.sealing`)."""
         name = self.name if self.kind == "key" else f"param:{self.name}"
@@ -92,7 +99,7 @@ class SecretScope(NamedTuple):
         return cls(pid, "key" if kind == "key" else "param", name, environment)
 
     @classmethod
-    def from_sealed(cls, scope: tuple[str, str, str]) -> SecretScope:
+    def from_sealed(cls, scope: SealedScope) -> SecretScope:
         """Inverse of :attr:`sealed`."""
         pid, name, environment = scope
         if name.startswith("param:"):

@@ -14,13 +14,13 @@ plaintext never reaches a row.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table
 
 from gwconfig.canonical import parse_timestamp
-from gwconfig.entities import SecretScope
+from gwconfig.entities import SecretResolver, SecretScope
 from gwconfig.secrets.keys import EncryptionKeys
 
 
@@ -123,10 +123,6 @@ def route_rows(gateway: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The ``routes`` rows of the canonical ``gateway`` section (default route flagged)."""
     default = gateway.get("default_route")
     return [route_row(r, default) for r in gateway.get("routes", [])]
-
-
-#: ``resolve(reference, scope)``; the scope in its sealed form (:attr:`SecretScope.sealed`)
-SecretResolver = Callable[[Mapping[str, str], tuple[str, str, str]], str]
 
 
 def insert_config(

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from gwconfig.canonical import parse_timestamp
+from gwconfig.entities import SealedScope, SecretResolver
 from gwconfig.errors import GwconfigError
 from gwconfig.runtime.config import (
     ApiKey,
@@ -20,8 +21,6 @@ from gwconfig.runtime.config import (
 )
 from gwconfig.runtime.models_table import ModelTable
 from gwconfig.runtime.scrub import Secrets, sensitive_header
-
-SecretResolver = Callable[[Mapping[str, Any], tuple[str, str, str]], str]
 
 
 def _pick_environment(entries: list[dict[str, Any]], environment: str) -> list[dict[str, Any]]:
@@ -43,7 +42,7 @@ def _request_settings(data: Mapping[str, Any]) -> RequestSettings:
     return settings
 
 
-def _resolve(resolver: SecretResolver, ref: Any, scope: tuple[str, str, str]) -> tuple[Any, Any]:
+def _resolve(resolver: SecretResolver, ref: Any, scope: SealedScope) -> tuple[Any, Any]:
     try:
         return resolver(ref, scope), None
     except GwconfigError as exc:  # keep loading: only requests to this provider will fail

@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 
 from gwconfig.canonical import content_hash
-from gwconfig.entities import SecretScope
+from gwconfig.entities import SealedScope, SecretResolver, SecretScope
 from gwconfig.errors import GwconfigError, SecretError
 from gwconfig.perf.gcpause import gc_paused
-from gwconfig.runtime.build import SecretResolver, build_gateway_config
+from gwconfig.runtime.build import build_gateway_config
 from gwconfig.runtime.config import GatewayConfig
 from gwconfig.runtime.errors import ConfigLoadError
 from gwconfig.runtime.models_table import ModelTable
@@ -200,7 +200,7 @@ class ConfigLoader:
             stored = stored_keys(secrets, state.key_ids or {})
             keys = self.encryption_keys().bind(stored, single=False)
 
-        def decrypt(ref: Mapping[str, Any], scope: tuple[str, str, str]) -> str:
+        def decrypt(ref: Mapping[str, Any], scope: SealedScope) -> str:
             pid, name, env = scope
             token = secrets.get(SecretScope.from_sealed(scope))
             if token is None:

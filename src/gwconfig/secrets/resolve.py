@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from gwconfig.entities import SecretScope
+from gwconfig.entities import SealedScope, SecretScope
 from gwconfig.errors import SecretError
 from gwconfig.secrets.refs import env_reference_problem, read_secret_file
 
@@ -32,7 +32,7 @@ def describe_reference(ref: Mapping[str, str]) -> str:
     return f"{kind}:{value}"
 
 
-def resolve_secret(ref: Mapping[str, str], scope: SecretScope | tuple[str, str, str]) -> str:
+def resolve_secret(ref: Mapping[str, str], scope: SecretScope | SealedScope) -> str:
     """The plaintext behind a secret reference (``env``, ``file`` or ``sealed``) for ``scope``.
 
     ``scope`` is a :class:`SecretScope` or its sealed form (:attr:`SecretScope.sealed`).

@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from gwconfig.entities import SealedScope
 from gwconfig.errors import Diagnostic, SealingError
 
 if TYPE_CHECKING:  # the crypto path (unseal) must not pay for pydantic
@@ -54,10 +55,8 @@ _KEY_HINT = (
     "(several keys separated by commas during a rotation)"
 )
 
-Scope = tuple[str, str, str]
 
-
-def describe_scope(scope: Scope) -> str:
+def describe_scope(scope: SealedScope) -> str:
     """Human form of a scope: ``provider X key Y environment Z`` (or ``parameter Y``)."""
     provider, name, environment = scope
     what = f"parameter {name[6:]}" if name.startswith("param:") else f"key {name}"
@@ -203,12 +202,12 @@ class SealedBlob:
     key_id: str
     ephemeral: bytes
     nonce: bytes
-    scope: Scope
+    scope: SealedScope
     header: bytes
     ciphertext: bytes
 
 
-def _encode_scope(scope: Scope) -> bytes:
+def _encode_scope(scope: SealedScope) -> bytes:
     out = bytearray()
     for part in scope:
         data = part.encode("utf-8")
@@ -256,7 +255,7 @@ def _derive(shared: bytes, ephemeral: bytes, recipient: bytes) -> bytes:
     return hkdf.derive(shared)
 
 
-def seal(plaintext: str, scope: Scope, public_key: PublicKey) -> str:
+def seal(plaintext: str, scope: SealedScope, public_key: PublicKey) -> str:
     """Seal ``plaintext`` for ``scope`` to ``public_key``; returns ``gwseal:v1:<base64url>``."""
     if not plaintext:
         raise SealingError("refusing to seal an empty value")
@@ -272,7 +271,7 @@ def seal(plaintext: str, scope: Scope, public_key: PublicKey) -> str:
     return BLOB_PREFIX + _b64e(header + ciphertext)
 
 
-def open_blob(blob: str, keys: Mapping[str, PrivateKey] | None = None) -> tuple[Scope, str]:
+def open_blob(blob: str, keys: Mapping[str, PrivateKey] | None = None) -> tuple[SealedScope, str]:
     """Authenticate and open a blob with ``keys`` (default: from the environment)."""
     parsed = parse_blob(blob)
     keys = private_keys_from_env() if keys is None else keys
@@ -300,7 +299,7 @@ def open_blob(blob: str, keys: Mapping[str, PrivateKey] | None = None) -> tuple[
     return parsed.scope, plaintext
 
 
-def unseal(blob: str, scope: Scope) -> str:
+def unseal(blob: str, scope: SealedScope) -> str:
     """Open a sealed value for ``scope`` with the private keys in ``GWCONFIG_SEALING_KEY``."""
     sealed_scope, plaintext = open_blob(blob)
     if tuple(sealed_scope) != tuple(scope):
@@ -344,7 +343,7 @@ def find_public_keys(search_dirs: Sequence[Path]) -> tuple[list[PublicKey], list
     return keys, diags
 
 
-def sealed_references(config: CompiledConfig) -> Iterator[tuple[str, Scope, str]]:
+def sealed_references(config: CompiledConfig) -> Iterator[tuple[str, SealedScope, str]]:
     """``(source key, scope, blob)`` for every sealed value in a compiled configuration."""
     for p in config.data.get("providers", []):
         pid = p["provider_id"]
