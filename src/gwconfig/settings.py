@@ -6,7 +6,7 @@ import getpass
 import os
 
 import gwconfig.db.columns as col
-from gwconfig.db import urls as dburl
+import gwconfig.db.urls as dburl  # the module itself: no import of the db package
 from gwconfig.errors import ConfigurationError
 
 DEFAULT_DATABASE_URL = "sqlite:///.gwconfig/gateway.db"

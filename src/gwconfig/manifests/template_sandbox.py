@@ -96,11 +96,11 @@ class _BoundedFormatting:
 
 
 class _Formatter(_BoundedFormatting, SandboxedFormatter):
-    pass
+    """``str.format`` in templates, bounded."""
 
 
 class _EscapeFormatter(_BoundedFormatting, SandboxedEscapeFormatter):
-    pass
+    """``str.format`` on markup-safe strings in templates, bounded."""
 
 
 class BoundedEnvironment(ImmutableSandboxedEnvironment):
