@@ -100,7 +100,9 @@ def file_names(provider_ids: list[str]) -> dict[str, str]:
     for pid in sorted(provider_ids):
         stem = _stem(pid)
         if stem.lower() in used:
-            stem = f"{stem}-provider-{hashlib.sha256(pid.encode()).hexdigest()[:8]}"
+            stem += "-provider"
+        if stem.lower() in used:
+            stem += "-" + hashlib.sha256(pid.encode()).hexdigest()[:8]
         used.add(stem.lower())
         names[pid] = f"{stem}.yaml"
     return names

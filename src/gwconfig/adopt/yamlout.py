@@ -4,7 +4,7 @@ A string is written plain only when the manifests' fast scalar reader (the subse
 reference loader agrees with, see :mod:`gwconfig.manifests.fastscalars`) gives exactly that
 string back; anything else (``"2023-06-01"``, ``"yes"``, ``"null"``, ``"0755"``, a leading
 ``@``, ``: `` inside, surrounding spaces, control characters) is double-quoted with escapes.
-Short lists of simple tokens and small maps are written in flow style (``[a, b]``,
+Lists of scalars that fit on a line and small maps are written in flow style (``[a, b]``,
 ``{env: NAME}``), like the example manifests; everything else in block style. The output is a
 pure function of the value: the same input always gives the same bytes.
 """
@@ -102,31 +102,22 @@ def key(name: str) -> str:
     return name if _KEY.match(name) and _plain_ok(name) else quoted(name)
 
 
-def _flow_item(value: Any) -> str | None:
+def _flow_item(value: Any) -> str:
     text = scalar(value)
     if isinstance(value, str) and not _FLOW_TOKEN.match(text):
-        return None
+        return quoted(value)  # quoted text is safe inside [ ] and { }
     return text
 
 
 def flow_list(values: Sequence[Any]) -> str | None:
-    """``[a, b]`` when every item is a short plain token, else None (write a block list)."""
-    items = [_flow_item(v) for v in values]
-    if any(i is None for i in items):
-        return None
-    text = "[" + ", ".join(i for i in items if i is not None) + "]"
+    """``[a, "on", 3]`` when it fits in :data:`FLOW_WIDTH` characters, else None (block list)."""
+    text = "[" + ", ".join(_flow_item(v) for v in values) + "]"
     return text if len(text) <= FLOW_WIDTH else None
 
 
 def flow_map(mapping: Mapping[str, Any]) -> str:
     """``{k: v, ...}`` of scalars (strings that are not plain tokens are double-quoted)."""
-    parts = []
-    for k, v in mapping.items():
-        text = scalar(v)
-        if isinstance(v, str) and not _FLOW_TOKEN.match(text):
-            text = quoted(v)
-        parts.append(f"{key(k)}: {text}")
-    return "{" + ", ".join(parts) + "}"
+    return "{" + ", ".join(f"{key(k)}: {_flow_item(v)}" for k, v in mapping.items()) + "}"
 
 
 def emit_value(out: list[str], indent: str, name: str, value: Any) -> None:
