@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from gwconfig.manifests.fastscalars import _scalar, _Unsupported
@@ -64,8 +65,10 @@ def _plain_ok(text: str) -> bool:
     return type(back) is str and back == text
 
 
+@lru_cache(maxsize=1 << 16)
 def string(text: str) -> str:
-    """A string scalar in block context: plain when that reads back as ``text``."""
+    """A string scalar in block context: plain when that reads back as ``text`` (memoised:
+    manifests repeat the same strings thousands of times)."""
     return text if _plain_ok(text) else quoted(text)
 
 
@@ -84,6 +87,11 @@ def number(value: float) -> str:
 
 def scalar(value: Any) -> str:
     """Any JSON scalar in block context."""
+    kind = type(value)
+    if kind is str:
+        return string(value)
+    if kind is int:
+        return str(value)
     if value is None:
         return "null"
     if value is True:
@@ -97,6 +105,7 @@ def scalar(value: Any) -> str:
     return string(str(value))
 
 
+@lru_cache(maxsize=1 << 14)
 def key(name: str) -> str:
     """A mapping key: plain when it is a simple name that reads back as itself."""
     return name if _KEY.match(name) and _plain_ok(name) else quoted(name)
@@ -111,8 +120,26 @@ def _flow_item(value: Any) -> str:
 
 def flow_list(values: Sequence[Any]) -> str | None:
     """``[a, "on", 3]`` when it fits in :data:`FLOW_WIDTH` characters, else None (block list)."""
+    if all(type(v) is str for v in values):
+        return _flow_strings(tuple(values))
     text = "[" + ", ".join(_flow_item(v) for v in values) + "]"
     return text if len(text) <= FLOW_WIDTH else None
+
+
+@lru_cache(maxsize=1 << 14)
+def _flow_strings(values: tuple[str, ...]) -> str | None:
+    text = "[" + ", ".join(_flow_item(v) for v in values) + "]"
+    return text if len(text) <= FLOW_WIDTH else None
+
+
+def string_list(out: list[str], indent: str, name: str, values: Sequence[str]) -> None:
+    """``name: [a, b]`` of strings, or a block list when it does not fit on the line."""
+    flow = _flow_strings(tuple(values))
+    if flow is not None:
+        out.append(f"{indent}{name}: {flow}")
+    else:
+        out.append(f"{indent}{name}:")
+        emit_sequence(out, indent + "  ", values)
 
 
 def flow_map(mapping: Mapping[str, Any]) -> str:
