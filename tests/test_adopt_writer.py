@@ -258,3 +258,21 @@ def test_catalogue_round_trip(corpus: ModuleType, tmp_path: Path) -> None:
     )
     assert without_secret_values(back) == without_secret_values(data)
     assert sum(len(p["models"]) for p in back["providers"]) > 4000
+
+
+def test_stable_sealing_is_deterministic_and_opens() -> None:
+    from gwconfig.secrets.sealing import seal
+
+    priv, pub = generate_keypair()
+    _, other = generate_keypair()
+    scope = ("openai", "default", "prod")
+    value = "sk-" + random_secrets.token_hex(16)
+    blob = seal(value, scope, pub, stable=True)
+    assert seal(value, scope, pub, stable=True) == blob
+    assert open_blob(blob, {pub.key_id: priv}) == (scope, value)
+    # any change of value, scope or recipient gives another blob; plain seal stays randomized
+    assert seal(value + "x", scope, pub, stable=True) != blob
+    assert seal(value, ("openai", "default", "dev"), pub, stable=True) != blob
+    assert seal(value, scope, other, stable=True) != blob
+    assert seal(value, scope, pub) != seal(value, scope, pub)
+    assert value not in blob
