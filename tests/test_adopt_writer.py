@@ -276,3 +276,60 @@ def test_stable_sealing_is_deterministic_and_opens() -> None:
     assert seal(value, scope, other, stable=True) != blob
     assert seal(value, scope, pub) != seal(value, scope, pub)
     assert value not in blob
+
+
+def test_env_names_never_collide() -> None:
+    data = examples()
+    first = copy.deepcopy(next(p for p in data["providers"] if p["provider_id"] == "anthropic"))
+    second = copy.deepcopy(first)
+    first["provider_id"], second["provider_id"] = "a-b", "a_b"
+    data["providers"] = [first, second]
+    data["gateway"] = {"default_route": None, "routes": []}
+    rendered = render_manifests(data, {}, SecretOutput("env"))
+    names = [n for n, _ in rendered.env_names]
+    assert names[0] == "GW_A_B_KEY_DEFAULT" and names[1].startswith("GW_A_B_KEY_DEFAULT_")
+    assert rendered == render_manifests(data, {}, SecretOutput("env"))  # stable names
+
+
+def test_oversized_public_key_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "big.pub").write_bytes(b"#" * (1 << 20))
+    with pytest.raises(SealingError, match="larger than"):
+        secret_output(str(tmp_path / "big.pub"), False, tmp_path)
+
+
+model_ids = st.from_regex(
+    r"\A[^\s\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff][^\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]{0,20}[^\s\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]\Z"
+)
+free_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=30)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(model_ids, min_size=1, max_size=4, unique=True),
+    free_text,
+    st.dictionaries(free_text, json_values, max_size=3),
+    st.lists(st.from_regex(r"\A[a-z0-9][a-z0-9_]{0,8}\Z"), max_size=3),
+)
+def test_any_provider_compiles_back_the_same(
+    ids: list[str], text: str, parameters: dict[str, Any], caps: list[str]
+) -> None:
+    from gwconfig.manifests.compile import canonical_provider
+    from gwconfig.manifests.model import ProviderManifest
+
+    doc = {
+        "apiVersion": "gwconfig/v1", "kind": "Provider", "provider_id": "p",
+        "provider_type": "openai",
+        "description": text, "connection": {"headers": {"X-A": text} if text else {}},
+        "models": [
+            {"model_id": m, "display_name": text or None, "parameters": parameters,
+             "capabilities": caps, "aliases": [m + "-alias"]}
+            for m in ids
+        ],
+    }  # fmt: skip
+    data = canonical_provider(ProviderManifest.model_validate(doc))
+    rendered = render_manifests(
+        {"providers": [data], "gateway": {}}, {}, SecretOutput("env")
+    ).files["p.yaml"]
+    docs, diags = load_yaml(rendered.decode(), "p.yaml")
+    assert diags == []
+    assert canonical_provider(ProviderManifest.model_validate(docs[0].data)) == data

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from gwconfig.adopt import yamlout
 from gwconfig.adopt.tree import WriteReport, write_tree
 from gwconfig.entities import SecretScope
-from gwconfig.errors import ConfigurationError, SecretError
+from gwconfig.errors import ConfigurationError, SealingError, SecretError
 from gwconfig.secrets.sealing import PublicKey, describe_scope, load_public_key, seal
 
 __all__ = [
@@ -41,6 +41,8 @@ PROVIDER_SCHEMA_LINE = "# yaml-language-server: $schema=../schemas/provider.sche
 GATEWAY_SCHEMA_LINE = "# yaml-language-server: $schema=../schemas/gateway.schema.json"
 GATEWAY_FILE = "gateway.yaml"
 PUBLIC_KEY_FILE = "sealing.pub"
+#: a public key file is one short line (and maybe a comment): anything larger is not one
+MAX_PUBLIC_KEY_BYTES = 64 * 1024
 #: a provider id that is safe as a file name stem on every system
 _SAFE_STEM = re.compile(r"[a-z0-9](?:[a-z0-9_.-]{0,118}[a-z0-9])?\Z")
 _WINDOWS_RESERVED = frozenset(
@@ -63,16 +65,29 @@ def secret_output(seal_to: str | None, secrets_env: bool, out_dir: Path) -> Secr
     if secrets_env:
         return SecretOutput("env")
     if seal_to is not None:
-        return SecretOutput("sealed", load_public_key(Path(seal_to)))
+        return SecretOutput("sealed", _public_key(Path(seal_to)))
     default = Path(out_dir) / PUBLIC_KEY_FILE
     if default.is_file():
-        return SecretOutput("sealed", load_public_key(default))
+        return SecretOutput("sealed", _public_key(default))
     raise ConfigurationError(
         f"no sealing public key: {default} does not exist, and neither --seal-to nor "
         "--secrets env was given; nothing was written",
         hint="pass --seal-to PUBKEY (from 'gwconfig seal-keygen') to write secrets sealed, or "
         "--secrets env to write {env: NAME} references and set those variables yourself",
     )
+
+
+def _public_key(path: Path) -> PublicKey:
+    """A public key file, refused before reading when it is far larger than any key file."""
+    try:
+        too_big = path.is_file() and path.stat().st_size > MAX_PUBLIC_KEY_BYTES
+    except OSError:
+        too_big = False  # load_public_key reports it
+    if too_big:
+        raise SealingError(
+            f"{path}: not a gwconfig sealing public key (larger than {MAX_PUBLIC_KEY_BYTES} bytes)"
+        )
+    return load_public_key(path)
 
 
 @dataclass(frozen=True)
@@ -87,7 +102,8 @@ class Rendered:
 
 
 def _stem(provider_id: str) -> str:
-    if _SAFE_STEM.match(provider_id) and provider_id not in _WINDOWS_RESERVED:
+    reserved = provider_id.split(".", 1)[0] in _WINDOWS_RESERVED  # con.x is CON on Windows
+    if _SAFE_STEM.match(provider_id) and not reserved:
         return provider_id
     cleaned = re.sub(r"[^a-z0-9_.-]+", "-", provider_id.lower()).strip("-._")[:80] or "provider"
     return f"{cleaned}-{hashlib.sha256(provider_id.encode()).hexdigest()[:8]}"
