@@ -333,3 +333,13 @@ def test_any_provider_compiles_back_the_same(
     docs, diags = load_yaml(rendered.decode(), "p.yaml")
     assert diags == []
     assert canonical_provider(ProviderManifest.model_validate(docs[0].data)) == data
+
+
+def test_settings_defaults_are_the_models() -> None:
+    from gwconfig.adopt.writer import SETTINGS_DEFAULTS
+    from gwconfig.manifests.model import RequestSettings
+
+    defaults = RequestSettings().model_dump()
+    defaults["retry_on_status"] = list(defaults["retry_on_status"])
+    assert defaults == SETTINGS_DEFAULTS
+    assert list(SETTINGS_DEFAULTS) == list(RequestSettings.model_fields)  # the model's order

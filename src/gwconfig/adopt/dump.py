@@ -101,8 +101,7 @@ def _plaintexts(data: Mapping[str, Any], state: ActualState, url: str) -> dict[S
 
 def dump(options: DumpOptions) -> DumpResult:
     """``gwconfig dump``: read the gateway database, render its manifests, write what changed."""
-    from gwconfig.reconcile.planning import reading_database
-    from gwconfig.reconcile.state import read_state
+    from gwconfig.reconcile.state import read_state, reading_database
 
     with gc_paused():
         with reading_database(options.database_url, "dumping") as (source, url):

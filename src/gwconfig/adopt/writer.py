@@ -16,12 +16,12 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
 from gwconfig.adopt import yamlout
 from gwconfig.adopt.tree import WriteReport, write_tree
+from gwconfig.canonical import DEFAULT_DEADLINE_SECONDS, DEFAULT_MAX_RESPONSE_BYTES
 from gwconfig.entities import SecretScope
 from gwconfig.errors import ConfigurationError, SealingError, SecretError
 from gwconfig.secrets.sealing import PublicKey, describe_scope, load_public_key, seal
@@ -165,13 +165,16 @@ class _Secrets:
 # -- documents ------------------------------------------------------------------------------------
 
 
-@cache
-def _settings_defaults() -> dict[str, Any]:
-    from gwconfig.manifests.model import RequestSettings
-
-    defaults = RequestSettings().model_dump()
-    defaults["retry_on_status"] = list(defaults["retry_on_status"])
-    return defaults
+#: RequestSettings' defaults, copied so that dump does not import pydantic (~0.1-0.25 s of a
+#: short process); tests/test_adopt_writer.py keeps them equal to the model's
+SETTINGS_DEFAULTS: dict[str, Any] = {
+    "timeout_seconds": 60.0, "connect_timeout_seconds": 10.0, "max_retries": 2,
+    "backoff_initial_seconds": 0.5, "backoff_max_seconds": 30.0, "backoff_multiplier": 2.0,
+    "jitter": True, "retry_on_status": [408, 409, 429, 500, 502, 503, 504],
+    "cooldown_failures": 3, "cooldown_seconds": 30.0, "rate_limit_rpm": None,
+    "rate_limit_tpm": None, "max_concurrent_requests": None,
+    "deadline_seconds": DEFAULT_DEADLINE_SECONDS, "max_response_bytes": DEFAULT_MAX_RESPONSE_BYTES,
+}  # fmt: skip
 
 
 #: request settings whose integral values are written as integers (``timeout_seconds: 60``)
@@ -190,9 +193,8 @@ def _tidy(name: str, value: Any) -> Any:
 
 
 def _request_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    defaults = _settings_defaults()
     out: dict[str, Any] = {}
-    for name, default in defaults.items():
+    for name, default in SETTINGS_DEFAULTS.items():
         if name in settings and settings[name] != default:
             out[name] = _tidy(name, settings[name])
     return out
