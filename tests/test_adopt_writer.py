@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import secrets as random_secrets
+import shutil
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -343,3 +344,19 @@ def test_settings_defaults_are_the_models() -> None:
     defaults["retry_on_status"] = list(defaults["retry_on_status"])
     assert defaults == SETTINGS_DEFAULTS
     assert list(SETTINGS_DEFAULTS) == list(RequestSettings.model_fields)  # the model's order
+
+
+def test_other_definitions_of_a_written_provider_are_reported(tmp_path: Path) -> None:
+    from gwconfig.adopt.tree import other_definitions
+
+    out = tmp_path / "out"
+    shutil.copytree(REPO / "providers.d", out)
+    data = examples()
+    files = render_manifests(data, {}, SecretOutput("env")).files
+    write_tree(files, out)
+    ids = {p["provider_id"] for p in data["providers"]}
+    assert other_definitions(out, files, ids) == [
+        f"{out}/self-hosted/vllm.yaml.j2: also defines provider vllm"
+    ]
+    assert (out / "self-hosted" / "vllm.yaml.j2").exists()  # never removed
+    assert not (out / "azure-openai.yaml").exists()  # the same provider, now azure-openai-eu.yaml
