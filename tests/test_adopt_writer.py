@@ -114,6 +114,11 @@ def test_house_style(tmp_path: Path) -> None:
     for default in ("enabled:", "model_type: chat", "environment: default", "max_retries: 2"):
         assert default not in text
     assert "timeout_seconds: 120\n" in text
+    data = examples()
+    data["providers"][0]["description"] = "First line.\nSecond: line."
+    text = render_manifests(data, {}, SecretOutput("env")).files["anthropic.yaml"].decode()
+    assert "description: |-\n  First line.\n  Second: line.\nenabled" not in text
+    assert "description: |-\n  First line.\n  Second: line.\ntags: [anthropic, cloud]\n" in text
     gateway = files["gateway.yaml"].decode()
     assert gateway.startswith("# yaml-language-server: $schema=../schemas/gateway.schema.json\n")
     assert "strategy: fallback" not in gateway and "weight: 1\n" not in gateway
@@ -209,6 +214,8 @@ TRICKY = [
     "!tag", "&a", "*a", "|", ">", "%x", "'q'", '"q"', "[a]", "{a: b}", "a,b", "ft:gpt-4o:org:id",
     "x:", "tab\tin", "line\nbreak", "nel\x85x", "\u2028", "bom\ufeff", "ctl\x01", "del\x7f",
     "émoji 🎉", "<<", "=", "true", "True", "1.0", "-1", "+1", "a/b.c@d:e",
+    "a\nb", "a\n", "a\n\n", "a\n\nb", "a\n  b", "\nx", " x\ny", "x\n \ny", "x\n\n\n",
+    "x\ny\n", "- a\n- b", "a: b\n# c", "x\n\ty", "x \ny ",
 ]  # fmt: skip
 
 
@@ -226,6 +233,9 @@ def test_tricky_strings_read_back(value: str) -> None:
     out = []
     yamlout.emit_value(out, "", "v", [value, "x"])
     assert load_value("\n".join(out) + "\n") == [value, "x"]
+    out = []
+    yamlout.emit_value(out, "", "v", [{"k": value, "z": 1}, {"k": [value]}])
+    assert load_value("\n".join(out) + "\n") == [{"k": value, "z": 1}, {"k": [value]}]
     text = "v: " + yamlout.flow_map({value or "k": value}) + "\n"
     assert load_value(text) == {value or "k": value}
 
