@@ -243,49 +243,41 @@ def test_catalogue_database_dumps_to_manifests_that_plan_clean(
     assert all(v not in "".join(texts) for v in env.values())
 
 
-@pytest.mark.postgres
-@pytest.mark.mysql
 def test_dump_from_sqlite_applies_on_other_engines(
-    tmp_path: Path, fernet_key: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    pg_url: str,
+    mysql_url: str,
+    fernet_key: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Dumped from SQLite, applied to PostgreSQL and MariaDB: no changes on either."""
-    targets = []
-    for kind in ("postgres", "mysql"):
-        (tmp_path / kind).mkdir()
-        gen = make_database(kind, tmp_path / kind)
-        targets.append((gen, next(gen)))
-    try:
-        monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", fernet_key)
-        monkeypatch.chdir(tmp_path)
-        for name, value in manifests(tmp_path / "src", "c-" + random_secrets.token_hex(8)).items():
-            monkeypatch.setenv(name, value)
-        source = f"sqlite:///{tmp_path / 'a.db'}"
-        assert run("db", "upgrade", "--database-url", source).exit_code == 0
-        assert run("apply", "src", "--database-url", source, "--auto-approve").exit_code == 0
-        res = run("dump", "--database-url", source, "--out", "out", "--secrets", "env")
+    monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", fernet_key)
+    monkeypatch.chdir(tmp_path)
+    for name, value in manifests(tmp_path / "src", "c-" + random_secrets.token_hex(8)).items():
+        monkeypatch.setenv(name, value)
+    source = f"sqlite:///{tmp_path / 'a.db'}"
+    assert run("db", "upgrade", "--database-url", source).exit_code == 0
+    assert run("apply", "src", "--database-url", source, "--auto-approve").exit_code == 0
+    res = run("dump", "--database-url", source, "--out", "out", "--secrets", "env")
+    assert res.exit_code == 0, res.output
+    for line in res.stdout.splitlines():  # give each referenced variable its stored value
+        name, scope = line.split("\t# ")
+        words = scope.split()  # provider P key|parameter N environment E
+        original = {
+            ("openai", "key", "default", "default"): "OPENAI_API_KEY",
+            ("openai", "key", "default", "prod"): "GWT_PROD",
+            ("openai", "parameter", "project", "default"): "OPENAI_PROJECT_ID",
+            ("anthropic", "key", "default", "default"): "ANTHROPIC_API_KEY",
+            ("azure-openai-eu", "key", "default", "default"): "AZURE_OPENAI_API_KEY",
+            ("vllm", "key", "default", "default"): "VLLM_API_KEY",
+            ("gateway", "parameter", "s", "default"): "GWT_PARAM",
+            ("gateway", "key", "default", "default"): "GWT_KEY",
+            ("gateway", "key", "backup", "prod"): "GWT_KEY2",
+        }[(words[1], words[2], words[3], words[5])]
+        monkeypatch.setenv(name, os.environ[original])
+    assert run("plan", "out", "--database-url", source).stdout == NO_CHANGES
+    for url in (pg_url, mysql_url):
+        assert run("db", "upgrade", "--database-url", url).exit_code == 0
+        res = run("apply", "out", "--database-url", url, "--auto-approve")
         assert res.exit_code == 0, res.output
-        for line in res.stdout.splitlines():  # give each referenced variable its stored value
-            name, scope = line.split("\t# ")
-            words = scope.split()  # provider P key|parameter N environment E
-            original = {
-                ("openai", "key", "default", "default"): "OPENAI_API_KEY",
-                ("openai", "key", "default", "prod"): "GWT_PROD",
-                ("openai", "parameter", "project", "default"): "OPENAI_PROJECT_ID",
-                ("anthropic", "key", "default", "default"): "ANTHROPIC_API_KEY",
-                ("azure-openai-eu", "key", "default", "default"): "AZURE_OPENAI_API_KEY",
-                ("vllm", "key", "default", "default"): "VLLM_API_KEY",
-                ("gateway", "parameter", "s", "default"): "GWT_PARAM",
-                ("gateway", "key", "default", "default"): "GWT_KEY",
-                ("gateway", "key", "backup", "prod"): "GWT_KEY2",
-            }[(words[1], words[2], words[3], words[5])]
-            monkeypatch.setenv(name, os.environ[original])
-        assert run("plan", "out", "--database-url", source).stdout == NO_CHANGES
-        for _, url in targets:
-            assert run("db", "upgrade", "--database-url", url).exit_code == 0
-            res = run("apply", "out", "--database-url", url, "--auto-approve")
-            assert res.exit_code == 0, res.output
-            assert run("plan", "out", "--database-url", url).stdout == NO_CHANGES
-    finally:
-        for gen, _ in targets:
-            for _ in gen:
-                pass
+        assert run("plan", "out", "--database-url", url).stdout == NO_CHANGES
