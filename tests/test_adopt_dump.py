@@ -281,3 +281,14 @@ def test_dump_from_sqlite_applies_on_other_engines(
         res = run("apply", "out", "--database-url", url, "--auto-approve")
         assert res.exit_code == 0, res.output
         assert run("plan", "out", "--database-url", url).stdout == NO_CHANGES
+
+
+def test_dump_of_an_empty_database_writes_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    assert run("db", "upgrade", "--database-url", url).exit_code == 0
+    out = tmp_path / "out"
+    shutil.copytree(REPO / "providers.d", out)
+    before = sorted(p.name for p in out.iterdir())
+    res = run("dump", "--database-url", url, "--out", str(out), "--secrets", "env")
+    assert res.exit_code == 1 and "is empty (no providers, no routes)" in res.stderr
+    assert sorted(p.name for p in out.iterdir()) == before

@@ -108,6 +108,15 @@ def dump(options: DumpOptions) -> DumpResult:
     with gc_paused():
         with reading_database(options.database_url, "dumping") as (source, url):
             state = read_state(source)
+        if not state.data["providers"] and not state.data["gateway"]["routes"]:
+            from gwconfig.settings import mask_url
+
+            raise ConfigurationError(
+                f"the gateway database {mask_url(url)} is empty (no providers, no routes); "
+                "nothing was written",
+                hint="check --database-url / GWCONFIG_DATABASE_URL: dumping an empty database "
+                "would remove every manifest in the output directory",
+            )
         data = select_providers(state.data, options.targets, options.tags)
         plain: dict[SecretScope, str] = {}
         if options.output.mode == "sealed":
