@@ -110,8 +110,8 @@ def serve_once(url: str, env: dict[str, str], cwd: Path, token: str, workers: in
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
-        while workers > 1 and len(tree(proc.pid)) < workers + 1 and time.monotonic() < deadline:
-            time.sleep(0.1)  # every worker started (and imported the app)
+        while workers > 1 and len(tree(proc.pid)) < workers + 2 and time.monotonic() < deadline:
+            time.sleep(0.1)  # every worker started (parent, resource tracker, N workers)
         for path, _scope in PATHS[:1]:
             httpx.get(f"{base}{path}")
         idle, _ = memory(proc.pid)
