@@ -31,6 +31,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "reseal": ("sealing", "reseal_cmd"),
     "generate": ("runtime", "generate_cmd"),
     "dump": ("adopt", "dump_cmd"),
+    "serve": ("serving", "serve_cmd"),
+    "tokens": ("serving", "tokens_group"),
 }
 
 _F = TypeVar("_F", bound=Callable[..., Any])
