@@ -1,0 +1,1 @@
+"""Adopting existing data: manifests written from a back-office or gateway database."""
