@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import corpus  # noqa: E402
+import corpus
 
 SCHEMA = corpus.REPO.parent / "shared" / "seed" / "backoffice_schema.sql"
 TABLE_ORDER = ("providers", "provider_models", "api_keys", "connection_parameters")

@@ -135,9 +135,9 @@ def convert(tables: Tables, mapping: Mapping, opener: Opener | None) -> Backoffi
     children: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for table in ("provider_models", "api_keys", "connection_parameters"):
         for row in tables[table]:
-            pid = owner(table, row)
-            if pid is not None:
-                children[pid][table].append(row)
+            parent = owner(table, row)
+            if parent is not None:
+                children[parent][table].append(row)
 
     providers = []
     counts = {"models": 0, "keys": 0, "parameters": 0}
@@ -188,13 +188,15 @@ def _validated(
         for err in exc.errors(include_url=False, include_input=False, include_context=False):
             loc = err["loc"]
             if loc[:2] == ("connection", "parameters") and len(loc) > 2:
-                where, rest = origins.get(("param", int(loc[2])), ""), loc[3:]
+                where: str | None = origins.get(("param", int(loc[2])))
+                rest = loc[3:]
             elif loc[:1] in (("models",), ("api_keys",)) and len(loc) > 1:
-                where, rest = origins.get((str(loc[0]), int(loc[1])), ""), loc[2:]
+                where, rest = origins.get((str(loc[0]), int(loc[1]))), loc[2:]
             else:
                 where, rest = origins[("provider", 0)], loc
             column = ".".join(str(part) for part in rest)
             message = err["msg"].removeprefix("Value error, ")
+            where = where or origins[("provider", 0)]
             b.problems.append(f"provider {pid!r} ({where}): {column}: {message}")
         return None
 

@@ -89,12 +89,15 @@ def time_cell(value: Any, where: str, column: str) -> datetime | None:
     """A timestamp (SQLite gives text); naive values are taken as UTC."""
     if value is None:
         return None
-    if not isinstance(value, datetime):
+    stamp: datetime
+    if isinstance(value, datetime):
+        stamp = value
+    else:
         try:
-            value = datetime.fromisoformat(str(value).strip())
+            stamp = datetime.fromisoformat(str(value).strip())
         except ValueError:
             raise ValidationFailed(f"{where}: {column} is not a timestamp") from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
 
 
 def text_cell(value: Any) -> str | None:
@@ -127,7 +130,9 @@ def param_value(value: Any) -> Any:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string"}.get(type(value), "a scalar")
+    if isinstance(value, list):
+        return "a list"
+    return "a string" if isinstance(value, str) else "a scalar"
 
 
 def legacy_opener(hook: str | None) -> Opener | None:
