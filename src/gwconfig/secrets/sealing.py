@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -49,6 +50,7 @@ BLOB_PATTERN = re.compile(r"gwseal:v1:[A-Za-z0-9_=-]+")
 
 _AAD_PREFIX = b"gwseal:v1\x00"
 _HKDF_INFO = b"gwseal:v1 x25519 hkdf-sha256 aes-256-gcm"
+_STABLE_INFO = b"gwseal:v1 stable ephemeral key\x00"
 _KID_LEN, _PUB_LEN, _NONCE_LEN, _TAG_LEN = 8, 32, 12, 16
 _KEY_HINT = (
     f"set {SEALING_KEY_ENV} to the private key file's content from 'gwconfig seal-keygen' "
@@ -255,17 +257,35 @@ def _derive(shared: bytes, ephemeral: bytes, recipient: bytes) -> bytes:
     return hkdf.derive(shared)
 
 
-def seal(plaintext: str, scope: SealedScope, public_key: PublicKey) -> str:
-    """Seal ``plaintext`` for ``scope`` to ``public_key``; returns ``gwseal:v1:<base64url>``."""
+def seal(
+    plaintext: str, scope: SealedScope, public_key: PublicKey, *, stable: bool = False
+) -> str:
+    """Seal ``plaintext`` for ``scope`` to ``public_key``; returns ``gwseal:v1:<base64url>``.
+
+    ``stable`` (``dump``/``import``): the ephemeral key and nonce are derived from the
+    plaintext, scope and recipient (HMAC-SHA256 keyed by the plaintext), so the same value
+    sealed again gives the same blob and a re-run rewrites no file. The blob then reveals
+    that two values are equal, and lets anyone holding it confirm a guess of the plaintext:
+    right for high-entropy secrets (API keys), not for guessable ones.
+    """
     if not plaintext:
         raise SealingError("refusing to seal an empty value")
-    eph = X25519PrivateKey.generate()
+    scope_bytes = _encode_scope(scope)
+    if stable:
+        secret = plaintext.encode("utf-8")
+        context = _STABLE_INFO + public_key.raw + scope_bytes
+        eph = X25519PrivateKey.from_private_bytes(
+            hmac.new(secret, context + b"\x01", hashlib.sha256).digest()
+        )
+        nonce = hmac.new(secret, context + b"\x02", hashlib.sha256).digest()[:_NONCE_LEN]
+    else:
+        eph = X25519PrivateKey.generate()
+        nonce = os.urandom(_NONCE_LEN)
     eph_pub = eph.public_key().public_bytes(
         serialization.Encoding.Raw, serialization.PublicFormat.Raw
     )
     shared = eph.exchange(X25519PublicKey.from_public_bytes(public_key.raw))
-    nonce = os.urandom(_NONCE_LEN)
-    header = bytes.fromhex(public_key.key_id) + eph_pub + nonce + _encode_scope(scope)
+    header = bytes.fromhex(public_key.key_id) + eph_pub + nonce + scope_bytes
     aead = AESGCM(_derive(shared, eph_pub, public_key.raw))
     ciphertext = aead.encrypt(nonce, plaintext.encode("utf-8"), _AAD_PREFIX + header)
     return BLOB_PREFIX + _b64e(header + ciphertext)

@@ -1,0 +1,317 @@
+"""The manifest writer of ``gwconfig dump`` and ``gwconfig import``: canonical data -> YAML files.
+
+:func:`render_manifests` turns a canonical configuration (:mod:`gwconfig.canonical`) and the
+plaintexts of its secrets into the files a person would have written: one ``kind: Provider``
+file per provider, named after it, and ``gateway.yaml`` when there are routes; block YAML in
+the manifest model's field order, defaults left out, strings quoted only where YAML needs it
+(:mod:`gwconfig.adopt.yamlout`). Secrets are written sealed to the repository's public key
+(stable sealing: the same value gives the same blob, see :func:`gwconfig.secrets.sealing.seal`)
+or as ``{env: NAME}`` references with predictable names. :func:`write_tree` puts the files in
+place, rewriting only those whose bytes changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from gwconfig.adopt import yamlout
+from gwconfig.adopt.tree import WriteReport, write_tree
+from gwconfig.entities import SecretScope
+from gwconfig.errors import ConfigurationError, SecretError
+from gwconfig.secrets.sealing import PublicKey, describe_scope, load_public_key, seal
+
+__all__ = [
+    "GATEWAY_FILE",
+    "Rendered",
+    "SecretOutput",
+    "WriteReport",
+    "file_names",
+    "render_manifests",
+    "secret_output",
+    "write_tree",
+]
+
+PROVIDER_SCHEMA_LINE = "# yaml-language-server: $schema=../schemas/provider.schema.json"
+GATEWAY_SCHEMA_LINE = "# yaml-language-server: $schema=../schemas/gateway.schema.json"
+GATEWAY_FILE = "gateway.yaml"
+PUBLIC_KEY_FILE = "sealing.pub"
+#: a provider id that is safe as a file name stem on every system
+_SAFE_STEM = re.compile(r"[a-z0-9](?:[a-z0-9_.-]{0,118}[a-z0-9])?\Z")
+_WINDOWS_RESERVED = frozenset(
+    ["con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))]
+)
+
+
+@dataclass(frozen=True)
+class SecretOutput:
+    """How secrets are written: ``sealed`` to ``public_key``, or ``env`` references."""
+
+    mode: Literal["sealed", "env"]
+    public_key: PublicKey | None = None
+
+
+def secret_output(seal_to: str | None, secrets_env: bool, out_dir: Path) -> SecretOutput:
+    """The CLI rule: ``--seal-to FILE``, or ``--secrets env``, or ``OUT/sealing.pub`` if present."""
+    if seal_to is not None and secrets_env:
+        raise ConfigurationError("--seal-to and --secrets env exclude each other; pass one")
+    if secrets_env:
+        return SecretOutput("env")
+    if seal_to is not None:
+        return SecretOutput("sealed", load_public_key(Path(seal_to)))
+    default = Path(out_dir) / PUBLIC_KEY_FILE
+    if default.is_file():
+        return SecretOutput("sealed", load_public_key(default))
+    raise ConfigurationError(
+        f"no sealing public key: {default} does not exist, and neither --seal-to nor "
+        "--secrets env was given; nothing was written",
+        hint="pass --seal-to PUBKEY (from 'gwconfig seal-keygen') to write secrets sealed, or "
+        "--secrets env to write {env: NAME} references and set those variables yourself",
+    )
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The files to write (relative path -> bytes) and, for ``--secrets env``, the names used."""
+
+    files: dict[str, bytes]
+    env_names: list[tuple[str, str]]
+
+
+# -- file names and env names ---------------------------------------------------------------------
+
+
+def _stem(provider_id: str) -> str:
+    if _SAFE_STEM.match(provider_id) and provider_id not in _WINDOWS_RESERVED:
+        return provider_id
+    cleaned = re.sub(r"[^a-z0-9_.-]+", "-", provider_id.lower()).strip("-._")[:80] or "provider"
+    return f"{cleaned}-{hashlib.sha256(provider_id.encode()).hexdigest()[:8]}"
+
+
+def file_names(provider_ids: list[str]) -> dict[str, str]:
+    """provider_id -> its file name: the id itself when safe, never ``gateway.yaml``, unique."""
+    used = {GATEWAY_FILE.removesuffix(".yaml")}
+    names: dict[str, str] = {}
+    for pid in sorted(provider_ids):
+        stem = _stem(pid)
+        if stem.lower() in used:
+            stem = f"{stem}-provider-{hashlib.sha256(pid.encode()).hexdigest()[:8]}"
+        used.add(stem.lower())
+        names[pid] = f"{stem}.yaml"
+    return names
+
+
+def _env_part(text: str) -> str:
+    return re.sub(r"[^A-Z0-9]+", "_", text.upper()).strip("_") or "X"
+
+
+def env_name(scope: SecretScope) -> str:
+    """``GW_<PROVIDER>_KEY_<NAME>`` or ``GW_<PROVIDER>_PARAM_<NAME>``, ``_<ENV>`` unless default."""
+    parts = ["GW", _env_part(scope.provider_id), scope.kind.upper(), _env_part(scope.name)]
+    if scope.environment != "default":
+        parts.append(_env_part(scope.environment))
+    return "_".join(parts)
+
+
+class _Secrets:
+    """Turns each secret into its reference, remembering the env names handed out."""
+
+    def __init__(self, secrets: Mapping[SecretScope, str], output: SecretOutput) -> None:
+        if output.mode == "sealed" and output.public_key is None:
+            raise ConfigurationError("sealed output needs a public key")
+        self.secrets = secrets
+        self.output = output
+        self.env_names: list[tuple[str, str]] = []
+        self.taken: set[str] = set()
+
+    def reference(self, scope: SecretScope) -> dict[str, str]:
+        if self.output.public_key is not None and self.output.mode == "sealed":
+            plaintext = self.secrets.get(scope)
+            if not plaintext:
+                raise SecretError(f"no value for the secret of {describe_scope(scope.sealed)}")
+            return {"sealed": seal(plaintext, scope.sealed, self.output.public_key, stable=True)}
+        # env references need no plaintext: the names are a function of the scope
+        name = env_name(scope)
+        if name in self.taken:  # two scopes that sanitise alike: the later one gets a suffix
+            name += "_" + hashlib.sha256(scope.id.encode()).hexdigest()[:6].upper()
+        self.taken.add(name)
+        self.env_names.append((name, describe_scope(scope.sealed)))
+        return {"env": name}
+
+
+# -- documents ------------------------------------------------------------------------------------
+
+
+@cache
+def _settings_defaults() -> dict[str, Any]:
+    from gwconfig.manifests.model import RequestSettings
+
+    defaults = RequestSettings().model_dump()
+    defaults["retry_on_status"] = list(defaults["retry_on_status"])
+    return defaults
+
+
+#: request settings whose integral values are written as integers (``timeout_seconds: 60``)
+_FLOAT_FIELDS = frozenset(
+    [
+        "timeout_seconds", "connect_timeout_seconds", "backoff_initial_seconds",
+        "backoff_max_seconds", "backoff_multiplier", "cooldown_seconds", "deadline_seconds",
+    ]
+)  # fmt: skip
+
+
+def _tidy(name: str, value: Any) -> Any:
+    if name in _FLOAT_FIELDS and isinstance(value, float) and value.is_integer():
+        return int(value) if abs(value) < 2**53 else value
+    return value
+
+
+def _request_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    defaults = _settings_defaults()
+    out: dict[str, Any] = {}
+    for name, default in defaults.items():
+        if name in settings and settings[name] != default:
+            out[name] = _tidy(name, settings[name])
+    return out
+
+
+def _pricing(pricing: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if pricing.get("currency", "USD") != "USD":
+        out["currency"] = pricing["currency"]
+    for name in ("input_per_1m", "output_per_1m", "cached_input_per_1m"):
+        if pricing.get(name) is not None:
+            out[name] = pricing[name]
+    return out
+
+
+def _model_lines(out: list[str], m: Mapping[str, Any]) -> None:
+    emit = yamlout.emit_value
+    out.append(f"  - model_id: {yamlout.string(m['model_id'])}")
+    if m["display_name"] != m["model_id"]:
+        emit(out, "    ", "display_name", m["display_name"])
+    if m["model_type"] != "chat":
+        emit(out, "    ", "model_type", m["model_type"])
+    for name in ("context_window", "max_tokens"):
+        if m[name] is not None:
+            emit(out, "    ", name, m[name])
+    if not m["enabled"]:
+        out.append("    enabled: false")
+    if m["capabilities"]:
+        emit(out, "    ", "capabilities", m["capabilities"])
+    if m["parameters"]:
+        emit(out, "    ", "parameters", m["parameters"])
+    if m["pricing"] is not None:
+        out.append(f"    pricing: {yamlout.flow_map(_pricing(m['pricing']))}")
+    if m["aliases"]:
+        emit(out, "    ", "aliases", m["aliases"])
+
+
+def _provider_document(p: Mapping[str, Any], refs: _Secrets) -> str:
+    emit = yamlout.emit_value
+    pid = p["provider_id"]
+    out = [PROVIDER_SCHEMA_LINE, "apiVersion: gwconfig/v1", "kind: Provider"]
+    emit(out, "", "provider_id", pid)
+    emit(out, "", "provider_type", p["provider_type"])
+    if p["display_name"] != pid:
+        emit(out, "", "display_name", p["display_name"])
+    if p["description"] is not None:
+        emit(out, "", "description", p["description"])
+    if not p["enabled"]:
+        out.append("enabled: false")
+    if p["tags"]:
+        emit(out, "", "tags", p["tags"])
+    if p["deletion_protection"]:
+        out.append("deletion_protection: true")
+    connection = p.get("connection") or {}
+    conn: dict[str, Any] = {}
+    for name in ("api_base", "api_version"):
+        if connection.get(name) is not None:
+            conn[name] = connection[name]
+    if connection.get("headers"):
+        conn["headers"] = dict(connection["headers"])
+    params = p.get("connection_parameters") or []
+    if conn or params:
+        out.append("connection:")
+        yamlout.emit_mapping(out, "  ", conn)
+    if params:
+        out.append("  parameters:")
+        for c in params:
+            out.append(f"    - name: {yamlout.string(c['name'])}")
+            if c["sensitive"]:
+                ref = refs.reference(SecretScope(pid, "param", c["name"], c["environment"]))
+                out.append(f"      value: {yamlout.flow_map(ref)}")
+                out.append("      sensitive: true")
+            else:
+                emit(out, "      ", "value", c["value"])
+            if c["environment"] != "default":
+                emit(out, "      ", "environment", c["environment"])
+    settings = _request_settings(p.get("request_settings") or {})
+    if settings:
+        out.append("request_settings:")
+        yamlout.emit_mapping(out, "  ", settings)
+    if p["api_keys"]:
+        out.append("api_keys:")
+    for k in p["api_keys"]:
+        out.append(f"  - name: {yamlout.string(k['name'])}")
+        if k["environment"] != "default":
+            emit(out, "    ", "environment", k["environment"])
+        ref = refs.reference(SecretScope(pid, "key", k["name"], k["environment"]))
+        out.append(f"    value: {yamlout.flow_map(ref)}")
+        if k.get("expires_at") is not None:
+            emit(out, "    ", "expires_at", k["expires_at"])
+    if p["models"]:
+        out.append("models:")
+        for m in p["models"]:
+            _model_lines(out, m)
+    return "\n".join(out) + "\n"
+
+
+def _gateway_document(gateway: Mapping[str, Any]) -> str:
+    emit = yamlout.emit_value
+    out = [GATEWAY_SCHEMA_LINE, "apiVersion: gwconfig/v1", "kind: Gateway"]
+    if gateway.get("default_route") is not None:
+        emit(out, "", "default_route", gateway["default_route"])
+    routes = gateway.get("routes") or []
+    if routes:
+        out.append("routes:")
+    for r in routes:
+        out.append(f"  - name: {yamlout.string(r['name'])}")
+        if r.get("description") is not None:
+            emit(out, "    ", "description", r["description"])
+        if r.get("strategy", "fallback") != "fallback":
+            emit(out, "    ", "strategy", r["strategy"])
+        out.append("    targets:")
+        for t in r["targets"]:
+            out.append(f"      - model: {yamlout.string(t['provider_id'] + '/' + t['model_id'])}")
+            if t.get("weight", 1) != 1:
+                emit(out, "        ", "weight", t["weight"])
+        if r.get("fallbacks"):
+            emit(out, "    ", "fallbacks", r["fallbacks"])
+    return "\n".join(out) + "\n"
+
+
+def render_manifests(
+    data: Mapping[str, Any], secrets: Mapping[SecretScope, str], output: SecretOutput
+) -> Rendered:
+    """The manifest files of canonical ``data``, secrets from ``secrets`` written per ``output``.
+
+    The ``value`` of each API key and sensitive parameter in ``data`` is ignored: when sealing,
+    the plaintext comes from ``secrets`` (a missing or empty one is a :class:`SecretError`);
+    ``{env: NAME}`` references need no plaintext.
+    """
+    refs = _Secrets(secrets, output)
+    providers = sorted(data.get("providers") or [], key=lambda p: p["provider_id"])
+    names = file_names([p["provider_id"] for p in providers])
+    files: dict[str, bytes] = {}
+    for p in providers:
+        files[names[p["provider_id"]]] = _provider_document(p, refs).encode("utf-8")
+    gateway = data.get("gateway") or {}
+    if gateway.get("routes") or gateway.get("default_route") is not None:
+        files[GATEWAY_FILE] = _gateway_document(gateway).encode("utf-8")
+    return Rendered(files=files, env_names=refs.env_names)
