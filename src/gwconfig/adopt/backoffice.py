@@ -37,7 +37,12 @@ from gwconfig.adopt.source import Tables, read_only, read_tables
 from gwconfig.canonical import FORMAT_VERSION, format_timestamp
 from gwconfig.entities import SecretScope
 from gwconfig.errors import ValidationFailed
-from gwconfig.manifests.model import CAPABILITY_PATTERN, ModelType, RequestSettings
+from gwconfig.manifests.model import (
+    CAPABILITY_PATTERN,
+    KNOWN_PROVIDER_TYPES,
+    ModelType,
+    RequestSettings,
+)
 
 #: stands in for a secret value in the canonical data (never resolved: not a GWCONFIG_ name)
 PLACEHOLDER = {"env": "BACKOFFICE_VALUE_PLACEHOLDER"}
@@ -217,6 +222,9 @@ def _provider(
         for name in ("display_name", "description"):
             if row[name] is not None:
                 doc[name] = text_cell(row[name])
+        if doc["provider_type"] not in KNOWN_PROVIDER_TYPES:
+            b.warn(pid, where, f"provider_type {doc['provider_type']!r} has no built-in "
+                   "implementation: validate and the runtime need a plugin for it")  # fmt: skip
         connection, params = _connection(b, pid, where, row)
         doc["request_settings"] = _settings(b, pid, where, row)
         params = _parameters(b, pid, params, kids.get("connection_parameters", ()))
@@ -402,6 +410,10 @@ def _models(b: _Builder, pid: str, rows: Any) -> list[tuple[dict[str, Any], str]
                 count = None
             if count is not None:
                 doc[column] = count
+        if doc.get("max_tokens", 0) > doc.get("context_window", 2**63):
+            b.warn(pid, where, f"model {model_id!r}: max_tokens {doc['max_tokens']} is larger "
+                   f"than context_window {doc['context_window']}; max_tokens omitted")  # fmt: skip
+            del doc["max_tokens"]
         doc["enabled"] = bool_cell(row["enabled"], True, where, "enabled")
         caps = _capabilities(b, pid, where, model_id, row["capabilities"])
         if caps:

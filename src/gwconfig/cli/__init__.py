@@ -30,6 +30,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "seal": ("sealing", "seal_cmd"),
     "reseal": ("sealing", "reseal_cmd"),
     "generate": ("runtime", "generate_cmd"),
+    "import": ("migrate", "import_cmd"),
+    "verify": ("migrate", "verify_cmd"),
 }
 
 _F = TypeVar("_F", bound=Callable[..., Any])

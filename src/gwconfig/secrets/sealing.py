@@ -257,9 +257,7 @@ def _derive(shared: bytes, ephemeral: bytes, recipient: bytes) -> bytes:
     return hkdf.derive(shared)
 
 
-def seal(
-    plaintext: str, scope: SealedScope, public_key: PublicKey, *, stable: bool = False
-) -> str:
+def seal(plaintext: str, scope: SealedScope, public_key: PublicKey, *, stable: bool = False) -> str:
     """Seal ``plaintext`` for ``scope`` to ``public_key``; returns ``gwseal:v1:<base64url>``.
 
     ``stable`` (``dump``/``import``): the ephemeral key and nonce are derived from the

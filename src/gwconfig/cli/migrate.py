@@ -1,0 +1,108 @@
+"""``gwconfig import`` and ``gwconfig verify``: from a back-office database to manifests, and
+parity between the back-office and the gateway (see docs/migration.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from gwconfig.cli import database_url_option, format_option
+
+_mapping_option = click.option(
+    "--mapping",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="YAML file renaming the back-office's tables and columns (tables:, columns:).",
+)
+_legacy_option = click.option(
+    "--legacy-decrypt",
+    metavar="MODULE:FUNCTION",
+    help="Function opening keys stored encrypted (default: the Fernet key(s) in "
+    "GWCONFIG_LEGACY_KEY).",
+)
+
+
+@click.command("import")
+@click.option("--from-url", "from_url", required=True, metavar="URL", help="The back-office.")
+@_mapping_option
+@click.option(
+    "--out",
+    default="providers.d",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Directory of the manifests (one file per provider).",
+)
+@click.option("--seal-to", metavar="PUBKEY", help="Seal secrets to this public key file.")
+@click.option(
+    "--secrets",
+    "secrets_mode",
+    type=click.Choice(["env"]),
+    help="Write secrets as {env: NAME} references (the names are printed, never the values).",
+)
+@_legacy_option
+def import_cmd(
+    from_url: str,
+    mapping: str | None,
+    out: str,
+    seal_to: str | None,
+    secrets_mode: str | None,
+    legacy_decrypt: str | None,
+) -> None:
+    """Write manifests from a back-office database (read only; secrets sealed)."""
+    from gwconfig.adopt.backoffice import read_backoffice
+    from gwconfig.adopt.mapping import load_mapping
+    from gwconfig.adopt.writer import render_manifests, secret_output, write_tree
+
+    out_dir = Path(out)
+    output = secret_output(seal_to, secrets_mode == "env", out_dir)
+    bo = read_backoffice(from_url, load_mapping(mapping), legacy_decrypt=legacy_decrypt)
+    rendered = render_manifests(bo.data, bo.secrets, output)
+    report = write_tree(rendered.files, out_dir)
+    for warning in bo.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if rendered.env_names:
+        click.echo("set these environment variables to the keys (values are not shown):")
+        for name, scope in rendered.env_names:
+            click.echo(f"  {name}  ({scope})")
+    c = bo.counts
+    expired = f" ({c.expired_keys} expired, kept)" if c.expired_keys else ""
+    click.echo(
+        f"imported {c.providers} providers, {c.models} models, {c.keys} keys{expired}, "
+        f"{c.parameters} parameters into {out_dir}: {len(report.written)} files written, "
+        f"{len(report.unchanged)} unchanged, {len(report.removed)} removed; "
+        f"{len(bo.warnings)} warning{'s' if len(bo.warnings) != 1 else ''}"
+    )
+
+
+@click.command("verify")
+@click.option("--against", required=True, metavar="URL", help="The back-office database.")
+@_mapping_option
+@database_url_option
+@format_option(["text", "json"], "Output format.")
+@_legacy_option
+def verify_cmd(
+    against: str,
+    mapping: str | None,
+    database_url: str | None,
+    fmt: str,
+    legacy_decrypt: str | None,
+) -> None:
+    """Compare the back-office with the gateway database; exit 1 unless at parity."""
+    from gwconfig.adopt.backoffice import read_backoffice
+    from gwconfig.adopt.mapping import load_mapping
+    from gwconfig.adopt.parity import compare, render_text
+    from gwconfig.reconcile.planning import reading_state
+    from gwconfig.reconcile.state import read_state
+
+    bo = read_backoffice(against, load_mapping(mapping), legacy_decrypt=legacy_decrypt)
+    with reading_state(database_url, "verifying against") as (source, keys):
+        state = read_state(source)
+    parity = compare(bo, state, keys)
+    if fmt == "json":
+        click.echo(json.dumps(parity.to_json(), indent=2, sort_keys=True))
+    else:
+        click.echo(render_text(parity), nl=False)
+    if not parity.ok:
+        click.get_current_context().exit(1)
