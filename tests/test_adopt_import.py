@@ -16,9 +16,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import make_database, run_gwconfig
 from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, text
+
+from conftest import make_database, run_gwconfig
 
 ROUND_TRIPS = [
     pytest.param("postgres", "sqlite", marks=[pytest.mark.postgres], id="bo_pg-gw_sqlite"),
