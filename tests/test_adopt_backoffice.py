@@ -174,7 +174,7 @@ def test_invalid_values_name_the_row(backoffice: Any) -> None:
 def test_encrypted_keys_need_the_legacy_key(
     backoffice: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url, keys, legacy = backoffice
+    url, keys, _ = backoffice
     monkeypatch.delenv("GWCONFIG_LEGACY_KEY")
     out = import_fails(url)
     assert "provider 'edge-bo' (api_keys row id=900002): the key is stored encrypted" in out
