@@ -192,7 +192,7 @@ def test_secret_output_rule(tmp_path: Path) -> None:
 def test_file_and_env_names_are_safe_and_unique() -> None:
     names = file_names(["gateway", "openai", "con", "a.b"])
     assert names["openai"] == "openai.yaml" and names["a.b"] == "a.b.yaml"
-    assert names["gateway"] != "gateway.yaml" and names["gateway"].startswith("gateway-")
+    assert names["gateway"] == "gateway-provider.yaml"
     assert names["con"].startswith("con-")
     assert len(set(names.values())) == 4
     assert env_name(SecretScope("azure-openai.eu", "key", "default", "prod")) == (

@@ -100,7 +100,9 @@ def file_names(provider_ids: list[str]) -> dict[str, str]:
     for pid in sorted(provider_ids):
         stem = _stem(pid)
         if stem.lower() in used:
-            stem = f"{stem}-provider-{hashlib.sha256(pid.encode()).hexdigest()[:8]}"
+            stem += "-provider"
+        if stem.lower() in used:
+            stem += "-" + hashlib.sha256(pid.encode()).hexdigest()[:8]
         used.add(stem.lower())
         names[pid] = f"{stem}.yaml"
     return names
@@ -191,25 +193,28 @@ def _pricing(pricing: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _model_lines(out: list[str], m: Mapping[str, Any]) -> None:
-    emit = yamlout.emit_value
-    out.append(f"  - model_id: {yamlout.string(m['model_id'])}")
-    if m["display_name"] != m["model_id"]:
-        emit(out, "    ", "display_name", m["display_name"])
+    # once per model (tens of thousands): the known fields formatted directly
+    string = yamlout.string
+    model_id = m["model_id"]
+    out.append(f"  - model_id: {string(model_id)}")
+    if m["display_name"] != model_id:
+        out.append(f"    display_name: {string(m['display_name'])}")
     if m["model_type"] != "chat":
-        emit(out, "    ", "model_type", m["model_type"])
-    for name in ("context_window", "max_tokens"):
-        if m[name] is not None:
-            emit(out, "    ", name, m[name])
+        out.append(f"    model_type: {string(m['model_type'])}")
+    if m["context_window"] is not None:
+        out.append(f"    context_window: {m['context_window']}")
+    if m["max_tokens"] is not None:
+        out.append(f"    max_tokens: {m['max_tokens']}")
     if not m["enabled"]:
         out.append("    enabled: false")
     if m["capabilities"]:
-        emit(out, "    ", "capabilities", m["capabilities"])
+        yamlout.string_list(out, "    ", "capabilities", m["capabilities"])
     if m["parameters"]:
-        emit(out, "    ", "parameters", m["parameters"])
+        yamlout.emit_value(out, "    ", "parameters", m["parameters"])
     if m["pricing"] is not None:
         out.append(f"    pricing: {yamlout.flow_map(_pricing(m['pricing']))}")
     if m["aliases"]:
-        emit(out, "    ", "aliases", m["aliases"])
+        yamlout.string_list(out, "    ", "aliases", m["aliases"])
 
 
 def _provider_document(p: Mapping[str, Any], refs: _Secrets) -> str:

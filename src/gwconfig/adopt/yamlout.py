@@ -4,7 +4,7 @@ A string is written plain only when the manifests' fast scalar reader (the subse
 reference loader agrees with, see :mod:`gwconfig.manifests.fastscalars`) gives exactly that
 string back; anything else (``"2023-06-01"``, ``"yes"``, ``"null"``, ``"0755"``, a leading
 ``@``, ``: `` inside, surrounding spaces, control characters) is double-quoted with escapes.
-Short lists of simple tokens and small maps are written in flow style (``[a, b]``,
+Lists of scalars that fit on a line and small maps are written in flow style (``[a, b]``,
 ``{env: NAME}``), like the example manifests; everything else in block style. The output is a
 pure function of the value: the same input always gives the same bytes.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from gwconfig.manifests.fastscalars import _scalar, _Unsupported
@@ -64,8 +65,10 @@ def _plain_ok(text: str) -> bool:
     return type(back) is str and back == text
 
 
+@lru_cache(maxsize=1 << 16)
 def string(text: str) -> str:
-    """A string scalar in block context: plain when that reads back as ``text``."""
+    """A string scalar in block context: plain when that reads back as ``text`` (memoised:
+    manifests repeat the same strings thousands of times)."""
     return text if _plain_ok(text) else quoted(text)
 
 
@@ -84,6 +87,11 @@ def number(value: float) -> str:
 
 def scalar(value: Any) -> str:
     """Any JSON scalar in block context."""
+    kind = type(value)
+    if kind is str:
+        return string(value)
+    if kind is int:
+        return str(value)
     if value is None:
         return "null"
     if value is True:
@@ -97,36 +105,46 @@ def scalar(value: Any) -> str:
     return string(str(value))
 
 
+@lru_cache(maxsize=1 << 14)
 def key(name: str) -> str:
     """A mapping key: plain when it is a simple name that reads back as itself."""
     return name if _KEY.match(name) and _plain_ok(name) else quoted(name)
 
 
-def _flow_item(value: Any) -> str | None:
+def _flow_item(value: Any) -> str:
     text = scalar(value)
     if isinstance(value, str) and not _FLOW_TOKEN.match(text):
-        return None
+        return quoted(value)  # quoted text is safe inside [ ] and { }
     return text
 
 
 def flow_list(values: Sequence[Any]) -> str | None:
-    """``[a, b]`` when every item is a short plain token, else None (write a block list)."""
-    items = [_flow_item(v) for v in values]
-    if any(i is None for i in items):
-        return None
-    text = "[" + ", ".join(i for i in items if i is not None) + "]"
+    """``[a, "on", 3]`` when it fits in :data:`FLOW_WIDTH` characters, else None (block list)."""
+    if all(type(v) is str for v in values):
+        return _flow_strings(tuple(values))
+    text = "[" + ", ".join(_flow_item(v) for v in values) + "]"
     return text if len(text) <= FLOW_WIDTH else None
+
+
+@lru_cache(maxsize=1 << 14)
+def _flow_strings(values: tuple[str, ...]) -> str | None:
+    text = "[" + ", ".join(_flow_item(v) for v in values) + "]"
+    return text if len(text) <= FLOW_WIDTH else None
+
+
+def string_list(out: list[str], indent: str, name: str, values: Sequence[str]) -> None:
+    """``name: [a, b]`` of strings, or a block list when it does not fit on the line."""
+    flow = _flow_strings(tuple(values))
+    if flow is not None:
+        out.append(f"{indent}{name}: {flow}")
+    else:
+        out.append(f"{indent}{name}:")
+        emit_sequence(out, indent + "  ", values)
 
 
 def flow_map(mapping: Mapping[str, Any]) -> str:
     """``{k: v, ...}`` of scalars (strings that are not plain tokens are double-quoted)."""
-    parts = []
-    for k, v in mapping.items():
-        text = scalar(v)
-        if isinstance(v, str) and not _FLOW_TOKEN.match(text):
-            text = quoted(v)
-        parts.append(f"{key(k)}: {text}")
-    return "{" + ", ".join(parts) + "}"
+    return "{" + ", ".join(f"{key(k)}: {_flow_item(v)}" for k, v in mapping.items()) + "}"
 
 
 def emit_value(out: list[str], indent: str, name: str, value: Any) -> None:

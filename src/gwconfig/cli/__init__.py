@@ -30,6 +30,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "seal": ("sealing", "seal_cmd"),
     "reseal": ("sealing", "reseal_cmd"),
     "generate": ("runtime", "generate_cmd"),
+    "dump": ("adopt", "dump_cmd"),
     "import": ("migrate", "import_cmd"),
     "verify": ("migrate", "verify_cmd"),
 }

@@ -1,0 +1,126 @@
+"""``gwconfig dump``: the gateway database -> reviewed manifests (read only).
+
+Reads the state once (:func:`gwconfig.reconcile.state.read_state`), opens the stored secrets
+with the encryption keys only when they are to be sealed (``--secrets env`` needs no key), then
+renders and writes with :mod:`gwconfig.adopt.writer`. Plaintexts live in memory between
+decryption and sealing; nothing is written when anything fails before the files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gwconfig.adopt.tree import WriteReport, write_tree
+from gwconfig.adopt.writer import SecretOutput, render_manifests
+from gwconfig.entities import SecretScope
+from gwconfig.errors import ConfigurationError
+from gwconfig.perf.gcpause import gc_paused
+
+if TYPE_CHECKING:
+    from gwconfig.reconcile.state import ActualState
+
+
+@dataclass(frozen=True)
+class DumpOptions:
+    """What to dump and where (``gwconfig dump``'s options)."""
+
+    out_dir: Path
+    output: SecretOutput
+    database_url: str | None = None
+    #: ``--target``: only these providers (every one must exist)
+    targets: tuple[str, ...] = ()
+    #: ``--select-tag``: only providers with one of these tags
+    tags: tuple[str, ...] = ()
+
+    @property
+    def selective(self) -> bool:
+        """True with ``--target`` or ``--select-tag`` (no Gateway document, no pruning)."""
+        return bool(self.targets or self.tags)
+
+
+@dataclass(frozen=True)
+class DumpResult:
+    """What was dumped (counts), the files written, and the ``{env: NAME}`` names handed out."""
+
+    providers: int
+    models: int
+    api_keys: int
+    parameters: int
+    routes: int
+    report: WriteReport
+    env_names: list[tuple[str, str]] = field(default_factory=list)
+
+
+def select_providers(
+    data: Mapping[str, Any], targets: tuple[str, ...], tags: tuple[str, ...]
+) -> dict[str, Any]:
+    """``data`` with only the chosen providers and, when choosing, no gateway (routes span all).
+
+    An unknown ``--target`` or a ``--select-tag`` no provider has is a :class:`ConfigurationError`.
+    """
+    if not targets and not tags:
+        return dict(data)
+    providers = data.get("providers") or []
+    known = {p["provider_id"] for p in providers}
+    missing = [t for t in targets if t not in known]
+    if missing:
+        raise ConfigurationError(
+            f"--target {', '.join(missing)}: no provider has this id in the gateway database; "
+            "nothing was written",
+            hint="'gwconfig plan' or the database lists the provider ids",
+        )
+    chosen = set(targets)
+    wanted = set(tags)
+    chosen |= {p["provider_id"] for p in providers if wanted.intersection(p.get("tags") or ())}
+    unmatched = [t for t in tags if not any(t in (p.get("tags") or ()) for p in providers)]
+    if unmatched:
+        raise ConfigurationError(
+            f"--select-tag {', '.join(unmatched)}: no provider has this tag; nothing was written"
+        )
+    return {
+        **data,
+        "providers": [p for p in providers if p["provider_id"] in chosen],
+        "gateway": {"default_route": None, "routes": []},
+    }
+
+
+def _plaintexts(data: Mapping[str, Any], state: ActualState, url: str) -> dict[SecretScope, str]:
+    """The plaintext of every stored secret of the chosen providers (keys must open them all)."""
+    from gwconfig.secrets.keys import load_encryption_keys
+
+    chosen = {p["provider_id"] for p in data["providers"]}
+    wanted = {scope: token for scope, token in state.secrets.items() if scope.provider_id in chosen}
+    if not wanted:
+        return {}
+    keys = load_encryption_keys(url).bind(state.stored_keys(), single=False)
+    return {scope: keys.decrypt(token) for scope, token in wanted.items()}
+
+
+def dump(options: DumpOptions) -> DumpResult:
+    """``gwconfig dump``: read the gateway database, render its manifests, write what changed."""
+    from gwconfig.reconcile.planning import reading_database
+    from gwconfig.reconcile.state import read_state
+
+    with gc_paused():
+        with reading_database(options.database_url, "dumping") as (source, url):
+            state = read_state(source)
+        data = select_providers(state.data, options.targets, options.tags)
+        plain: dict[SecretScope, str] = {}
+        if options.output.mode == "sealed":
+            plain = _plaintexts(data, state, url)
+        rendered = render_manifests(data, plain, options.output)
+        del plain
+        report = write_tree(rendered.files, options.out_dir, prune=not options.selective)
+    providers = data["providers"]
+    return DumpResult(
+        providers=len(providers),
+        models=sum(len(p["models"]) for p in providers),
+        api_keys=sum(len(p["api_keys"]) for p in providers),
+        parameters=sum(len(p["connection_parameters"]) for p in providers),
+        routes=len(data["gateway"]["routes"]),
+        report=report,
+        env_names=rendered.env_names,
+    )
