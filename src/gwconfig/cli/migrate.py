@@ -9,6 +9,8 @@ from pathlib import Path
 import click
 
 from gwconfig.cli import database_url_option, format_option
+from gwconfig.cli.adopt import output_options, report_env_names, report_written, with_options
+from gwconfig.words import plural
 
 _mapping_option = click.option(
     "--mapping",
@@ -27,53 +29,43 @@ _legacy_option = click.option(
 @click.command("import")
 @click.option("--from-url", "from_url", required=True, metavar="URL", help="The back-office.")
 @_mapping_option
-@click.option(
-    "--out",
-    default="providers.d",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Directory of the manifests (one file per provider).",
-)
-@click.option("--seal-to", metavar="PUBKEY", help="Seal secrets to this public key file.")
-@click.option(
-    "--secrets",
-    "secrets_mode",
-    type=click.Choice(["env"]),
-    help="Write secrets as {env: NAME} references (the names are printed, never the values).",
-)
+@with_options(output_options)
 @_legacy_option
 def import_cmd(
     from_url: str,
     mapping: str | None,
-    out: str,
+    out_dir: Path,
     seal_to: str | None,
     secrets_mode: str | None,
     legacy_decrypt: str | None,
 ) -> None:
-    """Write manifests from a back-office database (read only; secrets sealed)."""
+    """Write manifests from a back-office database (read only; secrets sealed).
+
+    \b
+    Example:
+      gwconfig import --from-url postgresql+psycopg://ro@bo-db/backoffice
+      gwconfig import --from-url sqlite:///bo.db --mapping mapping.yaml --secrets env
+    """
     from gwconfig.adopt.backoffice import read_backoffice
     from gwconfig.adopt.mapping import load_mapping
     from gwconfig.adopt.writer import render_manifests, secret_output, write_tree
 
-    out_dir = Path(out)
     output = secret_output(seal_to, secrets_mode == "env", out_dir)
     bo = read_backoffice(from_url, load_mapping(mapping), legacy_decrypt=legacy_decrypt)
     rendered = render_manifests(bo.data, bo.secrets, output)
     report = write_tree(rendered.files, out_dir)
     for warning in bo.warnings:
         click.echo(f"warning: {warning}", err=True)
-    if rendered.env_names:
-        click.echo("set these environment variables to the keys (values are not shown):")
-        for name, scope in rendered.env_names:
-            click.echo(f"  {name}  ({scope})")
+    report_env_names(rendered.env_names)
     c = bo.counts
     expired = f" ({c.expired_keys} expired, kept)" if c.expired_keys else ""
     click.echo(
-        f"imported {c.providers} providers, {c.models} models, {c.keys} keys{expired}, "
-        f"{c.parameters} parameters into {out_dir}: {len(report.written)} files written, "
-        f"{len(report.unchanged)} unchanged, {len(report.removed)} removed; "
-        f"{len(bo.warnings)} warning{'s' if len(bo.warnings) != 1 else ''}"
+        f"imported {plural(c.providers, 'provider')}, {plural(c.models, 'model')}, "
+        f"{plural(c.keys, 'API key')}{expired}, {plural(c.parameters, 'parameter')}; "
+        f"{plural(len(bo.warnings), 'warning')}",
+        err=True,
     )
+    report_written(out_dir, len(report.written), len(report.unchanged), len(report.removed))
 
 
 @click.command("verify")
