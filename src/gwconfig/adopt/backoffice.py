@@ -18,13 +18,14 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, get_args
 
 from gwconfig.adopt.cells import (
     Opener,
     bool_cell,
+    capabilities,
     int_cell,
-    json_cell,
     json_object,
     legacy_opener,
     open_key,
@@ -38,7 +39,6 @@ from gwconfig.canonical import FORMAT_VERSION, format_timestamp
 from gwconfig.entities import SecretScope
 from gwconfig.errors import ValidationFailed
 from gwconfig.manifests.model import (
-    CAPABILITY_PATTERN,
     KNOWN_PROVIDER_TYPES,
     ModelType,
     RequestSettings,
@@ -57,7 +57,6 @@ SETTINGS = frozenset(RequestSettings.model_fields)
 MODEL_TYPES = frozenset(get_args(ModelType))
 TYPE_PARAMETER = "backoffice_model_type"
 MAX_PROBLEMS = 20
-_CAPABILITY = __import__("re").compile(CAPABILITY_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -415,7 +414,9 @@ def _models(b: _Builder, pid: str, rows: Any) -> list[tuple[dict[str, Any], str]
                    f"than context_window {doc['context_window']}; max_tokens omitted")  # fmt: skip
             del doc["max_tokens"]
         doc["enabled"] = bool_cell(row["enabled"], True, where, "enabled")
-        caps = _capabilities(b, pid, where, model_id, row["capabilities"])
+        caps = capabilities(
+            row["capabilities"], where, partial(_model_warning, b, pid, where, model_id)
+        )
         if caps:
             doc["capabilities"] = caps
         if parameters:
@@ -425,22 +426,5 @@ def _models(b: _Builder, pid: str, rows: Any) -> list[tuple[dict[str, Any], str]
     return out
 
 
-def _capabilities(b: _Builder, pid: str, where: str, model_id: str, cell: Any) -> list[str]:
-    raw = json_cell(cell, where, "capabilities")
-    if raw is None:
-        return []
-    if isinstance(raw, dict):  # {"vision": true, ...}: the true ones, as the seed service does
-        raw = [k for k, v in raw.items() if v]
-    if not isinstance(raw, list):
-        raise ValidationFailed(f"{where}: capabilities must be a JSON list of strings")
-    out = []
-    for item in raw:
-        text = str(item)
-        normal = text.strip().lower().replace("-", "_").replace(" ", "_")
-        if not _CAPABILITY.match(normal):
-            b.warn(pid, where, f"model {model_id!r}: capability {text!r} is not a name; omitted")
-            continue
-        if normal != text:
-            b.warn(pid, where, f"model {model_id!r}: capability {text!r} written as {normal!r}")
-        out.append(normal)
-    return out
+def _model_warning(b: _Builder, pid: str, where: str, model_id: str, message: str) -> None:
+    b.warn(pid, where, f"model {model_id!r}: {message}")

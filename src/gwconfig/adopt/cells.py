@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -15,12 +16,17 @@ from typing import Any
 import orjson
 
 from gwconfig.errors import ConfigurationError, SecretError, ValidationFailed
+from gwconfig.manifests.model import CAPABILITY_PATTERN
 
 LEGACY_KEY_VAR = "GWCONFIG_LEGACY_KEY"
 #: the largest JSON document read from one back-office cell
 MAX_JSON_BYTES = 1024 * 1024
 _TRUE = {"1", "true", "t", "yes", "y", "on"}
 _FALSE = {"0", "false", "f", "no", "n", "off", ""}
+
+_CAPABILITY = re.compile(CAPABILITY_PATTERN)
+#: capability strings seen to be names already (no normalising, no warning)
+_NAMES: set[str] = set()
 
 #: ``open(token)``: the plaintext of a back-office key stored encrypted
 Opener = Callable[[str], str]
@@ -127,6 +133,34 @@ def param_value(value: Any) -> Any:
     except orjson.JSONDecodeError:
         return text
     return parsed if isinstance(parsed, str | bool | int | float) else text
+
+
+def capabilities(cell: Any, where: str, warn: Callable[[str], None]) -> list[str]:
+    """A capabilities cell: a JSON list of names, or an object of flags (the true ones, as the
+    seed service reads it); names lower case with ``_`` for ``-``; others left out with a warning."""
+    raw = json_cell(cell, where, "capabilities")
+    if raw is None:
+        return []
+    if isinstance(raw, dict):
+        raw = [k for k, v in raw.items() if v]
+    if not isinstance(raw, list):
+        raise ValidationFailed(f"{where}: capabilities must be a JSON list of strings")
+    out = []
+    for item in raw:
+        if isinstance(item, str) and item in _NAMES:  # the usual case: already a name
+            out.append(item)
+            continue
+        text = str(item)
+        normal = text.strip().lower().replace("-", "_").replace(" ", "_")
+        if not _CAPABILITY.match(normal):
+            warn(f"capability {text!r} is not a name; omitted")
+            continue
+        if normal != text:
+            warn(f"capability {text!r} written as {normal!r}")
+        else:
+            _NAMES.add(normal)
+        out.append(normal)
+    return out
 
 
 def _kind(value: Any) -> str:
