@@ -137,7 +137,8 @@ def param_value(value: Any) -> Any:
 
 def capabilities(cell: Any, where: str, warn: Callable[[str], None]) -> list[str]:
     """A capabilities cell: a JSON list of names, or an object of flags (the true ones, as the
-    seed service reads it); names lower case with ``_`` for ``-``; others left out with a warning."""
+    seed service reads it); names lower case with ``_`` for ``-``; others left out, warned.
+    """
     raw = json_cell(cell, where, "capabilities")
     if raw is None:
         return []
