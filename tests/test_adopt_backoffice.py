@@ -206,3 +206,48 @@ def test_legacy_decrypt_hook(
     out = import_fails(url, "--legacy-decrypt", "bo_hook:nope")
     assert "--legacy-decrypt: 'bo_hook:nope' is not a function" in out
     sys.modules.pop("bo_hook", None)
+
+
+def test_verify_lists_gateway_side_changes_as_json(
+    backoffice: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from gwconfig.secrets.keys import generate_key
+
+    url, keys, _ = backoffice
+    monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", generate_key())
+    gw = f"sqlite:///{tmp_path / 'gw.db'}"
+    assert run("import", "--from-url", url, "--secrets", "env", "--out", "p.d").exit_code == 0
+    from gwconfig.adopt.writer import env_name
+    from gwconfig.entities import SecretScope
+
+    for pid, value in keys.items():
+        if "/" not in pid:
+            monkeypatch.setenv(env_name(SecretScope(pid, "key", "default", "production")), value)
+    for label, scope in {
+        "edge-bo/default": ("key", "default", "production"),
+        "edge-bo/key-2": ("key", "key-2", "production"),
+        "edge-bo/expired": ("key", "default", "staging"),
+        "edge-bo/param": ("param", "org_secret", "production"),
+    }.items():
+        monkeypatch.setenv(env_name(SecretScope("edge-bo", *scope)), keys[label])  # type: ignore[arg-type]
+    assert run("db", "upgrade", "--database-url", gw).exit_code == 0
+    res = run("apply", "p.d", "--database-url", gw, "--auto-approve")
+    assert res.exit_code == 0, res.output
+    execute(gw, "UPDATE provider_models SET enabled = 1 WHERE model_id = 'org.model@v1.2'")
+    execute(gw, "DELETE FROM api_keys WHERE provider_id = 'edge-bo' AND name = 'key-2'")
+    res = run("verify", "--against", url, "--database-url", gw, "--format", "json")
+    assert res.exit_code == 1
+    report = json.loads(res.stdout)
+    assert report["parity"] is False and report["differences"] == 2
+    assert report["listed"] == [
+        "provider edge-bo: model org.model@v1.2: enabled: back-office False, gateway True",
+        "provider edge-bo: API key key-2@production: only in the back-office",
+    ]
+    assert report["providers"]["edge-bo"] == {
+        "backoffice": {"models": 3, "keys": 3, "parameters": 8},
+        "gateway": {"models": 3, "keys": 2, "parameters": 8},
+    }
+    for value in keys.values():
+        assert value not in res.output
