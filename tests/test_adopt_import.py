@@ -238,7 +238,20 @@ def test_env_references_canary_and_parity(
     assert s("plan", "providers.d").stdout.startswith("No changes.")
     res = s("verify", "--against", bo_url, "--format", "json")
     assert '"parity": true' in res.stdout
-    s.outputs = [o for o in s.outputs]  # every output so far, checked below
+    # routes are the team's: a hand-written gateway.yaml survives a re-import, while a provider
+    # gone from the back-office has its file removed
+    gateway = "apiVersion: gwconfig/v1\nkind: Gateway\nroutes:\n  - name: r\n    targets:\n"
+    gateway += "      - model: edge-bo/meta-llama/Llama-3.1-8B:free\n"
+    (s.cwd / "providers.d" / "gateway.yaml").write_text(gateway)
+    gone = sorted(pid for pid in keys if "/" not in pid)[0]
+    for table in ("provider_models", "api_keys", "connection_parameters", "providers"):
+        execute(bo_url, f"DELETE FROM {table} WHERE provider_id = :p", p=gone)
+    res = s("import", "--from-url", bo_url, "--secrets", "env")
+    assert "0 files written, 154 unchanged, 1 removed" in res.stderr
+    assert not (s.cwd / "providers.d" / f"{gone}.yaml").exists()
+    assert (s.cwd / "providers.d" / "gateway.yaml").read_text() == gateway
+    res = s("verify", "--against", bo_url, code=1)
+    assert f"provider {gone}: only in the gateway" in res.stdout
     for value in values.values():
         for o in s.outputs:
             assert value not in o

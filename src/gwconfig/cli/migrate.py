@@ -46,17 +46,18 @@ def import_cmd(
       gwconfig import --from-url postgresql+psycopg://ro@bo-db/backoffice
       gwconfig import --from-url sqlite:///bo.db --mapping mapping.yaml --secrets env
     """
-    from gwconfig.adopt.backoffice import read_backoffice
+    from gwconfig.adopt.importing import import_backoffice
     from gwconfig.adopt.mapping import load_mapping
-    from gwconfig.adopt.writer import render_manifests, secret_output, write_tree
+    from gwconfig.adopt.writer import secret_output
 
     output = secret_output(seal_to, secrets_mode == "env", out_dir)
-    bo = read_backoffice(from_url, load_mapping(mapping), legacy_decrypt=legacy_decrypt)
-    rendered = render_manifests(bo.data, bo.secrets, output)
-    report = write_tree(rendered.files, out_dir)
+    result = import_backoffice(
+        from_url, load_mapping(mapping), output, out_dir, legacy_decrypt=legacy_decrypt
+    )
+    bo, report = result.backoffice, result.report
     for warning in bo.warnings:
         click.echo(f"warning: {warning}", err=True)
-    report_env_names(rendered.env_names)
+    report_env_names(result.rendered.env_names)
     c = bo.counts
     expired = f" ({c.expired_keys} expired, kept)" if c.expired_keys else ""
     click.echo(
