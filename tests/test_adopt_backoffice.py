@@ -260,7 +260,7 @@ def test_the_back_office_connection_cannot_write(bo_corpus: ModuleType, db_url: 
     bo_corpus.create_backoffice(db_url)
     rows, _ = bo_corpus.catalogue_rows(1)
     bo_corpus.fill(db_url, {"providers": rows["providers"][:3]})
-    with pytest.raises(DatabaseError, match="(?i)read.?only"), read_only(db_url) as conn:
+    with pytest.raises(DatabaseError, match=r"(?i)read.?only"), read_only(db_url) as conn:
         assert len(conn.exec_driver_sql("SELECT id FROM providers").fetchall()) == 3
         conn.exec_driver_sql("DELETE FROM providers")
     with read_only(db_url) as conn:
