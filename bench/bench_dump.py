@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -40,11 +41,18 @@ CLI = [
 ]
 
 
+#: user+system CPU seconds of each sealed dump process (less sensitive to a busy machine)
+CPU: list[float] = []
+
+
 def run(args: list[str], env: dict[str, str]) -> tuple[float, int, str]:
     """(wall seconds, peak RSS in KiB, stderr) of one whole ``gwconfig`` process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         raise SystemExit(f"gwconfig {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
     peak = re.search(r"peak-rss-kb (\d+)", proc.stderr)
@@ -64,12 +72,13 @@ def bench_engine(engine: str, scale: int, runs: int, tmp: Path, env: dict[str, s
     with fresh_database(engine, tmp) as url:
         os.environ.update(env)
         reconcile.apply_manifests(str(src), url, reconcile.PlanOptions(), review=lambda _p: True)
-        sealed, redump, plain, peaks = [], [], [], []
+        sealed, redump, plain, peaks, cpu = [], [], [], [], []
         for i in range(runs):
             out = tmp / f"out-{engine}-{i}"
             args = ["dump", "--database-url", url, "--out", str(out), "--seal-to", str(pub_file)]
             t, peak, err = run(args, env)
             sealed.append(t)
+            cpu.append(CPU[-1])
             peaks.append(peak)
             t, _, err = run(args, env)
             if "0 files written" not in err:
@@ -85,7 +94,8 @@ def bench_engine(engine: str, scale: int, runs: int, tmp: Path, env: dict[str, s
         print(f"{engine}: {len(docs)} providers, {n_models} models -> {len(files)} files, "
               f"{size / 1e6:.1f} MB")  # fmt: skip
         print(f"  dump (sealed)      median {statistics.median(sealed):.2f} s  "
-              f"(runs: {', '.join(f'{x:.2f}' for x in sealed)})")  # fmt: skip
+              f"(runs: {', '.join(f'{x:.2f}' for x in sealed)}; "
+              f"CPU median {statistics.median(cpu):.2f} s)")  # fmt: skip
         print(f"  no-op re-dump      median {statistics.median(redump):.2f} s  (0 files written)")
         print(f"  dump --secrets env median {statistics.median(plain):.2f} s")
         print(f"  peak memory (max RSS) of dump: {max(peaks) / 1024:.0f} MiB")

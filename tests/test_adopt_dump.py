@@ -6,6 +6,7 @@ appears in any written file or output.
 
 from __future__ import annotations
 
+import os
 import secrets as random_secrets
 import shutil
 from collections.abc import Iterator
@@ -212,3 +213,79 @@ def test_dump_of_a_database_not_upgraded(tmp_path: Path, monkeypatch: pytest.Mon
     res = run("dump", "--database-url", url, "--out", "out", "--secrets", "env")
     assert res.exit_code == 1 and "gwconfig db upgrade" in res.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_catalogue_database_dumps_to_manifests_that_plan_clean(
+    corpus: Any, tmp_path: Path, sqlite_url: str, fernet_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real catalogue (~4,800 models, ids with / : . @) through a database and back."""
+    monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", fernet_key)
+    monkeypatch.chdir(tmp_path)
+    env = corpus.corpus_env(1)  # random values, made once
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    src = corpus.write_corpus(tmp_path / "src", scale=1)
+    assert run("db", "upgrade", "--database-url", sqlite_url).exit_code == 0
+    assert run("apply", str(src), "--database-url", sqlite_url, "--auto-approve").exit_code == 0
+    priv, pub = generate_keypair()
+    (tmp_path / "key.pub").write_text(write_public_key_text(pub))
+    out = tmp_path / "out"
+    res = run("dump", "--database-url", sqlite_url, "--out", str(out),
+              "--seal-to", str(tmp_path / "key.pub"))  # fmt: skip
+    assert res.exit_code == 0, res.output
+    shutil.copy(tmp_path / "key.pub", out / "sealing.pub")
+    assert run("validate", str(out)).exit_code == 0
+    monkeypatch.setenv("GWCONFIG_SEALING_KEY", priv.to_text())
+    assert run("plan", str(out), "--database-url", sqlite_url).stdout == NO_CHANGES
+    texts = [p.read_text() for p in out.glob("*.yaml")]
+    assert any("model_id: " in t and "@" in t for t in texts)
+    assert all(v not in "".join(texts) for v in env.values())
+
+
+@pytest.mark.postgres
+@pytest.mark.mysql
+def test_dump_from_sqlite_applies_on_other_engines(
+    tmp_path: Path, fernet_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dumped from SQLite, applied to PostgreSQL and MariaDB: no changes on either."""
+    targets = []
+    for kind in ("postgres", "mysql"):
+        (tmp_path / kind).mkdir()
+        gen = make_database(kind, tmp_path / kind)
+        targets.append((gen, next(gen)))
+    try:
+        monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", fernet_key)
+        monkeypatch.chdir(tmp_path)
+        for name, value in manifests(tmp_path / "src", "c-" + random_secrets.token_hex(8)).items():
+            monkeypatch.setenv(name, value)
+        source = f"sqlite:///{tmp_path / 'a.db'}"
+        assert run("db", "upgrade", "--database-url", source).exit_code == 0
+        assert run("apply", "src", "--database-url", source, "--auto-approve").exit_code == 0
+        res = run("dump", "--database-url", source, "--out", "out", "--secrets", "env")
+        assert res.exit_code == 0, res.output
+        for line in res.stdout.splitlines():  # give each referenced variable its stored value
+            name, scope = line.split("\t# ")
+            words = scope.split()  # provider P key|parameter N environment E
+            original = {
+                ("openai", "key", "default", "default"): "OPENAI_API_KEY",
+                ("openai", "key", "default", "prod"): "GWT_PROD",
+                ("openai", "parameter", "project", "default"): "OPENAI_PROJECT_ID",
+                ("anthropic", "key", "default", "default"): "ANTHROPIC_API_KEY",
+                ("azure-openai-eu", "key", "default", "default"): "AZURE_OPENAI_API_KEY",
+                ("vllm", "key", "default", "default"): "VLLM_API_KEY",
+                ("gateway", "parameter", "s", "default"): "GWT_PARAM",
+                ("gateway", "key", "default", "default"): "GWT_KEY",
+                ("gateway", "key", "backup", "prod"): "GWT_KEY2",
+            }[(words[1], words[2], words[3], words[5])]
+            monkeypatch.setenv(name, os.environ[original])
+        assert run("plan", "out", "--database-url", source).stdout == NO_CHANGES
+        for _, url in targets:
+            assert run("db", "upgrade", "--database-url", url).exit_code == 0
+            res = run("apply", "out", "--database-url", url, "--auto-approve")
+            assert res.exit_code == 0, res.output
+            assert run("plan", "out", "--database-url", url).stdout == NO_CHANGES
+    finally:
+        for gen, _ in targets:
+            for _ in gen:
+                pass

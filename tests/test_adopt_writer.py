@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import secrets as random_secrets
+import shutil
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -113,6 +114,11 @@ def test_house_style(tmp_path: Path) -> None:
     for default in ("enabled:", "model_type: chat", "environment: default", "max_retries: 2"):
         assert default not in text
     assert "timeout_seconds: 120\n" in text
+    data = examples()
+    data["providers"][0]["description"] = "First line.\nSecond: line."
+    text = render_manifests(data, {}, SecretOutput("env")).files["anthropic.yaml"].decode()
+    assert "description: |-\n  First line.\n  Second: line.\nenabled" not in text
+    assert "description: |-\n  First line.\n  Second: line.\ntags: [anthropic, cloud]\n" in text
     gateway = files["gateway.yaml"].decode()
     assert gateway.startswith("# yaml-language-server: $schema=../schemas/gateway.schema.json\n")
     assert "strategy: fallback" not in gateway and "weight: 1\n" not in gateway
@@ -208,6 +214,8 @@ TRICKY = [
     "!tag", "&a", "*a", "|", ">", "%x", "'q'", '"q"', "[a]", "{a: b}", "a,b", "ft:gpt-4o:org:id",
     "x:", "tab\tin", "line\nbreak", "nel\x85x", "\u2028", "bom\ufeff", "ctl\x01", "del\x7f",
     "émoji 🎉", "<<", "=", "true", "True", "1.0", "-1", "+1", "a/b.c@d:e",
+    "a\nb", "a\n", "a\n\n", "a\n\nb", "a\n  b", "\nx", " x\ny", "x\n \ny", "x\n\n\n",
+    "x\ny\n", "- a\n- b", "a: b\n# c", "x\n\ty", "x \ny ",
 ]  # fmt: skip
 
 
@@ -225,6 +233,9 @@ def test_tricky_strings_read_back(value: str) -> None:
     out = []
     yamlout.emit_value(out, "", "v", [value, "x"])
     assert load_value("\n".join(out) + "\n") == [value, "x"]
+    out = []
+    yamlout.emit_value(out, "", "v", [{"k": value, "z": 1}, {"k": [value]}])
+    assert load_value("\n".join(out) + "\n") == [{"k": value, "z": 1}, {"k": [value]}]
     text = "v: " + yamlout.flow_map({value or "k": value}) + "\n"
     assert load_value(text) == {value or "k": value}
 
@@ -258,3 +269,104 @@ def test_catalogue_round_trip(corpus: ModuleType, tmp_path: Path) -> None:
     )
     assert without_secret_values(back) == without_secret_values(data)
     assert sum(len(p["models"]) for p in back["providers"]) > 4000
+
+
+def test_stable_sealing_is_deterministic_and_opens() -> None:
+    from gwconfig.secrets.sealing import seal
+
+    priv, pub = generate_keypair()
+    _, other = generate_keypair()
+    scope = ("openai", "default", "prod")
+    value = "sk-" + random_secrets.token_hex(16)
+    blob = seal(value, scope, pub, stable=True)
+    assert seal(value, scope, pub, stable=True) == blob
+    assert open_blob(blob, {pub.key_id: priv}) == (scope, value)
+    # any change of value, scope or recipient gives another blob; plain seal stays randomized
+    assert seal(value + "x", scope, pub, stable=True) != blob
+    assert seal(value, ("openai", "default", "dev"), pub, stable=True) != blob
+    assert seal(value, scope, other, stable=True) != blob
+    assert seal(value, scope, pub) != seal(value, scope, pub)
+    assert value not in blob
+
+
+def test_env_names_never_collide() -> None:
+    data = examples()
+    first = copy.deepcopy(next(p for p in data["providers"] if p["provider_id"] == "anthropic"))
+    second = copy.deepcopy(first)
+    first["provider_id"], second["provider_id"] = "a-b", "a_b"
+    data["providers"] = [first, second]
+    data["gateway"] = {"default_route": None, "routes": []}
+    rendered = render_manifests(data, {}, SecretOutput("env"))
+    names = [n for n, _ in rendered.env_names]
+    assert names[0] == "GW_A_B_KEY_DEFAULT" and names[1].startswith("GW_A_B_KEY_DEFAULT_")
+    assert rendered == render_manifests(data, {}, SecretOutput("env"))  # stable names
+
+
+def test_oversized_public_key_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "big.pub").write_bytes(b"#" * (1 << 20))
+    with pytest.raises(SealingError, match="larger than"):
+        secret_output(str(tmp_path / "big.pub"), False, tmp_path)
+
+
+model_ids = st.from_regex(
+    r"\A[^\s\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff][^\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]{0,20}[^\s\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]\Z"
+)
+free_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=30)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(model_ids, min_size=1, max_size=4, unique=True),
+    free_text,
+    st.dictionaries(free_text, json_values, max_size=3),
+    st.lists(st.from_regex(r"\A[a-z0-9][a-z0-9_]{0,8}\Z"), max_size=3),
+)
+def test_any_provider_compiles_back_the_same(
+    ids: list[str], text: str, parameters: dict[str, Any], caps: list[str]
+) -> None:
+    from gwconfig.manifests.compile import canonical_provider
+    from gwconfig.manifests.model import ProviderManifest
+
+    doc = {
+        "apiVersion": "gwconfig/v1", "kind": "Provider", "provider_id": "p",
+        "provider_type": "openai",
+        "description": text, "connection": {"headers": {"X-A": text} if text else {}},
+        "models": [
+            {"model_id": m, "display_name": text or None, "parameters": parameters,
+             "capabilities": caps, "aliases": [m + "-alias"]}
+            for m in ids
+        ],
+    }  # fmt: skip
+    data = canonical_provider(ProviderManifest.model_validate(doc))
+    rendered = render_manifests(
+        {"providers": [data], "gateway": {}}, {}, SecretOutput("env")
+    ).files["p.yaml"]
+    docs, diags = load_yaml(rendered.decode(), "p.yaml")
+    assert diags == []
+    assert canonical_provider(ProviderManifest.model_validate(docs[0].data)) == data
+
+
+def test_settings_defaults_are_the_models() -> None:
+    from gwconfig.adopt.writer import SETTINGS_DEFAULTS
+    from gwconfig.manifests.model import RequestSettings
+
+    defaults = RequestSettings().model_dump()
+    defaults["retry_on_status"] = list(defaults["retry_on_status"])
+    assert defaults == SETTINGS_DEFAULTS
+    assert list(SETTINGS_DEFAULTS) == list(RequestSettings.model_fields)  # the model's order
+
+
+def test_other_definitions_of_a_written_provider_are_reported(tmp_path: Path) -> None:
+    from gwconfig.adopt.tree import other_definitions
+
+    out = tmp_path / "out"
+    shutil.copytree(REPO / "providers.d", out)
+    data = examples()
+    files = render_manifests(data, {}, SecretOutput("env")).files
+    write_tree(files, out)
+    ids = {p["provider_id"] for p in data["providers"]}
+    assert other_definitions(out, files, ids) == [
+        f"{out}/self-hosted/vllm.yaml.j2: also defines provider vllm"
+    ]
+    assert (out / "self-hosted" / "vllm.yaml.j2").exists()  # never removed
+    assert not (out / "azure-openai.yaml").exists()  # the same provider, now azure-openai-eu.yaml

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gwconfig.adopt.tree import WriteReport, write_tree
+from gwconfig.adopt.tree import WriteReport, other_definitions, write_tree
 from gwconfig.adopt.writer import SecretOutput, render_manifests
 from gwconfig.entities import SecretScope
 from gwconfig.errors import ConfigurationError
@@ -52,6 +52,8 @@ class DumpResult:
     routes: int
     report: WriteReport
     env_names: list[tuple[str, str]] = field(default_factory=list)
+    #: files left in the output directory that define a dumped provider again
+    warnings: list[str] = field(default_factory=list)
 
 
 def select_providers(
@@ -101,8 +103,7 @@ def _plaintexts(data: Mapping[str, Any], state: ActualState, url: str) -> dict[S
 
 def dump(options: DumpOptions) -> DumpResult:
     """``gwconfig dump``: read the gateway database, render its manifests, write what changed."""
-    from gwconfig.reconcile.planning import reading_database
-    from gwconfig.reconcile.state import read_state
+    from gwconfig.reconcile.state import read_state, reading_database
 
     with gc_paused():
         with reading_database(options.database_url, "dumping") as (source, url):
@@ -115,6 +116,7 @@ def dump(options: DumpOptions) -> DumpResult:
         del plain
         report = write_tree(rendered.files, options.out_dir, prune=not options.selective)
     providers = data["providers"]
+    ids = {p["provider_id"] for p in providers}
     return DumpResult(
         providers=len(providers),
         models=sum(len(p["models"]) for p in providers),
@@ -123,4 +125,5 @@ def dump(options: DumpOptions) -> DumpResult:
         routes=len(data["gateway"]["routes"]),
         report=report,
         env_names=rendered.env_names,
+        warnings=other_definitions(options.out_dir, rendered.files, ids),
     )

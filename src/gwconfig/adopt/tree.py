@@ -80,6 +80,36 @@ def is_written_manifest(path: Path) -> bool:
     return bool(kinds) and kinds <= _OURS
 
 
+_PROVIDER_ID = re.compile(r"^provider_id:[ \t]*['\"]?([^'\"\s#]+)", re.MULTILINE)
+
+
+def other_definitions(out_dir: Path, files: Mapping[str, bytes], ids: set[str]) -> list[str]:
+    """``path: provider X`` for files under ``out_dir`` not written by us that declare one of
+    ``ids`` (a template ``*.yaml.j2``, a file in a subdirectory): ``validate`` would then see
+    the provider twice. Hidden directories and files larger than :data:`MAX_PRUNE_BYTES` are
+    skipped."""
+    found: list[str] = []
+    out = Path(out_dir)
+    if not out.is_dir():
+        return found
+    for top, dirs, names in os.walk(out):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            path = Path(top, name)
+            rel = path.relative_to(out).as_posix()
+            if rel in files or not name.endswith((".yaml", ".yml", ".yaml.j2", ".yml.j2")):
+                continue
+            try:
+                if path.stat().st_size > MAX_PRUNE_BYTES:
+                    continue
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            for pid in sorted(set(_PROVIDER_ID.findall(text)) & ids):
+                found.append(f"{path}: also defines provider {pid}")
+    return found
+
+
 def _fresh(files: Mapping[str, bytes], out: Path) -> WriteReport:
     parent = out.parent
     parent.mkdir(parents=True, exist_ok=True)

@@ -16,14 +16,14 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
 from gwconfig.adopt import yamlout
 from gwconfig.adopt.tree import WriteReport, write_tree
+from gwconfig.canonical import DEFAULT_DEADLINE_SECONDS, DEFAULT_MAX_RESPONSE_BYTES
 from gwconfig.entities import SecretScope
-from gwconfig.errors import ConfigurationError, SecretError
+from gwconfig.errors import ConfigurationError, SealingError, SecretError
 from gwconfig.secrets.sealing import PublicKey, describe_scope, load_public_key, seal
 
 __all__ = [
@@ -41,6 +41,8 @@ PROVIDER_SCHEMA_LINE = "# yaml-language-server: $schema=../schemas/provider.sche
 GATEWAY_SCHEMA_LINE = "# yaml-language-server: $schema=../schemas/gateway.schema.json"
 GATEWAY_FILE = "gateway.yaml"
 PUBLIC_KEY_FILE = "sealing.pub"
+#: a public key file is one short line (and maybe a comment): anything larger is not one
+MAX_PUBLIC_KEY_BYTES = 64 * 1024
 #: a provider id that is safe as a file name stem on every system
 _SAFE_STEM = re.compile(r"[a-z0-9](?:[a-z0-9_.-]{0,118}[a-z0-9])?\Z")
 _WINDOWS_RESERVED = frozenset(
@@ -63,16 +65,29 @@ def secret_output(seal_to: str | None, secrets_env: bool, out_dir: Path) -> Secr
     if secrets_env:
         return SecretOutput("env")
     if seal_to is not None:
-        return SecretOutput("sealed", load_public_key(Path(seal_to)))
+        return SecretOutput("sealed", _public_key(Path(seal_to)))
     default = Path(out_dir) / PUBLIC_KEY_FILE
     if default.is_file():
-        return SecretOutput("sealed", load_public_key(default))
+        return SecretOutput("sealed", _public_key(default))
     raise ConfigurationError(
         f"no sealing public key: {default} does not exist, and neither --seal-to nor "
         "--secrets env was given; nothing was written",
         hint="pass --seal-to PUBKEY (from 'gwconfig seal-keygen') to write secrets sealed, or "
         "--secrets env to write {env: NAME} references and set those variables yourself",
     )
+
+
+def _public_key(path: Path) -> PublicKey:
+    """A public key file, refused before reading when it is far larger than any key file."""
+    try:
+        too_big = path.is_file() and path.stat().st_size > MAX_PUBLIC_KEY_BYTES
+    except OSError:
+        too_big = False  # load_public_key reports it
+    if too_big:
+        raise SealingError(
+            f"{path}: not a gwconfig sealing public key (larger than {MAX_PUBLIC_KEY_BYTES} bytes)"
+        )
+    return load_public_key(path)
 
 
 @dataclass(frozen=True)
@@ -87,7 +102,8 @@ class Rendered:
 
 
 def _stem(provider_id: str) -> str:
-    if _SAFE_STEM.match(provider_id) and provider_id not in _WINDOWS_RESERVED:
+    reserved = provider_id.split(".", 1)[0] in _WINDOWS_RESERVED  # con.x is CON on Windows
+    if _SAFE_STEM.match(provider_id) and not reserved:
         return provider_id
     cleaned = re.sub(r"[^a-z0-9_.-]+", "-", provider_id.lower()).strip("-._")[:80] or "provider"
     return f"{cleaned}-{hashlib.sha256(provider_id.encode()).hexdigest()[:8]}"
@@ -149,13 +165,16 @@ class _Secrets:
 # -- documents ------------------------------------------------------------------------------------
 
 
-@cache
-def _settings_defaults() -> dict[str, Any]:
-    from gwconfig.manifests.model import RequestSettings
-
-    defaults = RequestSettings().model_dump()
-    defaults["retry_on_status"] = list(defaults["retry_on_status"])
-    return defaults
+#: RequestSettings' defaults, copied so that dump does not import pydantic (~0.1-0.25 s of a
+#: short process); tests/test_adopt_writer.py keeps them equal to the model's
+SETTINGS_DEFAULTS: dict[str, Any] = {
+    "timeout_seconds": 60.0, "connect_timeout_seconds": 10.0, "max_retries": 2,
+    "backoff_initial_seconds": 0.5, "backoff_max_seconds": 30.0, "backoff_multiplier": 2.0,
+    "jitter": True, "retry_on_status": [408, 409, 429, 500, 502, 503, 504],
+    "cooldown_failures": 3, "cooldown_seconds": 30.0, "rate_limit_rpm": None,
+    "rate_limit_tpm": None, "max_concurrent_requests": None,
+    "deadline_seconds": DEFAULT_DEADLINE_SECONDS, "max_response_bytes": DEFAULT_MAX_RESPONSE_BYTES,
+}  # fmt: skip
 
 
 #: request settings whose integral values are written as integers (``timeout_seconds: 60``)
@@ -174,9 +193,8 @@ def _tidy(name: str, value: Any) -> Any:
 
 
 def _request_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    defaults = _settings_defaults()
     out: dict[str, Any] = {}
-    for name, default in defaults.items():
+    for name, default in SETTINGS_DEFAULTS.items():
         if name in settings and settings[name] != default:
             out[name] = _tidy(name, settings[name])
     return out

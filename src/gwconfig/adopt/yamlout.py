@@ -4,6 +4,8 @@ A string is written plain only when the manifests' fast scalar reader (the subse
 reference loader agrees with, see :mod:`gwconfig.manifests.fastscalars`) gives exactly that
 string back; anything else (``"2023-06-01"``, ``"yes"``, ``"null"``, ``"0755"``, a leading
 ``@``, ``: `` inside, surrounding spaces, control characters) is double-quoted with escapes.
+Text of several lines is written as a literal block (``description: |``) when that reads back
+exactly, else double-quoted with ``\n``.
 Lists of scalars that fit on a line and small maps are written in flow style (``[a, b]``,
 ``{env: NAME}``), like the example manifests; everything else in block style. The output is a
 pure function of the value: the same input always gives the same bytes.
@@ -162,8 +164,26 @@ def emit_value(out: list[str], indent: str, name: str, value: Any) -> None:
             return
         out.append(f"{indent}{name}:")
         emit_sequence(out, indent + "  ", value)
+    elif type(value) is str and "\n" in value and _literal_ok(value):
+        lines = value.split("\n")
+        chomp = "-"  # no final line break
+        if value.endswith("\n"):
+            lines.pop()
+            chomp = "+" if value.endswith("\n\n") else ""  # keep all / keep one
+        out.append(f"{indent}{name}: |{chomp}")
+        out.extend(f"{indent}  {line}" if line else "" for line in lines)
     else:
         out.append(f"{indent}{name}: {scalar(value)}")
+
+
+def _literal_ok(text: str) -> bool:
+    """True when ``text`` reads back exactly from a ``|`` block: printable lines, no tabs or
+    carriage returns, no line of blanks only, a first line that does not start with a blank."""
+    if text[0] in " \n" or "\t" in text or "\r" in text:
+        return False
+    if not all(ch == "\n" or _RAW.match(ch) for ch in text):
+        return False
+    return all(line.strip(" ") or not line for line in text.split("\n"))
 
 
 def emit_mapping(out: list[str], indent: str, mapping: Mapping[str, Any]) -> None:

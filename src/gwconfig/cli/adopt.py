@@ -115,3 +115,7 @@ def dump_cmd(
     )
     r = result.report
     report_written(out_dir, len(r.written), len(r.unchanged), len(r.removed))
+    for warning in result.warnings:
+        click.echo(
+            f"warning: {warning}; remove one of the two before 'gwconfig validate'", err=True
+        )

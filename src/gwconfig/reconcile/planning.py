@@ -215,35 +215,11 @@ def reading_state(database_url: str | None, doing: str) -> Iterator[tuple[Any, E
     Straight through the DBAPI driver when :func:`~gwconfig.db.direct.open_direct` can (no
     SQLAlchemy import: ~0.5 s of a short-lived plan), else through :func:`open_database`.
     """
+    from gwconfig.reconcile.state import reading_database
     from gwconfig.secrets.keys import load_encryption_keys
 
     with reading_database(database_url, doing) as (source, url):
         yield source, load_encryption_keys(url)
-
-
-@contextmanager
-def reading_database(database_url: str | None, doing: str) -> Iterator[tuple[Any, str]]:
-    """A read-only connection and the resolved database URL, without the encryption keys.
-
-    For readers that may not need to decrypt anything (``dump --secrets env``); see
-    :func:`reading_state`.
-    """
-    from gwconfig.db.direct import open_direct
-
-    url = settings.database_url(database_url)
-    direct = open_direct(url)
-    if direct is not None:
-        with direct, direct.translate_errors(doing):
-            yield direct, url
-        return
-    from gwconfig.db.session import open_database, translate_errors
-
-    db = open_database(database_url)
-    try:
-        with translate_errors(db.url, doing), db.connect() as conn:
-            yield conn, db.url
-    finally:
-        db.dispose()
 
 
 def make_plan(path: str | None, database_url: str | None, options: PlanOptions) -> Plan:

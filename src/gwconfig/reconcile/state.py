@@ -9,7 +9,8 @@ appear only as ``{"fingerprint": "hmac-sha256:..."}``; their ciphertext is in
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -191,6 +192,34 @@ _SQL: dict[str, Callable[[str], str]] = {
 def _fetch(source: Reader, table: str) -> list[tuple[Any, ...]]:
     """All rows of one of the :data:`_SQL` statements, as plain DBAPI tuples."""
     return source.rows(_SQL[table](source.dialect))
+
+
+@contextmanager
+def reading_database(database_url: str | None, doing: str) -> Iterator[tuple[Any, str]]:
+    """A read-only connection and the resolved database URL, without the encryption keys.
+
+    For readers that may not need to decrypt anything (``dump --secrets env``); see
+    :func:`gwconfig.reconcile.planning.reading_state`. Straight through the DBAPI driver when
+    :func:`~gwconfig.db.direct.open_direct` can (no SQLAlchemy import), else through
+    :func:`~gwconfig.db.session.open_database`.
+    """
+    from gwconfig import settings
+    from gwconfig.db.direct import open_direct
+
+    url = settings.database_url(database_url)
+    direct = open_direct(url)
+    if direct is not None:
+        with direct, direct.translate_errors(doing):
+            yield direct, url
+        return
+    from gwconfig.db.session import open_database, translate_errors
+
+    db = open_database(database_url)
+    try:
+        with translate_errors(db.url, doing), db.connect() as conn:
+            yield conn, db.url
+    finally:
+        db.dispose()
 
 
 def last_revision(source: Any) -> int | None:
