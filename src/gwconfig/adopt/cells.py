@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -180,6 +181,8 @@ def legacy_opener(hook: str | None) -> Opener | None:
                 f"--legacy-decrypt {hook!r}: expected module:function",
                 hint="a function taking the stored token (str) and returning the key (str)",
             )
+        if os.getcwd() not in sys.path and "" not in sys.path:  # a module next to the repo
+            sys.path.append(os.getcwd())
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
