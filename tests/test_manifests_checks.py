@@ -92,9 +92,11 @@ def test_expired_api_key(isolated_cwd: Path) -> None:
         (
             "providers.d/a.yaml",
             9,
-            "API key 'default' (environment 'default') expired on 2020-01-31 00:00 UTC",
+            "API key 'default' (environment 'default') expired on 2020-01-31 00:00 UTC; "
+            "the gateway never uses it",
         )
     ]
+    assert [x.severity for x in d] == ["warning"]
 
 
 def test_max_tokens_above_context_window(isolated_cwd: Path) -> None:

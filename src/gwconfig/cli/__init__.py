@@ -33,6 +33,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "dump": ("adopt", "dump_cmd"),
     "serve": ("serving", "serve_cmd"),
     "tokens": ("serving", "tokens_group"),
+    "import": ("migrate", "import_cmd"),
+    "verify": ("migrate", "verify_cmd"),
 }
 
 _F = TypeVar("_F", bound=Callable[..., Any])

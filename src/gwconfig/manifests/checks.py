@@ -86,9 +86,11 @@ def _check_provider(
     out: list[Diagnostic] = []
     raw = doc.data
 
-    def diag(container: Any, key: Any, message: str, hint: str | None = None) -> None:
+    def diag(
+        container: Any, key: Any, message: str, hint: str | None = None, severity: str = "error"
+    ) -> None:
         line, col = _at(doc, container, key)
-        out.append(Diagnostic(doc.path, line, col, message, hint=hint))
+        out.append(Diagnostic(doc.path, line, col, message, severity, hint=hint))
 
     if p.provider_type not in KNOWN_PROVIDER_TYPES:
         if not plugins:
@@ -143,8 +145,9 @@ def _check_provider(
                     raw_keys[i],
                     "expires_at",
                     f"API key {quoted(k.name)} (environment {quoted(k.environment)}) expired on "
-                    f"{expires.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
+                    f"{expires.astimezone(UTC):%Y-%m-%d %H:%M} UTC; the gateway never uses it",
                     hint="rotate the key and update expires_at, or remove the entry",
+                    severity="warning",
                 )
     raw_params = (raw.get("connection") or {}).get("parameters") or []
     seen_params: dict[tuple[str, str], int] = {}
@@ -271,9 +274,11 @@ def _check_gateway(
     raw_routes = doc.data.get("routes") or []
     names: dict[str, int] = {}
 
-    def diag(container: Any, key: Any, message: str, hint: str | None = None) -> None:
+    def diag(
+        container: Any, key: Any, message: str, hint: str | None = None, severity: str = "error"
+    ) -> None:
         line, col = _at(doc, container, key)
-        out.append(Diagnostic(doc.path, line, col, message, hint=hint))
+        out.append(Diagnostic(doc.path, line, col, message, severity, hint=hint))
 
     for i, route in enumerate(gw.routes):
         raw = raw_routes[i]
