@@ -84,8 +84,8 @@ class ProviderFields(_In):
 class ProviderIn(ProviderFields):
     """A provider to create, with nested models, API key(s) and connection parameters."""
 
-    provider_id: str = Field(min_length=1, max_length=col.IDENT)  # type: ignore[assignment]
-    provider_type: str = Field(min_length=1, max_length=col.PROVIDER_TYPE)  # type: ignore[assignment]
+    provider_id: str = Field(min_length=1, max_length=col.IDENT)
+    provider_type: str = Field(min_length=1, max_length=col.PROVIDER_TYPE)
     models: list[ModelIn] | None = Field(default=None, max_length=MAX_ITEMS)
     api_key: ApiKeyIn | None = None
     api_keys: list[ApiKeyIn] | None = Field(default=None, max_length=MAX_ITEMS)
