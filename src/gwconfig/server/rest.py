@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from gwconfig.db import columns as col
 from gwconfig.db.models import Provider
@@ -31,6 +32,7 @@ from gwconfig.server.rest_access import (
     page_of_providers,
     provider_path,
     read_provider,
+    read_provider_now,
     service_for,
 )
 from gwconfig.server.rest_schemas import (
@@ -53,6 +55,7 @@ from gwconfig.server.rest_support import (
     not_found,
     not_modified,
     reader,
+    server,
     translated,
     writer,
 )
@@ -103,14 +106,14 @@ def create_provider(
 
 
 @router.get("/providers/{provider_id}", response_model=ProviderDetail, responses=READ_RESPONSES)
-def get_provider(
+async def get_provider(
     request: Request,
     provider_id: str = ProviderId,
     _caller: Caller = Depends(reader),
-    session: Session = Depends(db_session),
 ) -> Response:
     """One provider with its models, API keys (masked) and connection parameters."""
-    body = translated(lambda: read_provider(session, provider_id))
+    database = server(request).database
+    body = await run_in_threadpool(read_provider_now, database, provider_id)
     if body is None:
         raise not_found(f"provider {provider_id!r}")
     return not_modified(request, body) or json_response(body)

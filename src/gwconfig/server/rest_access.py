@@ -4,11 +4,11 @@ and the locked, ``If-Match``-checked writes through the audited ProviderService.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import quote
 
 from fastapi import Header, Path, Request
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from gwconfig.db import columns as col
@@ -28,9 +28,14 @@ from gwconfig.server.rest_support import (
     server,
     shortened,
     translated,
+    translating,
 )
 
+if TYPE_CHECKING:
+    from gwconfig.db.session import Database
+
 T = TypeVar("T")
+
 
 ProviderId = Path(min_length=1, max_length=col.IDENT, description="The provider's id.")
 IfMatch = Header(
@@ -41,38 +46,73 @@ IfMatch = Header(
 # -- reads (no encryption keys needed) ---------------------------------------------------------
 
 
-def models_of(session: Session, pid: str) -> list[dict[str, Any]]:
-    """The provider's models as dicts, ordered by model_id."""
-    stmt = select(ProviderModel).where(ProviderModel.provider_id == pid)
-    return [model_dict(m) for m in sorted(session.scalars(stmt), key=lambda m: m.model_id)]
+_P = Provider.__table__
+_M = ProviderModel.__table__
+_K = ApiKey.__table__
+_C = ConnectionParameter.__table__
+
+# built once: a read runs four statements, their construction would cost as much as SQLite
+_BY_PID = bindparam("pid")
+_SELECT = {
+    "provider": select(_P).where(_P.c.provider_id == _BY_PID),
+    "models": select(_M).where(_M.c.provider_id == _BY_PID),
+    "keys": select(_K).where(_K.c.provider_id == _BY_PID),
+    "params": select(_C).where(_C.c.provider_id == _BY_PID),
+    "exists": select(_P.c.provider_id).where(_P.c.provider_id == _BY_PID),
+}
+
+#: a session (reads in its transaction) or a Core connection
+Reader = Session | Connection
 
 
-def keys_of(session: Session, pid: str) -> list[dict[str, Any]]:
+def _conn(db: Reader) -> Connection:
+    return db.connection() if isinstance(db, Session) else db
+
+
+def models_of(db: Reader, pid: str) -> list[dict[str, Any]]:
+    """The provider's models as dicts, ordered by model_id (Core rows: no ORM objects)."""
+    rows = _conn(db).execute(_SELECT["models"], {"pid": pid}).all()
+    return [model_dict(cast(Any, m)) for m in sorted(rows, key=lambda m: m.model_id)]
+
+
+def keys_of(db: Reader, pid: str) -> list[dict[str, Any]]:
     """The provider's API keys (masked, short fingerprints), ordered by (name, environment)."""
-    rows = session.scalars(select(ApiKey).where(ApiKey.provider_id == pid))
-    return [shortened(api_key_dict(k)) for k in sorted(rows, key=lambda k: (k.name, k.environment))]
+    rows = _conn(db).execute(_SELECT["keys"], {"pid": pid}).all()
+    ordered = sorted(rows, key=lambda k: (k.name, k.environment))
+    return [shortened(api_key_dict(cast(Any, k))) for k in ordered]
 
 
-def params_of(session: Session, pid: str) -> list[dict[str, Any]]:
+def params_of(db: Reader, pid: str) -> list[dict[str, Any]]:
     """The provider's connection parameters (sensitive ones masked)."""
-    rows = session.scalars(
-        select(ConnectionParameter).where(ConnectionParameter.provider_id == pid)
-    )
+    rows = _conn(db).execute(_SELECT["params"], {"pid": pid}).all()
     ordered = sorted(rows, key=lambda c: (c.param_name, c.environment))
-    return [shortened(parameter_dict(c)) for c in ordered]
+    return [shortened(parameter_dict(cast(Any, c))) for c in ordered]
 
 
-def read_provider(session: Session, pid: str) -> dict[str, Any] | None:
+def provider_exists(db: Reader, pid: str) -> bool:
+    """Whether provider ``pid`` exists."""
+    found = _conn(db).execute(_SELECT["exists"], {"pid": pid}).first()
+    return found is not None
+
+
+def read_provider(db: Reader, pid: str) -> dict[str, Any] | None:
     """The provider as ``GET /providers/{id}`` shows it, or None."""
-    p = session.get(Provider, pid, populate_existing=True)
+    conn = _conn(db)
+    p = conn.execute(_SELECT["provider"], {"pid": pid}).first()
     if p is None:
         return None
     return {
-        **provider_dict(p),
-        "models": models_of(session, pid),
-        "api_keys": keys_of(session, pid),
-        "connection_parameters": params_of(session, pid),
+        **provider_dict(cast(Any, p)),
+        "models": models_of(conn, pid),
+        "api_keys": keys_of(conn, pid),
+        "connection_parameters": params_of(conn, pid),
     }
+
+
+def read_provider_now(database: Database, pid: str) -> dict[str, Any] | None:
+    """:func:`read_provider` on a connection of its own."""
+    with translating(), database.connect() as conn:
+        return read_provider(conn, pid)
 
 
 def page_of_providers(

@@ -14,22 +14,26 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import orjson
 from fastapi import Depends, Request
 from fastapi.responses import Response
 from sqlalchemy import select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from gwconfig.db.models import Provider
-from gwconfig.errors import GwconfigError, IntegrityViolation, ValidationFailed
+from gwconfig.errors import DatabaseError, GwconfigError, IntegrityViolation, ValidationFailed
 from gwconfig.server.auth import Caller, require
 from gwconfig.server.problems import ProblemError
 from gwconfig.server.rest_schemas import Problem
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 #: page sizes of the list endpoints
 DEFAULT_LIMIT = 50
@@ -178,12 +182,22 @@ def problem_for(exc: GwconfigError) -> ProblemError:
     return from_gwconfig_error(exc)
 
 
-def translated(fn: Callable[[], T]) -> T:
-    """``fn()`` with gwconfig errors turned into problems."""
+@contextmanager
+def translating() -> Iterator[None]:
+    """Gwconfig errors turned into problems; SQLAlchemy's into a 503 that quotes nothing."""
     try:
-        return fn()
+        yield
+    except SQLAlchemyError as exc:
+        log.warning("database error in the REST API: %s", type(exc).__name__)
+        raise problem_for(DatabaseError("database failed")) from None
     except GwconfigError as exc:
         raise problem_for(exc) from None
+
+
+def translated(fn: Callable[[], T]) -> T:
+    """``fn()`` with errors translated (see :func:`translating`)."""
+    with translating():
+        return fn()
 
 
 # -- dependencies ------------------------------------------------------------------------------
