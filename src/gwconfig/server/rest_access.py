@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import quote
 
 from fastapi import Header, Path, Request
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import BindParameter, Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from gwconfig.db import columns as col
@@ -52,7 +52,7 @@ _K = ApiKey.__table__
 _C = ConnectionParameter.__table__
 
 # built once: a read runs four statements, their construction would cost as much as SQLite
-_BY_PID = bindparam("pid")
+_BY_PID: BindParameter[str] = bindparam("pid")
 _SELECT = {
     "provider": select(_P).where(_P.c.provider_id == _BY_PID),
     "models": select(_M).where(_M.c.provider_id == _BY_PID),
