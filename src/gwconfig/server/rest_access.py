@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from gwconfig.db import columns as col
 from gwconfig.db.models import ApiKey, ConnectionParameter, Provider, ProviderModel
+from gwconfig.manifests.model import SLUG_PATTERN
 from gwconfig.seed.service import (
     ProviderService,
     api_key_dict,
@@ -37,7 +38,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-ProviderId = Path(min_length=1, max_length=col.IDENT, description="The provider's id.")
+ProviderId = Path(
+    min_length=1, max_length=col.IDENT, pattern=SLUG_PATTERN, description="The provider's id."
+)
 IfMatch = Header(
     default=None, alias="If-Match", max_length=4096, description="ETag from a previous GET."
 )

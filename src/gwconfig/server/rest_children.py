@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from gwconfig.db import columns as col
 from gwconfig.db.models import Provider
+from gwconfig.manifests.model import SLUG_PATTERN
 from gwconfig.server.auth import Caller
 from gwconfig.server.rest_access import (
     IfMatch,
@@ -52,9 +53,13 @@ from gwconfig.server.rest_support import (
 
 router = APIRouter(tags=["models, API keys, connection parameters"])
 
-ModelId = Path(min_length=1, max_length=col.MODEL_ID, description="May contain '/'.")
-Name = Path(min_length=1, max_length=col.IDENT)
-Environment = Query("default", min_length=1, max_length=col.IDENT)
+#: no control characters, no blank at either end (the manifest's rule, stated for OpenAPI)
+MODEL_ID_PATTERN = r"^[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]*[^\x00-\x20\x7f])?$"
+ModelId = Path(
+    min_length=1, max_length=col.MODEL_ID, pattern=MODEL_ID_PATTERN, description="May hold '/'."
+)
+Name = Path(min_length=1, max_length=col.IDENT, pattern=r"^[A-Za-z0-9_.-]+$")
+Environment = Query("default", min_length=1, max_length=col.IDENT, pattern=SLUG_PATTERN)
 
 
 def _provider(session: Session, pid: str) -> None:
