@@ -31,6 +31,7 @@ from gwconfig.api_client import (
 from gwconfig.db.models import AuditEvent
 from gwconfig.db.session import open_database
 from gwconfig.reconcile import engine as reconcile
+from gwconfig.reconcile import revisions
 from gwconfig.server.rest_support import decode_cursor, encode_cursor, etag_of, if_match_passes
 from gwconfig.server.state import ServeSettings
 from serve_helpers import ServedApp, make_token, serve_app
@@ -286,6 +287,8 @@ def test_api_write_is_drift_in_the_next_plan(
         (revision,) = client.get_revisions()
         assert revision["number"] == 1 and revision["actor"]
         shown = client.get_revision(1)
+        assert shown == revisions.show_revision(gw_url, 1)
+        assert [revision] == [r.to_json() for r in revisions.history(gw_url)]
         assert shown["config"]["providers"][0]["provider_id"] == "openai"
         assert {"entity": "provider", "key": "openai", "action": "create"} in shown["changes"]
         with pytest.raises(NotFound):
@@ -319,3 +322,24 @@ def test_etags_and_cursors() -> None:
     assert if_match_passes(f'"x", {tag}', tag) and not if_match_passes(f"W/{tag}", tag)
     assert decode_cursor(encode_cursor("openai/x"), str) == "openai/x"
     assert decode_cursor(encode_cursor(41), int) == 41 and decode_cursor(None, int) is None
+
+
+def test_body_limit_and_problem_shapes(gw_url: str) -> None:
+    token = make_token(gw_url, "write")
+    with serve_app(ServeSettings(database_url=gw_url, max_body_bytes=2048)) as app:
+        with LLMGatewayClient(app.base_url, token) as client:
+            with pytest.raises(ValidationFailed) as big:
+                client.create_provider(
+                    {"provider_id": "big", "provider_type": "openai", "description": "x" * 4096}
+                )
+            assert big.value.status == 413
+            with pytest.raises(ValidationFailed) as bad:
+                client.create_provider({"provider_id": "x", "provider_type": "openai", "nope": 1})
+            assert bad.value.status == 422 and bad.value.field_errors[0]["loc"] == "body.nope"
+            with pytest.raises(NotFound) as missing:
+                client.get_model("nowhere", "a/b")
+            assert missing.value.problem["instance"] == "/api/v1/providers/nowhere/models/a/b"
+        with app.client(token) as http:
+            gone = http.get("/api/v1/providers/nowhere")
+            assert gone.headers["content-type"] == "application/problem+json"
+            assert http.get("/api/v1/providers/Not_A_Slug!").status_code == 422

@@ -222,7 +222,7 @@ def writer(request: Request, caller: Caller = Depends(require("write"))) -> Call
             "Method Not Allowed",
             READ_ONLY_DETAIL,
             type_="https://gwconfig.dev/problems/read-only",
-            headers={"Allow": "GET, HEAD"},
+            headers={"Allow": "GET"},
         )
     return caller
 
