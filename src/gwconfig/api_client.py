@@ -56,14 +56,15 @@ MAX_PAGES = 100_000
 class _Base:
     def __init__(self, base_url: str, api_key: str | None) -> None:
         self.base_url = api_root(base_url)
-        self._origin = httpx.URL(self.base_url).copy_with(path="/", query=None)
         self._headers = {"Accept": "application/json"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
 
     def _url(self, call: Call) -> str:
-        if call.path.startswith(c.API_PREFIX + "/") or "://" in call.path:  # a 'next' link
-            return str(self._origin.join(call.path))
+        if "://" in call.path:
+            return call.path
+        if call.path.startswith(c.API_PREFIX + "/"):  # a 'next' link: under our root (a proxy
+            return self.base_url + call.path[len(c.API_PREFIX) :]  # may serve it elsewhere)
         return self.base_url + call.path
 
     @staticmethod
