@@ -343,3 +343,20 @@ def test_body_limit_and_problem_shapes(gw_url: str) -> None:
             gone = http.get("/api/v1/providers/nowhere")
             assert gone.headers["content-type"] == "application/problem+json"
             assert http.get("/api/v1/providers/Not_A_Slug!").status_code == 422
+
+
+def test_client_urls_and_repr() -> None:
+    from gwconfig import api_client_calls as calls
+
+    token = "gwc_" + secrets.token_urlsafe(32)
+    with LLMGatewayClient("http://gw:8080", token) as client:
+        assert client.base_url == "http://gw:8080/api/v1" and token not in repr(client)
+    with LLMGatewayClient("https://host/gw/api/v1/", token) as behind_proxy:
+        nxt = calls.Call("GET", "/api/v1/providers?limit=2&cursor=abc")
+        assert behind_proxy._url(nxt) == "https://host/gw/api/v1/providers?limit=2&cursor=abc"
+    assert calls.model("p", "meta/llama 3:8b@v1?#%") == (
+        "/providers/p/models/meta/llama%203:8b@v1%3F%23%25"
+    )
+    assert calls.key("p", "a/b") == "/providers/p/api-keys/a%2Fb"
+    with pytest.raises(ValueError, match="http"):
+        LLMGatewayClient("ftp://gw")
