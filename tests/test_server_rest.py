@@ -199,6 +199,14 @@ def test_pages_and_tags(served: ServedApp, gw_url: str) -> None:
         first = http.get("/api/v1/providers", params={"limit": 3})
         body = first.json()
         assert len(body["items"]) == 3 and first.headers["link"] == f'<{body["next"]}>; rel="next"'
+        assert (
+            http.get(
+                "/api/v1/providers",
+                params={"limit": 3},
+                headers={"If-None-Match": first.headers["etag"]},
+            ).status_code
+            == 304
+        )
         again = http.get(body["next"]).json()
         assert [p["provider_id"] for p in again["items"]] == ["p3", "p4", "p5"]
         bad = http.get("/api/v1/providers", params={"cursor": "not-a-cursor"})

@@ -84,7 +84,8 @@ def list_providers(
         params = {"limit": limit, "cursor": encode_cursor(last), **({"tag": tag} if tag else {})}
         nxt = f"{request.url.path}?{urlencode(params)}"
         headers["Link"] = f'<{nxt}>; rel="next"'
-    return json_response({"items": items, "next": nxt}, headers=headers)
+    body = {"items": items, "next": nxt}
+    return not_modified(request, body) or json_response(body, headers=headers)
 
 
 @router.post(

@@ -51,7 +51,8 @@ def list_revisions(
         items = items[:limit]
         nxt = f"{request.url.path}?limit={limit}&cursor={encode_cursor(items[-1]['number'])}"
         headers["Link"] = f'<{nxt}>; rel="next"'
-    return json_response({"items": items, "next": nxt}, headers=headers)
+    body = {"items": items, "next": nxt}
+    return not_modified(request, body) or json_response(body, headers=headers)
 
 
 @router.get("/revisions/{number}", response_model=RevisionDetail, responses=READ_RESPONSES)
