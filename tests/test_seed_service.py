@@ -261,3 +261,40 @@ def test_wrong_key_never_writes_garbage(database: Database, fernet_key: str) -> 
             ProviderService(session, fernet_key, "frank").get_api_key_value("openai")
         session.rollback()
         assert session.scalars(select(ApiKey.key_value)).one() == stored
+
+
+def test_model_update_and_child_deletes_are_audited(database: Database, fernet_key: str) -> None:
+    with database.session() as session:
+        service = ProviderService(session, fernet_key, "carol")
+        service.create_provider(SEED)
+        service.create_model({"provider_id": "openai", "model_id": "meta/llama-3:8b@v1.2"})
+        first = len(audit_rows(session))
+        changed = service.update_model("openai", "meta/llama-3:8b@v1.2", {"max_tokens": 512})
+        assert changed["max_tokens"] == 512 and changed["model_id"] == "meta/llama-3:8b@v1.2"
+        service.update_model("openai", "meta/llama-3:8b@v1.2", {"max_tokens": 512})  # no event
+        with pytest.raises(ValidationFailed, match="model_id cannot be changed"):
+            service.update_model("openai", "gpt-4o", {"model_id": "other"})
+        with pytest.raises(ValidationFailed, match="max_tokens"):
+            service.update_model("openai", "gpt-4o", {"max_tokens": -1})
+        assert service.delete_model("openai", "meta/llama-3:8b@v1.2") is True
+        assert service.delete_model("openai", "meta/llama-3:8b@v1.2") is False
+        assert service.delete_api_key("openai") is True
+        assert service.delete_api_key("openai") is False
+        assert service.delete_connection_parameter("openai", "organization") is True
+        assert service.delete_connection_parameter("openai", "organization") is False
+        provider = service.get_provider("openai")
+        events = audit_rows(session)[first:]
+    assert provider is not None
+    assert [m["model_id"] for m in provider["models"]] == ["gpt-4o"]
+    assert provider["api_keys"] == [] and provider["connection_parameters"] == []
+    assert [(e.entity_type, e.entity_key, e.action) for e in events] == [
+        ("model", "openai/meta/llama-3:8b@v1.2", "update"),
+        ("model", "openai/meta/llama-3:8b@v1.2", "delete"),
+        ("api_key", "openai/key:default@default", "delete"),
+        ("connection_parameter", "openai/param:organization@default", "delete"),
+    ]
+    assert all(e.actor == "carol" for e in events)
+    assert events[0].before["max_tokens"] is None  # type: ignore[index]
+    assert events[0].after["max_tokens"] == 512  # type: ignore[index]
+    assert events[2].before["value"] == MASK and events[2].after is None  # type: ignore[index]
+    assert KEY_SECRET not in str([e.before for e in events])

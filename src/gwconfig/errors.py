@@ -128,7 +128,13 @@ class NotFoundError(GwconfigError):
 
 
 class ValidationFailed(GwconfigError):
-    """Input to the repository/service API is invalid; nothing was written."""
+    """Input to the repository/service API is invalid; nothing was written.
+
+    ``errors`` lists the field errors as ``(location, message)`` pairs when they are known
+    (the REST API returns them as a problem's ``errors``); never a value.
+    """
+
+    errors: tuple[tuple[tuple[str | int, ...], str], ...] = ()
 
 
 class PlanError(GwconfigError):

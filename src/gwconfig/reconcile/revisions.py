@@ -45,24 +45,31 @@ class RevisionInfo:
 
 def history(database_url: str | None, limit: int = 20) -> list[RevisionInfo]:
     """The newest ``limit`` revisions, newest first."""
+    from gwconfig.db.session import open_database, translate_errors
+
+    db = open_database(database_url)
+    try:
+        with translate_errors(db.url, "reading history from"), db.connect() as conn:
+            return history_rows(conn, limit)
+    finally:
+        db.dispose()
+
+
+def history_rows(conn: Connection, limit: int, before: int | None = None) -> list[RevisionInfo]:
+    """The newest ``limit`` revisions numbered below ``before`` (all if None), newest first."""
     from sqlalchemy import select
 
     from gwconfig.canonical import format_timestamp
     from gwconfig.db.models import ConfigRevision
-    from gwconfig.db.session import open_database, translate_errors
 
     t = ConfigRevision.__table__
-    db = open_database(database_url)
-    try:
-        with translate_errors(db.url, "reading history from"), db.connect() as conn:
-            rows = conn.execute(
-                select(
-                    t.c.number, t.c.created_at, t.c.actor, t.c.git_sha, t.c.content_hash,
-                    t.c.state_hash, t.c.summary,
-                ).order_by(t.c.number.desc()).limit(limit)
-            ).all()  # fmt: skip
-    finally:
-        db.dispose()
+    stmt = select(
+        t.c.number, t.c.created_at, t.c.actor, t.c.git_sha, t.c.content_hash, t.c.state_hash,
+        t.c.summary,
+    ).order_by(t.c.number.desc()).limit(limit)  # fmt: skip
+    if before is not None:
+        stmt = stmt.where(t.c.number < before)
+    rows = conn.execute(stmt).all()
     return [
         RevisionInfo(r[0], format_timestamp(r[1]), r[2], r[3], r[4], r[5], r[6] or {}) for r in rows
     ]
@@ -83,24 +90,30 @@ def revision_row(conn: Connection, number: int) -> Any:
 
 def show_revision(database_url: str | None, number: int) -> dict[str, Any]:
     """One revision: metadata, its configuration (secret refs only) and its audit events."""
-    from sqlalchemy import select
-
-    from gwconfig.canonical import format_timestamp
-    from gwconfig.db.models import AuditEvent
     from gwconfig.db.session import open_database, translate_errors
 
     db = open_database(database_url)
     try:
         with translate_errors(db.url, "reading a revision from"), db.connect() as conn:
-            row = revision_row(conn, number)
-            a = AuditEvent.__table__
-            events = conn.execute(
-                select(a.c.entity_type, a.c.entity_key, a.c.action)
-                .where(a.c.revision_number == number)
-                .order_by(a.c.id)
-            ).all()
+            return revision_details(conn, number)
     finally:
         db.dispose()
+
+
+def revision_details(conn: Connection, number: int) -> dict[str, Any]:
+    """What :func:`show_revision` shows, read on ``conn``; NotFoundError if there is none."""
+    from sqlalchemy import select
+
+    from gwconfig.canonical import format_timestamp
+    from gwconfig.db.models import AuditEvent
+
+    row = revision_row(conn, number)
+    a = AuditEvent.__table__
+    events = conn.execute(
+        select(a.c.entity_type, a.c.entity_key, a.c.action)
+        .where(a.c.revision_number == number)
+        .order_by(a.c.id)
+    ).all()
     snapshot = row["snapshot"] or {}
     info = RevisionInfo(
         row["number"], format_timestamp(row["created_at"]), row["actor"], row["git_sha"],

@@ -42,6 +42,7 @@ from gwconfig.seed.validation import (
     PROVIDER_LEVEL,
     SEED_PLACEHOLDER,
     key_spec,
+    model_entity,
     model_input,
     param_spec,
     provider_manifest,
@@ -255,10 +256,7 @@ class ProviderRepository:
         given = model_data.get("provider_id") if isinstance(model_data, Mapping) else None
         pid = self.require_provider(given).provider_id  # type: ignore[arg-type]
         data = model_input(model_data, f"model for provider {pid!r}", pid)
-        try:
-            spec = ModelSpec.model_validate(data)
-        except ValidationError as exc:
-            raise validation_failed(f"model for provider {pid!r}", exc) from None
+        spec = validated_model(data, f"model for provider {pid!r}")
         canon = canonical_model(spec)
 
         def run() -> ProviderModel:
@@ -267,6 +265,45 @@ class ProviderRepository:
             return model
 
         return self._write(f"cannot create model {canon['model_id']!r} of {pid!r}", run)
+
+    def get_model(self, provider_id: str, model_id: str) -> ProviderModel | None:
+        """The model ``(provider_id, model_id)`` or None."""
+        stmt = select(ProviderModel).where(
+            ProviderModel.provider_id == provider_id, ProviderModel.model_id == model_id
+        )
+        return self.db.scalars(stmt).first()
+
+    def require_model(self, provider_id: str, model_id: str) -> ProviderModel:
+        """The model ``(provider_id, model_id)``; :class:`NotFoundError` if absent."""
+        model = self.get_model(provider_id, model_id)
+        if model is None:
+            raise NotFoundError(f"provider {provider_id!r} has no model {model_id!r}")
+        return model
+
+    def update_model(
+        self, provider_id: str, model_id: str, model_data: Mapping[str, Any]
+    ) -> ProviderModel:
+        """Change a model's fields (partial update; ``model_id`` cannot change)."""
+        model = self.require_model(provider_id, model_id)
+        what = f"model {model_id!r} of {provider_id!r}"
+        data = model_input(model_data, f"update of {what}", provider_id)
+        if data.get("model_id", model_id) != model_id:
+            raise ValidationFailed(f"invalid update of {what}: model_id cannot be changed")
+        merged = {**model_entity(model), **data}
+        spec = validated_model(merged, f"update of {what}")
+        row = model_row(provider_id, canonical_model(spec))
+
+        def run() -> ProviderModel:
+            for column, value in row.items():
+                if getattr(model, column) != value:
+                    setattr(model, column, value)
+            return model
+
+        return self._write(f"cannot update {what}", run)
+
+    def delete_child(self, row: ProviderModel | ApiKey | ConnectionParameter, what: str) -> None:
+        """Delete one model, API key or connection parameter row."""
+        self._write(f"cannot delete {what}", lambda: self.db.delete(row))
 
     # -- API keys -----------------------------------------------------------------------------
 
@@ -355,21 +392,35 @@ class ProviderRepository:
                 setattr(existing, column, value)
         return existing
 
-    def get_connection_parameter_value(
+    def get_connection_parameter(
         self, provider_id: str, param_name: str, environment: str = "default"
-    ) -> Any:
-        """A parameter's value, decrypted when sensitive (explicit secret read)."""
+    ) -> ConnectionParameter | None:
+        """The ConnectionParameter row for ``(provider_id, param_name, environment)`` or None."""
         stmt = select(ConnectionParameter).where(
             ConnectionParameter.provider_id == provider_id,
             ConnectionParameter.param_name == param_name,
             ConnectionParameter.environment == environment,
         )
-        param = self.db.scalars(stmt).first()
+        return self.db.scalars(stmt).first()
+
+    def get_connection_parameter_value(
+        self, provider_id: str, param_name: str, environment: str = "default"
+    ) -> Any:
+        """A parameter's value, decrypted when sensitive (explicit secret read)."""
+        param = self.get_connection_parameter(provider_id, param_name, environment)
         if param is None:
             raise NotFoundError(
                 f"no connection parameter {param_name!r}@{environment!r} for {provider_id!r}"
             )
         return self.keys.decrypt(param.param_value) if param.is_sensitive else param.param_value
+
+
+def validated_model(data: Mapping[str, Any], what: str) -> ModelSpec:
+    """``data`` validated as a :class:`ModelSpec` (ValidationFailed naming ``what``)."""
+    try:
+        return ModelSpec.model_validate(data)
+    except ValidationError as exc:
+        raise validation_failed(what, exc) from None
 
 
 __all__ = ["SEED_PLACEHOLDER", "ProviderRepository", "coerce_keys"]

@@ -209,6 +209,42 @@ class ProviderService:
 
         return model_dict(self._audited("cannot create model", op))
 
+    def update_model(
+        self, provider_id: str, model_id: str, model_data: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Change a model's fields (partial update, audited when it changes)."""
+
+        def op() -> tuple[ProviderModel, list[Event]]:
+            before = model_entity(self.repository.require_model(provider_id, model_id))
+            m = self.repository.update_model(provider_id, model_id, model_data)
+            after = model_entity(m)
+            key = model_key(provider_id, model_id)
+            return m, ([] if after == before else [("model", key, "update", before, after)])
+
+        return model_dict(self._audited(f"cannot update model {model_id!r}", op))
+
+    def delete_model(self, provider_id: str, model_id: str) -> bool:
+        """Delete a model (audited); False if it does not exist."""
+        return self._delete_child("model", self.repository.get_model(provider_id, model_id))
+
+    def _delete_child(
+        self, entity: str, row: ProviderModel | ApiKey | ConnectionParameter | None
+    ) -> bool:
+        if row is None:
+            return False
+        body = {
+            "model": model_entity,
+            "api_key": key_entity,
+            "connection_parameter": param_entity,
+        }[entity](row)  # type: ignore[operator]
+        key = entity_key(entity, row.provider_id, body)
+
+        def op() -> tuple[bool, list[Event]]:
+            self.repository.delete_child(row, f"{entity} {key!r}")
+            return True, [(entity, key, "delete", body, None)]
+
+        return self._audited(f"cannot delete {entity} {key!r}", op)
+
     def get_api_keys_by_provider_id(self, provider_id: str) -> list[dict[str, Any]]:
         """The provider's API keys, values masked."""
         return [api_key_dict(k) for k in self.repository.get_api_keys_by_provider_id(provider_id)]
@@ -224,6 +260,13 @@ class ProviderService:
             ]
 
         return api_key_dict(self._audited("cannot create API key", op))
+
+    def delete_api_key(
+        self, provider_id: str, name: str = "default", environment: str = "default"
+    ) -> bool:
+        """Delete an API key (audited); False if it does not exist."""
+        key = self.repository.get_api_key(provider_id, name, environment)
+        return self._delete_child("api_key", key)
 
     def get_api_key_value(
         self, provider_id: str, name: str = "default", environment: str = "default"
@@ -261,3 +304,10 @@ class ProviderService:
     ) -> Any:
         """A parameter's value, decrypted when sensitive (explicit secret read)."""
         return self.repository.get_connection_parameter_value(provider_id, param_name, environment)
+
+    def delete_connection_parameter(
+        self, provider_id: str, param_name: str, environment: str = "default"
+    ) -> bool:
+        """Delete a connection parameter (audited); False if it does not exist."""
+        param = self.repository.get_connection_parameter(provider_id, param_name, environment)
+        return self._delete_child("connection_parameter", param)

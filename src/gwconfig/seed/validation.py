@@ -65,11 +65,15 @@ def validated(model: type[_M], doc: Mapping[str, Any], what: str) -> _M:
 def validation_failed(what: str, exc: ValidationError) -> ValidationFailed:
     """A :class:`ValidationFailed` listing every problem as ``field.path: message`` (no values)."""
     problems = []
+    fields: list[tuple[tuple[str | int, ...], str]] = []
     for err in exc.errors(include_url=False, include_input=False, include_context=False):
         loc = ".".join(str(part) for part in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         problems.append(f"{loc}: {msg}" if loc else msg)
-    return ValidationFailed(f"invalid {what}: " + "; ".join(problems) + "; nothing was written")
+        fields.append((tuple(err["loc"]), msg))
+    failed = ValidationFailed(f"invalid {what}: " + "; ".join(problems) + "; nothing was written")
+    failed.errors = tuple(fields)
+    return failed
 
 
 def _mapping(value: Any, what: str) -> Mapping[str, Any]:

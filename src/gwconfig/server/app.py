@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 
 from gwconfig.errors import GwconfigError
-from gwconfig.server import problems, session_api
+from gwconfig.server import problems, rest, session_api
 from gwconfig.server.auth import TokenAuthenticator
 from gwconfig.server.state import ServerState, ServeSettings, server_state
 
@@ -27,6 +27,7 @@ __all__ = ["ROUTERS", "ServeSettings", "ServerState", "app_from_env", "create_ap
 #: (router, prefix) of every part of the API; each part adds its own line here
 ROUTERS: list[tuple[APIRouter, str]] = [
     (session_api.router, "/api/v1"),
+    (rest.router, "/api/v1"),
 ]
 
 health = APIRouter(tags=["health"])

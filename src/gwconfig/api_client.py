@@ -1,0 +1,414 @@
+"""``LLMGatewayClient(base_url, api_key)``: the migration guide's API client, on httpx.
+
+It speaks the REST API of ``gwconfig serve`` (``/api/v1``, see ``docs/api.md``) with Bearer
+authentication. Methods return the guide's plain dicts; each object a call returns is a
+:class:`Resource` (a ``dict``) whose ``etag`` can be passed back as ``if_match=`` so that a
+change never silently overwrites someone else's. Errors are :class:`ApiError` subclasses
+carrying the server's RFC 9457 problem (``status``, ``title``, ``detail``, ``field_errors``).
+:class:`AsyncLLMGatewayClient` is the same API for ``asyncio`` code. ``base_url`` is the API
+root (``https://gateway:8080/api/v1``; a bare ``https://gateway:8080`` gets ``/api/v1``).
+Other endpoints are reachable with :meth:`LLMGatewayClient.send` and a
+:class:`~gwconfig.api_client_calls.Call`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from gwconfig import api_client_calls as c
+from gwconfig.api_client_calls import DEFAULT_PAGE_SIZE, Call, Resource, api_root, decoded
+from gwconfig.api_client_errors import (
+    ApiError,
+    Conflict,
+    ConnectionFailed,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    ReadOnly,
+    ServerError,
+    Unauthorized,
+    ValidationFailed,
+)
+
+__all__ = [
+    "ApiError",
+    "AsyncLLMGatewayClient",
+    "Call",
+    "Conflict",
+    "ConnectionFailed",
+    "Forbidden",
+    "LLMGatewayClient",
+    "NotFound",
+    "PreconditionFailed",
+    "ReadOnly",
+    "Resource",
+    "ServerError",
+    "Unauthorized",
+    "ValidationFailed",
+]
+
+#: the most pages one listing follows (a bound against a server that never ends)
+MAX_PAGES = 100_000
+
+
+class _Base:
+    def __init__(self, base_url: str, api_key: str | None) -> None:
+        self.base_url = api_root(base_url)
+        self._headers = {"Accept": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+
+    def _url(self, call: Call) -> str:
+        if "://" in call.path:
+            return call.path
+        if call.path.startswith(c.API_PREFIX + "/"):  # a 'next' link: under our root (a proxy
+            return self.base_url + call.path[len(c.API_PREFIX) :]  # may serve it elsewhere)
+        return self.base_url + call.path
+
+    @staticmethod
+    def _next(page: Any) -> Call | None:
+        nxt = page.get("next") if isinstance(page, dict) else None
+        return Call("GET", nxt) if isinstance(nxt, str) and nxt else None
+
+    def __repr__(self) -> str:  # never the token
+        return f"{type(self).__name__}({self.base_url!r})"
+
+
+class LLMGatewayClient(_Base):
+    """Synchronous client of the gateway's REST API (see the module docstring)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key)
+        self._http = httpx.Client(headers=self._headers, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._http.close()
+
+    def __enter__(self) -> LLMGatewayClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send(self, call: Call) -> Any:
+        """Send ``call``; its decoded JSON, or an :class:`ApiError`."""
+        try:
+            response = self._http.request(
+                call.method, self._url(call), params=call.params or None, json=call.json,
+                headers=call.headers or None,
+            )  # fmt: skip
+        except httpx.HTTPError as exc:
+            raise ConnectionFailed.of(exc, self.base_url) from None
+        return decoded(response)
+
+    def _one(self, call: Call) -> Resource:
+        out = self.send(call)
+        return out if isinstance(out, Resource) else Resource()
+
+    def _list(self, call: Call) -> list[dict[str, Any]]:
+        out = self.send(call)
+        return list(out) if isinstance(out, list) else []
+
+    def _pages(self, call: Call | None) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        for _ in range(MAX_PAGES):
+            if call is None:
+                break
+            page = self.send(call)
+            items.extend(page["items"])
+            call = self._next(page)
+        return items
+
+    def get_providers(
+        self, *, tag: str | None = None, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> list[dict[str, Any]]:
+        """Every provider (without children), following the pages; only ``tag``'s if given."""
+        return self._pages(c.providers_page(tag, page_size))
+
+    def get_provider(self, provider_id: str) -> Resource:
+        """One provider with its models, API keys (masked) and connection parameters."""
+        return self._one(c.get(c.provider(provider_id)))
+
+    def create_provider(self, provider_data: dict[str, Any]) -> Resource:
+        """Create a provider with nested ``models``, ``api_key``/``api_keys`` and parameters."""
+        return self._one(c.post("/providers", provider_data))
+
+    def update_provider(
+        self, provider_id: str, provider_data: dict[str, Any], *, if_match: str | None = None
+    ) -> Resource:
+        """Change provider-level fields; ``if_match`` (an etag) refuses a concurrent change."""
+        return self._one(c.put(c.provider(provider_id), provider_data, if_match))
+
+    def delete_provider(self, provider_id: str, *, if_match: str | None = None) -> Resource:
+        """Delete a provider and its children."""
+        return self._one(c.delete(c.provider(provider_id), if_match))
+
+    def get_models(self, provider_id: str) -> list[dict[str, Any]]:
+        """The provider's models."""
+        return self._list(c.get(c.provider(provider_id) + "/models"))
+
+    def get_model(self, provider_id: str, model_id: str) -> Resource:
+        """One model (its id may contain ``/``)."""
+        return self._one(c.get(c.model(provider_id, model_id)))
+
+    def create_model(self, provider_id: str, model_data: dict[str, Any]) -> Resource:
+        """Add a model to the provider."""
+        return self._one(c.post(c.provider(provider_id) + "/models", model_data))
+
+    def update_model(
+        self,
+        provider_id: str,
+        model_id: str,
+        model_data: dict[str, Any],
+        *,
+        if_match: str | None = None,
+    ) -> Resource:
+        """Change a model's fields (those given)."""
+        return self._one(c.put(c.model(provider_id, model_id), model_data, if_match))
+
+    def delete_model(
+        self, provider_id: str, model_id: str, *, if_match: str | None = None
+    ) -> Resource:
+        """Delete a model."""
+        return self._one(c.delete(c.model(provider_id, model_id), if_match))
+
+    def get_api_keys(self, provider_id: str) -> list[dict[str, Any]]:
+        """The provider's API keys: name, environment, expiry, short fingerprint (never a value)."""
+        return self._list(c.get(c.provider(provider_id) + "/api-keys"))
+
+    def get_api_key(
+        self, provider_id: str, name: str = "default", environment: str = "default"
+    ) -> Resource:
+        """One API key (masked)."""
+        return self._one(c.get(c.key(provider_id, name), c.environment(environment)))
+
+    def create_api_key(self, provider_id: str, api_key_data: dict[str, Any]) -> Resource:
+        """Store an API key: ``{"key_value": ..., "name"?, "environment"?, "expires_at"?}``."""
+        return self._one(c.post(c.provider(provider_id) + "/api-keys", api_key_data))
+
+    def delete_api_key(
+        self,
+        provider_id: str,
+        name: str = "default",
+        environment: str = "default",
+        *,
+        if_match: str | None = None,
+    ) -> Resource:
+        """Delete an API key."""
+        return self._one(c.delete(c.key(provider_id, name), if_match, environment))
+
+    def get_connection_parameters(self, provider_id: str) -> list[dict[str, Any]]:
+        """The provider's connection parameters (sensitive values masked)."""
+        return self._list(c.get(c.provider(provider_id) + "/connection-parameters"))
+
+    def get_connection_parameter(
+        self, provider_id: str, param_name: str, environment: str = "default"
+    ) -> Resource:
+        """One connection parameter (masked when sensitive)."""
+        return self._one(c.get(c.parameter(provider_id, param_name), c.environment(environment)))
+
+    def set_connection_parameter(self, provider_id: str, param_data: dict[str, Any]) -> Resource:
+        """Create or replace ``{"param_name", "param_value", "is_sensitive"?, "environment"?}``."""
+        return self._one(c.post(c.provider(provider_id) + "/connection-parameters", param_data))
+
+    def delete_connection_parameter(
+        self,
+        provider_id: str,
+        param_name: str,
+        environment: str = "default",
+        *,
+        if_match: str | None = None,
+    ) -> Resource:
+        """Delete a connection parameter."""
+        return self._one(c.delete(c.parameter(provider_id, param_name), if_match, environment))
+
+    def get_revisions(self, *, page_size: int = DEFAULT_PAGE_SIZE) -> list[dict[str, Any]]:
+        """Every configuration revision, newest first (``gwconfig history``)."""
+        return self._pages(c.revisions_page(page_size))
+
+    def get_revision(self, number: int) -> Resource:
+        """One revision with its configuration and changes (``gwconfig show-revision``)."""
+        return self._one(c.get(f"/revisions/{int(number)}"))
+
+
+class AsyncLLMGatewayClient(_Base):
+    """The same API as :class:`LLMGatewayClient`, for ``asyncio`` code (``await`` each call)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key)
+        self._http = httpx.AsyncClient(headers=self._headers, timeout=timeout, transport=transport)
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncLLMGatewayClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def send(self, call: Call) -> Any:
+        """Send ``call``; its decoded JSON, or an :class:`ApiError`."""
+        try:
+            response = await self._http.request(
+                call.method, self._url(call), params=call.params or None, json=call.json,
+                headers=call.headers or None,
+            )  # fmt: skip
+        except httpx.HTTPError as exc:
+            raise ConnectionFailed.of(exc, self.base_url) from None
+        return decoded(response)
+
+    async def _one(self, call: Call) -> Resource:
+        out = await self.send(call)
+        return out if isinstance(out, Resource) else Resource()
+
+    async def _list(self, call: Call) -> list[dict[str, Any]]:
+        out = await self.send(call)
+        return list(out) if isinstance(out, list) else []
+
+    async def _pages(self, call: Call | None) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        for _ in range(MAX_PAGES):
+            if call is None:
+                break
+            page = await self.send(call)
+            items.extend(page["items"])
+            call = self._next(page)
+        return items
+
+    async def get_providers(
+        self, *, tag: str | None = None, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> list[dict[str, Any]]:
+        """Every provider (without children), following the pages; only ``tag``'s if given."""
+        return await self._pages(c.providers_page(tag, page_size))
+
+    async def get_provider(self, provider_id: str) -> Resource:
+        """One provider with its models, API keys (masked) and connection parameters."""
+        return await self._one(c.get(c.provider(provider_id)))
+
+    async def create_provider(self, provider_data: dict[str, Any]) -> Resource:
+        """Create a provider with nested ``models``, ``api_key``/``api_keys`` and parameters."""
+        return await self._one(c.post("/providers", provider_data))
+
+    async def update_provider(
+        self, provider_id: str, provider_data: dict[str, Any], *, if_match: str | None = None
+    ) -> Resource:
+        """Change provider-level fields; ``if_match`` (an etag) refuses a concurrent change."""
+        return await self._one(c.put(c.provider(provider_id), provider_data, if_match))
+
+    async def delete_provider(self, provider_id: str, *, if_match: str | None = None) -> Resource:
+        """Delete a provider and its children."""
+        return await self._one(c.delete(c.provider(provider_id), if_match))
+
+    async def get_models(self, provider_id: str) -> list[dict[str, Any]]:
+        """The provider's models."""
+        return await self._list(c.get(c.provider(provider_id) + "/models"))
+
+    async def get_model(self, provider_id: str, model_id: str) -> Resource:
+        """One model (its id may contain ``/``)."""
+        return await self._one(c.get(c.model(provider_id, model_id)))
+
+    async def create_model(self, provider_id: str, model_data: dict[str, Any]) -> Resource:
+        """Add a model to the provider."""
+        return await self._one(c.post(c.provider(provider_id) + "/models", model_data))
+
+    async def update_model(
+        self,
+        provider_id: str,
+        model_id: str,
+        model_data: dict[str, Any],
+        *,
+        if_match: str | None = None,
+    ) -> Resource:
+        """Change a model's fields (those given)."""
+        return await self._one(c.put(c.model(provider_id, model_id), model_data, if_match))
+
+    async def delete_model(
+        self, provider_id: str, model_id: str, *, if_match: str | None = None
+    ) -> Resource:
+        """Delete a model."""
+        return await self._one(c.delete(c.model(provider_id, model_id), if_match))
+
+    async def get_api_keys(self, provider_id: str) -> list[dict[str, Any]]:
+        """The provider's API keys: name, environment, expiry, short fingerprint (never a value)."""
+        return await self._list(c.get(c.provider(provider_id) + "/api-keys"))
+
+    async def get_api_key(
+        self, provider_id: str, name: str = "default", environment: str = "default"
+    ) -> Resource:
+        """One API key (masked)."""
+        return await self._one(c.get(c.key(provider_id, name), c.environment(environment)))
+
+    async def create_api_key(self, provider_id: str, api_key_data: dict[str, Any]) -> Resource:
+        """Store an API key: ``{"key_value": ..., "name"?, "environment"?, "expires_at"?}``."""
+        return await self._one(c.post(c.provider(provider_id) + "/api-keys", api_key_data))
+
+    async def delete_api_key(
+        self,
+        provider_id: str,
+        name: str = "default",
+        environment: str = "default",
+        *,
+        if_match: str | None = None,
+    ) -> Resource:
+        """Delete an API key."""
+        return await self._one(c.delete(c.key(provider_id, name), if_match, environment))
+
+    async def get_connection_parameters(self, provider_id: str) -> list[dict[str, Any]]:
+        """The provider's connection parameters (sensitive values masked)."""
+        return await self._list(c.get(c.provider(provider_id) + "/connection-parameters"))
+
+    async def get_connection_parameter(
+        self, provider_id: str, param_name: str, environment: str = "default"
+    ) -> Resource:
+        """One connection parameter (masked when sensitive)."""
+        return await self._one(
+            c.get(c.parameter(provider_id, param_name), c.environment(environment))
+        )
+
+    async def set_connection_parameter(
+        self, provider_id: str, param_data: dict[str, Any]
+    ) -> Resource:
+        """Create or replace ``{"param_name", "param_value", "is_sensitive"?, "environment"?}``."""
+        return await self._one(
+            c.post(c.provider(provider_id) + "/connection-parameters", param_data)
+        )
+
+    async def delete_connection_parameter(
+        self,
+        provider_id: str,
+        param_name: str,
+        environment: str = "default",
+        *,
+        if_match: str | None = None,
+    ) -> Resource:
+        """Delete a connection parameter."""
+        return await self._one(
+            c.delete(c.parameter(provider_id, param_name), if_match, environment)
+        )
+
+    async def get_revisions(self, *, page_size: int = DEFAULT_PAGE_SIZE) -> list[dict[str, Any]]:
+        """Every configuration revision, newest first (``gwconfig history``)."""
+        return await self._pages(c.revisions_page(page_size))
+
+    async def get_revision(self, number: int) -> Resource:
+        """One revision with its configuration and changes (``gwconfig show-revision``)."""
+        return await self._one(c.get(f"/revisions/{int(number)}"))

@@ -1,0 +1,213 @@
+"""Request and response shapes of the REST API (``/api/v1``), for validation and OpenAPI.
+
+Request bodies are the migration guide's seed dicts (what :class:`~gwconfig.seed.service.
+ProviderService` accepts), validated strictly here first and then by the manifest schema in the
+service. Response models document what the handlers return; the handlers serialise the service's
+dicts themselves (no second validation on the way out).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gwconfig.db import columns as col
+
+#: Upper bounds of list fields of a request body (the body size limit bounds the rest).
+MAX_ITEMS = 10_000
+MAX_SECRET = 8_192
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ApiKeyIn(_In):
+    """An API key to store (write-only: the value is never returned)."""
+
+    key_value: str = Field(min_length=1, max_length=MAX_SECRET, description="The secret key.")
+    is_encrypted: bool | None = Field(default=None, description="Seed flag; always encrypted.")
+    name: str | None = Field(default=None, max_length=col.IDENT, description="Default: default.")
+    environment: str | None = Field(default=None, max_length=col.IDENT)
+    expires_at: str | None = Field(default=None, description="YYYY-MM-DDTHH:MM:SSZ.")
+
+
+class ParameterIn(_In):
+    """A connection parameter; a sensitive value is stored encrypted and returned masked."""
+
+    param_name: str = Field(min_length=1, max_length=col.IDENT)
+    param_value: Any = Field(description="Any JSON value; a sensitive one must be a string.")
+    is_sensitive: bool = False
+    environment: str | None = Field(default=None, max_length=col.IDENT)
+
+
+class ModelFields(_In):
+    """The fields of a model (seed shape); None means the default."""
+
+    display_name: str | None = None
+    model_type: str | None = None
+    context_window: int | None = None
+    max_tokens: int | None = None
+    enabled: bool | None = None
+    capabilities: list[str] | dict[str, bool] | None = None
+    parameters: dict[str, Any] | None = None
+    pricing: dict[str, Any] | None = None
+    aliases: list[str] | None = Field(default=None, max_length=256)
+
+
+class ModelIn(ModelFields):
+    """A model to create."""
+
+    model_id: str = Field(min_length=1, max_length=col.MODEL_ID)
+    provider_id: str | None = Field(default=None, description="If given, the provider's id.")
+
+
+class ProviderFields(_In):
+    """The provider-level fields of the seed dict (a PUT changes only those given)."""
+
+    provider_id: str | None = Field(default=None, max_length=col.IDENT)
+    provider_type: str | None = Field(default=None, max_length=col.PROVIDER_TYPE)
+    display_name: str | None = None
+    description: str | None = None
+    enabled: bool | None = None
+    connection_params: dict[str, Any] | None = None
+    request_settings: dict[str, Any] | None = None
+    tags: list[str] | None = Field(default=None, max_length=256)
+    deletion_protection: bool | None = None
+
+
+class ProviderIn(ProviderFields):
+    """A provider to create, with nested models, API key(s) and connection parameters."""
+
+    provider_id: str = Field(min_length=1, max_length=col.IDENT)
+    provider_type: str = Field(min_length=1, max_length=col.PROVIDER_TYPE)
+    models: list[ModelIn] | None = Field(default=None, max_length=MAX_ITEMS)
+    api_key: ApiKeyIn | None = None
+    api_keys: list[ApiKeyIn] | None = Field(default=None, max_length=MAX_ITEMS)
+    connection_parameters: list[ParameterIn] | None = Field(default=None, max_length=MAX_ITEMS)
+
+
+# -- responses ---------------------------------------------------------------------------------
+
+
+class Problem(_Out):
+    """An RFC 9457 problem (``application/problem+json``)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+class ProviderOut(_Out):
+    """A provider without its children (list items)."""
+
+    provider_id: str
+    provider_type: str
+    display_name: str
+    description: str | None
+    enabled: bool
+    tags: list[str]
+    deletion_protection: bool
+    connection_params: dict[str, Any]
+    request_settings: dict[str, Any]
+    created_at: str | None
+    updated_at: str | None
+
+
+class ModelOut(_Out):
+    """A model."""
+
+    id: int
+    provider_id: str
+    model_id: str
+    display_name: str
+    model_type: str
+    context_window: int | None
+    max_tokens: int | None
+    enabled: bool
+    capabilities: list[str]
+    parameters: dict[str, Any]
+    pricing: dict[str, Any] | None
+    aliases: list[str]
+
+
+class ApiKeyOut(_Out):
+    """An API key: never its value (``key_value`` is a mask), a short fingerprint."""
+
+    id: int
+    provider_id: str
+    name: str
+    environment: str
+    key_value: str
+    is_encrypted: bool
+    fingerprint: str | None
+    expires_at: str | None
+    created_at: str | None
+
+
+class ParameterOut(_Out):
+    """A connection parameter; a sensitive value is masked."""
+
+    id: int
+    provider_id: str
+    param_name: str
+    param_value: Any
+    is_sensitive: bool
+    environment: str
+    fingerprint: str | None
+
+
+class ProviderDetail(ProviderOut):
+    """A provider with its models, API keys (masked) and connection parameters."""
+
+    models: list[ModelOut]
+    api_keys: list[ApiKeyOut]
+    connection_parameters: list[ParameterOut]
+
+
+class ProviderPage(_Out):
+    """One page of providers; ``next`` is the URL of the next page or null."""
+
+    items: list[ProviderOut]
+    next: str | None
+
+
+class Deleted(_Out):
+    """What a DELETE answers: ``deleted`` and the identity of what was deleted."""
+
+    deleted: bool
+
+
+class RevisionOut(_Out):
+    """One configuration revision (a row of ``gwconfig history``)."""
+
+    number: int
+    created_at: str | None
+    actor: str
+    git_sha: str | None
+    content_hash: str
+    state_hash: str
+    summary: dict[str, Any]
+
+
+class RevisionPage(_Out):
+    """One page of revisions, newest first."""
+
+    items: list[RevisionOut]
+    next: str | None
+
+
+class RevisionDetail(RevisionOut):
+    """``gwconfig show-revision``: the revision, its configuration (secret references only)
+    and the changes it made."""
+
+    config: dict[str, Any] | None
+    changes: list[dict[str, Any]]
