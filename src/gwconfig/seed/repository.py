@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from gwconfig.db.models import ApiKey, ConnectionParameter, Provider, ProviderModel
+from gwconfig.db.notify import announce
 from gwconfig.db.rows import api_key_row, model_row, parameter_row, provider_row
 from gwconfig.db.urls import error_detail
 from gwconfig.entities import SecretScope
@@ -105,6 +106,7 @@ class ProviderRepository:
             self.keys = self._bind(single=True)
             yield
             self.db.flush()
+            announce(self.db)  # last: runtimes learn of the write when (and if) it commits
             if self.autocommit if commit is None else commit:
                 self.db.commit()
         except IntegrityError as exc:
