@@ -30,6 +30,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "seal": ("sealing", "seal_cmd"),
     "reseal": ("sealing", "reseal_cmd"),
     "generate": ("runtime", "generate_cmd"),
+    "serve": ("serving", "serve_cmd"),
+    "tokens": ("serving", "tokens_group"),
 }
 
 _F = TypeVar("_F", bound=Callable[..., Any])

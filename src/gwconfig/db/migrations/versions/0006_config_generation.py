@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"  # TEMP until i13-core (0005) is merged
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
