@@ -72,6 +72,12 @@ class GenerationWatcher:
         """The last generation seen (None before the first read, or with no counter row)."""
         return self._current
 
+    @property
+    def waiting(self) -> int:
+        """How many event loops have a ``wait_for_change`` pending (tests order on it)."""
+        with self._lock:
+            return sum(1 for future in self._waiters.values() if not future.done())
+
     def start(self, *, wait_seconds: float = 10.0) -> GenerationWatcher:
         """Start the thread and wait (at most ``wait_seconds``) for the first read."""
         if self._thread is None:
