@@ -174,6 +174,7 @@ def test_a_use_is_recorded(served: ServedApp, sqlite_url: str) -> None:
     make_token(sqlite_url, "read", name="unused")
     with served.client(token) as client:
         assert client.get("/t/read").status_code == 200
+    served.state.tokens.flush()
     db = open_database(sqlite_url)
     used = {r.name: r.last_used_at for r in list_tokens(db)}
     db.dispose()
@@ -272,3 +273,50 @@ def test_a_served_request_on_server_databases(kind: str, request: pytest.Fixture
         problem(client.get("/nope"), 404)
     with serve_app(url) as server, server.client("gwc_" + "B" * 43) as client:
         problem(client.get("/api/v1/whoami"), 401)
+
+
+def test_async_authentication_matches_the_sync_one(sqlite_url: str) -> None:
+    import asyncio
+
+    from gwconfig.server.auth import AuthError, TokenAuthenticator
+
+    token = make_token(sqlite_url, "invoke", name="fast", models=("gpt-*",), rpm=30)
+    db = open_database(sqlite_url)
+    auth = TokenAuthenticator(db)
+    caller = asyncio.run(auth.authenticate_async(f"Bearer {token}"))
+    assert caller == auth.authenticate(f"bearer {token}")
+    assert (caller.name, caller.scope, caller.models, caller.rpm) == (
+        "fast",
+        "invoke",
+        ("gpt-*",),
+        30,
+    )
+    assert caller.allows_model("gpt-4o") and not caller.allows_model("claude-3")
+    with pytest.raises(AuthError) as info:
+        asyncio.run(auth.authenticate_async(None))
+    assert info.value.status == 401 and info.value.headers == {
+        "WWW-Authenticate": 'Bearer realm="gwconfig"'
+    }
+    auth.close()
+    db.dispose()
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        ("NotFoundError", 404),
+        ("ValidationFailed", 422),
+        ("IntegrityViolation", 409),
+        ("LockError", 503),
+        ("SchemaVersionError", 503),
+        ("EncryptionKeyError", 500),
+        ("GwconfigError", 500),
+    ],
+)
+def test_gwconfig_errors_have_a_status_and_their_message(error: str, status: int) -> None:
+    from gwconfig import errors
+    from gwconfig.server.problems import from_gwconfig_error
+
+    problem_ = from_gwconfig_error(getattr(errors, error)("what happened", hint="what to do"))
+    assert problem_.status == status
+    assert problem_.detail == "what happened (what to do)"
