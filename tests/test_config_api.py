@@ -213,3 +213,23 @@ def test_auto_reload_follows_writes(
 
     after_apply, description = asyncio.run(main())
     assert after_apply == new_key and description == "X"
+
+
+def test_a_long_poll_ends_when_its_client_leaves(setup: Setup) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    etag = setup.get().headers["etag"]
+    where = urlsplit(setup.server.base_url)
+    request = (
+        f"GET /api/v1/config?wait={BOUND:g} HTTP/1.1\r\nHost: {where.netloc}\r\n"
+        f"Authorization: Bearer {setup.tokens['runtime']}\r\nIf-None-Match: {etag}\r\n\r\n"
+    )
+    with socket.create_connection((where.hostname, where.port), timeout=BOUND) as sock:
+        sock.sendall(request.encode())
+        wait_until_polling(setup.server)
+    watcher = setup.server.app.state.config_watcher
+    deadline = time.monotonic() + BOUND
+    while watcher.waiting:  # the server notices the disconnect and stops waiting
+        assert time.monotonic() < deadline, "the long-poll outlived its client"
+        time.sleep(0.005)
