@@ -150,4 +150,5 @@ def test_serve_with_two_workers_answers_and_stops_cleanly(url: str) -> None:
         _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "2 workers" in err and "Traceback" not in err
+    assert token.stdout.strip()[4:] not in err
     assert all(not Path(f"/proc/{pid}").exists() for pid in workers)
