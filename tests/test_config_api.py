@@ -115,7 +115,8 @@ def test_scopes(setup: Setup) -> None:
     assert missing.status_code == 401 and "bearer" in missing.headers["www-authenticate"].lower()
     assert setup.get("gwc_" + "x" * 43).status_code == 401
     assert setup.get(params={"wait": "61"}).status_code == 422
-    assert setup.get(params={"wait": "-1"}).status_code == 422
+    for bad in ("-1", "nan", "inf", "soon"):
+        assert setup.get(params={"wait": bad}).status_code == 422, bad
 
 
 def test_long_poll_answers_when_an_apply_commits(
@@ -152,6 +153,7 @@ def test_http_loader_gives_the_database_config(
     assert loader.load_config() == ConfigLoader(setup.url).load_config()
     assert from_http.version == setup.get().headers["etag"]
     assert loader.current_version() == from_http.version  # 304: unchanged
+    assert loader._fetched is None  # nothing new was sent
     # the token from the environment; without one, or with the wrong scope: a clear error
     monkeypatch.setenv("GWCONFIG_API_TOKEN", setup.tokens["admin"])
     assert ConfigLoader(base).load_config_as_object() == from_db

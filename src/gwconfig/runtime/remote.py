@@ -147,5 +147,5 @@ def tables_of(doc: dict[str, Any]) -> tuple[Any, ...]:
         scope = SecretScope.parse(sid)
         secrets[scope] = token
         key_ids[scope] = kid
-    rows = {pid: [tuple(row) for row in pid_rows] for pid, pid_rows in doc["models"].items()}
-    return doc["config"], secrets, key_ids, rows
+    # the rows stay JSON arrays: read by index like the database's tuples, never changed
+    return doc["config"], secrets, key_ids, doc["models"]
