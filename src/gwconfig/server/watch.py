@@ -80,10 +80,11 @@ class GenerationWatcher:
 
     def start(self, *, wait_seconds: float = 10.0) -> GenerationWatcher:
         """Start the thread and wait (at most ``wait_seconds``) for the first read."""
-        if self._thread is None:
-            target = self._listen if self.dialect == "postgresql" else self._poll
-            self._thread = threading.Thread(target=target, name="gwconfig-watch", daemon=True)
-            self._thread.start()
+        with self._lock:  # two first users at once start one thread
+            if self._thread is None:
+                target = self._listen if self.dialect == "postgresql" else self._poll
+                self._thread = threading.Thread(target=target, name="gwconfig-watch", daemon=True)
+                self._thread.start()
         self._known.wait(wait_seconds)
         return self
 
