@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from gwconfig.db.session import open_database
+from gwconfig.errors import EncryptionKeyError
 from gwconfig.reconcile import engine as reconcile
 from gwconfig.runtime import ConfigLoader, LLMGatewayClient
 from gwconfig.runtime.errors import ConfigLoadError
@@ -163,9 +164,15 @@ def test_http_loader_gives_the_database_config(
     with pytest.raises(ConfigLoadError, match="403") as info:
         ConfigLoader(base, token=setup.tokens["read"]).load_config_as_object()
     assert setup.tokens["read"] not in str(info.value)
+    # a document over the limit is refused while it is read
+    from gwconfig.runtime import remote
+
+    with monkeypatch.context() as patched, pytest.raises(ConfigLoadError, match="1000 bytes"):
+        patched.setattr(remote, "MAX_DOCUMENT_BYTES", 1000)
+        ConfigLoader(base, token=setup.tokens["runtime"]).load_config_as_object()
     # the runtime needs the key that opens the ciphertexts
     monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", generate_key())
-    with pytest.raises(Exception, match="key"):
+    with pytest.raises(EncryptionKeyError):
         ConfigLoader(base, token=setup.tokens["runtime"]).load_config_as_object()
 
 

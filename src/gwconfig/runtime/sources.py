@@ -98,7 +98,7 @@ class ConfigLoader:
         if self.path is not None:
             return str(self.path)
         if self.remote is not None:
-            return self.remote.base_url
+            return self.remote.url.removesuffix("/config")
         from gwconfig.settings import mask_url
 
         return mask_url(str(self.engine.url.render_as_string(hide_password=False)))
