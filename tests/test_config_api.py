@@ -187,8 +187,9 @@ async def _follow(client: LLMGatewayClient, old: Any) -> Any:
 
 @pytest.mark.parametrize("source", ["http", "database"])
 def test_auto_reload_follows_writes(
-    setup: Setup, monkeypatch: pytest.MonkeyPatch, source: str
+    setup: Setup, monkeypatch: pytest.MonkeyPatch, source: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level("DEBUG")
     base = setup.server.base_url + "/api/v1"
     loader = (
         ConfigLoader(base, token=setup.tokens["runtime"])
@@ -222,6 +223,7 @@ def test_auto_reload_follows_writes(
 
     after_apply, description = asyncio.run(main())
     assert after_apply == new_key and description == "X"
+    assert new_key not in caplog.text and setup.api_key not in caplog.text
 
 
 def test_a_long_poll_ends_when_its_client_leaves(setup: Setup) -> None:
