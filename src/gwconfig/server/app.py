@@ -18,9 +18,10 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 
 from gwconfig.errors import GwconfigError
-from gwconfig.server import problems, rest, session_api
+from gwconfig.server import config_api, problems, rest, session_api
 from gwconfig.server.auth import TokenAuthenticator
 from gwconfig.server.state import ServerState, ServeSettings, server_state
+from gwconfig.server.watch import stop_shared_watchers
 
 __all__ = ["ROUTERS", "ServeSettings", "ServerState", "app_from_env", "create_app"]
 
@@ -28,6 +29,7 @@ __all__ = ["ROUTERS", "ServeSettings", "ServerState", "app_from_env", "create_ap
 ROUTERS: list[tuple[APIRouter, str]] = [
     (session_api.router, "/api/v1"),
     (rest.router, "/api/v1"),
+    (config_api.router, "/api/v1"),
 ]
 
 health = APIRouter(tags=["health"])
@@ -45,8 +47,10 @@ async def healthz() -> dict[str, str]:
     responses={503: {"description": "the database is unreachable"}},
 )
 def readyz(request: Request) -> Response:
-    """``{"status": "ready", "revision": N}`` (N: newest revision, null before any apply);
-    503 with ``{"status": "unavailable", ...}`` when the database does not answer."""
+    """``{"status": "ready", "revision": N, "generation": G}`` (N: newest revision, null before
+    any apply; G: the configuration generation ``GET /api/v1/config`` serves, null before its
+    first request); 503 with ``{"status": "unavailable", ...}`` when the database does not
+    answer."""
     try:
         revision = server_state(request).revision()
     except GwconfigError:
@@ -54,7 +58,9 @@ def readyz(request: Request) -> Response:
             {"status": "unavailable", "revision": None, "detail": "the database is unreachable"},
             status_code=503,
         )
-    return JSONResponse({"status": "ready", "revision": revision})
+    served = config_api.served_generation(request.app)
+    generation = served[0].token if served is not None and served[0] is not None else None
+    return JSONResponse({"status": "ready", "revision": revision, "generation": generation})
 
 
 def _version() -> str:
@@ -81,6 +87,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         try:
             yield
         finally:
+            stop_shared_watchers()
             state.close()
 
     app = FastAPI(
