@@ -1,0 +1,1 @@
+"""``gwconfig serve``: the gateway API (FastAPI + uvicorn)."""
