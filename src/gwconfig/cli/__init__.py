@@ -30,6 +30,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "seal": ("sealing", "seal_cmd"),
     "reseal": ("sealing", "reseal_cmd"),
     "generate": ("runtime", "generate_cmd"),
+    "health": ("health", "health_cmd"),
 }
 
 _F = TypeVar("_F", bound=Callable[..., Any])

@@ -205,7 +205,7 @@ class Metrics:
         """The text exposition: this process's values, or every worker's added up."""
         if multiprocess():
             registry = CollectorRegistry()
-            MultiProcessCollector(registry)
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
         return generate_latest(self.registry)
 
@@ -213,7 +213,7 @@ class Metrics:
 def process_exited(pid: int | None = None) -> None:
     """Forget a stopped worker's live gauges (multiprocess mode only)."""
     if multiprocess():
-        mark_process_dead(os.getpid() if pid is None else pid)
+        mark_process_dead(os.getpid() if pid is None else pid)  # type: ignore[no-untyped-call]
 
 
 # -- access log -----------------------------------------------------------------------------------
