@@ -31,6 +31,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "reseal": ("sealing", "reseal_cmd"),
     "generate": ("runtime", "generate_cmd"),
     "health": ("health", "health_cmd"),
+    "serve": ("serving", "serve_cmd"),
+    "tokens": ("serving", "tokens_group"),
 }
 
 _F = TypeVar("_F", bound=Callable[..., Any])

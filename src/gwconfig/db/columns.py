@@ -37,6 +37,10 @@ FINGERPRINT = 96
 #: id of the Fernet key a secret is under (:func:`gwconfig.secrets.keys.key_id`)
 KEY_ID = 16
 ENTITY_TYPE = 32
+#: scope of an API token of ``gwconfig serve`` (``read``, ``write``, ``runtime``...)
+TOKEN_SCOPE = 16
+#: hex SHA-256 of an API token
+TOKEN_HASH = 64
 ENTITY_KEY = 512
 ACTION = 16
 SESSION_ID = 255

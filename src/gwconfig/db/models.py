@@ -319,4 +319,23 @@ class UsageRecord(Base):
     prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
+class ApiToken(Base):
+    """A bearer token of ``gwconfig serve``: only its SHA-256 is stored, never the token."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(ident_type(col.IDENT), nullable=False, unique=True)
+    scope: Mapped[str] = mapped_column(String(col.TOKEN_SCOPE), nullable=False)
+    #: hex SHA-256 of the token text (a token is 256 random bits: no salt or slow hash needed)
+    token_hash: Mapped[str] = mapped_column(String(col.TOKEN_HASH), nullable=False, unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: allowed model/route patterns (JSON list as text); NULL allows every model
+    models: Mapped[str | None] = mapped_column(Text, nullable=True)
+    rate_limit_rpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
 GATEWAY_TABLES = ("providers", "provider_models", "api_keys", "connection_parameters", "routes")

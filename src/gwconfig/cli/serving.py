@@ -1,0 +1,182 @@
+"""``gwconfig serve`` and ``gwconfig tokens create | list | revoke``: thin adapters."""
+
+from __future__ import annotations
+
+import click
+
+from gwconfig.cli import database_url_option, format_option
+
+#: the most worker processes ``serve`` starts
+MAX_WORKERS = 64
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="TCP port."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, MAX_WORKERS),
+    default=1,
+    show_default=True,
+    help="Worker processes (each opens its own database connections).",
+)
+@click.option("--read-only", is_flag=True, help="Refuse every write (405): manifests own it.")
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(1, 64 * 1024 * 1024),
+    default=1024 * 1024,
+    show_default=True,
+    help="Refuse request bodies over this size (413).",
+)
+@database_url_option
+def serve_cmd(
+    host: str,
+    port: int,
+    workers: int,
+    read_only: bool,
+    max_body_bytes: int,
+    database_url: str | None,
+) -> None:
+    """Serve the gateway API (FastAPI + uvicorn): /api/v1, /docs, /healthz, /readyz."""
+    import os
+
+    import uvicorn
+
+    from gwconfig import settings as gw_settings
+    from gwconfig.server.app import create_app
+    from gwconfig.server.state import ServeSettings
+
+    settings = ServeSettings(
+        database_url=gw_settings.database_url(database_url),
+        read_only=read_only,
+        max_body_bytes=max_body_bytes,
+    )
+    # opened here first: a database not at the head revision stops the command with the
+    # CLI's message before any worker starts
+    app = create_app(settings)
+    where = gw_settings.mask_url(app.state.gw.database.url)
+    click.echo(
+        f"serving {where} on http://{host}:{port} ({workers} worker"
+        f"{'s' if workers != 1 else ''}{', read-only' if read_only else ''})",
+        err=True,
+    )
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+        return
+    app.state.gw.close()
+    os.environ.update(settings.to_env())
+    uvicorn.run(
+        "gwconfig.server.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=False,
+    )
+
+
+@click.group("tokens")
+def tokens_group() -> None:
+    """Bearer tokens of 'gwconfig serve' (the database keeps only their hash)."""
+
+
+@tokens_group.command("create")
+@click.argument("name")
+@click.option(
+    "--scope",
+    type=click.Choice(["read", "write", "runtime", "invoke", "admin"]),
+    required=True,
+    help="What the token may do (write implies read; admin may do everything).",
+)
+@click.option(
+    "--expires-in", metavar="DURATION", help="Lifetime: 90m, 12h, 30d, 2w (default: none)."
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="PATTERN",
+    help="Allow only models/routes matching PATTERN (fnmatch; repeatable; default: all).",
+)
+@click.option("--rpm", type=int, help="Requests per minute allowed to this token.")
+@database_url_option
+def create_cmd(
+    name: str,
+    scope: str,
+    expires_in: str | None,
+    models: tuple[str, ...],
+    rpm: int | None,
+    database_url: str | None,
+) -> None:
+    """Create token NAME and print it, alone, on standard output (it is shown only once)."""
+    from gwconfig.db.session import open_database
+    from gwconfig.db.tokens import create_token, parse_duration
+
+    lifetime = parse_duration(expires_in) if expires_in is not None else None
+    db = open_database(database_url)
+    try:
+        token, record = create_token(
+            db, name, scope, expires_in=lifetime, models=models or None, rpm=rpm
+        )
+    finally:
+        db.dispose()
+    click.echo(token)
+    until = f", expires {record.expires_at:%Y-%m-%d %H:%M} UTC" if record.expires_at else ""
+    click.echo(
+        f"token {name!r} (scope {scope}{until}) created; it is not shown again: store it in "
+        "your secret manager",
+        err=True,
+    )
+
+
+@tokens_group.command("list")
+@format_option(["text", "json"], "Output format.")
+@database_url_option
+def list_cmd(fmt: str, database_url: str | None) -> None:
+    """List the tokens (name, scope, status, dates): never the tokens themselves."""
+    import orjson
+
+    from gwconfig.db.session import open_database
+    from gwconfig.db.tokens import list_tokens
+
+    db = open_database(database_url)
+    try:
+        records = list_tokens(db)
+    finally:
+        db.dispose()
+    if fmt == "json":
+        click.echo(orjson.dumps([r.to_dict() for r in records], option=orjson.OPT_INDENT_2))
+        return
+    if not records:
+        click.echo("no tokens", err=True)
+        return
+
+    def when(value: object) -> str:
+        return f"{value:%Y-%m-%d %H:%M}" if value is not None else "-"
+
+    click.echo(f"{'NAME':<24} {'SCOPE':<8} {'STATUS':<8} {'CREATED':<16} {'EXPIRES':<16} LAST USED")
+    for r in records:
+        click.echo(
+            f"{r.name:<24} {r.scope:<8} {r.status():<8} {when(r.created_at):<16} "
+            f"{when(r.expires_at):<16} {when(r.last_used_at)}"
+        )
+
+
+@tokens_group.command("revoke")
+@click.argument("name")
+@database_url_option
+def revoke_cmd(name: str, database_url: str | None) -> None:
+    """Revoke token NAME (a running server stops accepting it within a second)."""
+    from gwconfig.db.session import open_database
+    from gwconfig.db.tokens import revoke_token
+
+    db = open_database(database_url)
+    try:
+        record = revoke_token(db, name)
+    finally:
+        db.dispose()
+    assert record.revoked_at is not None
+    click.echo(f"token {name!r} revoked ({record.revoked_at:%Y-%m-%d %H:%M:%S} UTC)")

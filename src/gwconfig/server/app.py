@@ -1,0 +1,102 @@
+"""The ASGI application of ``gwconfig serve``: :func:`create_app` and the workers' factory.
+
+:func:`create_app` opens the gateway database (refusing one that is not at the head schema
+revision, with the CLI's message), builds the :class:`ServerState` every handler reaches as
+``request.app.state.gw``, installs the problem+json error handling and the body limit, and
+includes the routers of :data:`ROUTERS`. ``uvicorn --factory gwconfig.server.app:app_from_env``
+builds the same app from the environment ``gwconfig serve`` sets, once per worker process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse, Response
+from starlette.requests import Request
+
+from gwconfig.errors import GwconfigError
+from gwconfig.server import problems, session_api
+from gwconfig.server.auth import TokenAuthenticator
+from gwconfig.server.state import ServerState, ServeSettings, server_state
+
+__all__ = ["ROUTERS", "ServeSettings", "ServerState", "app_from_env", "create_app"]
+
+#: (router, prefix) of every part of the API; each part adds its own line here
+ROUTERS: list[tuple[APIRouter, str]] = [
+    (session_api.router, "/api/v1"),
+]
+
+health = APIRouter(tags=["health"])
+
+
+@health.get("/healthz", summary="Liveness: the process answers (no authentication)")
+async def healthz() -> dict[str, str]:
+    """Always ``{"status": "ok"}`` while the process serves requests."""
+    return {"status": "ok"}
+
+
+@health.get(
+    "/readyz",
+    summary="Readiness: the database answers (no authentication)",
+    responses={503: {"description": "the database is unreachable"}},
+)
+def readyz(request: Request) -> Response:
+    """``{"status": "ready", "revision": N}`` (N: newest revision, null before any apply);
+    503 with ``{"status": "unavailable", ...}`` when the database does not answer."""
+    try:
+        revision = server_state(request).revision()
+    except GwconfigError:
+        return JSONResponse(
+            {"status": "unavailable", "revision": None, "detail": "the database is unreachable"},
+            status_code=503,
+        )
+    return JSONResponse({"status": "ready", "revision": revision})
+
+
+def _version() -> str:
+    try:
+        return version("gwconfig")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0"
+
+
+def create_app(settings: ServeSettings) -> FastAPI:
+    """The gwconfig API on the database of ``settings`` (opened now; closed at shutdown).
+
+    Raises :class:`~gwconfig.errors.SchemaVersionError` for a database that is not at the head
+    revision (the embedded SQLite default upgrades itself, as in every command).
+    """
+    from gwconfig.db.session import open_database
+
+    database = open_database(settings.database_url)
+    tokens = TokenAuthenticator(database, cache_seconds=settings.token_cache_seconds)
+    state = ServerState(settings, database, tokens)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            state.close()
+
+    app = FastAPI(
+        title="gwconfig",
+        version=_version(),
+        description="The LLM gateway's configuration API (see docs/serving.md).",
+        lifespan=lifespan,
+    )
+    app.state.gw = state
+    problems.install(app)
+    app.add_middleware(problems.ErrorsAndLimits, max_body_bytes=settings.max_body_bytes)
+    app.include_router(health)
+    for router, prefix in ROUTERS:
+        app.include_router(router, prefix=prefix)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app from the environment ``gwconfig serve`` sets (``uvicorn --factory``)."""
+    return create_app(ServeSettings.from_env())

@@ -1,0 +1,223 @@
+"""Bearer-token authentication of ``gwconfig serve``: scopes, :class:`Caller`, :func:`require`.
+
+:class:`TokenAuthenticator` works without FastAPI (plain ASGI fast paths call
+:meth:`~TokenAuthenticator.authenticate` and catch :class:`AuthError`); :func:`require` wraps it
+as a FastAPI dependency that answers problem documents. Missing, malformed, unknown, revoked or
+expired tokens are 401 (with ``WWW-Authenticate: Bearer``); a scope that does not cover the
+endpoint is 403. ``admin`` passes every check and ``write`` implies ``read``.
+
+Lookups are cached for ``cache_seconds`` (1 s by default): a revoked token stops working at
+most that long after ``gwconfig tokens revoke``. Expiry is checked on every request.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from gwconfig.db.models import utcnow
+from gwconfig.db.session import Database
+from gwconfig.db.tokens import (
+    SCOPES,
+    TokenRecord,
+    find_token,
+    hash_token,
+    scope_allows,
+    touch_token,
+)
+from gwconfig.server.problems import ProblemError
+
+__all__ = ["SCOPES", "AuthError", "Caller", "TokenAuthenticator", "require"]
+
+#: the longest ``Authorization`` header looked at (a token is 47 characters)
+MAX_HEADER_CHARS = 256
+#: how many token lookups the cache keeps (cleared when full)
+CACHE_ENTRIES = 4096
+#: ``last_used_at`` is written at most this often per token
+TOUCH_INTERVAL = timedelta(seconds=60)
+
+
+class AuthError(Exception):
+    """Authentication (401) or authorization (403) failed; ``message`` is safe to show."""
+
+    def __init__(self, status: int, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.missing = missing
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The ``WWW-Authenticate`` challenge (RFC 6750) for this failure."""
+        if self.missing:
+            return {"WWW-Authenticate": 'Bearer realm="gwconfig"'}
+        error = "insufficient_scope" if self.status == 403 else "invalid_token"
+        return {"WWW-Authenticate": f'Bearer realm="gwconfig", error="{error}"'}
+
+    def problem(self) -> ProblemError:
+        """This failure as a problem document."""
+        title = "Forbidden" if self.status == 403 else "Unauthorized"
+        return ProblemError(self.status, title, self.message, headers=self.headers)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the token's name (the audit actor), scope and limits."""
+
+    name: str
+    scope: str
+    #: allowed model/route patterns (``fnmatch``), None: every model
+    models: tuple[str, ...] | None = None
+    rpm: int | None = None
+
+    def allows(self, scope: str) -> bool:
+        """True when this caller's scope covers ``scope``."""
+        return scope_allows(self.scope, scope)
+
+    def allows_model(self, model: str) -> bool:
+        """True when ``model`` matches one of the caller's patterns (or it has none)."""
+        if self.models is None:
+            return True
+        return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
+
+
+def bearer_token(header: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header, or :class:`AuthError` (401)."""
+    if not header:
+        raise AuthError(401, "missing bearer token (Authorization: Bearer <token>)", missing=True)
+    scheme, _, token = header[:MAX_HEADER_CHARS].strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AuthError(401, "the Authorization header is not 'Bearer <token>'")
+    return token
+
+
+class TokenAuthenticator:
+    """Checks bearer tokens against ``api_tokens`` (no FastAPI needed)."""
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        cache_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.database = database
+        self.cache_seconds = cache_seconds
+        self._clock = clock
+        self._cache: dict[str, tuple[float, TokenRecord | None]] = {}
+        self._touched: dict[str, datetime] = {}
+        self._lock = threading.Lock()
+
+    def _cached(self, token: str) -> tuple[bool, TokenRecord | None]:
+        # keyed by the token's hash: the process keeps no token text
+        entry = self._cache.get(hash_token(token))
+        if entry is not None and self._clock() - entry[0] < self.cache_seconds:
+            return True, entry[1]
+        return False, None
+
+    def _lookup(self, token: str) -> TokenRecord | None:
+        hit, record = self._cached(token)
+        if hit:
+            return record
+        record = find_token(self.database, token)
+        with self._lock:
+            if len(self._cache) >= CACHE_ENTRIES:
+                self._cache.clear()
+            self._cache[hash_token(token)] = (self._clock(), record)
+        return record
+
+    def _caller(self, record: TokenRecord | None) -> Caller:
+        if record is None:
+            raise AuthError(401, "unknown token")
+        now = utcnow()
+        status = record.status(now)
+        if status != "active":
+            raise AuthError(401, f"this token is {status}")
+        self._touch(record.name, now)
+        return Caller(name=record.name, scope=record.scope, models=record.models, rpm=record.rpm)
+
+    def _touch(self, name: str, now: datetime) -> None:
+        with self._lock:
+            last = self._touched.get(name)
+            if last is not None and now - last < TOUCH_INTERVAL:
+                return
+            if len(self._touched) >= CACHE_ENTRIES:
+                self._touched.clear()
+            self._touched[name] = now
+        touch_token(self.database, name, now)
+
+    def authenticate(self, authorization_header: str | None) -> Caller:
+        """The caller of a request from its ``Authorization`` header, or :class:`AuthError`.
+
+        May query the database (at most once per token per ``cache_seconds``); async code
+        should use :meth:`authenticate_async`.
+        """
+        return self._caller(self._lookup(bearer_token(authorization_header)))
+
+    async def authenticate_async(self, authorization_header: str | None) -> Caller:
+        """:meth:`authenticate` that runs database work in a thread (none on a cache hit)."""
+        token = bearer_token(authorization_header)
+        hit, record = self._cached(token)
+        if not hit:
+            record = await run_in_threadpool(self._lookup, token)
+        if record is not None and record.status() == "active":
+            name = record.name
+            last = self._touched.get(name)
+            if last is None or utcnow() - last >= TOUCH_INTERVAL:
+                return await run_in_threadpool(self._caller, record)
+        return self._caller(record)
+
+    @staticmethod
+    def authorize(caller: Caller, scopes: tuple[str, ...]) -> None:
+        """Raise :class:`AuthError` (403) unless ``caller`` has one of ``scopes``."""
+        if scopes and not any(caller.allows(s) for s in scopes):
+            raise AuthError(
+                403,
+                f"token {caller.name!r} has scope {caller.scope!r}; this needs "
+                + " or ".join(repr(s) for s in scopes),
+            )
+
+    def forget(self) -> None:
+        """Drop every cached lookup (tests; revocation otherwise waits ``cache_seconds``)."""
+        with self._lock:
+            self._cache.clear()
+
+
+#: declares the bearer scheme in the OpenAPI document (the header is parsed by us)
+_BEARER = HTTPBearer(auto_error=False, description="a token of 'gwconfig tokens create'")
+
+
+def require(*scopes: str) -> Callable[..., Caller]:
+    """A FastAPI dependency: the :class:`Caller`, if its token has one of ``scopes``.
+
+    Use as ``caller: Caller = Depends(require("read"))``; no scope means any valid token.
+    The caller is also left in ``request.state.caller``.
+    """
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown:
+        raise ValueError(f"unknown scopes {unknown}")
+
+    def dependency(
+        request: Request,
+        _bearer: HTTPAuthorizationCredentials | None = Depends(_BEARER),
+    ) -> Caller:
+        tokens: TokenAuthenticator = request.app.state.gw.tokens
+        try:
+            caller = tokens.authenticate(request.headers.get("authorization"))
+            tokens.authorize(caller, scopes)
+        except AuthError as exc:
+            raise exc.problem() from None
+        request.state.caller = caller
+        return caller
+
+    return dependency

@@ -1,0 +1,115 @@
+"""What every request handler of ``gwconfig serve`` shares: :class:`ServeSettings` and
+:class:`ServerState` (``app.state.gw``). Routers import this module, never ``app``."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+
+from gwconfig.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from gwconfig.db.session import Database
+    from gwconfig.secrets.keys import EncryptionKeys
+    from gwconfig.server.auth import TokenAuthenticator
+
+#: environment variables the ``serve`` command sets for its worker processes
+ENV_READ_ONLY = "GWCONFIG_SERVE_READ_ONLY"
+ENV_MAX_BODY = "GWCONFIG_SERVE_MAX_BODY_BYTES"
+ENV_TOKEN_CACHE = "GWCONFIG_SERVE_TOKEN_CACHE_SECONDS"
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+#: the largest body limit one may set (64 MiB)
+MAX_BODY_LIMIT = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """How ``gwconfig serve`` runs (one value for the whole process)."""
+
+    #: the gateway database (None: ``GWCONFIG_DATABASE_URL`` or the embedded SQLite)
+    database_url: str | None = None
+    #: every write answers 405 (providers are managed by manifests)
+    read_only: bool = False
+    #: request bodies over this many bytes are refused with 413
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: how long a token lookup is reused (the delay before a revocation takes effect)
+    token_cache_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_body_bytes <= MAX_BODY_LIMIT:
+            raise ConfigurationError(f"the request body limit must be 1 to {MAX_BODY_LIMIT} bytes")
+        if not 0 <= self.token_cache_seconds <= 60:
+            raise ConfigurationError("the token cache must be 0 to 60 seconds")
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables :meth:`from_env` reads back (for worker processes)."""
+        env = {
+            ENV_READ_ONLY: "1" if self.read_only else "0",
+            ENV_MAX_BODY: str(self.max_body_bytes),
+            ENV_TOKEN_CACHE: str(self.token_cache_seconds),
+        }
+        if self.database_url is not None:
+            env["GWCONFIG_DATABASE_URL"] = self.database_url
+        return env
+
+    @classmethod
+    def from_env(cls) -> ServeSettings:
+        """Settings from the environment (what ``gwconfig serve`` passes to its workers)."""
+        try:
+            return cls(
+                database_url=os.environ.get("GWCONFIG_DATABASE_URL") or None,
+                read_only=os.environ.get(ENV_READ_ONLY, "0") in ("1", "true", "yes"),
+                max_body_bytes=int(os.environ.get(ENV_MAX_BODY, DEFAULT_MAX_BODY_BYTES)),
+                token_cache_seconds=float(os.environ.get(ENV_TOKEN_CACHE, "1.0")),
+            )
+        except ValueError:
+            raise ConfigurationError(
+                f"{ENV_MAX_BODY} and {ENV_TOKEN_CACHE} must be numbers"
+            ) from None
+
+
+class ServerState:
+    """The open database, the token checker and the settings of one server process."""
+
+    def __init__(
+        self, settings: ServeSettings, database: Database, tokens: TokenAuthenticator
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.tokens = tokens
+        self._keys: EncryptionKeys | None = None
+        self._keys_lock = threading.Lock()
+
+    @property
+    def encryption_keys(self) -> EncryptionKeys:
+        """The encryption keys, loaded on first use (reads need none; a missing key fails
+        only the requests that write or open secrets)."""
+        if self._keys is None:
+            from gwconfig.secrets.keys import load_encryption_keys
+
+            with self._keys_lock:
+                if self._keys is None:
+                    self._keys = load_encryption_keys(self.database.url)
+        return self._keys
+
+    def revision(self) -> int | None:
+        """The number of the newest configuration revision (None before the first apply)."""
+        from gwconfig.db.session import translate_errors
+        from gwconfig.reconcile.state import last_revision
+
+        with translate_errors(self.database.url, "reading"), self.database.connect() as conn:
+            return last_revision(conn)
+
+    def close(self) -> None:
+        """Close the database connections."""
+        self.database.dispose()
+
+
+def server_state(request: Request) -> ServerState:
+    """The :class:`ServerState` of the app serving ``request``."""
+    state: ServerState = request.app.state.gw
+    return state
