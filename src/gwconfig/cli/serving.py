@@ -30,6 +30,12 @@ MAX_WORKERS = 64
     show_default=True,
     help="Refuse request bodies over this size (413).",
 )
+@click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    help="JSON access lines on stderr (no prompt, no token, no secret).",
+)
 @database_url_option
 def serve_cmd(
     host: str,
@@ -37,15 +43,19 @@ def serve_cmd(
     workers: int,
     read_only: bool,
     max_body_bytes: int,
+    access_log: bool,
     database_url: str | None,
 ) -> None:
     """Serve the gateway API (FastAPI + uvicorn): /api/v1, /docs, /healthz, /readyz."""
     import os
+    import tempfile
 
     import uvicorn
 
     from gwconfig import settings as gw_settings
     from gwconfig.server.app import create_app
+    from gwconfig.server.metrics import MULTIPROC_ENV
+    from gwconfig.server.openai_api import ENV_ACCESS_LOG, ENV_WORKERS
     from gwconfig.server.state import ServeSettings
 
     settings = ServeSettings(
@@ -53,6 +63,8 @@ def serve_cmd(
         read_only=read_only,
         max_body_bytes=max_body_bytes,
     )
+    os.environ[ENV_ACCESS_LOG] = "1" if access_log else "0"
+    os.environ[ENV_WORKERS] = str(workers)
     # opened here first: a database not at the head revision stops the command with the
     # CLI's message before any worker starts
     app = create_app(settings)
@@ -67,15 +79,18 @@ def serve_cmd(
         return
     app.state.gw.close()
     os.environ.update(settings.to_env())
-    uvicorn.run(
-        "gwconfig.server.app:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-        access_log=False,
-    )
+    # the workers add up their metrics in a private directory, removed when serve stops
+    with tempfile.TemporaryDirectory(prefix="gwconfig-metrics-") as metrics_dir:
+        os.environ[MULTIPROC_ENV] = metrics_dir
+        uvicorn.run(
+            "gwconfig.server.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+            access_log=False,
+        )
 
 
 @click.group("tokens")

@@ -336,6 +336,7 @@ class Router:
             outcome=outcome,
             error=error,
             prompt=request.prompt_text() if keep else None,
+            token_name=request.caller,
         )
 
 

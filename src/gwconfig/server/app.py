@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 
 from gwconfig.errors import GwconfigError
-from gwconfig.server import problems, session_api
+from gwconfig.server import openai_api, problems, session_api
 from gwconfig.server.auth import TokenAuthenticator
 from gwconfig.server.state import ServerState, ServeSettings, server_state
 
@@ -44,16 +44,26 @@ async def healthz() -> dict[str, str]:
     responses={503: {"description": "the database is unreachable"}},
 )
 def readyz(request: Request) -> Response:
-    """``{"status": "ready", "revision": N}`` (N: newest revision, null before any apply);
-    503 with ``{"status": "unavailable", ...}`` when the database does not answer."""
+    """``{"status": "ready", "revision": N, "revision_served": M}`` (N: newest revision, null
+    before any apply; M: the revision this process routes LLM requests with); 503 with
+    ``{"status": "unavailable", ...}`` when the database does not answer or the configuration
+    is not loaded yet."""
+    state = server_state(request)
     try:
-        revision = server_state(request).revision()
+        revision = state.revision()
     except GwconfigError:
         return JSONResponse(
             {"status": "unavailable", "revision": None, "detail": "the database is unreachable"},
             status_code=503,
         )
-    return JSONResponse({"status": "ready", "revision": revision})
+    runtime = state.runtime
+    if runtime is None or not runtime.ready:
+        return JSONResponse(
+            {"status": "starting", "revision": revision, "detail": "configuration not loaded"},
+            status_code=503,
+        )
+    served = runtime.revision(runtime.client.config)
+    return JSONResponse({"status": "ready", "revision": revision, "revision_served": served})
 
 
 def _version() -> str:
@@ -94,6 +104,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.include_router(health)
     for router, prefix in ROUTERS:
         app.include_router(router, prefix=prefix)
+    # outermost: /v1/chat/completions, /v1/models and /metrics skip the FastAPI stack
+    state.runtime = openai_api.install(app, state)
     return app
 
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from gwconfig.server.auth import AuthError, Caller
 from gwconfig.server.metrics import CONTENT_TYPE, Metrics
 from gwconfig.server.openai_exchange import (
     CHAT,
@@ -34,15 +35,14 @@ Message = Any
 
 MODELS = "/v1/models"
 METRICS = "/metrics"
-INVOKE_SCOPES = frozenset({"invoke", "admin"})
 log = logging.getLogger(__name__)
 
 
 class Authenticator(Protocol):
     """What the token authenticator offers (``gwconfig.server.auth.TokenAuthenticator``)."""
 
-    def authenticate(self, authorization_header: str | None) -> Any:
-        """The caller (name, scope, models, rpm), or raise an error with ``status``."""
+    async def authenticate_async(self, authorization_header: str | None) -> Caller:
+        """The caller (name, scope, models, rpm), or raise :class:`AuthError`."""
 
 
 class OpenAIGateway:
@@ -50,14 +50,14 @@ class OpenAIGateway:
 
     def __init__(
         self,
-        inner: ASGIApp,
+        app: ASGIApp,
         runtime: GatewayRuntime,
         tokens: Authenticator,
         *,
         max_body_bytes: int = 4 * 1024 * 1024,
         workers: int = 1,
     ) -> None:
-        self.inner = inner
+        self.inner = app
         self.runtime = runtime
         self.metrics: Metrics = runtime.metrics
         self.tokens = tokens
@@ -112,7 +112,7 @@ class OpenAIGateway:
                     "method_not_allowed",
                     headers={"allow": method},
                 )
-            caller = self._authenticate(scope)
+            caller = await self._authenticate(scope)
             await handler(scope, receive, send, caller)
         except WireError as exc:
             await send_error(send, exc)
@@ -127,20 +127,17 @@ class OpenAIGateway:
             except Exception:  # the answer had begun: nothing more can be said
                 return
 
-    def _authenticate(self, scope: Scope) -> Any:
+    async def _authenticate(self, scope: Scope) -> Caller:
         header = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 header = value.decode("latin-1")
                 break
         try:
-            return self.tokens.authenticate(header)
-        except Exception as exc:
-            status = getattr(exc, "status", None)
-            if status not in (401, 403):
-                raise
-            message = str(getattr(exc, "message", None) or exc)
-            if status == 401:
+            return await self.tokens.authenticate_async(header)
+        except AuthError as exc:
+            message = exc.message
+            if exc.status == 401:
                 raise WireError(
                     401,
                     message,
@@ -152,10 +149,10 @@ class OpenAIGateway:
 
     # -- /v1/chat/completions ---------------------------------------------------------------------
 
-    async def chat(self, scope: Scope, receive: Receive, send: Send, caller: Any) -> None:
+    async def chat(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
         """Answer one chat completion, plain or streamed."""
         start = time.perf_counter()
-        if caller.scope not in INVOKE_SCOPES:
+        if not caller.allows("invoke"):
             raise WireError(
                 403,
                 f"token '{caller.name}' has scope '{caller.scope}'; calling models needs 'invoke'",
@@ -200,9 +197,9 @@ class OpenAIGateway:
 
     # -- /v1/models, /metrics ---------------------------------------------------------------------
 
-    async def models(self, scope: Scope, receive: Receive, send: Send, caller: Any) -> None:
+    async def models(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
         """The routes, aliases and ``provider/model`` ids the token may use."""
-        if caller.scope not in INVOKE_SCOPES:
+        if not caller.allows("invoke"):
             raise WireError(
                 403, "listing models needs scope 'invoke'", "permission_error", "insufficient_scope"
             )
@@ -212,7 +209,7 @@ class OpenAIGateway:
         await send({"type": "http.response.start", "status": 200, "headers": [JSON_TYPE]})
         await send({"type": "http.response.body", "body": body})
 
-    async def scrape(self, scope: Scope, receive: Receive, send: Send, caller: Any) -> None:
+    async def scrape(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
         """The Prometheus text exposition (any valid token)."""
         self.metrics.cooldowns_entered(self.runtime.client._router.cooldowns.entered)
         body = self.metrics.render()
@@ -246,3 +243,33 @@ class OpenAIGateway:
             parts.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(parts)
+
+
+#: set by ``gwconfig serve``: how many worker processes share the per-token limits
+ENV_WORKERS = "GWCONFIG_SERVE_WORKERS"
+#: set by ``gwconfig serve``: "0" turns the JSON access log off
+ENV_ACCESS_LOG = "GWCONFIG_SERVE_ACCESS_LOG"
+
+
+def install(app: Any, state: Any) -> GatewayRuntime:
+    """Put the OpenAI-compatible endpoints in front of ``app`` (its outermost middleware),
+    with a runtime on ``state``'s database; returns the runtime (started with the app)."""
+    import os
+
+    from gwconfig.runtime.sources import ConfigLoader
+    from gwconfig.server.metrics import Metrics, configure_access_log
+
+    try:
+        workers = max(int(os.environ.get(ENV_WORKERS, "1")), 1)
+    except ValueError:
+        workers = 1
+    configure_access_log(os.environ.get(ENV_ACCESS_LOG, "1") != "0")
+    runtime = GatewayRuntime(ConfigLoader(state.database), Metrics())
+    app.add_middleware(
+        OpenAIGateway,
+        runtime=runtime,
+        tokens=state.tokens,
+        max_body_bytes=state.settings.max_body_bytes,
+        workers=workers,
+    )
+    return runtime

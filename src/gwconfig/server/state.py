@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from gwconfig.db.session import Database
     from gwconfig.secrets.keys import EncryptionKeys
     from gwconfig.server.auth import TokenAuthenticator
+    from gwconfig.server.openai_runtime import GatewayRuntime
 
 #: environment variables the ``serve`` command sets for its worker processes
 ENV_READ_ONLY = "GWCONFIG_SERVE_READ_ONLY"
@@ -83,6 +84,8 @@ class ServerState:
         self.tokens = tokens
         self._keys: EncryptionKeys | None = None
         self._keys_lock = threading.Lock()
+        #: the LLM runtime of ``/v1/chat/completions`` (set by ``create_app``)
+        self.runtime: GatewayRuntime | None = None
 
     @property
     def encryption_keys(self) -> EncryptionKeys:
