@@ -14,7 +14,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -68,6 +68,8 @@ class GatewayRuntime:
         self._models: dict[tuple[str, ...] | None, bytes] = {}
         self._models_of: GatewayConfig | None = None
         self.loaded_at: float | None = None
+        #: called (in the event loop) after each new configuration is served
+        self.on_reload: list[Callable[[], object]] = []
 
     @property
     def client(self) -> LLMGatewayClient:
@@ -113,6 +115,8 @@ class GatewayRuntime:
             self.loaded_at = time.time()
             self.metrics.reloads.inc()
             self.metrics.served_revision(revision_of(client.config))
+            for callback in self.on_reload:
+                callback()
         elif client.last_reload_error is not None:
             self.metrics.reload_failures.inc()
         return changed
