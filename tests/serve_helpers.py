@@ -12,7 +12,7 @@ import asyncio
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -67,11 +67,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_app(settings: ServeSettings | str) -> Iterator[ServedApp]:
-    """Serve ``create_app(settings)`` (or settings for the database URL given) on loopback."""
+def serve_app(
+    settings: ServeSettings | str, *, prepare: Callable[[FastAPI], None] | None = None
+) -> Iterator[ServedApp]:
+    """Serve ``create_app(settings)`` (or settings for the database URL given) on loopback.
+
+    ``prepare(app)`` runs before the server starts (a test adds its own routes there).
+    """
     if isinstance(settings, str):
         settings = ServeSettings(database_url=settings)
     app = create_app(settings)
+    if prepare is not None:
+        prepare(app)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

@@ -54,6 +54,11 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _now() -> datetime:
+    """The current time to the second (what every engine stores; MariaDB drops fractions)."""
+    return utcnow().replace(microsecond=0)
+
+
 def parse_duration(text: str) -> timedelta:
     """``30d``, ``12h``, ``90m``, ``3600s`` or ``2w`` as a timedelta (at most ten years)."""
     match = re.fullmatch(r"\s*(\d{1,9})\s*([smhdw])\s*", text)
@@ -155,7 +160,7 @@ def create_token(
     """Store a new token named ``name``; return ``(token, record)``. The token is not stored."""
     check_token_options(name, scope, models, rpm)
     token = new_token()
-    now = utcnow()
+    now = _now()
     row = ApiToken(
         name=name,
         scope=scope,
@@ -192,7 +197,7 @@ def revoke_token(db: Database, name: str) -> TokenRecord:
                 f"no token named {name[:80]!r}", hint="'gwconfig tokens list' shows them"
             )
         if row.revoked_at is None:
-            row.revoked_at = utcnow()
+            row.revoked_at = _now()
         return _record(row)
 
 
@@ -209,6 +214,7 @@ def find_token(db: Database, token: str) -> TokenRecord | None:
 
 
 def touch_token(db: Database, name: str, when: datetime) -> None:
-    """Record ``when`` as the last use of ``name`` (callers throttle this)."""
+    """Record ``when`` (to the second) as the last use of ``name`` (callers throttle this)."""
+    when = when.replace(microsecond=0)
     with translate_errors(db.url, "recording a token's use in"), db.transaction() as session:
         session.execute(update(ApiToken).where(ApiToken.name == name).values(last_used_at=when))

@@ -13,9 +13,11 @@ most that long after ``gwconfig tokens revoke``. Expiry is checked on every requ
 from __future__ import annotations
 
 import fnmatch
+import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -34,7 +36,10 @@ from gwconfig.db.tokens import (
     scope_allows,
     touch_token,
 )
+from gwconfig.errors import GwconfigError
 from gwconfig.server.problems import ProblemError
+
+log = logging.getLogger("gwconfig.server")
 
 __all__ = ["SCOPES", "AuthError", "Caller", "TokenAuthenticator", "require"]
 
@@ -117,6 +122,8 @@ class TokenAuthenticator:
         self._cache: dict[str, tuple[float, TokenRecord | None]] = {}
         self._touched: dict[str, datetime] = {}
         self._lock = threading.Lock()
+        # one thread records uses in order (``flush`` waits for it)
+        self._toucher = ThreadPoolExecutor(1, thread_name_prefix="gwconfig-token-use")
 
     def _cached(self, token: str) -> tuple[bool, TokenRecord | None]:
         # keyed by the token's hash: the process keeps no token text
@@ -154,7 +161,23 @@ class TokenAuthenticator:
             if len(self._touched) >= CACHE_ENTRIES:
                 self._touched.clear()
             self._touched[name] = now
-        touch_token(self.database, name, now)
+        self._toucher.submit(self._record_use, name, now)
+
+    def _record_use(self, name: str, now: datetime) -> None:
+        """Write ``last_used_at`` (best effort, off the request path: a busy SQLite file or a
+        failing database never delays or fails a request for it)."""
+        try:
+            touch_token(self.database, name, now)
+        except GwconfigError:
+            log.debug("could not record the use of token %r", name)
+
+    def flush(self) -> None:
+        """Wait until every use recorded so far is written (tests; shutdown)."""
+        self._toucher.submit(lambda: None).result()
+
+    def close(self) -> None:
+        """Write the pending uses and stop the writer thread."""
+        self._toucher.shutdown(wait=True)
 
     def authenticate(self, authorization_header: str | None) -> Caller:
         """The caller of a request from its ``Authorization`` header, or :class:`AuthError`.
@@ -170,11 +193,6 @@ class TokenAuthenticator:
         hit, record = self._cached(token)
         if not hit:
             record = await run_in_threadpool(self._lookup, token)
-        if record is not None and record.status() == "active":
-            name = record.name
-            last = self._touched.get(name)
-            if last is None or utcnow() - last >= TOUCH_INTERVAL:
-                return await run_in_threadpool(self._caller, record)
         return self._caller(record)
 
     @staticmethod

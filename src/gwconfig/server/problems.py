@@ -136,6 +136,8 @@ async def _on_validation(request: Request, exc: Exception) -> Response:
 
 async def _on_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, ProblemError):  # FastAPI wraps errors of reading the body (413)
+        return problem_response(exc.__cause__, request.url.path)
     title = _title(exc.status_code)
     detail: str | None = exc.detail if isinstance(exc.detail, str) else None
     if detail == title:
@@ -161,8 +163,11 @@ def install(app: FastAPI) -> None:
 
 
 def log_unexpected(exc: BaseException, path: str) -> None:
-    """Log an unexpected exception: its type and the frames, never its message or locals."""
-    frames = "".join(traceback.format_tb(exc.__traceback__))
+    """Log an unexpected exception: its type and where (file, line, function), never its
+    message, locals or source lines."""
+    frames = "\n".join(
+        f"  {f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(exc.__traceback__)
+    )
     log.error("unexpected %s answering %s\n%s", type(exc).__name__, path[:200], frames)
 
 

@@ -108,7 +108,8 @@ class ServerState:
             return last_revision(conn)
 
     def close(self) -> None:
-        """Close the database connections."""
+        """Write pending token uses and close the database connections."""
+        self.tokens.close()
         self.database.dispose()
 
 

@@ -1,0 +1,153 @@
+"""``gwconfig tokens`` and ``gwconfig serve`` as a user runs them: real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import run_gwconfig
+from gwconfig.db.session import open_database
+from serve_helpers import free_port
+
+TOKEN_LINE = re.compile(r"gwc_[A-Za-z0-9_-]{43}\n")
+
+
+@pytest.fixture
+def url(sqlite_url: str) -> str:
+    """An upgraded SQLite database."""
+    open_database(sqlite_url, upgrade=True).dispose()
+    return sqlite_url
+
+
+def test_create_prints_the_token_alone_and_list_never_shows_it(url: str) -> None:
+    created = run_gwconfig(
+        [
+            "tokens",
+            "create",
+            "ci",
+            "--scope",
+            "runtime",
+            "--expires-in",
+            "30d",
+            "--database-url",
+            url,
+        ]
+    )
+    assert created.returncode == 0, created.stderr
+    assert TOKEN_LINE.fullmatch(created.stdout), created.stdout
+    token = created.stdout.strip()
+    assert "not shown again" in created.stderr and token not in created.stderr
+
+    listed = run_gwconfig(["tokens", "list", "--database-url", url])
+    assert listed.returncode == 0 and "ci" in listed.stdout and "runtime" in listed.stdout
+    as_json = run_gwconfig(["tokens", "list", "--format", "json", "--database-url", url])
+    [entry] = json.loads(as_json.stdout)
+    assert entry["name"] == "ci" and entry["status"] == "active" and entry["expires_at"]
+    body = token.removeprefix("gwc_")
+    for out in (listed, as_json):
+        assert body not in out.stdout + out.stderr and body[:12] not in out.stdout
+
+    revoked = run_gwconfig(["tokens", "revoke", "ci", "--database-url", url])
+    assert revoked.returncode == 0 and "revoked" in revoked.stdout
+    listed = run_gwconfig(["tokens", "list", "--database-url", url])
+    assert "revoked" in listed.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["tokens", "revoke", "nope"], "no token named 'nope'"),
+        (["tokens", "create", "bad name", "--scope", "read"], "invalid token name"),
+        (["tokens", "create", "x", "--scope", "read", "--expires-in", "5y"], "invalid duration"),
+        (["tokens", "create", "x", "--scope", "root"], "Invalid value for '--scope'"),
+    ],
+)
+def test_token_errors_are_messages(url: str, args: list[str], message: str) -> None:
+    result = run_gwconfig([*args, "--database-url", url])
+    assert result.returncode != 0 and result.stdout == ""
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_refuses_a_database_not_at_head_with_the_cli_message(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    served = run_gwconfig(["serve", "--port", str(free_port()), "--database-url", url])
+    other = run_gwconfig(["tokens", "list", "--database-url", url])
+    assert served.returncode == 1 and other.returncode == 1
+    assert "has no gwconfig schema" in served.stderr
+    assert "gwconfig db upgrade" in served.stderr
+    assert served.stderr == other.stderr
+
+
+def _workers(pid: int) -> list[int]:
+    """The worker processes of server ``pid`` (not multiprocessing's resource tracker)."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    children = [int(p) for p in path.read_text().split()] if path.exists() else []
+    found = []
+    for child in children:
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:
+            found.append(child)
+    return found
+
+
+@pytest.mark.slow
+def test_serve_with_two_workers_answers_and_stops_cleanly(url: str) -> None:
+    token = run_gwconfig(["tokens", "create", "ci", "--scope", "read", "--database-url", url])
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GWCONFIG_SERVE_")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from gwconfig.cli import main; main()",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--database-url",
+            url,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        # polled with a bound: the server process tells nothing else when it is ready
+        deadline = time.monotonic() + 60
+        workers: list[int] = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            workers = _workers(proc.pid)
+            try:
+                if len(workers) >= 2 and httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.communicate()[1]
+        assert len(workers) == 2
+        headers = {"Authorization": f"Bearer {token.stdout.strip()}"}
+        with httpx.Client(base_url=base, headers=headers) as client:
+            for _ in range(20):
+                assert client.get("/api/v1/whoami").json()["name"] == "ci"
+            assert client.get("/readyz").json()["status"] == "ready"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "2 workers" in err and "Traceback" not in err
+    assert all(not Path(f"/proc/{pid}").exists() for pid in workers)
