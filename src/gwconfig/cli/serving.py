@@ -139,7 +139,7 @@ def create_cmd(
     finally:
         db.dispose()
     click.echo(token)
-    until = f", expires {record.expires_at:%Y-%m-%d %H:%M} UTC" if record.expires_at else ""
+    until = f", expires {record.expires_at:%Y-%m-%dT%H:%MZ}" if record.expires_at else ""
     click.echo(
         f"token {name!r} (scope {scope}{until}) created; it is not shown again: store it in "
         "your secret manager",
@@ -194,4 +194,4 @@ def revoke_cmd(name: str, database_url: str | None) -> None:
     finally:
         db.dispose()
     assert record.revoked_at is not None
-    click.echo(f"token {name!r} revoked ({record.revoked_at:%Y-%m-%d %H:%M:%S} UTC)")
+    click.echo(f"token {name!r} revoked at {record.revoked_at:%Y-%m-%dT%H:%M:%SZ}")
