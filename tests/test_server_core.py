@@ -195,7 +195,11 @@ def test_the_token_name_is_the_audit_actor(served: ServedApp, sqlite_url: str) -
 def test_health_and_readiness_need_no_token(served: ServedApp) -> None:
     with served.client() as client:
         assert client.get("/healthz").json() == {"status": "ok"}
-        assert client.get("/readyz").json() == {"status": "ready", "revision": None}
+        assert client.get("/readyz").json() == {
+            "status": "ready",
+            "revision": None,
+            "generation": None,
+        }
         assert client.get("/openapi.json").status_code == 200
 
 

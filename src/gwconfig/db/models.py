@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Dialect,
@@ -338,6 +339,17 @@ class ApiToken(Base):
     #: allowed model/route patterns (JSON list as text); NULL allows every model
     models: Mapped[str | None] = mapped_column(Text, nullable=True)
     rate_limit_rpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class ConfigGeneration(Base):
+    """One row (``id`` 1): the generation counter every configuration write bumps (0006)."""
+
+    __tablename__ = "config_generation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    #: random, chosen when the row is created: tells a re-created database's numbers apart
+    epoch: Mapped[str] = mapped_column(String(32), nullable=False)
+    generation: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
 GATEWAY_TABLES = ("providers", "provider_models", "api_keys", "connection_parameters", "routes")

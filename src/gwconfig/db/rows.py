@@ -148,6 +148,7 @@ def insert_config(
         Route,
         utcnow,
     )
+    from gwconfig.db.notify import announce
     from gwconfig.secrets.resolve import resolve_secret
 
     resolver = resolve or resolve_secret
@@ -178,4 +179,5 @@ def insert_config(
     ):
         insert_rows(conn, cast(Table, table.__table__), rows, constants)
         counts[table.__tablename__] = len(rows)
+    announce(conn)
     return counts

@@ -20,6 +20,7 @@ from gwconfig.canonical import content_hash
 from gwconfig.db import bulk
 from gwconfig.db.lock import locked as locked  # re-exported: the apply lock
 from gwconfig.db.models import AuditEvent, Base, ConfigRevision, Route
+from gwconfig.db.notify import announce
 from gwconfig.db.rows import api_key_row, model_row, parameter_row, provider_row, route_row
 from gwconfig.db.snapshots import compress_snapshot
 from gwconfig.entities import CREATE_ORDER, DELETE_ORDER, KINDS, MODEL, SecretScope, mask_entity
@@ -355,4 +356,5 @@ def execute_plan(
         },
     )
     bulk.insert_tuples(conn, cast(Table, AuditEvent.__table__), _AUDIT_COLUMNS, outcome.audit)
+    announce(conn)  # last: runtimes learn of the revision when (and if) it commits
     return ApplyResult(number, plan.summary, after.state_hash)

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select, update
 
 from gwconfig.db.models import ApiKey, ConfigRevision, ConnectionParameter
+from gwconfig.db.notify import announce
 from gwconfig.reconcile.state import read_state
 from gwconfig.secrets.keys import EncryptionKeys
 
@@ -123,6 +124,7 @@ def rotate_secrets(conn: Connection, keys: EncryptionKeys) -> RotationResult:
             .where(ConfigRevision.number == last.number)
             .values(state_hash=after_hash)
         )
+    announce(conn)  # the stored ciphertexts changed: runtimes reload them
     return RotationResult(
         api_keys=len(key_rows), parameters=len(param_rows), revisions=len(revisions)
     )

@@ -108,28 +108,76 @@ class LLMGatewayClient:
                 if version is not None and version == self.config.version:
                     return False
             new = await asyncio.to_thread(loader.load_config_as_object)
-            problems = check_config(new, self._factory)
-            if problems:
-                raise ConfigurationError("; ".join(problems))
         except Exception as exc:  # any failure: log it, keep serving the last good config
-            self.last_reload_error = f"{type(exc).__name__}: {exc}"
-            log.warning("configuration reload failed, keeping the last good one: %s", exc)
+            self._reload_failed(exc)
+            return False
+        return self._accept(new)
+
+    def start_auto_reload(self, interval_seconds: float = 5.0) -> None:
+        """Follow the source in a background task (needs a running loop).
+
+        - gateway API (HTTP): a long-poll that returns as soon as a new generation is
+          committed (errors: try again after a back-off of at most ``interval_seconds``);
+        - database: the process's :func:`gwconfig.server.watch.shared_watcher` (LISTEN/NOTIFY on
+          PostgreSQL, a cheap counter check elsewhere) triggers the reload, and every
+          ``interval_seconds`` without news a cheap version check catches writes made outside
+          gwconfig;
+        - compiled file: a version check every ``interval_seconds``.
+        """
+        if self._refresher is not None and not self._refresher.done():
+            return
+        loader = self._loader
+        if loader is not None and loader.remote is not None:
+            task = self._follow_remote(loader, interval_seconds)
+        elif loader is not None and loader.path is None:
+            task = self._follow_database(loader, interval_seconds)
+        else:
+            task = self._poll(interval_seconds)
+        self._refresher = asyncio.get_running_loop().create_task(task)
+
+    async def _poll(self, interval_seconds: float) -> None:
+        while True:
+            await asyncio.sleep(interval_seconds)
+            await self.reload()
+
+    async def _follow_database(self, loader: ConfigLoader, interval_seconds: float) -> None:
+        from gwconfig.server.watch import shared_watcher
+
+        watcher = await asyncio.to_thread(shared_watcher, loader.engine)
+        seen = watcher.current_generation
+        await self.reload()  # anything committed before the watcher's first read
+        while True:
+            seen = await watcher.wait_for_change(seen, interval_seconds)
+            await self.reload()
+
+    async def _follow_remote(self, loader: ConfigLoader, interval_seconds: float) -> None:
+        from gwconfig.runtime.remote import MAX_WAIT
+
+        backoff = 0.1
+        while True:
+            try:
+                new = await loader.wait_for_new(self.config.version, MAX_WAIT / 2)
+                if new is not None:
+                    self._accept(new)
+                backoff = 0.1
+            except Exception as exc:  # the API is down or refuses: keep serving, try again
+                self._reload_failed(exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, max(interval_seconds, 0.1))
+
+    def _accept(self, new: GatewayConfig) -> bool:
+        """Swap in ``new`` unless it is unusable (then keep the current one and say why)."""
+        problems = check_config(new, self._factory)
+        if problems:
+            self._reload_failed(ConfigurationError("; ".join(problems)))
             return False
         self.last_reload_error = None
         self.swap_config(new)
         return True
 
-    def start_auto_reload(self, interval_seconds: float = 5.0) -> None:
-        """Check the source every ``interval_seconds`` in a background task (needs a loop)."""
-        if self._refresher is not None and not self._refresher.done():
-            return
-
-        async def refresh() -> None:
-            while True:
-                await asyncio.sleep(interval_seconds)
-                await self.reload()
-
-        self._refresher = asyncio.get_running_loop().create_task(refresh())
+    def _reload_failed(self, exc: Exception) -> None:
+        self.last_reload_error = f"{type(exc).__name__}: {exc}"
+        log.warning("configuration reload failed, keeping the last good one: %s", exc)
 
     async def aclose(self) -> None:
         """Stop the refresher, close every provider, flush usage records."""
@@ -137,6 +185,8 @@ class LLMGatewayClient:
             self._refresher.cancel()
             await asyncio.gather(self._refresher, return_exceptions=True)
             self._refresher = None
+        if self._loader is not None and self._loader.remote is not None:
+            await self._loader.remote.aclose()
         await self._generations.aclose()
         usage = self._router.usage
         if usage is not None:

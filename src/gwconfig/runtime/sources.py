@@ -18,6 +18,7 @@ from gwconfig.runtime.build import build_gateway_config
 from gwconfig.runtime.config import GatewayConfig
 from gwconfig.runtime.errors import ConfigLoadError
 from gwconfig.runtime.models_table import ModelTable
+from gwconfig.runtime.remote import Fetched, RemoteSource, is_http_source, tables_of
 
 DEFAULT_ENVIRONMENT = "default"
 
@@ -50,11 +51,13 @@ class ConfigLoader:
     """Loads the gateway configuration (the seed's name).
 
     ``source`` is a SQLAlchemy Session or Engine, a ``gwconfig.db.session.Database``, a database
-    URL, or the path of a compiled JSON file (``gwconfig compile`` output). API keys come out
-    decrypted (database, ``GWCONFIG_ENCRYPTION_KEY``) or resolved from this process's environment
-    and files (compiled file); only the runtime environment's keys are kept. ``verify_hash``
-    re-computes a compiled file's ``content_hash`` and refuses a file edited after compilation
-    (off by default: it doubles the load time of a large file).
+    URL, the gateway API's base URL (``https://host/api/v1``: no database credentials, a
+    ``runtime`` token as ``token=`` or ``GWCONFIG_API_TOKEN``; see :mod:`gwconfig.runtime.remote`)
+    or the path of a compiled JSON file (``gwconfig compile`` output). API keys come out
+    decrypted (database or API, ``GWCONFIG_ENCRYPTION_KEY``) or resolved from this process's
+    environment and files (compiled file); only the runtime environment's keys are kept.
+    ``verify_hash`` re-computes a compiled file's ``content_hash`` and refuses a file edited
+    after compilation (off by default: it doubles the load time of a large file).
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class ConfigLoader:
         encryption_keys: Any = None,
         resolver: SecretResolver | None = None,
         verify_hash: bool = False,
+        token: str | None = None,
     ) -> None:
         self.environment = runtime_environment(environment)
         self._keys = encryption_keys
@@ -73,7 +77,12 @@ class ConfigLoader:
         self._engine: Any = None
         self.path: Path | None = None
         self.source = source
-        if isinstance(source, Path) or (isinstance(source, str) and "://" not in source):
+        #: the gateway API serving the configuration (an http(s) source), else None
+        self.remote: RemoteSource | None = None
+        self._fetched: Fetched | None = None
+        if is_http_source(source):
+            self.remote = RemoteSource(source, token)
+        elif isinstance(source, Path) or (isinstance(source, str) and "://" not in source):
             self.path = Path(source)
         elif not isinstance(source, str) and not _is_db_object(source):
             raise ConfigLoadError(
@@ -87,6 +96,8 @@ class ConfigLoader:
         """A printable description of the source (passwords masked)."""
         if self.path is not None:
             return str(self.path)
+        if self.remote is not None:
+            return self.remote.base_url
         from gwconfig.settings import mask_url
 
         return mask_url(str(self.engine.url.render_as_string(hide_password=False)))
@@ -95,8 +106,8 @@ class ConfigLoader:
     def engine(self) -> Any:
         """The database engine (database sources only)."""
         if self._engine is None:
-            if self.path is not None:
-                raise ConfigLoadError(f"{self.path} is a file, not a database")
+            if self.path is not None or self.remote is not None:
+                raise ConfigLoadError(f"{self.describe()} is not a database")
             self._engine = engine_of(self.source)
         return self._engine
 
@@ -108,6 +119,12 @@ class ConfigLoader:
             except OSError as exc:
                 raise ConfigLoadError(f"cannot read {self.path}: {exc.strerror}") from exc
             return ("file", st.st_mtime_ns, st.st_size)
+        if self.remote is not None:  # a conditional GET: a new document is kept for the load
+            held = self._fetched
+            fetched = self.remote.fetch(held.etag if held is not None else None)
+            if fetched is not None:
+                self._fetched = fetched
+            return self._fetched.etag if self._fetched is not None else None
         with self.engine.connect() as conn:
             return _db_version(conn)
 
@@ -117,12 +134,23 @@ class ConfigLoader:
         with gc_paused():
             if self.path is not None:
                 return self._load_file()
+            if self.remote is not None:
+                return self._load_remote()
             return self._load_db()
 
     def load_config(self) -> dict[str, Any]:
         """The canonical configuration dict (secrets as references or fingerprints)."""
         if self.path is not None:
             return self._read_file()[0]
+        if self.remote is not None:
+            from gwconfig.reconcile.state import canonical_models
+
+            data, _secrets, _key_ids, rows = tables_of(self._fetch().doc)
+            providers = [
+                {**p, "models": canonical_models(rows.get(p["provider_id"], []))}
+                for p in data["providers"]
+            ]
+            return {**data, "providers": providers}
         from gwconfig.reconcile.state import read_state
 
         with self.engine.connect() as conn:
@@ -132,7 +160,7 @@ class ConfigLoader:
         """Create or update one provider from a seed-style dict, through the audited service."""
         from gwconfig.runtime.seed_update import update_provider_config
 
-        if self.path is not None:
+        if self.path is not None or self.remote is not None:
             raise ConfigLoadError(
                 "update_provider_config needs a database source; edit the manifests instead"
             )
@@ -184,21 +212,37 @@ class ConfigLoader:
 
         try:
             with self.engine.connect() as conn:
-                state = read_tables(conn, model_rows=True)
+                # the version first: a write committed meanwhile makes the data newer than the
+                # version (one more reload later), never the other way round
                 version = _db_version(conn)
+                state = read_tables(conn, model_rows=True)
                 conn.rollback()
         except SQLAlchemyError as exc:
             from gwconfig.db.session import database_error
 
             url = self.engine.url.render_as_string(hide_password=False)
             raise database_error(exc, url, "reading the configuration from") from exc
-        secrets = state.secrets
+        return self.from_tables(
+            state.data, state.secrets, state.key_ids or {}, state.model_rows or {}, version,
+            self.describe(),
+        )  # fmt: skip
+
+    def from_tables(
+        self,
+        data: dict[str, Any],
+        secrets: Mapping[SecretScope, str],
+        key_ids: Mapping[SecretScope, str | None],
+        rows: Mapping[str, list[tuple[Any, ...]]],
+        version: Any,
+        source: str,
+    ) -> GatewayConfig:
+        """Build the configuration from the gateway tables as :func:`read_tables` reads them
+        (with ``model_rows``): secrets stored encrypted, opened with :meth:`encryption_keys`."""
         keys: Any = None
         if secrets:  # refuse keys that cannot open the stored secrets before building anything
             from gwconfig.reconcile.state import stored_keys
 
-            stored = stored_keys(secrets, state.key_ids or {})
-            keys = self.encryption_keys().bind(stored, single=False)
+            keys = self.encryption_keys().bind(stored_keys(secrets, key_ids), single=False)
 
         def decrypt(ref: Mapping[str, Any], scope: SealedScope) -> str:
             pid, name, env = scope
@@ -207,18 +251,60 @@ class ConfigLoader:
                 raise SecretError(f"no stored value for {pid}/{name}@{env}")
             return str(keys.decrypt(token))
 
-        rows = state.model_rows or {}
         # the state hash (as read_state computes it) only when someone asks for content_hash
-        chash = partial(_state_hash, state.data, rows)
-        return self._build(
-            state.data, decrypt, chash, version, self.describe(), _model_tables(rows)
-        )
+        chash = partial(_state_hash, data, rows)
+        return self._build(data, decrypt, chash, version, source, _model_tables(rows))
+
+    # -- over HTTP -------------------------------------------------------------------------------
+
+    def _fetch(self) -> Fetched:
+        """The document held since the last :meth:`current_version`, else a fresh one."""
+        assert self.remote is not None
+        fetched, self._fetched = self._fetched, None
+        return fetched if fetched is not None else self._require(self.remote.fetch())
+
+    def _require(self, fetched: Fetched | None) -> Fetched:
+        if fetched is None:  # 304 to an unconditional GET: a broken server or proxy
+            raise ConfigLoadError(f"{self.describe()} sent no configuration")
+        return fetched
+
+    def _load_remote(self, fetched: Fetched | None = None) -> GatewayConfig:
+        fetched = fetched or self._fetch()
+        data, secrets, key_ids, rows = tables_of(fetched.doc)
+        return self.from_tables(data, secrets, key_ids, rows, fetched.etag, self.describe())
+
+    async def wait_for_new(self, version: Any, wait: float) -> GatewayConfig | None:
+        """Long-poll the gateway API: the configuration once it is no longer ``version`` (an
+        ETag), or None after ``wait`` seconds without a change (HTTP sources only)."""
+        import asyncio
+
+        if self.remote is None:
+            raise ConfigLoadError(f"{self.describe()} is not an HTTP source")
+        fetched = await self.remote.afetch(version if isinstance(version, str) else None, wait)
+        if fetched is None:
+            return None
+        return await asyncio.to_thread(self._load_paused, fetched)
+
+    def _load_paused(self, fetched: Fetched) -> GatewayConfig:
+        with gc_paused():
+            return self._load_remote(fetched)
 
     def encryption_keys(self) -> Any:
         """The keys that decrypt the database's secrets (given, or from the environment)."""
         from gwconfig.secrets.keys import EncryptionKeys, load_encryption_keys
 
-        if self._keys is None:
+        if self._keys is None and self.remote is not None:
+            from gwconfig.errors import EncryptionKeyError
+            from gwconfig.secrets.keys import ENV_VAR
+
+            raw = os.environ.get(ENV_VAR, "").strip()
+            if not raw:
+                raise EncryptionKeyError(
+                    f"no encryption key to open the secrets served by {self.describe()}",
+                    hint=f"set {ENV_VAR} to the gateway database's key",
+                )
+            self._keys = EncryptionKeys(raw, source=ENV_VAR)
+        elif self._keys is None:
             url = self.engine.url.render_as_string(hide_password=False)
             self._keys = load_encryption_keys(url)
         elif isinstance(self._keys, str):
@@ -277,18 +363,21 @@ def _state_hash(data: Mapping[str, Any], model_rows: Mapping[str, list[Any]]) ->
 
 
 def _db_version(conn: Any) -> tuple[Any, ...]:
-    from sqlalchemy import func, select
+    from sqlalchemy import String, cast, func, select
 
-    from gwconfig.db.models import ConfigRevision, Provider, ProviderModel
+    from gwconfig.db.models import ConfigGeneration, ConfigRevision, Provider, ProviderModel
 
     rev = ConfigRevision.__table__.c
     prov = Provider.__table__.c
+    gen = ConfigGeneration.__table__.c
     row = conn.execute(
         select(
             select(func.max(rev.number)).scalar_subquery(),
             select(func.max(prov.updated_at)).scalar_subquery(),
             select(func.count()).select_from(Provider.__table__).scalar_subquery(),
             select(func.count()).select_from(ProviderModel.__table__).scalar_subquery(),
+            # the configuration generation (bumped by every announced write, see db.notify)
+            select(gen.epoch + "." + cast(gen.generation, String)).scalar_subquery(),
         )
     ).one()
     return ("db", *tuple(str(v) if v is not None else None for v in row))

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from gwconfig.db.models import ApiKey, ConnectionParameter, Provider, ProviderModel
+from gwconfig.db.notify import announce
 from gwconfig.db.rows import api_key_row, model_row, parameter_row, provider_row
 from gwconfig.db.urls import error_detail
 from gwconfig.entities import SecretScope
@@ -77,6 +78,7 @@ class ProviderRepository:
         #: before every write, so a long-lived repository follows a ``keys rotate``
         self.keys = self._bind(single=False)
         self.autocommit = autocommit
+        self._writing = False  # inside writing(): nested writes announce once, at the end
 
     def _bind(self, *, single: bool) -> EncryptionKeys:
         """The given keys checked against the stored secrets' key ids (refused if they differ)."""
@@ -101,10 +103,14 @@ class ProviderRepository:
         (or a database whose secrets are under several keys) is refused before anything is
         written.
         """
+        outermost = not self._writing
         try:
             self.keys = self._bind(single=True)
+            self._writing = True
             yield
             self.db.flush()
+            if outermost:  # last: runtimes learn of the write when (and if) it commits
+                announce(self.db)
             if self.autocommit if commit is None else commit:
                 self.db.commit()
         except IntegrityError as exc:
@@ -123,6 +129,9 @@ class ProviderRepository:
         except BaseException:
             self.db.rollback()
             raise
+        finally:
+            if outermost:
+                self._writing = False
 
     def _detail(self, exc: SQLAlchemyError) -> str:
         url = self.db.get_bind().engine.url.render_as_string(hide_password=False)

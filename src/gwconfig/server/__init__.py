@@ -1,1 +1,1 @@
-"""``gwconfig serve``: the gateway API (FastAPI + uvicorn)."""
+"""``gwconfig serve``: the gateway's HTTP API (FastAPI + uvicorn, the ``server`` extra)."""

@@ -18,15 +18,17 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 
 from gwconfig.errors import GwconfigError
-from gwconfig.server import openai_api, problems, session_api
+from gwconfig.server import config_api, openai_api, problems, session_api
 from gwconfig.server.auth import TokenAuthenticator
 from gwconfig.server.state import ServerState, ServeSettings, server_state
+from gwconfig.server.watch import stop_shared_watchers
 
 __all__ = ["ROUTERS", "ServeSettings", "ServerState", "app_from_env", "create_app"]
 
 #: (router, prefix) of every part of the API; each part adds its own line here
 ROUTERS: list[tuple[APIRouter, str]] = [
     (session_api.router, "/api/v1"),
+    (config_api.router, "/api/v1"),
 ]
 
 health = APIRouter(tags=["health"])
@@ -44,10 +46,11 @@ async def healthz() -> dict[str, str]:
     responses={503: {"description": "the database is unreachable"}},
 )
 def readyz(request: Request) -> Response:
-    """``{"status": "ready", "revision": N, "revision_served": M}`` (N: newest revision, null
-    before any apply; M: the revision this process routes LLM requests with); 503 with
-    ``{"status": "unavailable", ...}`` when the database does not answer or the configuration
-    is not loaded yet."""
+    """``{"status": "ready", "revision": N, "revision_served": M, "generation": G}`` (N: newest
+    revision, null before any apply; M: the revision this process routes LLM requests with;
+    G: the configuration generation ``GET /api/v1/config`` serves, null before its first
+    request); 503 with ``{"status": "unavailable", ...}`` when the database does not answer, or
+    ``{"status": "starting", ...}`` before the LLM configuration is loaded."""
     state = server_state(request)
     try:
         revision = state.revision()
@@ -62,8 +65,17 @@ def readyz(request: Request) -> Response:
             {"status": "starting", "revision": revision, "detail": "configuration not loaded"},
             status_code=503,
         )
-    served = runtime.revision(runtime.client.config)
-    return JSONResponse({"status": "ready", "revision": revision, "revision_served": served})
+    revision_served = runtime.revision(runtime.client.config)
+    served = config_api.served_generation(request.app)
+    generation = served[0].token if served is not None and served[0] is not None else None
+    return JSONResponse(
+        {
+            "status": "ready",
+            "revision": revision,
+            "revision_served": revision_served,
+            "generation": generation,
+        }
+    )
 
 
 def _version() -> str:
@@ -90,6 +102,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         try:
             yield
         finally:
+            stop_shared_watchers()
             state.close()
 
     app = FastAPI(

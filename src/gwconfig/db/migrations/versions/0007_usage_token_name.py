@@ -1,7 +1,7 @@
 """Usage records name the API token that sent the request.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-11-29
 
 ``usage_records.token_name`` is the name of the ``gwconfig serve`` token (scope ``invoke``) a
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,143 @@
+"""``GET /api/v1/config``: the runtime configuration, conditional and long-polling.
+
+Scope ``runtime`` (``admin`` passes too). The body is the document of
+:mod:`gwconfig.server.config_payload` (secrets as stored ciphertexts) with a strong ``ETag``,
+the configuration generation ``"<epoch>.<n>"``. ``If-None-Match`` with the current ETag gives
+304 without touching the database (the generation comes from the process's
+:class:`~gwconfig.server.watch.GenerationWatcher`); with ``?wait=SECONDS`` (0-60) the 304 is held
+until a new generation is committed, and the new document is sent as soon as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from gwconfig.db.notify import ConfigGeneration
+from gwconfig.runtime.remote import MAX_WAIT
+from gwconfig.server.auth import _BEARER, AuthError, Caller, TokenAuthenticator
+from gwconfig.server.config_payload import PayloadCache
+from gwconfig.server.state import server_state
+from gwconfig.server.watch import GenerationWatcher, shared_watcher
+
+router = APIRouter(tags=["config"])
+
+_SCOPES = ("runtime",)
+#: the longest If-None-Match header looked at
+_MAX_INM = 1024
+
+
+async def runtime_caller(request: Request, _bearer: object = Depends(_BEARER)) -> Caller:
+    """The caller, if its token has scope ``runtime`` (or ``admin``); async: no thread on a
+    cached token."""
+    tokens: TokenAuthenticator = server_state(request).tokens
+    try:
+        caller = await tokens.authenticate_async(request.headers.get("authorization"))
+        tokens.authorize(caller, _SCOPES)
+    except AuthError as exc:
+        raise exc.problem() from None
+    request.state.caller = caller
+    return caller
+
+
+async def app_watcher(app: FastAPI) -> GenerationWatcher:
+    """The generation watcher of the app's database (started on first use, in a thread)."""
+    watcher: GenerationWatcher | None = getattr(app.state, "config_watcher", None)
+    if watcher is None:
+        watcher = await run_in_threadpool(shared_watcher, app.state.gw.database.engine)
+        app.state.config_watcher = watcher
+    return watcher
+
+
+def _cache(app: FastAPI) -> PayloadCache:
+    cache: PayloadCache | None = getattr(app.state, "config_cache", None)
+    if cache is None:
+        cache = app.state.config_cache = PayloadCache(app.state.gw.database.engine)
+    return cache
+
+
+def served_generation(app: FastAPI) -> tuple[ConfigGeneration | None, int | None] | None:
+    """``(generation, revision)`` of the last document this process built (None: none yet)."""
+    cache: PayloadCache | None = getattr(app.state, "config_cache", None)
+    payload = cache.latest if cache is not None else None
+    return None if payload is None else (payload.generation, payload.revision)
+
+
+def _known(header: str | None) -> list[ConfigGeneration]:
+    """The generations an ``If-None-Match`` header names (weak or strong, comma-separated)."""
+    if not header or len(header) > _MAX_INM:
+        return []
+    out = []
+    for part in header.split(","):
+        part = part.strip().removeprefix("W/")
+        gen = ConfigGeneration.parse(part) if part.startswith('"') else None
+        if gen is not None:
+            out.append(gen)
+    return out
+
+
+def _not_modified(gen: ConfigGeneration) -> Response:
+    return Response(status_code=304, headers={"ETag": gen.etag, "Cache-Control": "no-cache"})
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client goes away (a GET has no body left to read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _wait(
+    request: Request, watcher: GenerationWatcher, current: ConfigGeneration, wait: float
+) -> ConfigGeneration | None:
+    """The new generation, or ``current`` after ``wait`` seconds or once the client is gone."""
+    change = asyncio.ensure_future(watcher.wait_for_change(current, wait))
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((change, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (change, gone):
+            task.cancel()
+    return change.result() if change.done() and not change.cancelled() else current
+
+
+@router.get(
+    "/config",
+    summary="The runtime configuration (secrets encrypted); 304 and long-poll on its ETag",
+    responses={
+        200: {
+            "description": "the configuration document (see docs/runtime.md)",
+            "content": {"application/json": {}},
+        },
+        304: {"description": "unchanged: the If-None-Match ETag is the current generation"},
+    },
+)
+async def get_config(
+    request: Request,
+    wait: float = Query(0.0, ge=0.0, le=MAX_WAIT, description="hold a 304 up to this many seconds"),
+    _caller: Caller = Depends(runtime_caller),
+) -> Response:
+    """The configuration a runtime needs, or 304 when the caller has it already."""
+    app = request.app
+    watcher = await app_watcher(app)
+    known = _known(request.headers.get("if-none-match"))
+    current = watcher.current_generation
+    if current is not None and current in known:
+        if wait > 0:
+            current = await _wait(request, watcher, current, wait)
+        if current is None or current in known:
+            return _not_modified(known[0] if current is None else current)
+    payload = await run_in_threadpool(_cache(app).get, current)
+    if payload.generation is not None and payload.generation in known:
+        return _not_modified(payload.generation)
+    headers = {"ETag": payload.etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
+    if payload.revision is not None:
+        headers["X-Gwconfig-Revision"] = str(payload.revision)
+    body = payload.body
+    if payload.gzipped is not None and "gzip" in request.headers.get("accept-encoding", ""):
+        body = payload.gzipped
+        headers["Content-Encoding"] = "gzip"
+    return Response(body, media_type="application/json", headers=headers)
