@@ -41,10 +41,14 @@ def manifests(upstream: FakeLLMServer, *, reply: str = "from mock") -> list[dict
         "kind": "Provider",
         "provider_id": "mock",
         "provider_type": "mock",
-        "models": [
-            {"model_id": "chat", "parameters": {"reply": reply}},
-            {"model_id": "slow", "parameters": {"reply": "late", "latency_ms": 60000}},
-        ],
+        "models": [{"model_id": "chat", "parameters": {"reply": reply}}],
+    }
+    slow = {
+        "apiVersion": "gwconfig/v1",
+        "kind": "Provider",
+        "provider_id": "slowp",
+        "provider_type": "mock",
+        "models": [{"model_id": "slow", "parameters": {"reply": "late", "latency_ms": 60000}}],
         "request_settings": {"deadline_seconds": 0.2},
     }
     limited = {
@@ -64,7 +68,7 @@ def manifests(upstream: FakeLLMServer, *, reply: str = "from mock") -> list[dict
             {"name": "local", "targets": [{"model": "mock/chat"}]},
         ],
     }
-    return [up, mock, limited, gateway]
+    return [up, mock, slow, limited, gateway]
 
 
 @dataclass
@@ -201,7 +205,7 @@ def test_errors_are_what_the_openai_package_expects(gateway: Gateway) -> None:
         client.chat.completions.create(model=f"up/{FAIL}", messages=msg)  # type: ignore[arg-type]
     assert failed.value.status_code == 502
     with pytest.raises(openai.InternalServerError) as late:
-        client.chat.completions.create(model="mock/slow", messages=msg)  # type: ignore[arg-type]
+        client.chat.completions.create(model="slowp/slow", messages=msg)  # type: ignore[arg-type]
     assert late.value.status_code == 504
     client.chat.completions.create(model="limited/lchat", messages=msg)  # type: ignore[arg-type]
     with pytest.raises(openai.RateLimitError):  # every target is over its rpm
@@ -217,7 +221,7 @@ def test_token_models_and_rpm_limits(gateway: Gateway) -> None:
     with pytest.raises(openai.PermissionDeniedError):
         client.chat.completions.create(model="main", messages=msg)  # type: ignore[arg-type]
     ids = {m.id for m in client.models.list()}
-    assert ids == {"local", "mock/chat", "mock/slow"}
+    assert ids == {"local", "mock/chat"}
     everything = {m.id for m in gateway.openai().models.list()}
     assert {"main", "fallback", "local", "up/gpt-ok", "mock/chat"} <= everything
     once = make_token(gateway.url, "invoke", rpm=1)

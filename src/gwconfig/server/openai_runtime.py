@@ -2,9 +2,11 @@
 reloaded when a new configuration revision is seen, and the per-token limits.
 
 A request pins the configuration generation current when it starts and finishes on it; the
-next request after a reload uses the new one (the runtime's generations do this). Until a
-revision watcher tells this process about new revisions, a background task asks the database
-for its current version at most every ``reload_interval`` seconds (one cheap query).
+next request after a reload uses the new one (the runtime's generations do this). On a
+database, the process's shared generation watcher (:mod:`gwconfig.server.watch`: PostgreSQL
+``LISTEN``, a cheap counter check on SQLite and MariaDB) wakes the reload as soon as a writer
+commits; the source's version is checked anyway every ``reload_interval`` seconds (a safety net,
+and the only check for a compiled file).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class GatewayRuntime:
         metrics: Metrics,
         *,
         record_usage: bool = True,
-        reload_interval: float = 1.0,
+        reload_interval: float = 30.0,
         factory: ProviderFactory | None = None,
     ) -> None:
         self.loader = loader
@@ -122,10 +124,19 @@ class GatewayRuntime:
         return changed
 
     async def _watch(self) -> None:
+        watcher = None
+        if self.loader.path is None:
+            from gwconfig.server.watch import shared_watcher
+
+            watcher = await asyncio.to_thread(shared_watcher, self.loader.engine)
+        seen = watcher.current_generation if watcher is not None else None
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.reload_interval)
-            self._wake.clear()
+            if watcher is not None:
+                seen = await watcher.wait_for_change(seen, self.reload_interval)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.reload_interval)
+                self._wake.clear()
             try:
                 await self.reload()
             except Exception as exc:  # never stop watching
