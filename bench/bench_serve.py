@@ -313,14 +313,28 @@ def reload_under_load(
     t0 = time.perf_counter()
     gwconfig("apply", str(root), "--auto-approve", env=env)
     applied = time.perf_counter() - t0
+    served = served_after(url.replace("/v1/chat/completions", "/readyz"))
     thread.join()
-    ready = httpx.get(url.replace("/v1/chat/completions", "/readyz"), timeout=30).json()
     print(
         f"reload under load (c=16, {duration} s, apply took {applied:.1f} s): "
         f"{result['rps']:.0f} req/s, {result['non2xx']:.0f} non-2xx, "
-        f"{result['errors']:.0f} socket errors; revision served after: "
-        f"{ready.get('revision_served')} (newest {ready.get('revision')})"
+        f"{result['errors']:.0f} socket errors; new revision served "
+        + (f"{served:.2f} s after apply returned" if served is not None else "NOT SEEN in 60 s")
     )
+
+
+def served_after(readyz: str) -> float | None:
+    """Seconds until 20 /readyz answers in a row (new connections: either worker) report the
+    newest revision as the one served; None after 60 s."""
+    start = time.perf_counter()
+    streak = 0
+    while time.perf_counter() - start < 60:
+        doc = httpx.get(readyz, timeout=30).json()
+        streak = streak + 1 if doc.get("revision_served") == doc.get("revision") else 0
+        if streak >= 20:
+            return time.perf_counter() - start
+        time.sleep(0.01)
+    return None
 
 
 if __name__ == "__main__":
