@@ -215,7 +215,8 @@ def worker_rss(pid: int) -> list[float]:
             continue
         if re.search(rf"^PPid:\s+{pid}$", text, re.M) and "VmRSS" in text:
             kb = int(re.search(r"^VmRSS:\s+(\d+)", text, re.M).group(1))  # type: ignore[union-attr]
-            if "python" in (status.parent / "cmdline").read_bytes().decode(errors="replace"):
+            cmdline = (status.parent / "cmdline").read_bytes().decode(errors="replace")
+            if "python" in cmdline and "resource_tracker" not in cmdline:
                 out.append(kb / 1024)
     return sorted(out)
 
