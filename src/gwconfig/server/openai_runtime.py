@@ -27,7 +27,7 @@ from gwconfig.runtime.config import GatewayConfig
 from gwconfig.runtime.factory import ProviderFactory
 from gwconfig.runtime.resilience import RateLimiter
 from gwconfig.runtime.sources import ConfigLoader
-from gwconfig.server.metrics import Metrics
+from gwconfig.server.metrics import Metrics, process_exited
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,7 @@ class GatewayRuntime:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        process_exited()  # this worker's live gauges leave the sum
 
     def poke(self) -> None:
         """Check for a new revision now (a watcher saw one)."""

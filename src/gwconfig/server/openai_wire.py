@@ -7,6 +7,8 @@ Every input is bounded (messages, text, stop words, numbers).
 
 from __future__ import annotations
 
+import itertools
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -231,11 +233,14 @@ def _text_parts(parts: list[Any], where: str) -> str:
 # -- answers --------------------------------------------------------------------------------------
 
 
-def new_id() -> str:
-    """A completion id: ``chatcmpl-`` and 24 random hex digits."""
-    import secrets
+_ID_PREFIX = "chatcmpl-" + secrets.token_hex(8)
+_ids = itertools.count(1)
 
-    return "chatcmpl-" + secrets.token_hex(12)
+
+def new_id() -> str:
+    """A completion id unique to this process's lifetime: ``chatcmpl-``, 16 random hex digits
+    drawn at start, and a counter (no system call per request)."""
+    return f"{_ID_PREFIX}{next(_ids):x}"
 
 
 def usage_doc(usage: Usage) -> dict[str, int]:
