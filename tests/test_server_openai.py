@@ -34,7 +34,7 @@ def manifests(upstream: FakeLLMServer, *, reply: str = "from mock") -> list[dict
         "connection": {"api_base": upstream.base_url + "/v1"},
         "api_keys": [{"name": "default", "value": {"env": "UP_KEY"}}],
         "request_settings": {**FAST, "max_retries": 0, "timeout_seconds": 30},
-        "models": [{"model_id": "gpt-ok"}, {"model_id": FAIL}],
+        "models": [{"model_id": "gpt-ok"}, {"model_id": FAIL}, {"model_id": "leak:json"}],
     }
     mock = {
         "apiVersion": "gwconfig/v1",
@@ -247,3 +247,30 @@ def test_bodies_are_bounded_and_methods_checked(gateway: Gateway) -> None:
         assert resp.status_code == 405
         resp = http.get("/v1/models")
         assert resp.status_code == 401 and resp.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_no_secret_token_or_prompt_in_answers_logs_or_metrics(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    import os
+
+    key = os.environ["UP_KEY"]
+    prompt = "canary-prompt-" + secrets.token_hex(8)
+    client = gateway.openai()
+    msg = [{"role": "user", "content": prompt}]
+    with caplog.at_level("INFO"):
+        with pytest.raises(openai.InternalServerError) as leaked:
+            client.chat.completions.create(model="up/leak:json", messages=msg)  # type: ignore[arg-type]
+        client.chat.completions.create(model="main", messages=msg)  # type: ignore[arg-type]
+        with httpx.Client(base_url=gateway.served.base_url, timeout=30) as http:
+            auth = {"Authorization": f"Bearer {gateway.token}"}
+            metrics = http.get("/metrics", headers=auth).text
+    answer = str(leaked.value.body) + leaked.value.message
+    assert "HTTP 401" in answer  # the upstream's error, scrubbed
+    lines = [r.getMessage() for r in caplog.records if r.name == "gwconfig.access"]
+    assert len(lines) == 3 and '"token":"app"' in lines[0]
+    for out in (answer, metrics, *lines):
+        assert all(key[i : i + 8] not in out for i in range(len(key) - 7))
+        assert gateway.token not in out
+    for out in (metrics, *lines):
+        assert prompt not in out

@@ -114,6 +114,8 @@ class OpenAIGateway:
                 )
             caller = await self._authenticate(scope)
             await handler(scope, receive, send, caller)
+            if handler != self.chat:  # a chat completion logs its own line, with more in it
+                access(scope, caller, 200, start)
         except WireError as exc:
             await send_error(send, exc)
             access(scope, caller, exc.status, start)
