@@ -7,7 +7,11 @@ import os
 import secrets
 from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
 from conftest import run_gwconfig
+from gwconfig.cli import cli
 from runtime_servers import FAST, FakeLLMServer, provider_doc, write_compiled
 
 
@@ -83,3 +87,24 @@ def test_health_of_named_models_and_errors(tmp_path: Path, module_server: FakeLL
         ["health", "--config", str(path), "-m", "chat", "--all"], cwd=tmp_path, env=env
     )
     assert both.returncode == 2 and "either --model or --all" in both.stderr
+
+
+def test_health_from_the_database(
+    db_url: str, fernet_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gwconfig.db.session import open_database
+    from test_reconcile_engine import apply, write_manifests
+
+    monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", fernet_key)
+    monkeypatch.chdir(tmp_path)
+    open_database(db_url, upgrade=True).dispose()
+    mock = provider_doc("mock", "mock", [{"model_id": "chat", "parameters": {"reply": "OK"}}])
+    gateway = {
+        "apiVersion": "gwconfig/v1",
+        "kind": "Gateway",
+        "routes": [{"name": "main", "targets": [{"model": "mock/chat"}]}],
+    }
+    apply(write_manifests(tmp_path / "m", mock, gateway), db_url)
+    result = CliRunner().invoke(cli, ["health", "--database-url", db_url, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert [d["model"] for d in json.loads(result.output)] == ["mock/chat"]
