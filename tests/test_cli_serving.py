@@ -77,9 +77,13 @@ def test_token_errors_are_messages(url: str, args: list[str], message: str) -> N
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
-def test_serve_refuses_a_database_not_at_head_with_the_cli_message(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_refuses_a_database_not_at_head_with_the_cli_message(
+    tmp_path: Path, workers: str
+) -> None:
     url = f"sqlite:///{tmp_path / 'empty.db'}"
-    served = run_gwconfig(["serve", "--port", str(free_port()), "--database-url", url])
+    port = str(free_port())
+    served = run_gwconfig(["serve", "--port", port, "--workers", workers, "--database-url", url])
     other = run_gwconfig(["tokens", "list", "--database-url", url])
     assert served.returncode == 1 and other.returncode == 1
     assert "has no gwconfig schema" in served.stderr
@@ -150,4 +154,5 @@ def test_serve_with_two_workers_answers_and_stops_cleanly(url: str) -> None:
         _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "2 workers" in err and "Traceback" not in err
+    assert token.stdout.strip()[4:] not in err
     assert all(not Path(f"/proc/{pid}").exists() for pid in workers)

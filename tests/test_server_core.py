@@ -204,6 +204,23 @@ def test_health_and_readiness_need_no_token(served: ServedApp) -> None:
         assert client.get("/openapi.json").status_code == 200
 
 
+def test_readiness_says_unavailable_when_the_database_fails(sqlite_url: str) -> None:
+    open_database(sqlite_url, upgrade=True).dispose()
+
+    def failing_revision() -> int | None:
+        raise DatabaseError(f"SELECT max(number) FROM config_revisions: {CANARY}")
+
+    def prepare(app: FastAPI) -> None:
+        app.state.gw.revision = failing_revision
+
+    with serve_app(sqlite_url, prepare=prepare) as server, server.client() as client:
+        response = client.get("/readyz")
+        assert client.get("/healthz").status_code == 200
+    assert response.status_code == 503
+    assert response.json()["status"] == "unavailable" and response.json()["revision"] is None
+    assert CANARY not in response.text and "SELECT" not in response.text
+
+
 def test_unknown_paths_and_methods_are_problems(served: ServedApp) -> None:
     with served.client() as client:
         assert problem(client.get("/nope"), 404)["instance"] == "/nope"
@@ -263,9 +280,8 @@ def test_revocation_waits_at_most_the_cache_bound(sqlite_url: str) -> None:
     db.dispose()
 
 
-@pytest.mark.parametrize("kind", ["postgres", "mysql"])
-def test_a_served_request_on_server_databases(kind: str, request: pytest.FixtureRequest) -> None:
-    url: str = request.getfixturevalue("pg_url" if kind == "postgres" else "mysql_url")
+def test_a_served_request_on_each_engine(db_url: str) -> None:
+    url = db_url
     open_database(url, upgrade=True).dispose()
     token = make_token(url, "runtime", name="ci")
     with serve_app(url) as server, server.client(token) as client:

@@ -53,10 +53,12 @@ def serve_cmd(
     import uvicorn
 
     from gwconfig import settings as gw_settings
-    from gwconfig.server.app import create_app
-    from gwconfig.server.metrics import MULTIPROC_ENV
-    from gwconfig.server.openai_api import ENV_ACCESS_LOG, ENV_WORKERS
-    from gwconfig.server.state import ServeSettings
+    from gwconfig.server.state import (
+        ENV_ACCESS_LOG,
+        ENV_METRICS_DIR,
+        ENV_WORKERS,
+        ServeSettings,
+    )
 
     settings = ServeSettings(
         database_url=gw_settings.database_url(database_url),
@@ -65,23 +67,30 @@ def serve_cmd(
     )
     os.environ[ENV_ACCESS_LOG] = "1" if access_log else "0"
     os.environ[ENV_WORKERS] = str(workers)
-    # opened here first: a database not at the head revision stops the command with the
-    # CLI's message before any worker starts
-    app = create_app(settings)
-    where = gw_settings.mask_url(app.state.gw.database.url)
-    click.echo(
-        f"serving {where} on http://{host}:{port} ({workers} worker"
-        f"{'s' if workers != 1 else ''}{', read-only' if read_only else ''})",
-        err=True,
+    assert settings.database_url is not None
+    banner = (
+        f"serving {gw_settings.mask_url(settings.database_url)} on http://{host}:{port} "
+        f"({workers} worker{'s' if workers != 1 else ''}{', read-only' if read_only else ''})"
     )
     if workers == 1:
+        from gwconfig.server.app import create_app
+
+        # opened before listening: a database not at the head revision stops the command
+        # with the CLI's message
+        app = create_app(settings)
+        click.echo(banner, err=True)
         uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
         return
-    app.state.gw.close()
+    # the supervisor only checks the schema (same message) and stays small: the workers
+    # import and build the app themselves
+    from gwconfig.db.session import open_database
+
+    open_database(settings.database_url).dispose()
+    click.echo(banner, err=True)
     os.environ.update(settings.to_env())
     # the workers add up their metrics in a private directory, removed when serve stops
     with tempfile.TemporaryDirectory(prefix="gwconfig-metrics-") as metrics_dir:
-        os.environ[MULTIPROC_ENV] = metrics_dir
+        os.environ[ENV_METRICS_DIR] = metrics_dir
         uvicorn.run(
             "gwconfig.server.app:app_from_env",
             factory=True,

@@ -247,12 +247,6 @@ class OpenAIGateway:
                 return b"".join(parts)
 
 
-#: set by ``gwconfig serve``: how many worker processes share the per-token limits
-ENV_WORKERS = "GWCONFIG_SERVE_WORKERS"
-#: set by ``gwconfig serve``: "0" turns the JSON access log off
-ENV_ACCESS_LOG = "GWCONFIG_SERVE_ACCESS_LOG"
-
-
 def install(app: Any, state: Any) -> GatewayRuntime:
     """Put the OpenAI-compatible endpoints in front of ``app`` (its outermost middleware),
     with a runtime on ``state``'s database; returns the runtime (started with the app)."""
@@ -260,6 +254,7 @@ def install(app: Any, state: Any) -> GatewayRuntime:
 
     from gwconfig.runtime.sources import ConfigLoader
     from gwconfig.server.metrics import Metrics, configure_access_log
+    from gwconfig.server.state import ENV_ACCESS_LOG, ENV_WORKERS
 
     try:
         workers = max(int(os.environ.get(ENV_WORKERS, "1")), 1)
