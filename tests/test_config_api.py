@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from gwconfig.db.session import open_database
+from gwconfig.errors import EncryptionKeyError
 from gwconfig.reconcile import engine as reconcile
 from gwconfig.runtime import ConfigLoader, LLMGatewayClient
 from gwconfig.runtime.errors import ConfigLoadError
@@ -115,7 +116,8 @@ def test_scopes(setup: Setup) -> None:
     assert missing.status_code == 401 and "bearer" in missing.headers["www-authenticate"].lower()
     assert setup.get("gwc_" + "x" * 43).status_code == 401
     assert setup.get(params={"wait": "61"}).status_code == 422
-    assert setup.get(params={"wait": "-1"}).status_code == 422
+    for bad in ("-1", "nan", "inf", "soon"):
+        assert setup.get(params={"wait": bad}).status_code == 422, bad
 
 
 def test_long_poll_answers_when_an_apply_commits(
@@ -152,6 +154,7 @@ def test_http_loader_gives_the_database_config(
     assert loader.load_config() == ConfigLoader(setup.url).load_config()
     assert from_http.version == setup.get().headers["etag"]
     assert loader.current_version() == from_http.version  # 304: unchanged
+    assert loader._fetched is None  # nothing new was sent
     # the token from the environment; without one, or with the wrong scope: a clear error
     monkeypatch.setenv("GWCONFIG_API_TOKEN", setup.tokens["admin"])
     assert ConfigLoader(base).load_config_as_object() == from_db
@@ -161,9 +164,15 @@ def test_http_loader_gives_the_database_config(
     with pytest.raises(ConfigLoadError, match="403") as info:
         ConfigLoader(base, token=setup.tokens["read"]).load_config_as_object()
     assert setup.tokens["read"] not in str(info.value)
+    # a document over the limit is refused while it is read
+    from gwconfig.runtime import remote
+
+    with monkeypatch.context() as patched, pytest.raises(ConfigLoadError, match="1000 bytes"):
+        patched.setattr(remote, "MAX_DOCUMENT_BYTES", 1000)
+        ConfigLoader(base, token=setup.tokens["runtime"]).load_config_as_object()
     # the runtime needs the key that opens the ciphertexts
     monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", generate_key())
-    with pytest.raises(Exception, match="key"):
+    with pytest.raises(EncryptionKeyError):
         ConfigLoader(base, token=setup.tokens["runtime"]).load_config_as_object()
 
 
@@ -178,8 +187,9 @@ async def _follow(client: LLMGatewayClient, old: Any) -> Any:
 
 @pytest.mark.parametrize("source", ["http", "database"])
 def test_auto_reload_follows_writes(
-    setup: Setup, monkeypatch: pytest.MonkeyPatch, source: str
+    setup: Setup, monkeypatch: pytest.MonkeyPatch, source: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level("DEBUG")
     base = setup.server.base_url + "/api/v1"
     loader = (
         ConfigLoader(base, token=setup.tokens["runtime"])
@@ -213,3 +223,24 @@ def test_auto_reload_follows_writes(
 
     after_apply, description = asyncio.run(main())
     assert after_apply == new_key and description == "X"
+    assert new_key not in caplog.text and setup.api_key not in caplog.text
+
+
+def test_a_long_poll_ends_when_its_client_leaves(setup: Setup) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    etag = setup.get().headers["etag"]
+    where = urlsplit(setup.server.base_url)
+    request = (
+        f"GET /api/v1/config?wait={BOUND:g} HTTP/1.1\r\nHost: {where.netloc}\r\n"
+        f"Authorization: Bearer {setup.tokens['runtime']}\r\nIf-None-Match: {etag}\r\n\r\n"
+    )
+    with socket.create_connection((where.hostname, where.port), timeout=BOUND) as sock:
+        sock.sendall(request.encode())
+        wait_until_polling(setup.server)
+    watcher = setup.server.app.state.config_watcher
+    deadline = time.monotonic() + BOUND
+    while watcher.waiting:  # the server notices the disconnect and stops waiting
+        assert time.monotonic() < deadline, "the long-poll outlived its client"
+        time.sleep(0.005)

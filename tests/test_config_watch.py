@@ -158,3 +158,33 @@ def test_etag_round_trip() -> None:
     assert ConfigGeneration.parse(gen.token) == gen
     for bad in ("", '"42"', "x.", "x.-1", "x.1e3", "x." + "9" * 30):
         assert ConfigGeneration.parse(bad) is None
+
+
+def test_postgres_watcher_reconnects_and_misses_nothing(pg_url: str) -> None:
+    from sqlalchemy import text
+
+    open_database(pg_url, upgrade=True).dispose()
+    watcher = GenerationWatcher(pg_url).start()
+    db = open_database(pg_url)
+    try:
+        before = watcher.current_generation
+        assert before is not None
+        seen = Seen(watcher)
+        with db.engine.begin() as conn:
+            # the watcher's LISTEN session goes away; a write lands while it reconnects
+            killed = conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND application_name = 'gwconfig-watch'"
+                )
+            ).all()
+        assert killed == [(True,)]
+        with db.engine.begin() as conn:
+            announce(conn)
+        assert seen.next() == ConfigGeneration(before.epoch, before.number + 1)
+        with db.engine.begin() as conn:  # and it listens again
+            announce(conn)
+        assert seen.next() == ConfigGeneration(before.epoch, before.number + 2)
+    finally:
+        watcher.stop()
+        db.dispose()

@@ -46,12 +46,16 @@ class RemoteSource:
     """``GET {base_url}/config`` with a Bearer token, conditional and long-polling (httpx)."""
 
     def __init__(self, base_url: str, token: str | None = None, *, timeout: float = 30.0) -> None:
+        from gwconfig.settings import mask_url
+
         self.base_url = base_url.rstrip("/")
-        self.url = f"{self.base_url}/config"
+        self._url = f"{self.base_url}/config"
+        #: printable: a password or token in the URL itself is masked
+        self.url = mask_url(self._url)
         token = token or os.environ.get(TOKEN_ENV, "").strip()
         if not token:
             raise ConfigLoadError(
-                f"no API token for {self.base_url}",
+                f"no API token for {self.url}",
                 hint=f"pass token=... or set {TOKEN_ENV} (a token of scope 'runtime')",
             )
         self._headers = {"Authorization": f"Bearer {token}", "Accept-Encoding": "gzip"}
@@ -59,7 +63,7 @@ class RemoteSource:
         self._async: Any = None
 
     def __repr__(self) -> str:
-        return f"RemoteSource({self.base_url!r})"  # never the token
+        return f"RemoteSource({self.url!r})"  # never the token
 
     def _request(self, etag: str | None, wait: float) -> tuple[dict[str, str], dict[str, str]]:
         headers = dict(self._headers)
@@ -79,11 +83,17 @@ class RemoteSource:
 
         headers, params = self._request(etag, wait)
         try:
-            with httpx.Client(timeout=self._timeout(wait)) as client:
-                response = client.get(self.url, headers=headers, params=params)
+            with (
+                httpx.Client(timeout=self._timeout(wait)) as client,
+                client.stream("GET", self._url, headers=headers, params=params) as response,
+            ):
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    self._check_size(len(body))
         except httpx.HTTPError as exc:
             raise ConfigLoadError(f"cannot reach {self.url}: {type(exc).__name__}") from None
-        return self._answer(response)
+        return self._answer(response, bytes(body))
 
     async def afetch(self, etag: str | None = None, wait: float = 0.0) -> Fetched | None:
         """:meth:`fetch` without blocking the event loop (one pooled async client)."""
@@ -92,13 +102,21 @@ class RemoteSource:
         if self._async is None:
             self._async = httpx.AsyncClient()
         headers, params = self._request(etag, wait)
+        request = self._async.build_request(
+            "GET", self._url, headers=headers, params=params, timeout=self._timeout(wait)
+        )
         try:
-            response = await self._async.get(
-                self.url, headers=headers, params=params, timeout=self._timeout(wait)
-            )
+            response = await self._async.send(request, stream=True)
+            try:
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    self._check_size(len(body))
+            finally:
+                await response.aclose()
         except httpx.HTTPError as exc:
             raise ConfigLoadError(f"cannot reach {self.url}: {type(exc).__name__}") from None
-        return self._answer(response)
+        return self._answer(response, bytes(body))
 
     async def aclose(self) -> None:
         """Close the async client."""
@@ -106,18 +124,20 @@ class RemoteSource:
         if client is not None:
             await client.aclose()
 
-    def _answer(self, response: Any) -> Fetched | None:
+    def _check_size(self, size: int) -> None:
+        if size > MAX_DOCUMENT_BYTES:
+            raise ConfigLoadError(f"{self.url} sent more than {MAX_DOCUMENT_BYTES} bytes")
+
+    def _answer(self, response: Any, body: bytes) -> Fetched | None:
         if response.status_code == 304:
             return None
         if response.status_code != 200:
             raise ConfigLoadError(
-                f"{self.url} answered {response.status_code}: {_problem_title(response)}",
+                f"{self.url} answered {response.status_code}: {_problem_title(response, body)}",
                 hint="the token needs scope 'runtime'" if response.status_code == 403 else None,
             )
-        if len(response.content) > MAX_DOCUMENT_BYTES:
-            raise ConfigLoadError(f"{self.url} sent more than {MAX_DOCUMENT_BYTES} bytes")
         try:
-            doc = orjson.loads(response.content)
+            doc = orjson.loads(body)
         except orjson.JSONDecodeError:
             raise ConfigLoadError(f"{self.url} did not send JSON") from None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
@@ -130,10 +150,10 @@ class RemoteSource:
         return Fetched(str(response.headers.get("etag") or ""), doc)
 
 
-def _problem_title(response: Any) -> str:
+def _problem_title(response: Any, body: bytes) -> str:
     """The problem's title (RFC 9457), else the reason phrase; never the whole body."""
     try:
-        title = orjson.loads(response.content).get("title")
+        title = orjson.loads(body).get("title")
     except (orjson.JSONDecodeError, AttributeError):
         title = None
     return str(title)[:200] if title else str(response.reason_phrase)
@@ -147,5 +167,5 @@ def tables_of(doc: dict[str, Any]) -> tuple[Any, ...]:
         scope = SecretScope.parse(sid)
         secrets[scope] = token
         key_ids[scope] = kid
-    rows = {pid: [tuple(row) for row in pid_rows] for pid, pid_rows in doc["models"].items()}
-    return doc["config"], secrets, key_ids, rows
+    # the rows stay JSON arrays: read by index like the database's tuples, never changed
+    return doc["config"], secrets, key_ids, doc["models"]

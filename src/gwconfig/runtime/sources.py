@@ -79,7 +79,8 @@ class ConfigLoader:
         self.source = source
         #: the gateway API serving the configuration (an http(s) source), else None
         self.remote: RemoteSource | None = None
-        self._fetched: Fetched | None = None
+        self._fetched: Fetched | None = None  # fetched by current_version, not loaded yet
+        self._etag: str | None = None  # of the newest document fetched
         if is_http_source(source):
             self.remote = RemoteSource(source, token)
         elif isinstance(source, Path) or (isinstance(source, str) and "://" not in source):
@@ -97,7 +98,7 @@ class ConfigLoader:
         if self.path is not None:
             return str(self.path)
         if self.remote is not None:
-            return self.remote.base_url
+            return self.remote.url.removesuffix("/config")
         from gwconfig.settings import mask_url
 
         return mask_url(str(self.engine.url.render_as_string(hide_password=False)))
@@ -120,11 +121,10 @@ class ConfigLoader:
                 raise ConfigLoadError(f"cannot read {self.path}: {exc.strerror}") from exc
             return ("file", st.st_mtime_ns, st.st_size)
         if self.remote is not None:  # a conditional GET: a new document is kept for the load
-            held = self._fetched
-            fetched = self.remote.fetch(held.etag if held is not None else None)
+            fetched = self.remote.fetch(self._etag)
             if fetched is not None:
-                self._fetched = fetched
-            return self._fetched.etag if self._fetched is not None else None
+                self._fetched, self._etag = fetched, fetched.etag
+            return self._etag
         with self.engine.connect() as conn:
             return _db_version(conn)
 
@@ -261,7 +261,10 @@ class ConfigLoader:
         """The document held since the last :meth:`current_version`, else a fresh one."""
         assert self.remote is not None
         fetched, self._fetched = self._fetched, None
-        return fetched if fetched is not None else self._require(self.remote.fetch())
+        if fetched is None:
+            fetched = self._require(self.remote.fetch())
+        self._etag = fetched.etag
+        return fetched
 
     def _require(self, fetched: Fetched | None) -> Fetched:
         if fetched is None:  # 304 to an unconditional GET: a broken server or proxy
@@ -270,6 +273,7 @@ class ConfigLoader:
 
     def _load_remote(self, fetched: Fetched | None = None) -> GatewayConfig:
         fetched = fetched or self._fetch()
+        self._etag = fetched.etag
         data, secrets, key_ids, rows = tables_of(fetched.doc)
         return self.from_tables(data, secrets, key_ids, rows, fetched.etag, self.describe())
 

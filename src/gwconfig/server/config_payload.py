@@ -51,9 +51,11 @@ def read_payload(engine: Any) -> Payload:
     Reading the generation first means the document is never older than its ETag says (a
     write committed in between makes it newer, and its own announcement follows).
     """
+    from gwconfig.db.session import translate_errors
     from gwconfig.reconcile.state import read_tables
 
-    with engine.connect() as conn:
+    url = engine.url.render_as_string(hide_password=False)
+    with translate_errors(url, "reading the configuration from"), engine.connect() as conn:
         if engine.dialect.name != "sqlite":
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
         generation = read_generation(conn)

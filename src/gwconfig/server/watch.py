@@ -64,6 +64,7 @@ class GenerationWatcher:
         self._callbacks: list[Callback] = []
         self._waiters: dict[asyncio.AbstractEventLoop, asyncio.Future[None]] = {}
         self._thread: threading.Thread | None = None
+        self._waiting = 0
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -74,16 +75,16 @@ class GenerationWatcher:
 
     @property
     def waiting(self) -> int:
-        """How many event loops have a ``wait_for_change`` pending (tests order on it)."""
-        with self._lock:
-            return sum(1 for future in self._waiters.values() if not future.done())
+        """How many ``wait_for_change`` calls are pending (tests order on it)."""
+        return self._waiting
 
     def start(self, *, wait_seconds: float = 10.0) -> GenerationWatcher:
         """Start the thread and wait (at most ``wait_seconds``) for the first read."""
-        if self._thread is None:
-            target = self._listen if self.dialect == "postgresql" else self._poll
-            self._thread = threading.Thread(target=target, name="gwconfig-watch", daemon=True)
-            self._thread.start()
+        with self._lock:  # two first users at once start one thread
+            if self._thread is None:
+                target = self._listen if self.dialect == "postgresql" else self._poll
+                self._thread = threading.Thread(target=target, name="gwconfig-watch", daemon=True)
+                self._thread.start()
         self._known.wait(wait_seconds)
         return self
 
@@ -125,10 +126,15 @@ class GenerationWatcher:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return current
+            with self._lock:
+                self._waiting += 1
             try:
                 await asyncio.wait_for(asyncio.shield(future), remaining)
             except TimeoutError:
                 return self._current
+            finally:
+                with self._lock:
+                    self._waiting -= 1
 
     # -- changes ----------------------------------------------------------------------------------
 
@@ -181,6 +187,7 @@ class GenerationWatcher:
                 try:
                     conn.rollback()
                     conn.autocommit = True
+                    conn.execute("SET application_name = 'gwconfig-watch'")  # for pg_stat_activity
                     conn.execute(f"LISTEN {CHANNEL}")
                     backoff = _BACKOFF[0]
                     self._follow(conn)
