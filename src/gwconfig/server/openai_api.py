@@ -114,13 +114,11 @@ class OpenAIGateway:
                 )
             caller = await self._authenticate(scope)
             await handler(scope, receive, send, caller)
-            if handler != self.chat:  # a chat completion logs its own line, with more in it
-                access(scope, caller, 200, start)
         except WireError as exc:
-            await send_error(send, exc)
             access(scope, caller, exc.status, start)
             if scope["path"] == CHAT:
                 self.metrics.failed(CHAT, exc.status, total=time.perf_counter() - start)
+            await send_error(send, exc)
         except Exception as exc:  # a bug: a generic answer, the class name in the log only
             log.error("%s %s failed: %s", scope["method"], scope["path"], type(exc).__name__)
             error = WireError(500, "internal error", "api_error", "internal_error")
@@ -201,6 +199,7 @@ class OpenAIGateway:
 
     async def models(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
         """The routes, aliases and ``provider/model`` ids the token may use."""
+        start = time.perf_counter()
         if not caller.allows("invoke"):
             raise WireError(
                 403, "listing models needs scope 'invoke'", "permission_error", "insufficient_scope"
@@ -208,13 +207,16 @@ class OpenAIGateway:
         config = self.runtime.client.config
         patterns = tuple(caller.models) if caller.models is not None else None
         body = self.runtime.models_body(config, patterns)
+        access(scope, caller, 200, start)
         await send({"type": "http.response.start", "status": 200, "headers": [JSON_TYPE]})
         await send({"type": "http.response.body", "body": body})
 
     async def scrape(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
         """The Prometheus text exposition (any valid token)."""
+        start = time.perf_counter()
         self.metrics.cooldowns_entered(self.runtime.client._router.cooldowns.entered)
         body = self.metrics.render()
+        access(scope, caller, 200, start)
         await send(
             {
                 "type": "http.response.start",

@@ -93,9 +93,10 @@ class Exchange:
     async def failed(self, exc: BaseException) -> None:
         """Answer the error the runtime raised (before any byte of the answer was sent)."""
         error = wire_error(exc)
+        # counted and logged before the answer goes out: whoever reads the answer sees them
         self.metrics.failed(CHAT, error.status, self._label(), exc=exc, total=self._elapsed())
-        await send_error(self.send, error)
         self._log(error.status)
+        await send_error(self.send, error)
 
     def answered(self, response: LLMResponse, ttft: float | None = None) -> None:
         """Count a request answered in full."""
@@ -168,9 +169,9 @@ class Exchange:
             inflight.dec()
         body = completion_body(response, self.req.model, new_id(), int(time.time()))
         headers = [JSON_TYPE, *self._headers(response.provider_id, len(response.attempts))]
+        self.answered(response)
         await self.send({"type": "http.response.start", "status": 200, "headers": headers})
         await self.send({"type": "http.response.body", "body": body})
-        self.answered(response)
 
     async def streamed(self, receive: Receive) -> None:
         """Send the request, answer server-sent events; stop when the client goes away."""
@@ -190,7 +191,7 @@ class Exchange:
             provider = (stream.target or "").partition("/")[0]
             headers = [*_SSE, *self._headers(provider, stream.attempts)]
             await self.send({"type": "http.response.start", "status": 200, "headers": headers})
-            relay = asyncio.ensure_future(self._relay(stream, chunks, first))
+            relay = asyncio.ensure_future(self._relay(stream, chunks, first, ttft))
             gone = asyncio.ensure_future(_disconnected(receive))
             try:
                 await asyncio.wait((relay, gone), return_when=asyncio.FIRST_COMPLETED)
@@ -199,19 +200,17 @@ class Exchange:
                     task.cancel()
                 await asyncio.gather(relay, gone, return_exceptions=True)
                 await stream.aclose()
-            if stream.response is not None:
-                self.answered(stream.response, ttft)
-                return
-            # the client went away (499, nginx's word for it) or the upstream broke midway
-            gone_first = relay.cancelled()
-            status = 499 if gone_first else 502
-            self.metrics.failed(CHAT, status, self._label(), total=self._elapsed())
-            self._log(200, outcome="disconnected" if gone_first else "stream_error")
+            if relay.cancelled():  # the client went away (499, nginx's word for it)
+                self.metrics.failed(CHAT, 499, self._label(), total=self._elapsed())
+                self._log(200, outcome="disconnected")
         finally:
             inflight.dec()
 
-    async def _relay(self, stream: LLMStream, chunks: AsyncIterator[str], first: str) -> None:
-        """Send the stream's events; an error after the first is an ``error`` event."""
+    async def _relay(
+        self, stream: LLMStream, chunks: AsyncIterator[str], first: str, ttft: float
+    ) -> None:
+        """Send the stream's events; an error after the first is an ``error`` event. The
+        request is counted and logged before the last event goes out."""
         send, writer = self.send, ChunkWriter(self.req.model)
         body = writer.role()
         if first:
@@ -221,13 +220,17 @@ class Exchange:
             async for text in chunks:
                 event = writer.text(text)
                 await send({"type": "http.response.body", "body": event, "more_body": True})
-        except Exception as exc:
+        except Exception as exc:  # the upstream broke midway: no fallback any more
+            self.metrics.failed(CHAT, 502, self._label(), total=self._elapsed())
+            self._log(200, outcome="stream_error")
             await send({"type": "http.response.body", "body": stream_error_event(wire_error(exc))})
             raise
         response = stream.response
         usage = response.usage if response is not None else Usage()
         finish = response.finish_reason if response is not None else None
         tail = writer.finish(finish, usage, self.req.include_usage)
+        if response is not None:
+            self.answered(response, ttft)
         await send({"type": "http.response.body", "body": tail})
 
 
