@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 from gwconfig.runtime.client import LLMGatewayClient
+from gwconfig.runtime.errors import AmbiguousModelError, NoRouteError
 from gwconfig.runtime.messages import LLMResponse, Usage
 from gwconfig.runtime.streaming import LLMStream
 from gwconfig.server.metrics import Metrics, log_access
@@ -94,7 +95,7 @@ class Exchange:
         """Answer the error the runtime raised (before any byte of the answer was sent)."""
         error = wire_error(exc)
         # counted and logged before the answer goes out: whoever reads the answer sees them
-        self.metrics.failed(CHAT, error.status, self._label(), exc=exc, total=self._elapsed())
+        self.metrics.failed(CHAT, error.status, self._label(exc), exc=exc, total=self._elapsed())
         self._log(error.status)
         await send_error(self.send, error)
 
@@ -127,11 +128,10 @@ class Exchange:
     def _elapsed(self) -> float:
         return time.perf_counter() - self.start
 
-    def _label(self) -> str:
-        """The model as a metric label when the configuration knows it, else ``""``."""
-        try:
-            self.client.config.resolve(self.req.model)
-        except Exception:
+    def _label(self, exc: BaseException | None = None) -> str:
+        """The model as a metric label: ``""`` when the configuration does not know it (the
+        runtime said so), else the name asked for (it resolved)."""
+        if isinstance(exc, NoRouteError | AmbiguousModelError):
             return ""
         return self.req.model
 
