@@ -20,7 +20,7 @@ import pytest
 from gwconfig.db.session import open_database
 from gwconfig.errors import EncryptionKeyError
 from gwconfig.reconcile import engine as reconcile
-from gwconfig.runtime import ConfigLoader, LLMGatewayClient
+from gwconfig.runtime import ConfigLoader, LLMGatewayClient, ProviderFactory
 from gwconfig.runtime.errors import ConfigLoadError
 from gwconfig.secrets.keys import generate_key
 from gwconfig.seed.service import ProviderService
@@ -244,3 +244,55 @@ def test_a_long_poll_ends_when_its_client_leaves(setup: Setup) -> None:
     while watcher.waiting:  # the server notices the disconnect and stops waiting
         assert time.monotonic() < deadline, "the long-poll outlived its client"
         time.sleep(0.005)
+
+
+class NoAnthropic(ProviderFactory):
+    """A factory that has no implementation of ``anthropic`` (a refused configuration)."""
+
+    def provider_class(self, provider_type: str) -> Any:
+        if provider_type == "anthropic":
+            raise ConfigLoadError("no provider implementation for provider_type 'anthropic'")
+        return super().provider_class(provider_type)
+
+
+def test_http_runtime_refuses_a_bad_revision_once_and_takes_the_next(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loader = ConfigLoader(setup.server.base_url + "/api/v1", token=setup.tokens["runtime"])
+    assert loader.remote is not None
+    fetches = 0
+    afetch = loader.remote.afetch
+
+    async def counting(*args: Any) -> Any:
+        nonlocal fetches
+        fetches += 1
+        return await afetch(*args)
+
+    monkeypatch.setattr(loader.remote, "afetch", counting)
+    bad = provider_doc("claude", provider_type="anthropic")
+
+    async def main() -> tuple[str | None, str]:
+        config = loader.load_config_as_object()
+        async with LLMGatewayClient(config, NoAnthropic(), loader=loader) as client:
+            client.start_auto_reload(interval_seconds=BOUND)
+            await asyncio.to_thread(wait_until_polling, setup.server)
+            write_manifests(setup.root, provider_doc(), bad, gateway_doc())
+            await asyncio.to_thread(setup.apply, monkeypatch, setup.api_key)
+            deadline = time.monotonic() + BOUND
+            while client.last_reload_error is None:
+                assert time.monotonic() < deadline, "the bad revision never arrived"
+                await asyncio.sleep(0.01)
+            refused = client.last_reload_error
+            assert client.config is config  # the last good one keeps serving
+            await asyncio.to_thread(wait_until_polling, setup.server)  # waits, not spinning
+            write_manifests(setup.root, provider_doc(display_name="Good"), gateway_doc())
+            await asyncio.to_thread(
+                reconcile.apply_manifests, str(setup.root), setup.url,
+                reconcile.PlanOptions(prune=True), review=yes,
+            )  # fmt: skip
+            await _follow(client, config.version)
+            return refused, client.config.providers["openai"].display_name
+
+    refused, name = asyncio.run(main())
+    assert refused is not None and "anthropic" in refused and name == "Good"
+    assert fetches <= 4  # first poll, the bad revision, the good one (and one spare)

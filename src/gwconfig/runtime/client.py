@@ -154,10 +154,12 @@ class LLMGatewayClient:
         from gwconfig.runtime.remote import MAX_WAIT
 
         backoff = 0.1
+        seen = self.config.version  # the last document fetched, accepted or not
         while True:
             try:
-                new = await loader.wait_for_new(self.config.version, MAX_WAIT / 2)
+                new = await loader.wait_for_new(seen, MAX_WAIT / 2)
                 if new is not None:
+                    seen = new.version  # a refused document is not fetched again and again
                     self._accept(new)
                 backoff = 0.1
             except Exception as exc:  # the API is down or refuses: keep serving, try again
