@@ -89,8 +89,14 @@ class GenerationWatcher:
         return self
 
     def stop(self) -> None:
-        """Stop the thread (it ends within one check interval, or a second on PostgreSQL)."""
+        """Stop the thread (it ends within one check interval, or a second on PostgreSQL);
+        pending :meth:`wait_for_change` calls return at once."""
         self._stop.set()
+        with self._lock:  # pending wait_for_change calls return now
+            waiters, self._waiters = self._waiters, {}
+        for loop, future in waiters.items():
+            with suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, future)
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(5.0)
