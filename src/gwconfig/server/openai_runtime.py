@@ -125,23 +125,32 @@ class GatewayRuntime:
         return changed
 
     async def _watch(self) -> None:
-        watcher = None
+        unsubscribe = None
         if self.loader.path is None:
             from gwconfig.server.watch import shared_watcher
 
             watcher = await asyncio.to_thread(shared_watcher, self.loader.engine)
-        seen = watcher.current_generation if watcher is not None else None
-        while True:
-            if watcher is not None:
-                seen = await watcher.wait_for_change(seen, self.reload_interval)
-            else:
+            loop = asyncio.get_running_loop()
+            wake = self._wake
+
+            def changed(_generation: object) -> None:  # on the watcher's thread
+                with contextlib.suppress(RuntimeError):  # the loop has closed
+                    loop.call_soon_threadsafe(wake.set)
+
+            unsubscribe = watcher.subscribe(changed)
+            wake.set()  # a revision committed while the first load ran is not missed
+        try:
+            while True:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.reload_interval)
                 self._wake.clear()
-            try:
-                await self.reload()
-            except Exception as exc:  # never stop watching
-                log.warning("configuration check failed: %s", type(exc).__name__)
+                try:
+                    await self.reload()
+                except Exception as exc:  # never stop watching
+                    log.warning("configuration check failed: %s", type(exc).__name__)
+        finally:
+            if unsubscribe is not None:
+                unsubscribe()
 
     def revision(self, config: GatewayConfig) -> int | None:
         """``config``'s revision (remembered for the last configuration asked about)."""
