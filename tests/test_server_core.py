@@ -198,6 +198,7 @@ def test_health_and_readiness_need_no_token(served: ServedApp) -> None:
         assert client.get("/readyz").json() == {
             "status": "ready",
             "revision": None,
+            "revision_served": None,
             "generation": None,
         }
         assert client.get("/openapi.json").status_code == 200

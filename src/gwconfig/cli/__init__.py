@@ -31,6 +31,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "reseal": ("sealing", "reseal_cmd"),
     "generate": ("runtime", "generate_cmd"),
     "dump": ("adopt", "dump_cmd"),
+    "health": ("health", "health_cmd"),
     "serve": ("serving", "serve_cmd"),
     "tokens": ("serving", "tokens_group"),
     "import": ("migrate", "import_cmd"),

@@ -30,6 +30,12 @@ MAX_WORKERS = 64
     show_default=True,
     help="Refuse request bodies over this size (413).",
 )
+@click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    help="JSON access lines on stderr (no prompt, no token, no secret).",
+)
 @database_url_option
 def serve_cmd(
     host: str,
@@ -37,21 +43,30 @@ def serve_cmd(
     workers: int,
     read_only: bool,
     max_body_bytes: int,
+    access_log: bool,
     database_url: str | None,
 ) -> None:
     """Serve the gateway API (FastAPI + uvicorn): /api/v1, /docs, /healthz, /readyz."""
     import os
+    import tempfile
 
     import uvicorn
 
     from gwconfig import settings as gw_settings
-    from gwconfig.server.state import ServeSettings
+    from gwconfig.server.state import (
+        ENV_ACCESS_LOG,
+        ENV_METRICS_DIR,
+        ENV_WORKERS,
+        ServeSettings,
+    )
 
     settings = ServeSettings(
         database_url=gw_settings.database_url(database_url),
         read_only=read_only,
         max_body_bytes=max_body_bytes,
     )
+    os.environ[ENV_ACCESS_LOG] = "1" if access_log else "0"
+    os.environ[ENV_WORKERS] = str(workers)
     assert settings.database_url is not None
     banner = (
         f"serving {gw_settings.mask_url(settings.database_url)} on http://{host}:{port} "
@@ -73,15 +88,18 @@ def serve_cmd(
     open_database(settings.database_url).dispose()
     click.echo(banner, err=True)
     os.environ.update(settings.to_env())
-    uvicorn.run(
-        "gwconfig.server.app:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-        access_log=False,
-    )
+    # the workers add up their metrics in a private directory, removed when serve stops
+    with tempfile.TemporaryDirectory(prefix="gwconfig-metrics-") as metrics_dir:
+        os.environ[ENV_METRICS_DIR] = metrics_dir
+        uvicorn.run(
+            "gwconfig.server.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+            access_log=False,
+        )
 
 
 @click.group("tokens")

@@ -318,6 +318,8 @@ class UsageRecord(Base):
     outcome: Mapped[str] = mapped_column(String(col.OUTCOME), nullable=False)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: the ``gwconfig serve`` API token the request came with (None: in-process callers)
+    token_name: Mapped[str | None] = mapped_column(String(col.IDENT), nullable=True)
 
 
 class ApiToken(Base):

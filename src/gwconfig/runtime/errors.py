@@ -90,6 +90,8 @@ class TargetFailure:
     target: str
     reason: str
     attempts: int
+    #: the HTTP status of the last failure, when there was one (429: rate limited)
+    status: int | None = None
 
 
 class AllTargetsFailedError(RuntimeGatewayError):

@@ -42,6 +42,8 @@ class LLMRequest:
     config: LLMConfig = field(default_factory=LLMConfig)
     initial_context: InterventionContext = field(default_factory=InterventionContext)
     record_prompt: bool | None = None
+    #: who sent the request (the API token's name when it came through ``gwconfig serve``)
+    caller: str | None = None
 
     def messages(self) -> list[dict[str, Any]]:
         """The prompt as a list of chat messages (system prompt first when configured)."""

@@ -71,6 +71,8 @@ class CooldownTracker:
     def __init__(self) -> None:
         self._failures: dict[str, int] = {}
         self._until: dict[str, float] = {}
+        #: how many times a target has entered its cooldown (for metrics)
+        self.entered = 0
 
     def is_cooling(self, key: str, now: float | None = None) -> bool:
         """True when ``key`` is in its cooldown period."""
@@ -96,6 +98,7 @@ class CooldownTracker:
             self._until[key] = (
                 time.monotonic() if now is None else now
             ) + settings.cooldown_seconds
+            self.entered += 1
             return True
         return False
 

@@ -140,7 +140,9 @@ class Router:
             except ProviderError as exc:
                 self.cooldowns.failure(target.key, pc.settings)
                 reason = scrub_error(exc, pc.secrets)
-                failures.append(TargetFailure(target.key, reason, len(attempts) - before))
+                failures.append(
+                    TargetFailure(target.key, reason, len(attempts) - before, exc.status)
+                )
                 continue
             return Routed(request, target, route, provider, deadline, start, t0, attempts, result)
         error = AllTargetsFailedError(identifier, failures)
@@ -334,6 +336,7 @@ class Router:
             outcome=outcome,
             error=error,
             prompt=request.prompt_text() if keep else None,
+            token_name=request.caller,
         )
 
 

@@ -27,6 +27,9 @@ class LLMStream:
         self._request = request
         self._chunks = self._run()
         self.response: LLMResponse | None = None
+        #: once the first chunk has come: the ``provider/model`` answering, and the attempts so far
+        self.target: str | None = None
+        self.attempts = 0
 
     def __aiter__(self) -> AsyncIterator[str]:
         return self._chunks
@@ -40,6 +43,8 @@ class LLMStream:
         gen = self._generations.acquire()
         try:
             routed = await self._router.route(gen, self._request, open_stream)
+            self.target = routed.target.key
+            self.attempts = len(routed.attempts) + 1
             chunks, first = routed.result
             if not routed.provider.enforces_deadline:
                 chunks = _bounded_chunks(chunks, routed.deadline)

@@ -18,7 +18,7 @@ def _room(limiter: RateLimiter | TokenLimiter, pc: ProviderConfig, limit: str, n
     wait = limiter.delay(time.monotonic())
     if wait > pc.settings.backoff_max_seconds:
         raise ProviderUnavailableError(
-            f"rate limit of {limit} reached ({next_} in {wait:.1f}s)", retryable=False
+            f"rate limit of {limit} reached ({next_} in {wait:.1f}s)", status=429, retryable=False
         )
     return wait
 

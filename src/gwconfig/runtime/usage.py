@@ -52,6 +52,7 @@ class UsageRecorder:
         outcome: str,
         error: str | None = None,
         prompt: str | None = None,
+        token_name: str | None = None,
     ) -> None:
         """Queue one row (returns at once)."""
         if self._closed:
@@ -77,6 +78,7 @@ class UsageRecorder:
                 "outcome": outcome[:32],
                 "error": error,
                 "prompt": prompt,
+                "token_name": token_name[:64] if token_name else None,
             }
         )
 

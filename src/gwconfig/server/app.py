@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 
 from gwconfig.errors import GwconfigError
-from gwconfig.server import config_api, problems, rest, session_api
+from gwconfig.server import config_api, openai_api, problems, rest, session_api
 from gwconfig.server.auth import TokenAuthenticator
 from gwconfig.server.state import ServerState, ServeSettings, server_state
 from gwconfig.server.watch import stop_shared_watchers
@@ -47,20 +47,36 @@ async def healthz() -> dict[str, str]:
     responses={503: {"description": "the database is unreachable"}},
 )
 def readyz(request: Request) -> Response:
-    """``{"status": "ready", "revision": N, "generation": G}`` (N: newest revision, null before
-    any apply; G: the configuration generation ``GET /api/v1/config`` serves, null before its
-    first request); 503 with ``{"status": "unavailable", ...}`` when the database does not
-    answer."""
+    """``{"status": "ready", "revision": N, "revision_served": M, "generation": G}`` (N: newest
+    revision, null before any apply; M: the revision this process routes LLM requests with;
+    G: the configuration generation ``GET /api/v1/config`` serves, null before its first
+    request); 503 with ``{"status": "unavailable", ...}`` when the database does not answer, or
+    ``{"status": "starting", ...}`` before the LLM configuration is loaded."""
+    state = server_state(request)
     try:
-        revision = server_state(request).revision()
+        revision = state.revision()
     except GwconfigError:
         return JSONResponse(
             {"status": "unavailable", "revision": None, "detail": "the database is unreachable"},
             status_code=503,
         )
+    runtime = state.runtime
+    if runtime is None or not runtime.ready:
+        return JSONResponse(
+            {"status": "starting", "revision": revision, "detail": "configuration not loaded"},
+            status_code=503,
+        )
+    revision_served = runtime.revision(runtime.client.config)
     served = config_api.served_generation(request.app)
     generation = served[0].token if served is not None and served[0] is not None else None
-    return JSONResponse({"status": "ready", "revision": revision, "generation": generation})
+    return JSONResponse(
+        {
+            "status": "ready",
+            "revision": revision,
+            "revision_served": revision_served,
+            "generation": generation,
+        }
+    )
 
 
 def _version() -> str:
@@ -102,6 +118,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.include_router(health)
     for router, prefix in ROUTERS:
         app.include_router(router, prefix=prefix)
+    # outermost: /v1/chat/completions, /v1/models and /metrics skip the FastAPI stack
+    state.runtime = openai_api.install(app, state)
     return app
 
 

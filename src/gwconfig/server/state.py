@@ -16,11 +16,18 @@ if TYPE_CHECKING:
     from gwconfig.db.session import Database
     from gwconfig.secrets.keys import EncryptionKeys
     from gwconfig.server.auth import TokenAuthenticator
+    from gwconfig.server.openai_runtime import GatewayRuntime
 
 #: environment variables the ``serve`` command sets for its worker processes
 ENV_READ_ONLY = "GWCONFIG_SERVE_READ_ONLY"
 ENV_MAX_BODY = "GWCONFIG_SERVE_MAX_BODY_BYTES"
 ENV_TOKEN_CACHE = "GWCONFIG_SERVE_TOKEN_CACHE_SECONDS"
+#: how many worker processes share the per-token request limits
+ENV_WORKERS = "GWCONFIG_SERVE_WORKERS"
+#: "0" turns the JSON access log off
+ENV_ACCESS_LOG = "GWCONFIG_SERVE_ACCESS_LOG"
+#: where the workers' metrics are added up (prometheus_client's multiprocess mode)
+ENV_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 #: the largest body limit one may set (64 MiB)
 MAX_BODY_LIMIT = 64 * 1024 * 1024
@@ -83,6 +90,8 @@ class ServerState:
         self.tokens = tokens
         self._keys: EncryptionKeys | None = None
         self._keys_lock = threading.Lock()
+        #: the LLM runtime of ``/v1/chat/completions`` (set by ``create_app``)
+        self.runtime: GatewayRuntime | None = None
 
     @property
     def encryption_keys(self) -> EncryptionKeys:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
@@ -23,6 +23,7 @@ from gwconfig.runtime.errors import (
     ProviderUnavailableError,
 )
 from gwconfig.runtime.providers.base import BaseProvider, ProviderCall
+from gwconfig.runtime.providers.fastpost import BadResponse, FastPool, TooLarge, usable
 from gwconfig.runtime.resilience import parse_retry_after
 
 _JSON_HEADERS = {"content-type": "application/json"}
@@ -44,6 +45,8 @@ class HTTPProvider(BaseProvider):
         super().__init__(config)
         self.api_base = (config.api_base or self.default_api_base).rstrip("/")
         self._client: httpx.AsyncClient | None = None
+        #: the lean client of post_json (None: not decided yet; False: httpx does it all)
+        self._fast: FastPool | bool | None = None
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -59,7 +62,11 @@ class HTTPProvider(BaseProvider):
         return self._client
 
     async def aclose(self) -> None:
-        """Close the pooled client."""
+        """Close the pooled clients."""
+        fast = self._fast
+        if isinstance(fast, FastPool):
+            self._fast = None
+            await fast.aclose()
         if self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
@@ -101,8 +108,17 @@ class HTTPProvider(BaseProvider):
     ) -> Any:
         """POST ``body``; return the decoded JSON reply or raise a typed ProviderError.
 
-        The reply is read in pieces and refused past ``max_response_bytes``.
+        The reply is read in pieces and refused past ``max_response_bytes``. Plain http(s)
+        without a proxy goes through :class:`FastPool`; anything else through httpx.
         """
+        fast = self._fast
+        if fast is None:
+            s = self.config.settings
+            limit = s.max_concurrent_requests or 100
+            fast = self._fast = FastPool(limit, s.connect_timeout_seconds) if usable(url) else False
+        if fast:
+            assert isinstance(fast, FastPool)
+            return await self._fast_post(fast, url, body, headers, call)
         request, timeout, by_deadline = self._post(url, body, headers, call)
         client = self.client
         try:
@@ -124,6 +140,41 @@ class HTTPProvider(BaseProvider):
         except orjson.JSONDecodeError as exc:
             raise ProviderResponseError(
                 f"HTTP {resp.status_code} with a body that is not JSON", status=resp.status_code
+            ) from exc
+
+    async def _fast_post(
+        self,
+        pool: FastPool,
+        url: str,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        call: ProviderCall,
+    ) -> Any:
+        timeout, by_deadline = self._limits(call)
+        sent = {k.lower(): v for k, v in self.config.headers.items()}
+        sent.update(_JSON_HEADERS)
+        sent.update((k.lower(), v) for k, v in headers.items())
+        cap = self.config.settings.max_response_bytes
+        try:
+            async with asyncio.timeout(timeout):
+                status, got, content = await pool.post(
+                    url, sent, orjson.dumps(body), cap, ERROR_BODY_BYTES
+                )
+        except TimeoutError as exc:
+            raise self._timed_out(timeout, by_deadline, "no answer") from exc
+        except TooLarge as exc:
+            raise _too_large(cap, exc.why) from None
+        except BadResponse as exc:
+            raise ProviderResponseError(f"unreadable answer: {exc}") from None
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            raise ProviderUnavailableError(f"connection failed: {type(exc).__name__}") from exc
+        if status >= 400:
+            raise self.status_error(status, content, got, call)
+        try:
+            return orjson.loads(content)
+        except orjson.JSONDecodeError as exc:
+            raise ProviderResponseError(
+                f"HTTP {status} with a body that is not JSON", status=status
             ) from exc
 
     @contextlib.asynccontextmanager
@@ -174,7 +225,7 @@ class HTTPProvider(BaseProvider):
         return ProviderResponseError(text)
 
     def status_error(
-        self, status: int, content: bytes, headers: httpx.Headers, call: ProviderCall
+        self, status: int, content: bytes, headers: Mapping[str, str], call: ProviderCall
     ) -> ProviderError:
         """The typed error for an HTTP error status (detail scrubbed of every secret, then cut)."""
         detail = self.config.secrets.scrub(_error_detail(content), DETAIL_CHARS)

@@ -1,0 +1,276 @@
+"""A lean HTTP/1.1 keep-alive client for the one call on the hot path: a JSON POST.
+
+``httpx`` costs about a millisecond of CPU per request and gets slower as its pool grows
+(every request checks every pooled connection with a system call); a gateway in front of a fast
+upstream spends most of its time there. :class:`FastPool` does only what ``post_json`` needs:
+keep-alive connections on asyncio streams (TLS through :mod:`ssl` with certifi's roots when
+installed), one POST, a status, headers and a body read within a byte cap (``Content-Length``,
+chunked, or up to the end of the connection; gzip/deflate decoded). Streams, proxies and
+anything unusual stay with ``httpx`` (see :meth:`HTTPProvider.post_json`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import zlib
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+#: the most bytes of a response's status line and headers
+MAX_HEAD_BYTES = 64 * 1024
+#: environment variables that send requests through a proxy (httpx honours them)
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
+
+
+class TooLarge(Exception):
+    """The body goes past the cap (``why`` says how it was noticed)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+class BadResponse(Exception):
+    """The upstream's answer is not HTTP/1.x as this client reads it."""
+
+
+class _Stale(Exception):
+    """A kept-alive connection was closed by the upstream before answering."""
+
+
+def usable(url: str) -> bool:
+    """True when a POST to ``url`` can go through :class:`FastPool` (http(s), no proxy set,
+    ``GWCONFIG_HTTP_CLIENT`` not ``httpx``)."""
+    if os.environ.get("GWCONFIG_HTTP_CLIENT", "").lower() == "httpx":
+        return False
+    if any(os.environ.get(v) or os.environ.get(v.upper()) for v in PROXY_VARIABLES):
+        return False
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.username
+
+
+def _ssl_context() -> ssl.SSLContext:
+    try:
+        import certifi
+
+        return ssl.create_default_context(cafile=certifi.where())
+    except ImportError:  # pragma: no cover - certifi comes with httpx
+        return ssl.create_default_context()
+
+
+class _Conn:
+    __slots__ = ("reader", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    def fresh(self) -> bool:
+        """False when the upstream closed it (or it is being closed)."""
+        return not self.reader.at_eof() and not self.writer.is_closing()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class FastPool:
+    """Keep-alive connections to the hosts of one provider (at most ``limit`` in use)."""
+
+    def __init__(self, limit: int, connect_timeout: float) -> None:
+        self._limit = max(limit, 1)
+        self._connect_timeout = connect_timeout
+        self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
+        self._sem: asyncio.Semaphore | None = None
+        self._ssl: ssl.SSLContext | None = None
+        self._targets: dict[str, tuple[tuple[str, str, int], bytes]] = {}
+
+    def _target(self, url: str) -> tuple[tuple[str, str, int], bytes]:
+        hit = self._targets.get(url)
+        if hit is None:
+            parts = urlsplit(url)
+            scheme, host = parts.scheme, parts.hostname or ""
+            port = parts.port or (443 if scheme == "https" else 80)
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            default = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
+            netloc = host if default else f"{host}:{port}"
+            if ":" in host and not default:
+                netloc = f"[{host}]:{port}"
+            head = f"POST {path} HTTP/1.1\r\nHost: {netloc}\r\n".encode("ascii")
+            hit = ((scheme, host, port), head)
+            if len(self._targets) < 1024:
+                self._targets[url] = hit
+        return hit
+
+    async def _connect(self, key: tuple[str, str, int]) -> _Conn:
+        scheme, host, port = key
+        tls = None
+        if scheme == "https":
+            if self._ssl is None:
+                self._ssl = _ssl_context()
+            tls = self._ssl
+        opening = asyncio.open_connection(
+            host, port, ssl=tls, server_hostname=host if tls else None, limit=MAX_HEAD_BYTES
+        )
+        reader, writer = await asyncio.wait_for(opening, self._connect_timeout)
+        return _Conn(reader, writer)
+
+    async def post(
+        self, url: str, headers: Mapping[str, str], body: bytes, cap: int, error_cap: int
+    ) -> tuple[int, dict[str, str], bytes]:
+        """POST ``body`` to ``url``; the status, headers (lower-case names) and body.
+
+        A success body over ``cap`` raises :class:`TooLarge`; an error body (status >= 400) is
+        cut at ``error_cap``. Network failures raise :class:`OSError` (or
+        :class:`asyncio.IncompleteReadError`); an unreadable answer :class:`BadResponse`.
+        """
+        key, head = self._target(url)
+        lines = [head]
+        for name, value in headers.items():
+            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+                raise BadResponse(f"header {name!r} holds a line break")
+            lines.append(f"{name}: {value}\r\n".encode("latin-1"))
+        lines.append(f"Content-Length: {len(body)}\r\n\r\n".encode("ascii"))
+        lines.append(body)
+        request = b"".join(lines)
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(self._limit)
+        async with self._sem:
+            idle = self._idle.get(key)
+            while idle:
+                conn = idle.pop()
+                if conn.fresh():
+                    try:
+                        return await self._exchange(key, conn, request, cap, error_cap)
+                    except _Stale:
+                        continue  # closed while idle: nothing was answered, try another
+                conn.close()
+            conn = await self._connect(key)
+            try:
+                return await self._exchange(key, conn, request, cap, error_cap)
+            except _Stale:
+                raise ConnectionResetError("the upstream closed the connection") from None
+
+    async def _exchange(
+        self, key: tuple[str, str, int], conn: _Conn, request: bytes, cap: int, error_cap: int
+    ) -> tuple[int, dict[str, str], bytes]:
+        done = False
+        try:
+            conn.writer.write(request)
+            await conn.writer.drain()
+            status, headers, keep = await _read_head(conn.reader)
+            content, complete = await _read_body(
+                conn.reader, headers, cap if status < 400 else error_cap, truncate=status >= 400
+            )
+            content = _decode(headers.get("content-encoding", ""), content, cap)
+            if keep and complete:
+                self._idle.setdefault(key, []).append(conn)
+                done = True
+            return status, headers, content
+        finally:
+            if not done:
+                conn.close()
+
+    async def aclose(self) -> None:
+        """Close every idle connection."""
+        for conns in self._idle.values():
+            for conn in conns:
+                conn.close()
+        self._idle.clear()
+
+
+async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bool]:
+    first = True
+    while True:
+        try:
+            raw = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as exc:
+            if first and not exc.partial:
+                raise _Stale from None
+            raise
+        except asyncio.LimitOverrunError:
+            raise BadResponse(f"response headers over {MAX_HEAD_BYTES} bytes") from None
+        first = False
+        lines = raw.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+            raise BadResponse("the answer is not HTTP/1.x")
+        status = int(parts[1])
+        if 100 <= status < 200:
+            continue  # an interim answer: the real one follows
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                name = name.strip().lower()
+                value = value.strip()
+                headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        keep = parts[0] == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
+        return status, headers, keep
+
+
+async def _read_body(
+    reader: asyncio.StreamReader, headers: Mapping[str, str], cap: int, *, truncate: bool
+) -> tuple[bytes, bool]:
+    """The body (or its first ``cap`` bytes when ``truncate``) and whether it was read whole."""
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            line = await reader.readuntil(b"\r\n")
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise BadResponse("a chunk size is not a number") from None
+            if size == 0:
+                while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
+                    pass
+                return b"".join(parts), True
+            if total + size > cap:
+                if not truncate:
+                    raise TooLarge("the body goes on past it")
+                parts.append(await reader.readexactly(cap - total))
+                return b"".join(parts), False
+            parts.append(await reader.readexactly(size))
+            total += size
+            await reader.readexactly(2)
+    declared = headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise BadResponse("Content-Length is not a number")
+        n = int(declared)
+        if n > cap:
+            if not truncate:
+                raise TooLarge(f"Content-Length {declared}")
+            return await reader.readexactly(cap), False
+        return await reader.readexactly(n), True
+    data = await reader.read(cap + 1)  # no length: the body ends with the connection
+    chunks = [data]
+    total = len(data)
+    while data and total <= cap:
+        data = await reader.read(cap + 1 - total)
+        chunks.append(data)
+        total += len(data)
+    body = b"".join(chunks)
+    if len(body) > cap:
+        if not truncate:
+            raise TooLarge("the body goes on past it")
+        body = body[:cap]
+    return body, False
+
+
+def _decode(encoding: str, content: bytes, cap: int) -> bytes:
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return content
+    if encoding not in ("gzip", "deflate"):
+        raise BadResponse(f"unsupported Content-Encoding {encoding!r}")
+    wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+    try:
+        out = zlib.decompressobj(wbits).decompress(content, cap + 1)
+    except zlib.error:
+        raise BadResponse(f"the {encoding} body does not decode") from None
+    if len(out) > cap:
+        raise TooLarge("the decoded body goes on past it")
+    return out

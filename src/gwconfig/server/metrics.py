@@ -1,0 +1,240 @@
+"""Prometheus metrics of ``gwconfig serve`` and its JSON access log.
+
+Names start with ``gwconfig_`` and follow the OpenTelemetry GenAI conventions where they fit
+(``gen_ai.server.request.duration``, ``gen_ai.server.time_to_first_token``,
+``gen_ai.client.token.usage``). With several workers (``serve --workers N``), ``serve`` points
+``PROMETHEUS_MULTIPROC_DIR`` at a private temporary directory before the workers start; every
+worker then writes its values there and ``/metrics`` (answered by any worker) adds them all up.
+
+Labels are bounded: ``model`` is the identifier the configuration resolved (a route, alias or
+``provider/model`` it knows), never a name a caller made up; unknown models count under ``""``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from gwconfig.runtime.errors import AllTargetsFailedError
+from gwconfig.runtime.messages import Attempt, Usage
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: request durations, seconds (LLM calls: milliseconds to minutes)
+_DURATIONS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+#: gwconfig's own time per request, seconds (the goal is well under a millisecond)
+_OVERHEAD = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
+
+access_log = logging.getLogger("gwconfig.access")
+
+
+def multiprocess() -> bool:
+    """True when values are shared between worker processes (``PROMETHEUS_MULTIPROC_DIR``)."""
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+class Metrics:
+    """The metrics of one server process (registered in their own registry)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        model = ("route", "provider", "model")
+        self.requests = Counter(
+            "gwconfig_requests",
+            "LLM requests answered, by endpoint, route, provider, model and HTTP status",
+            ("endpoint", *model, "status"),
+            registry=r,
+        )
+        self.duration = Histogram(
+            "gwconfig_gen_ai_server_request_duration_seconds",
+            "Time from request received to the last byte of the answer",
+            model,
+            buckets=_DURATIONS,
+            registry=r,
+        )
+        self.upstream = Histogram(
+            "gwconfig_upstream_duration_seconds",
+            "Time spent in the provider call that answered",
+            ("provider", "model"),
+            buckets=_DURATIONS,
+            registry=r,
+        )
+        self.overhead = Histogram(
+            "gwconfig_overhead_seconds",
+            "gwconfig's own time per request answered at the first attempt (total minus upstream)",
+            buckets=_OVERHEAD,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "gwconfig_gen_ai_server_time_to_first_token_seconds",
+            "Time from request received to the first streamed text",
+            ("provider", "model"),
+            buckets=_DURATIONS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "gwconfig_gen_ai_client_token_usage",
+            "Tokens used, by type (input, output), provider and model",
+            ("token_type", "provider", "model"),
+            registry=r,
+        )
+        self.retries = Counter(
+            "gwconfig_retries",
+            "Retries of a target after a failed attempt",
+            ("provider", "model"),
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "gwconfig_fallbacks",
+            "Moves to the next target after one failed",
+            ("route",),
+            registry=r,
+        )
+        self.cooldowns = Counter(
+            "gwconfig_cooldowns", "Targets put in cooldown after repeated failures", registry=r
+        )
+        self.inflight = Gauge(
+            "gwconfig_requests_in_flight",
+            "LLM requests being answered",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.revision = Gauge(
+            "gwconfig_config_revision",
+            "Configuration revision served (per worker)",
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.reloads = Counter(
+            "gwconfig_config_reloads", "Configurations loaded after a new revision", registry=r
+        )
+        self.reload_failures = Counter(
+            "gwconfig_config_reload_failures",
+            "Reloads that failed (the last good configuration stays served)",
+            registry=r,
+        )
+        self._cooldowns_seen = 0
+
+    # -- recording --------------------------------------------------------------------------------
+
+    def answered(
+        self,
+        endpoint: str,
+        status: int,
+        route: str | None,
+        provider: str,
+        model: str,
+        total: float,
+        attempts: tuple[Attempt, ...] | list[Attempt],
+        usage: Usage | None,
+        ttft: float | None = None,
+    ) -> None:
+        """Record a request the runtime answered (``total`` and ``ttft`` in seconds)."""
+        route_ = route or ""
+        self.requests.labels(endpoint, route_, provider, model, str(status)).inc()
+        self.duration.labels(route_, provider, model).observe(total)
+        if attempts:
+            last = attempts[-1]
+            upstream = last.latency_ms / 1000.0
+            self.upstream.labels(last.provider_id, last.model_id).observe(upstream)
+            if len(attempts) == 1:
+                self.overhead.observe(max(total - upstream, 0.0))
+            else:
+                self._walk(attempts, route_)
+        if ttft is not None:
+            self.ttft.labels(provider, model).observe(ttft)
+        if usage is not None:
+            if usage.prompt_tokens:
+                self.tokens.labels("input", provider, model).inc(usage.prompt_tokens)
+            if usage.completion_tokens:
+                self.tokens.labels("output", provider, model).inc(usage.completion_tokens)
+
+    def failed(
+        self,
+        endpoint: str,
+        status: int,
+        model: str = "",
+        route: str | None = None,
+        exc: BaseException | None = None,
+        total: float | None = None,
+    ) -> None:
+        """Record a request answered with an error (``model`` empty when it did not resolve)."""
+        route_ = route or ""
+        self.requests.labels(endpoint, route_, "", model, str(status)).inc()
+        if total is not None:
+            self.duration.labels(route_, "", model).observe(total)
+        if isinstance(exc, AllTargetsFailedError):
+            for f in exc.failures:
+                pid, _, mid = f.target.partition("/")
+                if f.attempts > 1:
+                    self.retries.labels(pid, mid).inc(f.attempts - 1)
+            if len(exc.failures) > 1:
+                self.fallbacks.labels(route_).inc(len(exc.failures) - 1)
+
+    def _walk(self, attempts: tuple[Attempt, ...] | list[Attempt], route: str) -> None:
+        prev: tuple[str, str] | None = None
+        for a in attempts:
+            key = (a.provider_id, a.model_id)
+            if key == prev:
+                self.retries.labels(*key).inc()
+            elif prev is not None:
+                self.fallbacks.labels(route).inc()
+            prev = key
+
+    def cooldowns_entered(self, total: int) -> None:
+        """The runtime's count of cooldowns entered so far (this process): count the new ones."""
+        if total > self._cooldowns_seen:
+            self.cooldowns.inc(total - self._cooldowns_seen)
+            self._cooldowns_seen = total
+
+    def served_revision(self, revision: int | None) -> None:
+        """The configuration revision this process serves now."""
+        if revision is not None:
+            self.revision.set(revision)
+
+    # -- exposition -------------------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        """The text exposition: this process's values, or every worker's added up."""
+        if multiprocess():
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
+        return generate_latest(self.registry)
+
+
+def process_exited(pid: int | None = None) -> None:
+    """Forget a stopped worker's live gauges (multiprocess mode only)."""
+    if multiprocess():
+        mark_process_dead(os.getpid() if pid is None else pid)  # type: ignore[no-untyped-call]
+
+
+# -- access log -----------------------------------------------------------------------------------
+
+
+def log_access(**fields: Any) -> None:
+    """Write one JSON line to the ``gwconfig.access`` logger (no prompt, no token, no secret:
+    callers pass only the fields below, names and numbers)."""
+    if access_log.isEnabledFor(logging.INFO):
+        fields["ts"] = round(time.time(), 3)
+        access_log.info(orjson.dumps(fields).decode())
+
+
+def configure_access_log(enabled: bool) -> None:
+    """Send access lines to standard error as they are (one JSON object a line)."""
+    access_log.propagate = False
+    access_log.handlers.clear()
+    if not enabled:
+        access_log.setLevel(logging.WARNING)
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access_log.addHandler(handler)
+    access_log.setLevel(logging.INFO)

@@ -1,0 +1,274 @@
+"""``POST /v1/chat/completions``, ``GET /v1/models`` and ``GET /metrics`` as a plain ASGI app.
+
+It sits in front of the FastAPI app and answers these paths itself (no routing table, no
+pydantic, orjson): everything else, and the lifespan, goes on to the FastAPI app. A request is
+authenticated with the token authenticator (scope ``invoke``; ``admin`` passes), checked against
+the token's models and request rate, sent through this process's :class:`LLMGatewayClient`, and
+answered in OpenAI's format with ``x-gwconfig-provider``, ``x-gwconfig-attempts`` and
+``x-gwconfig-revision``. A streaming client that goes away cancels the upstream call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from gwconfig.server.auth import AuthError, Caller
+from gwconfig.server.metrics import CONTENT_TYPE, Metrics
+from gwconfig.server.openai_exchange import (
+    CHAT,
+    JSON_TYPE,
+    Exchange,
+    Receive,
+    Scope,
+    Send,
+    access,
+    send_error,
+)
+from gwconfig.server.openai_runtime import CallerLimits, GatewayRuntime, allowed
+from gwconfig.server.openai_wire import WireError, parse_chat_request, wire_error
+
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Message = Any
+
+MODELS = "/v1/models"
+METRICS = "/metrics"
+log = logging.getLogger(__name__)
+
+
+class Authenticator(Protocol):
+    """What the token authenticator offers (``gwconfig.server.auth.TokenAuthenticator``)."""
+
+    async def authenticate_async(self, authorization_header: str | None) -> Caller:
+        """The caller (name, scope, models, rpm), or raise :class:`AuthError`."""
+
+
+class OpenAIGateway:
+    """The ASGI app answering the OpenAI-compatible paths, in front of ``inner``."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        runtime: GatewayRuntime,
+        tokens: Authenticator,
+        *,
+        max_body_bytes: int = 4 * 1024 * 1024,
+        workers: int = 1,
+    ) -> None:
+        self.inner = app
+        self.runtime = runtime
+        self.metrics: Metrics = runtime.metrics
+        self.tokens = tokens
+        self.max_body_bytes = max_body_bytes
+        self.limits = CallerLimits(workers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path = scope["path"]
+            if path == CHAT:
+                return await self._guard(self.chat, scope, receive, send, "POST")
+            if path == MODELS:
+                return await self._guard(self.models, scope, receive, send, "GET")
+            if path == METRICS:
+                return await self._guard(self.scrape, scope, receive, send, "GET")
+        elif kind == "lifespan":
+            return await self.inner(scope, self._lifespan(receive), send)
+        await self.inner(scope, receive, send)
+
+    def _lifespan(self, receive: Receive) -> Receive:
+        """``receive`` for the inner app's lifespan: the runtime starts before the app
+        hears of the startup, and closes after the app has heard of the shutdown."""
+        runtime = self.runtime
+
+        async def wrapped() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await runtime.start()
+            elif message["type"] == "lifespan.shutdown":
+                await runtime.aclose()
+            return message
+
+        return wrapped
+
+    async def _guard(
+        self,
+        handler: Callable[[Scope, Receive, Send, Any], Awaitable[None]],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        method: str,
+    ) -> None:
+        start = time.perf_counter()
+        caller = None
+        try:
+            if scope["method"] != method:
+                raise WireError(
+                    405,
+                    f"use {method} on {scope['path']}",
+                    "invalid_request_error",
+                    "method_not_allowed",
+                    headers={"allow": method},
+                )
+            caller = await self._authenticate(scope)
+            await handler(scope, receive, send, caller)
+        except WireError as exc:
+            access(scope, caller, exc.status, start)
+            if scope["path"] == CHAT:
+                self.metrics.failed(CHAT, exc.status, total=time.perf_counter() - start)
+            await send_error(send, exc)
+        except Exception as exc:  # a bug: a generic answer, the class name in the log only
+            log.error("%s %s failed: %s", scope["method"], scope["path"], type(exc).__name__)
+            error = WireError(500, "internal error", "api_error", "internal_error")
+            try:
+                await send_error(send, error)
+            except Exception:  # the answer had begun: nothing more can be said
+                return
+
+    async def _authenticate(self, scope: Scope) -> Caller:
+        header = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                header = value.decode("latin-1")
+                break
+        try:
+            return await self.tokens.authenticate_async(header)
+        except AuthError as exc:
+            message = exc.message
+            if exc.status == 401:
+                raise WireError(
+                    401,
+                    message,
+                    "invalid_request_error",
+                    "invalid_api_key",
+                    headers={"www-authenticate": "Bearer"},
+                ) from None
+            raise WireError(403, message, "permission_error", "insufficient_scope") from None
+
+    # -- /v1/chat/completions ---------------------------------------------------------------------
+
+    async def chat(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
+        """Answer one chat completion, plain or streamed."""
+        start = time.perf_counter()
+        if not caller.allows("invoke"):
+            raise WireError(
+                403,
+                f"token '{caller.name}' has scope '{caller.scope}'; calling models needs 'invoke'",
+                "permission_error",
+                "insufficient_scope",
+            )
+        raw = await self._body(receive)
+        req = parse_chat_request(raw)
+        client = self.runtime.client
+        config = client.config
+        if caller.models is not None:
+            try:
+                ok = allowed(config, req.model, caller.models)
+            except Exception as exc:
+                raise wire_error(exc) from None
+            if not ok:
+                raise WireError(
+                    403,
+                    f"token '{caller.name}' may not use model '{req.model}'",
+                    "permission_error",
+                    "model_not_allowed",
+                    param="model",
+                )
+        if caller.rpm is not None:
+            wait = self.limits.check(caller.name, caller.rpm)
+            if wait > 0:
+                raise WireError(
+                    429,
+                    f"token '{caller.name}' is limited to {caller.rpm} requests per minute",
+                    "rate_limit_error",
+                    "rate_limit_exceeded",
+                    headers={"retry-after": str(max(int(wait + 0.999), 1))},
+                )
+        req.request.caller = caller.name
+        exchange = Exchange(
+            scope, send, caller, req, client, self.metrics, self.runtime.revision(config), start
+        )
+        if req.stream:
+            await exchange.streamed(receive)
+        else:
+            await exchange.plain()
+
+    # -- /v1/models, /metrics ---------------------------------------------------------------------
+
+    async def models(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
+        """The routes, aliases and ``provider/model`` ids the token may use."""
+        start = time.perf_counter()
+        if not caller.allows("invoke"):
+            raise WireError(
+                403, "listing models needs scope 'invoke'", "permission_error", "insufficient_scope"
+            )
+        config = self.runtime.client.config
+        patterns = tuple(caller.models) if caller.models is not None else None
+        body = self.runtime.models_body(config, patterns)
+        access(scope, caller, 200, start)
+        await send({"type": "http.response.start", "status": 200, "headers": [JSON_TYPE]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def scrape(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
+        """The Prometheus text exposition (any valid token)."""
+        start = time.perf_counter()
+        self.metrics.cooldowns_entered(self.runtime.client._router.cooldowns.entered)
+        body = self.metrics.render()
+        access(scope, caller, 200, start)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", CONTENT_TYPE.encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    async def _body(self, receive: Receive) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise WireError(400, "the client went away", "invalid_request_error")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise WireError(
+                    413,
+                    f"the request body is larger than {self.max_body_bytes} bytes",
+                    "invalid_request_error",
+                    "request_too_large",
+                )
+            parts.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(parts)
+
+
+def install(app: Any, state: Any) -> GatewayRuntime:
+    """Put the OpenAI-compatible endpoints in front of ``app`` (its outermost middleware),
+    with a runtime on ``state``'s database; returns the runtime (started with the app)."""
+    import os
+
+    from gwconfig.runtime.sources import ConfigLoader
+    from gwconfig.server.metrics import Metrics, configure_access_log
+    from gwconfig.server.state import ENV_ACCESS_LOG, ENV_WORKERS
+
+    try:
+        workers = max(int(os.environ.get(ENV_WORKERS, "1")), 1)
+    except ValueError:
+        workers = 1
+    configure_access_log(os.environ.get(ENV_ACCESS_LOG, "1") != "0")
+    runtime = GatewayRuntime(ConfigLoader(state.database), Metrics())
+    app.add_middleware(
+        OpenAIGateway,
+        runtime=runtime,
+        tokens=state.tokens,
+        max_body_bytes=state.settings.max_body_bytes,
+        workers=workers,
+    )
+    return runtime

@@ -1,0 +1,242 @@
+"""One request to ``/v1/chat/completions`` once it is parsed: answering it (plain or streamed),
+its error, its metrics and its access-log line.
+
+A streamed answer runs in a task next to a task that waits for the client to go away; the
+first to finish cancels the other, so a client that disconnects mid-stream cancels the upstream
+call (the runtime's stream then closes the upstream connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+
+from gwconfig.runtime.client import LLMGatewayClient
+from gwconfig.runtime.errors import AmbiguousModelError, NoRouteError
+from gwconfig.runtime.messages import LLMResponse, Usage
+from gwconfig.runtime.streaming import LLMStream
+from gwconfig.server.metrics import Metrics, log_access
+from gwconfig.server.openai_wire import (
+    ChatRequest,
+    ChunkWriter,
+    WireError,
+    completion_body,
+    new_id,
+    stream_error_event,
+    wire_error,
+)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+CHAT = "/v1/chat/completions"
+JSON_TYPE = (b"content-type", b"application/json")
+_SSE = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+async def send_error(send: Send, error: WireError) -> None:
+    """Answer ``error`` in OpenAI's shape."""
+    headers = [JSON_TYPE, *((k.encode(), v.encode()) for k, v in error.headers.items())]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": error.body()})
+
+
+def access(scope: Scope, caller: Any, status: int, start: float, **more: Any) -> None:
+    """The access-log line of a request: method, path, status, time, token name, client
+    address and ``more`` (model, provider, counts); never a prompt, a token or a key."""
+    client = scope.get("client")
+    log_access(
+        method=scope["method"],
+        path=scope["path"],
+        status=status,
+        ms=round((time.perf_counter() - start) * 1000.0, 3),
+        token=caller.name if caller is not None else None,
+        client=client[0] if client else None,
+        **more,
+    )
+
+
+class Exchange:
+    """A parsed chat request on its way to an answer."""
+
+    __slots__ = ("caller", "client", "metrics", "req", "revision", "scope", "send", "start")
+
+    def __init__(
+        self,
+        scope: Scope,
+        send: Send,
+        caller: Any,
+        req: ChatRequest,
+        client: LLMGatewayClient,
+        metrics: Metrics,
+        revision: int | None,
+        start: float,
+    ) -> None:
+        self.scope = scope
+        self.send = send
+        self.caller = caller
+        self.req = req
+        self.client = client
+        self.metrics = metrics
+        self.revision = revision
+        self.start = start
+
+    # -- outcomes ---------------------------------------------------------------------------------
+
+    async def failed(self, exc: BaseException) -> None:
+        """Answer the error the runtime raised (before any byte of the answer was sent)."""
+        error = wire_error(exc)
+        # counted and logged before the answer goes out: whoever reads the answer sees them
+        self.metrics.failed(CHAT, error.status, self._label(exc), exc=exc, total=self._elapsed())
+        self._log(error.status)
+        await send_error(self.send, error)
+
+    def answered(self, response: LLMResponse, ttft: float | None = None) -> None:
+        """Count a request answered in full."""
+        m = self.metrics
+        m.answered(
+            CHAT,
+            200,
+            response.route,
+            response.provider_id,
+            self.req.model,
+            self._elapsed(),
+            response.attempts,
+            response.usage,
+            ttft,
+        )
+        if len(response.attempts) > 1:
+            m.cooldowns_entered(self.client._router.cooldowns.entered)
+        usage = response.usage
+        self._log(
+            200,
+            provider=response.provider_id,
+            upstream_model=response.model_id,
+            attempts=len(response.attempts),
+            tokens_in=usage.prompt_tokens,
+            tokens_out=usage.completion_tokens,
+        )
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def _label(self, exc: BaseException | None = None) -> str:
+        """The model as a metric label: ``""`` when the configuration does not know it (the
+        runtime said so), else the name asked for (it resolved)."""
+        if isinstance(exc, NoRouteError | AmbiguousModelError):
+            return ""
+        return self.req.model
+
+    def _log(self, status: int, **more: Any) -> None:
+        access(
+            self.scope,
+            self.caller,
+            status,
+            self.start,
+            model=self.req.model,
+            revision=self.revision,
+            **more,
+        )
+
+    def _headers(self, provider: str, attempts: int) -> list[tuple[bytes, bytes]]:
+        revision = self.revision
+        return [
+            (b"x-gwconfig-provider", provider.encode()),
+            (b"x-gwconfig-attempts", str(attempts).encode()),
+            (b"x-gwconfig-revision", str(revision).encode() if revision is not None else b""),
+        ]
+
+    # -- answers ----------------------------------------------------------------------------------
+
+    async def plain(self) -> None:
+        """Send the request, answer a ``chat.completion``."""
+        inflight = self.metrics.inflight
+        inflight.inc()
+        try:
+            response = await self.client.generate(self.req.request)
+        except Exception as exc:
+            await self.failed(exc)
+            return
+        finally:
+            inflight.dec()
+        body = completion_body(response, self.req.model, new_id(), int(time.time()))
+        headers = [JSON_TYPE, *self._headers(response.provider_id, len(response.attempts))]
+        self.answered(response)
+        await self.send({"type": "http.response.start", "status": 200, "headers": headers})
+        await self.send({"type": "http.response.body", "body": body})
+
+    async def streamed(self, receive: Receive) -> None:
+        """Send the request, answer server-sent events; stop when the client goes away."""
+        stream = self.client.generate_stream(self.req.request)
+        chunks = stream.__aiter__()
+        inflight = self.metrics.inflight
+        inflight.inc()
+        try:
+            try:  # up to the first text an error still has its status
+                first = await chunks.__anext__()
+            except StopAsyncIteration:
+                first = ""
+            except Exception as exc:
+                await self.failed(exc)
+                return
+            ttft = self._elapsed()
+            provider = (stream.target or "").partition("/")[0]
+            headers = [*_SSE, *self._headers(provider, stream.attempts)]
+            await self.send({"type": "http.response.start", "status": 200, "headers": headers})
+            relay = asyncio.ensure_future(self._relay(stream, chunks, first, ttft))
+            gone = asyncio.ensure_future(_disconnected(receive))
+            try:
+                await asyncio.wait((relay, gone), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (relay, gone):
+                    task.cancel()
+                await asyncio.gather(relay, gone, return_exceptions=True)
+                await stream.aclose()
+            if relay.cancelled():  # the client went away (499, nginx's word for it)
+                self.metrics.failed(CHAT, 499, self._label(), total=self._elapsed())
+                self._log(200, outcome="disconnected")
+        finally:
+            inflight.dec()
+
+    async def _relay(
+        self, stream: LLMStream, chunks: AsyncIterator[str], first: str, ttft: float
+    ) -> None:
+        """Send the stream's events; an error after the first is an ``error`` event. The
+        request is counted and logged before the last event goes out."""
+        send, writer = self.send, ChunkWriter(self.req.model)
+        body = writer.role()
+        if first:
+            body += writer.text(first)
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        try:
+            async for text in chunks:
+                event = writer.text(text)
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+        except Exception as exc:  # the upstream broke midway: no fallback any more
+            self.metrics.failed(CHAT, 502, self._label(), total=self._elapsed())
+            self._log(200, outcome="stream_error")
+            await send({"type": "http.response.body", "body": stream_error_event(wire_error(exc))})
+            raise
+        response = stream.response
+        usage = response.usage if response is not None else Usage()
+        finish = response.finish_reason if response is not None else None
+        tail = writer.finish(finish, usage, self.req.include_usage)
+        if response is not None:
+            self.answered(response, ttft)
+        await send({"type": "http.response.body", "body": tail})
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Return when the client has gone away."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return

@@ -1,0 +1,367 @@
+"""OpenAI's wire format for ``/v1/chat/completions``: request parsing, answers, errors.
+
+No web framework here: bytes in, :class:`ChatRequest` out (or a :class:`WireError` with the
+OpenAI error shape and HTTP status); an :class:`LLMResponse` or stream pieces in, bytes out.
+Every input is bounded (messages, text, stop words, numbers).
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gwconfig.errors import GwconfigError
+from gwconfig.runtime.errors import (
+    AllTargetsFailedError,
+    AmbiguousModelError,
+    BadRequestError,
+    ConfigLoadError,
+    DeadlineExceededError,
+    NoRouteError,
+)
+from gwconfig.runtime.messages import InterventionContext, LLMConfig, LLMRequest, LLMResponse, Usage
+
+MAX_MESSAGES = 2048
+MAX_MODEL_NAME = 512
+MAX_STOP_WORDS = 4
+MAX_STOP_LENGTH = 256
+MAX_TOKENS = 1_000_000
+#: the longest error message sent back (the runtime's are scrubbed of secrets already)
+MAX_ERROR_MESSAGE = 2000
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+#: fields accepted and ignored (they change nothing the gateway does)
+_IGNORED = frozenset({"user", "metadata", "store", "service_tier", "parallel_tool_calls"})
+#: fields the gateway cannot honour: refused rather than silently dropped
+_REFUSED = frozenset({"tools", "tool_choice", "functions", "function_call", "logprobs", "audio"})
+#: generation options sent on to the provider as they are (after a type check)
+_NUMBERS: dict[str, tuple[float, float]] = {
+    "top_p": (0.0, 1.0),
+    "presence_penalty": (-2.0, 2.0),
+    "frequency_penalty": (-2.0, 2.0),
+}
+
+
+class WireError(Exception):
+    """An error answered in OpenAI's shape: ``{"error": {"message", "type", "code", "param"}}``."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+        *,
+        param: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message[:MAX_ERROR_MESSAGE]
+        self.type = type_
+        self.code = code
+        self.param = param
+        self.headers = dict(headers or {})
+
+    def body(self) -> bytes:
+        """The JSON error document."""
+        err = {"message": self.message, "type": self.type, "code": self.code, "param": self.param}
+        return orjson.dumps({"error": err})
+
+
+def bad(message: str, param: str | None = None, code: str | None = None) -> WireError:
+    """A 400 about the request body."""
+    return WireError(400, message, "invalid_request_error", code, param=param)
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """A parsed ``/v1/chat/completions`` body: the runtime request and how to answer it."""
+
+    model: str
+    stream: bool
+    include_usage: bool
+    request: LLMRequest
+
+
+def parse_chat_request(raw: bytes) -> ChatRequest:
+    """Parse and check a request body; raise :class:`WireError` (400) when it is not valid."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise bad("the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise bad("the request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model or len(model) > MAX_MODEL_NAME:
+        raise bad(
+            f"'model' must be a non-empty string of at most {MAX_MODEL_NAME} characters", "model"
+        )
+    for name in _REFUSED:
+        if body.get(name) not in (None, False, [], {}):
+            raise bad(f"'{name}' is not supported by this gateway", name, "unsupported_parameter")
+    n = body.get("n")
+    if n not in (None, 1):
+        raise bad("only n=1 is supported", "n", "unsupported_parameter")
+    messages = _messages(body.get("messages"))
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool | None):
+        raise bad("'stream' must be a boolean", "stream")
+    options = body.get("stream_options")
+    include_usage = False
+    if isinstance(options, dict):
+        include_usage = bool(options.get("include_usage", False))
+    elif options is not None:
+        raise bad("'stream_options' must be an object", "stream_options")
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is not None and (
+        not isinstance(max_tokens, int)
+        or isinstance(max_tokens, bool)
+        or not 1 <= max_tokens <= MAX_TOKENS
+    ):
+        raise bad(f"'max_tokens' must be an integer from 1 to {MAX_TOKENS}", "max_tokens")
+    temperature = _number(body, "temperature", 0.0, 2.0)
+    extra: dict[str, Any] = {}
+    for name, (low, high) in _NUMBERS.items():
+        value = _number(body, name, low, high)
+        if value is not None:
+            extra[name] = value
+    seed = body.get("seed")
+    if seed is not None:
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise bad("'seed' must be an integer", "seed")
+        extra["seed"] = seed
+    stop = _stop(body.get("stop"))
+    if stop is not None:
+        extra["stop"] = stop
+    fmt = body.get("response_format")
+    if fmt is not None:
+        if not isinstance(fmt, dict) or not isinstance(fmt.get("type"), str):
+            raise bad("'response_format' must be an object with a 'type'", "response_format")
+        extra["response_format"] = fmt
+    user = body.get("user")
+    config = LLMConfig(
+        model_identifier=model,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        extra_params=extra,
+    )
+    context = InterventionContext(user_id=user if isinstance(user, str) else None)
+    return ChatRequest(model, bool(stream), include_usage, LLMRequest(messages, config, context))
+
+
+def _number(body: Mapping[str, Any], name: str, low: float, high: float) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool) or not low <= value <= high:
+        raise bad(f"'{name}' must be a number from {low:g} to {high:g}", name)
+    return float(value)
+
+
+def _stop(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    words = [value] if isinstance(value, str) else value
+    if (
+        not isinstance(words, list)
+        or len(words) > MAX_STOP_WORDS
+        or not all(isinstance(w, str) and 0 < len(w) <= MAX_STOP_LENGTH for w in words)
+    ):
+        raise bad(
+            f"'stop' must be a string or a list of at most {MAX_STOP_WORDS} strings of at most "
+            f"{MAX_STOP_LENGTH} characters",
+            "stop",
+        )
+    return list(words)
+
+
+def _messages(value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not value:
+        raise bad("'messages' must be a non-empty list", "messages")
+    if len(value) > MAX_MESSAGES:
+        raise bad(f"at most {MAX_MESSAGES} messages are accepted", "messages")
+    out: list[dict[str, Any]] = []
+    for i, m in enumerate(value):
+        where = f"messages[{i}]"
+        if not isinstance(m, dict):
+            raise bad(f"{where} must be an object", where)
+        role = m.get("role")
+        if role not in ROLES:
+            raise bad(f"{where}.role must be one of {', '.join(sorted(ROLES))}", f"{where}.role")
+        content = m.get("content")
+        if isinstance(content, list):
+            content = _text_parts(content, where)
+        elif content is None and role == "assistant":
+            content = ""
+        elif not isinstance(content, str):
+            raise bad(
+                f"{where}.content must be a string or a list of text parts", f"{where}.content"
+            )
+        msg: dict[str, Any] = {
+            "role": "system" if role == "developer" else role,
+            "content": content,
+        }
+        name = m.get("name")
+        if isinstance(name, str) and name:
+            msg["name"] = name[:64]
+        out.append(msg)
+    return out
+
+
+def _text_parts(parts: list[Any], where: str) -> str:
+    texts = []
+    for j, part in enumerate(parts):
+        if not isinstance(part, dict) or part.get("type") != "text":
+            raise bad(
+                f"{where}.content[{j}]: only text parts are supported",
+                f"{where}.content",
+                "unsupported_content",
+            )
+        text = part.get("text")
+        if not isinstance(text, str):
+            raise bad(f"{where}.content[{j}].text must be a string", f"{where}.content")
+        texts.append(text)
+    return "".join(texts)
+
+
+# -- answers --------------------------------------------------------------------------------------
+
+
+_ID_PREFIX = "chatcmpl-" + secrets.token_hex(8)
+_ids = itertools.count(1)
+
+
+def new_id() -> str:
+    """A completion id unique to this process's lifetime: ``chatcmpl-``, 16 random hex digits
+    drawn at start, and a counter (no system call per request)."""
+    return f"{_ID_PREFIX}{next(_ids):x}"
+
+
+def usage_doc(usage: Usage) -> dict[str, int]:
+    """OpenAI's ``usage`` object."""
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def completion_body(response: LLMResponse, model: str, cid: str, created: int) -> bytes:
+    """A ``chat.completion`` object for ``response``, answering for ``model`` as asked."""
+    return orjson.dumps(
+        {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": response.generated_content},
+                    "finish_reason": response.finish_reason or "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": usage_doc(response.usage),
+            "system_fingerprint": None,
+        }
+    )
+
+
+class ChunkWriter:
+    """The server-sent events of one streamed answer (``chat.completion.chunk`` objects)."""
+
+    __slots__ = ("_head", "created", "id", "model")
+
+    def __init__(self, model: str, cid: str | None = None, created: int | None = None) -> None:
+        self.id = cid or new_id()
+        self.created = int(time.time()) if created is None else created
+        self.model = model
+        # every chunk starts alike: serialised once
+        head = orjson.dumps(
+            {
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+            }
+        )
+        self._head = b"data: " + head[:-1] + b',"choices":'
+
+    def _event(self, choices: bytes, usage: Usage | None = None) -> bytes:
+        tail = (
+            b"}\n\n" if usage is None else b',"usage":' + orjson.dumps(usage_doc(usage)) + b"}\n\n"
+        )
+        return self._head + choices + tail
+
+    def role(self) -> bytes:
+        """The first event: the assistant role, no text yet."""
+        return self._event(
+            b'[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]'
+        )
+
+    def text(self, text: str) -> bytes:
+        """An event carrying a piece of the answer."""
+        delta = orjson.dumps({"content": text})
+        return self._event(b'[{"index":0,"delta":' + delta + b',"finish_reason":null}]')
+
+    def finish(self, finish_reason: str | None, usage: Usage, include_usage: bool) -> bytes:
+        """The last events: the finish reason (with usage), a usage-only chunk when the client
+        asked for ``stream_options.include_usage``, and ``data: [DONE]``."""
+        reason = orjson.dumps(finish_reason or "stop")
+        out = self._event(b'[{"index":0,"delta":{},"finish_reason":' + reason + b"}]", usage)
+        if include_usage:
+            out += self._event(b"[]", usage)
+        return out + b"data: [DONE]\n\n"
+
+
+def stream_error_event(error: WireError) -> bytes:
+    """An error after the stream began (the status line is gone): an ``error`` event."""
+    return b"data: " + error.body() + b"\n\n"
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+def wire_error(exc: BaseException) -> WireError:
+    """The OpenAI error (and HTTP status) for an exception the runtime raised for a request."""
+    if isinstance(exc, WireError):
+        return exc
+    if isinstance(exc, NoRouteError):
+        return WireError(404, _text(exc), "invalid_request_error", "model_not_found", param="model")
+    if isinstance(exc, AmbiguousModelError):
+        return WireError(400, _text(exc), "invalid_request_error", "model_ambiguous", param="model")
+    if isinstance(exc, DeadlineExceededError):
+        return WireError(504, _text(exc), "timeout", "deadline_exceeded")
+    if isinstance(exc, BadRequestError):
+        return WireError(400, _text(exc), "invalid_request_error", "upstream_rejected")
+    if isinstance(exc, AllTargetsFailedError):
+        if exc.failures and all(f.status == 429 for f in exc.failures):
+            return WireError(
+                429,
+                _text(exc),
+                "rate_limit_error",
+                "upstream_rate_limited",
+                headers={"retry-after": "1"},
+            )
+        return WireError(502, _text(exc), "api_error", "upstream_failed")
+    if isinstance(exc, ConfigLoadError):
+        return WireError(
+            503, "the gateway configuration is not available", "api_error", "config_unavailable"
+        )
+    if isinstance(exc, GwconfigError):
+        return WireError(502, _text(exc), "api_error", "gateway_error")
+    return WireError(500, "internal error", "api_error", "internal_error")
+
+
+def _text(exc: GwconfigError) -> str:
+    text = exc.message
+    if exc.hint:
+        text += f" ({exc.hint})"
+    return text

@@ -1,0 +1,276 @@
+"""``/v1/chat/completions`` and ``/v1/models`` of ``gwconfig serve`` through the official
+``openai`` package (sync, async, streaming), against real loopback upstreams."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from sqlalchemy import create_engine, text
+
+from gwconfig.db.session import open_database
+from gwconfig.server.state import ServeSettings
+from runtime_servers import FAST, FakeLLMServer
+from serve_helpers import ServedApp, make_token, serve_app
+from test_reconcile_engine import apply, write_manifests
+
+FAIL = "fail:503:100000"
+
+
+def manifests(upstream: FakeLLMServer, *, reply: str = "from mock") -> list[dict[str, Any]]:
+    """Providers ``up`` (the loopback upstream) and ``mock``; routes over them."""
+    up = {
+        "apiVersion": "gwconfig/v1",
+        "kind": "Provider",
+        "provider_id": "up",
+        "provider_type": "openai",
+        "connection": {"api_base": upstream.base_url + "/v1"},
+        "api_keys": [{"name": "default", "value": {"env": "UP_KEY"}}],
+        "request_settings": {**FAST, "max_retries": 0, "timeout_seconds": 30},
+        "models": [{"model_id": "gpt-ok"}, {"model_id": FAIL}, {"model_id": "leak:json"}],
+    }
+    mock = {
+        "apiVersion": "gwconfig/v1",
+        "kind": "Provider",
+        "provider_id": "mock",
+        "provider_type": "mock",
+        "models": [{"model_id": "chat", "parameters": {"reply": reply}}],
+    }
+    slow = {
+        "apiVersion": "gwconfig/v1",
+        "kind": "Provider",
+        "provider_id": "slowp",
+        "provider_type": "mock",
+        "models": [{"model_id": "slow", "parameters": {"reply": "late", "latency_ms": 60000}}],
+        "request_settings": {"deadline_seconds": 0.2},
+    }
+    limited = {
+        "apiVersion": "gwconfig/v1",
+        "kind": "Provider",
+        "provider_id": "limited",
+        "provider_type": "mock",
+        "models": [{"model_id": "lchat", "parameters": {"reply": "limited"}}],
+        "request_settings": {"rate_limit_rpm": 1, "backoff_max_seconds": 1, "max_retries": 0},
+    }
+    gateway = {
+        "apiVersion": "gwconfig/v1",
+        "kind": "Gateway",
+        "routes": [
+            {"name": "main", "targets": [{"model": "up/gpt-ok"}]},
+            {"name": "fallback", "targets": [{"model": f"up/{FAIL}"}, {"model": "mock/chat"}]},
+            {"name": "local", "targets": [{"model": "mock/chat"}]},
+        ],
+    }
+    return [up, mock, slow, limited, gateway]
+
+
+@dataclass
+class Gateway:
+    """A served gateway: the server, its database URL and an ``invoke`` token."""
+
+    served: ServedApp
+    url: str
+    token: str
+    root: Path
+
+    def openai(self, token: str | None = None) -> openai.OpenAI:
+        return openai.OpenAI(
+            base_url=self.served.base_url + "/v1", api_key=token or self.token, max_retries=0
+        )
+
+    def async_openai(self, token: str | None = None) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            base_url=self.served.base_url + "/v1", api_key=token or self.token, max_retries=0
+        )
+
+
+def served_gateway(
+    db_url: str, fernet_key: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, docs: Any
+) -> Iterator[Gateway]:
+    """Apply ``docs`` to ``db_url`` and serve it (with an ``invoke`` token named ``app``)."""
+    monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", fernet_key)
+    monkeypatch.setenv("UP_KEY", "sk-up-" + secrets.token_urlsafe(24))
+    monkeypatch.chdir(tmp_path)
+    open_database(db_url, upgrade=True).dispose()
+    root = write_manifests(tmp_path / "m", *docs)
+    apply(root, db_url)
+    token = make_token(db_url, "invoke", name="app")
+    with serve_app(ServeSettings(database_url=db_url)) as served:
+        yield Gateway(served, db_url, token, root)
+
+
+@pytest.fixture
+def gateway(
+    db_url: str,
+    fernet_key: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    module_server: FakeLLMServer,
+) -> Iterator[Gateway]:
+    yield from served_gateway(db_url, fernet_key, monkeypatch, tmp_path, manifests(module_server))
+
+
+def test_plain_answer_with_gateway_headers_and_usage_rows(gateway: Gateway) -> None:
+    client = gateway.openai()
+    raw = client.chat.completions.with_raw_response.create(
+        model="main", messages=[{"role": "user", "content": "hello there"}], max_tokens=20
+    )
+    completion = raw.parse()
+    assert completion.choices[0].message.content == "echo: hello there"
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.model == "main" and completion.object == "chat.completion"
+    assert completion.usage is not None and completion.usage.total_tokens == 5
+    assert raw.headers["x-gwconfig-provider"] == "up"
+    assert raw.headers["x-gwconfig-attempts"] == "1"
+    assert raw.headers["x-gwconfig-revision"] == "1"
+    runtime = gateway.served.state.runtime
+    assert runtime is not None and runtime.client.usage is not None
+    assert runtime.client.usage.flush()
+    engine = create_engine(gateway.url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT token_name, outcome FROM usage_records")).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [("app", "ok")]
+
+
+def test_streamed_answer_sync_and_async(gateway: Gateway) -> None:
+    stream = gateway.openai().chat.completions.create(
+        model="up/gpt-ok",
+        messages=[{"role": "user", "content": "one two three"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text_ = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text_ == "echo: one two three"
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 4
+
+    async def main() -> list[str]:
+        client = gateway.async_openai()
+        parts = []
+        stream = await client.chat.completions.create(
+            model="local", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                parts.append(chunk.choices[0].delta.content)
+            if chunk.choices and chunk.choices[0].finish_reason:
+                assert chunk.usage is not None  # usage rides on the last chunk
+        await client.close()
+        return parts
+
+    assert "".join(asyncio.run(main())) == "from mock"
+
+
+def test_fallback_from_a_failing_upstream(gateway: Gateway) -> None:
+    async def main() -> Any:
+        client = gateway.async_openai()
+        try:
+            return await client.chat.completions.with_raw_response.create(
+                model="fallback", messages=[{"role": "user", "content": "x"}]
+            )
+        finally:
+            await client.close()
+
+    raw = asyncio.run(main())
+    assert raw.parse().choices[0].message.content == "from mock"
+    assert raw.headers["x-gwconfig-provider"] == "mock"
+    assert raw.headers["x-gwconfig-attempts"] == "2"
+
+
+def test_errors_are_what_the_openai_package_expects(gateway: Gateway) -> None:
+    client = gateway.openai()
+    msg = [{"role": "user", "content": "x"}]
+    with pytest.raises(openai.NotFoundError) as not_found:
+        client.chat.completions.create(model="no-such-model", messages=msg)  # type: ignore[arg-type]
+    assert not_found.value.code == "model_not_found"
+    with pytest.raises(openai.AuthenticationError):
+        gateway.openai("gwc_" + "x" * 43).chat.completions.create(model="main", messages=msg)  # type: ignore[arg-type]
+    reader = make_token(gateway.url, "read")
+    with pytest.raises(openai.PermissionDeniedError):
+        gateway.openai(reader).chat.completions.create(model="main", messages=msg)  # type: ignore[arg-type]
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(model="main", messages=[])
+    assert bad.value.param == "messages"
+    with pytest.raises(openai.InternalServerError) as failed:
+        client.chat.completions.create(model=f"up/{FAIL}", messages=msg)  # type: ignore[arg-type]
+    assert failed.value.status_code == 502
+    with pytest.raises(openai.InternalServerError) as late:
+        client.chat.completions.create(model="slowp/slow", messages=msg)  # type: ignore[arg-type]
+    assert late.value.status_code == 504
+    client.chat.completions.create(model="limited/lchat", messages=msg)  # type: ignore[arg-type]
+    with pytest.raises(openai.RateLimitError):  # every target is over its rpm
+        client.chat.completions.create(model="limited/lchat", messages=msg)  # type: ignore[arg-type]
+
+
+def test_token_models_and_rpm_limits(gateway: Gateway) -> None:
+    msg = [{"role": "user", "content": "x"}]
+    only_local = make_token(gateway.url, "invoke", models=("local", "mock/*"))
+    client = gateway.openai(only_local)
+    assert client.chat.completions.create(model="local", messages=msg).choices  # type: ignore[arg-type]
+    assert client.chat.completions.create(model="chat", messages=msg).choices  # type: ignore[arg-type]
+    with pytest.raises(openai.PermissionDeniedError):
+        client.chat.completions.create(model="main", messages=msg)  # type: ignore[arg-type]
+    ids = {m.id for m in client.models.list()}
+    assert ids == {"local", "mock/chat"}
+    everything = {m.id for m in gateway.openai().models.list()}
+    assert {"main", "fallback", "local", "up/gpt-ok", "mock/chat"} <= everything
+    once = make_token(gateway.url, "invoke", rpm=1)
+    gateway.openai(once).chat.completions.create(model="local", messages=msg)  # type: ignore[arg-type]
+    with pytest.raises(openai.RateLimitError) as limited:
+        gateway.openai(once).chat.completions.create(model="local", messages=msg)  # type: ignore[arg-type]
+    assert limited.value.code == "rate_limit_exceeded"
+
+
+def test_bodies_are_bounded_and_methods_checked(gateway: Gateway) -> None:
+    with httpx.Client(base_url=gateway.served.base_url, timeout=30) as http:
+        auth = {"Authorization": f"Bearer {gateway.token}"}
+        big = (
+            b'{"model": "main", "messages": [{"role": "user", "content": "'
+            + b"a" * (2 * 1024 * 1024)
+            + b'"}]}'
+        )
+        resp = http.post("/v1/chat/completions", content=big, headers=auth)
+        assert resp.status_code == 413 and resp.json()["error"]["code"] == "request_too_large"
+        resp = http.post("/v1/chat/completions", content=b"{not json", headers=auth)
+        assert resp.status_code == 400 and "error" in resp.json()
+        resp = http.get("/v1/chat/completions", headers=auth)
+        assert resp.status_code == 405
+        resp = http.get("/v1/models")
+        assert resp.status_code == 401 and resp.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_no_secret_token_or_prompt_in_answers_logs_or_metrics(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    import os
+
+    key = os.environ["UP_KEY"]
+    prompt = "canary-prompt-" + secrets.token_hex(8)
+    client = gateway.openai()
+    msg = [{"role": "user", "content": prompt}]
+    with caplog.at_level("INFO"):
+        with pytest.raises(openai.InternalServerError) as leaked:
+            client.chat.completions.create(model="up/leak:json", messages=msg)  # type: ignore[arg-type]
+        client.chat.completions.create(model="main", messages=msg)  # type: ignore[arg-type]
+        with httpx.Client(base_url=gateway.served.base_url, timeout=30) as http:
+            auth = {"Authorization": f"Bearer {gateway.token}"}
+            metrics = http.get("/metrics", headers=auth).text
+    answer = str(leaked.value.body) + leaked.value.message
+    assert "HTTP 401" in answer  # the upstream's error, scrubbed
+    lines = [r.getMessage() for r in caplog.records if r.name == "gwconfig.access"]
+    assert len(lines) == 3 and '"token":"app"' in lines[0]
+    for out in (answer, metrics, *lines):
+        assert all(key[i : i + 8] not in out for i in range(len(key) - 7))
+        assert gateway.token not in out
+    for out in (metrics, *lines):
+        assert prompt not in out

@@ -1,0 +1,129 @@
+"""OpenAI's wire format: request bodies to runtime requests, answers and errors to bytes."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from gwconfig.runtime.errors import (
+    AllTargetsFailedError,
+    AmbiguousModelError,
+    DeadlineExceededError,
+    NoRouteError,
+    TargetFailure,
+)
+from gwconfig.runtime.messages import LLMResponse, Usage
+from gwconfig.server.openai_wire import (
+    MAX_MESSAGES,
+    ChunkWriter,
+    WireError,
+    completion_body,
+    parse_chat_request,
+    wire_error,
+)
+
+
+def body(**fields: object) -> bytes:
+    doc = {"model": "m", "messages": [{"role": "user", "content": "hi"}], **fields}
+    return orjson.dumps(doc)
+
+
+def test_a_full_request_becomes_the_runtime_request() -> None:
+    parsed = parse_chat_request(
+        body(
+            messages=[
+                {"role": "developer", "content": "be brief"},
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+                },
+                {"role": "assistant", "content": None},
+            ],
+            max_completion_tokens=7,
+            temperature=0.5,
+            top_p=0.9,
+            stop="END",
+            seed=3,
+            stream=True,
+            stream_options={"include_usage": True},
+            user="u1",
+        )
+    )
+    assert parsed.model == "m" and parsed.stream and parsed.include_usage
+    req = parsed.request
+    assert req.messages() == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "ab"},
+        {"role": "assistant", "content": ""},
+    ]
+    assert req.config.model_identifier == "m" and req.config.max_tokens == 7
+    assert req.config.temperature == 0.5
+    assert req.config.extra_params == {"top_p": 0.9, "stop": ["END"], "seed": 3}
+    assert req.initial_context.user_id == "u1"
+
+
+@pytest.mark.parametrize(
+    ("raw", "param"),
+    [
+        (b"{nope", None),
+        (b"[]", None),
+        (body(model=""), "model"),
+        (body(model="x" * 600), "model"),
+        (body(messages=[]), "messages"),
+        (body(messages=[{"role": "robot", "content": "x"}]), "messages[0].role"),
+        (body(messages=[{"role": "user", "content": 5}]), "messages[0].content"),
+        (
+            body(messages=[{"role": "user", "content": [{"type": "image_url"}]}]),
+            "messages[0].content",
+        ),
+        (body(messages=[{"role": "user", "content": "x"}] * (MAX_MESSAGES + 1)), "messages"),
+        (body(temperature=3), "temperature"),
+        (body(temperature=True), "temperature"),
+        (body(max_tokens=0), "max_tokens"),
+        (body(stop=["a"] * 5), "stop"),
+        (body(tools=[{"type": "function"}]), "tools"),
+        (body(n=2), "n"),
+        (body(stream="yes"), "stream"),
+    ],
+)
+def test_bad_bodies_are_400_with_the_parameter(raw: bytes, param: str | None) -> None:
+    with pytest.raises(WireError) as exc:
+        parse_chat_request(raw)
+    assert exc.value.status == 400 and exc.value.param == param
+    doc = orjson.loads(exc.value.body())
+    assert set(doc["error"]) == {"message", "type", "code", "param"}
+
+
+def test_answers_in_openai_shape() -> None:
+    response = LLMResponse("hello", "p", "m1", Usage(3, 2), 1.0, (), "length", None)
+    doc = orjson.loads(completion_body(response, "asked", "chatcmpl-1", 10))
+    assert doc["object"] == "chat.completion" and doc["model"] == "asked"
+    assert doc["choices"][0]["message"] == {"role": "assistant", "content": "hello"}
+    assert doc["choices"][0]["finish_reason"] == "length"
+    assert doc["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    writer = ChunkWriter("asked", "chatcmpl-2", 10)
+    events = writer.role() + writer.text('say "hi"') + writer.finish("stop", Usage(1, 2), True)
+    parts = events.decode().split("\n\n")
+    assert parts[-2:] == ["data: [DONE]", ""]
+    chunks = [orjson.loads(p.removeprefix("data: ")) for p in parts[:-2]]
+    assert all(c["object"] == "chat.completion.chunk" and c["id"] == "chatcmpl-2" for c in chunks)
+    assert chunks[1]["choices"][0]["delta"] == {"content": 'say "hi"'}
+    assert chunks[2]["choices"][0]["finish_reason"] == "stop" and chunks[2]["usage"]
+    assert chunks[3]["choices"] == [] and chunks[3]["usage"]["total_tokens"] == 3
+
+
+def test_runtime_errors_map_to_statuses() -> None:
+    limited = TargetFailure("p/m", "rate limit", 1, 429)
+    broken = TargetFailure("q/m", "HTTP 500", 1, 500)
+    cases = [
+        (NoRouteError("no route"), 404, "model_not_found"),
+        (AmbiguousModelError("m", ["a/m", "b/m"]), 400, "model_ambiguous"),
+        (DeadlineExceededError("late"), 504, "deadline_exceeded"),
+        (AllTargetsFailedError("r", [limited, limited]), 429, "upstream_rate_limited"),
+        (AllTargetsFailedError("r", [limited, broken]), 502, "upstream_failed"),
+        (RuntimeError("bug with a secret"), 500, "internal_error"),
+    ]
+    for exc, status, code in cases:
+        error = wire_error(exc)
+        assert (error.status, error.code) == (status, code)
+    assert wire_error(RuntimeError("bug with a secret")).message == "internal error"
