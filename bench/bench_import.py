@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cryptography.fernet import Fernet
 
 import backoffice_corpus
-from bench_db import scratch_database
 from gwconfig.secrets.keys import generate_key
+from harness import scratch_database
 
 #: CPU seconds (user + system) of every command run, by command name
 CPU: dict[str, list[float]] = {}
