@@ -14,7 +14,6 @@ Installs the Debian package ``wrk`` with apt-get when it is missing (this script
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -77,9 +76,7 @@ def bench(kind: str, base: str | None, args: Any, wrk: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark on SQLite and, when configured, PostgreSQL."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=int, default=1, help="catalogue copies (default 1)")
-    parser.add_argument("--runs", type=int, default=3, help="wrk runs per engine (default 3)")
+    parser = harness.arguments(__doc__, scale=1, runs=3)
     parser.add_argument("--seconds", type=int, default=10, help="seconds per run (default 10)")
     parser.add_argument("--workers", type=int, default=2, help="serve workers (default 2)")
     parser.add_argument("--provider", help="provider id to fetch (default: median size)")

@@ -182,8 +182,7 @@ def measure(
 
 def main() -> None:
     """Parse options, build the corpus, measure on the engines asked for."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=int, default=1)
+    parser = harness.arguments(__doc__, scale=1)
     parser.add_argument("--applies", type=int, default=10)
     parser.add_argument("--http", type=int, default=10)
     parser.add_argument("--db", type=int, default=10)

@@ -87,10 +87,8 @@ def _non_304(run: harness.WrkRun) -> int:
 
 def main() -> None:
     """Parse options, build the corpus once, measure on each engine."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=int, default=1)
+    parser = harness.arguments(__doc__, scale=1, runs=3)
     parser.add_argument("--duration", type=int, default=10)
-    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--skip-postgres", action="store_true")
     args = parser.parse_args()

@@ -15,7 +15,6 @@ the dump process.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import resource
@@ -104,9 +103,7 @@ def bench_engine(engine: str, scale: int, runs: int, tmp: Path, env: dict[str, s
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print medians."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=int, default=5)
-    parser.add_argument("--runs", type=int, default=5)
+    parser = harness.arguments(__doc__, scale=5, runs=5)
     parser.add_argument("--engines", default="sqlite,postgres")
     args = parser.parse_args(argv)
     from cryptography.fernet import Fernet

@@ -16,7 +16,6 @@ no-op plan (compile, open, read state, resolve secrets + diff, render) and of a 
 
 from __future__ import annotations
 
-import argparse
 import os
 import resource
 import statistics
@@ -170,9 +169,7 @@ def apply_breakdown(path: Path, url: str) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print medians."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=int, default=5)
-    parser.add_argument("--runs", type=int, default=3)
+    parser = harness.arguments(__doc__, scale=5, runs=3)
     parser.add_argument("--engines", default="sqlite,postgres")
     args = parser.parse_args(argv)
     from cryptography.fernet import Fernet

@@ -98,10 +98,8 @@ def bench(name: str, url: str, args: argparse.Namespace, corpus: Path, work: Pat
 
 def main() -> None:
     """Parse options, build the corpus once, measure on each engine."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=int, default=5)
+    parser = harness.arguments(__doc__, scale=5, runs=3)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--skip-postgres", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gwbench-serve-") as tmp:

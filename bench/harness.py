@@ -4,6 +4,7 @@ Import it the way the scripts import ``corpus`` (``sys.path.insert(0, <bench dir
 ``import harness``). It holds what more than one script needs, so that each script is only its
 scenario and its report:
 
+- :func:`arguments`: the options every script has (``--scale``, ``--runs``);
 - :func:`run_cli` runs ``gwconfig`` as a subprocess (:data:`GWCONFIG`), :func:`free_port`;
 - :func:`scratch_database` / :func:`scratch_postgres` / :func:`select_engines`: a fresh
   database per engine (PostgreSQL from ``GWCONFIG_BENCH_POSTGRES_URL`` or
@@ -18,6 +19,7 @@ scenario and its report:
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -37,6 +39,21 @@ from pathlib import Path
 GWCONFIG = [sys.executable, "-c", "from gwconfig.cli import main; main()"]
 #: safety net for a server to start (never a measurement)
 START_SECONDS = 120.0
+
+
+def arguments(doc: str | None, *, scale: int, runs: int | None = None) -> argparse.ArgumentParser:
+    """A parser described by the first line of the script's ``doc``, with the options every
+    script has: ``--scale`` (catalogue copies, see ``corpus.py``) and, with a default,
+    ``--runs`` (runs per engine; the script prints their median)."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument(
+        "--scale", type=int, default=scale, help=f"catalogue copies (default {scale})"
+    )
+    if runs is not None:
+        parser.add_argument(
+            "--runs", type=int, default=runs, help=f"runs per engine (default {runs})"
+        )
+    return parser
 
 
 def run_cli(args: list[str], env: Mapping[str, str], cwd: Path) -> str:
