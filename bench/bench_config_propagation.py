@@ -31,7 +31,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_serve_memory import GWCONFIG, free_port, run, scratch_postgres
+import harness
 from corpus import corpus_env, write_corpus
 
 #: a runtime process: load, follow, print "swap <display name> <wall time>" on every swap
@@ -127,75 +127,62 @@ def bench(engine: str, url: str, args: argparse.Namespace, corpus: Path, work: P
     """Apply, start serve and the runtimes, then time ``--applies`` changes."""
     from cryptography.fernet import Fernet
 
-    from gwconfig.reconcile import engine as reconcile
-
     env = {**os.environ, **corpus_env(args.scale)}
     env["GWCONFIG_ENCRYPTION_KEY"] = Fernet.generate_key().decode()
     env.pop("GWCONFIG_API_TOKEN", None)
-    run(["db", "upgrade", "--database-url", url], env, work)
+    harness.run_cli(["db", "upgrade", "--database-url", url], env, work)
     pid = sorted(p.stem for p in corpus.glob("*.yaml") if p.stem != "gateway")[0]
     set_display_name(corpus, pid, "rev 0")
-    run(["apply", str(corpus), "--auto-approve", "--database-url", url], env, work)
-    token = run(["tokens", "create", f"rt-{engine}", "--scope", "runtime", "--database-url", url],
-                env, work).strip()  # fmt: skip
-    port = free_port()
-    server = subprocess.Popen(
-        [*GWCONFIG, "serve", "--port", str(port), "--database-url", url],
-        env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    runtimes: list[Runtime] = []
-    try:
-        import httpx
-
-        deadline = time.monotonic() + BOUND
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                sys.exit("serve did not start")
-            time.sleep(0.1)
+    harness.run_cli(["apply", str(corpus), "--auto-approve", "--database-url", url], env, work)
+    token = harness.run_cli(
+        ["tokens", "create", f"rt-{engine}", "--scope", "runtime", "--database-url", url], env, work
+    ).strip()
+    with harness.serve(url, env, work) as served:
         rt_env = {**env, "GWCONFIG_API_TOKEN": token}
-        api = f"http://127.0.0.1:{port}/api/v1"
+        api = f"{served.base_url}/api/v1"
         runtimes = [Runtime("http", api, pid, rt_env) for _ in range(args.http)]
         runtimes += [Runtime("db", url, pid, rt_env) for _ in range(args.db)]
-        for rt in runtimes:
-            rt.wait_for("ready", "rev 0")
-        time.sleep(1.0)  # let every long-poll and watcher settle before the first change
-        os.environ.update(env)  # the in-process apply reads the key and the corpus secrets
-        delays: dict[str, list[float]] = {"http": [], "db": []}
-        for k in range(1, args.applies + 1):
-            set_display_name(corpus, pid, f"rev {k}")
-            reconcile.apply_manifests(
-                str(corpus), url, reconcile.PlanOptions(), review=lambda _p: True
-            )
-            returned = time.time()
+        try:
+            delays = measure(runtimes, corpus, pid, url, env, args.applies)
+        finally:
             for rt in runtimes:
-                delays[rt.kind].append(rt.wait_for("swap", f"rev {k}") - returned)
-            time.sleep(0.2)  # runtimes back in their long-poll before the next change
-        every = delays["http"] + delays["db"]
-        print(
-            f"{engine}: x{args.scale}, {args.applies} applies, {args.http} HTTP + {args.db} "
-            f"database runtimes; delay from apply returning to serving the new revision:"
-        )
-        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-        print(f"  (machine load average during the run: {load} on {os.cpu_count()} CPUs)")
-        report("all", every)
-        report("http", delays["http"])
-        report("database", delays["db"])
-    finally:
+                rt.stop()
+    print(
+        f"{engine}: x{args.scale}, {args.applies} applies, {args.http} HTTP + {args.db} "
+        f"database runtimes; delay from apply returning to serving the new revision:"
+    )
+    load = harness.load_average()
+    print(f"  (machine load average during the run: {load} on {os.cpu_count()} CPUs)")
+    report("all", delays["http"] + delays["db"])
+    report("http", delays["http"])
+    report("database", delays["db"])
+
+
+def measure(
+    runtimes: list[Runtime], corpus: Path, pid: str, url: str, env: dict[str, str], applies: int
+) -> dict[str, list[float]]:
+    """Wait for every runtime, then ``applies`` times change, apply and time the swaps: the
+    delays (seconds) by kind of runtime."""
+    from gwconfig.reconcile import engine as reconcile
+
+    for rt in runtimes:
+        rt.wait_for("ready", "rev 0")
+    time.sleep(1.0)  # let every long-poll and watcher settle before the first change
+    os.environ.update(env)  # the in-process apply reads the key and the corpus secrets
+    delays: dict[str, list[float]] = {"http": [], "db": []}
+    for k in range(1, applies + 1):
+        set_display_name(corpus, pid, f"rev {k}")
+        reconcile.apply_manifests(str(corpus), url, reconcile.PlanOptions(), review=lambda _p: True)
+        returned = time.time()
         for rt in runtimes:
-            rt.stop()
-        server.terminate()
-        server.wait(60)
+            delays[rt.kind].append(rt.wait_for("swap", f"rev {k}") - returned)
+        time.sleep(0.2)  # runtimes back in their long-poll before the next change
+    return delays
 
 
 def main() -> None:
     """Parse options, build the corpus, measure on the engines asked for."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=int, default=1)
+    parser = harness.arguments(__doc__, scale=1)
     parser.add_argument("--applies", type=int, default=10)
     parser.add_argument("--http", type=int, default=10)
     parser.add_argument("--db", type=int, default=10)
@@ -207,7 +194,7 @@ def main() -> None:
         if args.engine in ("sqlite", "both"):
             bench("sqlite", f"sqlite:///{work / 'gateway.db'}", args, corpus, work)
         if args.engine in ("postgres", "both"):
-            with scratch_postgres() as url:
+            with harness.scratch_postgres() as url:
                 if url is None:
                     print("postgres: skipped (no GWCONFIG_BENCH_POSTGRES_URL or _TEST_ URL)")
                     return

@@ -18,11 +18,8 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,31 +32,7 @@ from gwconfig.db.rows import insert_config
 from gwconfig.reconcile.state import read_state
 from gwconfig.secrets.keys import EncryptionKeys, generate_key
 from gwconfig.settings import mask_url
-
-
-@contextmanager
-def scratch_database(kind: str, base_url: str | None) -> Iterator[str]:
-    """A fresh empty database URL of ``kind`` (dropped afterwards)."""
-    if kind == "sqlite":
-        with tempfile.TemporaryDirectory() as tmp:
-            yield f"sqlite:///{tmp}/bench.db"
-        return
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    assert base_url is not None
-    base = make_url(base_url)
-    name = f"gwbench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            force = " WITH (FORCE)" if kind == "postgres" else ""
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name}{force}"))
-        admin.dispose()
+from harness import scratch_database
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:

@@ -15,7 +15,6 @@ the dump process.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import resource
@@ -29,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import corpus
+import harness
 from bench_reconcile import fresh_database, write_docs
 
 #: the CLI, printing the process's peak RSS on stderr at exit
@@ -103,20 +103,12 @@ def bench_engine(engine: str, scale: int, runs: int, tmp: Path, env: dict[str, s
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print medians."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=int, default=5)
-    parser.add_argument("--runs", type=int, default=5)
+    parser = harness.arguments(__doc__, scale=5, runs=5)
     parser.add_argument("--engines", default="sqlite,postgres")
     args = parser.parse_args(argv)
     from cryptography.fernet import Fernet
 
-    engines = [e for e in args.engines.split(",") if e]
-    if "postgres" in engines and not (
-        os.environ.get("GWCONFIG_BENCH_POSTGRES_URL")
-        or os.environ.get("GWCONFIG_TEST_POSTGRES_URL")
-    ):
-        print("postgres: skipped (set GWCONFIG_BENCH_POSTGRES_URL or GWCONFIG_TEST_POSTGRES_URL)")
-        engines.remove("postgres")
+    engines = harness.select_engines(args.engines)
     env = {**os.environ, "GWCONFIG_ENCRYPTION_KEY": Fernet.generate_key().decode()}
     env.update(corpus.corpus_env(args.scale))
     with tempfile.TemporaryDirectory() as tmp:

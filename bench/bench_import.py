@@ -14,7 +14,6 @@ run and dropped afterwards.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cryptography.fernet import Fernet
 
 import backoffice_corpus
-from bench_db import scratch_database
+import harness
 from gwconfig.secrets.keys import generate_key
 
 #: CPU seconds (user + system) of every command run, by command name
@@ -111,15 +110,13 @@ def bench_engine(kind: str, bo_url: str, scale: int, runs: int) -> dict[str, Any
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the medians."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=int, default=5)
-    parser.add_argument("--runs", type=int, default=5)
+    parser = harness.arguments(__doc__, scale=5, runs=5)
     parser.add_argument("--postgres-url", default=os.environ.get("GWCONFIG_TEST_POSTGRES_URL"))
     args = parser.parse_args(argv)
     engines = [("sqlite", None)] + ([("postgres", args.postgres_url)] if args.postgres_url else [])
     for kind, base in engines:
         CPU.clear()
-        with scratch_database(kind, base) as url:
+        with harness.scratch_database(kind, base) as url:
             r = bench_engine(kind, url, args.scale, args.runs)
         cpu = {name: statistics.median(v) for name, v in CPU.items()}
         print(

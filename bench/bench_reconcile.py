@@ -16,7 +16,6 @@ no-op plan (compile, open, read state, resolve secrets + diff, render) and of a 
 
 from __future__ import annotations
 
-import argparse
 import os
 import resource
 import statistics
@@ -33,6 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import corpus
+import harness
 
 CLI = [sys.executable, "-c", "from gwconfig.cli import main; main()"]
 
@@ -69,10 +69,7 @@ def changed_docs(
 
 @contextmanager
 def fresh_database(engine: str, tmp: Path) -> Iterator[str]:
-    """An empty, upgraded database URL; dropped afterwards."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
+    """An empty, upgraded database URL; dropped afterwards (SQLite: a new file in ``tmp``)."""
     from gwconfig.db.session import open_database
 
     if engine == "sqlite":
@@ -80,23 +77,9 @@ def fresh_database(engine: str, tmp: Path) -> Iterator[str]:
         open_database(url, upgrade=True).dispose()
         yield url
         return
-    base = make_url(
-        os.environ.get("GWCONFIG_BENCH_POSTGRES_URL")
-        or os.environ.get("GWCONFIG_TEST_POSTGRES_URL")
-        or ""
-    )
-    name = f"gwbench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    url = base.set(database=name).render_as_string(hide_password=False)
-    open_database(url, upgrade=True).dispose()
-    try:
+    with harness.scratch_database(engine, harness.postgres_base_url()) as url:
+        open_database(url, upgrade=True).dispose()
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
 
 
 CPU: dict[str, list[float]] = {}
@@ -186,20 +169,12 @@ def apply_breakdown(path: Path, url: str) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print medians."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=int, default=5)
-    parser.add_argument("--runs", type=int, default=3)
+    parser = harness.arguments(__doc__, scale=5, runs=3)
     parser.add_argument("--engines", default="sqlite,postgres")
     args = parser.parse_args(argv)
     from cryptography.fernet import Fernet
 
-    engines = [e for e in args.engines.split(",") if e]
-    if "postgres" in engines and not (
-        os.environ.get("GWCONFIG_BENCH_POSTGRES_URL")
-        or os.environ.get("GWCONFIG_TEST_POSTGRES_URL")
-    ):
-        print("postgres: skipped (set GWCONFIG_BENCH_POSTGRES_URL)")
-        engines.remove("postgres")
+    engines = harness.select_engines(args.engines)
     secrets_env = corpus.corpus_env(args.scale)
     os.environ.update(secrets_env)
     os.environ["GWCONFIG_ENCRYPTION_KEY"] = Fernet.generate_key().decode()

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from gwconfig import settings
 from gwconfig.adopt.mapping import TABLES, Mapping
-from gwconfig.errors import ConfigurationError, DatabaseError
+from gwconfig.errors import DatabaseError
 
 #: logical table -> rows, each a dict logical column -> value (absent columns: None)
 Tables = dict[str, list[dict[str, Any]]]
@@ -26,10 +26,9 @@ CONNECT_TIMEOUT_SECONDS = 10
 
 
 def _engine(url: str) -> Any:
-    from sqlalchemy import create_engine, event
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+    from sqlalchemy import event
 
-    from gwconfig.db.session import normalise_url
+    from gwconfig.db.session import create_checked_engine, normalise_url
 
     parsed = normalise_url(url)
     backend = parsed.get_backend_name()
@@ -44,19 +43,9 @@ def _engine(url: str) -> Any:
         parsed = parsed.set(
             database=f"file:{quote(str(Path(path).resolve()))}?mode=ro", query={"uri": "true"}
         )
-    elif backend == "postgresql":
-        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
     else:
         kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
-    try:
-        engine = create_engine(parsed, **kwargs)
-    except (NoSuchModuleError, ImportError) as exc:
-        raise ConfigurationError(
-            f"no database driver for {settings.mask_url(url)}",
-            hint="install gwconfig[postgres] (psycopg 3) or gwconfig[mysql] (PyMySQL)",
-        ) from exc
-    except (ArgumentError, TypeError, ValueError) as exc:
-        raise ConfigurationError(f"invalid back-office URL {settings.mask_url(url)}") from exc
+    engine = create_checked_engine(parsed, url, **kwargs)
     if backend == "sqlite":
 
         def query_only(dbapi_connection: Any, _record: Any) -> None:

@@ -72,6 +72,17 @@ def lock_timeout_option(help: str) -> Callable[[_F], _F]:
     )
 
 
+def with_options(options: list[Callable[[Any], Any]]) -> Callable[[_F], _F]:
+    """Apply a list of click options to a command, in the list's order (first option first)."""
+
+    def wrap(f: _F) -> _F:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return wrap
+
+
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use."""
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from gwconfig.cli import database_url_option
+from gwconfig.cli import database_url_option, with_options
 from gwconfig.settings import DEFAULT_MANIFEST_PATH
 from gwconfig.words import plural
 
@@ -39,17 +39,6 @@ output_options: list[Callable[[Any], Any]] = [
         help="Write secrets as {env: NAME} references instead of sealing them (prints the names).",
     ),
 ]
-
-
-def with_options(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
-    """Apply a list of click options to a command, in order."""
-
-    def wrap(f: Any) -> Any:
-        for option in reversed(options):
-            f = option(f)
-        return f
-
-    return wrap
 
 
 def report_written(out_dir: Path, written: int, unchanged: int, removed: int) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from gwconfig.cli import database_url_option, format_option
-from gwconfig.cli.adopt import output_options, report_env_names, report_written, with_options
+from gwconfig.cli import database_url_option, format_option, with_options
+from gwconfig.cli.adopt import output_options, report_env_names, report_written
 from gwconfig.words import plural
 
 _mapping_option = click.option(

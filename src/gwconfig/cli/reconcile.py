@@ -11,7 +11,12 @@ from typing import Any
 import click
 import orjson
 
-from gwconfig.cli import database_url_option, format_option, lock_timeout_option
+from gwconfig.cli import (
+    database_url_option,
+    format_option,
+    lock_timeout_option,
+    with_options,
+)
 from gwconfig.db import columns as col
 from gwconfig.errors import PlanError
 from gwconfig.reconcile import engine as reconcile
@@ -67,15 +72,6 @@ def _fits(value: str | None, limit: int) -> str | None:
     return value
 
 
-def _options(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
-    def wrap(f: Any) -> Any:
-        for option in reversed(options):
-            f = option(f)
-        return f
-
-    return wrap
-
-
 def use_color() -> bool:
     """Colour only on a terminal, and never when NO_COLOR is set."""
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
@@ -92,7 +88,7 @@ def _render(plan: Plan, fmt: str) -> str:
 @click.command("plan")
 @click.argument("path", required=False, type=click.Path())
 @database_url_option
-@_options(_selection)
+@with_options(_selection)
 @click.option("--out", type=click.Path(dir_okay=False), help="Save the plan for 'apply --plan'.")
 @format_option(["text", "json", "markdown"], "Output format (markdown for a PR comment).")
 @click.option(
@@ -167,8 +163,8 @@ def _report(plan: Plan, result: Any, fmt: str, what: str) -> None:
 @click.argument("path", required=False, type=click.Path())
 @click.option("--plan", "plan_file", type=click.Path(dir_okay=False), help="A saved plan.")
 @database_url_option
-@_options(_selection)
-@_options(_apply_safety)
+@with_options(_selection)
+@with_options(_apply_safety)
 def apply_cmd(
     path: str | None,
     plan_file: str | None,
@@ -270,7 +266,7 @@ def show_revision_cmd(number: int, database_url: str | None, fmt: str) -> None:
 @click.command("rollback")
 @click.argument("revision", type=click.IntRange(min=1, max=col.INTEGER_MAX))
 @database_url_option
-@_options(_apply_safety)
+@with_options(_apply_safety)
 def rollback_cmd(
     revision: int,
     database_url: str | None,

@@ -88,6 +88,20 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def create_checked_engine(parsed: URL, url: str, **kwargs: Any) -> Engine:
+    """``create_engine(parsed, **kwargs)``; a missing driver, or options the dialect refuses, is
+    a :class:`ConfigurationError` naming ``url`` (masked)."""
+    try:
+        return create_engine(parsed, **kwargs)
+    except (NoSuchModuleError, ImportError) as exc:
+        raise ConfigurationError(
+            f"no database driver for {settings.mask_url(url)}",
+            hint="install gwconfig[postgres] (psycopg 3) or gwconfig[mysql] (PyMySQL)",
+        ) from exc
+    except (ArgumentError, TypeError, ValueError) as exc:
+        raise _invalid(url, error_detail(exc, url)) from None
+
+
 def make_engine(url: str) -> Engine:
     """Create an engine for ``url`` (SQLite gets foreign keys on; its directory is created)."""
     parsed = normalise_url(url)
@@ -104,15 +118,7 @@ def make_engine(url: str) -> Engine:
             kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs["pool_pre_ping"] = True
-    try:
-        engine = create_engine(parsed, **kwargs)
-    except (NoSuchModuleError, ImportError) as exc:
-        raise ConfigurationError(
-            f"no database driver for {settings.mask_url(url)}",
-            hint="install gwconfig[postgres] (psycopg 3) or gwconfig[mysql] (PyMySQL)",
-        ) from exc
-    except (ArgumentError, TypeError, ValueError) as exc:
-        raise _invalid(url, error_detail(exc, url)) from None
+    engine = create_checked_engine(parsed, url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "do_connect", _refusing_bad_options(url))
