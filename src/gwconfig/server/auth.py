@@ -16,7 +16,7 @@ import fnmatch
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -215,23 +215,24 @@ class TokenAuthenticator:
 _BEARER = HTTPBearer(auto_error=False, description="a token of 'gwconfig tokens create'")
 
 
-def require(*scopes: str) -> Callable[..., Caller]:
+def require(*scopes: str) -> Callable[..., Awaitable[Caller]]:
     """A FastAPI dependency: the :class:`Caller`, if its token has one of ``scopes``.
 
-    Use as ``caller: Caller = Depends(require("read"))``; no scope means any valid token.
+    Async: a cached token is checked on the event loop (no thread hop); a lookup runs in a
+    thread. Use as ``caller: Caller = Depends(require("read"))``; no scope means any valid token.
     The caller is also left in ``request.state.caller``.
     """
     unknown = [s for s in scopes if s not in SCOPES]
     if unknown:
         raise ValueError(f"unknown scopes {unknown}")
 
-    def dependency(
+    async def dependency(
         request: Request,
         _bearer: HTTPAuthorizationCredentials | None = Depends(_BEARER),
     ) -> Caller:
         tokens: TokenAuthenticator = request.app.state.gw.tokens
         try:
-            caller = tokens.authenticate(request.headers.get("authorization"))
+            caller = await tokens.authenticate_async(request.headers.get("authorization"))
             tokens.authorize(caller, scopes)
         except AuthError as exc:
             raise exc.problem() from None

@@ -17,7 +17,6 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from gwconfig.db import columns as col
 from gwconfig.db.models import Provider
@@ -28,11 +27,11 @@ from gwconfig.server.problems import ProblemError
 from gwconfig.server.rest_access import (
     IfMatch,
     ProviderId,
+    cached_provider,
     locked_write,
     page_of_providers,
     provider_path,
     read_provider,
-    read_provider_now,
     service_for,
 )
 from gwconfig.server.rest_schemas import (
@@ -54,8 +53,8 @@ from gwconfig.server.rest_support import (
     json_response,
     not_found,
     not_modified,
+    not_modified_etag,
     reader,
-    server,
     translated,
     writer,
 )
@@ -113,11 +112,13 @@ async def get_provider(
     _caller: Caller = Depends(reader),
 ) -> Response:
     """One provider with its models, API keys (masked) and connection parameters."""
-    database = server(request).database
-    body = await run_in_threadpool(read_provider_now, database, provider_id)
-    if body is None:
+    rendered = await cached_provider(request.app, provider_id)
+    if rendered.body is None or rendered.etag is None:
         raise not_found(f"provider {provider_id!r}")
-    return not_modified(request, body) or json_response(body)
+    etag = rendered.etag
+    return not_modified_etag(request.headers.get("if-none-match"), etag) or Response(
+        rendered.body, media_type="application/json", headers={"ETag": etag}
+    )
 
 
 @router.put("/providers/{provider_id}", response_model=ProviderDetail, responses=WRITE_RESPONSES)

@@ -7,9 +7,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import quote
 
+import orjson
 from fastapi import Header, Path, Request
 from sqlalchemy import BindParameter, Connection, bindparam, select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from gwconfig.db import columns as col
 from gwconfig.db.models import ApiKey, ConnectionParameter, Provider, ProviderModel
@@ -22,8 +24,10 @@ from gwconfig.seed.service import (
     provider_dict,
 )
 from gwconfig.server.auth import Caller
+from gwconfig.server.provider_cache import ProviderCache, Rendered
 from gwconfig.server.rest_support import (
     check_if_match,
+    etag_of,
     lock_provider,
     not_found,
     server,
@@ -122,6 +126,32 @@ def read_provider_now(database: Database, pid: str) -> dict[str, Any] | None:
         if database.dialect == "postgresql":
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         return read_provider(conn, pid)
+
+
+def render_provider(database: Database, pid: str) -> Rendered:
+    """The answer of ``GET /providers/{pid}`` read now: JSON bytes and ETag (or not found)."""
+    body = read_provider_now(database, pid)
+    if body is None:
+        return Rendered(None, None)
+    return Rendered(orjson.dumps(body), etag_of(body))
+
+
+async def cached_provider(app: Any, pid: str) -> Rendered:
+    """The answer of ``GET /providers/{pid}`` from the process's cache, read on a miss
+    (see :mod:`gwconfig.server.provider_cache`)."""
+    state = app.state.gw
+    cache: ProviderCache = state.provider_cache
+    rendered = cache.get(pid)
+    if rendered is not None:
+        return rendered
+    if cache.watcher is None:
+        from gwconfig.server.config_api import app_watcher
+
+        cache.watcher = await app_watcher(app)
+    key = cache.key()  # before the read: a write racing it is never stored under its key
+    rendered = await run_in_threadpool(render_provider, state.database, pid)
+    cache.put(pid, key, rendered)
+    return rendered
 
 
 def page_of_providers(

@@ -122,9 +122,13 @@ def json_response(
 def not_modified(request: Request, body: Any) -> Response | None:
     """304 when ``If-None-Match`` names the current ETag of ``body``, else None."""
     header = request.headers.get("if-none-match")
+    return None if header is None else not_modified_etag(header, etag_of(body))
+
+
+def not_modified_etag(header: str | None, current: str) -> Response | None:
+    """304 when the ``If-None-Match`` header names ``current`` (weak comparison), else None."""
     if header is None:
         return None
-    current = etag_of(body)
     tags = [t.strip().removeprefix("W/") for t in header[:4096].split(",")]
     if "*" in tags or current in tags:
         return Response(status_code=304, headers={"ETag": current})
