@@ -6,22 +6,18 @@ safety nets, never speeds."""
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from gwconfig.db.notify import ConfigGeneration
-from gwconfig.db.session import open_database
 from gwconfig.reconcile import engine as reconcile
-from gwconfig.secrets.keys import generate_key
 from gwconfig.server.provider_cache import ProviderCache, Rendered
-from gwconfig.server.watch import GenerationWatcher, stop_shared_watchers
-from serve_helpers import ServedApp, make_token, serve_app
+from gwconfig.server.watch import GenerationWatcher
+from test_config_api import Setup, setup  # noqa: F401 (its fixture)
 from test_reconcile_engine import gateway_doc, provider_doc, write_manifests
 
 #: a safety net against a hung watcher, never an assumption about speed
@@ -29,21 +25,16 @@ BOUND = 60.0
 PATH = "/api/v1/providers/openai"
 
 
-def yes(_plan: object) -> bool:
-    """Approve every plan."""
-    return True
-
-
 class Served:
-    """A served database with one applied revision and an admin token."""
+    """The served database of ``test_config_api``'s ``setup``, read with an admin token."""
 
-    def __init__(self, url: str, root: Path, server: ServedApp) -> None:
-        self.url, self.root, self.server = url, root, server
-        self.token = make_token(url, "admin")
+    def __init__(self, setup: Setup) -> None:  # noqa: F811
+        self.url, self.root, self.server = setup.url, setup.root, setup.server
+        self.token = setup.tokens["admin"]
 
-    def request(self, method: str, **kw: object) -> httpx.Response:
+    def request(self, method: str, **kw: Any) -> httpx.Response:
         with self.server.client(self.token) as client:
-            return client.request(method, PATH, **kw)  # type: ignore[arg-type]
+            return client.request(method, PATH, **kw)
 
     @property
     def cache(self) -> ProviderCache:
@@ -51,19 +42,8 @@ class Served:
 
 
 @pytest.fixture
-def served(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
-    monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", generate_key())
-    monkeypatch.setenv("GWT_API_KEY", "sk-" + secrets.token_hex(12))
-    monkeypatch.setenv("GWT_PROJECT", "proj-" + secrets.token_hex(6))
-    monkeypatch.delenv("GITHUB_SHA", raising=False)
-    open_database(db_url, upgrade=True).dispose()
-    root = write_manifests(tmp_path / "m", provider_doc(), gateway_doc())
-    reconcile.apply_manifests(str(root), db_url, reconcile.PlanOptions(), review=yes)
-    try:
-        with serve_app(db_url) as server:
-            yield Served(db_url, root, server)
-    finally:
-        stop_shared_watchers()
+def served(setup: Setup) -> Served:  # noqa: F811
+    return Served(setup)
 
 
 def cached_read(served: Served) -> str:
@@ -115,7 +95,7 @@ def test_an_apply_in_another_thread_is_served_once_the_watcher_sees_it(served: S
         def apply(failures: list[BaseException] = failures) -> None:
             try:
                 reconcile.apply_manifests(
-                    str(served.root), served.url, reconcile.PlanOptions(), review=yes
+                    str(served.root), served.url, reconcile.PlanOptions(), review=lambda _plan: True
                 )
             except BaseException as exc:  # reported by the test thread
                 failures.append(exc)

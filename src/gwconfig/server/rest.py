@@ -12,7 +12,7 @@ with the prefix ``/api/v1``.
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from collections.abc import Callable
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -42,18 +42,16 @@ from gwconfig.server.rest_schemas import (
     ProviderPage,
 )
 from gwconfig.server.rest_support import (
-    DEFAULT_LIMIT,
-    MAX_CURSOR_CHARS,
-    MAX_LIMIT,
     READ_RESPONSES,
     WRITE_RESPONSES,
+    Cursor,
+    Limit,
     db_session,
     decode_cursor,
-    encode_cursor,
     json_response,
     not_found,
-    not_modified,
     not_modified_etag,
+    paged,
     reader,
     translated,
     writer,
@@ -62,14 +60,27 @@ from gwconfig.server.rest_support import (
 router = APIRouter(tags=["providers"])
 
 
+def _provider_write(
+    request: Request,
+    session: Session,
+    caller: Caller,
+    pid: str,
+    if_match: str | None,
+    action: Callable[[ProviderService], object],
+) -> None:
+    """Run ``action`` on provider ``pid``, locked and checked against ``If-Match``."""
+    current = lambda: read_provider(session, pid)  # noqa: E731
+    locked_write(request, session, caller, pid, current, if_match, f"provider {pid!r}", action)
+
+
 # -- routes ------------------------------------------------------------------------------------
 
 
 @router.get("/providers", response_model=ProviderPage, responses=READ_RESPONSES)
 def list_providers(
     request: Request,
-    limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Page size."),
-    cursor: str | None = Query(None, max_length=MAX_CURSOR_CHARS, description="From 'next'."),
+    limit: int = Limit,
+    cursor: str | None = Cursor,
     tag: str | None = Query(None, max_length=col.IDENT, description="Only providers with it."),
     _caller: Caller = Depends(reader),
     session: Session = Depends(db_session),
@@ -77,14 +88,7 @@ def list_providers(
     """Providers (without children) ordered by id, a page at a time; ``next`` links on."""
     after = decode_cursor(cursor, str)
     items, last = translated(lambda: page_of_providers(session, after, limit, tag))
-    nxt = None
-    headers = {}
-    if last is not None:
-        params = {"limit": limit, "cursor": encode_cursor(last), **({"tag": tag} if tag else {})}
-        nxt = f"{request.url.path}?{urlencode(params)}"
-        headers["Link"] = f'<{nxt}>; rel="next"'
-    body = {"items": items, "next": nxt}
-    return not_modified(request, body) or json_response(body, headers=headers)
+    return paged(request, items, last, limit, **({"tag": tag} if tag else {}))
 
 
 @router.post(
@@ -132,12 +136,8 @@ def update_provider(
 ) -> Response:
     """Change provider-level fields (those given; dicts merge key by key)."""
     data = body.model_dump(exclude_unset=True)
-    what = f"provider {provider_id!r}"
-    locked_write(
-        request, session, caller, provider_id,
-        lambda: read_provider(session, provider_id), if_match, what,
-        lambda service: service.update_provider(provider_id, data),
-    )  # fmt: skip
+    update = lambda service: service.update_provider(provider_id, data)  # noqa: E731
+    _provider_write(request, session, caller, provider_id, if_match, update)
     return json_response(read_provider(session, provider_id))
 
 
@@ -163,10 +163,7 @@ def delete_provider(
             )
         return service.delete_provider(provider_id)
 
-    locked_write(
-        request, session, caller, provider_id,
-        lambda: read_provider(session, provider_id), if_match, what, delete,
-    )  # fmt: skip
+    _provider_write(request, session, caller, provider_id, if_match, delete)
     return json_response({"deleted": True, "provider_id": provider_id}, etag=False)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
@@ -13,15 +13,14 @@ from gwconfig.reconcile.revisions import history_rows, revision_details
 from gwconfig.server.auth import Caller
 from gwconfig.server.rest_schemas import RevisionDetail, RevisionPage
 from gwconfig.server.rest_support import (
-    DEFAULT_LIMIT,
-    MAX_CURSOR_CHARS,
-    MAX_LIMIT,
     READ_RESPONSES,
+    Cursor,
+    Limit,
     db_session,
     decode_cursor,
-    encode_cursor,
     json_response,
     not_modified,
+    paged,
     reader,
     translated,
 )
@@ -32,8 +31,8 @@ router = APIRouter(tags=["revisions"])
 @router.get("/revisions", response_model=RevisionPage, responses=READ_RESPONSES)
 def list_revisions(
     request: Request,
-    limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Page size."),
-    cursor: str | None = Query(None, max_length=MAX_CURSOR_CHARS, description="From 'next'."),
+    limit: int = Limit,
+    cursor: str | None = Cursor,
     _caller: Caller = Depends(reader),
     session: Session = Depends(db_session),
 ) -> Response:
@@ -45,14 +44,8 @@ def list_revisions(
         return [r.to_json() for r in rows]
 
     items = translated(page)
-    nxt = None
-    headers = {}
-    if len(items) > limit:
-        items = items[:limit]
-        nxt = f"{request.url.path}?limit={limit}&cursor={encode_cursor(items[-1]['number'])}"
-        headers["Link"] = f'<{nxt}>; rel="next"'
-    body = {"items": items, "next": nxt}
-    return not_modified(request, body) or json_response(body, headers=headers)
+    last = items[limit - 1]["number"] if len(items) > limit else None
+    return paged(request, items[:limit], last, limit)
 
 
 @router.get("/revisions/{number}", response_model=RevisionDetail, responses=READ_RESPONSES)
