@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
@@ -21,16 +21,17 @@ from gwconfig.db import columns as col
 from gwconfig.db.models import Provider
 from gwconfig.manifests.model import SLUG_PATTERN
 from gwconfig.seed.service import ProviderService
-from gwconfig.server.auth import Caller
 from gwconfig.server.rest_access import (
     IfMatch,
     ProviderId,
+    Read,
+    Reading,
+    Write,
+    Writing,
     keys_of,
-    locked_write,
     models_of,
     params_of,
     provider_path,
-    service_for,
 )
 from gwconfig.server.rest_schemas import (
     ApiKeyIn,
@@ -45,14 +46,11 @@ from gwconfig.server.rest_schemas import (
 from gwconfig.server.rest_support import (
     READ_RESPONSES,
     WRITE_RESPONSES,
-    db_session,
     json_response,
     not_found,
     not_modified,
-    reader,
     shortened,
     translated,
-    writer,
 )
 
 T = TypeVar("T")
@@ -76,13 +74,10 @@ def _find(items: list[dict[str, Any]], match: dict[str, str]) -> dict[str, Any] 
     return next((i for i in items if all(i[k] == v for k, v in match.items())), None)
 
 
-def _created(
-    request: Request, session: Session, caller: Caller, pid: str, create: Callable[[Any], T]
-) -> T:
+def _created(w: Writing, pid: str, create: Callable[[ProviderService], T]) -> T:
     """``create(service)`` for an existing provider ``pid`` (404 otherwise), errors translated."""
-    _provider(session, pid)
-    service = translated(lambda: service_for(request, session, caller))
-    return translated(lambda: create(service))
+    _provider(w.session, pid)
+    return w.run(create)
 
 
 # -- what the three kinds share: listing, reading and deleting one -------------------------------
@@ -139,40 +134,28 @@ def add_routes(kind: Kind) -> None:
     collection = f"/providers/{{provider_id}}/{kind.segment}"
     (list_name, list_doc), (get_name, get_doc), (delete_name, delete_doc) = kind.docs
 
-    def listing(
-        request: Request,
-        provider_id: str = ProviderId,
-        _caller: Caller = Depends(reader),
-        session: Session = Depends(db_session),
-    ) -> Response:
-        items = kind.read(session, provider_id)
-        _provider(session, provider_id)
-        return not_modified(request, items) or json_response(items)
+    def listing(provider_id: str = ProviderId, r: Reading = Read) -> Response:
+        items = kind.read(r.session, provider_id)
+        _provider(r.session, provider_id)
+        return not_modified(r.request, items) or json_response(items)
 
     def get(
-        request: Request,
-        provider_id: str = ProviderId,
-        located: Located = Depends(kind.locate),
-        _caller: Caller = Depends(reader),
-        session: Session = Depends(db_session),
+        provider_id: str = ProviderId, located: Located = Depends(kind.locate), r: Reading = Read
     ) -> Response:
-        _provider(session, provider_id)
-        body = _find(kind.read(session, provider_id), located.match)
+        _provider(r.session, provider_id)
+        body = _find(kind.read(r.session, provider_id), located.match)
         if body is None:
             raise not_found(located.what(provider_id, read=True))
-        return not_modified(request, body) or json_response(body)
+        return not_modified(r.request, body) or json_response(body)
 
     def delete(
-        request: Request,
         provider_id: str = ProviderId,
         located: Located = Depends(kind.locate),
         if_match: str | None = IfMatch,
-        caller: Caller = Depends(writer),
-        session: Session = Depends(db_session),
+        w: Writing = Write,
     ) -> Response:
-        locked_write(
-            request, session, caller, provider_id,
-            lambda: _find(kind.read(session, provider_id), located.match),
+        w.locked(
+            provider_id, lambda: _find(kind.read(w.session, provider_id), located.match),
             if_match, located.what(provider_id),
             lambda service: kind.delete(service, provider_id, located),
         )  # fmt: skip
@@ -229,20 +212,14 @@ add_routes(MODELS)
     response_model=ModelOut,
     responses=WRITE_RESPONSES,
 )
-def create_model(
-    request: Request,
-    body: ModelIn,
-    provider_id: str = ProviderId,
-    caller: Caller = Depends(writer),
-    session: Session = Depends(db_session),
-) -> Response:
+def create_model(body: ModelIn, provider_id: str = ProviderId, w: Writing = Write) -> Response:
     """Add a model to the provider."""
     data = {**body.model_dump(exclude_unset=True), "provider_id": provider_id}
     if body.provider_id not in (None, provider_id):
         data["provider_id"] = body.provider_id  # the service says it does not match
-    created = _created(request, session, caller, provider_id, lambda s: s.create_model(data))
+    created = _created(w, provider_id, lambda s: s.create_model(data))
     model_path = quote(created["model_id"], safe="/:@")
-    where = f"{provider_path(request, provider_id)}/models/{model_path}"
+    where = f"{provider_path(w.request, provider_id)}/models/{model_path}"
     return json_response(created, status=201, headers={"Location": where})
 
 
@@ -252,20 +229,17 @@ def create_model(
     responses=WRITE_RESPONSES,
 )
 def update_model(
-    request: Request,
     body: ModelFields,
     provider_id: str = ProviderId,
     located: Located = Depends(locate_model),
     if_match: str | None = IfMatch,
-    caller: Caller = Depends(writer),
-    session: Session = Depends(db_session),
+    w: Writing = Write,
 ) -> Response:
     """Change a model's fields (those given)."""
     data = body.model_dump(exclude_unset=True)
     model_id = located.match["model_id"]
-    updated = locked_write(
-        request, session, caller, provider_id,
-        lambda: _find(models_of(session, provider_id), located.match), if_match,
+    updated = w.locked(
+        provider_id, lambda: _find(models_of(w.session, provider_id), located.match), if_match,
         located.what(provider_id),
         lambda service: service.update_model(provider_id, model_id, data),
     )  # fmt: skip
@@ -283,19 +257,11 @@ add_routes(API_KEYS)
     response_model=ApiKeyOut,
     responses=WRITE_RESPONSES,
 )
-def create_api_key(
-    request: Request,
-    body: ApiKeyIn,
-    provider_id: str = ProviderId,
-    caller: Caller = Depends(writer),
-    session: Session = Depends(db_session),
-) -> Response:
+def create_api_key(body: ApiKeyIn, provider_id: str = ProviderId, w: Writing = Write) -> Response:
     """Store an API key (encrypted); the answer never contains its value."""
     data = {**body.model_dump(exclude_unset=True), "provider_id": provider_id}
-    created = shortened(
-        _created(request, session, caller, provider_id, lambda s: s.create_api_key(data))
-    )
-    where = f"{provider_path(request, provider_id)}/api-keys/{quote(created['name'], safe='')}"
+    created = shortened(_created(w, provider_id, lambda s: s.create_api_key(data)))
+    where = f"{provider_path(w.request, provider_id)}/api-keys/{quote(created['name'], safe='')}"
     if created["environment"] != "default":
         where += f"?environment={quote(created['environment'], safe='')}"
     return json_response(created, status=201, headers={"Location": where})
@@ -311,20 +277,11 @@ add_routes(PARAMETERS)
     response_model=ParameterOut,
     responses={**WRITE_RESPONSES, 201: {"model": ParameterOut, "description": "Created"}},
 )
-def set_parameter(
-    request: Request,
-    body: ParameterIn,
-    provider_id: str = ProviderId,
-    caller: Caller = Depends(writer),
-    session: Session = Depends(db_session),
-) -> Response:
+def set_parameter(body: ParameterIn, provider_id: str = ProviderId, w: Writing = Write) -> Response:
     """Create (201) or replace (200) a connection parameter."""
     data = {**body.model_dump(exclude_unset=True), "provider_id": provider_id}
     env = body.environment or "default"
-    existed = _find(
-        params_of(session, provider_id), {"param_name": body.param_name, "environment": env}
-    )
-    stored = shortened(
-        _created(request, session, caller, provider_id, lambda s: s.set_connection_parameter(data))
-    )
+    match = {"param_name": body.param_name, "environment": env}
+    existed = _find(params_of(w.session, provider_id), match)
+    stored = shortened(_created(w, provider_id, lambda s: s.set_connection_parameter(data)))
     return json_response(stored, status=200 if existed else 201)

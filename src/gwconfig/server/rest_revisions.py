@@ -5,23 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path
 from fastapi.responses import Response
-from sqlalchemy.orm import Session
 
 from gwconfig.reconcile.revisions import history_rows, revision_details
-from gwconfig.server.auth import Caller
+from gwconfig.server.rest_access import Read, Reading
 from gwconfig.server.rest_schemas import RevisionDetail, RevisionPage
 from gwconfig.server.rest_support import (
     READ_RESPONSES,
     Cursor,
     Limit,
-    db_session,
     decode_cursor,
     json_response,
     not_modified,
     paged,
-    reader,
     translated,
 )
 
@@ -29,32 +26,24 @@ router = APIRouter(tags=["revisions"])
 
 
 @router.get("/revisions", response_model=RevisionPage, responses=READ_RESPONSES)
-def list_revisions(
-    request: Request,
-    limit: int = Limit,
-    cursor: str | None = Cursor,
-    _caller: Caller = Depends(reader),
-    session: Session = Depends(db_session),
-) -> Response:
+def list_revisions(limit: int = Limit, cursor: str | None = Cursor, r: Reading = Read) -> Response:
     """Configuration revisions, newest first, a page at a time (``gwconfig history``)."""
     before = decode_cursor(cursor, int)
 
     def page() -> list[dict[str, Any]]:
-        rows = history_rows(session.connection(), limit + 1, before)
+        rows = history_rows(r.session.connection(), limit + 1, before)
         return [r.to_json() for r in rows]
 
     items = translated(page)
     last = items[limit - 1]["number"] if len(items) > limit else None
-    return paged(request, items[:limit], last, limit)
+    return paged(r.request, items[:limit], last, limit)
 
 
 @router.get("/revisions/{number}", response_model=RevisionDetail, responses=READ_RESPONSES)
 def get_revision(
-    request: Request,
     number: int = Path(ge=0, le=2**31 - 1, description="The revision number."),
-    _caller: Caller = Depends(reader),
-    session: Session = Depends(db_session),
+    r: Reading = Read,
 ) -> Response:
     """One revision: metadata, configuration and changes (``gwconfig show-revision``)."""
-    body = translated(lambda: revision_details(session.connection(), number))
-    return not_modified(request, body) or json_response(body)
+    body = translated(lambda: revision_details(r.session.connection(), number))
+    return not_modified(r.request, body) or json_response(body)
