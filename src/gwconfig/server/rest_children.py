@@ -74,10 +74,25 @@ def _find(items: list[dict[str, Any]], match: dict[str, str]) -> dict[str, Any] 
     return next((i for i in items if all(i[k] == v for k, v in match.items())), None)
 
 
-def _created(w: Writing, pid: str, create: Callable[[ProviderService], T]) -> T:
-    """``create(service)`` for an existing provider ``pid`` (404 otherwise), errors translated."""
+def _created(
+    w: Writing, pid: str, body: BaseModel, create: Callable[[ProviderService, dict[str, Any]], T]
+) -> T:
+    """``create(service, data)`` for an existing provider ``pid`` (404 otherwise), errors
+    translated; ``data`` is the body's fields given, with the provider's id."""
+    named = getattr(body, "provider_id", None)  # a model may name it (the service checks)
+    data = {**body.model_dump(exclude_unset=True), "provider_id": pid if named is None else named}
     _provider(w.session, pid)
-    return w.run(create)
+    return w.run(lambda service: create(service, data))
+
+
+def _post(segment: str, schema: type[BaseModel]) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """``router.post`` of a new child under ``/providers/{id}/segment`` (201)."""
+    return router.post(
+        f"/providers/{{provider_id}}/{segment}",
+        status_code=201,
+        response_model=schema,
+        responses=WRITE_RESPONSES,
+    )
 
 
 # -- what the three kinds share: listing, reading and deleting one -------------------------------
@@ -206,18 +221,10 @@ PARAMETERS = Kind(
 add_routes(MODELS)
 
 
-@router.post(
-    "/providers/{provider_id}/models",
-    status_code=201,
-    response_model=ModelOut,
-    responses=WRITE_RESPONSES,
-)
+@_post("models", ModelOut)
 def create_model(body: ModelIn, provider_id: str = ProviderId, w: Writing = Write) -> Response:
     """Add a model to the provider."""
-    data = {**body.model_dump(exclude_unset=True), "provider_id": provider_id}
-    if body.provider_id not in (None, provider_id):
-        data["provider_id"] = body.provider_id  # the service says it does not match
-    created = _created(w, provider_id, lambda s: s.create_model(data))
+    created = _created(w, provider_id, body, ProviderService.create_model)
     model_path = quote(created["model_id"], safe="/:@")
     where = f"{provider_path(w.request, provider_id)}/models/{model_path}"
     return json_response(created, status=201, headers={"Location": where})
@@ -251,16 +258,10 @@ def update_model(
 add_routes(API_KEYS)
 
 
-@router.post(
-    "/providers/{provider_id}/api-keys",
-    status_code=201,
-    response_model=ApiKeyOut,
-    responses=WRITE_RESPONSES,
-)
+@_post("api-keys", ApiKeyOut)
 def create_api_key(body: ApiKeyIn, provider_id: str = ProviderId, w: Writing = Write) -> Response:
     """Store an API key (encrypted); the answer never contains its value."""
-    data = {**body.model_dump(exclude_unset=True), "provider_id": provider_id}
-    created = shortened(_created(w, provider_id, lambda s: s.create_api_key(data)))
+    created = shortened(_created(w, provider_id, body, ProviderService.create_api_key))
     where = f"{provider_path(w.request, provider_id)}/api-keys/{quote(created['name'], safe='')}"
     if created["environment"] != "default":
         where += f"?environment={quote(created['environment'], safe='')}"
@@ -279,9 +280,8 @@ add_routes(PARAMETERS)
 )
 def set_parameter(body: ParameterIn, provider_id: str = ProviderId, w: Writing = Write) -> Response:
     """Create (201) or replace (200) a connection parameter."""
-    data = {**body.model_dump(exclude_unset=True), "provider_id": provider_id}
     env = body.environment or "default"
     match = {"param_name": body.param_name, "environment": env}
     existed = _find(params_of(w.session, provider_id), match)
-    stored = shortened(_created(w, provider_id, lambda s: s.set_connection_parameter(data)))
+    stored = shortened(_created(w, provider_id, body, ProviderService.set_connection_parameter))
     return json_response(stored, status=200 if existed else 201)
