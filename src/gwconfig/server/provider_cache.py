@@ -6,8 +6,8 @@ provider") and the :class:`Key` it was read under: the configuration generation 
 own write counter. Every configuration write bumps the generation in its transaction
 (:mod:`gwconfig.db.notify`), so an entry serves while both are unchanged:
 
-- a write in this process (any non-GET request of the API) bumps the local counter before its
-  response starts: a client reads its own writes at once;
+- a write in this process (a POST, PUT or DELETE under ``/providers``) bumps the local counter
+  before its response starts: a client reads its own writes at once;
 - a write elsewhere (another worker, ``gwconfig apply``, ``keys rotate``) is served from the
   moment the watcher sees its generation (a notification on PostgreSQL, at most one
   0.25 s check on SQLite and MySQL/MariaDB);
@@ -114,15 +114,20 @@ _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class TrackWrites:
-    """ASGI middleware: every request that may write calls :meth:`ProviderCache.wrote` when its
-    response starts (after the handler committed, before the client hears of it)."""
+    """ASGI middleware: every request that may write a provider (not GET, HEAD or OPTIONS; a
+    path with ``/providers``) calls :meth:`ProviderCache.wrote` when its response starts (after
+    the handler committed, before the client hears of it)."""
 
     def __init__(self, app: ASGIApp, cache: ProviderCache) -> None:
         self.app = app
         self.cache = cache
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") in _READS:
+        if (
+            scope["type"] != "http"
+            or scope.get("method") in _READS
+            or "/providers" not in scope.get("path", "")
+        ):
             await self.app(scope, receive, send)
             return
 
