@@ -1,5 +1,7 @@
-"""Data access of the REST API: reads straight from the session (no encryption keys needed)
-and the locked, ``If-Match``-checked writes through the audited ProviderService."""
+"""Data access of the REST API: reads straight from the session (no encryption keys needed),
+the cached ``GET /providers/{id}`` (:mod:`gwconfig.server.provider_cache`), the endpoints'
+:class:`Reading` and :class:`Writing` dependencies, and the locked, ``If-Match``-checked writes
+through the audited ProviderService."""
 
 from __future__ import annotations
 
