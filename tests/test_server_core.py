@@ -318,6 +318,38 @@ def test_async_authentication_matches_the_sync_one(sqlite_url: str) -> None:
     db.dispose()
 
 
+def test_concurrent_misses_of_a_token_share_one_lookup(sqlite_url: str) -> None:
+    import asyncio
+    import threading
+
+    from gwconfig.server.auth import TokenAuthenticator
+
+    token = make_token(sqlite_url, "read", name="burst")
+    db = open_database(sqlite_url)
+    auth = TokenAuthenticator(db)
+    real, calls, gate = auth._lookup, [], threading.Event()
+
+    def lookup(text: str) -> Any:
+        calls.append(text)
+        assert gate.wait(60), "never released"  # a safety net
+        return real(text)
+
+    auth._lookup = lookup  # type: ignore[method-assign]
+
+    async def burst() -> list[Caller]:
+        waiting = [
+            asyncio.ensure_future(auth.authenticate_async(f"Bearer {token}")) for _ in range(8)
+        ]
+        await asyncio.sleep(0)  # each request reaches its wait for the lookup
+        gate.set()
+        return list(await asyncio.gather(*waiting))
+
+    callers = asyncio.run(burst())
+    assert len(calls) == 1 and {c.name for c in callers} == {"burst"} and not auth._pending
+    auth.close()
+    db.dispose()
+
+
 @pytest.mark.parametrize(
     ("error", "status"),
     [

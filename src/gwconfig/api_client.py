@@ -13,7 +13,8 @@ Other endpoints are reachable with :meth:`LLMGatewayClient.send` and a
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -52,6 +53,10 @@ __all__ = [
 #: the most pages one listing follows (a bound against a server that never ends)
 MAX_PAGES = 100_000
 
+#: what a call returns: a Resource and a list (sync), or awaitables of them (async)
+R = TypeVar("R")
+L = TypeVar("L")
+
 
 class _Base:
     def __init__(self, base_url: str, api_key: str | None) -> None:
@@ -67,6 +72,16 @@ class _Base:
             return self.base_url + call.path[len(c.API_PREFIX) :]  # may serve it elsewhere)
         return self.base_url + call.path
 
+    def _request(self, call: Call) -> dict[str, Any]:
+        """The keyword arguments of ``httpx`` ``request`` for ``call``."""
+        return {
+            "method": call.method,
+            "url": self._url(call),
+            "params": call.params or None,
+            "json": call.json,
+            "headers": call.headers or None,
+        }
+
     @staticmethod
     def _next(page: Any) -> Call | None:
         nxt = page.get("next") if isinstance(page, dict) else None
@@ -76,7 +91,135 @@ class _Base:
         return f"{type(self).__name__}({self.base_url!r})"
 
 
-class LLMGatewayClient(_Base):
+def _resource(out: Any) -> Resource:
+    return out if isinstance(out, Resource) else Resource()
+
+
+def _listed(out: Any) -> list[dict[str, Any]]:
+    return list(out) if isinstance(out, list) else []
+
+
+class _Api(_Base, Generic[R, L]):
+    """The API's methods, once: each builds its :class:`Call`; the subclass sends it."""
+
+    def _one(self, call: Call) -> R:
+        raise NotImplementedError
+
+    def _list(self, call: Call) -> L:
+        raise NotImplementedError
+
+    def _pages(self, call: Call | None) -> L:
+        raise NotImplementedError
+
+    def get_providers(self, *, tag: str | None = None, page_size: int = DEFAULT_PAGE_SIZE) -> L:
+        """Every provider (without children), following the pages; only ``tag``'s if given."""
+        return self._pages(c.providers_page(tag, page_size))
+
+    def get_provider(self, provider_id: str) -> R:
+        """One provider with its models, API keys (masked) and connection parameters."""
+        return self._one(c.get(c.provider(provider_id)))
+
+    def create_provider(self, provider_data: dict[str, Any]) -> R:
+        """Create a provider with nested ``models``, ``api_key``/``api_keys`` and parameters."""
+        return self._one(c.post("/providers", provider_data))
+
+    def update_provider(
+        self, provider_id: str, provider_data: dict[str, Any], *, if_match: str | None = None
+    ) -> R:
+        """Change provider-level fields; ``if_match`` (an etag) refuses a concurrent change."""
+        return self._one(c.put(c.provider(provider_id), provider_data, if_match))
+
+    def delete_provider(self, provider_id: str, *, if_match: str | None = None) -> R:
+        """Delete a provider and its children."""
+        return self._one(c.delete(c.provider(provider_id), if_match))
+
+    def get_models(self, provider_id: str) -> L:
+        """The provider's models."""
+        return self._list(c.get(c.provider(provider_id) + "/models"))
+
+    def get_model(self, provider_id: str, model_id: str) -> R:
+        """One model (its id may contain ``/``)."""
+        return self._one(c.get(c.model(provider_id, model_id)))
+
+    def create_model(self, provider_id: str, model_data: dict[str, Any]) -> R:
+        """Add a model to the provider."""
+        return self._one(c.post(c.provider(provider_id) + "/models", model_data))
+
+    def update_model(
+        self,
+        provider_id: str,
+        model_id: str,
+        model_data: dict[str, Any],
+        *,
+        if_match: str | None = None,
+    ) -> R:
+        """Change a model's fields (those given)."""
+        return self._one(c.put(c.model(provider_id, model_id), model_data, if_match))
+
+    def delete_model(self, provider_id: str, model_id: str, *, if_match: str | None = None) -> R:
+        """Delete a model."""
+        return self._one(c.delete(c.model(provider_id, model_id), if_match))
+
+    def get_api_keys(self, provider_id: str) -> L:
+        """The provider's API keys: name, environment, expiry, short fingerprint (never a value)."""
+        return self._list(c.get(c.provider(provider_id) + "/api-keys"))
+
+    def get_api_key(
+        self, provider_id: str, name: str = "default", environment: str = "default"
+    ) -> R:
+        """One API key (masked)."""
+        return self._one(c.get(c.key(provider_id, name), c.environment(environment)))
+
+    def create_api_key(self, provider_id: str, api_key_data: dict[str, Any]) -> R:
+        """Store an API key: ``{"key_value": ..., "name"?, "environment"?, "expires_at"?}``."""
+        return self._one(c.post(c.provider(provider_id) + "/api-keys", api_key_data))
+
+    def delete_api_key(
+        self,
+        provider_id: str,
+        name: str = "default",
+        environment: str = "default",
+        *,
+        if_match: str | None = None,
+    ) -> R:
+        """Delete an API key."""
+        return self._one(c.delete(c.key(provider_id, name), if_match, environment))
+
+    def get_connection_parameters(self, provider_id: str) -> L:
+        """The provider's connection parameters (sensitive values masked)."""
+        return self._list(c.get(c.provider(provider_id) + "/connection-parameters"))
+
+    def get_connection_parameter(
+        self, provider_id: str, param_name: str, environment: str = "default"
+    ) -> R:
+        """One connection parameter (masked when sensitive)."""
+        return self._one(c.get(c.parameter(provider_id, param_name), c.environment(environment)))
+
+    def set_connection_parameter(self, provider_id: str, param_data: dict[str, Any]) -> R:
+        """Create or replace ``{"param_name", "param_value", "is_sensitive"?, "environment"?}``."""
+        return self._one(c.post(c.provider(provider_id) + "/connection-parameters", param_data))
+
+    def delete_connection_parameter(
+        self,
+        provider_id: str,
+        param_name: str,
+        environment: str = "default",
+        *,
+        if_match: str | None = None,
+    ) -> R:
+        """Delete a connection parameter."""
+        return self._one(c.delete(c.parameter(provider_id, param_name), if_match, environment))
+
+    def get_revisions(self, *, page_size: int = DEFAULT_PAGE_SIZE) -> L:
+        """Every configuration revision, newest first (``gwconfig history``)."""
+        return self._pages(c.revisions_page(page_size))
+
+    def get_revision(self, number: int) -> R:
+        """One revision with its configuration and changes (``gwconfig show-revision``)."""
+        return self._one(c.get(f"/revisions/{int(number)}"))
+
+
+class LLMGatewayClient(_Api[Resource, list[dict[str, Any]]]):
     """Synchronous client of the gateway's REST API (see the module docstring)."""
 
     def __init__(
@@ -103,21 +246,16 @@ class LLMGatewayClient(_Base):
     def send(self, call: Call) -> Any:
         """Send ``call``; its decoded JSON, or an :class:`ApiError`."""
         try:
-            response = self._http.request(
-                call.method, self._url(call), params=call.params or None, json=call.json,
-                headers=call.headers or None,
-            )  # fmt: skip
+            response = self._http.request(**self._request(call))
         except httpx.HTTPError as exc:
             raise ConnectionFailed.of(exc, self.base_url) from None
         return decoded(response)
 
     def _one(self, call: Call) -> Resource:
-        out = self.send(call)
-        return out if isinstance(out, Resource) else Resource()
+        return _resource(self.send(call))
 
     def _list(self, call: Call) -> list[dict[str, Any]]:
-        out = self.send(call)
-        return list(out) if isinstance(out, list) else []
+        return _listed(self.send(call))
 
     def _pages(self, call: Call | None) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -129,119 +267,8 @@ class LLMGatewayClient(_Base):
             call = self._next(page)
         return items
 
-    def get_providers(
-        self, *, tag: str | None = None, page_size: int = DEFAULT_PAGE_SIZE
-    ) -> list[dict[str, Any]]:
-        """Every provider (without children), following the pages; only ``tag``'s if given."""
-        return self._pages(c.providers_page(tag, page_size))
 
-    def get_provider(self, provider_id: str) -> Resource:
-        """One provider with its models, API keys (masked) and connection parameters."""
-        return self._one(c.get(c.provider(provider_id)))
-
-    def create_provider(self, provider_data: dict[str, Any]) -> Resource:
-        """Create a provider with nested ``models``, ``api_key``/``api_keys`` and parameters."""
-        return self._one(c.post("/providers", provider_data))
-
-    def update_provider(
-        self, provider_id: str, provider_data: dict[str, Any], *, if_match: str | None = None
-    ) -> Resource:
-        """Change provider-level fields; ``if_match`` (an etag) refuses a concurrent change."""
-        return self._one(c.put(c.provider(provider_id), provider_data, if_match))
-
-    def delete_provider(self, provider_id: str, *, if_match: str | None = None) -> Resource:
-        """Delete a provider and its children."""
-        return self._one(c.delete(c.provider(provider_id), if_match))
-
-    def get_models(self, provider_id: str) -> list[dict[str, Any]]:
-        """The provider's models."""
-        return self._list(c.get(c.provider(provider_id) + "/models"))
-
-    def get_model(self, provider_id: str, model_id: str) -> Resource:
-        """One model (its id may contain ``/``)."""
-        return self._one(c.get(c.model(provider_id, model_id)))
-
-    def create_model(self, provider_id: str, model_data: dict[str, Any]) -> Resource:
-        """Add a model to the provider."""
-        return self._one(c.post(c.provider(provider_id) + "/models", model_data))
-
-    def update_model(
-        self,
-        provider_id: str,
-        model_id: str,
-        model_data: dict[str, Any],
-        *,
-        if_match: str | None = None,
-    ) -> Resource:
-        """Change a model's fields (those given)."""
-        return self._one(c.put(c.model(provider_id, model_id), model_data, if_match))
-
-    def delete_model(
-        self, provider_id: str, model_id: str, *, if_match: str | None = None
-    ) -> Resource:
-        """Delete a model."""
-        return self._one(c.delete(c.model(provider_id, model_id), if_match))
-
-    def get_api_keys(self, provider_id: str) -> list[dict[str, Any]]:
-        """The provider's API keys: name, environment, expiry, short fingerprint (never a value)."""
-        return self._list(c.get(c.provider(provider_id) + "/api-keys"))
-
-    def get_api_key(
-        self, provider_id: str, name: str = "default", environment: str = "default"
-    ) -> Resource:
-        """One API key (masked)."""
-        return self._one(c.get(c.key(provider_id, name), c.environment(environment)))
-
-    def create_api_key(self, provider_id: str, api_key_data: dict[str, Any]) -> Resource:
-        """Store an API key: ``{"key_value": ..., "name"?, "environment"?, "expires_at"?}``."""
-        return self._one(c.post(c.provider(provider_id) + "/api-keys", api_key_data))
-
-    def delete_api_key(
-        self,
-        provider_id: str,
-        name: str = "default",
-        environment: str = "default",
-        *,
-        if_match: str | None = None,
-    ) -> Resource:
-        """Delete an API key."""
-        return self._one(c.delete(c.key(provider_id, name), if_match, environment))
-
-    def get_connection_parameters(self, provider_id: str) -> list[dict[str, Any]]:
-        """The provider's connection parameters (sensitive values masked)."""
-        return self._list(c.get(c.provider(provider_id) + "/connection-parameters"))
-
-    def get_connection_parameter(
-        self, provider_id: str, param_name: str, environment: str = "default"
-    ) -> Resource:
-        """One connection parameter (masked when sensitive)."""
-        return self._one(c.get(c.parameter(provider_id, param_name), c.environment(environment)))
-
-    def set_connection_parameter(self, provider_id: str, param_data: dict[str, Any]) -> Resource:
-        """Create or replace ``{"param_name", "param_value", "is_sensitive"?, "environment"?}``."""
-        return self._one(c.post(c.provider(provider_id) + "/connection-parameters", param_data))
-
-    def delete_connection_parameter(
-        self,
-        provider_id: str,
-        param_name: str,
-        environment: str = "default",
-        *,
-        if_match: str | None = None,
-    ) -> Resource:
-        """Delete a connection parameter."""
-        return self._one(c.delete(c.parameter(provider_id, param_name), if_match, environment))
-
-    def get_revisions(self, *, page_size: int = DEFAULT_PAGE_SIZE) -> list[dict[str, Any]]:
-        """Every configuration revision, newest first (``gwconfig history``)."""
-        return self._pages(c.revisions_page(page_size))
-
-    def get_revision(self, number: int) -> Resource:
-        """One revision with its configuration and changes (``gwconfig show-revision``)."""
-        return self._one(c.get(f"/revisions/{int(number)}"))
-
-
-class AsyncLLMGatewayClient(_Base):
+class AsyncLLMGatewayClient(_Api[Awaitable[Resource], Awaitable[list[dict[str, Any]]]]):
     """The same API as :class:`LLMGatewayClient`, for ``asyncio`` code (``await`` each call)."""
 
     def __init__(
@@ -268,21 +295,16 @@ class AsyncLLMGatewayClient(_Base):
     async def send(self, call: Call) -> Any:
         """Send ``call``; its decoded JSON, or an :class:`ApiError`."""
         try:
-            response = await self._http.request(
-                call.method, self._url(call), params=call.params or None, json=call.json,
-                headers=call.headers or None,
-            )  # fmt: skip
+            response = await self._http.request(**self._request(call))
         except httpx.HTTPError as exc:
             raise ConnectionFailed.of(exc, self.base_url) from None
         return decoded(response)
 
     async def _one(self, call: Call) -> Resource:
-        out = await self.send(call)
-        return out if isinstance(out, Resource) else Resource()
+        return _resource(await self.send(call))
 
     async def _list(self, call: Call) -> list[dict[str, Any]]:
-        out = await self.send(call)
-        return list(out) if isinstance(out, list) else []
+        return _listed(await self.send(call))
 
     async def _pages(self, call: Call | None) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -293,122 +315,3 @@ class AsyncLLMGatewayClient(_Base):
             items.extend(page["items"])
             call = self._next(page)
         return items
-
-    async def get_providers(
-        self, *, tag: str | None = None, page_size: int = DEFAULT_PAGE_SIZE
-    ) -> list[dict[str, Any]]:
-        """Every provider (without children), following the pages; only ``tag``'s if given."""
-        return await self._pages(c.providers_page(tag, page_size))
-
-    async def get_provider(self, provider_id: str) -> Resource:
-        """One provider with its models, API keys (masked) and connection parameters."""
-        return await self._one(c.get(c.provider(provider_id)))
-
-    async def create_provider(self, provider_data: dict[str, Any]) -> Resource:
-        """Create a provider with nested ``models``, ``api_key``/``api_keys`` and parameters."""
-        return await self._one(c.post("/providers", provider_data))
-
-    async def update_provider(
-        self, provider_id: str, provider_data: dict[str, Any], *, if_match: str | None = None
-    ) -> Resource:
-        """Change provider-level fields; ``if_match`` (an etag) refuses a concurrent change."""
-        return await self._one(c.put(c.provider(provider_id), provider_data, if_match))
-
-    async def delete_provider(self, provider_id: str, *, if_match: str | None = None) -> Resource:
-        """Delete a provider and its children."""
-        return await self._one(c.delete(c.provider(provider_id), if_match))
-
-    async def get_models(self, provider_id: str) -> list[dict[str, Any]]:
-        """The provider's models."""
-        return await self._list(c.get(c.provider(provider_id) + "/models"))
-
-    async def get_model(self, provider_id: str, model_id: str) -> Resource:
-        """One model (its id may contain ``/``)."""
-        return await self._one(c.get(c.model(provider_id, model_id)))
-
-    async def create_model(self, provider_id: str, model_data: dict[str, Any]) -> Resource:
-        """Add a model to the provider."""
-        return await self._one(c.post(c.provider(provider_id) + "/models", model_data))
-
-    async def update_model(
-        self,
-        provider_id: str,
-        model_id: str,
-        model_data: dict[str, Any],
-        *,
-        if_match: str | None = None,
-    ) -> Resource:
-        """Change a model's fields (those given)."""
-        return await self._one(c.put(c.model(provider_id, model_id), model_data, if_match))
-
-    async def delete_model(
-        self, provider_id: str, model_id: str, *, if_match: str | None = None
-    ) -> Resource:
-        """Delete a model."""
-        return await self._one(c.delete(c.model(provider_id, model_id), if_match))
-
-    async def get_api_keys(self, provider_id: str) -> list[dict[str, Any]]:
-        """The provider's API keys: name, environment, expiry, short fingerprint (never a value)."""
-        return await self._list(c.get(c.provider(provider_id) + "/api-keys"))
-
-    async def get_api_key(
-        self, provider_id: str, name: str = "default", environment: str = "default"
-    ) -> Resource:
-        """One API key (masked)."""
-        return await self._one(c.get(c.key(provider_id, name), c.environment(environment)))
-
-    async def create_api_key(self, provider_id: str, api_key_data: dict[str, Any]) -> Resource:
-        """Store an API key: ``{"key_value": ..., "name"?, "environment"?, "expires_at"?}``."""
-        return await self._one(c.post(c.provider(provider_id) + "/api-keys", api_key_data))
-
-    async def delete_api_key(
-        self,
-        provider_id: str,
-        name: str = "default",
-        environment: str = "default",
-        *,
-        if_match: str | None = None,
-    ) -> Resource:
-        """Delete an API key."""
-        return await self._one(c.delete(c.key(provider_id, name), if_match, environment))
-
-    async def get_connection_parameters(self, provider_id: str) -> list[dict[str, Any]]:
-        """The provider's connection parameters (sensitive values masked)."""
-        return await self._list(c.get(c.provider(provider_id) + "/connection-parameters"))
-
-    async def get_connection_parameter(
-        self, provider_id: str, param_name: str, environment: str = "default"
-    ) -> Resource:
-        """One connection parameter (masked when sensitive)."""
-        return await self._one(
-            c.get(c.parameter(provider_id, param_name), c.environment(environment))
-        )
-
-    async def set_connection_parameter(
-        self, provider_id: str, param_data: dict[str, Any]
-    ) -> Resource:
-        """Create or replace ``{"param_name", "param_value", "is_sensitive"?, "environment"?}``."""
-        return await self._one(
-            c.post(c.provider(provider_id) + "/connection-parameters", param_data)
-        )
-
-    async def delete_connection_parameter(
-        self,
-        provider_id: str,
-        param_name: str,
-        environment: str = "default",
-        *,
-        if_match: str | None = None,
-    ) -> Resource:
-        """Delete a connection parameter."""
-        return await self._one(
-            c.delete(c.parameter(provider_id, param_name), if_match, environment)
-        )
-
-    async def get_revisions(self, *, page_size: int = DEFAULT_PAGE_SIZE) -> list[dict[str, Any]]:
-        """Every configuration revision, newest first (``gwconfig history``)."""
-        return await self._pages(c.revisions_page(page_size))
-
-    async def get_revision(self, number: int) -> Resource:
-        """One revision with its configuration and changes (``gwconfig show-revision``)."""
-        return await self._one(c.get(f"/revisions/{int(number)}"))

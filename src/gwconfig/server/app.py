@@ -20,6 +20,7 @@ from starlette.requests import Request
 from gwconfig.errors import GwconfigError
 from gwconfig.server import config_api, openai_api, problems, rest, session_api
 from gwconfig.server.auth import TokenAuthenticator
+from gwconfig.server.provider_cache import TrackWrites
 from gwconfig.server.state import ServerState, ServeSettings, server_state
 from gwconfig.server.watch import stop_shared_watchers
 
@@ -114,6 +115,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     )
     app.state.gw = state
     problems.install(app)
+    app.add_middleware(TrackWrites, cache=state.provider_cache)
     app.add_middleware(problems.ErrorsAndLimits, max_body_bytes=settings.max_body_bytes)
     app.include_router(health)
     for router, prefix in ROUTERS:

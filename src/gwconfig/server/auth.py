@@ -12,11 +12,12 @@ most that long after ``gwconfig tokens revoke``. Expiry is checked on every requ
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -121,6 +122,10 @@ class TokenAuthenticator:
         self._clock = clock
         self._cache: dict[str, tuple[float, TokenRecord | None]] = {}
         self._touched: dict[str, datetime] = {}
+        #: the lookup in flight per (event loop, token hash)
+        self._pending: dict[
+            tuple[asyncio.AbstractEventLoop, str], asyncio.Future[TokenRecord | None]
+        ] = {}
         self._lock = threading.Lock()
         # one thread records uses in order (``flush`` waits for it)
         self._toucher = ThreadPoolExecutor(1, thread_name_prefix="gwconfig-token-use")
@@ -188,11 +193,22 @@ class TokenAuthenticator:
         return self._caller(self._lookup(bearer_token(authorization_header)))
 
     async def authenticate_async(self, authorization_header: str | None) -> Caller:
-        """:meth:`authenticate` that runs database work in a thread (none on a cache hit)."""
+        """:meth:`authenticate` that runs database work in a thread (none on a cache hit).
+
+        Concurrent requests of a token whose entry expired wait for one lookup (a burst of
+        requests every ``cache_seconds`` would otherwise open a connection each).
+        """
         token = bearer_token(authorization_header)
         hit, record = self._cached(token)
         if not hit:
-            record = await run_in_threadpool(self._lookup, token)
+            key = (asyncio.get_running_loop(), hash_token(token))
+            pending = self._pending.get(key)
+            if pending is None:
+                pending = self._pending[key] = asyncio.ensure_future(
+                    run_in_threadpool(self._lookup, token)
+                )
+                pending.add_done_callback(lambda _done: self._pending.pop(key, None))
+            record = await asyncio.shield(pending)
         return self._caller(record)
 
     @staticmethod
@@ -215,23 +231,24 @@ class TokenAuthenticator:
 _BEARER = HTTPBearer(auto_error=False, description="a token of 'gwconfig tokens create'")
 
 
-def require(*scopes: str) -> Callable[..., Caller]:
+def require(*scopes: str) -> Callable[..., Awaitable[Caller]]:
     """A FastAPI dependency: the :class:`Caller`, if its token has one of ``scopes``.
 
-    Use as ``caller: Caller = Depends(require("read"))``; no scope means any valid token.
+    Async: a cached token is checked on the event loop (no thread hop); a lookup runs in a
+    thread. Use as ``caller: Caller = Depends(require("read"))``; no scope means any valid token.
     The caller is also left in ``request.state.caller``.
     """
     unknown = [s for s in scopes if s not in SCOPES]
     if unknown:
         raise ValueError(f"unknown scopes {unknown}")
 
-    def dependency(
+    async def dependency(
         request: Request,
         _bearer: HTTPAuthorizationCredentials | None = Depends(_BEARER),
     ) -> Caller:
         tokens: TokenAuthenticator = request.app.state.gw.tokens
         try:
-            caller = tokens.authenticate(request.headers.get("authorization"))
+            caller = await tokens.authenticate_async(request.headers.get("authorization"))
             tokens.authorize(caller, scopes)
         except AuthError as exc:
             raise exc.problem() from None

@@ -19,9 +19,8 @@ from starlette.requests import Request
 
 from gwconfig.db.notify import ConfigGeneration
 from gwconfig.runtime.remote import MAX_WAIT
-from gwconfig.server.auth import _BEARER, AuthError, Caller, TokenAuthenticator
+from gwconfig.server.auth import Caller, require
 from gwconfig.server.config_payload import PayloadCache
-from gwconfig.server.state import server_state
 from gwconfig.server.watch import GenerationWatcher, shared_watcher
 
 router = APIRouter(tags=["config"])
@@ -31,17 +30,8 @@ _SCOPES = ("runtime",)
 _MAX_INM = 1024
 
 
-async def runtime_caller(request: Request, _bearer: object = Depends(_BEARER)) -> Caller:
-    """The caller, if its token has scope ``runtime`` (or ``admin``); async: no thread on a
-    cached token."""
-    tokens: TokenAuthenticator = server_state(request).tokens
-    try:
-        caller = await tokens.authenticate_async(request.headers.get("authorization"))
-        tokens.authorize(caller, _SCOPES)
-    except AuthError as exc:
-        raise exc.problem() from None
-    request.state.caller = caller
-    return caller
+#: the caller, if its token has scope ``runtime`` (or ``admin``)
+runtime_caller = require(*_SCOPES)
 
 
 async def app_watcher(app: FastAPI) -> GenerationWatcher:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Sequence
+from dataclasses import KW_ONLY, dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -46,26 +47,21 @@ _STATUS: tuple[tuple[type[errors.GwconfigError], int], ...] = (
 )
 
 
+@dataclass(eq=False)
 class ProblemError(Exception):
     """An HTTP error answered as a problem document (raise it from any route)."""
 
-    def __init__(
-        self,
-        status: int,
-        title: str,
-        detail: str | None = None,
-        *,
-        type_: str | None = None,
-        errors: Sequence[dict[str, str]] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(detail or title)
-        self.status = status
-        self.title = title
-        self.detail = detail
-        self.type_ = type_
-        self.errors = list(errors) if errors is not None else None
-        self.headers = headers
+    status: int
+    title: str
+    detail: str | None = None
+    _: KW_ONLY
+    type_: str | None = None
+    errors: Sequence[dict[str, str]] | None = None
+    headers: dict[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__(self.detail or self.title)
+        self.errors = list(self.errors) if self.errors is not None else None
 
 
 def problem_body(problem: ProblemError, instance: str | None) -> dict[str, Any]:

@@ -12,12 +12,10 @@ with the prefix ``/api/v1``.
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from collections.abc import Callable
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from gwconfig.db import columns as col
 from gwconfig.db.models import Provider
@@ -28,12 +26,14 @@ from gwconfig.server.problems import ProblemError
 from gwconfig.server.rest_access import (
     IfMatch,
     ProviderId,
-    locked_write,
+    Read,
+    Reading,
+    Write,
+    Writing,
+    cached_provider,
     page_of_providers,
     provider_path,
     read_provider,
-    read_provider_now,
-    service_for,
 )
 from gwconfig.server.rest_schemas import (
     Deleted,
@@ -43,24 +43,28 @@ from gwconfig.server.rest_schemas import (
     ProviderPage,
 )
 from gwconfig.server.rest_support import (
-    DEFAULT_LIMIT,
-    MAX_CURSOR_CHARS,
-    MAX_LIMIT,
     READ_RESPONSES,
     WRITE_RESPONSES,
-    db_session,
+    Cursor,
+    Limit,
     decode_cursor,
-    encode_cursor,
     json_response,
     not_found,
-    not_modified,
+    not_modified_etag,
+    paged,
     reader,
-    server,
     translated,
-    writer,
 )
 
 router = APIRouter(tags=["providers"])
+
+
+def _provider_write(
+    w: Writing, pid: str, if_match: str | None, action: Callable[[ProviderService], object]
+) -> None:
+    """Run ``action`` on provider ``pid``, locked and checked against ``If-Match``."""
+    current = lambda: read_provider(w.session, pid)  # noqa: E731
+    w.locked(pid, current, if_match, f"provider {pid!r}", action)
 
 
 # -- routes ------------------------------------------------------------------------------------
@@ -68,42 +72,27 @@ router = APIRouter(tags=["providers"])
 
 @router.get("/providers", response_model=ProviderPage, responses=READ_RESPONSES)
 def list_providers(
-    request: Request,
-    limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Page size."),
-    cursor: str | None = Query(None, max_length=MAX_CURSOR_CHARS, description="From 'next'."),
+    limit: int = Limit,
+    cursor: str | None = Cursor,
     tag: str | None = Query(None, max_length=col.IDENT, description="Only providers with it."),
-    _caller: Caller = Depends(reader),
-    session: Session = Depends(db_session),
+    r: Reading = Read,
 ) -> Response:
     """Providers (without children) ordered by id, a page at a time; ``next`` links on."""
     after = decode_cursor(cursor, str)
-    items, last = translated(lambda: page_of_providers(session, after, limit, tag))
-    nxt = None
-    headers = {}
-    if last is not None:
-        params = {"limit": limit, "cursor": encode_cursor(last), **({"tag": tag} if tag else {})}
-        nxt = f"{request.url.path}?{urlencode(params)}"
-        headers["Link"] = f'<{nxt}>; rel="next"'
-    body = {"items": items, "next": nxt}
-    return not_modified(request, body) or json_response(body, headers=headers)
+    items, last = translated(lambda: page_of_providers(r.session, after, limit, tag))
+    return paged(r.request, items, last, limit, **({"tag": tag} if tag else {}))
 
 
 @router.post(
     "/providers", status_code=201, response_model=ProviderDetail, responses=WRITE_RESPONSES
 )
-def create_provider(
-    request: Request,
-    body: ProviderIn,
-    caller: Caller = Depends(writer),
-    session: Session = Depends(db_session),
-) -> Response:
+def create_provider(body: ProviderIn, w: Writing = Write) -> Response:
     """Create a provider with nested models, API key(s) and connection parameters."""
     data = body.model_dump(exclude_unset=True)
-    service = translated(lambda: service_for(request, session, caller))
-    translated(lambda: service.create_provider(data))
+    w.run(lambda service: service.create_provider(data))
     pid = body.provider_id
-    created = read_provider(session, pid)
-    return json_response(created, status=201, headers={"Location": provider_path(request, pid)})
+    created = read_provider(w.session, pid)
+    return json_response(created, status=201, headers={"Location": provider_path(w.request, pid)})
 
 
 @router.get("/providers/{provider_id}", response_model=ProviderDetail, responses=READ_RESPONSES)
@@ -113,59 +102,47 @@ async def get_provider(
     _caller: Caller = Depends(reader),
 ) -> Response:
     """One provider with its models, API keys (masked) and connection parameters."""
-    database = server(request).database
-    body = await run_in_threadpool(read_provider_now, database, provider_id)
-    if body is None:
+    rendered = await cached_provider(request.app, provider_id)
+    if rendered.body is None or rendered.etag is None:
         raise not_found(f"provider {provider_id!r}")
-    return not_modified(request, body) or json_response(body)
+    etag = rendered.etag
+    return not_modified_etag(request.headers.get("if-none-match"), etag) or Response(
+        rendered.body, media_type="application/json", headers={"ETag": etag}
+    )
 
 
 @router.put("/providers/{provider_id}", response_model=ProviderDetail, responses=WRITE_RESPONSES)
 def update_provider(
-    request: Request,
     body: ProviderFields,
     provider_id: str = ProviderId,
     if_match: str | None = IfMatch,
-    caller: Caller = Depends(writer),
-    session: Session = Depends(db_session),
+    w: Writing = Write,
 ) -> Response:
     """Change provider-level fields (those given; dicts merge key by key)."""
     data = body.model_dump(exclude_unset=True)
-    what = f"provider {provider_id!r}"
-    locked_write(
-        request, session, caller, provider_id,
-        lambda: read_provider(session, provider_id), if_match, what,
-        lambda service: service.update_provider(provider_id, data),
-    )  # fmt: skip
-    return json_response(read_provider(session, provider_id))
+    _provider_write(w, provider_id, if_match, lambda s: s.update_provider(provider_id, data))
+    return json_response(read_provider(w.session, provider_id))
 
 
 @router.delete("/providers/{provider_id}", response_model=Deleted, responses=WRITE_RESPONSES)
 def delete_provider(
-    request: Request,
-    provider_id: str = ProviderId,
-    if_match: str | None = IfMatch,
-    caller: Caller = Depends(writer),
-    session: Session = Depends(db_session),
+    provider_id: str = ProviderId, if_match: str | None = IfMatch, w: Writing = Write
 ) -> Response:
     """Delete a provider and its children (refused under deletion_protection)."""
-    what = f"provider {provider_id!r}"
 
     def delete(service: ProviderService) -> bool:
-        p = session.get(Provider, provider_id)
+        p = w.session.get(Provider, provider_id)
         if p is not None and p.deletion_protection:
             raise ProblemError(
                 409,
                 "Conflict",
-                f"{what} has deletion_protection; nothing was deleted. Set it to false first "
-                '(PUT {"deletion_protection": false}), or remove it from the manifests',
+                f"provider {provider_id!r} has deletion_protection; nothing was deleted. Set it "
+                'to false first (PUT {"deletion_protection": false}), or remove it from the '
+                "manifests",
             )
         return service.delete_provider(provider_id)
 
-    locked_write(
-        request, session, caller, provider_id,
-        lambda: read_provider(session, provider_id), if_match, what, delete,
-    )  # fmt: skip
+    _provider_write(w, provider_id, if_match, delete)
     return json_response({"deleted": True, "provider_id": provider_id}, etag=False)
 
 

@@ -1,15 +1,20 @@
-"""Data access of the REST API: reads straight from the session (no encryption keys needed)
-and the locked, ``If-Match``-checked writes through the audited ProviderService."""
+"""Data access of the REST API: reads straight from the session (no encryption keys needed),
+the cached ``GET /providers/{id}`` (:mod:`gwconfig.server.provider_cache`), the endpoints'
+:class:`Reading` and :class:`Writing` dependencies, and the locked, ``If-Match``-checked writes
+through the audited ProviderService."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import quote
 
-from fastapi import Header, Path, Request
+import orjson
+from fastapi import Depends, Header, Path, Request
 from sqlalchemy import BindParameter, Connection, bindparam, select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from gwconfig.db import columns as col
 from gwconfig.db.models import ApiKey, ConnectionParameter, Provider, ProviderModel
@@ -22,14 +27,19 @@ from gwconfig.seed.service import (
     provider_dict,
 )
 from gwconfig.server.auth import Caller
+from gwconfig.server.provider_cache import ProviderCache, Rendered
 from gwconfig.server.rest_support import (
     check_if_match,
+    db_session,
+    etag_of,
     lock_provider,
     not_found,
+    reader,
     server,
     shortened,
     translated,
     translating,
+    writer,
 )
 
 if TYPE_CHECKING:
@@ -124,6 +134,32 @@ def read_provider_now(database: Database, pid: str) -> dict[str, Any] | None:
         return read_provider(conn, pid)
 
 
+def render_provider(database: Database, pid: str) -> Rendered:
+    """The answer of ``GET /providers/{pid}`` read now: JSON bytes and ETag (or not found)."""
+    body = read_provider_now(database, pid)
+    if body is None:
+        return Rendered(None, None)
+    return Rendered(orjson.dumps(body), etag_of(body))
+
+
+async def cached_provider(app: Any, pid: str) -> Rendered:
+    """The answer of ``GET /providers/{pid}`` from the process's cache, read on a miss
+    (see :mod:`gwconfig.server.provider_cache`)."""
+    state = app.state.gw
+    cache: ProviderCache = state.provider_cache
+    rendered = cache.get(pid)
+    if rendered is not None:
+        return rendered
+    if cache.watcher is None:
+        from gwconfig.server.config_api import app_watcher
+
+        cache.watcher = await app_watcher(app)
+    key = cache.key()  # before the read: a write racing it is never stored under its key
+    rendered = await run_in_threadpool(render_provider, state.database, pid)
+    cache.put(pid, key, rendered)
+    return rendered
+
+
 def page_of_providers(
     session: Session, after: str | None, limit: int, tag: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
@@ -154,36 +190,73 @@ def provider_path(request: Request, pid: str) -> str:
 # -- writes ------------------------------------------------------------------------------------
 
 
-def service_for(request: Request, session: Session, caller: Caller) -> ProviderService:
-    """The audited service on ``session``, acting as the token's name."""
-    return ProviderService(session, server(request).encryption_keys, caller.name)
+@dataclass(frozen=True)
+class Reading:
+    """A read endpoint's request and session (its caller has scope ``read``)."""
+
+    request: Request
+    session: Session
 
 
-def locked_write(
-    request: Request,
-    session: Session,
-    caller: Caller,
-    pid: str,
-    current: Callable[[], Any],
-    if_match: str | None,
-    what: str,
-    action: Callable[[ProviderService], T],
-) -> T:
-    """Lock provider ``pid``, check ``If-Match`` against ``current()``, then run ``action``.
+def reading(
+    request: Request, _caller: Caller = Depends(reader), session: Session = Depends(db_session)
+) -> Reading:
+    """The dependency of a read endpoint (``r: Reading = Read``)."""
+    return Reading(request, session)
 
-    ``current`` returns the representation the client's ETag must match (None: 404).
-    """
 
-    def run() -> T:
-        if not lock_provider(session, pid):
-            raise not_found(f"provider {pid!r}")
-        body = current()
-        if body is None:
-            raise not_found(what)
-        check_if_match(if_match, body, what)
-        return action(service_for(request, session, caller))
+@dataclass(frozen=True)
+class Writing:
+    """A write endpoint's request, caller (scope ``write``) and session."""
 
-    try:
-        return translated(run)
-    finally:
-        session.rollback()  # releases the lock when nothing was committed
+    request: Request
+    caller: Caller
+    session: Session
+
+    def service(self) -> ProviderService:
+        """The audited service on the session, acting as the token's name."""
+        keys = server(self.request).encryption_keys
+        return ProviderService(self.session, keys, self.caller.name)
+
+    def run(self, action: Callable[[ProviderService], T]) -> T:
+        """``action(service)``, errors translated."""
+        service = translated(self.service)
+        return translated(lambda: action(service))
+
+    def locked(
+        self,
+        pid: str,
+        current: Callable[[], Any],
+        if_match: str | None,
+        what: str,
+        action: Callable[[ProviderService], T],
+    ) -> T:
+        """Lock provider ``pid``, check ``If-Match`` against ``current()``, then run ``action``.
+
+        ``current`` returns the representation the client's ETag must match (None: 404).
+        """
+
+        def run() -> T:
+            if not lock_provider(self.session, pid):
+                raise not_found(f"provider {pid!r}")
+            body = current()
+            if body is None:
+                raise not_found(what)
+            check_if_match(if_match, body, what)
+            return action(self.service())
+
+        try:
+            return translated(run)
+        finally:
+            self.session.rollback()  # releases the lock when nothing was committed
+
+
+def writing(
+    request: Request, caller: Caller = Depends(writer), session: Session = Depends(db_session)
+) -> Writing:
+    """The dependency of a write endpoint (``w: Writing = Write``; 405 when read-only)."""
+    return Writing(request, caller, session)
+
+
+Read = Depends(reading)
+Write = Depends(writing)

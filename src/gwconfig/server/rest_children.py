@@ -7,26 +7,31 @@ takes the rest of the URL. API keys and parameters are identified by name, with 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from gwconfig.db import columns as col
 from gwconfig.db.models import Provider
 from gwconfig.manifests.model import SLUG_PATTERN
-from gwconfig.server.auth import Caller
+from gwconfig.seed.service import ProviderService
 from gwconfig.server.rest_access import (
     IfMatch,
     ProviderId,
+    Read,
+    Reading,
+    Write,
+    Writing,
     keys_of,
-    locked_write,
     models_of,
     params_of,
     provider_path,
-    service_for,
 )
 from gwconfig.server.rest_schemas import (
     ApiKeyIn,
@@ -41,16 +46,14 @@ from gwconfig.server.rest_schemas import (
 from gwconfig.server.rest_support import (
     READ_RESPONSES,
     WRITE_RESPONSES,
-    db_session,
     json_response,
     not_found,
     not_modified,
-    reader,
     shortened,
     translated,
-    writer,
 )
 
+T = TypeVar("T")
 router = APIRouter(tags=["models, API keys, connection parameters"])
 
 #: no control characters, no blank at either end (the manifest's rule, stated for OpenAPI)
@@ -67,83 +70,164 @@ def _provider(session: Session, pid: str) -> None:
         raise not_found(f"provider {pid!r}")
 
 
-def _one(items: list[dict[str, Any]], what: str, **match: str) -> dict[str, Any]:
-    for item in items:
-        if all(item[k] == v for k, v in match.items()):
-            return item
-    raise not_found(what)
-
-
-def _find(items: list[dict[str, Any]], **match: str) -> dict[str, Any] | None:
+def _find(items: list[dict[str, Any]], match: dict[str, str]) -> dict[str, Any] | None:
     return next((i for i in items if all(i[k] == v for k, v in match.items())), None)
 
 
-def _listing(request: Request, session: Session, pid: str, items: list[dict[str, Any]]) -> Response:
-    _provider(session, pid)
-    return not_modified(request, items) or json_response(items)
+def _created(
+    w: Writing, pid: str, body: BaseModel, create: Callable[[ProviderService, dict[str, Any]], T]
+) -> T:
+    """``create(service, data)`` for an existing provider ``pid`` (404 otherwise), errors
+    translated; ``data`` is the body's fields given, with the provider's id."""
+    named = getattr(body, "provider_id", None)  # a model may name it (the service checks)
+    data = {**body.model_dump(exclude_unset=True), "provider_id": pid if named is None else named}
+    _provider(w.session, pid)
+    return w.run(lambda service: create(service, data))
 
 
-# -- models ------------------------------------------------------------------------------------
+def _post(segment: str, schema: type[BaseModel]) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """``router.post`` of a new child under ``/providers/{id}/segment`` (201)."""
+    return router.post(
+        f"/providers/{{provider_id}}/{segment}",
+        status_code=201,
+        response_model=schema,
+        responses=WRITE_RESPONSES,
+    )
 
 
-@router.get(
-    "/providers/{provider_id}/models", response_model=list[ModelOut], responses=READ_RESPONSES
-)
-def list_models(
-    request: Request,
-    provider_id: str = ProviderId,
-    _caller: Caller = Depends(reader),
-    session: Session = Depends(db_session),
-) -> Response:
-    """The provider's models, ordered by model_id."""
-    return _listing(request, session, provider_id, models_of(session, provider_id))
+# -- what the three kinds share: listing, reading and deleting one -------------------------------
 
 
-@router.post(
-    "/providers/{provider_id}/models",
-    status_code=201,
-    response_model=ModelOut,
-    responses=WRITE_RESPONSES,
-)
-def create_model(
-    request: Request,
-    body: ModelIn,
-    provider_id: str = ProviderId,
-    caller: Caller = Depends(writer),
-    session: Session = Depends(db_session),
-) -> Response:
+@dataclass(frozen=True)
+class Located:
+    """One child named by a request: the fields that identify it, and how messages name it."""
+
+    match: dict[str, str]
+    label: str
+    #: the 404 of a GET says which provider (keys and parameters) or not (models)
+    read_names_provider: bool = True
+
+    def what(self, pid: str, *, read: bool = False) -> str:
+        """``label`` (``of 'pid'`` added, except on a model's GET)."""
+        return self.label if read and not self.read_names_provider else f"{self.label} of {pid!r}"
+
+
+def locate_model(model_id: str = ModelId) -> Located:
+    """A model, by the rest of the path."""
+    return Located({"model_id": model_id}, f"model {model_id!r}", read_names_provider=False)
+
+
+def locate_key(name: str = Name, environment: str = Environment) -> Located:
+    """An API key, by name and ``?environment``."""
+    return Located({"name": name, "environment": environment}, f"API key {name!r}@{environment!r}")
+
+
+def locate_parameter(name: str = Name, environment: str = Environment) -> Located:
+    """A connection parameter, by name and ``?environment``."""
+    label = f"connection parameter {name!r}@{environment!r}"
+    return Located({"param_name": name, "environment": environment}, label)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of child: its URL segment, schema, reader, locator and delete."""
+
+    segment: str
+    item: str
+    schema: type[BaseModel]
+    read: Callable[[Session, str], list[dict[str, Any]]]
+    locate: Callable[..., Located]
+    delete: Callable[[ProviderService, str, Located], Any]
+    #: the answer of a DELETE, from the provider id and the child's fields
+    deleted: Callable[[str, Located], dict[str, Any]]
+    #: (endpoint name, docstring) of the list, get and delete endpoints
+    docs: tuple[tuple[str, str], tuple[str, str], tuple[str, str]]
+
+
+def add_routes(kind: Kind) -> None:
+    """The list, get and delete endpoints of ``kind`` on :data:`router`."""
+    collection = f"/providers/{{provider_id}}/{kind.segment}"
+    (list_name, list_doc), (get_name, get_doc), (delete_name, delete_doc) = kind.docs
+
+    def listing(provider_id: str = ProviderId, r: Reading = Read) -> Response:
+        items = kind.read(r.session, provider_id)
+        _provider(r.session, provider_id)
+        return not_modified(r.request, items) or json_response(items)
+
+    def get(
+        provider_id: str = ProviderId, located: Located = Depends(kind.locate), r: Reading = Read
+    ) -> Response:
+        _provider(r.session, provider_id)
+        body = _find(kind.read(r.session, provider_id), located.match)
+        if body is None:
+            raise not_found(located.what(provider_id, read=True))
+        return not_modified(r.request, body) or json_response(body)
+
+    def delete(
+        provider_id: str = ProviderId,
+        located: Located = Depends(kind.locate),
+        if_match: str | None = IfMatch,
+        w: Writing = Write,
+    ) -> Response:
+        w.locked(
+            provider_id, lambda: _find(kind.read(w.session, provider_id), located.match),
+            if_match, located.what(provider_id),
+            lambda service: kind.delete(service, provider_id, located),
+        )  # fmt: skip
+        return json_response(kind.deleted(provider_id, located), etag=False)
+
+    item = collection + kind.item
+    router.get(
+        collection, response_model=cast(Any, list)[kind.schema], responses=READ_RESPONSES,
+        name=list_name, description=list_doc,
+    )(listing)  # fmt: skip
+    router.get(
+        item, response_model=kind.schema, responses=READ_RESPONSES, name=get_name,
+        description=get_doc,
+    )(get)  # fmt: skip
+    router.delete(
+        item, response_model=Deleted, responses=WRITE_RESPONSES, name=delete_name,
+        description=delete_doc,
+    )(delete)  # fmt: skip
+
+
+MODELS = Kind(
+    "models", "/{model_id:path}", ModelOut, models_of, locate_model,
+    lambda service, pid, at: service.delete_model(pid, at.match["model_id"]),
+    lambda pid, at: {"deleted": True, "provider_id": pid, **at.match},
+    (("list_models", "The provider's models, ordered by model_id."),
+     ("get_model", "One model."), ("delete_model", "Delete a model.")),
+)  # fmt: skip
+API_KEYS = Kind(
+    "api-keys", "/{name}", ApiKeyOut, keys_of, locate_key,
+    lambda service, pid, at: service.delete_api_key(pid, *at.match.values()),
+    lambda pid, at: {"deleted": True, "provider_id": pid, **at.match},
+    (("list_api_keys",
+      "The provider's API keys: name, environment, expiry, short fingerprint; never a value."),
+     ("get_api_key", "One API key (masked)."), ("delete_api_key", "Delete an API key.")),
+)  # fmt: skip
+PARAMETERS = Kind(
+    "connection-parameters", "/{name}", ParameterOut, params_of, locate_parameter,
+    lambda service, pid, at: service.delete_connection_parameter(pid, *at.match.values()),
+    lambda pid, at: {"deleted": True, "provider_id": pid, "param_name": at.match["param_name"]},
+    (("list_parameters", "The provider's connection parameters; sensitive values masked."),
+     ("get_parameter", "One connection parameter (masked when sensitive)."),
+     ("delete_parameter", "Delete a connection parameter.")),
+)  # fmt: skip
+
+
+# -- models ---------------------------------------------------------------------------------------
+
+add_routes(MODELS)
+
+
+@_post("models", ModelOut)
+def create_model(body: ModelIn, provider_id: str = ProviderId, w: Writing = Write) -> Response:
     """Add a model to the provider."""
-    data = {**body.model_dump(exclude_unset=True), "provider_id": provider_id}
-    if body.provider_id not in (None, provider_id):
-        data["provider_id"] = body.provider_id  # the service says it does not match
-    _provider(session, provider_id)
-    service = translated(lambda: service_for(request, session, caller))
-    created = translated(lambda: service.create_model(data))
+    created = _created(w, provider_id, body, ProviderService.create_model)
     model_path = quote(created["model_id"], safe="/:@")
-    where = f"{provider_path(request, provider_id)}/models/{model_path}"
+    where = f"{provider_path(w.request, provider_id)}/models/{model_path}"
     return json_response(created, status=201, headers={"Location": where})
-
-
-@router.get(
-    "/providers/{provider_id}/models/{model_id:path}",
-    response_model=ModelOut,
-    responses=READ_RESPONSES,
-)
-def get_model(
-    request: Request,
-    provider_id: str = ProviderId,
-    model_id: str = ModelId,
-    _caller: Caller = Depends(reader),
-    session: Session = Depends(db_session),
-) -> Response:
-    """One model."""
-    _provider(session, provider_id)
-    body = _one(models_of(session, provider_id), f"model {model_id!r}", model_id=model_id)
-    return not_modified(request, body) or json_response(body)
-
-
-def _current_model(session: Session, pid: str, model_id: str) -> dict[str, Any] | None:
-    return _find(models_of(session, pid), model_id=model_id)
 
 
 @router.put(
@@ -152,148 +236,41 @@ def _current_model(session: Session, pid: str, model_id: str) -> dict[str, Any] 
     responses=WRITE_RESPONSES,
 )
 def update_model(
-    request: Request,
     body: ModelFields,
     provider_id: str = ProviderId,
-    model_id: str = ModelId,
+    located: Located = Depends(locate_model),
     if_match: str | None = IfMatch,
-    caller: Caller = Depends(writer),
-    session: Session = Depends(db_session),
+    w: Writing = Write,
 ) -> Response:
     """Change a model's fields (those given)."""
     data = body.model_dump(exclude_unset=True)
-    updated = locked_write(
-        request, session, caller, provider_id,
-        lambda: _current_model(session, provider_id, model_id), if_match,
-        f"model {model_id!r} of {provider_id!r}",
+    model_id = located.match["model_id"]
+    updated = w.locked(
+        provider_id, lambda: _find(models_of(w.session, provider_id), located.match), if_match,
+        located.what(provider_id),
         lambda service: service.update_model(provider_id, model_id, data),
     )  # fmt: skip
     return json_response(updated)
 
 
-@router.delete(
-    "/providers/{provider_id}/models/{model_id:path}",
-    response_model=Deleted,
-    responses=WRITE_RESPONSES,
-)
-def delete_model(
-    request: Request,
-    provider_id: str = ProviderId,
-    model_id: str = ModelId,
-    if_match: str | None = IfMatch,
-    caller: Caller = Depends(writer),
-    session: Session = Depends(db_session),
-) -> Response:
-    """Delete a model."""
-    locked_write(
-        request, session, caller, provider_id,
-        lambda: _current_model(session, provider_id, model_id), if_match,
-        f"model {model_id!r} of {provider_id!r}",
-        lambda service: service.delete_model(provider_id, model_id),
-    )  # fmt: skip
-    body = {"deleted": True, "provider_id": provider_id, "model_id": model_id}
-    return json_response(body, etag=False)
+# -- API keys -------------------------------------------------------------------------------------
+
+add_routes(API_KEYS)
 
 
-# -- API keys ----------------------------------------------------------------------------------
-
-
-@router.get(
-    "/providers/{provider_id}/api-keys", response_model=list[ApiKeyOut], responses=READ_RESPONSES
-)
-def list_api_keys(
-    request: Request,
-    provider_id: str = ProviderId,
-    _caller: Caller = Depends(reader),
-    session: Session = Depends(db_session),
-) -> Response:
-    """The provider's API keys: name, environment, expiry, short fingerprint; never a value."""
-    return _listing(request, session, provider_id, keys_of(session, provider_id))
-
-
-@router.post(
-    "/providers/{provider_id}/api-keys",
-    status_code=201,
-    response_model=ApiKeyOut,
-    responses=WRITE_RESPONSES,
-)
-def create_api_key(
-    request: Request,
-    body: ApiKeyIn,
-    provider_id: str = ProviderId,
-    caller: Caller = Depends(writer),
-    session: Session = Depends(db_session),
-) -> Response:
+@_post("api-keys", ApiKeyOut)
+def create_api_key(body: ApiKeyIn, provider_id: str = ProviderId, w: Writing = Write) -> Response:
     """Store an API key (encrypted); the answer never contains its value."""
-    data = {**body.model_dump(exclude_unset=True), "provider_id": provider_id}
-    _provider(session, provider_id)
-    service = translated(lambda: service_for(request, session, caller))
-    created = shortened(translated(lambda: service.create_api_key(data)))
-    where = f"{provider_path(request, provider_id)}/api-keys/{quote(created['name'], safe='')}"
+    created = shortened(_created(w, provider_id, body, ProviderService.create_api_key))
+    where = f"{provider_path(w.request, provider_id)}/api-keys/{quote(created['name'], safe='')}"
     if created["environment"] != "default":
         where += f"?environment={quote(created['environment'], safe='')}"
     return json_response(created, status=201, headers={"Location": where})
 
 
-@router.get(
-    "/providers/{provider_id}/api-keys/{name}",
-    response_model=ApiKeyOut,
-    responses=READ_RESPONSES,
-)
-def get_api_key(
-    request: Request,
-    provider_id: str = ProviderId,
-    name: str = Name,
-    environment: str = Environment,
-    _caller: Caller = Depends(reader),
-    session: Session = Depends(db_session),
-) -> Response:
-    """One API key (masked)."""
-    _provider(session, provider_id)
-    what = f"API key {name!r}@{environment!r} of {provider_id!r}"
-    body = _one(keys_of(session, provider_id), what, name=name, environment=environment)
-    return not_modified(request, body) or json_response(body)
+# -- connection parameters ------------------------------------------------------------------------
 
-
-@router.delete(
-    "/providers/{provider_id}/api-keys/{name}", response_model=Deleted, responses=WRITE_RESPONSES
-)
-def delete_api_key(
-    request: Request,
-    provider_id: str = ProviderId,
-    name: str = Name,
-    environment: str = Environment,
-    if_match: str | None = IfMatch,
-    caller: Caller = Depends(writer),
-    session: Session = Depends(db_session),
-) -> Response:
-    """Delete an API key."""
-    locked_write(
-        request, session, caller, provider_id,
-        lambda: _find(keys_of(session, provider_id), name=name, environment=environment),
-        if_match, f"API key {name!r}@{environment!r} of {provider_id!r}",
-        lambda service: service.delete_api_key(provider_id, name, environment),
-    )  # fmt: skip
-    body = {"deleted": True, "provider_id": provider_id, "name": name, "environment": environment}
-    return json_response(body, etag=False)
-
-
-# -- connection parameters ---------------------------------------------------------------------
-
-
-@router.get(
-    "/providers/{provider_id}/connection-parameters",
-    response_model=list[ParameterOut],
-    responses=READ_RESPONSES,
-)
-def list_parameters(
-    request: Request,
-    provider_id: str = ProviderId,
-    _caller: Caller = Depends(reader),
-    session: Session = Depends(db_session),
-) -> Response:
-    """The provider's connection parameters; sensitive values masked."""
-    return _listing(request, session, provider_id, params_of(session, provider_id))
+add_routes(PARAMETERS)
 
 
 @router.post(
@@ -301,63 +278,10 @@ def list_parameters(
     response_model=ParameterOut,
     responses={**WRITE_RESPONSES, 201: {"model": ParameterOut, "description": "Created"}},
 )
-def set_parameter(
-    request: Request,
-    body: ParameterIn,
-    provider_id: str = ProviderId,
-    caller: Caller = Depends(writer),
-    session: Session = Depends(db_session),
-) -> Response:
+def set_parameter(body: ParameterIn, provider_id: str = ProviderId, w: Writing = Write) -> Response:
     """Create (201) or replace (200) a connection parameter."""
-    data = {**body.model_dump(exclude_unset=True), "provider_id": provider_id}
-    _provider(session, provider_id)
     env = body.environment or "default"
-    existed = _find(params_of(session, provider_id), param_name=body.param_name, environment=env)
-    service = translated(lambda: service_for(request, session, caller))
-    stored = shortened(translated(lambda: service.set_connection_parameter(data)))
+    match = {"param_name": body.param_name, "environment": env}
+    existed = _find(params_of(w.session, provider_id), match)
+    stored = shortened(_created(w, provider_id, body, ProviderService.set_connection_parameter))
     return json_response(stored, status=200 if existed else 201)
-
-
-@router.get(
-    "/providers/{provider_id}/connection-parameters/{name}",
-    response_model=ParameterOut,
-    responses=READ_RESPONSES,
-)
-def get_parameter(
-    request: Request,
-    provider_id: str = ProviderId,
-    name: str = Name,
-    environment: str = Environment,
-    _caller: Caller = Depends(reader),
-    session: Session = Depends(db_session),
-) -> Response:
-    """One connection parameter (masked when sensitive)."""
-    _provider(session, provider_id)
-    what = f"connection parameter {name!r}@{environment!r} of {provider_id!r}"
-    body = _one(params_of(session, provider_id), what, param_name=name, environment=environment)
-    return not_modified(request, body) or json_response(body)
-
-
-@router.delete(
-    "/providers/{provider_id}/connection-parameters/{name}",
-    response_model=Deleted,
-    responses=WRITE_RESPONSES,
-)
-def delete_parameter(
-    request: Request,
-    provider_id: str = ProviderId,
-    name: str = Name,
-    environment: str = Environment,
-    if_match: str | None = IfMatch,
-    caller: Caller = Depends(writer),
-    session: Session = Depends(db_session),
-) -> Response:
-    """Delete a connection parameter."""
-    locked_write(
-        request, session, caller, provider_id,
-        lambda: _find(params_of(session, provider_id), param_name=name, environment=environment),
-        if_match, f"connection parameter {name!r}@{environment!r} of {provider_id!r}",
-        lambda service: service.delete_connection_parameter(provider_id, name, environment),
-    )  # fmt: skip
-    body = {"deleted": True, "provider_id": provider_id, "param_name": name}
-    return json_response(body, etag=False)

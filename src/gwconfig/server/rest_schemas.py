@@ -8,11 +8,16 @@ dicts themselves (no second validation on the way out).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import fields
+from types import UnionType
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from gwconfig.db import columns as col
+from gwconfig.reconcile.revisions import RevisionInfo
+from gwconfig.runtime.models_table import ModelConfig
 
 #: Upper bounds of list fields of a request body (the body size limit bounds the rest).
 MAX_ITEMS = 10_000
@@ -122,21 +127,42 @@ class ProviderOut(_Out):
     updated_at: str | None
 
 
-class ModelOut(_Out):
-    """A model."""
+def _fields_of(source: type, **first: Any) -> dict[str, Any]:
+    """Required fields: ``first`` (name: type), then those of the dataclass ``source`` (its
+    tuples as lists and mappings as dicts: the JSON a handler returns)."""
+    hints = get_type_hints(source)
+    out = {name: (tp, ...) for name, tp in first.items()}
+    out.update({f.name: (_as_json(hints[f.name]), ...) for f in fields(source)})
+    return out
 
-    id: int
-    provider_id: str
-    model_id: str
-    display_name: str
-    model_type: str
-    context_window: int | None
-    max_tokens: int | None
-    enabled: bool
-    capabilities: list[str]
-    parameters: dict[str, Any]
-    pricing: dict[str, Any] | None
-    aliases: list[str]
+
+def _as_json(tp: Any) -> Any:
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (Union, UnionType):
+        return Union[tuple(_as_json(a) for a in args)]  # noqa: UP007
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return list[args[0]]  # type: ignore[valid-type]
+    if origin is Mapping:
+        return dict[args[0], args[1]]  # type: ignore[valid-type]
+    return tp
+
+
+def _out(name: str, doc: str, fields_: dict[str, Any]) -> Any:
+    """A response model ``name`` with ``fields_`` (see :func:`_fields_of`)."""
+    return create_model(name, __base__=_Out, __doc__=doc, __module__=__name__, **fields_)
+
+
+# a model answers the runtime's fields of a model, a revision those of ``gwconfig history``
+if TYPE_CHECKING:
+    ModelOut = _Out
+    RevisionOut = _Out
+else:
+    ModelOut = _out("ModelOut", "A model.", _fields_of(ModelConfig, id=int, provider_id=str))
+    RevisionOut = _out(
+        "RevisionOut",
+        "One configuration revision (a row of ``gwconfig history``).",
+        _fields_of(RevisionInfo),
+    )
 
 
 class ApiKeyOut(_Out):
@@ -184,18 +210,6 @@ class Deleted(_Out):
     """What a DELETE answers: ``deleted`` and the identity of what was deleted."""
 
     deleted: bool
-
-
-class RevisionOut(_Out):
-    """One configuration revision (a row of ``gwconfig history``)."""
-
-    number: int
-    created_at: str | None
-    actor: str
-    git_sha: str | None
-    content_hash: str
-    state_hash: str
-    summary: dict[str, Any]
 
 
 class RevisionPage(_Out):

@@ -18,9 +18,10 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import orjson
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -51,30 +52,34 @@ _PROBLEM = {
     "model": Problem,
     "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
 }
+
+
+def _problems(*described: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses``: a problem document for each (status, description)."""
+    return {code: {**_PROBLEM, "description": what} for code, what in described}
+
+
 #: OpenAPI ``responses`` of every endpoint, and of the ones that read a resource or write
-READ_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {**_PROBLEM, "description": what}
-    for code, what in (
-        (401, "Missing, unknown, revoked or expired token"),
-        (403, "The token's scope does not allow this"),
-        (404, "No such resource"),
-        (422, "Invalid parameters or body (field errors in 'errors')"),
-        (503, "The gateway database is unavailable"),
-    )
-}
-WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+READ_RESPONSES = _problems(
+    (401, "Missing, unknown, revoked or expired token"),
+    (403, "The token's scope does not allow this"),
+    (404, "No such resource"),
+    (422, "Invalid parameters or body (field errors in 'errors')"),
+    (503, "The gateway database is unavailable"),
+)
+WRITE_RESPONSES = {
     **READ_RESPONSES,
-    **{
-        code: {**_PROBLEM, "description": what}
-        for code, what in (
-            (405, "The server is read-only: providers are managed by manifests"),
-            (409, "Conflicts with an existing resource or a protection"),
-            (412, "If-Match does not match the resource's current ETag"),
-            (413, "The request body is too large"),
-            (500, "The server cannot open its secrets (encryption key)"),
-        )
-    },
+    **_problems(
+        (405, "The server is read-only: providers are managed by manifests"),
+        (409, "Conflicts with an existing resource or a protection"),
+        (412, "If-Match does not match the resource's current ETag"),
+        (413, "The request body is too large"),
+        (500, "The server cannot open its secrets (encryption key)"),
+    ),
 }
+#: the query parameters of the paged listings
+Limit = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Page size.")
+Cursor = Query(None, max_length=MAX_CURSOR_CHARS, description="From 'next'.")
 
 
 # -- ETags --------------------------------------------------------------------------------------
@@ -122,9 +127,13 @@ def json_response(
 def not_modified(request: Request, body: Any) -> Response | None:
     """304 when ``If-None-Match`` names the current ETag of ``body``, else None."""
     header = request.headers.get("if-none-match")
+    return None if header is None else not_modified_etag(header, etag_of(body))
+
+
+def not_modified_etag(header: str | None, current: str) -> Response | None:
+    """304 when the ``If-None-Match`` header names ``current`` (weak comparison), else None."""
     if header is None:
         return None
-    current = etag_of(body)
     tags = [t.strip().removeprefix("W/") for t in header[:4096].split(",")]
     if "*" in tags or current in tags:
         return Response(status_code=304, headers={"ETag": current})
@@ -157,6 +166,21 @@ def decode_cursor(cursor: str | None, kind: type[T]) -> T | None:
             errors=[{"loc": "query.cursor", "msg": "not a cursor of this listing"}],
         ) from None
     return value
+
+
+def paged(
+    request: Request, items: list[dict[str, Any]], last: Any, limit: int, **params: str
+) -> Response:
+    """A page of a listing: ``{"items", "next"}`` with a ``Link`` header when ``last`` (the
+    position of the last item) is not None; ``params`` are more query parameters to repeat."""
+    nxt = None
+    headers = {}
+    if last is not None:
+        query = {"limit": limit, "cursor": encode_cursor(last), **params}
+        nxt = f"{request.url.path}?{urlencode(query)}"
+        headers["Link"] = f'<{nxt}>; rel="next"'
+    body = {"items": items, "next": nxt}
+    return not_modified(request, body) or json_response(body, headers=headers)
 
 
 # -- errors ------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 
 from gwconfig.errors import ConfigurationError
+from gwconfig.server.provider_cache import ProviderCache
 
 if TYPE_CHECKING:
     from gwconfig.db.session import Database
@@ -88,6 +89,8 @@ class ServerState:
         self.settings = settings
         self.database = database
         self.tokens = tokens
+        #: rendered ``GET /providers/{id}`` answers (the watcher is attached on first use)
+        self.provider_cache = ProviderCache()
         self._keys: EncryptionKeys | None = None
         self._keys_lock = threading.Lock()
         #: the LLM runtime of ``/v1/chat/completions`` (set by ``create_app``)
