@@ -249,6 +249,21 @@ def test_bodies_are_bounded_and_methods_checked(gateway: Gateway) -> None:
         assert resp.status_code == 401 and resp.headers["www-authenticate"].startswith("Bearer")
 
 
+def test_unknown_models_get_a_hint_and_huge_names_are_refused_first(gateway: Gateway) -> None:
+    with httpx.Client(base_url=gateway.served.base_url, timeout=30) as http:
+        auth = {"Authorization": f"Bearer {gateway.token}"}
+        msg = [{"role": "user", "content": "x"}]
+        near = http.post(
+            "/v1/chat/completions", json={"model": "mian", "messages": msg}, headers=auth
+        )
+        assert near.status_code == 404, near.text
+        assert "did you mean 'main'?" in near.json()["error"]["message"]
+        huge = {"model": "z" * 4_000, "messages": msg}
+        refused = http.post("/v1/chat/completions", json=huge, headers=auth)
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "model"
+        assert "z" * 100 not in refused.text  # the name is not echoed back
+
+
 def test_no_secret_token_or_prompt_in_answers_logs_or_metrics(
     gateway: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
