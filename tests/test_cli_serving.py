@@ -92,6 +92,18 @@ def test_serve_refuses_a_database_not_at_head_with_the_cli_message(
     assert served.stderr == other.stderr
 
 
+def start_serve(*args: str) -> subprocess.Popen[str]:
+    """``gwconfig serve *args`` in a subprocess (no GWCONFIG_SERVE_* variables of this one)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GWCONFIG_SERVE_")}
+    return subprocess.Popen(
+        [sys.executable, "-c", "from gwconfig.cli import main; main()", "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
 def _workers(pid: int) -> list[int]:
     """The worker processes of server ``pid`` (not multiprocessing's resource tracker)."""
     path = Path(f"/proc/{pid}/task/{pid}/children")
@@ -111,25 +123,7 @@ def _workers(pid: int) -> list[int]:
 def test_serve_with_two_workers_answers_and_stops_cleanly(url: str) -> None:
     token = run_gwconfig(["tokens", "create", "ci", "--scope", "read", "--database-url", url])
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GWCONFIG_SERVE_")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from gwconfig.cli import main; main()",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--database-url",
-            url,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    proc = start_serve("--port", str(port), "--workers", "2", "--database-url", url)
     base = f"http://127.0.0.1:{port}"
     try:
         # polled with a bound: the server process tells nothing else when it is ready
@@ -188,15 +182,7 @@ def test_sigterm_does_not_wait_for_a_held_long_poll(
     token = run_gwconfig(["tokens", "create", "rt", "--scope", "runtime", "--database-url", url])
     bearer = {"Authorization": f"Bearer {token.stdout.strip()}"}
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GWCONFIG_SERVE_")}
-    args = ["serve", "--port", str(port), "--graceful-timeout", "1", "--database-url", url]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from gwconfig.cli import main; main()", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    proc = start_serve("--port", str(port), "--graceful-timeout", "1", "--database-url", url)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60  # a safety net: the process tells nothing when ready
