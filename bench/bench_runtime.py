@@ -11,7 +11,6 @@ server within 10% of a bare httpx client. PostgreSQL comes from ``GWCONFIG_BENCH
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import gc
@@ -28,6 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import harness
 from corpus import compiled_config, corpus_env
 from gwconfig.runtime import (
     AmbiguousModelError,
@@ -210,12 +210,6 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error", acc
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def loopback_config(base: str) -> GatewayConfig:
     from gwconfig.manifests.compile import build_config
     from gwconfig.manifests.model import ProviderManifest
@@ -272,7 +266,7 @@ async def _loopback(base: str, rounds: int, per_round: int) -> tuple[list[float]
 
 
 def bench_loopback(requests: int) -> None:
-    port = _free_port()
+    port = harness.free_port()
     proc = subprocess.Popen([sys.executable, "-c", SERVER, str(port)])
     try:
         deadline = time.monotonic() + 20
@@ -299,9 +293,7 @@ def bench_loopback(requests: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the runtime benchmarks and print medians."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=int, default=5)
-    parser.add_argument("--runs", type=int, default=11, help="runs per load measurement")
+    parser = harness.arguments(__doc__, scale=5, runs=11)
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--loopback-requests", type=int, default=2_000)
     parser.add_argument("--skip-postgres", action="store_true")

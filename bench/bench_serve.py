@@ -17,13 +17,8 @@ Goals (issue 14): >= 1,500 req/s at 16 connections, added p50 <= 1 ms at 1 conne
 
 from __future__ import annotations
 
-import argparse
 import os
-import re
-import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +33,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import harness
 from corpus import corpus_env, write_corpus
 
 ANSWER = orjson.dumps(
@@ -59,25 +55,15 @@ ANSWER = orjson.dumps(
 BODY = {"model": "bench", "messages": [{"role": "user", "content": "Hello there"}]}
 
 
-def ensure_tools() -> None:
-    """``wrk`` and ``nginx`` on PATH (apt-get install them when missing)."""
-    if shutil.which("wrk") and (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
-        return
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk", "nginx-light"], check=True, env=env)
+def ensure_tools() -> tuple[str, str]:
+    """The paths of ``wrk`` and ``nginx`` (apt-get installs them when missing)."""
+    nginx = harness.ensure_command("nginx", "nginx-light", also=["/usr/sbin/nginx"])
+    return harness.ensure_wrk(), nginx
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def start_nginx(work: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_nginx(nginx: str, work: Path) -> tuple[subprocess.Popen[bytes], int]:
     """nginx on 127.0.0.1 with one worker, answering the fixed completion."""
-    port = free_port()
+    port = harness.free_port()
     conf = work / "nginx.conf"
     answer = ANSWER.replace("'", "\\'")
     conf.write_text(
@@ -101,18 +87,17 @@ http {{
 }}
 """
     )
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     proc = subprocess.Popen([nginx, "-c", str(conf), "-p", str(work)])
-    wait_http(f"http://127.0.0.1:{port}/v1/chat/completions", method="POST")
+    wait_http(f"http://127.0.0.1:{port}/v1/chat/completions")
     return proc, port
 
 
-def wait_http(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> None:
-    """Return once ``url`` answers (bounded: a broken start fails the bench, not hangs it)."""
-    deadline = time.monotonic() + 120
+def wait_http(url: str) -> None:
+    """Return once ``url`` answers a POST (bounded: a broken start fails the bench)."""
+    deadline = time.monotonic() + harness.START_SECONDS
     while time.monotonic() < deadline:
         try:
-            httpx.request(method, url, json=BODY, headers=headers, timeout=5)
+            httpx.post(url, json=BODY, timeout=5)
             return
         except httpx.HTTPError:
             time.sleep(0.1)
@@ -145,53 +130,20 @@ def manifests(work: Path, scale: int, upstream: int, reply: str = "v1") -> Path:
     return root
 
 
-def gwconfig(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-c", "from gwconfig.cli import main; main()", *args]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"gwconfig {args[0]} failed:\n{done.stderr[-2000:]}")
-    return done
-
-
-def wrk(url: str, connections: int, duration: int, script: Path) -> dict[str, float]:
-    """One wrk run: requests/s, p50 and p99 (ms), non-2xx and socket errors."""
+def wrk(tool: str, url: str, connections: int, seconds: int, script: Path) -> harness.WrkRun:
+    """One wrk run of the Lua ``script`` (one thread at one connection, else two)."""
     threads = 1 if connections == 1 else 2
-    out = subprocess.run(
-        [
-            "wrk",
-            f"-t{threads}",
-            f"-c{connections}",
-            f"-d{duration}s",
-            "--latency",
-            "-s",
-            str(script),
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    lat = {p: _ms(re.search(rf"\s{p}%\s+([\d.]+\w+)", out).group(1)) for p in ("50", "99")}  # type: ignore[union-attr]
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return {
-        "rps": rps,
-        "p50": lat["50"],
-        "p99": lat["99"],
-        "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
-        "errors": float(sum(int(g) for g in errors.groups())) if errors else 0.0,
-    }
+    return harness.run_wrk(
+        tool, url, {}, seconds, connections=connections, threads=threads, script=script
+    )
 
 
-def _ms(text: str) -> float:
-    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
-
-
-def median_runs(url: str, connections: int, args: Any, script: Path) -> dict[str, float]:
-    runs = [wrk(url, connections, args.duration, script) for _ in range(args.runs)]
-    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+def median_runs(tool: str, url: str, connections: int, args: Any, script: Path) -> dict[str, float]:
+    """The medians of ``--runs`` wrk runs, and ``errors``: non-2xx answers and socket errors
+    of all of them."""
+    runs = [wrk(tool, url, connections, args.duration, script) for _ in range(args.runs)]
+    errors = sum(r.non_2xx_3xx + r.socket_errors for r in runs)
+    return {**harness.medians(runs), "errors": float(errors)}
 
 
 def lua(work: Path, token: str | None) -> Path:
@@ -206,37 +158,25 @@ def lua(work: Path, token: str | None) -> Path:
 
 
 def worker_rss(pid: int) -> list[float]:
-    """RSS (MB) of ``pid``'s child processes (uvicorn's workers)."""
-    out = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            text = status.read_text()
-        except OSError:
-            continue
-        if re.search(rf"^PPid:\s+{pid}$", text, re.M) and "VmRSS" in text:
-            kb = int(re.search(r"^VmRSS:\s+(\d+)", text, re.M).group(1))  # type: ignore[union-attr]
-            cmdline = (status.parent / "cmdline").read_bytes().decode(errors="replace")
-            if "python" in cmdline and "resource_tracker" not in cmdline:
-                out.append(kb / 1024)
-    return sorted(out)
+    """RSS (MiB) of each of ``pid``'s worker processes (uvicorn's workers)."""
+    rss = (harness.memory(child)[0] for child in harness.process_tree(pid)[1:])
+    return sorted(v for v in rss if v > 0)  # the resource tracker counts 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=int, default=5)
+    """Run the serving benchmark and print its medians."""
+    parser = harness.arguments(__doc__, scale=5, runs=3)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
-    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--database-url", default=None, help="default: a scratch SQLite file")
     parser.add_argument("--access-log", action="store_true", help="keep the JSON access log on")
     args = parser.parse_args(argv)
-    ensure_tools()
+    tool, nginx_path = ensure_tools()
     from cryptography.fernet import Fernet
 
     with tempfile.TemporaryDirectory(prefix="gwconfig-bench-serve-") as tmp:
         work = Path(tmp)
-        nginx, upstream = start_nginx(work)
-        serve = None
+        nginx, upstream = start_nginx(nginx_path, work)
         try:
             url = args.database_url or f"sqlite:///{work / 'gateway.db'}"
             env = {k: v for k, v in os.environ.items() if not k.startswith("GWCONFIG_")}
@@ -248,78 +188,88 @@ def main(argv: list[str] | None = None) -> int:
             )
             root = manifests(work, args.scale, upstream)
             t0 = time.perf_counter()
-            gwconfig("db", "upgrade", env=env)
-            gwconfig("apply", str(root), "--auto-approve", env=env)
+            harness.run_cli(["db", "upgrade"], env, work)
+            harness.run_cli(["apply", str(root), "--auto-approve"], env, work)
             print(f"applied catalogue x{args.scale} in {time.perf_counter() - t0:.1f} s")
-            token = gwconfig("tokens", "create", "bench", "--scope", "invoke", env=env).stdout
-            token = token.strip()
-            port = free_port()
-            serve_cmd = ["serve", "--workers", str(args.workers), "--port", str(port)]
-            if not args.access_log:
-                serve_cmd.append("--no-access-log")
-            serve = subprocess.Popen(
-                [sys.executable, "-c", "from gwconfig.cli import main; main()", *serve_cmd],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            gw_url = f"http://127.0.0.1:{port}/v1/chat/completions"
-            auth = {"Authorization": f"Bearer {token}"}
-            wait_http(gw_url, "POST", auth)
-            for _ in range(200):  # warm both workers (connections spread by the kernel)
-                httpx.post(gw_url, json=BODY, headers=auth, timeout=30)
-            direct_url = f"http://127.0.0.1:{upstream}/v1/chat/completions"
-            direct, through = lua(work, None), lua(work, token)
-            print(
-                f"wrk: {args.runs} runs of {args.duration} s each, median; "
-                f"gwconfig serve --workers {args.workers}"
-            )
-            print(f"{'':24} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-            results: dict[tuple[str, int], dict[str, float]] = {}
-            for conns in (1, 16):
-                for name, target, script in (
-                    ("direct", direct_url, direct),
-                    ("gwconfig", gw_url, through),
-                ):
-                    r = results[(name, conns)] = median_runs(target, conns, args, script)
-                    print(
-                        f"{name + f' c={conns}':24} {r['rps']:>9.0f} {r['p50']:>8.3f} "
-                        f"{r['p99']:>8.3f} {r['non2xx'] + r['errors']:>7.0f}"
-                    )
-            for conns in (1, 16):
-                added = results[("gwconfig", conns)]["p50"] - results[("direct", conns)]["p50"]
-                print(f"added p50 at c={conns}: {added:.3f} ms")
-            rss = worker_rss(serve.pid)
-            print("RSS per worker (MB): " + ", ".join(f"{v:.0f}" for v in rss))
-            reload_under_load(work, args, root, upstream, env, gw_url, through)
+            created = harness.run_cli(["tokens", "create", "bench", "--scope", "invoke"], env, work)
+            token = created.strip()
+            options = [] if args.access_log else ["--no-access-log"]
+            with harness.serve(url, env, work, workers=args.workers, options=options) as served:
+                measure(args, tool, work, root, upstream, env, served, token)
         finally:
-            if serve is not None:
-                serve.send_signal(signal.SIGINT)
-                serve.wait(60)
             nginx.send_signal(signal.SIGQUIT)
             nginx.wait(30)
     return 0
 
 
+def measure(
+    args: Any,
+    tool: str,
+    work: Path,
+    root: Path,
+    upstream: int,
+    env: dict[str, str],
+    served: harness.Served,
+    token: str,
+) -> None:
+    """wrk at 1 and 16 connections, direct and through gwconfig; RSS; a reload under load."""
+    gw_url = f"{served.base_url}/v1/chat/completions"
+    auth = {"Authorization": f"Bearer {token}"}
+    for _ in range(200):  # warm both workers (connections spread by the kernel)
+        httpx.post(gw_url, json=BODY, headers=auth, timeout=30)
+    direct_url = f"http://127.0.0.1:{upstream}/v1/chat/completions"
+    direct, through = lua(work, None), lua(work, token)
+    print(
+        f"wrk: {args.runs} runs of {args.duration} s each, median; "
+        f"gwconfig serve --workers {args.workers}; load {harness.load_average()}"
+    )
+    print(f"{'':24} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    results: dict[tuple[str, int], dict[str, float]] = {}
+    for conns in (1, 16):
+        for name, target, script in (
+            ("direct", direct_url, direct),
+            ("gwconfig", gw_url, through),
+        ):
+            r = results[(name, conns)] = median_runs(tool, target, conns, args, script)
+            print(
+                f"{name + f' c={conns}':24} {r['rps']:>9.0f} {r['p50']:>8.3f} "
+                f"{r['p99']:>8.3f} {r['errors']:>7.0f}"
+            )
+    for conns in (1, 16):
+        added = results[("gwconfig", conns)]["p50"] - results[("direct", conns)]["p50"]
+        print(f"added p50 at c={conns}: {added:.3f} ms")
+    rss = worker_rss(served.proc.pid)
+    print("RSS per worker (MiB): " + ", ".join(f"{v:.0f}" for v in rss))
+    reload_under_load(tool, work, args, root, upstream, env, gw_url, through)
+
+
 def reload_under_load(
-    work: Path, args: Any, root: Path, upstream: int, env: dict[str, str], url: str, script: Path
+    tool: str,
+    work: Path,
+    args: Any,
+    root: Path,
+    upstream: int,
+    env: dict[str, str],
+    url: str,
+    script: Path,
 ) -> None:
     """wrk at 16 connections while a new revision is applied: errors seen, revision served."""
     duration = max(args.duration, 10)
-    result: dict[str, float] = {}
-    thread = threading.Thread(target=lambda: result.update(wrk(url, 16, duration, script)))
+    result: list[harness.WrkRun] = []
+    thread = threading.Thread(target=lambda: result.append(wrk(tool, url, 16, duration, script)))
     thread.start()
     time.sleep(duration / 3)  # the bench, not a test: let the load settle first
     manifests(work, args.scale, upstream, reply="v2")
     t0 = time.perf_counter()
-    gwconfig("apply", str(root), "--auto-approve", env=env)
+    harness.run_cli(["apply", str(root), "--auto-approve"], env, work)
     applied = time.perf_counter() - t0
     served = served_after(url.replace("/v1/chat/completions", "/readyz"))
     thread.join()
+    (run,) = result
     print(
         f"reload under load (c=16, {duration} s, apply took {applied:.1f} s): "
-        f"{result['rps']:.0f} req/s, {result['non2xx']:.0f} non-2xx, "
-        f"{result['errors']:.0f} socket errors; new revision served "
+        f"{run.rps:.0f} req/s, {run.non_2xx_3xx} non-2xx, "
+        f"{run.socket_errors} socket errors; new revision served "
         + (f"{served:.2f} s after apply returned" if served is not None else "NOT SEEN in 60 s")
     )
 

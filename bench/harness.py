@@ -11,7 +11,8 @@ scenario and its report:
   ``GWCONFIG_TEST_POSTGRES_URL``, dropped afterwards);
 - :func:`serve`: ``gwconfig serve`` on a free loopback port, ready when ``/healthz`` (or another
   path) answers 200, stopped on exit;
-- :func:`ensure_wrk`, :func:`run_wrk` and :class:`WrkRun`: one ``wrk`` run and its figures,
+- :func:`ensure_command` / :func:`ensure_wrk` (apt-get installs), :func:`run_wrk` and
+  :class:`WrkRun`: one ``wrk`` run and its figures,
   :func:`medians` of several;
 - :func:`process_tree`, :func:`memory`: resident memory of a server and its workers;
 - :func:`load_average`: the machine's load, printed beside timings on a shared machine.
@@ -30,7 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,17 +146,18 @@ def serve(
     *,
     workers: int = 1,
     ready_path: str = "/healthz",
+    options: Sequence[str] = (),
 ) -> Iterator[Served]:
-    """``gwconfig serve --workers N --database-url URL`` on a free loopback port, yielded once
-    ``ready_path`` answers 200 (exits with the server's stderr if it stops or is not ready in
-    :data:`START_SECONDS`); terminated on exit. Its stderr goes to a temporary file (a pipe
-    nobody reads could fill up and block the server)."""
+    """``gwconfig serve --workers N --database-url URL *options`` on a free loopback port,
+    yielded once ``ready_path`` answers 200 (exits with the server's stderr if it stops or is
+    not ready in :data:`START_SECONDS`); terminated on exit. Its stderr goes to a temporary
+    file (a pipe nobody reads could fill up and block the server)."""
     import httpx
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     cmd = [*GWCONFIG, "serve", "--port", str(port), "--workers", str(workers),
-           "--database-url", url]  # fmt: skip
+           "--database-url", url, *options]  # fmt: skip
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, env=dict(env), cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
         try:
@@ -177,21 +179,27 @@ def serve(
             proc.wait(60)
 
 
-def ensure_wrk() -> str:
-    """The path of ``wrk``, installed from the Debian package when missing (benchmarks only,
-    never tests)."""
-    found = shutil.which("wrk")
+def ensure_command(name: str, package: str, *, also: Sequence[str] = ()) -> str:
+    """The path of command ``name``, installed from the Debian ``package`` when missing
+    (benchmarks only, never tests); ``also`` are places to look outside ``PATH``."""
+    found = shutil.which(name) or next((p for p in also if Path(p).exists()), None)
     if found:
         return found
-    print("installing wrk (apt-get install -y wrk) ...", file=sys.stderr, flush=True)
-    install = ["apt-get", "install", "-y", "-q", "wrk"]
-    if subprocess.run(install, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], capture_output=True)
-        subprocess.run(install, capture_output=True)
-    found = shutil.which("wrk")
+    print(f"installing {name} (apt-get install -y {package}) ...", file=sys.stderr, flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", package]
+    if subprocess.run(install, capture_output=True, env=env).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env)
+        subprocess.run(install, capture_output=True, env=env)
+    found = shutil.which(name) or next((p for p in also if Path(p).exists()), None)
     if not found:
-        sys.exit("wrk is not installed and apt-get could not install it")
+        sys.exit(f"{name} is not installed and apt-get could not install {package}")
     return found
+
+
+def ensure_wrk() -> str:
+    """The path of ``wrk`` (see :func:`ensure_command`)."""
+    return ensure_command("wrk", "wrk")
 
 
 @dataclass(frozen=True)
@@ -204,13 +212,15 @@ class WrkRun:
     #: answers wrk counted as "Non-2xx or 3xx"
     non_2xx_3xx: int
     output: str
+    #: connect, read, write and timeout errors, added up
+    socket_errors: int = 0
 
 
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
 
 
 def _ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
     if m is None:
         raise ValueError(f"unexpected wrk latency {text!r}")
     return float(m[1]) * _UNITS[m[2]]
@@ -243,7 +253,8 @@ def run_wrk(
     errors = re.search(r"Socket errors: (.*)", out)
     if errors:
         print(f"  wrk socket errors: {errors[1]}")
-    return WrkRun(float(rps[1]), _ms(p50[1]), _ms(p99[1]), int(bad[1]) if bad else 0, out)
+    failed = sum(int(n) for n in re.findall(r"\d+", errors[1])) if errors else 0
+    return WrkRun(float(rps[1]), _ms(p50[1]), _ms(p99[1]), int(bad[1]) if bad else 0, out, failed)
 
 
 def medians(runs: Iterable[WrkRun]) -> dict[str, float]:

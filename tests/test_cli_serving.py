@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -91,6 +92,18 @@ def test_serve_refuses_a_database_not_at_head_with_the_cli_message(
     assert served.stderr == other.stderr
 
 
+def start_serve(*args: str) -> subprocess.Popen[str]:
+    """``gwconfig serve *args`` in a subprocess (no GWCONFIG_SERVE_* variables of this one)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GWCONFIG_SERVE_")}
+    return subprocess.Popen(
+        [sys.executable, "-c", "from gwconfig.cli import main; main()", "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
 def _workers(pid: int) -> list[int]:
     """The worker processes of server ``pid`` (not multiprocessing's resource tracker)."""
     path = Path(f"/proc/{pid}/task/{pid}/children")
@@ -110,25 +123,7 @@ def _workers(pid: int) -> list[int]:
 def test_serve_with_two_workers_answers_and_stops_cleanly(url: str) -> None:
     token = run_gwconfig(["tokens", "create", "ci", "--scope", "read", "--database-url", url])
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GWCONFIG_SERVE_")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from gwconfig.cli import main; main()",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--database-url",
-            url,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    proc = start_serve("--port", str(port), "--workers", "2", "--database-url", url)
     base = f"http://127.0.0.1:{port}"
     try:
         # polled with a bound: the server process tells nothing else when it is ready
@@ -156,3 +151,68 @@ def test_serve_with_two_workers_answers_and_stops_cleanly(url: str) -> None:
     assert "2 workers" in err and "Traceback" not in err
     assert token.stdout.strip()[4:] not in err
     assert all(not Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def _request_read_by_server(port: int, client_port: int) -> bool:
+    """True once the server has read everything the client sent on that connection (its
+    receive queue in ``/proc/net/tcp`` is empty): uvicorn has started the request then."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, queues = fields[1], fields[2], fields[4]
+        if local.endswith(f":{port:04X}") and remote.endswith(f":{client_port:04X}"):
+            return int(queues.split(":")[1], 16) == 0
+    return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc/net/tcp")
+def test_sigterm_does_not_wait_for_a_held_long_poll(
+    url: str, tmp_path: Path, fernet_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``?wait=60`` long-poll is cancelled after ``--graceful-timeout`` seconds, not 60."""
+    from gwconfig.reconcile import engine as reconcile
+    from test_reconcile_engine import gateway_doc, provider_doc, write_manifests, yes
+
+    monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", fernet_key)
+    monkeypatch.setenv("GWT_API_KEY", "sk-" + os.urandom(8).hex())
+    monkeypatch.setenv("GWT_PROJECT", "proj-1")
+    monkeypatch.delenv("GITHUB_SHA", raising=False)
+    root = write_manifests(tmp_path / "m", provider_doc(), gateway_doc())
+    reconcile.apply_manifests(str(root), url, reconcile.PlanOptions(), review=yes)
+    token = run_gwconfig(["tokens", "create", "rt", "--scope", "runtime", "--database-url", url])
+    bearer = {"Authorization": f"Bearer {token.stdout.strip()}"}
+    port = free_port()
+    proc = start_serve("--port", str(port), "--graceful-timeout", "1", "--database-url", url)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60  # a safety net: the process tells nothing when ready
+        etag = None
+        while etag is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                etag = httpx.get(f"{base}/api/v1/config", headers=bearer).headers["etag"]
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert etag is not None, proc.communicate(timeout=60)[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+            poll = (
+                f"GET /api/v1/config?wait=60 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                f"Authorization: {bearer['Authorization']}\r\nIf-None-Match: {etag}\r\n\r\n"
+            )
+            sock.sendall(poll.encode())
+            client_port = sock.getsockname()[1]
+            while not _request_read_by_server(port, client_port):
+                assert time.monotonic() < deadline, "the long-poll never reached the server"
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGTERM)
+            # bounded below the poll's 60 seconds: a shutdown waiting for it fails here
+            _out, err = proc.communicate(timeout=45)
+            answer = sock.recv(4096)  # the connection is closed: no 304 comes
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    # uvicorn re-raises the SIGTERM it handled once it has shut down
+    assert proc.returncode in (0, -signal.SIGTERM), err
+    assert "timeout graceful shutdown exceeded" in err and b" 304 " not in answer
+    assert "cancelled at shutdown" in err and "Traceback" not in err
+    assert token.stdout.strip()[4:] not in err

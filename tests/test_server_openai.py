@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,30 +92,35 @@ class Gateway:
         )
 
 
-def served_gateway(
-    db_url: str, fernet_key: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, docs: Any
-) -> Iterator[Gateway]:
-    """Apply ``docs`` to ``db_url`` and serve it (with an ``invoke`` token named ``app``)."""
-    monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", fernet_key)
-    monkeypatch.setenv("UP_KEY", "sk-up-" + secrets.token_urlsafe(24))
-    monkeypatch.chdir(tmp_path)
-    open_database(db_url, upgrade=True).dispose()
-    root = write_manifests(tmp_path / "m", *docs)
-    apply(root, db_url)
-    token = make_token(db_url, "invoke", name="app")
-    with serve_app(ServeSettings(database_url=db_url)) as served:
-        yield Gateway(served, db_url, token, root)
+GatewayFor = Callable[[str, Any], AbstractContextManager[Gateway]]
+
+
+@pytest.fixture
+def gateway_for(fernet_key: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> GatewayFor:
+    """``with gateway_for(db_url, upstream) as gateway``: the :func:`manifests` of ``upstream``
+    applied to ``db_url`` and served (with an ``invoke`` token named ``app``)."""
+
+    @contextmanager
+    def serve(db_url: str, upstream: Any) -> Iterator[Gateway]:
+        monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", fernet_key)
+        monkeypatch.setenv("UP_KEY", "sk-up-" + secrets.token_urlsafe(24))
+        monkeypatch.chdir(tmp_path)
+        open_database(db_url, upgrade=True).dispose()
+        root = write_manifests(tmp_path / "m", *manifests(upstream))
+        apply(root, db_url)
+        token = make_token(db_url, "invoke", name="app")
+        with serve_app(ServeSettings(database_url=db_url)) as served:
+            yield Gateway(served, db_url, token, root)
+
+    return serve
 
 
 @pytest.fixture
 def gateway(
-    db_url: str,
-    fernet_key: str,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    module_server: FakeLLMServer,
+    db_url: str, gateway_for: GatewayFor, module_server: FakeLLMServer
 ) -> Iterator[Gateway]:
-    yield from served_gateway(db_url, fernet_key, monkeypatch, tmp_path, manifests(module_server))
+    with gateway_for(db_url, module_server) as served:
+        yield served
 
 
 def test_plain_answer_with_gateway_headers_and_usage_rows(gateway: Gateway) -> None:
@@ -247,6 +253,21 @@ def test_bodies_are_bounded_and_methods_checked(gateway: Gateway) -> None:
         assert resp.status_code == 405
         resp = http.get("/v1/models")
         assert resp.status_code == 401 and resp.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_unknown_models_get_a_hint_and_huge_names_are_refused_first(gateway: Gateway) -> None:
+    with httpx.Client(base_url=gateway.served.base_url, timeout=30) as http:
+        auth = {"Authorization": f"Bearer {gateway.token}"}
+        msg = [{"role": "user", "content": "x"}]
+        near = http.post(
+            "/v1/chat/completions", json={"model": "mian", "messages": msg}, headers=auth
+        )
+        assert near.status_code == 404, near.text
+        assert "did you mean 'main'?" in near.json()["error"]["message"]
+        huge = {"model": "z" * 4_000, "messages": msg}
+        refused = http.post("/v1/chat/completions", json=huge, headers=auth)
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "model"
+        assert "z" * 100 not in refused.text  # the name is not echoed back
 
 
 def test_no_secret_token_or_prompt_in_answers_logs_or_metrics(

@@ -18,11 +18,12 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+import test_server_openai
 from gated_upstream import GatedUpstream
 from gwconfig.db.session import open_database
 from serve_helpers import free_port, make_token
 from test_reconcile_engine import apply, write_manifests
-from test_server_openai import Gateway, manifests, served_gateway
+from test_server_openai import Gateway, GatewayFor, manifests
 
 
 @pytest.fixture
@@ -33,28 +34,20 @@ def upstream() -> Iterator[GatedUpstream]:
     server.stop()
 
 
-@pytest.fixture
-def gated(
-    sqlite_url: str,
-    fernet_key: str,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    upstream: GatedUpstream,
-) -> Iterator[Gateway]:
-    yield from served_gateway(sqlite_url, fernet_key, monkeypatch, tmp_path, manifests(upstream))
+#: the fixture of test_server_openai, offered here too
+gateway_for = test_server_openai.gateway_for
 
 
 @pytest.fixture
-def plain(
-    sqlite_url: str,
-    fernet_key: str,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    module_server: Any,
-) -> Iterator[Gateway]:
-    yield from served_gateway(
-        sqlite_url, fernet_key, monkeypatch, tmp_path, manifests(module_server)
-    )
+def gated(sqlite_url: str, gateway_for: GatewayFor, upstream: GatedUpstream) -> Iterator[Gateway]:
+    with gateway_for(sqlite_url, upstream) as served:
+        yield served
+
+
+@pytest.fixture
+def plain(sqlite_url: str, gateway_for: GatewayFor, module_server: Any) -> Iterator[Gateway]:
+    with gateway_for(sqlite_url, module_server) as served:
+        yield served
 
 
 def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:

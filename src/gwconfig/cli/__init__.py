@@ -47,6 +47,19 @@ database_url_option = click.option(
     help="Gateway database (default: GWCONFIG_DATABASE_URL or sqlite:///.gwconfig/gateway.db).",
 )
 
+#: ``--config FILE`` (as ``config_file``) of the commands that run the runtime
+config_file_option = click.option(
+    "--config",
+    "config_file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Use a compiled JSON file ('gwconfig compile') instead of the database.",
+)
+#: ``--environment`` of the commands that pick API keys
+environment_option = click.option(
+    "--environment", default=None, help="API key environment (GWCONFIG_ENVIRONMENT)."
+)
+
 
 def format_option(choices: list[str], help: str) -> Callable[[_F], _F]:
     """``--format`` (as ``fmt``), one of ``choices``, ``text`` by default."""

@@ -6,7 +6,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from gwconfig.cli import database_url_option, format_option
+from gwconfig.cli import (
+    config_file_option,
+    database_url_option,
+    environment_option,
+    format_option,
+)
 
 if TYPE_CHECKING:
     from gwconfig.runtime.health import HealthResult
@@ -27,14 +32,8 @@ if TYPE_CHECKING:
     help="Check every enabled model (default: the targets of every route).",
 )
 @database_url_option
-@click.option(
-    "--config",
-    "config_file",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="Use a compiled JSON file ('gwconfig compile') instead of the database.",
-)
-@click.option("--environment", default=None, help="API key environment (GWCONFIG_ENVIRONMENT).")
+@config_file_option
+@environment_option
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0.1, max=600),

@@ -6,21 +6,17 @@ import sys
 
 import click
 
+from gwconfig.cli import config_file_option, database_url_option, environment_option
+
 
 @click.command("generate")
 @click.argument("prompt")
 @click.option("--model", "-m", default=None, help="provider/model, route, alias or model id.")
 @click.option("--provider", "provider_id", default=None, help="Pin the provider.")
 @click.option("--stream", is_flag=True, help="Print the answer as it arrives.")
-@click.option("--database-url", default=None, help="Gateway DB (default: GWCONFIG_DATABASE_URL).")
-@click.option(
-    "--config",
-    "config_file",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="Use a compiled JSON file ('gwconfig compile') instead of the database.",
-)
-@click.option("--environment", default=None, help="API key environment (GWCONFIG_ENVIRONMENT).")
+@database_url_option
+@config_file_option
+@environment_option
 @click.option("--system", "system_prompt", default=None, help="System prompt.")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None)
 @click.option("--temperature", type=click.FloatRange(0, 2), default=None)

@@ -8,6 +8,8 @@ from gwconfig.cli import database_url_option, format_option
 
 #: the most worker processes ``serve`` starts
 MAX_WORKERS = 64
+#: the longest ``--graceful-timeout`` (seconds)
+MAX_GRACEFUL_SECONDS = 600
 
 
 @click.command("serve")
@@ -36,6 +38,15 @@ MAX_WORKERS = 64
     show_default=True,
     help="JSON access lines on stderr (no prompt, no token, no secret).",
 )
+@click.option(
+    "--graceful-timeout",
+    type=click.IntRange(1, MAX_GRACEFUL_SECONDS),
+    default=10,
+    show_default=True,
+    metavar="SECONDS",
+    help="On SIGTERM, wait this long for requests in flight (held long-polls included), "
+    "then cancel them.",
+)
 @database_url_option
 def serve_cmd(
     host: str,
@@ -44,6 +55,7 @@ def serve_cmd(
     read_only: bool,
     max_body_bytes: int,
     access_log: bool,
+    graceful_timeout: int,
     database_url: str | None,
 ) -> None:
     """Serve the gateway API (FastAPI + uvicorn): /api/v1, /docs, /healthz, /readyz."""
@@ -79,7 +91,14 @@ def serve_cmd(
         # with the CLI's message
         app = create_app(settings)
         click.echo(banner, err=True)
-        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=False,
+            timeout_graceful_shutdown=graceful_timeout,
+        )
         return
     # the supervisor only checks the schema (same message) and stays small: the workers
     # import and build the app themselves
@@ -99,6 +118,7 @@ def serve_cmd(
             workers=workers,
             log_level="info",
             access_log=False,
+            timeout_graceful_shutdown=graceful_timeout,
         )
 
 

@@ -8,7 +8,6 @@ wherever they were loaded from.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
@@ -19,6 +18,7 @@ from gwconfig.errors import GwconfigError
 from gwconfig.runtime.errors import AmbiguousModelError, NoRouteError
 from gwconfig.runtime.models_table import ModelConfig, ModelTable
 from gwconfig.runtime.scrub import NO_SECRETS, Secrets
+from gwconfig.runtime.suggest import NameIndex
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -234,6 +234,8 @@ class GatewayConfig:
     _cache: dict[tuple[str | None, str | None], Resolution] = field(
         default_factory=dict, repr=False
     )
+    #: built on the first miss: the did-you-mean index, and every alias -> its provider
+    _hints: tuple[NameIndex, dict[str, ProviderConfig]] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         aliases = self._aliases
@@ -399,9 +401,23 @@ class GatewayConfig:
             raise NoRouteError(f"route '{name}' has no enabled target{pinned}")
         return Resolution(name, name, tuple(groups))
 
+    def _misses(self) -> tuple[NameIndex, dict[str, ProviderConfig]]:
+        """What explains a miss (built once, on the first one): the names index, and every
+        alias of any model, enabled or not, with its provider."""
+        hints = self._hints
+        if hints is None:
+            index = NameIndex([*self.routes, *self._aliases, *self._bare_names()])
+            every_alias: dict[str, ProviderConfig] = {}
+            for p in self.providers.values():
+                for m in p.models.aliased():
+                    for alias in m["aliases"]:
+                        every_alias.setdefault(alias, p)
+            hints = (index, every_alias)
+            object.__setattr__(self, "_hints", hints)
+        return hints
+
     def _suggest(self, identifier: str) -> str | None:
-        names = [*self.routes, *self._aliases, *self._bare_names()]
-        close = difflib.get_close_matches(identifier, names, n=3, cutoff=0.6)
+        close = self._misses()[0].close(identifier)
         if close:
             return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
         if self.routes:
@@ -420,8 +436,11 @@ class GatewayConfig:
         )
 
     def _why_not(self, identifier: str) -> str:
-        for p, m in self.iter_models():
-            if m.model_id == identifier or identifier in m.aliases:
-                state = "provider is disabled" if not p.enabled else "model is disabled"
-                return f"model '{identifier}' is not available ({p.provider_id}: {state})"
+        """Why ``identifier`` did not resolve (a look-up per provider, never a walk of models)."""
+        owner = next((p for p in self.providers.values() if identifier in p.models), None)
+        if owner is None:
+            owner = self._misses()[1].get(identifier)
+        if owner is not None:
+            state = "provider is disabled" if not owner.enabled else "model is disabled"
+            return f"model '{identifier}' is not available ({owner.provider_id}: {state})"
         return f"no route, alias or model named '{identifier}'"

@@ -9,6 +9,8 @@ builds the same app from the environment ``gwconfig serve`` sets, once per worke
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -80,6 +82,26 @@ def readyz(request: Request) -> Response:
     )
 
 
+class _ShutdownCancels(logging.Filter):
+    """uvicorn logs a full traceback for each request it cancels when ``--graceful-timeout``
+    runs out (held long-polls, mostly), after one line saying it cancels them: keep one
+    line per request, without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, asyncio.CancelledError):
+            record.msg, record.args = "a request in flight was cancelled at shutdown", None
+            record.exc_info, record.exc_text, record.levelno = None, None, logging.WARNING
+            record.levelname = "WARNING"
+        return True
+
+
+def _quiet_shutdown_cancels() -> None:
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _ShutdownCancels) for f in logger.filters):
+        logger.addFilter(_ShutdownCancels())
+
+
 def _version() -> str:
     try:
         return version("gwconfig")
@@ -96,6 +118,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     from gwconfig.db.session import open_database
 
     database = open_database(settings.database_url)
+    _quiet_shutdown_cancels()
     tokens = TokenAuthenticator(database, cache_seconds=settings.token_cache_seconds)
     state = ServerState(settings, database, tokens)
 

@@ -10,8 +10,6 @@ until a new generation is committed, and the new document is sent as soon as it 
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
@@ -21,6 +19,7 @@ from gwconfig.db.notify import ConfigGeneration
 from gwconfig.runtime.remote import MAX_WAIT
 from gwconfig.server.auth import Caller, require
 from gwconfig.server.config_payload import PayloadCache
+from gwconfig.server.disconnect import unless_gone
 from gwconfig.server.watch import GenerationWatcher, shared_watcher
 
 router = APIRouter(tags=["config"])
@@ -74,24 +73,12 @@ def _not_modified(gen: ConfigGeneration) -> Response:
     return Response(status_code=304, headers={"ETag": gen.etag, "Cache-Control": "no-cache"})
 
 
-async def _disconnected(request: Request) -> None:
-    """Return when the client goes away (a GET has no body left to read)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
 async def _wait(
     request: Request, watcher: GenerationWatcher, current: ConfigGeneration, wait: float
 ) -> ConfigGeneration | None:
     """The new generation, or ``current`` after ``wait`` seconds or once the client is gone."""
-    change = asyncio.ensure_future(watcher.wait_for_change(current, wait))
-    gone = asyncio.ensure_future(_disconnected(request))
-    try:
-        await asyncio.wait((change, gone), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (change, gone):
-            task.cancel()
-    return change.result() if change.done() and not change.cancelled() else current
+    change = await unless_gone(watcher.wait_for_change(current, wait), request.receive)
+    return current if change.cancelled() else change.result()
 
 
 @router.get(

@@ -45,80 +45,57 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
+
+        def counter(name: str, help: str, *labels: str) -> Counter:
+            return Counter(f"gwconfig_{name}", help, labels, registry=r)
+
+        def histogram(name: str, help: str, *labels: str, buckets: Any = _DURATIONS) -> Histogram:
+            return Histogram(f"gwconfig_{name}", help, labels, buckets=buckets, registry=r)
+
+        def gauge(name: str, help: str, mode: Any) -> Gauge:
+            return Gauge(f"gwconfig_{name}", help, registry=r, multiprocess_mode=mode)
+
         model = ("route", "provider", "model")
-        self.requests = Counter(
-            "gwconfig_requests",
+        target = ("provider", "model")
+        self.requests = counter(
+            "requests",
             "LLM requests answered, by endpoint, route, provider, model and HTTP status",
-            ("endpoint", *model, "status"),
-            registry=r,
+            *("endpoint", *model, "status"),
         )
-        self.duration = Histogram(
-            "gwconfig_gen_ai_server_request_duration_seconds",
+        self.duration = histogram(
+            "gen_ai_server_request_duration_seconds",
             "Time from request received to the last byte of the answer",
-            model,
-            buckets=_DURATIONS,
-            registry=r,
+            *model,
         )
-        self.upstream = Histogram(
-            "gwconfig_upstream_duration_seconds",
-            "Time spent in the provider call that answered",
-            ("provider", "model"),
-            buckets=_DURATIONS,
-            registry=r,
+        self.upstream = histogram(
+            "upstream_duration_seconds", "Time spent in the provider call that answered", *target
         )
-        self.overhead = Histogram(
-            "gwconfig_overhead_seconds",
+        self.overhead = histogram(
+            "overhead_seconds",
             "gwconfig's own time per request answered at the first attempt (total minus upstream)",
             buckets=_OVERHEAD,
-            registry=r,
         )
-        self.ttft = Histogram(
-            "gwconfig_gen_ai_server_time_to_first_token_seconds",
+        self.ttft = histogram(
+            "gen_ai_server_time_to_first_token_seconds",
             "Time from request received to the first streamed text",
-            ("provider", "model"),
-            buckets=_DURATIONS,
-            registry=r,
+            *target,
         )
-        self.tokens = Counter(
-            "gwconfig_gen_ai_client_token_usage",
+        self.tokens = counter(
+            "gen_ai_client_token_usage",
             "Tokens used, by type (input, output), provider and model",
-            ("token_type", "provider", "model"),
-            registry=r,
+            *("token_type", *target),
         )
-        self.retries = Counter(
-            "gwconfig_retries",
-            "Retries of a target after a failed attempt",
-            ("provider", "model"),
-            registry=r,
+        self.retries = counter("retries", "Retries of a target after a failed attempt", *target)
+        self.fallbacks = counter("fallbacks", "Moves to the next target after one failed", "route")
+        self.cooldowns = counter("cooldowns", "Targets put in cooldown after repeated failures")
+        self.inflight = gauge("requests_in_flight", "LLM requests being answered", "livesum")
+        self.revision = gauge(
+            "config_revision", "Configuration revision served (per worker)", "liveall"
         )
-        self.fallbacks = Counter(
-            "gwconfig_fallbacks",
-            "Moves to the next target after one failed",
-            ("route",),
-            registry=r,
-        )
-        self.cooldowns = Counter(
-            "gwconfig_cooldowns", "Targets put in cooldown after repeated failures", registry=r
-        )
-        self.inflight = Gauge(
-            "gwconfig_requests_in_flight",
-            "LLM requests being answered",
-            registry=r,
-            multiprocess_mode="livesum",
-        )
-        self.revision = Gauge(
-            "gwconfig_config_revision",
-            "Configuration revision served (per worker)",
-            registry=r,
-            multiprocess_mode="liveall",
-        )
-        self.reloads = Counter(
-            "gwconfig_config_reloads", "Configurations loaded after a new revision", registry=r
-        )
-        self.reload_failures = Counter(
-            "gwconfig_config_reload_failures",
+        self.reloads = counter("config_reloads", "Configurations loaded after a new revision")
+        self.reload_failures = counter(
+            "config_reload_failures",
             "Reloads that failed (the last good configuration stays served)",
-            registry=r,
         )
         self._cooldowns_seen = 0
 

@@ -16,12 +16,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from gwconfig.server.auth import AuthError, Caller
+from gwconfig.server.disconnect import Receive
 from gwconfig.server.metrics import CONTENT_TYPE, Metrics
 from gwconfig.server.openai_exchange import (
     CHAT,
     JSON_TYPE,
     Exchange,
-    Receive,
     Scope,
     Send,
     access,

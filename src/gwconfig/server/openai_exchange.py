@@ -8,7 +8,6 @@ call (the runtime's stream then closes the upstream connection).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
@@ -17,6 +16,7 @@ from gwconfig.runtime.client import LLMGatewayClient
 from gwconfig.runtime.errors import AmbiguousModelError, NoRouteError
 from gwconfig.runtime.messages import LLMResponse, Usage
 from gwconfig.runtime.streaming import LLMStream
+from gwconfig.server.disconnect import Receive, unless_gone
 from gwconfig.server.metrics import Metrics, log_access
 from gwconfig.server.openai_wire import (
     ChatRequest,
@@ -30,7 +30,6 @@ from gwconfig.server.openai_wire import (
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 CHAT = "/v1/chat/completions"
@@ -191,14 +190,9 @@ class Exchange:
             provider = (stream.target or "").partition("/")[0]
             headers = [*_SSE, *self._headers(provider, stream.attempts)]
             await self.send({"type": "http.response.start", "status": 200, "headers": headers})
-            relay = asyncio.ensure_future(self._relay(stream, chunks, first, ttft))
-            gone = asyncio.ensure_future(_disconnected(receive))
             try:
-                await asyncio.wait((relay, gone), return_when=asyncio.FIRST_COMPLETED)
+                relay = await unless_gone(self._relay(stream, chunks, first, ttft), receive)
             finally:
-                for task in (relay, gone):
-                    task.cancel()
-                await asyncio.gather(relay, gone, return_exceptions=True)
                 await stream.aclose()
             if relay.cancelled():  # the client went away (499, nginx's word for it)
                 self.metrics.failed(CHAT, 499, self._label(), total=self._elapsed())
@@ -232,11 +226,3 @@ class Exchange:
         if response is not None:
             self.answered(response, ttft)
         await send({"type": "http.response.body", "body": tail})
-
-
-async def _disconnected(receive: Receive) -> None:
-    """Return when the client has gone away."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return

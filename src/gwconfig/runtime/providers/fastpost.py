@@ -3,10 +3,23 @@
 ``httpx`` costs about a millisecond of CPU per request and gets slower as its pool grows
 (every request checks every pooled connection with a system call); a gateway in front of a fast
 upstream spends most of its time there. :class:`FastPool` does only what ``post_json`` needs:
-keep-alive connections on asyncio streams (TLS through :mod:`ssl` with certifi's roots when
-installed), one POST, a status, headers and a body read within a byte cap (``Content-Length``,
-chunked, or up to the end of the connection; gzip/deflate decoded). Streams, proxies and
-anything unusual stay with ``httpx`` (see :meth:`HTTPProvider.post_json`).
+keep-alive connections on asyncio streams, one POST, a status, headers and a body read within a
+byte cap (``Content-Length``, chunked, or up to the end of the connection; gzip/deflate decoded).
+Streams, proxies and anything unusual stay with ``httpx`` (see :meth:`HTTPProvider.post_json`).
+
+Where it stands against ``httpx.AsyncClient()`` (``trust_env=True``) for the same POST:
+
+- TLS: certificates and host names are always verified; the trusted roots are picked as httpx
+  picks them: ``SSL_CERT_FILE``, else ``SSL_CERT_DIR``, else certifi's bundle (the system's when
+  certifi is missing). An ``https`` URL never falls back to plain text.
+- Proxies: when the environment names any proxy (``*_proxy`` variables as
+  :func:`urllib.request.getproxies` reads them, which is what httpx reads) the provider keeps
+  httpx for every call, which also applies ``NO_PROXY`` exactly as httpx does.
+- Redirects: neither follows them (httpx does not by default); a 3xx is returned as is.
+- Headers: only ``Host``, the caller's headers and ``Content-Length`` are sent; httpx adds
+  ``Accept: */*``, ``Accept-Encoding``, ``Connection: keep-alive`` and a ``User-Agent``
+  (upstreams then answer uncompressed, or with gzip/deflate when they insist).
+- HTTP/1.1 only, as httpx without ``http2=True``; no ``.netrc`` (httpx 0.28 ignores it too).
 """
 
 from __future__ import annotations
@@ -14,14 +27,15 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
+import urllib.request
 import zlib
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 #: the most bytes of a response's status line and headers
 MAX_HEAD_BYTES = 64 * 1024
-#: environment variables that send requests through a proxy (httpx honours them)
-PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
+#: the proxy schemes httpx takes from the environment (``<scheme>_proxy``, any case)
+PROXY_SCHEMES = ("http", "https", "all")
 
 
 class TooLarge(Exception):
@@ -45,13 +59,21 @@ def usable(url: str) -> bool:
     ``GWCONFIG_HTTP_CLIENT`` not ``httpx``)."""
     if os.environ.get("GWCONFIG_HTTP_CLIENT", "").lower() == "httpx":
         return False
-    if any(os.environ.get(v) or os.environ.get(v.upper()) for v in PROXY_VARIABLES):
+    proxies = urllib.request.getproxies()
+    if any(proxies.get(scheme) for scheme in PROXY_SCHEMES):
         return False
     parts = urlsplit(url)
     return parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.username
 
 
 def _ssl_context() -> ssl.SSLContext:
+    """A verifying client context (host names checked) trusting the roots httpx would trust."""
+    cafile = os.environ.get("SSL_CERT_FILE")
+    if cafile:
+        return ssl.create_default_context(cafile=cafile)
+    capath = os.environ.get("SSL_CERT_DIR")
+    if capath:
+        return ssl.create_default_context(capath=capath)
     try:
         import certifi
 
