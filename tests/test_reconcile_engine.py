@@ -92,6 +92,9 @@ def dump_tables(url: str) -> dict[str, list[tuple[Any, ...]]]:
         engine.dispose()
 
 
+interactive = reconcile.WriteOptions(interactive=True)  # a person reviews the plan
+
+
 def yes(_plan: Any) -> bool:
     """A review callback that approves."""
     return True
@@ -118,7 +121,8 @@ def apply(root: Path, url: str, **kw: Any) -> tuple[Any, Any]:
     options = reconcile.PlanOptions(
         prune=kw.pop("prune", False), targets=kw.pop("targets", ()), tags=kw.pop("tags", ())
     )
-    return reconcile.apply_manifests(str(root), url, options, review=yes, **kw)
+    write = reconcile.WriteOptions(**kw)
+    return reconcile.apply_manifests(str(root), url, options, review=yes, write=write)
 
 
 def plan(root: Path, url: str, **kw: Any) -> Any:
@@ -432,11 +436,11 @@ def test_interactive_review_holds_no_lock_and_detects_changes(gw: str, tmp_path:
 
     with pytest.raises(StalePlanError, match="changed while the plan was being reviewed"):
         reconcile.apply_manifests(
-            str(root), gw, reconcile.PlanOptions(), review=slow_reviewer, interactive=True
+            str(root), gw, reconcile.PlanOptions(), review=slow_reviewer, write=interactive
         )
     assert [r.number for r in revisions.history(gw)] == [1]
     p, result = reconcile.apply_manifests(
-        str(root), gw, reconcile.PlanOptions(), review=yes, interactive=True
+        str(root), gw, reconcile.PlanOptions(), review=yes, write=interactive
     )
     assert result.revision == 2 and p.summary["add"] == 6
 
@@ -452,7 +456,7 @@ def test_saved_plan_whose_changes_no_longer_match_is_refused(gw: str, tmp_path: 
     with pytest.raises(StalePlanError, match="other changes than the saved plan"):
         reconcile.apply_saved_plan(str(saved), gw, review=yes)
     with pytest.raises(StalePlanError, match="other changes than the saved plan"):
-        reconcile.apply_saved_plan(str(saved), gw, review=yes, interactive=True)
+        reconcile.apply_saved_plan(str(saved), gw, review=yes, write=interactive)
     assert dump_tables(gw)["providers"] == []
 
 

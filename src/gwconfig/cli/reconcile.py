@@ -181,23 +181,21 @@ def apply_cmd(
 ) -> None:
     """Apply the manifests (or a saved plan) to the gateway database in one transaction."""
     review = _reviewer(fmt, auto_approve)
-    common: dict[str, Any] = {
-        "review": review,
-        "actor": actor,
-        "lock_timeout": lock_timeout,
-        "max_deletes": max_deletes,
-        "interactive": not auto_approve,
-    }
+    write = reconcile.WriteOptions(actor, lock_timeout, max_deletes, interactive=not auto_approve)
     if plan_file:
         if path or env or prune or targets or tags:
             raise click.UsageError(
                 "--plan applies a saved plan as it was made; PATH, --env, --prune, --target "
                 "and --select-tag belong to 'gwconfig plan'"
             )
-        plan, result = reconcile.apply_saved_plan(plan_file, database_url, **common)
+        plan, result = reconcile.apply_saved_plan(
+            plan_file, database_url, review=review, write=write
+        )
     else:
         options = reconcile.PlanOptions(env=env, prune=prune, targets=targets, tags=tags)
-        plan, result = reconcile.apply_manifests(path, database_url, options, **common)
+        plan, result = reconcile.apply_manifests(
+            path, database_url, options, review=review, write=write
+        )
     _report(plan, result, fmt, "Apply")
 
 
@@ -281,9 +279,8 @@ def rollback_cmd(
         database_url,
         revision,
         review=_reviewer(fmt, auto_approve),
-        actor=actor,
-        lock_timeout=lock_timeout,
-        max_deletes=max_deletes,
-        interactive=not auto_approve,
+        write=reconcile.WriteOptions(
+            actor, lock_timeout, max_deletes, interactive=not auto_approve
+        ),
     )
     _report(plan, result, fmt, f"Rollback to revision {revision}")

@@ -73,6 +73,24 @@ def _settle(
 
 
 @dataclass(frozen=True)
+class WriteOptions:
+    """How a plan is written, shared by apply, apply of a saved plan and rollback.
+
+    ``actor``: who writes (audit; default from the environment); ``lock_timeout``: seconds to
+    wait for another apply; ``max_deletes``: refuse plans deleting more (None: no limit);
+    ``interactive``: a person reviews the plan, so it is made without holding the lock.
+    """
+
+    actor: str | None = None
+    lock_timeout: float = 60.0
+    max_deletes: int | None = 20
+    interactive: bool = False
+
+
+DEFAULT_WRITE = WriteOptions()
+
+
+@dataclass(frozen=True)
 class ApplyRequest:
     """One plan-and-write: what to plan, how to review it, and what the caller already holds.
 
@@ -85,12 +103,9 @@ class ApplyRequest:
     make_desired: Callable[[EncryptionKeys], Desired]
     options: PlanOptions
     review: Review
-    actor: str | None
+    write: WriteOptions
     sha: str | None
-    lock_timeout: float
-    max_deletes: int | None
     saved: Plan | None = None
-    interactive: bool = False
     opened: tuple[Database, EncryptionKeys] | None = None
     held: tuple[Connection, ActualState] | None = None
 
@@ -107,9 +122,9 @@ def _plan_and_apply(request: ApplyRequest) -> tuple[Plan, ApplyResult]:
     from gwconfig.reconcile.apply import check_base, execute_plan
     from gwconfig.reconcile.state import read_state
 
-    r = request
-    saved, review, max_deletes, held = r.saved, r.review, r.max_deletes, r.held
-    who = settings.actor(r.actor)  # a bad actor is refused before the database is opened
+    r, w = request, request.write
+    saved, review, max_deletes, held = r.saved, r.review, w.max_deletes, r.held
+    who = settings.actor(w.actor)  # a bad actor is refused before the database is opened
     db, given = r.opened if r.opened is not None else open_with_keys(r.database_url)
 
     def prepare(state: ActualState) -> tuple[EncryptionKeys, Desired]:
@@ -127,7 +142,7 @@ def _plan_and_apply(request: ApplyRequest) -> tuple[Plan, ApplyResult]:
 
     try:
         reviewed: Plan | None = None
-        if r.interactive:  # nobody holds the lock while a person reads the plan
+        if w.interactive:  # nobody holds the lock while a person reads the plan
             with translate_errors(db.url, "planning against"), db.connect() as conn:
                 state = read_state(conn)
                 keys, desired = prepare(state)
@@ -141,7 +156,7 @@ def _plan_and_apply(request: ApplyRequest) -> tuple[Plan, ApplyResult]:
             if held is not None:
                 conn, state = held
             else:
-                conn = lock.enter_context(locked(db, r.lock_timeout))
+                conn = lock.enter_context(locked(db, w.lock_timeout))
                 state = read_state(conn)
             if reviewed is not None:
                 if (
@@ -179,10 +194,7 @@ def apply_manifests(
     options: PlanOptions,
     *,
     review: Review,
-    actor: str | None = None,
-    lock_timeout: float = 60.0,
-    max_deletes: int | None = 20,
-    interactive: bool = False,
+    write: WriteOptions = DEFAULT_WRITE,
 ) -> tuple[Plan, ApplyResult]:
     """``gwconfig apply PATH``: plan under the lock, review, write in one transaction.
 
@@ -200,9 +212,9 @@ def apply_manifests(
 
             db, keys = open_with_keys(database_url)
             stack.callback(db.dispose)
-            if interactive:  # nobody holds the lock while a person reads the plan
+            if write.interactive:  # nobody holds the lock while a person reads the plan
                 return db, keys, None
-            conn = stack.enter_context(locked(db, lock_timeout))
+            conn = stack.enter_context(locked(db, write.lock_timeout))
             return db, keys, (conn, read_state(conn))
 
         opening = Alongside(open_lock_read)
@@ -216,11 +228,8 @@ def apply_manifests(
                 ),
                 options,
                 review=review,
-                actor=actor,
+                write=write,
                 sha=git_sha(path),
-                lock_timeout=lock_timeout,
-                max_deletes=max_deletes,
-                interactive=interactive,
                 opened=(db, keys),
                 held=held,
             )
@@ -232,10 +241,7 @@ def apply_saved_plan(
     database_url: str | None,
     *,
     review: Review,
-    actor: str | None = None,
-    lock_timeout: float = 60.0,
-    max_deletes: int | None = 20,
-    interactive: bool = False,
+    write: WriteOptions = DEFAULT_WRITE,
 ) -> tuple[Plan, ApplyResult]:
     """``gwconfig apply --plan FILE``: refuse if the DB or a secret moved since the plan."""
     from gwconfig.errors import PlanError
@@ -254,12 +260,9 @@ def apply_saved_plan(
             lambda keys: resolve_desired(desired_data, keys),
             saved.options,
             review=review,
-            actor=actor,
+            write=write,
             sha=git_sha(None),
-            lock_timeout=lock_timeout,
-            max_deletes=max_deletes,
             saved=saved,
-            interactive=interactive,
         )
     )
 
@@ -269,10 +272,7 @@ def rollback(
     number: int,
     *,
     review: Review,
-    actor: str | None = None,
-    lock_timeout: float = 60.0,
-    max_deletes: int | None = 20,
-    interactive: bool = False,
+    write: WriteOptions = DEFAULT_WRITE,
 ) -> tuple[Plan, ApplyResult]:
     """Plan and apply a return to revision ``number`` (secrets from its stored ciphertexts)."""
     from gwconfig.db.session import translate_errors
@@ -296,10 +296,7 @@ def rollback(
             lambda k: resolve_desired(config, k, plaintexts=plaintexts),
             PlanOptions(prune=True),
             review=review,
-            actor=actor,
+            write=write,
             sha=None,
-            lock_timeout=lock_timeout,
-            max_deletes=max_deletes,
-            interactive=interactive,
         )
     )
