@@ -127,8 +127,11 @@ def _plan_and_apply(request: ApplyRequest) -> tuple[Plan, ApplyResult]:
     who = settings.actor(w.actor)  # a bad actor is refused before the database is opened
     db, given = r.opened if r.opened is not None else open_with_keys(r.database_url)
 
-    def prepare(state: ActualState) -> tuple[EncryptionKeys, Desired]:
-        """The keys bound to the state's secrets (or a refusal), and the desired config."""
+    def plan_on(conn: Connection, state: ActualState) -> tuple[EncryptionKeys, Desired, Plan]:
+        """The keys bound to the state's secrets (or a refusal), the desired config, the plan.
+
+        A saved plan is refused when a secret or the database moved since it was made.
+        """
         keys = given.bind(state.stored_keys())
         desired = r.make_desired(keys)
         if saved is not None:
@@ -138,17 +141,15 @@ def _plan_and_apply(request: ApplyRequest) -> tuple[Plan, ApplyResult]:
                         f"plan is stale: the secret for {sid} changed since it was made; "
                         "run plan again"
                     )
-        return keys, desired
+            check_base(saved, state)
+        return keys, desired, compute_plan(conn, state, desired, r.options)
 
     try:
         reviewed: Plan | None = None
         if w.interactive:  # nobody holds the lock while a person reads the plan
             with translate_errors(db.url, "planning against"), db.connect() as conn:
                 state = read_state(conn)
-                keys, desired = prepare(state)
-                if saved is not None:
-                    check_base(saved, state)
-                reviewed = compute_plan(conn, state, desired, r.options)
+                keys, desired, reviewed = plan_on(conn, state)
             done = _settle(reviewed, state, saved, review, max_deletes)
             if done is not None:
                 return reviewed, done
@@ -166,10 +167,7 @@ def _plan_and_apply(request: ApplyRequest) -> tuple[Plan, ApplyResult]:
                     raise StalePlanError(REVIEW_STALE)
                 plan = reviewed
             else:
-                keys, desired = prepare(state)
-                if saved is not None:
-                    check_base(saved, state)
-                plan = compute_plan(conn, state, desired, r.options)
+                keys, desired, plan = plan_on(conn, state)
                 done = _settle(plan, state, saved, review, max_deletes)
                 if done is not None:
                     return plan, done
