@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable
@@ -64,6 +65,40 @@ _apply_safety = [
 ]
 
 
+def _selecting(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The ``_selection`` options, handed to the command as one ``options: PlanOptions``."""
+
+    @functools.wraps(f)
+    def run(
+        *args: Any, env: str | None, prune: bool, targets: Any, tags: Any, **kwargs: Any
+    ) -> Any:
+        options = reconcile.PlanOptions(env=env, prune=prune, targets=targets, tags=tags)
+        return f(*args, options=options, **kwargs)
+
+    return with_options(_selection)(run)
+
+
+def _writing(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The ``_apply_safety`` options, handed to the command as ``write``, ``review`` and ``fmt``."""
+
+    @functools.wraps(f)
+    def run(
+        *args: Any,
+        lock_timeout: float,
+        max_deletes: int,
+        actor: str | None,
+        auto_approve: bool,
+        fmt: str,
+        **kwargs: Any,
+    ) -> Any:
+        write = reconcile.WriteOptions(
+            actor, lock_timeout, max_deletes, interactive=not auto_approve
+        )
+        return f(*args, write=write, review=_reviewer(fmt, auto_approve), fmt=fmt, **kwargs)
+
+    return with_options(_apply_safety)(run)
+
+
 def _fits(value: str | None, limit: int) -> str | None:
     """An option value that ends up in a database column: refused when it does not fit."""
     why = None if value is None else col.too_long_chars(value, limit)
@@ -88,7 +123,7 @@ def _render(plan: Plan, fmt: str) -> str:
 @click.command("plan")
 @click.argument("path", required=False, type=click.Path())
 @database_url_option
-@with_options(_selection)
+@_selecting
 @click.option("--out", type=click.Path(dir_okay=False), help="Save the plan for 'apply --plan'.")
 @format_option(["text", "json", "markdown"], "Output format (markdown for a PR comment).")
 @click.option(
@@ -99,16 +134,12 @@ def plan_cmd(
     ctx: click.Context,
     path: str | None,
     database_url: str | None,
-    env: str | None,
-    prune: bool,
-    targets: tuple[str, ...],
-    tags: tuple[str, ...],
+    options: reconcile.PlanOptions,
     out: str | None,
     fmt: str,
     detailed_exitcode: bool,
 ) -> None:
     """Show what apply would change in the gateway database."""
-    options = reconcile.PlanOptions(env=env, prune=prune, targets=targets, tags=tags)
     plan = reconcile.make_plan(path, database_url, options)
     if out:
         Path(out).write_bytes(plan.to_json_bytes(saved=True))
@@ -163,27 +194,20 @@ def _report(plan: Plan, result: Any, fmt: str, what: str) -> None:
 @click.argument("path", required=False, type=click.Path())
 @click.option("--plan", "plan_file", type=click.Path(dir_okay=False), help="A saved plan.")
 @database_url_option
-@with_options(_selection)
-@with_options(_apply_safety)
+@_selecting
+@_writing
 def apply_cmd(
     path: str | None,
     plan_file: str | None,
     database_url: str | None,
-    env: str | None,
-    prune: bool,
-    targets: tuple[str, ...],
-    tags: tuple[str, ...],
-    lock_timeout: float,
-    max_deletes: int,
-    actor: str | None,
-    auto_approve: bool,
+    options: reconcile.PlanOptions,
+    write: reconcile.WriteOptions,
+    review: Callable[[Plan], bool],
     fmt: str,
 ) -> None:
     """Apply the manifests (or a saved plan) to the gateway database in one transaction."""
-    review = _reviewer(fmt, auto_approve)
-    write = reconcile.WriteOptions(actor, lock_timeout, max_deletes, interactive=not auto_approve)
     if plan_file:
-        if path or env or prune or targets or tags:
+        if path or options != reconcile.PlanOptions():
             raise click.UsageError(
                 "--plan applies a saved plan as it was made; PATH, --env, --prune, --target "
                 "and --select-tag belong to 'gwconfig plan'"
@@ -192,7 +216,6 @@ def apply_cmd(
             plan_file, database_url, review=review, write=write
         )
     else:
-        options = reconcile.PlanOptions(env=env, prune=prune, targets=targets, tags=tags)
         plan, result = reconcile.apply_manifests(
             path, database_url, options, review=review, write=write
         )
@@ -264,23 +287,14 @@ def show_revision_cmd(number: int, database_url: str | None, fmt: str) -> None:
 @click.command("rollback")
 @click.argument("revision", type=click.IntRange(min=1, max=col.INTEGER_MAX))
 @database_url_option
-@with_options(_apply_safety)
+@_writing
 def rollback_cmd(
     revision: int,
     database_url: str | None,
-    lock_timeout: float,
-    max_deletes: int,
-    actor: str | None,
-    auto_approve: bool,
+    write: reconcile.WriteOptions,
+    review: Callable[[Plan], bool],
     fmt: str,
 ) -> None:
     """Return the gateway to a revision's configuration through plan and apply."""
-    plan, result = reconcile.rollback(
-        database_url,
-        revision,
-        review=_reviewer(fmt, auto_approve),
-        write=reconcile.WriteOptions(
-            actor, lock_timeout, max_deletes, interactive=not auto_approve
-        ),
-    )
+    plan, result = reconcile.rollback(database_url, revision, review=review, write=write)
     _report(plan, result, fmt, f"Rollback to revision {revision}")
