@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,17 @@ def setup(
             pass
 
 
+@contextmanager
+def _holding_lock(url: str) -> Iterator[Connection]:
+    """Hold the apply lock on the test's own connection (released, then disposed, on exit)."""
+    holder = open_database(url)
+    try:
+        with locked(holder) as conn:
+            yield conn
+    finally:
+        holder.dispose()
+
+
 def _rotate(url: str, env: dict[str, str]) -> Process:
     return Process(env, "keys", "rotate", "--database-url", url, "--lock-timeout", "600")
 
@@ -134,14 +146,10 @@ def test_rotate_and_apply_waiting_together_both_finish(
     setup: tuple[str, Path, str, str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, root, _old, new, env = setup
-    holder = open_database(url)
-    try:
-        with locked(holder):  # whichever of the two gets the lock next, the result is the same
-            rotate, apply = _rotate(url, env), _apply(url, root, env)
-            rotate.wait_until_waiting()
-            apply.wait_until_waiting()
-    finally:
-        holder.dispose()
+    with _holding_lock(url):  # whichever of the two gets the lock next, the result is the same
+        rotate, apply = _rotate(url, env), _apply(url, root, env)
+        rotate.wait_until_waiting()
+        apply.wait_until_waiting()
     assert "re-encrypted 2 secrets" in rotate.finish()
     assert "Apply complete: revision 2" in apply.finish()
     _assert_apply_values_under(url, root, new, monkeypatch)
@@ -154,14 +162,10 @@ def test_rotate_waits_for_an_apply_in_progress(
     url, root, old, new, env = setup
     for var in ("GWT_API_KEY", "GWT_PROJECT"):
         monkeypatch.setenv(var, env[var])
-    holder = open_database(url)
-    try:
-        with locked(holder) as conn:  # the apply has written, not committed
-            _apply_in(conn, root, EncryptionKeys([new, old]))
-            rotate = _rotate(url, env)
-            rotate.wait_until_waiting()
-    finally:
-        holder.dispose()
+    with _holding_lock(url) as conn:  # the apply has written, not committed
+        _apply_in(conn, root, EncryptionKeys([new, old]))
+        rotate = _rotate(url, env)
+        rotate.wait_until_waiting()
     assert "re-encrypted 2 secrets" in rotate.finish()
     _assert_apply_values_under(url, root, new, monkeypatch)
 
@@ -171,14 +175,10 @@ def test_apply_waits_for_a_rotation_in_progress(
     setup: tuple[str, Path, str, str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, root, old, new, env = setup
-    holder = open_database(url)
-    try:
-        with locked(holder) as conn:  # the rotation has written, not committed
-            assert rotate_secrets(conn, EncryptionKeys([new, old])).secrets == 2
-            apply = _apply(url, root, env)
-            apply.wait_until_waiting()
-    finally:
-        holder.dispose()
+    with _holding_lock(url) as conn:  # the rotation has written, not committed
+        assert rotate_secrets(conn, EncryptionKeys([new, old])).secrets == 2
+        apply = _apply(url, root, env)
+        apply.wait_until_waiting()
     assert "Apply complete: revision 2" in apply.finish()
     _assert_apply_values_under(url, root, new, monkeypatch)
 
@@ -187,13 +187,9 @@ def test_rotate_gives_up_after_its_lock_timeout(
     setup: tuple[str, Path, str, str, dict[str, str]],
 ) -> None:
     url, _root, _old, _new, env = setup
-    holder = open_database(url)
-    try:
-        with locked(holder):
-            rotate = Process(env, "keys", "rotate", "--database-url", url, "--lock-timeout", "0")
-            rotate.proc.wait(timeout=BOUND)
-    finally:
-        holder.dispose()
+    with _holding_lock(url):
+        rotate = Process(env, "keys", "rotate", "--database-url", url, "--lock-timeout", "0")
+        rotate.proc.wait(timeout=BOUND)
     rotate.reader.join(timeout=BOUND)
     assert rotate.proc.returncode == 1, rotate.stderr
     assert "another apply or key rotation holds the lock" in "".join(rotate.stderr)
