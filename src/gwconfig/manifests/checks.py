@@ -92,6 +92,14 @@ def _check_provider(
         line, col = _at(doc, container, key)
         out.append(Diagnostic(doc.path, line, col, message, severity, hint=hint))
 
+    def repeated(seen: dict[Any, int], ident: Any, items: Any, i: int) -> str | None:
+        """Where ``ident`` first stood in ``items`` when item ``i`` repeats it; else None (and
+        ``ident`` is remembered at ``i``)."""
+        if ident in seen:
+            return _where(doc, items, seen[ident])
+        seen[ident] = i
+        return None
+
     if p.provider_type not in KNOWN_PROVIDER_TYPES:
         if not plugins:
             plugins.append(_plugin_types())
@@ -107,15 +115,13 @@ def _check_provider(
     raw_models = raw.get("models") or []
     seen_models: dict[str, int] = {}
     for i, m in enumerate(p.models):
-        if m.model_id in seen_models:
-            first = _where(doc, raw_models, seen_models[m.model_id])
+        first = repeated(seen_models, m.model_id, raw_models, i)
+        if first is not None:
             diag(
                 raw_models[i],
                 "model_id",
                 f"duplicate model_id {quoted(m.model_id)} (first at {first})",
             )
-        else:
-            seen_models[m.model_id] = i
         too_long = m.max_tokens is not None and m.context_window is not None
         if too_long and m.max_tokens > m.context_window:  # type: ignore[operator]
             diag(
@@ -127,17 +133,14 @@ def _check_provider(
     raw_keys = raw.get("api_keys") or []
     seen_keys: dict[tuple[str, str], int] = {}
     for i, k in enumerate(p.api_keys):
-        ident = (k.name, k.environment)
-        if ident in seen_keys:
-            first = _where(doc, raw_keys, seen_keys[ident])
+        first = repeated(seen_keys, (k.name, k.environment), raw_keys, i)
+        if first is not None:
             diag(
                 raw_keys,
                 i,
                 f"duplicate API key {quoted(k.name)} for environment {quoted(k.environment)} "
                 f"(first at {first})",
             )
-        else:
-            seen_keys[ident] = i
         if k.expires_at is not None:
             expires = k.expires_at if k.expires_at.tzinfo else k.expires_at.replace(tzinfo=UTC)
             if expires <= now:
@@ -152,17 +155,14 @@ def _check_provider(
     raw_params = (raw.get("connection") or {}).get("parameters") or []
     seen_params: dict[tuple[str, str], int] = {}
     for i, c in enumerate(p.connection.parameters):
-        ident = (c.name, c.environment)
-        if ident in seen_params:
-            first = _where(doc, raw_params, seen_params[ident])
+        first = repeated(seen_params, (c.name, c.environment), raw_params, i)
+        if first is not None:
             diag(
                 raw_params,
                 i,
                 f"duplicate connection parameter {quoted(c.name)} for environment "
                 f"{quoted(c.environment)} (first at {first})",
             )
-        else:
-            seen_params[ident] = i
     return out
 
 
