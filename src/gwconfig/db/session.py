@@ -232,6 +232,19 @@ def open_database(
 
 
 @contextmanager
+def connected(url: str | None, doing: str) -> Iterator[Connection]:
+    """A connection to the gateway database at ``url`` for one short read; the database is
+    disposed of on exit, and SQLAlchemy errors name the masked URL and what was being ``doing``.
+    """
+    db = open_database(url)
+    try:
+        with translate_errors(db.url, doing), db.connect() as conn:
+            yield conn
+    finally:
+        db.dispose()
+
+
+@contextmanager
 def schema_lock(db: Database) -> Iterator[None]:
     """Hold an exclusive lock on creating or upgrading ``db``'s schema (SQLite files only).
 

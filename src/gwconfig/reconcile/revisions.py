@@ -45,14 +45,10 @@ class RevisionInfo:
 
 def history(database_url: str | None, limit: int = 20) -> list[RevisionInfo]:
     """The newest ``limit`` revisions, newest first."""
-    from gwconfig.db.session import open_database, translate_errors
+    from gwconfig.db.session import connected
 
-    db = open_database(database_url)
-    try:
-        with translate_errors(db.url, "reading history from"), db.connect() as conn:
-            return history_rows(conn, limit)
-    finally:
-        db.dispose()
+    with connected(database_url, "reading history from") as conn:
+        return history_rows(conn, limit)
 
 
 def history_rows(conn: Connection, limit: int, before: int | None = None) -> list[RevisionInfo]:
@@ -90,14 +86,10 @@ def revision_row(conn: Connection, number: int) -> Any:
 
 def show_revision(database_url: str | None, number: int) -> dict[str, Any]:
     """One revision: metadata, its configuration (secret refs only) and its audit events."""
-    from gwconfig.db.session import open_database, translate_errors
+    from gwconfig.db.session import connected
 
-    db = open_database(database_url)
-    try:
-        with translate_errors(db.url, "reading a revision from"), db.connect() as conn:
-            return revision_details(conn, number)
-    finally:
-        db.dispose()
+    with connected(database_url, "reading a revision from") as conn:
+        return revision_details(conn, number)
 
 
 def revision_details(conn: Connection, number: int) -> dict[str, Any]:

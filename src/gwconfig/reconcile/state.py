@@ -212,14 +212,10 @@ def reading_database(database_url: str | None, doing: str) -> Iterator[tuple[Any
         with direct, direct.translate_errors(doing):
             yield direct, url
         return
-    from gwconfig.db.session import open_database, translate_errors
+    from gwconfig.db.session import connected
 
-    db = open_database(database_url)
-    try:
-        with translate_errors(db.url, doing), db.connect() as conn:
-            yield conn, db.url
-    finally:
-        db.dispose()
+    with connected(database_url, doing) as conn:
+        yield conn, url
 
 
 def last_revision(source: Any) -> int | None:
