@@ -100,6 +100,19 @@ def _check_provider(
         seen[ident] = i
         return None
 
+    def once_per_environment(
+        seen: dict[Any, int], items: Any, i: int, what: str, name: str, environment: str
+    ) -> None:
+        """An error when item ``i`` of ``items`` repeats a ``name`` in its ``environment``."""
+        first = repeated(seen, (name, environment), items, i)
+        if first is not None:
+            diag(
+                items,
+                i,
+                f"duplicate {what} {quoted(name)} for environment {quoted(environment)} "
+                f"(first at {first})",
+            )
+
     if p.provider_type not in KNOWN_PROVIDER_TYPES:
         if not plugins:
             plugins.append(_plugin_types())
@@ -133,14 +146,7 @@ def _check_provider(
     raw_keys = raw.get("api_keys") or []
     seen_keys: dict[tuple[str, str], int] = {}
     for i, k in enumerate(p.api_keys):
-        first = repeated(seen_keys, (k.name, k.environment), raw_keys, i)
-        if first is not None:
-            diag(
-                raw_keys,
-                i,
-                f"duplicate API key {quoted(k.name)} for environment {quoted(k.environment)} "
-                f"(first at {first})",
-            )
+        once_per_environment(seen_keys, raw_keys, i, "API key", k.name, k.environment)
         if k.expires_at is not None:
             expires = k.expires_at if k.expires_at.tzinfo else k.expires_at.replace(tzinfo=UTC)
             if expires <= now:
@@ -155,14 +161,9 @@ def _check_provider(
     raw_params = (raw.get("connection") or {}).get("parameters") or []
     seen_params: dict[tuple[str, str], int] = {}
     for i, c in enumerate(p.connection.parameters):
-        first = repeated(seen_params, (c.name, c.environment), raw_params, i)
-        if first is not None:
-            diag(
-                raw_params,
-                i,
-                f"duplicate connection parameter {quoted(c.name)} for environment "
-                f"{quoted(c.environment)} (first at {first})",
-            )
+        once_per_environment(
+            seen_params, raw_params, i, "connection parameter", c.name, c.environment
+        )
     return out
 
 
