@@ -33,7 +33,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.dialects import mysql
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, MappedColumn, mapped_column, relationship
 
 from gwconfig.db import columns as col
 from gwconfig.db.snapshots import compress_snapshot, decompress_snapshot
@@ -126,6 +126,20 @@ class JSONText(TypeDecorator[Any]):
 NullableJSON = JSON(none_as_null=True)
 
 
+def _owner_column() -> MappedColumn[Any]:
+    """``provider_id`` of a provider's model, API key or parameter (deleted with the provider)."""
+    return mapped_column(
+        ident_type(col.IDENT),
+        ForeignKey("providers.provider_id", ondelete="CASCADE"),
+        nullable=False,
+    )
+
+
+def _environment_column() -> MappedColumn[Any]:
+    """``environment`` of an API key or connection parameter (``default`` when not given)."""
+    return mapped_column(ident_type(col.IDENT), nullable=False, default="default")
+
+
 class Base(DeclarativeBase):
     """Declarative base with a naming convention so every engine gets the same constraint names."""
 
@@ -169,11 +183,7 @@ class ProviderModel(Base):
     __table_args__ = (UniqueConstraint("provider_id", "model_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    provider_id: Mapped[str] = mapped_column(
-        ident_type(col.IDENT),
-        ForeignKey("providers.provider_id", ondelete="CASCADE"),
-        nullable=False,
-    )
+    provider_id: Mapped[str] = _owner_column()
     model_id: Mapped[str] = mapped_column(ident_type(col.MODEL_ID), nullable=False)
     display_name: Mapped[str] = mapped_column(String(col.DISPLAY_NAME), nullable=False)
     model_type: Mapped[str] = mapped_column(String(col.MODEL_TYPE), nullable=False, default="chat")
@@ -195,15 +205,9 @@ class ApiKey(Base):
     __table_args__ = (UniqueConstraint("provider_id", "name", "environment"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    provider_id: Mapped[str] = mapped_column(
-        ident_type(col.IDENT),
-        ForeignKey("providers.provider_id", ondelete="CASCADE"),
-        nullable=False,
-    )
+    provider_id: Mapped[str] = _owner_column()
     name: Mapped[str] = mapped_column(ident_type(col.IDENT), nullable=False, default="default")
-    environment: Mapped[str] = mapped_column(
-        ident_type(col.IDENT), nullable=False, default="default"
-    )
+    environment: Mapped[str] = _environment_column()
     key_value: Mapped[str] = mapped_column(Text, nullable=False)
     is_encrypted: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     fingerprint: Mapped[str] = mapped_column(String(col.FINGERPRINT), nullable=False)
@@ -227,15 +231,9 @@ class ConnectionParameter(Base):
     __table_args__ = (UniqueConstraint("provider_id", "param_name", "environment"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    provider_id: Mapped[str] = mapped_column(
-        ident_type(col.IDENT),
-        ForeignKey("providers.provider_id", ondelete="CASCADE"),
-        nullable=False,
-    )
+    provider_id: Mapped[str] = _owner_column()
     param_name: Mapped[str] = mapped_column(ident_type(col.PARAM_NAME), nullable=False)
-    environment: Mapped[str] = mapped_column(
-        ident_type(col.IDENT), nullable=False, default="default"
-    )
+    environment: Mapped[str] = _environment_column()
     param_value: Mapped[Any] = mapped_column(JSONText, nullable=False)
     is_sensitive: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     fingerprint: Mapped[str | None] = mapped_column(String(col.FINGERPRINT), nullable=True)
