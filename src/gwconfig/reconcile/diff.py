@@ -233,21 +233,11 @@ def diff(
             h is None or not _in_selection(h, selected, routes)
         ):
             continue
-        if w.entity == "default_route":
-            if h is None and w.body.get("default_route") is None:
+        if h is None and w.entity == "default_route":  # the database has none: an update
+            if w.body.get("default_route") is None:
                 continue
-            before = h.body if h is not None else {"default_route": None}
-            changes.append(
-                Update(
-                    entity="default_route",
-                    key=key,
-                    before=before,
-                    after=w.body,
-                    fields=tuple(field_changes(before, w.body)),
-                    drift=key in drift,
-                )
-            )
-        elif h is None:
+            h = Entity("default_route", None, {"default_route": None})
+        if h is None:
             changes.append(
                 Create(
                     entity=w.entity,
