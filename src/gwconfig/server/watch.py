@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 Callback = Callable[[ConfigGeneration | None], None]
 #: bounds of the reconnect back-off after a lost connection (seconds)
 _BACKOFF = (0.05, 2.0)
+#: how long the LISTEN loop waits for a notification before looking at the stop flag
+_NOTIFY_WAIT = 0.25
 
 
 def _engine(source: Any) -> Engine:
@@ -89,7 +91,7 @@ class GenerationWatcher:
         return self
 
     def stop(self) -> None:
-        """Stop the thread (it ends within one check interval, or a second on PostgreSQL);
+        """Stop the thread (it ends within one check interval, or 0.25 s on PostgreSQL);
         pending :meth:`wait_for_change` calls return at once."""
         self._stop.set()
         with self._lock:  # pending wait_for_change calls return now
@@ -209,7 +211,7 @@ class GenerationWatcher:
         self._seen(_pg_read(conn))  # after LISTEN: nothing committed since can be missed
         recheck = time.monotonic() + self.recheck_seconds
         while not self._stop.is_set():
-            for notify in conn.notifies(timeout=1.0, stop_after=1):
+            for notify in conn.notifies(timeout=_NOTIFY_WAIT, stop_after=1):
                 got = ConfigGeneration.parse(notify.payload)
                 current = self._current
                 if got is None:
