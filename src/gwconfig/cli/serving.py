@@ -58,7 +58,8 @@ def serve_cmd(
     graceful_timeout: int,
     database_url: str | None,
 ) -> None:
-    """Serve the gateway API (FastAPI + uvicorn): /api/v1, /docs, /healthz, /readyz."""
+    """Serve the gateway (FastAPI + uvicorn): the OpenAI-compatible /v1, the REST API under
+    /api/v1, /docs, /metrics, /healthz and /readyz."""
     import os
     import tempfile
 
