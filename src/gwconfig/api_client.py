@@ -13,6 +13,7 @@ Other endpoints are reachable with :meth:`LLMGatewayClient.send` and a
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable
 from typing import Any, Generic, TypeVar
 
@@ -99,17 +100,20 @@ def _listed(out: Any) -> list[dict[str, Any]]:
     return list(out) if isinstance(out, list) else []
 
 
-class _Api(_Base, Generic[R, L]):
+class _Api(_Base, Generic[R, L], ABC):
     """The API's methods, once: each builds its :class:`Call`; the subclass sends it."""
 
+    @abstractmethod
     def _one(self, call: Call) -> R:
-        raise NotImplementedError
+        """Send ``call`` and return the one resource it answers."""
 
+    @abstractmethod
     def _list(self, call: Call) -> L:
-        raise NotImplementedError
+        """Send ``call`` and return the list it answers."""
 
+    @abstractmethod
     def _pages(self, call: Call | None) -> L:
-        raise NotImplementedError
+        """Send ``call`` and follow its ``next`` links; every item of every page."""
 
     def get_providers(self, *, tag: str | None = None, page_size: int = DEFAULT_PAGE_SIZE) -> L:
         """Every provider (without children), following the pages; only ``tag``'s if given."""
