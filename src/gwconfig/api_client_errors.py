@@ -8,6 +8,7 @@ these errors (a connection failure names the URL without credentials).
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
 import httpx
@@ -91,12 +92,10 @@ def error_for(response: httpx.Response) -> ApiError:
     """The :class:`ApiError` of an error response (its problem document, or a stand-in)."""
     status = response.status_code
     problem: dict[str, Any] = {}
-    try:
+    with suppress(ValueError):  # not JSON: a stand-in problem below
         body = response.json()
         if isinstance(body, dict):
             problem = body
-    except ValueError:
-        pass
     if not problem:
         problem = {"title": response.reason_phrase or "Error", "status": status}
     cls = _BY_STATUS.get(status) or (ServerError if status >= 500 else ApiError)
