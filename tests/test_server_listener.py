@@ -163,6 +163,8 @@ def test_slow_request_heads_are_closed_and_the_bound_answers_503(
         with httpx.Client(timeout=BOUND) as client:
             refused = client.get(f"http://127.0.0.1:{server.port}/healthz")
         assert refused.status_code == 503 and refused.headers["connection"] == "close"
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["status"] == 503 and refused.headers["retry-after"] == "1"
         # half a request head, then nothing: closed after the deadline, over the bound or not
         with socket.create_connection(address, timeout=BOUND) as slow:
             slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")

@@ -5,9 +5,11 @@ connections and trickles a few bytes of a head now and then (slowloris) holds th
 :class:`HeadTimeoutProtocol` is uvicorn's httptools protocol with one more timer: a connection
 whose request head is not complete ``header_timeout`` seconds after it opened, or after the
 answer to its previous request, is closed (idle keep-alive connections still close after
-uvicorn's shorter keep-alive timeout). :class:`ListenerConfig` carries that setting, and maps
-``max_connections`` to uvicorn's ``limit_concurrency``: a request on a connection past the
-bound, or past as many requests in progress, is answered 503 and its connection closed.
+uvicorn's shorter keep-alive timeout). It also bounds the connections of a worker: a request on
+a connection past ``max_connections``, or past as many requests in progress, is answered with a
+503 problem document and its connection closed (uvicorn's own ``limit_concurrency`` counts the
+same way, but answers in plain text and one connection early). :class:`ListenerConfig` carries
+both settings.
 
 The configuration is built in the ``serve`` process and sent, pickled, to each worker.
 """
@@ -19,8 +21,10 @@ import logging
 from typing import Any
 
 import uvicorn
+from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from gwconfig.server.problems import ProblemError, problem_response
 from gwconfig.server.state import DEFAULT_HEADER_TIMEOUT, ServeSettings
 
 log = logging.getLogger("uvicorn.error")
@@ -32,15 +36,20 @@ class ListenerConfig(uvicorn.Config):
     """uvicorn's configuration with the listener settings of :class:`ServeSettings`."""
 
     def __init__(self, app: Any, settings: ServeSettings, **kwargs: Any) -> None:
-        # uvicorn answers 503 once the open connections (this one included) reach
-        # ``limit_concurrency``: one more than the connections allowed
-        super().__init__(
-            app,
-            http=HeadTimeoutProtocol,
-            limit_concurrency=settings.max_connections + 1,
-            **kwargs,
-        )
+        super().__init__(app, http=HeadTimeoutProtocol, **kwargs)
         self.header_timeout = settings.header_timeout_seconds
+        self.max_connections: int | None = settings.max_connections
+
+
+async def _over_the_bound(scope: Scope, receive: Receive, send: Send) -> None:
+    """The answer to a request past the worker's connection bound."""
+    problem = ProblemError(
+        503,
+        "Service Unavailable",
+        "this worker has as many connections open as it takes: try again",
+        headers={"Connection": "close", "Retry-After": "1"},
+    )
+    await problem_response(problem, scope.get("path"))(scope, receive, send)
 
 
 class HeadTimeoutProtocol(HttpToolsProtocol):
@@ -49,6 +58,7 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
     def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
         self.header_timeout: float = getattr(config, "header_timeout", DEFAULT_HEADER_TIMEOUT)
+        self.max_connections: int | None = getattr(config, "max_connections", None)
         self._head_timer: asyncio.TimerHandle | None = None
 
     def _arm_head_timer(self) -> None:
@@ -73,9 +83,19 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
         self._arm_head_timer()
 
     def on_headers_complete(self) -> None:
-        """The head arrived in time: the request runs without a deadline of ours."""
+        """The head arrived in time: the request runs without a deadline of ours (or gets 503
+        past the connection bound: this connection is among the open ones)."""
         self._disarm_head_timer()
-        super().on_headers_complete()
+        bound = self.max_connections
+        if bound is None or (len(self.connections) <= bound and len(self.tasks) < bound):
+            super().on_headers_complete()
+            return
+        log.warning("a request past the bound of %d connections was answered 503", bound)
+        app, self.app = self.app, _over_the_bound
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app = app
 
     def on_response_complete(self) -> None:
         """Start the head deadline of the next request (unless it is already read, pipelined)."""
