@@ -4,6 +4,7 @@ operation that takes a body is taken from the server's own OpenAPI document."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import httpx
 import pytest
 
 from gwconfig.db.session import open_database
+from gwconfig.errors import DatabaseError
 from gwconfig.server.state import ServeSettings
 from serve_helpers import ServedApp, make_token, serve_app
 
@@ -149,3 +151,21 @@ def test_public_docs_reaches_the_workers() -> None:
             for name, text in env.items():
                 patch.setenv(name, text)
             assert ServeSettings.from_env().public_docs is value
+
+
+def test_a_token_store_that_fails_is_503_not_500(
+    url: str, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    canary = "canary-" + os.urandom(6).hex()
+
+    def failing_lookup(*_args: Any) -> None:
+        raise DatabaseError(f"SELECT * FROM api_tokens WHERE token_hash = '{canary}'")
+
+    settings = ServeSettings(database_url=url, token_cache_seconds=0)
+    with serve_app(settings) as server, server.client(tokens["read"]) as client:
+        monkeypatch.setattr("gwconfig.server.auth.find_token", failing_lookup)
+        for response in (client.get("/api/v1/providers"), client.get("/openapi.json")):
+            assert response.status_code == 503, response.text
+            assert response.headers["content-type"] == "application/problem+json"
+            assert response.json()["detail"] == "the gateway database is unavailable"
+            assert canary not in response.text and "SELECT" not in response.text
