@@ -11,12 +11,12 @@ killed, or retired), marks that worker's files dead.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import uvicorn
-from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from gwconfig.server.connections import ListenerConfig
@@ -24,6 +24,9 @@ from gwconfig.server.metrics import process_exited
 from gwconfig.server.state import ServeSettings
 
 __all__ = ["WorkerSupervisor", "run"]
+
+#: uvicorn's exit status when the server never started
+STARTUP_FAILURE = 3
 
 
 class WorkerSupervisor(Multiprocess):
@@ -35,7 +38,11 @@ class WorkerSupervisor(Multiprocess):
         sockets: list[Any],
         on_exit: Callable[[int], None] = process_exited,
     ) -> None:
-        super().__init__(config, sockets)
+        if "target" in inspect.signature(Multiprocess.__init__).parameters:  # uvicorn < 0.52
+            init: Any = super().__init__
+            init(config, target=uvicorn.Server(config).run, sockets=sockets)
+        else:
+            super().__init__(config, sockets)
         self.on_exit = on_exit
 
     def _forgetting_exits(self, step: Callable[[], None]) -> None:
