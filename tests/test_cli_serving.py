@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 import httpx
@@ -21,6 +22,8 @@ from conftest import REPO, run_gwconfig
 from gwconfig.cli import cli
 from gwconfig.cli.serving import serve_cmd
 from gwconfig.db.session import open_database
+from gwconfig.errors import ConfigurationError
+from gwconfig.server.state import ServeSettings
 from serve_helpers import free_port
 
 TOKEN_LINE = re.compile(r"gwc_[A-Za-z0-9_-]{43}\n")
@@ -123,6 +126,23 @@ def test_serve_help_and_the_guide_list_the_same_options_and_defaults() -> None:
         else:
             expected = str(default)
         assert table[max(param.opts, key=len)] == expected, param.opts
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--header-timeout", "0"), ("--header-timeout", "601"), ("--max-connections", "0")],
+)
+def test_listener_options_out_of_range_are_refused(option: str, value: str) -> None:
+    shown = CliRunner().invoke(cli, ["serve", option, value])
+    assert shown.exit_code == 2 and option in shown.output and "Traceback" not in shown.output
+
+
+@pytest.mark.parametrize(
+    "fields", [{"header_timeout_seconds": 0}, {"max_connections": 0}, {"max_connections": 10**6}]
+)
+def test_listener_settings_out_of_range_are_configuration_errors(fields: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        ServeSettings(**fields)
 
 
 def start_serve(*args: str) -> subprocess.Popen[str]:
