@@ -11,12 +11,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import click
 import httpx
 import pytest
+from click.testing import CliRunner
 
-from conftest import run_gwconfig
+from conftest import REPO, run_gwconfig
+from gwconfig.cli import cli
+from gwconfig.cli.serving import serve_cmd
 from gwconfig.db.session import open_database
+from gwconfig.errors import ConfigurationError
+from gwconfig.server.state import ServeSettings
 from serve_helpers import free_port
 
 TOKEN_LINE = re.compile(r"gwc_[A-Za-z0-9_-]{43}\n")
@@ -90,6 +97,52 @@ def test_serve_refuses_a_database_not_at_head_with_the_cli_message(
     assert "has no gwconfig schema" in served.stderr
     assert "gwconfig db upgrade" in served.stderr
     assert served.stderr == other.stderr
+
+
+def guide_options() -> dict[str, str]:
+    """Option -> default of the options table in docs/serving.md ("Running the server")."""
+    text = (REPO / "docs" / "serving.md").read_text()
+    section = text.split("## Running the server", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(--[a-z-]+)[^`]*` \| ([^|]+) \|", section, re.MULTILINE)
+    return {name: default.strip().strip("`") for name, default in rows}
+
+
+def test_serve_help_and_the_guide_list_the_same_options_and_defaults() -> None:
+    shown = CliRunner().invoke(cli, ["serve", "--help"], terminal_width=200)
+    assert shown.exit_code == 0, shown.output
+    in_help = set(re.findall(r"^  (--[a-z-]+)", shown.output, re.MULTILINE)) - {"--help"}
+    table = guide_options()
+    assert set(table) == in_help
+    context = click.Context(serve_cmd)
+    for param in serve_cmd.params:
+        assert isinstance(param, click.Option)
+        if param.name == "database_url":  # "as every command"
+            continue
+        default = param.get_default(context)
+        if isinstance(default, bool):
+            expected = "on" if default else "off"
+        elif isinstance(default, float):
+            expected = f"{default:g}"
+        else:
+            expected = str(default)
+        assert table[max(param.opts, key=len)] == expected, param.opts
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--header-timeout", "0"), ("--header-timeout", "601"), ("--max-connections", "0")],
+)
+def test_listener_options_out_of_range_are_refused(option: str, value: str) -> None:
+    shown = CliRunner().invoke(cli, ["serve", option, value])
+    assert shown.exit_code == 2 and option in shown.output and "Traceback" not in shown.output
+
+
+@pytest.mark.parametrize(
+    "fields", [{"header_timeout_seconds": 0}, {"max_connections": 0}, {"max_connections": 10**6}]
+)
+def test_listener_settings_out_of_range_are_configuration_errors(fields: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        ServeSettings(**fields)
 
 
 def start_serve(*args: str) -> subprocess.Popen[str]:

@@ -253,7 +253,8 @@ def test_auth_and_read_only(gw_url: str) -> None:
         with LLMGatewayClient(app.base_url) as client, pytest.raises(Unauthorized):
             client.get_providers()
     with serve_app(ServeSettings(database_url=gw_url, read_only=True)) as app:
-        spec = httpx.get(f"{app.base_url}/openapi.json").json()
+        with app.client(reader) as http:
+            spec = http.get("/openapi.json").json()
         writes = [
             (method, path)
             for path, ops in spec["paths"].items()

@@ -50,7 +50,7 @@ def test_no_500_and_responses_match_the_schema(served: ServedApp, db_url: str) -
                   "models": [{"model_id": "a/b:c"}], "api_key": {"key_value": "sk-x-123"}},
         )  # fmt: skip
         assert created.status_code == 201, created.text
-    schema = schemathesis.openapi.from_url(f"{served.base_url}/openapi.json")
+    schema = schemathesis.openapi.from_url(f"{served.base_url}/openapi.json", headers=headers)
     schema = schema.include(path_regex=r"^/api/v1/(providers|revisions)")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 20

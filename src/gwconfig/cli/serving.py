@@ -10,6 +10,9 @@ from gwconfig.cli import database_url_option, format_option
 MAX_WORKERS = 64
 #: the longest ``--graceful-timeout`` (seconds)
 MAX_GRACEFUL_SECONDS = 600
+#: the longest ``--header-timeout`` (seconds) and the largest ``--max-connections``
+MAX_HEADER_SECONDS = 600.0
+MAX_CONNECTIONS = 100_000
 
 
 @click.command("serve")
@@ -47,6 +50,28 @@ MAX_GRACEFUL_SECONDS = 600
     help="On SIGTERM, wait this long for requests in flight (held long-polls included), "
     "then cancel them.",
 )
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(0, MAX_HEADER_SECONDS, min_open=True),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Close a connection whose request head is not complete this long after it opened "
+    "(or after its previous answer).",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1, MAX_CONNECTIONS),
+    default=1000,
+    show_default=True,
+    metavar="N",
+    help="Open connections per worker; a request past them gets 503 and its connection closes.",
+)
+@click.option(
+    "--public-docs",
+    is_flag=True,
+    help="Serve /docs, /redoc and /openapi.json without a token (by default any valid token).",
+)
 @database_url_option
 def serve_cmd(
     host: str,
@@ -56,14 +81,15 @@ def serve_cmd(
     max_body_bytes: int,
     access_log: bool,
     graceful_timeout: int,
+    header_timeout: float,
+    max_connections: int,
+    public_docs: bool,
     database_url: str | None,
 ) -> None:
     """Serve the gateway (FastAPI + uvicorn): the OpenAI-compatible /v1, the REST API under
     /api/v1, /docs, /metrics, /healthz and /readyz."""
     import os
     import tempfile
-
-    import uvicorn
 
     from gwconfig import settings as gw_settings
     from gwconfig.server.state import (
@@ -77,6 +103,9 @@ def serve_cmd(
         database_url=gw_settings.database_url(database_url),
         read_only=read_only,
         max_body_bytes=max_body_bytes,
+        public_docs=public_docs,
+        header_timeout_seconds=header_timeout,
+        max_connections=max_connections,
     )
     os.environ[ENV_ACCESS_LOG] = "1" if access_log else "0"
     os.environ[ENV_WORKERS] = str(workers)
@@ -85,6 +114,13 @@ def serve_cmd(
         f"serving {gw_settings.mask_url(settings.database_url)} on http://{host}:{port} "
         f"({workers} worker{'s' if workers != 1 else ''}{', read-only' if read_only else ''})"
     )
+    from gwconfig.server import workers as serving
+
+    def run(app: object) -> None:
+        serving.run(
+            app, settings, host=host, port=port, workers=workers, graceful_timeout=graceful_timeout
+        )
+
     if workers == 1:
         from gwconfig.server.app import create_app
 
@@ -92,14 +128,7 @@ def serve_cmd(
         # with the CLI's message
         app = create_app(settings)
         click.echo(banner, err=True)
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            log_level="info",
-            access_log=False,
-            timeout_graceful_shutdown=graceful_timeout,
-        )
+        run(app)
         return
     # the supervisor only checks the schema (same message) and stays small: the workers
     # import and build the app themselves
@@ -111,16 +140,7 @@ def serve_cmd(
     # the workers add up their metrics in a private directory, removed when serve stops
     with tempfile.TemporaryDirectory(prefix="gwconfig-metrics-") as metrics_dir:
         os.environ[ENV_METRICS_DIR] = metrics_dir
-        uvicorn.run(
-            "gwconfig.server.app:app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level="info",
-            access_log=False,
-            timeout_graceful_shutdown=graceful_timeout,
-        )
+        run("gwconfig.server.app:app_from_env")
 
 
 @click.group("tokens")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -22,6 +23,7 @@ from starlette.requests import Request
 from gwconfig.errors import GwconfigError
 from gwconfig.server import config_api, openai_api, problems, rest, session_api
 from gwconfig.server.auth import TokenAuthenticator
+from gwconfig.server.auth_gate import AuthenticateFirst
 from gwconfig.server.provider_cache import TrackWrites
 from gwconfig.server.state import ServerState, ServeSettings, server_state
 from gwconfig.server.watch import stop_shared_watchers
@@ -50,10 +52,11 @@ async def healthz() -> dict[str, str]:
     responses={503: {"description": "the database is unreachable"}},
 )
 def readyz(request: Request) -> Response:
-    """``{"status": "ready", "revision": N, "revision_served": M, "generation": G}`` (N: newest
-    revision, null before any apply; M: the revision this process routes LLM requests with;
-    G: the configuration generation ``GET /api/v1/config`` serves, null before its first
-    request); 503 with ``{"status": "unavailable", ...}`` when the database does not answer, or
+    """``{"status": "ready", "revision": N, "revision_served": M, "generation": G, "pid": P}``
+    (N: newest revision, null before any apply; M: the revision this process routes LLM
+    requests with; G: the configuration generation ``GET /api/v1/config`` serves, null before
+    its first request; P: this worker's process id, the ``pid`` label of its metrics); 503
+    with ``{"status": "unavailable", ...}`` when the database does not answer, or
     ``{"status": "starting", ...}`` before the LLM configuration is loaded."""
     state = server_state(request)
     try:
@@ -78,6 +81,7 @@ def readyz(request: Request) -> Response:
             "revision": revision,
             "revision_served": revision_served,
             "generation": generation,
+            "pid": os.getpid(),
         }
     )
 
@@ -139,6 +143,17 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.state.gw = state
     problems.install(app)
     app.add_middleware(TrackWrites, cache=state.provider_cache)
+    app.add_middleware(
+        AuthenticateFirst,
+        tokens=tokens,
+        docs_paths=(
+            app.docs_url,
+            app.redoc_url,
+            app.openapi_url,
+            app.swagger_ui_oauth2_redirect_url,
+        ),
+        public_docs=settings.public_docs,
+    )
     app.add_middleware(problems.ErrorsAndLimits, max_body_bytes=settings.max_body_bytes)
     app.include_router(health)
     for router, prefix in ROUTERS:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 ENV_READ_ONLY = "GWCONFIG_SERVE_READ_ONLY"
 ENV_MAX_BODY = "GWCONFIG_SERVE_MAX_BODY_BYTES"
 ENV_TOKEN_CACHE = "GWCONFIG_SERVE_TOKEN_CACHE_SECONDS"
+ENV_PUBLIC_DOCS = "GWCONFIG_SERVE_PUBLIC_DOCS"
 #: how many worker processes share the per-token request limits
 ENV_WORKERS = "GWCONFIG_SERVE_WORKERS"
 #: "0" turns the JSON access log off
@@ -32,6 +33,12 @@ ENV_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 #: the largest body limit one may set (64 MiB)
 MAX_BODY_LIMIT = 64 * 1024 * 1024
+#: how long a connection may take to send a request head (seconds), and the most one may set
+DEFAULT_HEADER_TIMEOUT = 10.0
+MAX_HEADER_TIMEOUT = 600.0
+#: open connections per worker, and the most one may set
+DEFAULT_MAX_CONNECTIONS = 1000
+MAX_CONNECTIONS_LIMIT = 100_000
 
 
 @dataclass(frozen=True)
@@ -46,19 +53,39 @@ class ServeSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     #: how long a token lookup is reused (the delay before a revocation takes effect)
     token_cache_seconds: float = 1.0
+    #: ``/docs``, ``/redoc`` and ``/openapi.json`` answer without a token
+    public_docs: bool = False
+    #: a connection whose request head is not complete this many seconds after it opened (or
+    #: after its previous answer) is closed; the listener's setting, not the app's
+    header_timeout_seconds: float = DEFAULT_HEADER_TIMEOUT
+    #: open connections per worker; past them requests get 503 (the listener's setting)
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_body_bytes <= MAX_BODY_LIMIT:
             raise ConfigurationError(f"the request body limit must be 1 to {MAX_BODY_LIMIT} bytes")
         if not 0 <= self.token_cache_seconds <= 60:
             raise ConfigurationError("the token cache must be 0 to 60 seconds")
+        if not 0 < self.header_timeout_seconds <= MAX_HEADER_TIMEOUT:
+            raise ConfigurationError(
+                f"the header timeout must be over 0 and at most {MAX_HEADER_TIMEOUT:g} seconds"
+            )
+        if not 1 <= self.max_connections <= MAX_CONNECTIONS_LIMIT:
+            raise ConfigurationError(
+                f"the connection limit must be 1 to {MAX_CONNECTIONS_LIMIT} per worker"
+            )
 
     def to_env(self) -> dict[str, str]:
-        """The environment variables :meth:`from_env` reads back (for worker processes)."""
+        """The environment variables :meth:`from_env` reads back (for worker processes).
+
+        The listener's settings (header timeout, connection limit) are not among them: they
+        reach the workers in uvicorn's configuration (see ``gwconfig.server.workers``).
+        """
         env = {
             ENV_READ_ONLY: "1" if self.read_only else "0",
             ENV_MAX_BODY: str(self.max_body_bytes),
             ENV_TOKEN_CACHE: str(self.token_cache_seconds),
+            ENV_PUBLIC_DOCS: "1" if self.public_docs else "0",
         }
         if self.database_url is not None:
             env["GWCONFIG_DATABASE_URL"] = self.database_url
@@ -73,6 +100,7 @@ class ServeSettings:
                 read_only=os.environ.get(ENV_READ_ONLY, "0") in ("1", "true", "yes"),
                 max_body_bytes=int(os.environ.get(ENV_MAX_BODY, DEFAULT_MAX_BODY_BYTES)),
                 token_cache_seconds=float(os.environ.get(ENV_TOKEN_CACHE, "1.0")),
+                public_docs=os.environ.get(ENV_PUBLIC_DOCS, "0") in ("1", "true", "yes"),
             )
         except ValueError:
             raise ConfigurationError(
