@@ -120,6 +120,7 @@ def _plan_and_apply(request: ApplyRequest) -> tuple[Plan, ApplyResult]:
     from gwconfig.db.lock import locked
     from gwconfig.db.session import translate_errors
     from gwconfig.reconcile.apply import check_base, execute_plan
+    from gwconfig.reconcile.bindings import record_extras
     from gwconfig.reconcile.state import read_state
 
     r, w = request, request.write
@@ -170,6 +171,8 @@ def _plan_and_apply(request: ApplyRequest) -> tuple[Plan, ApplyResult]:
                 keys, desired, plan = plan_on(conn, state)
                 done = _settle(plan, state, saved, review, max_deletes)
                 if done is not None:
+                    if not plan.effective_changes:  # origins and the egress policy still count
+                        record_extras(conn, plan.desired, state)
                     return plan, done
             result = execute_plan(
                 conn,

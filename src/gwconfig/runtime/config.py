@@ -64,7 +64,9 @@ class ApiKey:
     Keys are opened lazily so that loading thousands of providers costs no decryption up front.
     """
 
-    __slots__ = ("_done", "_error", "_opener", "_value", "environment", "expires_at", "name")
+    __slots__ = (
+        "_done", "_error", "_opener", "_value", "environment", "expires_at", "name", "origin",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -75,8 +77,12 @@ class ApiKey:
         error: str | None = None,
         *,
         opener: Callable[[], str] | None = None,
+        origin: str | None = None,
     ) -> None:
         self.name = name
+        #: the origin the key is bound to (None: the provider's current one); see
+        #: :mod:`gwconfig.secrets.origin`
+        self.origin = origin
         self.environment = environment
         self.expires_at = expires_at  # POSIX timestamp
         self._value = value
@@ -116,13 +122,12 @@ class ApiKey:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ApiKey):
             return NotImplemented
-        return (self.name, self.environment, self.expires_at, self.value, self.error) == (
-            other.name,
-            other.environment,
-            other.expires_at,
-            other.value,
+        return (
+            self.name, self.environment, self.expires_at, self.origin, self.value, self.error,
+        ) == (
+            other.name, other.environment, other.expires_at, other.origin, other.value,
             other.error,
-        )
+        )  # fmt: skip
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -151,6 +156,9 @@ class ProviderConfig:
     key_environments: tuple[str, ...] = ()
     #: every secret of the provider, for scrubbing provider output (see gwconfig.runtime.scrub)
     secrets: Secrets = field(default=NO_SECRETS, compare=False, repr=False)
+    #: why sensitive parameters were held back: bound to another origin than the provider's
+    #: current one (the provider is then not called; see :mod:`gwconfig.secrets.origin`)
+    origin_errors: tuple[str, ...] = ()
 
     def api_key(self, now: float) -> ApiKey | None:
         """The best usable key at ``now`` (never an expired one), or None."""
