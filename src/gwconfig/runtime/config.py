@@ -122,12 +122,13 @@ class ApiKey:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ApiKey):
             return NotImplemented
-        return (
-            self.name, self.environment, self.expires_at, self.origin, self.value, self.error,
-        ) == (
-            other.name, other.environment, other.expires_at, other.origin, other.value,
+        return (self.name, self.environment, self.expires_at, self.value, self.error) == (
+            other.name,
+            other.environment,
+            other.expires_at,
+            other.value,
             other.error,
-        )  # fmt: skip
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
