@@ -13,7 +13,7 @@ origin the provider had. ``providers.key_origin`` is the origin apply or an ``ad
 bound the provider's secrets to: what a ``write`` token's new secret is bound to (NULL: the
 current origin). ``gateway_settings`` holds settings of the ``Gateway`` manifest that are
 not routes, one JSON value per name (``egress``: the egress policy), written by apply.
-Downgrading drops both.
+Downgrading drops them (on SQLite it needs SQLite 3.35 or newer, for DROP COLUMN).
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ def upgrade() -> None:
     for table in _TABLES:
         with op.batch_alter_table(table) as batch:
             batch.add_column(sa.Column("origin", sa.String(300), nullable=True))
-    with op.batch_alter_table("providers") as batch:
-        batch.add_column(sa.Column("key_origin", sa.String(300), nullable=True))
+    # not in batch mode: SQLite would copy ``providers`` and drop the old table, and the drop
+    # would cascade to every child row; ADD/DROP COLUMN alter it in place on every engine
+    op.add_column("providers", sa.Column("key_origin", sa.String(300), nullable=True))
     op.create_table(
         "gateway_settings",
         sa.Column("name", sa.String(64), nullable=False),
@@ -47,8 +48,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Drop ``gateway_settings`` and the ``origin`` columns."""
     op.drop_table("gateway_settings")
-    with op.batch_alter_table("providers") as batch:
-        batch.drop_column("key_origin")
+    op.drop_column("providers", "key_origin")
     for table in _TABLES:
         with op.batch_alter_table(table) as batch:
             batch.drop_column("origin")
