@@ -15,7 +15,6 @@ from gwconfig.db.session import open_database
 from gwconfig.entities import SecretScope
 from gwconfig.errors import ValidationFailed
 from gwconfig.reconcile.state import read_state
-from gwconfig.runtime.routing import origin_refusal
 from gwconfig.runtime.sources import ConfigLoader
 from gwconfig.secrets.keys import load_encryption_keys
 from gwconfig.seed.service import ProviderService
@@ -85,7 +84,7 @@ def test_apply_binds_the_seed_service_keeps_an_admin_rebinds(applied: tuple[str,
     assert origins(url) == {KEY: A, PARAM: A}
     assert key_origin(url) == A
     unbind(url)  # NULL: bound to the current origin until something binds it
-    assert origin_refusal(served_provider(url), served_provider(url).api_keys[0]) is None
+    assert served_provider(url).origin_errors == ()
     db = open_database(url)
     try:
         with db.session() as session:
@@ -103,15 +102,18 @@ def test_apply_binds_the_seed_service_keeps_an_admin_rebinds(applied: tuple[str,
         org2 = SecretScope("openai", "param", "org2", "default")
         assert origins(url) == {KEY: A, PARAM: A, k2: A, org2: A}
         pc = served_provider(url)
-        why = origin_refusal(pc, pc.api_keys[0])
-        assert why is not None and "provider 'openai'" in why and A in why and B in why
-        assert pc.origin_errors and "connection parameter" in pc.origin_errors[0]
-        assert "project" not in pc.params and "org2" not in pc.params
+        assert pc.api_keys == () and "project" not in pc.params and "org2" not in pc.params
+        assert len(pc.origin_errors) == 4
+        why = next(e for e in pc.origin_errors if "API key 'default@default'" in e)
+        assert "provider 'openai'" in why and A in why and B in why
+        assert any("connection parameter 'project@default'" in e for e in pc.origin_errors)
         with db.session() as session:  # an admin writes the key for the new origin
             admin = service(url, session, rebind_secrets=True)
             admin.delete_api_key("openai", "default", "default")
             admin.create_api_key({"provider_id": "openai", "key_value": "sk-new"})
         assert origins(url)[KEY] == B and key_origin(url) == B
+        pc = served_provider(url)
+        assert [k.name for k in pc.api_keys] == ["default"] and len(pc.origin_errors) == 3
     finally:
         db.dispose()
 
@@ -133,7 +135,7 @@ def test_apply_rebinds_after_an_api_base_change_from_outside(applied: tuple[str,
     apply(write_manifests(root, provider_doc(connection=connection), gateway_doc()), url)
     assert origins(url) == {KEY: B, PARAM: B} and key_origin(url) == B
     pc = served_provider(url)
-    assert origin_refusal(pc, pc.api_keys[0]) is None and pc.params["project"]
+    assert pc.origin_errors == () and pc.api_keys and pc.params["project"]
 
 
 def _alembic(url: str, step: str, revision: str) -> None:
@@ -169,7 +171,7 @@ def test_0008_upgrade_leaves_rows_unbound_until_the_next_apply(applied: tuple[st
     _alembic(url, "upgrade", "head")
     assert origins(url) == {KEY: None, PARAM: None} and key_origin(url) is None
     pc = served_provider(url)  # NULL: the current origin
-    assert origin_refusal(pc, pc.api_keys[0]) is None and pc.params["project"]
+    assert pc.origin_errors == () and pc.api_keys and pc.params["project"]
     apply(root, url)  # no change to make: the bindings are recorded all the same
     assert origins(url) == {KEY: A, PARAM: A} and key_origin(url) == A
     db = open_database(url)

@@ -48,6 +48,13 @@ def gateway(
         yield served
 
 
+def served_provider(gateway: Gateway) -> Any:
+    """The provider ``up`` as the server serves it now."""
+    runtime = gateway.served.state.runtime
+    assert runtime is not None
+    return runtime.client.config.providers["up"]
+
+
 def served_when(gateway: Gateway, ready: Callable[[Any], bool]) -> None:
     """Wait (bounded) until the configuration the server serves satisfies ``ready``."""
     runtime = gateway.served.state.runtime
@@ -64,9 +71,14 @@ def served_when(gateway: Gateway, ready: Callable[[Any], bool]) -> None:
         changed.wait(remaining)
 
 
-def key_origin(origin: str | None) -> Callable[[Any], bool]:
-    """The served provider's key is bound to ``origin``."""
-    return lambda pc: bool(pc.api_keys) and pc.api_keys[0].origin == origin
+def sendable(pc: Any) -> bool:
+    """The served provider has its key, and no secret bound to another origin."""
+    return bool(pc.api_keys) and not pc.origin_errors
+
+
+def held_back(pc: Any) -> bool:
+    """The served provider holds a secret bound to another origin."""
+    return bool(pc.origin_errors)
 
 
 def move(gateway: Gateway, token: str, api_base: str) -> httpx.Response:
@@ -95,6 +107,7 @@ def refused(gateway: Gateway, first: FakeLLMServer, second: FakeLLMServer) -> No
     message = error["message"]
     assert "provider 'up'" in message
     assert origin_of(first.base_url) in message and origin_of(second.base_url) in message
+    assert "not called" in message and "written again" in message
     assert os.environ["UP_KEY"] not in message
     assert second.requests == []
 
@@ -111,19 +124,18 @@ def answered_by(gateway: Gateway, upstream: FakeLLMServer) -> None:
 def test_a_write_token_moves_api_base_but_not_the_key_an_admin_rebinds_it(
     gateway: Gateway, module_server: FakeLLMServer, second: FakeLLMServer
 ) -> None:
-    first_origin = origin_of(module_server.base_url)
-    served_when(gateway, key_origin(first_origin))  # apply bound it to the manifest's origin
     writer = make_token(gateway.url, "write")
     assert move(gateway, writer, second.base_url + "/v1").status_code == 200
-    served_when(gateway, lambda pc: pc.api_base == second.base_url + "/v1")
+    served_when(gateway, lambda pc: pc.api_base == second.base_url + "/v1" and held_back(pc))
     refused(gateway, module_server, second)
     # the same value written again by a write token stays bound to the first origin
+    before = served_provider(gateway)
     rewrite_key(gateway, writer)
-    served_when(gateway, key_origin(first_origin))
+    served_when(gateway, lambda pc: pc is not before and held_back(pc))  # after the POST
     refused(gateway, module_server, second)
     # an admin writes the key for the new origin
     rewrite_key(gateway, make_token(gateway.url, "admin"))
-    served_when(gateway, key_origin(origin_of(second.base_url)))
+    served_when(gateway, sendable)
     answered_by(gateway, second)
     assert module_server.requests == []
 
@@ -133,11 +145,11 @@ def test_apply_from_manifests_binds_the_key_to_the_manifest_origin(
 ) -> None:
     writer = make_token(gateway.url, "write")
     assert move(gateway, writer, second.base_url + "/v1").status_code == 200
-    served_when(gateway, lambda pc: pc.api_base == second.base_url + "/v1")
+    served_when(gateway, lambda pc: pc.api_base == second.base_url + "/v1" and held_back(pc))
     refused(gateway, module_server, second)
     # the manifests now say the same: the plan has no change, apply binds the key all the same
     apply(write_manifests(gateway.root, *manifests(second)), gateway.url)
-    served_when(gateway, key_origin(origin_of(second.base_url)))
+    served_when(gateway, sendable)
     answered_by(gateway, second)
 
 

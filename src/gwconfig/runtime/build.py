@@ -78,13 +78,17 @@ def build_provider(
     for k in keys:
         expires = parse_timestamp(k.get("expires_at"))
         scope = (pid, k["name"], k["environment"])
+        origin = bound.get(SecretScope(pid, "key", *scope[1:]))
+        if origin is not None and origin != here:  # never opened: never sent
+            what = f"API key '{k['name']}@{k['environment']}'"
+            origin_errors.append(mismatch_message(pid, what, origin, here))
+            continue
         api_keys.append(
             ApiKey(
                 k["name"],
                 k["environment"],
                 expires_at=expires.timestamp() if expires else None,
                 opener=partial(resolver, k["value"], scope),
-                origin=bound.get(SecretScope(pid, "key", k["name"], k["environment"])),
             )
         )
     params: dict[str, Any] = {}
@@ -97,7 +101,7 @@ def build_provider(
         name = cp["name"]
         if cp.get("sensitive"):
             origin = bound.get(SecretScope(pid, "param", name, cp["environment"]))
-            if origin is not None and origin != here:  # never resolved: never sent
+            if origin is not None and origin != here:
                 what = f"connection parameter '{name}@{cp['environment']}'"
                 origin_errors.append(mismatch_message(pid, what, origin, here))
                 params.pop(name, None)

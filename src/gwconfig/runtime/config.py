@@ -64,9 +64,7 @@ class ApiKey:
     Keys are opened lazily so that loading thousands of providers costs no decryption up front.
     """
 
-    __slots__ = (
-        "_done", "_error", "_opener", "_value", "environment", "expires_at", "name", "origin",
-    )  # fmt: skip
+    __slots__ = ("_done", "_error", "_opener", "_value", "environment", "expires_at", "name")
 
     def __init__(
         self,
@@ -77,12 +75,8 @@ class ApiKey:
         error: str | None = None,
         *,
         opener: Callable[[], str] | None = None,
-        origin: str | None = None,
     ) -> None:
         self.name = name
-        #: the origin the key is bound to (None: the provider's current one); see
-        #: :mod:`gwconfig.secrets.origin`
-        self.origin = origin
         self.environment = environment
         self.expires_at = expires_at  # POSIX timestamp
         self._value = value
@@ -157,8 +151,7 @@ class ProviderConfig:
     key_environments: tuple[str, ...] = ()
     #: every secret of the provider, for scrubbing provider output (see gwconfig.runtime.scrub)
     secrets: Secrets = field(default=NO_SECRETS, compare=False, repr=False)
-    #: why sensitive parameters were held back: bound to another origin than the provider's
-    #: current one (the provider is then not called; see :mod:`gwconfig.secrets.origin`)
+    #: secrets held back: bound to another origin (the provider is then not called)
     origin_errors: tuple[str, ...] = ()
 
     def api_key(self, now: float) -> ApiKey | None:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from gwconfig.runtime.config import ApiKey, ProviderConfig, RequestSettings, Target
+from gwconfig.runtime.config import ProviderConfig, RequestSettings, Target
 from gwconfig.runtime.errors import (
     AllTargetsFailedError,
     AuthenticationError,
@@ -34,7 +34,6 @@ from gwconfig.runtime.providers.base import BaseProvider, ProviderCall
 from gwconfig.runtime.resilience import CooldownTracker, backoff_delay, order_targets
 from gwconfig.runtime.scrub import scrub_error
 from gwconfig.runtime.throttle import Throttle
-from gwconfig.secrets.origin import MISMATCH_HINT, mismatch_message, provider_origin
 
 if TYPE_CHECKING:
     from gwconfig.runtime.usage import UsageRecorder
@@ -231,11 +230,10 @@ class Router:
         """The call to make on ``target`` (with the API key to use now)."""
         pc = target.provider
         key = pc.api_key(time.time())
+        if pc.origin_errors:  # a secret bound to another origin: the provider is not called
+            raise KeyOriginMismatchError(pc.origin_errors[0])
         if key is None and (pc.api_keys or pc.key_environments or provider.requires_api_key):
             raise _no_key(pc, gen.config.environment)
-        refusal = origin_refusal(pc, key)
-        if refusal is not None:
-            raise KeyOriginMismatchError(refusal, hint=MISMATCH_HINT)
         cfg = request.config
         return ProviderCall(
             target.model,
@@ -351,20 +349,6 @@ def _give_up(exc: ProviderError, settings: RequestSettings, retry: int) -> bool:
     if not exc.retryable or retry > settings.max_retries:
         return True
     return exc.retry_after is not None and exc.retry_after > settings.backoff_max_seconds
-
-
-def origin_refusal(pc: ProviderConfig, key: ApiKey | None) -> str | None:
-    """Why ``pc`` may not be called with ``key`` now: a secret bound to another origin."""
-    if pc.origin_errors:
-        return pc.origin_errors[0]
-    if key is None or key.origin is None:
-        return None
-    here = provider_origin(pc.provider_type, pc.api_base)
-    if key.origin == here:
-        return None
-    return mismatch_message(
-        pc.provider_id, f"API key '{key.name}@{key.environment}'", key.origin, here
-    )
 
 
 def _no_key(pc: ProviderConfig, env: str) -> AuthenticationError:

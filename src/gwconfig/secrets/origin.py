@@ -55,14 +55,10 @@ def connection_origin(provider_type: str, connection: object) -> str:
 
 
 def mismatch_message(provider_id: str, what: str, bound: str, current: str) -> str:
-    """The refusal of a secret bound to ``bound`` while the provider now points at ``current``."""
+    """The refusal of a secret bound to ``bound`` while the provider now points at ``current``
+    (it says how to bind it again; never the secret)."""
     return (
         f"provider '{provider_id}': {what} is bound to origin {bound}, but the provider's "
-        f"api_base now points at {current}; it is not sent there"
+        f"api_base now points at {current}; it is not sent there until it is written again for "
+        "that origin (gwconfig apply from the manifests, or the REST API with an admin token)"
     )
-
-
-MISMATCH_HINT = (
-    "write the key again for the new origin: gwconfig apply from the manifests, or the REST API "
-    "with an admin token"
-)

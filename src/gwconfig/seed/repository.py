@@ -39,6 +39,7 @@ from gwconfig.manifests.compile import _model as canonical_model
 from gwconfig.manifests.compile import canonical_provider
 from gwconfig.manifests.model import ModelSpec
 from gwconfig.secrets.keys import EncryptionKeys, load_encryption_keys
+from gwconfig.secrets.origin import connection_origin
 from gwconfig.seed.origins import check_api_base, keep_bindings, origin_now, secret_origin
 from gwconfig.seed.validation import (
     PROVIDER_LEVEL,
@@ -76,9 +77,7 @@ class ProviderRepository:
         rebind_secrets: bool = False,
     ) -> None:
         self.db = db
-        #: bind secrets written to the provider's current origin (an ``admin`` token), not to
-        #: the origin its secrets were last bound to (see :mod:`gwconfig.seed.origins`)
-        self.rebind_secrets = rebind_secrets
+        self.rebind_secrets = rebind_secrets  # an admin's: see gwconfig.seed.origins
         self._given = coerce_keys(encryption_key, db)
         #: the keys bound to the database's key (see :meth:`EncryptionKeys.bind`); rebound
         #: before every write, so a long-lived repository follows a ``keys rotate``
@@ -177,18 +176,16 @@ class ProviderRepository:
             if self.db.get(Provider, pid) is not None:
                 raise IntegrityViolation(f"{what}: it already exists; nothing was written")
             provider = Provider(**provider_row(canon))
-            provider.key_origin = origin_now(provider)
             self.db.add(provider)
             self.db.flush()
-            self._add_children(canon, secrets, provider.key_origin)
+            self._add_children(canon, secrets)
             return provider
 
         return self._write(what, run)
 
-    def _add_children(
-        self, canon: Mapping[str, Any], secrets: Mapping[SecretScope, str], origin: str
-    ) -> None:
+    def _add_children(self, canon: Mapping[str, Any], secrets: Mapping[SecretScope, str]) -> None:
         pid = canon["provider_id"]
+        origin = connection_origin(canon["provider_type"], canon["connection"])
         for prm in canon["connection_parameters"]:
             plain = secrets.get(SecretScope.of("connection_parameter", pid, prm))
             self.db.add(ConnectionParameter(**parameter_row(pid, prm, self.keys, plain, origin)))
@@ -336,8 +333,7 @@ class ProviderRepository:
     def create_api_key(self, api_key_data: Mapping[str, Any]) -> ApiKey:
         """Store an API key, encrypted: ``{provider_id, key_value, environment, expires_at}``."""
         data = dict(api_key_data)
-        provider = self.require_provider(data.pop("provider_id", None))
-        pid = provider.provider_id
+        pid = (provider := self.require_provider(data.pop("provider_id", None))).provider_id
         canon, plain = key_spec(data, f"API key for provider {pid!r}")
 
         def run() -> ApiKey:
@@ -381,8 +377,7 @@ class ProviderRepository:
     def set_connection_parameter(self, param_data: Mapping[str, Any]) -> ConnectionParameter:
         """Create or replace ``{provider_id, param_name, param_value, is_sensitive, ...}``."""
         data = dict(param_data)
-        provider = self.require_provider(data.pop("provider_id", None))
-        pid = provider.provider_id
+        pid = (provider := self.require_provider(data.pop("provider_id", None))).provider_id
         canon, plain = param_spec(data, f"connection parameter for provider {pid!r}")
         scope = f"{canon['name']}@{canon['environment']}"
 
