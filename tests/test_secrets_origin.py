@@ -238,3 +238,19 @@ def test_seed_service_follows_the_applied_egress_policy(applied: tuple[str, Path
             service(url, session).update_provider("openai", {"connection_params": {"api_base": B}})
     finally:
         db.dispose()
+
+
+def test_dump_writes_the_applied_egress_policy_back(applied: tuple[str, Path]) -> None:
+    from gwconfig.adopt.dump import DumpOptions, dump
+    from gwconfig.adopt.writer import SecretOutput
+    from gwconfig.manifests import validate_path
+
+    url, root = applied
+    policy = {"allow": ["*.example.net", "api.example.com"]}
+    apply(write_manifests(root, provider_doc(), gateway_doc(egress=policy)), url)
+    out = root.parent / "dumped"
+    dump(DumpOptions(out, SecretOutput("env"), database_url=url))
+    gateway = next(p for p in out.rglob("*.yaml") if "kind: Gateway" in p.read_text())
+    assert "egress:\n  allow:" in gateway.read_text()
+    assert "*.example.net" in gateway.read_text()
+    assert [d for d in validate_path(str(out)) if d.severity == "error"] == []

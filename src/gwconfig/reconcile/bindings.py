@@ -4,7 +4,8 @@ Part of apply's transaction (see :mod:`gwconfig.reconcile.apply`), also when the
 change: a manifest is the authority on where its provider's secrets may go, so every secret of a
 provider whose stored connection is the manifest's is bound to the manifest's origin
 (:mod:`gwconfig.secrets.origin`), and the ``Gateway`` manifest's ``egress`` policy is stored in
-``gateway_settings`` for the REST API and the seed service (:func:`read_egress_policy`).
+``gateway_settings`` for the REST API and the seed service
+(:func:`gwconfig.reconcile.gateway_settings.read_egress_policy`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from sqlalchemy import Connection, Table, delete, insert, select, update
 from gwconfig.db import bulk
 from gwconfig.db.models import ApiKey, ConnectionParameter, GatewaySetting, Provider
 from gwconfig.entities import SecretScope
-from gwconfig.manifests.egress import EgressPolicy
+from gwconfig.reconcile.gateway_settings import EGRESS
 from gwconfig.reconcile.state import ActualState
 from gwconfig.secrets.origin import connection_origin
 
-EGRESS = "egress"
 _SETTINGS = cast(Table, GatewaySetting.__table__)
 _TABLES: dict[str, tuple[Table, tuple[str, ...]]] = {
     "key": (cast(Table, ApiKey.__table__), ("provider_id", "name", "environment")),
@@ -103,14 +103,6 @@ def record_origins(
         }
         n += bulk.update_columns(conn, table, columns, ident)
     return n
-
-
-def read_egress_policy(conn: Any) -> EgressPolicy | None:
-    """The egress policy the last apply stored (None: no policy)."""
-    value = conn.execute(
-        select(_SETTINGS.c.value).where(_SETTINGS.c.name == EGRESS)
-    ).scalar_one_or_none()
-    return EgressPolicy.from_config({EGRESS: value}) if value is not None else None
 
 
 def store_egress_policy(conn: Connection, desired: Mapping[str, Any]) -> bool:

@@ -29,7 +29,7 @@ FIELD = ("connection_params", "api_base")
 
 def check_api_base(session: Session, canon: dict[str, Any], what: str) -> None:
     """Refuse a canonical provider whose ``api_base`` the egress rules do not allow (422)."""
-    from gwconfig.reconcile.bindings import read_egress_policy
+    from gwconfig.reconcile.gateway_settings import read_egress_policy
 
     api_base = (canon.get("connection") or {}).get("api_base")
     if not api_base:
