@@ -16,19 +16,20 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, delete, insert, select, update
 
 from gwconfig.db import bulk
-from gwconfig.db.models import ApiKey, ConnectionParameter, GatewaySetting, Provider
-from gwconfig.entities import SecretScope
-from gwconfig.reconcile.gateway_settings import EGRESS
+from gwconfig.db.models import Base, GatewaySetting, Provider
+from gwconfig.entities import KINDS, SecretScope
+from gwconfig.reconcile.gateway_settings import EGRESS, stored_setting
 from gwconfig.reconcile.state import ActualState
 from gwconfig.secrets.origin import connection_origin
 
 _SETTINGS = cast(Table, GatewaySetting.__table__)
+#: secret kind -> (table, identity columns), from the entity registry
 _TABLES: dict[str, tuple[Table, tuple[str, ...]]] = {
-    "key": (cast(Table, ApiKey.__table__), ("provider_id", "name", "environment")),
-    "param": (
-        cast(Table, ConnectionParameter.__table__),
-        ("provider_id", "param_name", "environment"),
-    ),
+    kind: (
+        Base.metadata.tables[KINDS[entity].table or ""],
+        tuple(c for c, _ in KINDS[entity].identity),
+    )
+    for kind, entity in (("key", "api_key"), ("param", "connection_parameter"))
 }
 
 
@@ -108,9 +109,7 @@ def record_origins(
 def store_egress_policy(conn: Connection, desired: Mapping[str, Any]) -> bool:
     """Store the desired ``gateway.egress`` (or remove the stored one); True when it changed."""
     wanted = (desired.get("gateway") or {}).get(EGRESS)
-    current = conn.execute(
-        select(_SETTINGS.c.value).where(_SETTINGS.c.name == EGRESS)
-    ).scalar_one_or_none()
+    current = stored_setting(conn, EGRESS)
     if current == wanted:
         return False
     if wanted is None:
