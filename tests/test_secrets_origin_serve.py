@@ -194,3 +194,15 @@ def test_rest_follows_the_applied_egress_policy(
               "connection_params": {"api_base": "http://10.1.2.3/v1"}},
     )  # fmt: skip
     assert created.status_code == 422, created.text
+
+
+def test_the_wire_code_is_key_origin_mismatch_only_when_every_target_was_held_back() -> None:
+    from gwconfig.runtime.errors import AllTargetsFailedError, TargetFailure
+    from gwconfig.server.openai_wire import wire_error
+
+    held = TargetFailure("up/m", "bound elsewhere", 0, None, "key_origin_mismatch")
+    failed = TargetFailure("other/m", "HTTP 500", 1, 500)
+    only = wire_error(AllTargetsFailedError("r", [held, held]))
+    assert (only.status, only.code) == (502, "key_origin_mismatch")
+    mixed = wire_error(AllTargetsFailedError("r", [held, failed]))
+    assert (mixed.status, mixed.code) == (502, "upstream_failed")
