@@ -254,3 +254,19 @@ def test_dump_writes_the_applied_egress_policy_back(applied: tuple[str, Path]) -
     assert "egress:\n  allow:" in gateway.read_text()
     assert "*.example.net" in gateway.read_text()
     assert [d for d in validate_path(str(out)) if d.severity == "error"] == []
+
+
+def test_an_interactive_apply_without_changes_records_the_bindings(
+    applied: tuple[str, Path],
+) -> None:
+    from gwconfig.reconcile import engine
+
+    url, root = applied
+    unbind(url)
+    interactive = engine.WriteOptions(interactive=True)
+    options = engine.PlanOptions()
+    plan, result = engine.apply_manifests(
+        str(root), url, options, review=lambda _p: True, write=interactive
+    )
+    assert not plan.effective_changes and result.revision is None
+    assert origins(url) == {KEY: A, PARAM: A} and key_origin(url) == A

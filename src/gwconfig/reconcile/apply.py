@@ -26,7 +26,7 @@ from gwconfig.db.snapshots import compress_snapshot
 from gwconfig.entities import CREATE_ORDER, DELETE_ORDER, KINDS, MODEL, SecretScope, mask_entity
 from gwconfig.errors import PlanError, StalePlanError
 from gwconfig.reconcile.after import patched_state
-from gwconfig.reconcile.bindings import record_apply_extras
+from gwconfig.reconcile.bindings import record_apply_extras, record_extras
 from gwconfig.reconcile.diff import Change
 from gwconfig.reconcile.plan import Plan
 from gwconfig.reconcile.rotation import record_key_ids
@@ -335,7 +335,8 @@ def execute_plan(
     """Write the plan, one revision and one audit row per change (inside ``locked``)."""
     check_base(plan, base)
     effective = plan.effective_changes
-    if not effective:
+    if not effective:  # the manifests' origins and egress policy may still be due
+        record_extras(conn, plan.desired, base)
         return ApplyResult(None, plan.summary, base.state_hash)
     now = datetime.now(UTC)
     number = (base.last_revision or 0) + 1

@@ -143,3 +143,15 @@ def record_extras(conn: Connection, desired: Mapping[str, Any] | None, state: Ac
         from gwconfig.db.notify import announce
 
         announce(conn)
+
+
+def extras_due(conn: Any, desired: Mapping[str, Any] | None, state: ActualState) -> bool:
+    """Whether :func:`record_apply_extras` would write anything (read only)."""
+    if desired is None:
+        return False
+    wanted = (desired.get("gateway") or {}).get(EGRESS)
+    return bool(
+        origins_due(desired, state)
+        or anchors_due(conn, desired, state)
+        or stored_setting(conn, EGRESS) != wanted
+    )
