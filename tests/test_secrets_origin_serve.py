@@ -20,6 +20,7 @@ import openai
 import pytest
 
 import test_server_openai
+from gwconfig.runtime.sources import ConfigLoader
 from gwconfig.secrets.origin import origin_of
 from runtime_servers import FakeLLMServer
 from serve_helpers import make_token
@@ -147,6 +148,11 @@ def test_apply_from_manifests_binds_the_key_to_the_manifest_origin(
     assert move(gateway, writer, second.base_url + "/v1").status_code == 200
     served_when(gateway, lambda pc: pc.api_base == second.base_url + "/v1" and held_back(pc))
     refused(gateway, module_server, second)
+    # a runtime reading the configuration over HTTP holds the key back too
+    runtime_token = make_token(gateway.url, "runtime")
+    remote = ConfigLoader(gateway.served.base_url + "/api/v1", token=runtime_token)
+    pc = remote.load_config_as_object().providers["up"]
+    assert pc.api_keys == () and "provider 'up'" in pc.origin_errors[0]
     # the manifests now say the same: the plan has no change, apply binds the key all the same
     apply(write_manifests(gateway.root, *manifests(second)), gateway.url)
     served_when(gateway, sendable)
