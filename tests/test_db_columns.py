@@ -78,6 +78,10 @@ INTERNAL = {
     ("connection_parameters", "id"),
     ("connection_parameters", "fingerprint"),
     ("connection_parameters", "key_id"),
+    # scheme://host:port, the host at most egress.MAX_HOST characters (api_base_refusal)
+    ("api_keys", "origin"),
+    ("connection_parameters", "origin"),
+    ("providers", "key_origin"),
     ("config_revisions", "number"),
     ("config_revisions", "content_hash"),
     ("config_revisions", "state_hash"),

@@ -103,11 +103,15 @@ def _plaintexts(data: Mapping[str, Any], state: ActualState, url: str) -> dict[S
 
 def dump(options: DumpOptions) -> DumpResult:
     """``gwconfig dump``: read the gateway database, render its manifests, write what changed."""
+    from gwconfig.reconcile.gateway_settings import EGRESS, stored_setting
     from gwconfig.reconcile.state import read_state, reading_database
 
     with gc_paused():
         with reading_database(options.database_url, "dumping") as (source, url):
             state = read_state(source)
+            egress = stored_setting(source, EGRESS)
+        if egress is not None:  # the applied egress policy goes back into the Gateway manifest
+            state.data["gateway"]["egress"] = egress
         if not state.data["providers"] and not state.data["gateway"]["routes"]:
             from gwconfig.settings import mask_url
 

@@ -316,6 +316,9 @@ def _gateway_document(gateway: Mapping[str, Any]) -> str:
                 emit(out, "        ", "weight", t["weight"])
         if r.get("fallbacks"):
             emit(out, "    ", "fallbacks", r["fallbacks"])
+    if gateway.get("egress") is not None:
+        out.append("egress:")
+        emit(out, "  ", "allow", list(gateway["egress"]["allow"]))
     return "\n".join(out) + "\n"
 
 
@@ -335,6 +338,6 @@ def render_manifests(
     for p in providers:
         files[names[p["provider_id"]]] = _provider_document(p, refs).encode("utf-8")
     gateway = data.get("gateway") or {}
-    if gateway.get("routes") or gateway.get("default_route") is not None:
+    if gateway.get("routes") or gateway.get("default_route") is not None or "egress" in gateway:
         files[GATEWAY_FILE] = _gateway_document(gateway).encode("utf-8")
     return Rendered(files=files, env_names=refs.env_names)

@@ -36,6 +36,8 @@ HASH = 80
 FINGERPRINT = 96
 #: id of the Fernet key a secret is under (:func:`gwconfig.secrets.keys.key_id`)
 KEY_ID = 16
+#: the origin a secret is bound to (``scheme://host:port``, host at most 253 characters)
+ORIGIN = 300
 ENTITY_TYPE = 32
 #: scope of an API token of ``gwconfig serve`` (``read``, ``write``, ``runtime``...)
 TOKEN_SCOPE = 16

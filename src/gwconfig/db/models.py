@@ -164,6 +164,10 @@ class Provider(Base):
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow
     )
+    #: the origin apply or an ``admin`` token last bound the provider's secrets to: where a
+    #: secret a ``write`` token stores is bound (NULL: the current origin; see
+    #: :mod:`gwconfig.seed.origins`)
+    key_origin: Mapped[str | None] = mapped_column(String(col.ORIGIN), nullable=True)
 
     models: Mapped[list[ProviderModel]] = relationship(
         back_populates="provider", cascade="all, delete-orphan", passive_deletes=True
@@ -214,6 +218,9 @@ class ApiKey(Base):
     #: id of the Fernet key ``key_value`` is under (:func:`gwconfig.secrets.keys.key_id`); NULL for
     #: rows stored before revision 0004 until an apply or ``keys rotate`` records it
     key_id: Mapped[str | None] = mapped_column(String(col.KEY_ID), nullable=True)
+    #: the origin (``scheme://host:port``) the key may be sent to (:mod:`gwconfig.secrets.origin`);
+    #: NULL for rows stored before revision 0008: the provider's current origin
+    origin: Mapped[str | None] = mapped_column(String(col.ORIGIN), nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
 
@@ -239,6 +246,8 @@ class ConnectionParameter(Base):
     fingerprint: Mapped[str | None] = mapped_column(String(col.FINGERPRINT), nullable=True)
     #: id of the key a sensitive value is under (NULL for plain values; see ``ApiKey.key_id``)
     key_id: Mapped[str | None] = mapped_column(String(col.KEY_ID), nullable=True)
+    #: the origin a sensitive value may be sent to (NULL for plain values; see ``ApiKey.origin``)
+    origin: Mapped[str | None] = mapped_column(String(col.ORIGIN), nullable=True)
 
     provider: Mapped[Provider] = relationship(back_populates="connection_parameters")
 
@@ -348,6 +357,15 @@ class ConfigGeneration(Base):
     #: random, chosen when the row is created: tells a re-created database's numbers apart
     epoch: Mapped[str] = mapped_column(String(32), nullable=False)
     generation: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class GatewaySetting(Base):
+    """A setting of the ``Gateway`` manifest that is not a route (``egress``), written by apply."""
+
+    __tablename__ = "gateway_settings"
+
+    name: Mapped[str] = mapped_column(String(col.IDENT), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON, nullable=False)
 
 
 GATEWAY_TABLES = ("providers", "provider_models", "api_keys", "connection_parameters", "routes")

@@ -62,10 +62,18 @@ def model_rows(p: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def api_key_row(
-    provider_id: str, key: Mapping[str, Any], plaintext: str, keys: EncryptionKeys
+    provider_id: str,
+    key: Mapping[str, Any],
+    plaintext: str,
+    keys: EncryptionKeys,
+    origin: str | None = None,
 ) -> dict[str, Any]:
-    """The ``api_keys`` row of a canonical key whose value resolved to ``plaintext``."""
-    return {
+    """The ``api_keys`` row of a canonical key whose value resolved to ``plaintext``.
+
+    ``origin``: the origin the key is bound to (:mod:`gwconfig.secrets.origin`); without it the
+    row has no ``origin`` column (an update keeps the stored one).
+    """
+    row = {
         "provider_id": provider_id,
         "name": key["name"],
         "environment": key["environment"],
@@ -75,6 +83,9 @@ def api_key_row(
         "key_id": keys.primary_id,
         "expires_at": parse_timestamp(key.get("expires_at")),
     }
+    if origin is not None:
+        row["origin"] = origin
+    return row
 
 
 def parameter_row(
@@ -82,11 +93,13 @@ def parameter_row(
     param: Mapping[str, Any],
     keys: EncryptionKeys | None = None,
     plaintext: str | None = None,
+    origin: str | None = None,
 ) -> dict[str, Any]:
     """The ``connection_parameters`` row of a canonical parameter.
 
     A sensitive parameter needs ``plaintext`` (its resolved value) and ``keys``; it is stored
-    encrypted with a fingerprint. A plain parameter stores its typed value as JSON.
+    encrypted with a fingerprint, bound to ``origin`` when given (as :func:`api_key_row`; a
+    plain parameter's is then NULL). A plain parameter stores its typed value as JSON.
     """
     row: dict[str, Any] = {
         "provider_id": provider_id,
@@ -104,6 +117,8 @@ def parameter_row(
         row["param_value"] = param["value"]
         row["fingerprint"] = None
         row["key_id"] = None
+    if origin is not None:  # the column is given for every row of a call (executemany)
+        row["origin"] = origin if param["sensitive"] else None
     return row
 
 
@@ -149,6 +164,7 @@ def insert_config(
         utcnow,
     )
     from gwconfig.db.notify import announce
+    from gwconfig.secrets.origin import connection_origin
     from gwconfig.secrets.resolve import resolve_secret
 
     resolver = resolve or resolve_secret
@@ -157,16 +173,17 @@ def insert_config(
         pid = p["provider_id"]
         providers.append(provider_row(p))
         models.extend(model_rows(p))
+        origin = connection_origin(p["provider_type"], p["connection"])
         for k in p["api_keys"]:
             plain = resolver(k["value"], SecretScope.of("api_key", pid, k).sealed)
-            api_keys.append(api_key_row(pid, k, plain, keys))
+            api_keys.append(api_key_row(pid, k, plain, keys, origin))
         for prm in p["connection_parameters"]:
             value = (
                 resolver(prm["value"], SecretScope.of("connection_parameter", pid, prm).sealed)
                 if prm["sensitive"]
                 else None
             )
-            params.append(parameter_row(pid, prm, keys, value))
+            params.append(parameter_row(pid, prm, keys, value, origin))
     routes = route_rows(data.get("gateway", {}))
     now = utcnow()
     counts: dict[str, int] = {}

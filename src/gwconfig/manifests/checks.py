@@ -12,6 +12,7 @@ from gwconfig.errors import Diagnostic
 from gwconfig.manifests.compile import SourceRef
 from gwconfig.manifests.diagnostics import clip, did_you_mean, quoted
 from gwconfig.manifests.documents import RawDocument
+from gwconfig.manifests.egress import EgressPolicy, api_base_refusal
 from gwconfig.manifests.model import KNOWN_PROVIDER_TYPES, GatewayManifest, ProviderManifest
 
 
@@ -178,6 +179,7 @@ class ProviderInfo:
     order: int
     models: dict[str, bool]
     aliases: list[tuple[str, int, str]]
+    api_base: str | None = None
 
     @classmethod
     def of(cls, p: ProviderManifest, doc: RawDocument, order: int) -> ProviderInfo:
@@ -188,7 +190,8 @@ class ProviderInfo:
             models.setdefault(m.model_id, m.enabled)
             if m.aliases:
                 aliases.extend((a, i, m.model_id) for a in m.aliases)
-        return cls(p.provider_id, p.enabled, doc.path, doc.index, order, models, aliases)
+        api_base = p.connection.api_base
+        return cls(p.provider_id, p.enabled, doc.path, doc.index, order, models, aliases, api_base)
 
 
 #: Finds a document again (path shown, document index) when a cross-check must point into it.
@@ -247,6 +250,29 @@ def cross_checks(
                 )
             aliases.setdefault(alias, owner)
     out.extend(_check_gateway(gateways, providers, set(aliases), invalid_provider_ids))
+    out.extend(_check_egress(gateways, providers, locate))
+    return out
+
+
+def _check_egress(
+    gateways: list[tuple[GatewayManifest, RawDocument]],
+    providers: dict[str, ProviderInfo],
+    locate: Locator,
+) -> list[Diagnostic]:
+    """Every api_base passes :func:`api_base_refusal` under the Gateway's egress policy."""
+    egress = gateways[0][0].egress if gateways else None
+    policy = EgressPolicy(egress.allow) if egress is not None else None
+    out: list[Diagnostic] = []
+    for info in providers.values():
+        why = api_base_refusal(info.api_base, policy) if info.api_base else None
+        if why is None:
+            continue
+        doc = locate(info.path, info.index)
+        line, col = _at(doc, doc.data.get("connection") or {}, "api_base")
+        hint = "add the host to egress.allow in the Gateway manifest" if policy else None
+        out.append(
+            Diagnostic(doc.path, line, col, f"connection.api_base refused: {why}", hint=hint)
+        )
     return out
 
 

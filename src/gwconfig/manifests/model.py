@@ -28,6 +28,7 @@ from pydantic import (
 
 from gwconfig.canonical import DEFAULT_DEADLINE_SECONDS, DEFAULT_MAX_RESPONSE_BYTES
 from gwconfig.db import columns as col
+from gwconfig.manifests.egress import entry_problem
 from gwconfig.secrets.refs import env_reference_problem, file_reference_problem
 
 API_VERSION = "gwconfig/v1"
@@ -407,8 +408,27 @@ class Route(_Strict):
     )
 
 
+def _egress_entry(entry: str) -> str:
+    problem = entry_problem(entry)
+    if problem is not None:
+        raise ValueError(problem)
+    return entry.lower()
+
+
+EgressEntry = Annotated[StrictStr, AfterValidator(_egress_entry)]
+
+
+class Egress(_Strict):
+    """Where providers' ``api_base`` may point (see docs/secrets.md, "Threat model")."""
+
+    allow: tuple[EgressEntry, ...] = Field(
+        description="Hosts an api_base may name: host names, *.suffix wildcards, IP addresses "
+        "and CIDR networks. Link-local and cloud metadata addresses need an explicit entry.",
+    )
+
+
 class GatewayManifest(_Strict):
-    """``kind: Gateway``: routes and defaults (at most one document)."""
+    """``kind: Gateway``: routes, defaults and the egress policy (at most one document)."""
 
     apiVersion: Literal["gwconfig/v1"]
     kind: Literal["Gateway"]
@@ -416,6 +436,10 @@ class GatewayManifest(_Strict):
         default=None, description="Route used when a request names no model."
     )
     routes: tuple[Route, ...] = Field(default=(), description="Named routes.")
+    egress: Egress | None = Field(
+        default=None,
+        description="Egress policy: when set, every provider's api_base must name an allowed host.",
+    )
 
 
 Manifest = ProviderManifest | GatewayManifest

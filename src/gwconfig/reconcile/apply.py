@@ -8,7 +8,7 @@ it was. Writes are Core statements with executemany, grouped by table and action
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, cast
@@ -26,6 +26,7 @@ from gwconfig.db.snapshots import compress_snapshot
 from gwconfig.entities import CREATE_ORDER, DELETE_ORDER, KINDS, MODEL, SecretScope, mask_entity
 from gwconfig.errors import PlanError, StalePlanError
 from gwconfig.reconcile.after import patched_state
+from gwconfig.reconcile.bindings import record_apply_extras, record_extras
 from gwconfig.reconcile.diff import Change
 from gwconfig.reconcile.plan import Plan
 from gwconfig.reconcile.rotation import record_key_ids
@@ -242,9 +243,13 @@ def revision_snapshot(state: ActualState, desired: Mapping[str, Any] | None) -> 
                 prm = {**prm, "value": ref if _is_ref(ref) else prm["value"]}
             q["connection_parameters"].append(prm)
         providers.append(q)
+    config = {**state.data, "providers": providers}
+    egress = ((desired or {}).get("gateway") or {}).get("egress")
+    if egress is not None:  # rollback to this revision restores the policy it had
+        config["gateway"] = {**state.data["gateway"], "egress": egress}
     return {
         "format_version": 1,
-        "config": {**state.data, "providers": providers},
+        "config": config,
         "fingerprints": fingerprints,
         "ciphertexts": {SecretScope(*s).id: v for s, v in sorted(state.secrets.items())},
     }
@@ -330,7 +335,8 @@ def execute_plan(
     """Write the plan, one revision and one audit row per change (inside ``locked``)."""
     check_base(plan, base)
     effective = plan.effective_changes
-    if not effective:
+    if not effective:  # the manifests' origins and egress policy may still be due
+        record_extras(conn, plan.desired, base)
         return ApplyResult(None, plan.summary, base.state_hash)
     now = datetime.now(UTC)
     number = (base.last_revision or 0) + 1
@@ -341,6 +347,8 @@ def execute_plan(
         record_key_ids(conn, keys.primary_id)
     after = outcome.after
     assert after is not None
+    bound = replace(after, origins=base.origins)
+    record_apply_extras(conn, plan.desired, bound, written.ciphertexts)
     summary = {**plan.summary, "drift_revision": plan.drift_revision}
     conn.execute(
         insert(cast(Table, ConfigRevision.__table__)),

@@ -120,6 +120,7 @@ def _plan_and_apply(request: ApplyRequest) -> tuple[Plan, ApplyResult]:
     from gwconfig.db.lock import locked
     from gwconfig.db.session import translate_errors
     from gwconfig.reconcile.apply import check_base, execute_plan
+    from gwconfig.reconcile.bindings import extras_due, record_extras
     from gwconfig.reconcile.state import read_state
 
     r, w = request, request.write
@@ -150,8 +151,9 @@ def _plan_and_apply(request: ApplyRequest) -> tuple[Plan, ApplyResult]:
             with translate_errors(db.url, "planning against"), db.connect() as conn:
                 state = read_state(conn)
                 keys, desired, reviewed = plan_on(conn, state)
+                due = not reviewed.effective_changes and extras_due(conn, reviewed.desired, state)
             done = _settle(reviewed, state, saved, review, max_deletes)
-            if done is not None:
+            if done is not None and not due:  # else: origins or the policy to record, locked
                 return reviewed, done
         with ExitStack() as lock:
             if held is not None:
@@ -170,6 +172,8 @@ def _plan_and_apply(request: ApplyRequest) -> tuple[Plan, ApplyResult]:
                 keys, desired, plan = plan_on(conn, state)
                 done = _settle(plan, state, saved, review, max_deletes)
                 if done is not None:
+                    if not plan.effective_changes:  # origins and the egress policy still count
+                        record_extras(conn, plan.desired, state)
                     return plan, done
             result = execute_plan(
                 conn,

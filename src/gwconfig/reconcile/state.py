@@ -44,6 +44,8 @@ class ActualState:
     fingerprints: dict[SecretScope, str | None] = field(default_factory=dict, repr=False)
     #: recorded id of the key each secret is under (None: not recorded yet), keyed likewise
     key_ids: dict[SecretScope, str | None] = field(default_factory=dict, repr=False)
+    #: recorded origin each secret is bound to (None: the provider's current origin), likewise
+    origins: dict[SecretScope, str | None] = field(default_factory=dict, repr=False)
 
     def provider(self, provider_id: str) -> dict[str, Any] | None:
         """The canonical provider ``provider_id``, or None."""
@@ -78,6 +80,8 @@ class StateTables(NamedTuple):
     model_rows: dict[str, list[tuple[Any, ...]]] | None = None
     #: recorded key id of each secret (see :attr:`ActualState.key_ids`)
     key_ids: dict[SecretScope, str | None] | None = None
+    #: recorded origin of each secret (see :attr:`ActualState.origins`)
+    origins: dict[SecretScope, str | None] | None = None
 
 
 class Reader(Protocol):
@@ -154,7 +158,7 @@ def _models_sql(dialect: str) -> str:
 def _params_sql(dialect: str) -> str:
     return (
         "SELECT provider_id, param_name, environment, param_value, is_sensitive, fingerprint, "
-        "key_id FROM connection_parameters"
+        "key_id, origin FROM connection_parameters"
     )
 
 
@@ -175,8 +179,8 @@ def _routes_sql(dialect: str) -> str:
 
 def _keys_sql(dialect: str) -> str:
     return (
-        "SELECT provider_id, name, environment, key_value, fingerprint, expires_at, key_id "
-        "FROM api_keys"
+        "SELECT provider_id, name, environment, key_value, fingerprint, expires_at, key_id, "
+        "origin FROM api_keys"
     )
 
 
@@ -285,6 +289,7 @@ def read_state(source: Any) -> ActualState:
         last_revision=tables.last_revision,
         fingerprints=tables.fingerprints,
         key_ids=tables.key_ids or {},
+        origins=tables.origins or {},
     )
 
 
@@ -362,18 +367,20 @@ def _read_tables(conn: Reader, raw_models: bool = False) -> StateTables:
     secrets: dict[SecretScope, str] = {}
     fingerprints: dict[SecretScope, str | None] = {}
     key_ids: dict[SecretScope, str | None] = {}
+    origins: dict[SecretScope, str | None] = {}
     models = _read_models(conn, raw_models)
 
     keys: dict[str, list[dict[str, Any]]] = defaultdict(list)
     key_rows = _fetch(conn, "keys")
     key_rows.sort(key=_by_name_environment)
     for key_row in key_rows:
-        pid, name, environment, token, fingerprint, expires_at, kid = key_row
+        pid, name, environment, token, fingerprint, expires_at, kid, origin = key_row
         keys[pid].append(api_key_body(name, environment, fingerprint, expires_at))
         scope = SecretScope(pid, "key", name, environment)
         secrets[scope] = token
         fingerprints[scope] = fingerprint
         key_ids[scope] = kid
+        origins[scope] = origin
 
     params: dict[str, list[dict[str, Any]]] = defaultdict(list)
     rows = _fetch(conn, "params")
@@ -385,6 +392,7 @@ def _read_tables(conn: Reader, raw_models: bool = False) -> StateTables:
             secrets[scope] = value
             fingerprints[scope] = row[5]
             key_ids[scope] = row[6]
+            origins[scope] = row[7]
 
     rows = _fetch(conn, "providers")
     rows.sort(key=_by_first)
@@ -420,4 +428,6 @@ def _read_tables(conn: Reader, raw_models: bool = False) -> StateTables:
         "providers": providers,
         "gateway": {"default_route": default_route, "routes": routes},
     }
-    return StateTables(data, secrets, fingerprints, last, models if raw_models else None, key_ids)
+    return StateTables(
+        data, secrets, fingerprints, last, models if raw_models else None, key_ids, origins
+    )

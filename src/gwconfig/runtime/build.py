@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from gwconfig.canonical import parse_timestamp
-from gwconfig.entities import SealedScope, SecretResolver
+from gwconfig.entities import SealedScope, SecretResolver, SecretScope
 from gwconfig.errors import GwconfigError
 from gwconfig.runtime.config import (
     ApiKey,
@@ -21,6 +21,10 @@ from gwconfig.runtime.config import (
 )
 from gwconfig.runtime.models_table import ModelTable
 from gwconfig.runtime.scrub import Secrets, sensitive_header
+from gwconfig.secrets.origin import connection_origin, mismatch_message
+
+#: the origin each stored secret is bound to (None: the provider's current origin)
+Origins = Mapping[SecretScope, str | None]
 
 
 def _pick_environment(entries: list[dict[str, Any]], environment: str) -> list[dict[str, Any]]:
@@ -54,12 +58,18 @@ def build_provider(
     environment: str,
     resolver: SecretResolver,
     models: ModelTable | None = None,
+    origins: Origins | None = None,
 ) -> ProviderConfig:
     """A :class:`ProviderConfig` from one canonical provider dict, secrets resolved.
 
-    ``models`` replaces the table built from ``p["models"]`` (the database loader's lazy rows).
+    ``models`` replaces the table built from ``p["models"]`` (the database loader's lazy rows);
+    ``origins``: the origin each stored secret is bound to (the database loader's).
     """
     pid = p["provider_id"]
+    bound = origins or {}
+    conn = p.get("connection") or {}
+    here = connection_origin(p["provider_type"], conn) if bound else ""
+    origin_errors: list[str] = []
     keys = sorted(
         _pick_environment(p.get("api_keys", []), environment),
         key=lambda k: (k["environment"] != environment, k["name"] != "default", k["name"]),
@@ -68,6 +78,11 @@ def build_provider(
     for k in keys:
         expires = parse_timestamp(k.get("expires_at"))
         scope = (pid, k["name"], k["environment"])
+        origin = bound.get(SecretScope(pid, "key", *scope[1:]))
+        if origin is not None and origin != here:  # never opened: never sent
+            what = f"API key '{k['name']}@{k['environment']}'"
+            origin_errors.append(mismatch_message(pid, what, origin, here))
+            continue
         api_keys.append(
             ApiKey(
                 k["name"],
@@ -85,6 +100,12 @@ def build_provider(
     ):
         name = cp["name"]
         if cp.get("sensitive"):
+            origin = bound.get(SecretScope(pid, "param", name, cp["environment"]))
+            if origin is not None and origin != here:
+                what = f"connection parameter '{name}@{cp['environment']}'"
+                origin_errors.append(mismatch_message(pid, what, origin, here))
+                params.pop(name, None)
+                continue
             value, error = _resolve(
                 resolver, cp["value"], (pid, f"param:{name}", cp["environment"])
             )
@@ -98,7 +119,6 @@ def build_provider(
         params[name] = value
     if models is None:
         models = ModelTable({m["model_id"]: m for m in p.get("models", [])})
-    conn = p.get("connection") or {}
     headers = dict(conn.get("headers") or {})
     return ProviderConfig(
         provider_id=pid,
@@ -116,6 +136,7 @@ def build_provider(
         tags=tuple(p.get("tags", ())),
         key_environments=tuple(sorted({k["environment"] for k in p.get("api_keys", ())})),
         secrets=_secrets(p, resolver, api_keys, headers),
+        origin_errors=tuple(origin_errors),
     )
 
 
@@ -154,22 +175,24 @@ def build_gateway_config(
     version: Any = None,
     source: str | None = None,
     model_tables: Mapping[str, ModelTable] | None = None,
+    origins: Origins | None = None,
 ) -> GatewayConfig:
     """A :class:`GatewayConfig` from canonical data; ``resolver`` opens each secret reference.
 
     ``content_hash`` may be a zero-argument callable: it is then computed on first access.
-    ``model_tables`` (provider_id -> table) replaces the providers' ``models`` lists.
+    ``model_tables`` (provider_id -> table) replaces the providers' ``models`` lists;
+    ``origins`` (secret -> bound origin) comes with secrets read from the database.
     """
     if model_tables is None:
         providers = {
-            p["provider_id"]: build_provider(p, environment, resolver)
+            p["provider_id"]: build_provider(p, environment, resolver, None, origins)
             for p in data.get("providers", [])
         }
     else:
         empty = ModelTable({})
         providers = {
             p["provider_id"]: build_provider(
-                p, environment, resolver, model_tables.get(p["provider_id"], empty)
+                p, environment, resolver, model_tables.get(p["provider_id"], empty), origins
             )
             for p in data.get("providers", [])
         }

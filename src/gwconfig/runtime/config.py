@@ -151,6 +151,8 @@ class ProviderConfig:
     key_environments: tuple[str, ...] = ()
     #: every secret of the provider, for scrubbing provider output (see gwconfig.runtime.scrub)
     secrets: Secrets = field(default=NO_SECRETS, compare=False, repr=False)
+    #: secrets held back: bound to another origin (the provider is then not called)
+    origin_errors: tuple[str, ...] = ()
 
     def api_key(self, now: float) -> ApiKey | None:
         """The best usable key at ``now`` (never an expired one), or None."""

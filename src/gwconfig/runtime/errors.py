@@ -32,6 +32,8 @@ class ProviderError(RuntimeGatewayError):
     """One call to one provider failed; ``retryable`` says whether trying again may help."""
 
     retryable: bool = False
+    #: a machine-readable reason the OpenAI endpoint answers with (None: by the error's class)
+    code: str | None = None
 
     def __init__(
         self,
@@ -79,6 +81,13 @@ class AuthenticationError(ProviderError):
     """The provider refused the credentials (401/403) or no usable API key is configured."""
 
 
+class KeyOriginMismatchError(AuthenticationError):
+    """A secret of the provider is bound to another origin than its current ``api_base``'s: it
+    is not sent, and the provider is not called (see :mod:`gwconfig.secrets.origin`)."""
+
+    code = "key_origin_mismatch"
+
+
 class BadRequestError(ProviderError):
     """The provider rejected the request itself (400/413/422); never retried or re-routed."""
 
@@ -92,6 +101,8 @@ class TargetFailure:
     attempts: int
     #: the HTTP status of the last failure, when there was one (429: rate limited)
     status: int | None = None
+    #: the failure's :attr:`ProviderError.code`, when it has one
+    code: str | None = None
 
 
 class AllTargetsFailedError(RuntimeGatewayError):

@@ -169,3 +169,9 @@ def tables_of(doc: dict[str, Any]) -> tuple[Any, ...]:
         key_ids[scope] = kid
     # the rows stay JSON arrays: read by index like the database's tuples, never changed
     return doc["config"], secrets, key_ids, doc["models"]
+
+
+def origins_of(doc: dict[str, Any]) -> dict[SecretScope, str | None]:
+    """The origin each secret of a document is bound to (``"origins"``: scope id -> origin;
+    absent from a server older than revision 0008's, and then every secret is unbound)."""
+    return {SecretScope.parse(sid): origin for sid, origin in (doc.get("origins") or {}).items()}

@@ -22,6 +22,7 @@ from gwconfig.runtime.errors import (
     AuthenticationError,
     BadRequestError,
     DeadlineExceededError,
+    KeyOriginMismatchError,
     ProviderError,
     TargetFailure,
     count_attempts,
@@ -138,10 +139,11 @@ class Router:
                     request, target, identifier, budget, start, attempts
                 ) from exc
             except ProviderError as exc:
-                self.cooldowns.failure(target.key, pc.settings)
+                if exc.code is None:  # not the upstream's fault: no cooldown
+                    self.cooldowns.failure(target.key, pc.settings)
                 reason = scrub_error(exc, pc.secrets)
                 failures.append(
-                    TargetFailure(target.key, reason, len(attempts) - before, exc.status)
+                    TargetFailure(target.key, reason, len(attempts) - before, exc.status, exc.code)
                 )
                 continue
             return Routed(request, target, route, provider, deadline, start, t0, attempts, result)
@@ -228,6 +230,8 @@ class Router:
         """The call to make on ``target`` (with the API key to use now)."""
         pc = target.provider
         key = pc.api_key(time.time())
+        if pc.origin_errors:  # a secret bound to another origin: the provider is not called
+            raise KeyOriginMismatchError(pc.origin_errors[0])
         if key is None and (pc.api_keys or pc.key_environments or provider.requires_api_key):
             raise _no_key(pc, gen.config.environment)
         cfg = request.config

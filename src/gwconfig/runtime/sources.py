@@ -18,7 +18,13 @@ from gwconfig.runtime.build import build_gateway_config
 from gwconfig.runtime.config import GatewayConfig
 from gwconfig.runtime.errors import ConfigLoadError
 from gwconfig.runtime.models_table import ModelTable
-from gwconfig.runtime.remote import Fetched, RemoteSource, is_http_source, tables_of
+from gwconfig.runtime.remote import (
+    Fetched,
+    RemoteSource,
+    is_http_source,
+    origins_of,
+    tables_of,
+)
 
 DEFAULT_ENVIRONMENT = "default"
 
@@ -224,7 +230,7 @@ class ConfigLoader:
             raise database_error(exc, url, "reading the configuration from") from exc
         return self.from_tables(
             state.data, state.secrets, state.key_ids or {}, state.model_rows or {}, version,
-            self.describe(),
+            self.describe(), origins=state.origins,
         )  # fmt: skip
 
     def from_tables(
@@ -235,9 +241,12 @@ class ConfigLoader:
         rows: Mapping[str, list[tuple[Any, ...]]],
         version: Any,
         source: str,
+        *,
+        origins: Mapping[SecretScope, str | None] | None = None,
     ) -> GatewayConfig:
         """Build the configuration from the gateway tables as :func:`read_tables` reads them
-        (with ``model_rows``): secrets stored encrypted, opened with :meth:`encryption_keys`."""
+        (with ``model_rows``): secrets stored encrypted, opened with :meth:`encryption_keys`,
+        each sent only to the origin it is bound to (``origins``)."""
         keys: Any = None
         if secrets:  # refuse keys that cannot open the stored secrets before building anything
             from gwconfig.reconcile.state import stored_keys
@@ -253,7 +262,7 @@ class ConfigLoader:
 
         # the state hash (as read_state computes it) only when someone asks for content_hash
         chash = partial(_state_hash, data, rows)
-        return self._build(data, decrypt, chash, version, source, _model_tables(rows))
+        return self._build(data, decrypt, chash, version, source, _model_tables(rows), origins)
 
     # -- over HTTP -------------------------------------------------------------------------------
 
@@ -275,7 +284,10 @@ class ConfigLoader:
         fetched = fetched or self._fetch()
         self._etag = fetched.etag
         data, secrets, key_ids, rows = tables_of(fetched.doc)
-        return self.from_tables(data, secrets, key_ids, rows, fetched.etag, self.describe())
+        return self.from_tables(
+            data, secrets, key_ids, rows, fetched.etag, self.describe(),
+            origins=origins_of(fetched.doc),
+        )  # fmt: skip
 
     async def wait_for_new(self, version: Any, wait: float) -> GatewayConfig | None:
         """Long-poll the gateway API: the configuration once it is no longer ``version`` (an
@@ -323,6 +335,7 @@ class ConfigLoader:
         version: Any,
         source: str,
         model_tables: Mapping[str, ModelTable] | None = None,
+        origins: Mapping[SecretScope, str | None] | None = None,
     ) -> GatewayConfig:
         try:
             config = build_gateway_config(
@@ -333,6 +346,7 @@ class ConfigLoader:
                 version=version,
                 source=source,
                 model_tables=model_tables,
+                origins=origins,
             )
         except GwconfigError:
             raise

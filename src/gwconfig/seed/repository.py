@@ -39,6 +39,8 @@ from gwconfig.manifests.compile import _model as canonical_model
 from gwconfig.manifests.compile import canonical_provider
 from gwconfig.manifests.model import ModelSpec
 from gwconfig.secrets.keys import EncryptionKeys, load_encryption_keys
+from gwconfig.secrets.origin import connection_origin
+from gwconfig.seed.origins import check_api_base, keep_bindings, origin_now, secret_origin
 from gwconfig.seed.validation import (
     PROVIDER_LEVEL,
     SEED_PLACEHOLDER,
@@ -72,8 +74,10 @@ class ProviderRepository:
         encryption_key: str | EncryptionKeys | None = None,
         *,
         autocommit: bool = True,
+        rebind_secrets: bool = False,
     ) -> None:
         self.db = db
+        self.rebind_secrets = rebind_secrets  # an admin's: see gwconfig.seed.origins
         self._given = coerce_keys(encryption_key, db)
         #: the keys bound to the database's key (see :meth:`EncryptionKeys.bind`); rebound
         #: before every write, so a long-lived repository follows a ``keys rotate``
@@ -166,6 +170,7 @@ class ProviderRepository:
         canon = canonical_provider(manifest)
         pid = canon["provider_id"]
         what = f"cannot create provider {pid!r}"
+        check_api_base(self.db, canon, f"provider {pid!r}")
 
         def run() -> Provider:
             if self.db.get(Provider, pid) is not None:
@@ -180,12 +185,13 @@ class ProviderRepository:
 
     def _add_children(self, canon: Mapping[str, Any], secrets: Mapping[SecretScope, str]) -> None:
         pid = canon["provider_id"]
+        origin = connection_origin(canon["provider_type"], canon["connection"])
         for prm in canon["connection_parameters"]:
             plain = secrets.get(SecretScope.of("connection_parameter", pid, prm))
-            self.db.add(ConnectionParameter(**parameter_row(pid, prm, self.keys, plain)))
+            self.db.add(ConnectionParameter(**parameter_row(pid, prm, self.keys, plain, origin)))
         for k in canon["api_keys"]:
             plain = secrets[SecretScope.of("api_key", pid, k)]
-            self.db.add(ApiKey(**api_key_row(pid, k, plain, self.keys)))
+            self.db.add(ApiKey(**api_key_row(pid, k, plain, self.keys, origin)))
         for m in canon["models"]:
             self.db.add(ProviderModel(**model_row(pid, m)))
 
@@ -224,12 +230,15 @@ class ProviderRepository:
                 merged[field] = {k: v for k, v in both.items() if v is not None}
         manifest, _ = provider_manifest(merged)
         canon = canonical_provider(manifest)
+        check_api_base(self.db, canon, f"provider update for {provider_id!r}")
         row = provider_row(canon)
 
         def run() -> Provider:
+            before = origin_now(provider)
             for column, value in row.items():
                 if getattr(provider, column) != value:
                     setattr(provider, column, value)
+            keep_bindings(self.db, provider, before)
             for prm in canon["connection_parameters"]:
                 self._upsert_param(provider_id, prm, None)
             return provider
@@ -324,11 +333,12 @@ class ProviderRepository:
     def create_api_key(self, api_key_data: Mapping[str, Any]) -> ApiKey:
         """Store an API key, encrypted: ``{provider_id, key_value, environment, expires_at}``."""
         data = dict(api_key_data)
-        pid = self.require_provider(data.pop("provider_id", None)).provider_id
+        pid = (provider := self.require_provider(data.pop("provider_id", None))).provider_id
         canon, plain = key_spec(data, f"API key for provider {pid!r}")
 
         def run() -> ApiKey:
-            key = ApiKey(**api_key_row(pid, canon, plain, self.keys))
+            origin = secret_origin(provider, rebind=self.rebind_secrets)
+            key = ApiKey(**api_key_row(pid, canon, plain, self.keys, origin))
             self.db.add(key)
             return key
 
@@ -367,18 +377,21 @@ class ProviderRepository:
     def set_connection_parameter(self, param_data: Mapping[str, Any]) -> ConnectionParameter:
         """Create or replace ``{provider_id, param_name, param_value, is_sensitive, ...}``."""
         data = dict(param_data)
-        pid = self.require_provider(data.pop("provider_id", None)).provider_id
+        pid = (provider := self.require_provider(data.pop("provider_id", None))).provider_id
         canon, plain = param_spec(data, f"connection parameter for provider {pid!r}")
         scope = f"{canon['name']}@{canon['environment']}"
-        return self._write(
-            f"cannot set connection parameter {scope!r} of {pid!r}",
-            lambda: self._upsert_param(pid, canon, plain),
-        )
+
+        def run() -> ConnectionParameter:
+            sensitive = canon["sensitive"]
+            origin = secret_origin(provider, rebind=self.rebind_secrets) if sensitive else None
+            return self._upsert_param(pid, canon, plain, origin)
+
+        return self._write(f"cannot set connection parameter {scope!r} of {pid!r}", run)
 
     def _upsert_param(
-        self, pid: str, canon: Mapping[str, Any], plain: str | None
+        self, pid: str, canon: Mapping[str, Any], plain: str | None, origin: str | None = None
     ) -> ConnectionParameter:
-        row = parameter_row(pid, canon, self.keys, plain)
+        row = parameter_row(pid, canon, self.keys, plain, origin)
         stmt = select(ConnectionParameter).where(
             ConnectionParameter.provider_id == pid,
             ConnectionParameter.param_name == canon["name"],

@@ -82,9 +82,13 @@ class ProviderService:
         db: Session,
         encryption_key: str | EncryptionKeys | None = None,
         current_user_id: Any = None,
+        *,
+        rebind_secrets: bool = False,
     ) -> None:
         self.db = db
-        self.repository = ProviderRepository(db, encryption_key, autocommit=False)
+        self.repository = ProviderRepository(
+            db, encryption_key, autocommit=False, rebind_secrets=rebind_secrets
+        )
         self.actor = str(current_user_id) if current_user_id is not None else settings.actor()
 
     # -- plumbing -----------------------------------------------------------------------------

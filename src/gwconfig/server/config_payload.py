@@ -7,11 +7,14 @@ reads it with ``model_rows``, in one JSON document::
      "generation": "<epoch>.<n>", "revision": <last revision number or null>,
      "config": <canonical configuration, providers without their models>,
      "models": {"<provider_id>": [[<provider_models row>], ...]},
-     "secrets": [["<pid>/key:<name>@<env>", "<Fernet ciphertext>", "<key id or null>"], ...]}
+     "secrets": [["<pid>/key:<name>@<env>", "<Fernet ciphertext>", "<key id or null>"], ...],
+     "origins": {"<pid>/key:<name>@<env>": "<origin the secret is bound to>", ...}}
 
 Secrets are the stored ciphertexts: the runtime opens them with ``GWCONFIG_ENCRYPTION_KEY``
-exactly as when it reads the database (:mod:`gwconfig.runtime.remote`). The document of a
-generation is built once per process and kept, with its gzip form, until the next generation.
+exactly as when it reads the database (:mod:`gwconfig.runtime.remote`), and sends each only to
+the origin in ``origins`` (secrets without one are bound to their provider's current origin).
+The document of a generation is built once per process and kept, with its gzip form, until the
+next generation.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ def read_payload(engine: Any) -> Payload:
         "secrets": [
             [scope.id, token, key_ids.get(scope)] for scope, token in tables.secrets.items()
         ],
+        "origins": {scope.id: origin for scope, origin in (tables.origins or {}).items() if origin},
     }
     body = orjson.dumps(doc)
     gzipped = gzip.compress(body, compresslevel=5, mtime=0) if len(body) >= _GZIP_FROM else None

@@ -23,6 +23,7 @@ from gwconfig.runtime.errors import (
     BadRequestError,
     ConfigLoadError,
     DeadlineExceededError,
+    KeyOriginMismatchError,
     NoRouteError,
 )
 from gwconfig.runtime.messages import InterventionContext, LLMConfig, LLMRequest, LLMResponse, Usage
@@ -329,6 +330,10 @@ def stream_error_event(error: WireError) -> bytes:
 # -- errors ---------------------------------------------------------------------------------------
 
 
+#: the code of a request refused because a key is bound to another origin (502)
+KEY_ORIGIN_MISMATCH = KeyOriginMismatchError.code
+
+
 def wire_error(exc: BaseException) -> WireError:
     """The OpenAI error (and HTTP status) for an exception the runtime raised for a request."""
     if isinstance(exc, WireError):
@@ -342,6 +347,8 @@ def wire_error(exc: BaseException) -> WireError:
     if isinstance(exc, BadRequestError):
         return WireError(400, _text(exc), "invalid_request_error", "upstream_rejected")
     if isinstance(exc, AllTargetsFailedError):
+        if exc.failures and all(f.code == KEY_ORIGIN_MISMATCH for f in exc.failures):
+            return WireError(502, _text(exc), "api_error", KEY_ORIGIN_MISMATCH)
         if exc.failures and all(f.status == 429 for f in exc.failures):
             return WireError(
                 429,

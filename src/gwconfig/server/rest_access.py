@@ -214,9 +214,11 @@ class Writing:
     session: Session
 
     def service(self) -> ProviderService:
-        """The audited service on the session, acting as the token's name."""
+        """The audited service on the session, acting as the token's name (an ``admin`` token
+        binds the secrets it writes to the provider's current origin: gwconfig.seed.origins)."""
         keys = server(self.request).encryption_keys
-        return ProviderService(self.session, keys, self.caller.name)
+        admin = self.caller.scope == "admin"
+        return ProviderService(self.session, keys, self.caller.name, rebind_secrets=admin)
 
     def run(self, action: Callable[[ProviderService], T]) -> T:
         """``action(service)``, errors translated."""

@@ -9,6 +9,7 @@ from gwconfig.runtime.errors import ProviderResponseError
 from gwconfig.runtime.messages import ProviderResult, Usage
 from gwconfig.runtime.providers.base import ProviderCall, StreamChunk
 from gwconfig.runtime.providers.http import HTTPProvider, load_event
+from gwconfig.secrets.origin import DEFAULT_BASES
 
 DEFAULT_MAX_TOKENS = 4096
 
@@ -17,7 +18,7 @@ class AnthropicProvider(HTTPProvider):
     """``POST {api_base}/v1/messages`` with ``x-api-key`` and ``anthropic-version``."""
 
     provider_type = "anthropic"
-    default_api_base = "https://api.anthropic.com"
+    default_api_base = DEFAULT_BASES["anthropic"]
     default_api_version = "2023-06-01"
 
     def url(self, call: ProviderCall) -> str:

@@ -9,6 +9,7 @@ from gwconfig.runtime.errors import ProviderResponseError
 from gwconfig.runtime.messages import ProviderResult, Usage
 from gwconfig.runtime.providers.base import ProviderCall, StreamChunk
 from gwconfig.runtime.providers.http import HTTPProvider, load_event
+from gwconfig.secrets.origin import DEFAULT_BASES
 
 
 def _usage(data: Any) -> Usage | None:
@@ -21,7 +22,7 @@ class OpenAIProvider(HTTPProvider):
     """``POST {api_base}/chat/completions`` with a bearer token."""
 
     provider_type = "openai"
-    default_api_base = "https://api.openai.com/v1"
+    default_api_base = DEFAULT_BASES["openai"]
     requires_api_key = False  # local OpenAI-compatible servers (vLLM, Ollama) often need none
 
     def url(self, call: ProviderCall) -> str:
