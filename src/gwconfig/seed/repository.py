@@ -10,6 +10,11 @@ Every write is all-or-nothing: on any error the session is rolled back and a
 :class:`~gwconfig.errors.GwconfigError` is raised. With ``autocommit=True`` (the default, as the
 seed's repository) each successful write commits; :class:`gwconfig.seed.service.ProviderService`
 turns it off to commit the change together with its audit events.
+
+Every write first takes the apply lock in its transaction (:func:`gwconfig.db.lock.
+hold_in_transaction`, waiting at most ``lock_timeout`` seconds): a write never lands between an
+apply's read of the state and its write, where the apply would overwrite it unrecorded. When an
+apply holds the lock longer, the write is refused with :class:`~gwconfig.errors.LockError`.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from gwconfig.db.lock import WRITE_LOCK_TIMEOUT, hold_in_transaction
 from gwconfig.db.models import ApiKey, ConnectionParameter, Provider, ProviderModel
 from gwconfig.db.notify import announce
 from gwconfig.db.rows import api_key_row, model_row, parameter_row, provider_row
@@ -72,8 +78,10 @@ class ProviderRepository:
         encryption_key: str | EncryptionKeys | None = None,
         *,
         autocommit: bool = True,
+        lock_timeout: float = WRITE_LOCK_TIMEOUT,
     ) -> None:
         self.db = db
+        self.lock_timeout = lock_timeout
         self._given = coerce_keys(encryption_key, db)
         #: the keys bound to the database's key (see :meth:`EncryptionKeys.bind`); rebound
         #: before every write, so a long-lived repository follows a ``keys rotate``
@@ -100,12 +108,14 @@ class ProviderRepository:
     def writing(self, what: str, *, commit: bool | None = None) -> Iterator[None]:
         """Run a write: flush, commit (default: if autocommit); on any error roll back, raise.
 
-        The keys are checked against the stored secrets first: a key set that cannot open them
-        (or a database whose secrets are under several keys) is refused before anything is
-        written.
+        The apply lock is taken first (see the module docstring), then the keys are checked
+        against the stored secrets: a key set that cannot open them (or a database whose
+        secrets are under several keys) is refused before anything is written.
         """
         outermost = not self._writing
         try:
+            if outermost:
+                hold_in_transaction(self.db.connection(), self.lock_timeout)
             self.keys = self._bind(single=True)
             self._writing = True
             yield

@@ -5,6 +5,8 @@ Returns plain dicts (seed style) with secrets masked; every write records one
 ``revision_number`` NULL, before/after as canonical entities with secrets masked) in the same
 transaction as the write. Such writes are imperative changes: the next ``gwconfig plan`` shows
 them as drift. Decrypted secrets come only from :meth:`ProviderService.get_api_key_value`.
+A write takes the apply lock first (waiting at most ``lock_timeout`` seconds, see
+:mod:`gwconfig.seed.repository`), so it never interleaves with an apply.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from gwconfig import settings
 from gwconfig.canonical import format_timestamp
+from gwconfig.db.lock import WRITE_LOCK_TIMEOUT
 from gwconfig.db.models import ApiKey, AuditEvent, ConnectionParameter, Provider, ProviderModel
 from gwconfig.entities import MASK, entity_key, mask_entity, model_key
 from gwconfig.secrets.keys import EncryptionKeys
@@ -82,9 +85,13 @@ class ProviderService:
         db: Session,
         encryption_key: str | EncryptionKeys | None = None,
         current_user_id: Any = None,
+        *,
+        lock_timeout: float = WRITE_LOCK_TIMEOUT,
     ) -> None:
         self.db = db
-        self.repository = ProviderRepository(db, encryption_key, autocommit=False)
+        self.repository = ProviderRepository(
+            db, encryption_key, autocommit=False, lock_timeout=lock_timeout
+        )
         self.actor = str(current_user_id) if current_user_id is not None else settings.actor()
 
     # -- plumbing -----------------------------------------------------------------------------

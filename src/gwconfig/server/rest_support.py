@@ -28,7 +28,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from gwconfig.db.models import Provider
-from gwconfig.errors import DatabaseError, GwconfigError, IntegrityViolation, ValidationFailed
+from gwconfig.errors import (
+    DatabaseError,
+    GwconfigError,
+    IntegrityViolation,
+    LockError,
+    ValidationFailed,
+)
 from gwconfig.server.auth import Caller, require
 from gwconfig.server.problems import ProblemError
 from gwconfig.server.rest_schemas import Problem
@@ -47,6 +53,10 @@ READ_ONLY_DETAIL = (
     "manifests in providers.d/ (through your Git review), then run 'gwconfig plan' and "
     "'gwconfig apply'; writes through the API are refused while 'gwconfig serve --read-only'."
 )
+
+#: the problem type of a write refused while an apply holds the lock, and its Retry-After
+APPLY_RUNNING = "https://gwconfig.dev/problems/apply-running"
+RETRY_AFTER_SECONDS = 2
 
 _PROBLEM = {
     "model": Problem,
@@ -75,6 +85,7 @@ WRITE_RESPONSES = {
         (412, "If-Match does not match the resource's current ETag"),
         (413, "The request body is too large"),
         (500, "The server cannot open its secrets (encryption key)"),
+        (503, "The gateway database is unavailable, or an apply is running (Retry-After)"),
     ),
 }
 #: the query parameters of the paged listings
@@ -195,6 +206,14 @@ def problem_for(exc: GwconfigError) -> ProblemError:
         ]
         detail = exc.message + (f" ({exc.hint})" if exc.hint else "")
         return ProblemError(422, "Unprocessable Content", detail, errors=errors or None)
+    if isinstance(exc, LockError):  # an apply is running: a moment later the write goes in
+        return ProblemError(
+            503,
+            "Service Unavailable",
+            f"{exc.message}; retry in a moment",
+            type_=APPLY_RUNNING,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     if isinstance(exc, IntegrityViolation):
         what = exc.message.split(": ", 1)[0]
         reason = "it already exists" if "already exists" in exc.message else "a constraint"
