@@ -33,6 +33,14 @@ MAX_GRACEFUL_SECONDS = 600
     help="Refuse request bodies over this size (413).",
 )
 @click.option(
+    "--lock-timeout",
+    type=click.FloatRange(0, 600),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long a write of the REST API waits for a running apply, then 503.",
+)
+@click.option(
     "--access-log/--no-access-log",
     default=True,
     show_default=True,
@@ -54,6 +62,7 @@ def serve_cmd(
     workers: int,
     read_only: bool,
     max_body_bytes: int,
+    lock_timeout: float,
     access_log: bool,
     graceful_timeout: int,
     database_url: str | None,
@@ -77,6 +86,7 @@ def serve_cmd(
         database_url=gw_settings.database_url(database_url),
         read_only=read_only,
         max_body_bytes=max_body_bytes,
+        lock_timeout=lock_timeout,
     )
     os.environ[ENV_ACCESS_LOG] = "1" if access_log else "0"
     os.environ[ENV_WORKERS] = str(workers)
