@@ -43,6 +43,7 @@ from gwconfig.errors import (
 )
 from gwconfig.manifests.compile import _model as canonical_model
 from gwconfig.manifests.compile import canonical_provider
+from gwconfig.manifests.limits import DEPTH_MESSAGE, MODEL_PARAMETERS_DEPTH, too_deep
 from gwconfig.manifests.model import ModelSpec
 from gwconfig.secrets.keys import EncryptionKeys, load_encryption_keys
 from gwconfig.seed.validation import (
@@ -435,7 +436,17 @@ class ProviderRepository:
 
 
 def validated_model(data: Mapping[str, Any], what: str) -> ModelSpec:
-    """``data`` validated as a :class:`ModelSpec` (ValidationFailed naming ``what``)."""
+    """``data`` validated as a :class:`ModelSpec` (ValidationFailed naming ``what``); its
+    ``parameters`` nest no deeper than a manifest's data may (:data:`MAX_DEPTH`)."""
+    deep = too_deep(data.get("parameters"), MODEL_PARAMETERS_DEPTH)
+    if deep is not None:
+        loc = ("parameters", *deep)
+        failed = ValidationFailed(
+            f"invalid {what}: {'.'.join(map(str, loc[:8]))}...: {DEPTH_MESSAGE}; nothing was "
+            "written"
+        )
+        failed.errors = ((loc, DEPTH_MESSAGE),)
+        raise failed
     try:
         return ModelSpec.model_validate(data)
     except ValidationError as exc:

@@ -20,8 +20,9 @@ from gwconfig import settings
 from gwconfig.canonical import format_timestamp
 from gwconfig.db.lock import WRITE_LOCK_TIMEOUT
 from gwconfig.db.models import ApiKey, AuditEvent, ConnectionParameter, Provider, ProviderModel
-from gwconfig.entities import MASK, entity_key, mask_entity, model_key
+from gwconfig.entities import MASK, entity_key, mask_entity, model_key, parse_key
 from gwconfig.secrets.keys import EncryptionKeys
+from gwconfig.seed.checks import check_written
 from gwconfig.seed.repository import ProviderRepository
 from gwconfig.seed.validation import key_entity, model_entity, param_entity, provider_entity
 
@@ -97,9 +98,16 @@ class ProviderService:
     # -- plumbing -----------------------------------------------------------------------------
 
     def _audited(self, what: str, op: Callable[[], tuple[T, list[Event]]]) -> T:
-        """Run ``op`` and record its events; one commit for both, rollback on any error."""
+        """Run ``op``, check what it leaves (:func:`~gwconfig.seed.checks.check_written`) and
+        record its events; one commit for all, rollback on any error."""
         with self.repository.writing(what, commit=True):
             result, events = op()
+            if events:
+                self.db.flush()
+                touched = {parse_key(e, key)[0] or "" for e, key, *_ in events}
+                models = {parse_key(e, key)[1][0] for e, key, *_ in events if e == "model"}
+                only = next(iter(models)) if len(events) == 1 and len(models) == 1 else None
+                check_written(self.db, touched, what, only)
             for entity, key, action, before, after in events:
                 self.db.add(
                     AuditEvent(

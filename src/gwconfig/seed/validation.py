@@ -20,6 +20,7 @@ from gwconfig.entities import SecretScope, api_key_body, model_body, parameter_b
 from gwconfig.errors import ValidationFailed
 from gwconfig.manifests.compile import canonical_api_key as canonical_key
 from gwconfig.manifests.compile import canonical_parameter as canonical_param
+from gwconfig.manifests.in_memory import Problem, check_providers
 from gwconfig.manifests.model import ApiKeySpec, ConnectionParameterSpec, ProviderManifest
 
 #: Stands in for a plaintext secret while the manifest schema validates the rest.
@@ -194,7 +195,20 @@ def provider_manifest(data: Any) -> tuple[ProviderManifest, Plaintexts]:
             model_input(m, f"{label} model", data.get("provider_id")) for m in data["models"]
         ]
     manifest = validated(ProviderManifest, doc, label)
+    refused(check_providers([doc]), label)  # what one provider can get wrong on its own
     return manifest, plaintexts
+
+
+def refused(problems: list[Problem], what: str) -> None:
+    """Raise :class:`ValidationFailed` for ``problems`` of ``validate``'s checks (if any)."""
+    if problems:
+        failed = ValidationFailed(
+            f"invalid {what}: "
+            + "; ".join(".".join(map(str, p.loc)) + f": {p.message}" for p in problems[:20])
+            + "; nothing was written"
+        )
+        failed.errors = tuple((p.loc, p.message) for p in problems)
+        raise failed
 
 
 def key_spec(data: Mapping[str, Any], what: str) -> tuple[dict[str, Any], str]:
