@@ -34,7 +34,7 @@ def _constants(node: ast.expr) -> list[str] | None:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return [node.value]
     if isinstance(node, ast.JoinedStr):
-        return [v.value for v in node.values if isinstance(v, ast.Constant)]
+        return [str(v.value) for v in node.values if isinstance(v, ast.Constant)]
     if isinstance(node, ast.BinOp):
         return _constants(node.left)
     return None
@@ -133,7 +133,7 @@ MESSAGES = check_messages()
 
 
 def test_every_check_has_a_rest_case() -> None:
-    assert MESSAGES == sorted(CASES), "a check of checks.py without a case here (or the reverse)"
+    assert sorted(CASES) == MESSAGES, "a check of checks.py without a case here (or the reverse)"
 
 
 @dataclass

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from gwconfig.errors import ConfigurationError, SecretError, ValidationFailed
+from gwconfig.manifests.limits import DEPTH_MESSAGE, json_too_deep
 from gwconfig.manifests.model import CAPABILITY_PATTERN
 
 LEGACY_KEY_VAR = "GWCONFIG_LEGACY_KEY"
@@ -48,6 +49,8 @@ def json_cell(value: Any, where: str, column: str) -> Any:
     try:
         return orjson.loads(value)
     except orjson.JSONDecodeError as exc:
+        if json_too_deep(value.encode()):  # the parser's own limit is past the manifests'
+            raise ValidationFailed(f"{where}: {column}: {DEPTH_MESSAGE}") from None
         raise ValidationFailed(
             f"{where}: {column} is not valid JSON ({str(exc).splitlines()[0]})",
             hint="fix the row in the back-office, or map the column to another with --mapping",

@@ -40,6 +40,8 @@ MAX_DEPTH = 64
 DEPTH_MESSAGE = f"data nested deeper than {MAX_DEPTH} levels"
 #: levels above a model's ``parameters`` in a Provider document (models, the item, parameters)
 MODEL_PARAMETERS_DEPTH = 3
+#: MariaDB's JSON columns (``JSON_VALID``) hold at most this many nested arrays and objects
+MARIADB_JSON_DEPTH = 31
 
 _SIZE = re.compile(r"\s*(\d+)\s*(?:(k|m|g)(?:i?b)?|b)?\s*\Z", re.IGNORECASE)
 _UNITS = {None: 1, "k": KIB, "m": MIB, "g": GIB}
@@ -136,8 +138,8 @@ def read_limited(path: Path, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def too_deep(value: Any, depth: int = 0) -> tuple[str | int, ...] | None:
-    """The path (below ``value``) of the first item nested deeper than :data:`MAX_DEPTH`, when
+def too_deep(value: Any, depth: int = 0, limit: int = MAX_DEPTH) -> tuple[str | int, ...] | None:
+    """The path (below ``value``) of the first item nested deeper than ``limit``, when
     ``value`` stands at level ``depth`` of a document; None when it fits.
 
     Iterative, so data of any depth (10,000 levels) is measured without recursion.
@@ -145,7 +147,7 @@ def too_deep(value: Any, depth: int = 0) -> tuple[str | int, ...] | None:
     stack: list[tuple[Any, int, tuple[str | int, ...]]] = [(value, depth, ())]
     while stack:
         node, level, path = stack.pop()
-        if level > MAX_DEPTH:
+        if level > limit:
             return path
         if isinstance(node, Mapping):
             stack.extend((v, level + 1, (*path, str(k))) for k, v in node.items())

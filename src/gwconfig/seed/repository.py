@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -43,8 +42,6 @@ from gwconfig.errors import (
 )
 from gwconfig.manifests.compile import _model as canonical_model
 from gwconfig.manifests.compile import canonical_provider
-from gwconfig.manifests.limits import DEPTH_MESSAGE, MODEL_PARAMETERS_DEPTH, too_deep
-from gwconfig.manifests.model import ModelSpec
 from gwconfig.secrets.keys import EncryptionKeys, load_encryption_keys
 from gwconfig.seed.validation import (
     PROVIDER_LEVEL,
@@ -54,7 +51,7 @@ from gwconfig.seed.validation import (
     model_input,
     param_spec,
     provider_manifest,
-    validation_failed,
+    validated_model,
 )
 
 T = TypeVar("T")
@@ -89,6 +86,10 @@ class ProviderRepository:
         self.keys = self._bind(single=False)
         self.autocommit = autocommit
         self._writing = False  # inside writing(): nested writes announce once, at the end
+
+    @property
+    def _mariadb(self) -> bool:
+        return bool(getattr(self.db.get_bind().dialect, "is_mariadb", False))
 
     def _bind(self, *, single: bool) -> EncryptionKeys:
         """The given keys checked against the stored secrets' key ids (refused if they differ)."""
@@ -276,7 +277,7 @@ class ProviderRepository:
         given = model_data.get("provider_id") if isinstance(model_data, Mapping) else None
         pid = self.require_provider(given).provider_id  # type: ignore[arg-type]
         data = model_input(model_data, f"model for provider {pid!r}", pid)
-        spec = validated_model(data, f"model for provider {pid!r}")
+        spec = validated_model(data, f"model for provider {pid!r}", mariadb=self._mariadb)
         canon = canonical_model(spec)
 
         def run() -> ProviderModel:
@@ -310,7 +311,7 @@ class ProviderRepository:
         if data.get("model_id", model_id) != model_id:
             raise ValidationFailed(f"invalid update of {what}: model_id cannot be changed")
         merged = {**model_entity(model), **data}
-        spec = validated_model(merged, f"update of {what}")
+        spec = validated_model(merged, f"update of {what}", mariadb=self._mariadb)
         row = model_row(provider_id, canonical_model(spec))
 
         def run() -> ProviderModel:
@@ -433,24 +434,6 @@ class ProviderRepository:
                 f"no connection parameter {param_name!r}@{environment!r} for {provider_id!r}"
             )
         return self.keys.decrypt(param.param_value) if param.is_sensitive else param.param_value
-
-
-def validated_model(data: Mapping[str, Any], what: str) -> ModelSpec:
-    """``data`` validated as a :class:`ModelSpec` (ValidationFailed naming ``what``); its
-    ``parameters`` nest no deeper than a manifest's data may (:data:`MAX_DEPTH`)."""
-    deep = too_deep(data.get("parameters"), MODEL_PARAMETERS_DEPTH)
-    if deep is not None:
-        loc = ("parameters", *deep)
-        failed = ValidationFailed(
-            f"invalid {what}: {'.'.join(map(str, loc[:8]))}...: {DEPTH_MESSAGE}; nothing was "
-            "written"
-        )
-        failed.errors = ((loc, DEPTH_MESSAGE),)
-        raise failed
-    try:
-        return ModelSpec.model_validate(data)
-    except ValidationError as exc:
-        raise validation_failed(what, exc) from None
 
 
 __all__ = ["SEED_PLACEHOLDER", "ProviderRepository", "coerce_keys"]
