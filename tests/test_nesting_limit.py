@@ -146,3 +146,21 @@ def test_import_names_the_row_and_field(backoffice: Any) -> None:
         assert "parameters" in out and "nothing was written" in out, out
         if k == FITS + 1:  # read, then checked as validate checks it: the provider is named
             assert "provider 'edge-bo'" in out, out
+
+
+def test_rows_written_behind_gwconfigs_back_are_a_clear_error(gw_url: str, tmp_path: Path) -> None:
+    if "mysql" in gw_url:
+        pytest.skip("MariaDB's JSON columns refuse data nested this deep (JSON_VALID)")
+    for k, says in ((FITS + 1, "parameters.p.a.a.a.a.a..."), (VERY_DEEP, "cannot be read")):
+        execute(
+            gw_url,
+            "UPDATE provider_models SET parameters = :p WHERE model_id = 'fake-chat'",
+            p='{"p": ' + chain_json(k) + "}",
+        )
+        out = tmp_path / f"dumped-{k}"
+        res = run("dump", "--database-url", gw_url, "--out", str(out), "--secrets", "env")
+        assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+        assert says in res.output and not out.exists(), res.output
+        if k == FITS + 1:
+            assert "provider 'openai', model 'fake-chat'" in res.output
+            assert DEPTH_MESSAGE in res.output
