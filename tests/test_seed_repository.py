@@ -146,8 +146,8 @@ def test_constraint_violations_leave_no_partial_rows(session: Session, fernet_ke
     repo = ProviderRepository(session, fernet_key)
     duplicated = copy.deepcopy(SEED_PROVIDER)
     duplicated["models"].append({"model_id": "gpt-4-turbo-preview"})
-    with pytest.raises(IntegrityViolation, match="nothing was written"):
-        repo.create_provider(duplicated)
+    with pytest.raises(ValidationFailed, match=r"duplicate model_id.*nothing was written"):
+        repo.create_provider(duplicated)  # as validate finds it, before the database does
     assert set(row_counts(session).values()) == {0}
     repo.create_provider(SEED_PROVIDER)
     before = row_counts(session)

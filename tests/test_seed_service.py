@@ -141,7 +141,7 @@ def test_failed_calls_write_nothing(database: Database, fernet_key: str) -> None
         bad = copy.deepcopy(SEED)
         bad["provider_id"] = "other"
         bad["models"].append({"model_id": "gpt-4o"})
-        with pytest.raises(IntegrityViolation):
+        with pytest.raises(ValidationFailed, match="duplicate model_id"):
             service.create_provider(bad)
         with pytest.raises(ValidationFailed):
             service.update_provider("openai", {"enabled": "yes"})

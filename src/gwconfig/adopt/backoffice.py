@@ -23,11 +23,13 @@ from typing import Any, get_args
 
 from gwconfig.adopt.cells import (
     Opener,
+    Origins,
     bool_cell,
     capabilities,
     int_cell,
     json_object,
     legacy_opener,
+    located,
     open_key,
     param_value,
     text_cell,
@@ -38,6 +40,7 @@ from gwconfig.adopt.source import Tables, read_only, read_tables
 from gwconfig.canonical import FORMAT_VERSION, format_timestamp
 from gwconfig.entities import SecretScope
 from gwconfig.errors import ValidationFailed
+from gwconfig.manifests.limits import too_deep
 from gwconfig.manifests.model import (
     KNOWN_PROVIDER_TYPES,
     ModelType,
@@ -144,15 +147,20 @@ def convert(tables: Tables, mapping: Mapping, opener: Opener | None) -> Backoffi
                 children[parent][table].append(row)
 
     providers = []
+    documents: dict[str, tuple[dict[str, Any], Origins]] = {}
     counts = {"models": 0, "keys": 0, "parameters": 0}
     for pid, row in by_id.items():
         kids = children.get(pid) or {}
         doc, origins = _provider(b, pid, row, kids)
         if doc is None:
             continue
+        if too_deep(doc) is not None:  # reported by _checked, never walked by the schema
+            documents[pid] = (doc, origins)
+            continue
         manifest = _validated(b, pid, doc, origins)
         if manifest is None:
             continue
+        documents[pid] = (doc, origins)
         canonical = canonical_provider(manifest)
         providers.append(canonical)
         counts["models"] += len(canonical["models"])
@@ -160,6 +168,8 @@ def convert(tables: Tables, mapping: Mapping, opener: Opener | None) -> Backoffi
         counts["parameters"] += len(canonical["connection_parameters"])
         if len(b.problems) >= MAX_PROBLEMS:
             break
+    if not b.problems:
+        _checked(b, documents)
     if b.problems:
         shown = b.problems[:MAX_PROBLEMS]
         more = len(b.problems) - len(shown)
@@ -179,9 +189,7 @@ def convert(tables: Tables, mapping: Mapping, opener: Opener | None) -> Backoffi
     return Backoffice(data, b.secrets, b.warnings, n, b.rows)
 
 
-def _validated(
-    b: _Builder, pid: str, doc: dict[str, Any], origins: dict[tuple[str, int], str]
-) -> Any:
+def _validated(b: _Builder, pid: str, doc: dict[str, Any], origins: Origins) -> Any:
     from pydantic import ValidationError
 
     from gwconfig.manifests.model import ProviderManifest
@@ -190,26 +198,26 @@ def _validated(
         return ProviderManifest.model_validate(doc)
     except ValidationError as exc:
         for err in exc.errors(include_url=False, include_input=False, include_context=False):
-            loc = err["loc"]
-            if loc[:2] == ("connection", "parameters") and len(loc) > 2:
-                where: str | None = origins.get(("param", int(loc[2])))
-                rest = loc[3:]
-            elif loc[:1] in (("models",), ("api_keys",)) and len(loc) > 1:
-                where, rest = origins.get((str(loc[0]), int(loc[1]))), loc[2:]
-            else:
-                where, rest = origins[("provider", 0)], loc
-            column = ".".join(str(part) for part in rest)
             message = err["msg"].removeprefix("Value error, ")
-            where = where or origins[("provider", 0)]
-            b.problems.append(f"provider {pid!r} ({where}): {column}: {message}")
+            b.problems.append(located(pid, origins, err["loc"], message))
         return None
+
+
+def _checked(b: _Builder, docs: dict[str, tuple[dict[str, Any], Origins]]) -> None:
+    """The checks of ``validate`` on the providers read (nesting, each provider's own, and
+    across them: aliases), each problem named by its row and field."""
+    from gwconfig.manifests.in_memory import check_providers
+
+    for problem in check_providers([doc for doc, _ in docs.values()]):
+        pid = problem.document
+        b.problems.append(located(pid, docs[pid][1], problem.loc, problem.message))
 
 
 def _provider(
     b: _Builder, pid: str, row: dict[str, Any], kids: dict[str, list[dict[str, Any]]]
-) -> tuple[dict[str, Any] | None, dict[tuple[str, int], str]]:
+) -> tuple[dict[str, Any] | None, Origins]:
     where = b.where("providers", row)
-    origins: dict[tuple[str, int], str] = {("provider", 0): where}
+    origins: Origins = {("provider", 0): where}
     try:
         doc: dict[str, Any] = {
             "apiVersion": "gwconfig/v1",

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from gwconfig.errors import ConfigurationError, SecretError, ValidationFailed
+from gwconfig.manifests.limits import DEPTH_MESSAGE, json_too_deep
 from gwconfig.manifests.model import CAPABILITY_PATTERN
 
 LEGACY_KEY_VAR = "GWCONFIG_LEGACY_KEY"
@@ -48,6 +49,8 @@ def json_cell(value: Any, where: str, column: str) -> Any:
     try:
         return orjson.loads(value)
     except orjson.JSONDecodeError as exc:
+        if json_too_deep(value.encode()):  # the parser's own limit is past the manifests'
+            raise ValidationFailed(f"{where}: {column}: {DEPTH_MESSAGE}") from None
         raise ValidationFailed(
             f"{where}: {column} is not valid JSON ({str(exc).splitlines()[0]})",
             hint="fix the row in the back-office, or map the column to another with --mapping",
@@ -234,3 +237,22 @@ def open_key(opener: Opener | None, token: str, where: str) -> str:
     if not isinstance(plain, str) or not plain:
         raise SecretError(f"{where}: the legacy decryption gave no key; nothing was written")
     return plain
+
+
+#: ("provider" | "models" | "api_keys" | "param", index) -> the row it was read from
+Origins = dict[tuple[str, int], str]
+
+
+def located(pid: str, origins: Origins, loc: Any, message: str) -> str:
+    """A problem at ``loc`` of provider ``pid``'s document, named by its row and field
+    (``origins``: the row of the provider, of each model, key and parameter)."""
+    if loc[:2] == ("connection", "parameters") and len(loc) > 2:
+        where: str | None = origins.get(("param", int(loc[2])))
+        rest = loc[3:]
+    elif loc[:1] in (("models",), ("api_keys",)) and len(loc) > 1:
+        where, rest = origins.get((str(loc[0]), int(loc[1]))), loc[2:]
+    else:
+        where, rest = origins[("provider", 0)], loc
+    column = ".".join(str(part) for part in rest[:8]) + ("..." if len(rest) > 8 else "")
+    where = where or origins[("provider", 0)]
+    return f"provider {pid!r} ({where}): {column}: {message}"

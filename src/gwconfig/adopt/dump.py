@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from gwconfig.adopt.tree import WriteReport, other_definitions, write_tree
 from gwconfig.adopt.writer import SecretOutput, render_manifests
 from gwconfig.entities import SecretScope
-from gwconfig.errors import ConfigurationError
+from gwconfig.errors import ConfigurationError, ValidationFailed
+from gwconfig.manifests.limits import DEPTH_MESSAGE, MODEL_PARAMETERS_DEPTH, too_deep
 from gwconfig.perf.gcpause import gc_paused
 
 if TYPE_CHECKING:
@@ -101,6 +102,21 @@ def _plaintexts(data: Mapping[str, Any], state: ActualState, url: str) -> dict[S
     return {scope: keys.decrypt(token) for scope, token in wanted.items()}
 
 
+def _check_depth(data: Mapping[str, Any]) -> None:
+    """Refuse to write a model's ``parameters`` nested deeper than a manifest may hold (rows
+    written behind gwconfig's back): ``validate`` would refuse the file."""
+    for p in data["providers"]:
+        for m in p["models"]:
+            deep = too_deep(m["parameters"], MODEL_PARAMETERS_DEPTH)
+            if deep is not None:
+                field = ".".join(map(str, ("parameters", *deep[:6]))) + "..."
+                raise ValidationFailed(
+                    f"provider {p['provider_id']!r}, model {m['model_id']!r}: {field}: "
+                    f"{DEPTH_MESSAGE}, which no manifest may hold; nothing was written",
+                    hint="the row was written behind gwconfig's back: fix it with SQL",
+                )
+
+
 def dump(options: DumpOptions) -> DumpResult:
     """``gwconfig dump``: read the gateway database, render its manifests, write what changed."""
     from gwconfig.reconcile.gateway_settings import EGRESS, stored_setting
@@ -122,6 +138,7 @@ def dump(options: DumpOptions) -> DumpResult:
                 "would remove every manifest in the output directory",
             )
         data = select_providers(state.data, options.targets, options.tags)
+        _check_depth(data)
         plain: dict[SecretScope, str] = {}
         if options.output.mode == "sealed":
             plain = _plaintexts(data, state, url)

@@ -36,6 +36,14 @@ MAX_CONNECTIONS = 100_000
     help="Refuse request bodies over this size (413).",
 )
 @click.option(
+    "--lock-timeout",
+    type=click.FloatRange(0, 600),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long a write of the REST API waits for a running apply, then 503.",
+)
+@click.option(
     "--access-log/--no-access-log",
     default=True,
     show_default=True,
@@ -79,6 +87,7 @@ def serve_cmd(
     workers: int,
     read_only: bool,
     max_body_bytes: int,
+    lock_timeout: float,
     access_log: bool,
     graceful_timeout: int,
     header_timeout: float,
@@ -106,6 +115,7 @@ def serve_cmd(
         public_docs=public_docs,
         header_timeout_seconds=header_timeout,
         max_connections=max_connections,
+        lock_timeout=lock_timeout,
     )
     os.environ[ENV_ACCESS_LOG] = "1" if access_log else "0"
     os.environ[ENV_WORKERS] = str(workers)

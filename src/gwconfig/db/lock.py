@@ -1,9 +1,13 @@
-"""The database lock that serialises everything that writes configuration: apply (and rollback)
-and ``keys rotate``.
+"""The database lock that serialises everything that writes configuration: apply (and rollback),
+``keys rotate``, and the writes of the REST API and the seed service.
 
 PostgreSQL: a transaction-level advisory lock; MySQL/MariaDB: a named ``GET_LOCK``; SQLite:
 ``BEGIN IMMEDIATE``. The lock is tried once without waiting; when it is busy one line on stderr
 says so (a silent wait looks like a hang), then the wait is bounded by ``lock_timeout``.
+
+Apply holds the lock from before it reads the state until it commits, so a write of the API
+(which takes the same lock in its own transaction, :func:`hold_in_transaction`) lands either
+before apply reads or after it committed: never in between, where apply would overwrite it.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from gwconfig.db.session import Database
@@ -23,6 +28,13 @@ from gwconfig.errors import DatabaseError, LockError
 
 LOCK_NAME = "gwconfig_apply"
 PG_LOCK_KEY = 0x6777_636F_6E66  # "gwconf"
+#: how long a write of the REST API or the seed service waits for a running apply (seconds)
+WRITE_LOCK_TIMEOUT = 10.0
+#: the connection record's ``info`` key of a MySQL lock held until the connection is returned
+_HELD = "gwconfig_apply_lock"
+BUSY_MESSAGE = (
+    "an apply (or a key rotation) is writing the configuration right now; nothing was written"
+)
 
 
 def _lock_error(db: Database, timeout: float) -> LockError:
@@ -116,7 +128,11 @@ def _pg_try_lock(conn: Connection) -> bool:
 
 def mysql_lock_name(db: Database) -> str:
     """GET_LOCK names are server-wide: qualify by database (at most 64 characters)."""
-    return f"{LOCK_NAME}:{db.engine.url.database or ''}"[:64]
+    return _mysql_name(db.engine.url.database)
+
+
+def _mysql_name(database: str | None) -> str:
+    return f"{LOCK_NAME}:{database or ''}"[:64]
 
 
 def _release(conn: Connection, dialect: str, previous_busy: int | None, lock_name: str) -> None:
@@ -134,3 +150,71 @@ def _release(conn: Connection, dialect: str, previous_busy: int | None, lock_nam
             conn.commit()
     except Exception:
         conn.invalidate()
+
+
+def hold_in_transaction(conn: Connection, lock_timeout: float = WRITE_LOCK_TIMEOUT) -> None:
+    """Take the apply lock in ``conn``'s current transaction (a write of the API or the seed
+    service), waiting at most ``lock_timeout`` seconds; :class:`LockError` when it is busy.
+
+    Released when the transaction ends (PostgreSQL, SQLite) or, on MySQL/MariaDB, when the
+    connection goes back to the pool, after its commit or rollback. Taken first, before any row
+    lock: apply takes it before the rows too, so the two never wait for each other's rows.
+    """
+    dialect = conn.dialect.name
+    wait = max(0.0, lock_timeout)
+    if dialect == "sqlite":  # the database's write lock is the apply lock (BEGIN IMMEDIATE)
+        busy = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+        conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+        try:
+            conn.exec_driver_sql("UPDATE providers SET provider_id = provider_id WHERE 0 = 1")
+        except OperationalError as exc:
+            if "locked" not in str(exc.orig) and "busy" not in str(exc.orig):
+                raise
+            raise LockError(BUSY_MESSAGE, hint="retry when it has finished") from None
+        finally:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(busy or 0)}")
+    elif dialect == "postgresql":
+        if _pg_try_lock(conn):
+            return
+        if wait > 0:  # wait in the server (visible in pg_locks), bounded by lock_timeout
+            previous = conn.execute(text("SELECT current_setting('lock_timeout')")).scalar()
+            conn.execute(
+                text("SELECT set_config('lock_timeout', :t, true)"),
+                {"t": f"{max(1, int(wait * 1000))}ms"},
+            )
+            try:  # a timeout aborts the transaction: the caller rolls it back
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY})
+            except OperationalError:
+                raise LockError(BUSY_MESSAGE, hint="retry when it has finished") from None
+            conn.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": previous})
+            return
+        raise LockError(BUSY_MESSAGE, hint="retry when it has finished")
+    else:
+        record = conn.connection.info
+        if record.get(_HELD):
+            return
+        name = _mysql_name(conn.engine.url.database)
+        if not event.contains(conn.engine.pool, "checkin", _release_on_checkin):
+            event.listen(conn.engine.pool, "checkin", _release_on_checkin)
+        got = conn.execute(
+            text("SELECT GET_LOCK(:n, :t)"), {"n": name, "t": math.ceil(wait)}
+        ).scalar()
+        if got != 1:
+            raise LockError(BUSY_MESSAGE, hint="retry when it has finished")
+        record[_HELD] = name
+
+
+def _release_on_checkin(dbapi_connection: Any, record: Any) -> None:
+    """Release a MySQL apply lock taken by :func:`hold_in_transaction` (after the connection's
+    commit or rollback: the pool resets it first); a connection that cannot is invalidated."""
+    name = record.info.pop(_HELD, None)
+    if name is None or dbapi_connection is None:
+        return
+    try:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SELECT RELEASE_LOCK(%s)", (name,))
+        cursor.fetchall()
+        cursor.close()
+        dbapi_connection.rollback()
+    except Exception:
+        record.invalidate()  # closing the connection frees its lock

@@ -10,6 +10,11 @@ Python API share them:
 
 Sizes are a number of bytes, optionally with a unit (``512KiB``, ``16MiB``, ``1GiB``; ``K``,
 ``M``, ``G`` mean the same binary units).
+
+Data in a manifest document nests at most :data:`MAX_DEPTH` levels (the document's mapping is
+level 0). The YAML loader, template values, and every writer of the gateway database (the REST
+API, the seed service) and ``import`` refuse deeper data with :func:`too_deep`, so the database
+never holds a value that ``dump`` could not write as a valid manifest.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gwconfig.errors import ConfigurationError
 
@@ -27,6 +34,14 @@ FILE_SIZE_VAR = "GWCONFIG_MAX_FILE_SIZE"
 TOTAL_SIZE_VAR = "GWCONFIG_MAX_TOTAL_SIZE"
 DEFAULT_MAX_FILE_SIZE = 8 * MIB
 DEFAULT_MAX_TOTAL_SIZE = 64 * MIB
+
+#: how deep data nests in a manifest document (its top-level mapping is level 0)
+MAX_DEPTH = 64
+DEPTH_MESSAGE = f"data nested deeper than {MAX_DEPTH} levels"
+#: levels above a model's ``parameters`` in a Provider document (models, the item, parameters)
+MODEL_PARAMETERS_DEPTH = 3
+#: MariaDB's JSON columns (``JSON_VALID``) hold at most this many nested arrays and objects
+MARIADB_JSON_DEPTH = 31
 
 _SIZE = re.compile(r"\s*(\d+)\s*(?:(k|m|g)(?:i?b)?|b)?\s*\Z", re.IGNORECASE)
 _UNITS = {None: 1, "k": KIB, "m": MIB, "g": GIB}
@@ -121,3 +136,37 @@ def read_limited(path: Path, limit: int) -> bytes:
     finally:
         os.close(fd)
     return b"".join(chunks)
+
+
+def too_deep(value: Any, depth: int = 0, limit: int = MAX_DEPTH) -> tuple[str | int, ...] | None:
+    """The path (below ``value``) of the first item nested deeper than ``limit``, when
+    ``value`` stands at level ``depth`` of a document; None when it fits.
+
+    Iterative, so data of any depth (10,000 levels) is measured without recursion.
+    """
+    stack: list[tuple[Any, int, tuple[str | int, ...]]] = [(value, depth, ())]
+    while stack:
+        node, level, path = stack.pop()
+        if level > limit:
+            return path
+        if isinstance(node, Mapping):
+            stack.extend((v, level + 1, (*path, str(k))) for k, v in node.items())
+        elif isinstance(node, Sequence) and not isinstance(node, str | bytes | bytearray):
+            stack.extend((v, level + 1, (*path, i)) for i, v in enumerate(node))
+    return None
+
+
+def json_too_deep(body: bytes) -> bool:
+    """Whether the JSON text ``body``, read as a document (its outermost object at level 0),
+    holds a container deeper than :data:`MAX_DEPTH` (strings skipped; measured before the text
+    is parsed, without recursion)."""
+    depth = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub(b"", body)):
+        depth += 1 if bracket in (b"[", b"{") else -1
+        if depth - 1 > MAX_DEPTH:
+            return True
+    return False
+
+
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(rb"[\[\]{}]")

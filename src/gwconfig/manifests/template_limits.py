@@ -21,6 +21,8 @@ from typing import Any, cast
 
 from jinja2.utils import Namespace
 
+from gwconfig.manifests.limits import MAX_DEPTH
+
 
 @dataclass(frozen=True)
 class TemplateLimits:
@@ -31,7 +33,7 @@ class TemplateLimits:
     value_size: int = 1_000_000
     int_bits: int = 4096
     output: int = 8 * 1024 * 1024
-    value_depth: int = 64
+    value_depth: int = MAX_DEPTH
     block_nesting: int = 16
     bracket_nesting: int = 32
 

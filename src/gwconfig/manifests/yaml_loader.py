@@ -18,6 +18,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode  # type: igno
 from gwconfig.errors import Diagnostic
 from gwconfig.manifests.diagnostics import clip, quoted
 from gwconfig.manifests.documents import Positions, RawDocument
+from gwconfig.manifests.limits import DEPTH_MESSAGE, MAX_DEPTH
 
 _Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -32,7 +33,6 @@ _CONTROL_NAMES = {0: "NUL", 7: "BEL", 8: "BS", 0x0B: "VT", 0x0C: "FF", 0x1B: "ES
 #: Aliases may repeat data, but not blow it up: constructed nodes per composed node, at most.
 _ALIAS_EXPANSION = 10
 _ALIAS_SLACK = 1000
-_MAX_DEPTH = 64
 _OCTAL = re.compile(r"[-+]?0[0-7_]+$")
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what JSON consumers (and orjson) accept
 
@@ -68,8 +68,8 @@ class _Builder:
                 hint="write the data out instead of repeating anchors (&name / *name)",
             )
             raise _Stop
-        if depth > _MAX_DEPTH:
-            self.error(node, f"data nested deeper than {_MAX_DEPTH} levels")
+        if depth > MAX_DEPTH:
+            self.error(node, DEPTH_MESSAGE)
             raise _Stop
         if isinstance(node, ScalarNode):
             return self.scalar(node)

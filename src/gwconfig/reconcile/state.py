@@ -26,6 +26,8 @@ from gwconfig.entities import (
     provider_body,
     route_body,
 )
+from gwconfig.errors import DatabaseError
+from gwconfig.manifests.limits import DEPTH_MESSAGE
 from gwconfig.perf.gcpause import gc_paused
 
 if TYPE_CHECKING:
@@ -271,7 +273,19 @@ def revision_state_hash(source: Any, number: int) -> str | None:
 def _parse_json(cells: Iterable[str | None]) -> list[Any]:
     """Parse many raw JSON texts (SQL NULL -> None) with one ``orjson`` call."""
     text = ",".join([cell if cell is not None else "null" for cell in cells])
-    return orjson.loads("[" + text + "]")  # type: ignore[no-any-return]
+    return _loads("[" + text + "]")
+
+
+def _loads(text: str) -> list[Any]:
+    """``orjson.loads``; JSON it cannot read (nested past its limit) is a clear error."""
+    try:
+        return orjson.loads(text)  # type: ignore[no-any-return]
+    except orjson.JSONDecodeError as exc:
+        raise DatabaseError(
+            f"the gateway database holds JSON that cannot be read ({str(exc).splitlines()[0]})",
+            hint=f"gwconfig writes no data {DEPTH_MESSAGE.removeprefix('data ')}: a row was "
+            "written behind its back; fix it with SQL",
+        ) from None
 
 
 def read_state(source: Any) -> ActualState:
@@ -312,7 +326,7 @@ _NO_ALIASES = (",[]]", ",null]")
 
 def canonical_models(rows: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
     """Canonical model dicts from ``provider_models`` rows (one ``orjson`` call for all)."""
-    docs = orjson.loads("[" + ",".join([row[7] for row in rows]) + "]")
+    docs = _loads("[" + ",".join([row[7] for row in rows]) + "]")
     body = model_body
     return [
         body(row[1], row[2], row[3], row[4], row[5], row[6], *doc)

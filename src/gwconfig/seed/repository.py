@@ -10,6 +10,11 @@ Every write is all-or-nothing: on any error the session is rolled back and a
 :class:`~gwconfig.errors.GwconfigError` is raised. With ``autocommit=True`` (the default, as the
 seed's repository) each successful write commits; :class:`gwconfig.seed.service.ProviderService`
 turns it off to commit the change together with its audit events.
+
+Every write first takes the apply lock in its transaction (:func:`gwconfig.db.lock.
+hold_in_transaction`, waiting at most ``lock_timeout`` seconds): a write never lands between an
+apply's read of the state and its write, where the apply would overwrite it unrecorded. When an
+apply holds the lock longer, the write is refused with :class:`~gwconfig.errors.LockError`.
 """
 
 from __future__ import annotations
@@ -18,11 +23,11 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from gwconfig.db.lock import WRITE_LOCK_TIMEOUT, hold_in_transaction
 from gwconfig.db.models import ApiKey, ConnectionParameter, Provider, ProviderModel
 from gwconfig.db.notify import announce
 from gwconfig.db.rows import api_key_row, model_row, parameter_row, provider_row
@@ -37,7 +42,6 @@ from gwconfig.errors import (
 )
 from gwconfig.manifests.compile import _model as canonical_model
 from gwconfig.manifests.compile import canonical_provider
-from gwconfig.manifests.model import ModelSpec
 from gwconfig.secrets.keys import EncryptionKeys, load_encryption_keys
 from gwconfig.secrets.origin import connection_origin
 from gwconfig.seed.origins import check_api_base, keep_bindings, origin_now, secret_origin
@@ -49,7 +53,7 @@ from gwconfig.seed.validation import (
     model_input,
     param_spec,
     provider_manifest,
-    validation_failed,
+    validated_model,
 )
 
 T = TypeVar("T")
@@ -75,15 +79,21 @@ class ProviderRepository:
         *,
         autocommit: bool = True,
         rebind_secrets: bool = False,
+        lock_timeout: float = WRITE_LOCK_TIMEOUT,
     ) -> None:
         self.db = db
         self.rebind_secrets = rebind_secrets  # an admin's: see gwconfig.seed.origins
+        self.lock_timeout = lock_timeout
         self._given = coerce_keys(encryption_key, db)
         #: the keys bound to the database's key (see :meth:`EncryptionKeys.bind`); rebound
         #: before every write, so a long-lived repository follows a ``keys rotate``
         self.keys = self._bind(single=False)
         self.autocommit = autocommit
         self._writing = False  # inside writing(): nested writes announce once, at the end
+
+    @property
+    def _mariadb(self) -> bool:
+        return bool(getattr(self.db.get_bind().dialect, "is_mariadb", False))
 
     def _bind(self, *, single: bool) -> EncryptionKeys:
         """The given keys checked against the stored secrets' key ids (refused if they differ)."""
@@ -93,9 +103,7 @@ class ProviderRepository:
             stored = read_stored_keys(self.db)
         except SQLAlchemyError as exc:
             self.db.rollback()
-            orig = getattr(exc, "orig", None) or exc
-            detail = str(orig).strip().splitlines()[0] if str(orig).strip() else type(exc).__name__
-            raise DatabaseError(f"reading the stored key ids failed: {detail}") from None
+            raise DatabaseError(f"reading the stored key ids failed: {self._detail(exc)}") from None
         return self._given.bind(stored, single=single)
 
     # -- transactions -------------------------------------------------------------------------
@@ -104,12 +112,14 @@ class ProviderRepository:
     def writing(self, what: str, *, commit: bool | None = None) -> Iterator[None]:
         """Run a write: flush, commit (default: if autocommit); on any error roll back, raise.
 
-        The keys are checked against the stored secrets first: a key set that cannot open them
-        (or a database whose secrets are under several keys) is refused before anything is
-        written.
+        The apply lock is taken first (see the module docstring), then the keys are checked
+        against the stored secrets: a key set that cannot open them (or a database whose
+        secrets are under several keys) is refused before anything is written.
         """
         outermost = not self._writing
         try:
+            if outermost:
+                hold_in_transaction(self.db.connection(), self.lock_timeout)
             self.keys = self._bind(single=True)
             self._writing = True
             yield
@@ -144,8 +154,7 @@ class ProviderRepository:
 
     def _write(self, what: str, fn: Callable[[], T]) -> T:
         with self.writing(what):
-            result = fn()
-        return result
+            return fn()
 
     # -- providers ----------------------------------------------------------------------------
 
@@ -274,7 +283,7 @@ class ProviderRepository:
         given = model_data.get("provider_id") if isinstance(model_data, Mapping) else None
         pid = self.require_provider(given).provider_id  # type: ignore[arg-type]
         data = model_input(model_data, f"model for provider {pid!r}", pid)
-        spec = validated_model(data, f"model for provider {pid!r}")
+        spec = validated_model(data, f"model for provider {pid!r}", mariadb=self._mariadb)
         canon = canonical_model(spec)
 
         def run() -> ProviderModel:
@@ -308,7 +317,7 @@ class ProviderRepository:
         if data.get("model_id", model_id) != model_id:
             raise ValidationFailed(f"invalid update of {what}: model_id cannot be changed")
         merged = {**model_entity(model), **data}
-        spec = validated_model(merged, f"update of {what}")
+        spec = validated_model(merged, f"update of {what}", mariadb=self._mariadb)
         row = model_row(provider_id, canonical_model(spec))
 
         def run() -> ProviderModel:
@@ -435,14 +444,6 @@ class ProviderRepository:
                 f"no connection parameter {param_name!r}@{environment!r} for {provider_id!r}"
             )
         return self.keys.decrypt(param.param_value) if param.is_sensitive else param.param_value
-
-
-def validated_model(data: Mapping[str, Any], what: str) -> ModelSpec:
-    """``data`` validated as a :class:`ModelSpec` (ValidationFailed naming ``what``)."""
-    try:
-        return ModelSpec.model_validate(data)
-    except ValidationError as exc:
-        raise validation_failed(what, exc) from None
 
 
 __all__ = ["SEED_PLACEHOLDER", "ProviderRepository", "coerce_keys"]

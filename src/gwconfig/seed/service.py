@@ -5,6 +5,8 @@ Returns plain dicts (seed style) with secrets masked; every write records one
 ``revision_number`` NULL, before/after as canonical entities with secrets masked) in the same
 transaction as the write. Such writes are imperative changes: the next ``gwconfig plan`` shows
 them as drift. Decrypted secrets come only from :meth:`ProviderService.get_api_key_value`.
+A write takes the apply lock first (waiting at most ``lock_timeout`` seconds, see
+:mod:`gwconfig.seed.repository`), so it never interleaves with an apply.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from sqlalchemy.orm import Session
 
 from gwconfig import settings
 from gwconfig.canonical import format_timestamp
+from gwconfig.db.lock import WRITE_LOCK_TIMEOUT
 from gwconfig.db.models import ApiKey, AuditEvent, ConnectionParameter, Provider, ProviderModel
-from gwconfig.entities import MASK, entity_key, mask_entity, model_key
+from gwconfig.entities import MASK, entity_key, mask_entity, model_key, parse_key
 from gwconfig.secrets.keys import EncryptionKeys
+from gwconfig.seed.checks import check_written
 from gwconfig.seed.repository import ProviderRepository
 from gwconfig.seed.validation import key_entity, model_entity, param_entity, provider_entity
 
@@ -84,19 +88,31 @@ class ProviderService:
         current_user_id: Any = None,
         *,
         rebind_secrets: bool = False,
+        lock_timeout: float = WRITE_LOCK_TIMEOUT,
     ) -> None:
         self.db = db
         self.repository = ProviderRepository(
-            db, encryption_key, autocommit=False, rebind_secrets=rebind_secrets
+            db,
+            encryption_key,
+            autocommit=False,
+            rebind_secrets=rebind_secrets,
+            lock_timeout=lock_timeout,
         )
         self.actor = str(current_user_id) if current_user_id is not None else settings.actor()
 
     # -- plumbing -----------------------------------------------------------------------------
 
     def _audited(self, what: str, op: Callable[[], tuple[T, list[Event]]]) -> T:
-        """Run ``op`` and record its events; one commit for both, rollback on any error."""
+        """Run ``op``, check what it leaves (:func:`~gwconfig.seed.checks.check_written`) and
+        record its events; one commit for all, rollback on any error."""
         with self.repository.writing(what, commit=True):
             result, events = op()
+            if events:
+                self.db.flush()
+                touched = {parse_key(e, key)[0] or "" for e, key, *_ in events}
+                models = {parse_key(e, key)[1][0] for e, key, *_ in events if e == "model"}
+                only = next(iter(models)) if len(events) == 1 and len(models) == 1 else None
+                check_written(self.db, touched, what, only)
             for entity, key, action, before, after in events:
                 self.db.add(
                     AuditEvent(

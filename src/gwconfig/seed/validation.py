@@ -20,7 +20,19 @@ from gwconfig.entities import SecretScope, api_key_body, model_body, parameter_b
 from gwconfig.errors import ValidationFailed
 from gwconfig.manifests.compile import canonical_api_key as canonical_key
 from gwconfig.manifests.compile import canonical_parameter as canonical_param
-from gwconfig.manifests.model import ApiKeySpec, ConnectionParameterSpec, ProviderManifest
+from gwconfig.manifests.in_memory import Problem, check_providers
+from gwconfig.manifests.limits import (
+    DEPTH_MESSAGE,
+    MARIADB_JSON_DEPTH,
+    MODEL_PARAMETERS_DEPTH,
+    too_deep,
+)
+from gwconfig.manifests.model import (
+    ApiKeySpec,
+    ConnectionParameterSpec,
+    ModelSpec,
+    ProviderManifest,
+)
 
 #: Stands in for a plaintext secret while the manifest schema validates the rest.
 SEED_PLACEHOLDER = {"env": "SEED_VALUE_PLACEHOLDER"}  # never resolved: not a GWCONFIG_ name
@@ -194,7 +206,20 @@ def provider_manifest(data: Any) -> tuple[ProviderManifest, Plaintexts]:
             model_input(m, f"{label} model", data.get("provider_id")) for m in data["models"]
         ]
     manifest = validated(ProviderManifest, doc, label)
+    refused(check_providers([doc]), label)  # what one provider can get wrong on its own
     return manifest, plaintexts
+
+
+def refused(problems: list[Problem], what: str) -> None:
+    """Raise :class:`ValidationFailed` for ``problems`` of ``validate``'s checks (if any)."""
+    if problems:
+        failed = ValidationFailed(
+            f"invalid {what}: "
+            + "; ".join(".".join(map(str, p.loc)) + f": {p.message}" for p in problems[:20])
+            + "; nothing was written"
+        )
+        failed.errors = tuple((p.loc, p.message) for p in problems)
+        raise failed
 
 
 def key_spec(data: Mapping[str, Any], what: str) -> tuple[dict[str, Any], str]:
@@ -239,3 +264,26 @@ def key_entity(k: ApiKey) -> dict[str, Any]:
 def param_entity(c: ConnectionParameter) -> dict[str, Any]:
     """The canonical parameter body; a sensitive value is the stored fingerprint."""
     return parameter_body(c.param_name, c.environment, c.is_sensitive, c.param_value, c.fingerprint)
+
+
+def validated_model(data: Mapping[str, Any], what: str, *, mariadb: bool = False) -> ModelSpec:
+    """``data`` validated as a :class:`ModelSpec` (ValidationFailed naming ``what``); its
+    ``parameters`` nest no deeper than a manifest's data may (:data:`MAX_DEPTH`), nor, on
+    MariaDB (``mariadb``), than its JSON columns hold."""
+    parameters = data.get("parameters")
+    message, deep = DEPTH_MESSAGE, too_deep(parameters, MODEL_PARAMETERS_DEPTH)
+    if deep is None and mariadb:  # its JSON columns hold less: the audit row's, the model in
+        # an object, is the deepest (the scalars are no level of MariaDB's)
+        message = f"data nested deeper than MariaDB stores ({MARIADB_JSON_DEPTH} levels of JSON)"
+        deep = too_deep(parameters, 2, MARIADB_JSON_DEPTH + 1)
+    if deep is not None:
+        loc = ("parameters", *deep)
+        failed = ValidationFailed(
+            f"invalid {what}: {'.'.join(map(str, loc[:8]))}...: {message}; nothing was written"
+        )
+        failed.errors = ((loc, message),)
+        raise failed
+    try:
+        return ModelSpec.model_validate(data)
+    except ValidationError as exc:
+        raise validation_failed(what, exc) from None

@@ -46,6 +46,7 @@ from gwconfig.server.rest_support import (
     READ_RESPONSES,
     WRITE_RESPONSES,
     Cursor,
+    DepthLimitedRoute,
     Limit,
     decode_cursor,
     json_response,
@@ -56,7 +57,7 @@ from gwconfig.server.rest_support import (
     translated,
 )
 
-router = APIRouter(tags=["providers"])
+router = APIRouter(tags=["providers"], route_class=DepthLimitedRoute)
 
 
 def _provider_write(

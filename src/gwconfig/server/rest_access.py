@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from gwconfig.db import columns as col
+from gwconfig.db.lock import hold_in_transaction
 from gwconfig.db.models import ApiKey, ConnectionParameter, Provider, ProviderModel
 from gwconfig.manifests.model import SLUG_PATTERN
 from gwconfig.seed.service import (
@@ -216,9 +217,14 @@ class Writing:
     def service(self) -> ProviderService:
         """The audited service on the session, acting as the token's name (an ``admin`` token
         binds the secrets it writes to the provider's current origin: gwconfig.seed.origins)."""
-        keys = server(self.request).encryption_keys
-        admin = self.caller.scope == "admin"
-        return ProviderService(self.session, keys, self.caller.name, rebind_secrets=admin)
+        state = server(self.request)
+        return ProviderService(
+            self.session,
+            state.encryption_keys,
+            self.caller.name,
+            rebind_secrets=self.caller.scope == "admin",
+            lock_timeout=state.settings.lock_timeout,
+        )
 
     def run(self, action: Callable[[ProviderService], T]) -> T:
         """``action(service)``, errors translated."""
@@ -233,12 +239,16 @@ class Writing:
         what: str,
         action: Callable[[ProviderService], T],
     ) -> T:
-        """Lock provider ``pid``, check ``If-Match`` against ``current()``, then run ``action``.
+        """Take the apply lock, lock provider ``pid``, check ``If-Match`` against
+        ``current()``, then run ``action`` (the apply lock first, as apply takes it: see
+        :func:`gwconfig.db.lock.hold_in_transaction`).
 
         ``current`` returns the representation the client's ETag must match (None: 404).
         """
 
         def run() -> T:
+            timeout = server(self.request).settings.lock_timeout
+            hold_in_transaction(self.session.connection(), timeout)
             if not lock_provider(self.session, pid):
                 raise not_found(f"provider {pid!r}")
             body = current()

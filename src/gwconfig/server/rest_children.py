@@ -46,6 +46,7 @@ from gwconfig.server.rest_schemas import (
 from gwconfig.server.rest_support import (
     READ_RESPONSES,
     WRITE_RESPONSES,
+    DepthLimitedRoute,
     json_response,
     not_found,
     not_modified,
@@ -54,7 +55,7 @@ from gwconfig.server.rest_support import (
 )
 
 T = TypeVar("T")
-router = APIRouter(tags=["models, API keys, connection parameters"])
+router = APIRouter(tags=["models, API keys, connection parameters"], route_class=DepthLimitedRoute)
 
 #: no control characters, no blank at either end (the manifest's rule, stated for OpenAPI)
 MODEL_ID_PATTERN = r"^[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]*[^\x00-\x20\x7f])?$"

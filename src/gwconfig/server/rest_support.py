@@ -15,7 +15,7 @@ import base64
 import binascii
 import hashlib
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -23,12 +23,21 @@ from urllib.parse import urlencode
 import orjson
 from fastapi import Depends, Query, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from gwconfig.db.models import Provider
-from gwconfig.errors import DatabaseError, GwconfigError, IntegrityViolation, ValidationFailed
+from gwconfig.errors import (
+    DatabaseError,
+    GwconfigError,
+    IntegrityViolation,
+    LockError,
+    ValidationFailed,
+)
+from gwconfig.manifests.in_memory import GATEWAY
+from gwconfig.manifests.limits import DEPTH_MESSAGE, json_too_deep
 from gwconfig.server.auth import Caller, require
 from gwconfig.server.problems import ProblemError
 from gwconfig.server.rest_schemas import Problem
@@ -47,6 +56,10 @@ READ_ONLY_DETAIL = (
     "manifests in providers.d/ (through your Git review), then run 'gwconfig plan' and "
     "'gwconfig apply'; writes through the API are refused while 'gwconfig serve --read-only'."
 )
+
+#: the problem type of a write refused while an apply holds the lock, and its Retry-After
+APPLY_RUNNING = "https://gwconfig.dev/problems/apply-running"
+RETRY_AFTER_SECONDS = 2
 
 _PROBLEM = {
     "model": Problem,
@@ -75,6 +88,7 @@ WRITE_RESPONSES = {
         (412, "If-Match does not match the resource's current ETag"),
         (413, "The request body is too large"),
         (500, "The server cannot open its secrets (encryption key)"),
+        (503, "The gateway database is unavailable, or an apply is running (Retry-After)"),
     ),
 }
 #: the query parameters of the paged listings
@@ -189,12 +203,21 @@ def paged(
 def problem_for(exc: GwconfigError) -> ProblemError:
     """The problem of a service error: field errors for validation, no driver text for 409s."""
     if isinstance(exc, ValidationFailed):
-        errors = [
-            {"loc": ".".join(["body", *map(str, loc)]), "msg": msg[:300]}
+        errors = [  # the routes' fields are no field of the request's body
+            {"loc": ".".join([*(() if loc[:1] == (GATEWAY,) else ("body",)), *map(str, loc)]),
+             "msg": msg[:300]}
             for loc, msg in exc.errors[:50]
-        ]
+        ]  # fmt: skip
         detail = exc.message + (f" ({exc.hint})" if exc.hint else "")
         return ProblemError(422, "Unprocessable Content", detail, errors=errors or None)
+    if isinstance(exc, LockError):  # an apply is running: a moment later the write goes in
+        return ProblemError(
+            503,
+            "Service Unavailable",
+            f"{exc.message}; retry in a moment",
+            type_=APPLY_RUNNING,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     if isinstance(exc, IntegrityViolation):
         what = exc.message.split(": ", 1)[0]
         reason = "it already exists" if "already exists" in exc.message else "a constraint"
@@ -222,6 +245,32 @@ def translated(fn: Callable[[], T]) -> T:
     """``fn()`` with errors translated (see :func:`translating`)."""
     with translating():
         return fn()
+
+
+# -- request bodies ----------------------------------------------------------------------------
+
+
+class DepthLimitedRoute(APIRoute):
+    """A route whose JSON body may nest no deeper than a manifest's data (:data:`MAX_DEPTH`):
+    measured on the bytes before they are parsed (a body nested 10,000 deep never reaches the
+    parser's recursion), refused with 422. The fields that the manifest nests deeper than the
+    body (a model's ``parameters``) are measured again, at their level, by the service."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """The handler, after the depth check of the body."""
+        handler = super().get_route_handler()
+
+        async def checked(request: Request) -> Response:
+            if request.method in ("POST", "PUT", "PATCH") and json_too_deep(await request.body()):
+                raise ProblemError(
+                    422,
+                    "Unprocessable Content",
+                    f"the request body is not valid: {DEPTH_MESSAGE}",
+                    errors=[{"loc": "body", "msg": DEPTH_MESSAGE}],
+                )
+            return await handler(request)
+
+        return checked
 
 
 # -- dependencies ------------------------------------------------------------------------------

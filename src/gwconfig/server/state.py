@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
+from gwconfig.db.lock import WRITE_LOCK_TIMEOUT
 from gwconfig.errors import ConfigurationError
 from gwconfig.server.provider_cache import ProviderCache
 
@@ -24,6 +25,7 @@ ENV_READ_ONLY = "GWCONFIG_SERVE_READ_ONLY"
 ENV_MAX_BODY = "GWCONFIG_SERVE_MAX_BODY_BYTES"
 ENV_TOKEN_CACHE = "GWCONFIG_SERVE_TOKEN_CACHE_SECONDS"
 ENV_PUBLIC_DOCS = "GWCONFIG_SERVE_PUBLIC_DOCS"
+ENV_LOCK_TIMEOUT = "GWCONFIG_SERVE_LOCK_TIMEOUT"
 #: how many worker processes share the per-token request limits
 ENV_WORKERS = "GWCONFIG_SERVE_WORKERS"
 #: "0" turns the JSON access log off
@@ -60,6 +62,8 @@ class ServeSettings:
     header_timeout_seconds: float = DEFAULT_HEADER_TIMEOUT
     #: open connections per worker; past them requests get 503 (the listener's setting)
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    #: how long a write of the REST API waits for a running apply before it is refused (503)
+    lock_timeout: float = WRITE_LOCK_TIMEOUT
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_body_bytes <= MAX_BODY_LIMIT:
@@ -74,6 +78,8 @@ class ServeSettings:
             raise ConfigurationError(
                 f"the connection limit must be 1 to {MAX_CONNECTIONS_LIMIT} per worker"
             )
+        if not 0 <= self.lock_timeout <= 600:
+            raise ConfigurationError("the write lock timeout must be 0 to 600 seconds")
 
     def to_env(self) -> dict[str, str]:
         """The environment variables :meth:`from_env` reads back (for worker processes).
@@ -86,6 +92,7 @@ class ServeSettings:
             ENV_MAX_BODY: str(self.max_body_bytes),
             ENV_TOKEN_CACHE: str(self.token_cache_seconds),
             ENV_PUBLIC_DOCS: "1" if self.public_docs else "0",
+            ENV_LOCK_TIMEOUT: str(self.lock_timeout),
         }
         if self.database_url is not None:
             env["GWCONFIG_DATABASE_URL"] = self.database_url
@@ -101,10 +108,11 @@ class ServeSettings:
                 max_body_bytes=int(os.environ.get(ENV_MAX_BODY, DEFAULT_MAX_BODY_BYTES)),
                 token_cache_seconds=float(os.environ.get(ENV_TOKEN_CACHE, "1.0")),
                 public_docs=os.environ.get(ENV_PUBLIC_DOCS, "0") in ("1", "true", "yes"),
+                lock_timeout=float(os.environ.get(ENV_LOCK_TIMEOUT, WRITE_LOCK_TIMEOUT)),
             )
         except ValueError:
             raise ConfigurationError(
-                f"{ENV_MAX_BODY} and {ENV_TOKEN_CACHE} must be numbers"
+                f"{ENV_MAX_BODY}, {ENV_TOKEN_CACHE} and {ENV_LOCK_TIMEOUT} must be numbers"
             ) from None
 
 
