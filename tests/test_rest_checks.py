@@ -97,7 +97,7 @@ CASES: dict[str, list[Case] | str] = {
             "c", api_key=KEY, api_keys=[KEY])), loc="body.api_keys.1"),
         Case(lambda c: c.post("providers", json=_provider("c", connection_parameters=[
             {"param_name": "p", "param_value": 1}, {"param_name": "p", "param_value": 2}])),
-            loc="body.connection.parameters.1"),
+            loc="body.connection_parameters.1"),
     ],
     # the database's key answers first: the provider exists already
     "duplicate provider_id_: also defined at": [
@@ -122,6 +122,14 @@ CASES: dict[str, list[Case] | str] = {
              loc="gateway.routes.0.targets.0.model"),
         Case(lambda c: c.put("providers/a", json={"enabled": False}),
              loc="gateway.routes.0.targets.0.model"),
+    ],
+    "connection.api_base refused:": [
+        Case(lambda c: c.put("providers/a", json={
+            "connection_params": {"api_base": "http://169.254.169.254/v1"}}),
+            loc="body.connection_params.api_base"),
+        Case(lambda c: c.post("providers", json=_provider(
+            "c", connection_params={"api_base": "https://user:pw@example.com/v1"})),
+            loc="body.connection_params.api_base"),
     ],
     "a second Gateway document (the first is at_:_)": ROUTES_ONLY,
     "duplicate route_(first at_)": ROUTES_ONLY,

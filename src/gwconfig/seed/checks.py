@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from gwconfig.errors import ValidationFailed
 from gwconfig.manifests.in_memory import GATEWAY, Loc, check_providers, provider_info
 from gwconfig.manifests.model import API_VERSION
-from gwconfig.seed.validation import SEED_PLACEHOLDER
+from gwconfig.seed.validation import SEED_PLACEHOLDER, seed_loc
 
 
 def provider_document(canon: Mapping[str, Any]) -> dict[str, Any]:
@@ -121,4 +121,4 @@ def _field(doc: Mapping[str, Any] | None, document: str, loc: Loc, model: str | 
     if len(loc) >= 2 and loc[0] == "models" and isinstance(loc[1], int):
         model_id = doc["models"][loc[1]]["model_id"]
         return loc[2:] if model_id == model else ("models", model_id, *loc[2:])
-    return loc
+    return seed_loc(loc)

@@ -74,15 +74,26 @@ def validated(model: type[_M], doc: Mapping[str, Any], what: str) -> _M:
         raise validation_failed(what, exc) from None
 
 
+def seed_loc(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """A manifest field's location as the seed dict names it (``connection.parameters.0`` ->
+    ``connection_parameters.0``, ``connection.api_base`` -> ``connection_params.api_base``)."""
+    if loc[:1] != ("connection",):
+        return loc
+    if loc[1:2] == ("parameters",):
+        return ("connection_parameters", *loc[2:])
+    return ("connection_params", *loc[1:])
+
+
 def validation_failed(what: str, exc: ValidationError) -> ValidationFailed:
     """A :class:`ValidationFailed` listing every problem as ``field.path: message`` (no values)."""
     problems = []
     fields: list[tuple[tuple[str | int, ...], str]] = []
     for err in exc.errors(include_url=False, include_input=False, include_context=False):
-        loc = ".".join(str(part) for part in err["loc"])
+        where = seed_loc(tuple(err["loc"]))
+        loc = ".".join(str(part) for part in where)
         msg = err["msg"].removeprefix("Value error, ")
         problems.append(f"{loc}: {msg}" if loc else msg)
-        fields.append((tuple(err["loc"]), msg))
+        fields.append((where, msg))
     failed = ValidationFailed(f"invalid {what}: " + "; ".join(problems) + "; nothing was written")
     failed.errors = tuple(fields)
     return failed
@@ -215,10 +226,12 @@ def refused(problems: list[Problem], what: str) -> None:
     if problems:
         failed = ValidationFailed(
             f"invalid {what}: "
-            + "; ".join(".".join(map(str, p.loc)) + f": {p.message}" for p in problems[:20])
+            + "; ".join(
+                ".".join(map(str, seed_loc(p.loc))) + f": {p.message}" for p in problems[:20]
+            )
             + "; nothing was written"
         )
-        failed.errors = tuple((p.loc, p.message) for p in problems)
+        failed.errors = tuple((seed_loc(p.loc), p.message) for p in problems)
         raise failed
 
 
