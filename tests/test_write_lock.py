@@ -19,6 +19,7 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, select, text
 
+from conftest import ENGINE_PARAMS, make_database
 from gwconfig.db.models import AuditEvent, ProviderModel
 from gwconfig.db.session import open_database
 from gwconfig.reconcile import engine as reconcile
@@ -160,20 +161,12 @@ def _waiting_for_lock(url: str) -> Callable[[], bool]:
     return check
 
 
-@pytest.fixture
-def server_url(request: pytest.FixtureRequest) -> Iterator[str]:
+@pytest.fixture(params=[p for p in ENGINE_PARAMS if p.values[0] != "sqlite"])
+def server_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The server engines only (a wait that can be observed from another session)."""
-    yield request.getfixturevalue(request.param)
+    yield from make_database(request.param, tmp_path)
 
 
-@pytest.mark.parametrize(
-    "server_url",
-    [
-        pytest.param("pg_url", marks=pytest.mark.postgres, id="postgres"),
-        pytest.param("mysql_url", marks=pytest.mark.mysql, id="mysql"),
-    ],
-    indirect=True,
-)
 def test_a_put_while_apply_writes_waits_then_goes_in_on_top(
     server_url: str, fernet_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
