@@ -63,6 +63,9 @@ def serve_cmd(
     import os
     import tempfile
 
+    from gwconfig.cli import require_extra
+
+    require_extra("serve", "server")
     import uvicorn
 
     from gwconfig import settings as gw_settings
