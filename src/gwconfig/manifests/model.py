@@ -222,9 +222,12 @@ class Connection(_Strict):
     api_version: StrictStr | None = Field(
         default=None, description="API version (Azure OpenAI, Anthropic), e.g. 2024-10-21."
     )
-    headers: dict[StrictStr, StrictStr] = Field(
+    headers: dict[StrictStr, StrictStr | SecretRef] = Field(
         default_factory=dict,
-        description="Extra non-secret HTTP headers sent with every request.",
+        description="Extra HTTP headers sent with every request. A header named like a "
+        "credential (Authorization, api-key, X-Api-Key, ...: 'auth', 'key', 'token', 'secret', "
+        "'cookie', 'signature' or 'passw' in its name) is a secret: its value must be a secret "
+        "reference ({env: ...}, {file: ...}, {sealed: ...}), stored encrypted like a key.",
     )
     parameters: tuple[ConnectionParameterSpec, ...] = Field(
         default=(),

@@ -20,7 +20,8 @@ from gwconfig.runtime.config import (
     RouteConfig,
 )
 from gwconfig.runtime.models_table import ModelTable
-from gwconfig.runtime.scrub import Secrets, sensitive_header
+from gwconfig.runtime.scrub import Secrets
+from gwconfig.secrets.names import param_header, sensitive_header
 
 
 def _pick_environment(entries: list[dict[str, Any]], environment: str) -> list[dict[str, Any]]:
@@ -96,10 +97,14 @@ def build_provider(
             value = cp["value"]
         param_errors.pop(name, None)
         params[name] = value
-    if models is None:
-        models = ModelTable({m["model_id"]: m for m in p.get("models", [])})
     conn = p.get("connection") or {}
     headers = dict(conn.get("headers") or {})
+    for name in list(params):
+        header = param_header(name)
+        if header is not None:  # a secret header: opened here, sent with every request
+            headers[header] = str(params.pop(name))
+    if models is None:
+        models = ModelTable({m["model_id"]: m for m in p.get("models", [])})
     return ProviderConfig(
         provider_id=pid,
         provider_type=p["provider_type"],
