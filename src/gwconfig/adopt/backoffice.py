@@ -43,6 +43,7 @@ from gwconfig.manifests.model import (
     ModelType,
     RequestSettings,
 )
+from gwconfig.secrets.names import header_param, sensitive_header
 
 #: stands in for a secret value in the canonical data (never resolved: not a GWCONFIG_ name)
 PLACEHOLDER = {"env": "BACKOFFICE_VALUE_PLACEHOLDER"}
@@ -250,6 +251,9 @@ def _connection(
     connection: dict[str, Any] = {}
     params: list[tuple[dict[str, Any], str]] = []
     for name, value in raw.items():
+        if name == "headers" and isinstance(value, dict):
+            connection[name] = _headers(b, pid, where, value)
+            continue
         if name in CONNECTION_FIELDS:
             if value is not None:
                 connection[name] = value
@@ -263,6 +267,22 @@ def _connection(
             value = param_value(value)
         params.append(({"name": name, "value": value}, f"{where}, {field_name}"))
     return connection, params
+
+
+def _headers(b: _Builder, pid: str, where: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """``connection_params.headers``; a credential header's value becomes a secret (sealed or
+    an env reference in the manifest, the sensitive parameter ``header:NAME`` in the gateway)."""
+    headers: dict[str, Any] = {}
+    for name, value in raw.items():
+        if isinstance(name, str) and isinstance(value, str) and sensitive_header(name):
+            headers[name] = PLACEHOLDER
+            b.secrets[SecretScope(pid, "param", header_param(name), "default")] = value
+            b.rows[f"{pid}/param:{header_param(name)}@default"] = (
+                f"{where}, connection_params.headers.{name}"
+            )
+        else:
+            headers[name] = value
+    return headers
 
 
 def _settings(b: _Builder, pid: str, where: str, row: dict[str, Any]) -> dict[str, Any]:
@@ -308,8 +328,12 @@ def _parameters(
             b.warn(pid, where, f"parameter {name!r} also in connection_params; this row is kept")
         out[(name, env)] = (doc, where)
         b.rows[f"{pid}/param:{name}@{env}"] = where
-    for (name, env), (_, where) in out.items():
+    for (name, env), (doc, where) in out.items():
         b.rows.setdefault(f"{pid}/param:{name}@{env}", where)
+        if not doc.get("sensitive") and sensitive_header(name):
+            b.warn(pid, where, f"parameter {name!r} is named like a secret but not sensitive: "
+                   "imported as plain text; mark it sensitive in the back-office and import "
+                   "again")  # fmt: skip
     return list(out.values())
 
 
