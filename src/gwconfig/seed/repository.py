@@ -222,7 +222,7 @@ class ProviderRepository:
             if isinstance(provider_data.get(field), Mapping):
                 both = {**current[field], **provider_data[field]}
                 merged[field] = {k: v for k, v in both.items() if v is not None}
-        manifest, _ = provider_manifest(merged)
+        manifest, secrets = provider_manifest(merged)
         canon = canonical_provider(manifest)
         row = provider_row(canon)
 
@@ -230,8 +230,9 @@ class ProviderRepository:
             for column, value in row.items():
                 if getattr(provider, column) != value:
                     setattr(provider, column, value)
-            for prm in canon["connection_parameters"]:
-                self._upsert_param(provider_id, prm, None)
+            for prm in canon["connection_parameters"]:  # a credential header's is a secret
+                scope = SecretScope.of("connection_parameter", provider_id, prm)
+                self._upsert_param(provider_id, prm, secrets.get(scope))
             return provider
 
         return self._write(f"cannot update provider {provider_id!r}", run)
