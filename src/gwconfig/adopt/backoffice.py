@@ -270,18 +270,13 @@ def _connection(
 
 
 def _headers(b: _Builder, pid: str, where: str, raw: dict[str, Any]) -> dict[str, Any]:
-    """``connection_params.headers``; a credential header's value becomes a secret (sealed or
-    an env reference in the manifest, the sensitive parameter ``header:NAME`` in the gateway)."""
-    headers: dict[str, Any] = {}
+    """``connection_params.headers``; a credential header becomes the secret ``header:NAME``."""
+    headers = dict(raw)
     for name, value in raw.items():
-        if isinstance(name, str) and isinstance(value, str) and sensitive_header(name):
-            headers[name] = PLACEHOLDER
-            b.secrets[SecretScope(pid, "param", header_param(name), "default")] = value
-            b.rows[f"{pid}/param:{header_param(name)}@default"] = (
-                f"{where}, connection_params.headers.{name}"
-            )
-        else:
-            headers[name] = value
+        if isinstance(value, str) and sensitive_header(str(name)):
+            scope = SecretScope(pid, "param", header_param(name), "default")
+            headers[name], b.secrets[scope] = PLACEHOLDER, value
+            b.rows[f"{pid}/param:{scope.name}@default"] = f"{where}, headers.{name}"
     return headers
 
 
