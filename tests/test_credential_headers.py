@@ -9,6 +9,8 @@ per test and searched for in every output. Non-credential headers stay plain.
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,3 +202,45 @@ def test_rest_takes_a_credential_header_as_a_write_only_secret(
     assert sent["authorization"] == f"Bearer {value}" and sent["x-team"] == "red"
     for out in outputs:
         assert value not in out
+
+
+def test_a_sealed_header_applies_and_dumps_sealed(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, upstream: FakeLLMServer
+) -> None:
+    from gwconfig.secrets.sealing import generate_keypair, write_public_key_text
+
+    value = "sealed-" + secrets.token_hex(16)
+    priv, pub = generate_keypair()
+    root = tmp_path / "m"
+    root.mkdir()
+    (root / "sealing.pub").write_text(write_public_key_text(pub))
+    sealed = subprocess.run(
+        [sys.executable, "-c", "from gwconfig.cli import main; main()", "seal",
+         "--provider", "proxy", "--header", "X-Api-Key", "--public-key", str(root / "sealing.pub")],
+        input=value, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert sealed.returncode == 0, sealed.stderr
+    blob = sealed.stdout.split('"')[1]
+    write(root, provider(upstream.base_url, {"X-Api-Key": {"sealed": blob}}))
+    monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", generate_key())
+    monkeypatch.setenv("GWCONFIG_SEALING_KEY", priv.to_text())
+    open_database(sqlite_url, upgrade=True).dispose()
+    applied = run("apply", str(root), "--database-url", sqlite_url, "--auto-approve")
+    assert applied.exit_code == 0, applied.output
+    out = tmp_path / "d"
+    out.mkdir()
+    (out / "sealing.pub").write_text(write_public_key_text(pub))
+    dumped = run("dump", "--database-url", sqlite_url, "--out", str(out))
+    assert dumped.exit_code == 0, dumped.output
+    written = (out / "proxy.yaml").read_text()
+    assert "X-Api-Key:\n      sealed: gwseal:v1:" in written
+    # the sealed dump opens for the same scope: no changes
+    assert run("plan", str(out), "--database-url", sqlite_url).stdout == NO_CHANGES
+    # another header name cannot open it
+    (root / "proxy.yaml").write_text(
+        (root / "proxy.yaml").read_text().replace("X-Api-Key", "X-Key")
+    )
+    wrong = run("plan", str(root), "--database-url", sqlite_url)
+    assert wrong.exit_code == 1
+    for text in (sealed.stderr, applied.output, dumped.output, written, wrong.output):
+        assert value not in text
