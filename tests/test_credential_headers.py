@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from conftest import run_gwconfig
 from gwconfig.cli import cli
 from gwconfig.db.session import open_database
+from gwconfig.entities import MASK
 from gwconfig.secrets.keys import generate_key
 from gwconfig.secrets.names import sensitive_header
 from gwconfig.server.watch import stop_shared_watchers
@@ -202,6 +203,41 @@ def test_rest_takes_a_credential_header_as_a_write_only_secret(
     assert sent["authorization"] == f"Bearer {value}" and sent["x-team"] == "red"
     for out in outputs:
         assert value not in out
+
+
+def test_rest_masks_a_credential_header_stored_plain(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A credential header stored as plain text (written before headers were secrets) is
+    shown masked to every token."""
+    from gwconfig.db.models import Provider
+
+    value = "old-" + secrets.token_hex(16)
+    monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", generate_key())
+    monkeypatch.delenv("GWCONFIG_API_TOKEN", raising=False)
+    db = open_database(db_url, upgrade=True)
+    try:
+        with db.transaction() as session:
+            session.add(
+                Provider(
+                    provider_id="old",
+                    provider_type="openai",
+                    display_name="old",
+                    connection_params={"headers": {"X-Api-Key": value, "X-Team": "blue"}},
+                    request_settings={},
+                    tags=[],
+                )
+            )
+    finally:
+        db.dispose()
+    try:
+        with serve_app(db_url) as server, server.client(make_token(db_url, "read")) as client:
+            shown = client.get("/api/v1/providers/old")
+    finally:
+        stop_shared_watchers()
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["connection_params"]["headers"] == {"X-Api-Key": MASK, "X-Team": "blue"}
+    assert value not in shown.text
 
 
 def test_a_sealed_header_applies_and_dumps_sealed(
