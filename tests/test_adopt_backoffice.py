@@ -265,3 +265,86 @@ def test_the_back_office_connection_cannot_write(bo_corpus: ModuleType, db_url: 
         conn.exec_driver_sql("DELETE FROM providers")
     with read_only(db_url) as conn:
         assert len(conn.exec_driver_sql("SELECT id FROM providers").fetchall()) == 3
+
+
+def test_credential_headers_are_imported_as_secrets(
+    backoffice: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A credential header of ``connection_params.headers`` is imported sealed or as an env
+    reference, stored encrypted, compared by value by verify and never printed; a parameter
+    named like a secret but not sensitive is imported with a warning naming it."""
+    import json
+    import secrets as random_secrets
+
+    from sqlalchemy import create_engine, text
+
+    from gwconfig.adopt.writer import env_name
+    from gwconfig.entities import SecretScope
+    from gwconfig.secrets.keys import generate_key
+
+    url, keys, _ = backoffice
+    header = "Bearer hdr-" + random_secrets.token_hex(12)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        row = conn.execute(
+            text("SELECT id, connection_params FROM providers WHERE provider_id = 'edge-bo'")
+        ).one()
+        params = json.loads(row[1])
+        params["headers"] = {"Authorization": header, "X-Team": "blue"}
+        params["api_token"] = "plain-but-named-like-a-secret"
+        conn.execute(
+            text("UPDATE providers SET connection_params = :c WHERE id = :i"),
+            {"c": json.dumps(params), "i": row[0]},
+        )
+    engine.dispose()
+    res = run("import", "--from-url", url, "--secrets", "env", "--out", "p.d")
+    assert res.exit_code == 0, res.output
+    name = env_name(SecretScope("edge-bo", "param", "header:Authorization", "default"))
+    assert f"{name}\t# provider edge-bo parameter header:Authorization" in res.stdout
+    assert (
+        f"warning: provider 'edge-bo' (providers row id={row[0]}, connection_params.api_token): "
+        "parameter 'api_token' is "
+        "named like a secret but not sensitive" in res.stderr
+    )
+    written = (Path("p.d") / "edge-bo.yaml").read_text()
+    assert f"Authorization:\n      env: {name}\n" in written and "X-Team: blue" in written
+    assert run("validate", "p.d").exit_code == 0
+    # sealed: the header is a sealed value bound to its provider and name
+    assert run("seal-keygen", "--out-dir", "sealed.d").exit_code == 0
+    res_sealed = run("import", "--from-url", url, "--out", "sealed.d")
+    assert res_sealed.exit_code == 0, res_sealed.output
+    sealed = (Path("sealed.d") / "edge-bo.yaml").read_text()
+    assert "Authorization:\n      sealed: gwseal:v1:" in sealed
+    # applied and verified: parity; the stored value is ciphertext
+    monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", generate_key())
+    for pid, value in keys.items():
+        if "/" not in pid:
+            monkeypatch.setenv(env_name(SecretScope(pid, "key", "default", "production")), value)
+    for label, scope in {
+        "edge-bo/default": ("key", "default", "production"),
+        "edge-bo/key-2": ("key", "key-2", "production"),
+        "edge-bo/expired": ("key", "default", "staging"),
+        "edge-bo/param": ("param", "org_secret", "production"),
+    }.items():
+        monkeypatch.setenv(env_name(SecretScope("edge-bo", *scope)), keys[label])  # type: ignore[arg-type]
+    monkeypatch.setenv(name, header)
+    gw = f"sqlite:///{tmp_path / 'gw.db'}"
+    assert run("db", "upgrade", "--database-url", gw).exit_code == 0
+    applied = run("apply", "p.d", "--database-url", gw, "--auto-approve")
+    assert applied.exit_code == 0, applied.output
+    verified = run("verify", "--against", url, "--database-url", gw)
+    assert verified.exit_code == 0, verified.output
+    # the back-office changes the header: verify names it, never prints either value
+    changed = header + "-rotated"
+    with create_engine(url).begin() as conn:
+        params["headers"]["Authorization"] = changed
+        conn.execute(
+            text("UPDATE providers SET connection_params = :c WHERE id = :i"),
+            {"c": json.dumps(params), "i": row[0]},
+        )
+    drift = run("verify", "--against", url, "--database-url", gw)
+    assert drift.exit_code == 1 and "header:Authorization" in drift.output, drift.output
+    outputs = [res.output, res_sealed.output, applied.output, verified.output, drift.output]
+    outputs += [written, sealed, (tmp_path / "gw.db").read_bytes().decode("latin-1")]
+    for out in outputs:
+        assert header not in out and changed not in out

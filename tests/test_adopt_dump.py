@@ -17,7 +17,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from conftest import ENGINE_PARAMS, REPO, make_database
+from conftest import ENGINE_PARAMS, REPO, make_database, run_gwconfig
 from gwconfig.cli import cli
 from gwconfig.secrets.sealing import generate_keypair, write_public_key_text
 
@@ -292,3 +292,45 @@ def test_dump_of_an_empty_database_writes_nothing(tmp_path: Path) -> None:
     res = run("dump", "--database-url", url, "--out", str(out), "--secrets", "env")
     assert res.exit_code == 1 and "is empty (no providers, no routes)" in res.stderr
     assert sorted(p.name for p in out.iterdir()) == before
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_dump_over_a_tree_it_would_cut_needs_force(tmp_path: Path, fernet_key: str) -> None:
+    """The migration guide's commands, run in a repository: a dump of the ``local`` selection
+    would remove three manifests and four routes; without --force it lists them and writes
+    nothing, with --force it writes."""
+    shutil.copytree(REPO / "providers.d", tmp_path / "providers.d")
+    env = {**os.environ, "GWCONFIG_DATABASE_URL": f"sqlite:///{tmp_path / 'gw.db'}"}
+    env["GWCONFIG_ENCRYPTION_KEY"] = fernet_key
+    assert run_gwconfig(["db", "upgrade"], cwd=tmp_path, env=env).returncode == 0
+    applied = run_gwconfig(
+        ["apply", "--auto-approve", "--select-tag", "local"], cwd=tmp_path, env=env
+    )
+    assert applied.returncode == 0, applied.stderr
+    before = _tree(tmp_path / "providers.d")
+    res = run_gwconfig(["dump", "--secrets", "env"], cwd=tmp_path, env=env)
+    assert res.returncode == 1, res.stderr
+    assert "internal error" not in res.stderr
+    for name in ("anthropic.yaml", "azure-openai.yaml", "openai.yaml"):
+        assert f"providers.d/{name} (removed)" in res.stderr
+    assert (
+        "providers.d/gateway.yaml: loses route chat, route chat-anthropic, route chat-cheap, "
+        "route internal" in res.stderr
+    )
+    assert "nothing was written" in res.stderr and "--force" in res.stderr
+    assert _tree(tmp_path / "providers.d") == before
+    # the same dump into a new directory loses nothing: no question asked
+    fresh = run_gwconfig(["dump", "--secrets", "env", "--out", "adopted"], cwd=tmp_path, env=env)
+    assert fresh.returncode == 0, fresh.stderr
+    assert "would lose" not in fresh.stderr
+    # dumped again over its own output: nothing lost, no --force needed
+    again = run_gwconfig(["dump", "--secrets", "env", "--out", "adopted"], cwd=tmp_path, env=env)
+    assert again.returncode == 0 and "0 files written" in again.stderr, again.stderr
+    forced = run_gwconfig(["dump", "--secrets", "env", "--force"], cwd=tmp_path, env=env)
+    assert forced.returncode == 0, forced.stderr
+    assert "providers.d/openai.yaml (removed)" in forced.stderr
+    assert "3 removed in providers.d" in forced.stderr
+    assert not (tmp_path / "providers.d" / "openai.yaml").exists()

@@ -246,7 +246,11 @@ def test_env_references_canary_and_parity(
     gone = sorted(pid for pid in keys if "/" not in pid)[0]
     for table in ("provider_models", "api_keys", "connection_parameters", "providers"):
         execute(bo_url, f"DELETE FROM {table} WHERE provider_id = :p", p=gone)
-    res = s("import", "--from-url", bo_url, "--secrets", "env")
+    res = s("import", "--from-url", bo_url, "--secrets", "env", code=1)
+    assert f"providers.d/{gone}.yaml (removed)" in res.stderr
+    assert "nothing was written" in res.stderr and "--force" in res.stderr
+    assert (s.cwd / "providers.d" / f"{gone}.yaml").exists()
+    res = s("import", "--from-url", bo_url, "--secrets", "env", "--force")
     assert "0 files written, 154 unchanged, 1 removed" in res.stderr
     assert not (s.cwd / "providers.d" / f"{gone}.yaml").exists()
     assert (s.cwd / "providers.d" / "gateway.yaml").read_text() == gateway

@@ -145,6 +145,26 @@ def test_listener_settings_out_of_range_are_configuration_errors(fields: dict[st
         ServeSettings(**fields)
 
 
+@pytest.mark.parametrize("missing", ["fastapi", "uvicorn", "prometheus_client"])
+def test_serve_without_the_server_extra_names_the_extra(tmp_path: Path, missing: str) -> None:
+    shim = tmp_path / "shim" / missing
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text(
+        f"raise ModuleNotFoundError({f'No module named {missing!r}'!r}, name={missing!r})\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shim.parent), *sys.path])}
+    url = f"sqlite:///{tmp_path / 'gw.db'}"
+    served = run_gwconfig(["serve", "--port", str(free_port()), "--database-url", url], env=env)
+    assert served.returncode == 2, served.stderr
+    assert "internal error" not in served.stderr and "Traceback" not in served.stderr
+    assert (
+        "gwconfig serve needs the 'server' extra: pip install 'gwconfig[server]'" in served.stderr
+    )
+    assert missing in served.stderr
+    # the commands that do not serve still work without it
+    assert run_gwconfig(["validate", "--help"], env=env).returncode == 0
+
+
 def start_serve(*args: str) -> subprocess.Popen[str]:
     """``gwconfig serve *args`` in a subprocess (no GWCONFIG_SERVE_* variables of this one)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GWCONFIG_SERVE_")}

@@ -99,6 +99,13 @@ class ConfigurationError(GwconfigError):
     """A setting (URL, key, environment variable) is missing or wrong."""
 
 
+class MissingExtraError(ConfigurationError):
+    """A command needs an optional extra (``pip install 'gwconfig[extra]'``) that is not
+    installed: a usage error, exit code 2 like click's."""
+
+    exit_code = 2
+
+
 class SecretError(GwconfigError):
     """A secret reference cannot be resolved, decrypted or opened."""
 

@@ -41,11 +41,8 @@ from gwconfig.canonical import FORMAT_VERSION, format_timestamp
 from gwconfig.entities import SecretScope
 from gwconfig.errors import ValidationFailed
 from gwconfig.manifests.limits import too_deep
-from gwconfig.manifests.model import (
-    KNOWN_PROVIDER_TYPES,
-    ModelType,
-    RequestSettings,
-)
+from gwconfig.manifests.model import KNOWN_PROVIDER_TYPES, ModelType, RequestSettings
+from gwconfig.secrets.names import header_param, sensitive_header
 
 #: stands in for a secret value in the canonical data (never resolved: not a GWCONFIG_ name)
 PLACEHOLDER = {"env": "BACKOFFICE_VALUE_PLACEHOLDER"}
@@ -258,6 +255,9 @@ def _connection(
     connection: dict[str, Any] = {}
     params: list[tuple[dict[str, Any], str]] = []
     for name, value in raw.items():
+        if name == "headers" and isinstance(value, dict):
+            connection[name] = _headers(b, pid, where, value)
+            continue
         if name in CONNECTION_FIELDS:
             if value is not None:
                 connection[name] = value
@@ -273,6 +273,17 @@ def _connection(
     return connection, params
 
 
+def _headers(b: _Builder, pid: str, where: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """``connection_params.headers``; a credential header becomes the secret ``header:NAME``."""
+    headers = dict(raw)
+    for name, value in raw.items():
+        if isinstance(value, str) and sensitive_header(str(name)):
+            scope = SecretScope(pid, "param", header_param(name), "default")
+            headers[name], b.secrets[scope] = PLACEHOLDER, value
+            b.rows[f"{pid}/param:{scope.name}@default"] = f"{where}, headers.{name}"
+    return headers
+
+
 def _settings(b: _Builder, pid: str, where: str, row: dict[str, Any]) -> dict[str, Any]:
     raw = json_object(row["request_settings"], where, "request_settings")
     settings: dict[str, Any] = {}
@@ -286,10 +297,7 @@ def _settings(b: _Builder, pid: str, where: str, row: dict[str, Any]) -> dict[st
 
 
 def _parameters(
-    b: _Builder,
-    pid: str,
-    from_json: list[tuple[dict[str, Any], str]],
-    rows: Any,
+    b: _Builder, pid: str, from_json: list[tuple[dict[str, Any], str]], rows: Any
 ) -> list[tuple[dict[str, Any], str]]:
     out: dict[tuple[str, str], tuple[dict[str, Any], str]] = {
         (doc["name"], "default"): (doc, w) for doc, w in from_json
@@ -316,8 +324,12 @@ def _parameters(
             b.warn(pid, where, f"parameter {name!r} also in connection_params; this row is kept")
         out[(name, env)] = (doc, where)
         b.rows[f"{pid}/param:{name}@{env}"] = where
-    for (name, env), (_, where) in out.items():
+    for (name, env), (doc, where) in out.items():
         b.rows.setdefault(f"{pid}/param:{name}@{env}", where)
+        if not doc.get("sensitive") and sensitive_header(name):
+            b.warn(pid, where, f"parameter {name!r} is named like a secret but not sensitive: "
+                   "imported as plain text; mark it sensitive in the back-office and import "
+                   "again")  # fmt: skip
     return list(out.values())
 
 

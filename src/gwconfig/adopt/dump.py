@@ -8,7 +8,7 @@ decryption and sealing; nothing is written when anything fails before the files.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,9 @@ class DumpOptions:
     targets: tuple[str, ...] = ()
     #: ``--select-tag``: only providers with one of these tags
     tags: tuple[str, ...] = ()
+    #: asked with what the write would lose (see :func:`gwconfig.adopt.tree.losses`); a no
+    #: writes nothing. ``None`` writes without asking.
+    confirm: Callable[[list[str]], bool] | None = None
 
     @property
     def selective(self) -> bool:
@@ -144,7 +147,9 @@ def dump(options: DumpOptions) -> DumpResult:
             plain = _plaintexts(data, state, url)
         rendered = render_manifests(data, plain, options.output)
         del plain
-        report = write_tree(rendered.files, options.out_dir, prune=not options.selective)
+        report = write_tree(
+            rendered.files, options.out_dir, prune=not options.selective, confirm=options.confirm
+        )
     providers = data["providers"]
     ids = {p["provider_id"] for p in providers}
     return DumpResult(

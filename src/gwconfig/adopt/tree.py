@@ -8,6 +8,10 @@ shows exactly the lines that changed. Pruning removes only top-level ``*.yaml``/
 made of ``kind: Provider`` / ``kind: Gateway`` documents (what the writer produces) that were
 not produced this time: ``sealing.pub``, READMEs, templates and subdirectories are never
 touched.
+
+Before anything is written, :func:`losses` lists what the write would lose: each file it would
+remove, and each file it would overwrite without some of its documents or routes. With a
+``confirm`` callback, a write that loses anything goes ahead only when it answers yes.
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from gwconfig.errors import GwconfigError
+from gwconfig.words import plural
 
 #: a file larger than this is never taken for one of ours (and never read whole to find out)
 MAX_PRUNE_BYTES = 256 * 1024 * 1024
@@ -68,16 +73,82 @@ def _write_new(path: Path, data: bytes) -> None:
         raise
 
 
-def is_written_manifest(path: Path) -> bool:
-    """True for a regular file of Provider/Gateway documents only (one the writer could write)."""
+def _manifest_kinds(path: Path) -> set[str]:
+    """The ``kind:`` values of a regular file of ours, or nothing when it is not one."""
     try:
         if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_PRUNE_BYTES:
-            return False
+            return set()
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
-        return False
+        return set()
     kinds = set(_KIND.findall(text))
-    return bool(kinds) and kinds <= _OURS
+    return kinds if kinds <= _OURS else set()
+
+
+def is_written_manifest(path: Path, kinds: frozenset[str] = _OURS) -> bool:
+    """True for a regular file of Provider/Gateway documents only (one the writer could write);
+    with ``kinds``, of documents of those kinds only."""
+    found = _manifest_kinds(path)
+    return bool(found) and found <= kinds
+
+
+def _prunable(out: Path, files: Mapping[str, bytes], kinds: frozenset[str]) -> list[Path]:
+    return [
+        path
+        for path in sorted(out.iterdir())
+        if path.suffix in (".yaml", ".yml")
+        and path.name not in files
+        and is_written_manifest(path, kinds)
+    ]
+
+
+def _contents(text: str, path: str) -> set[str]:
+    """What a manifest file holds, as words for a message: its documents and its routes."""
+    from gwconfig.manifests.yaml_loader import load_yaml
+
+    found: set[str] = set()
+    docs, _ = load_yaml(text, path)
+    for doc in docs:
+        data = doc.data if isinstance(doc.data, dict) else {}
+        kind = data.get("kind")
+        if kind == "Provider":
+            found.add(f"provider {data.get('provider_id')}")
+        elif kind == "Gateway":
+            found.add("the gateway document")
+            for route in data.get("routes") or ():
+                if isinstance(route, dict) and route.get("name") is not None:
+                    found.add(f"route {route['name']}")
+    return found
+
+
+def losses(
+    files: Mapping[str, bytes],
+    out_dir: Path,
+    *,
+    prune: bool = True,
+    prune_kinds: frozenset[str] = _OURS,
+) -> list[str]:
+    """What writing ``files`` into ``out_dir`` would lose: ``PATH (removed)`` for each file it
+    would prune, ``PATH: loses provider X, route Y`` for each it would overwrite without them."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        return []
+    lost = [f"{path} (removed)" for path in (_prunable(out, files, prune_kinds) if prune else [])]
+    for rel in sorted(files):
+        path = out / rel
+        if not _manifest_kinds(path):
+            continue
+        try:
+            old = path.read_text(encoding="utf-8")
+            new = files[rel].decode("utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if old == new:
+            continue
+        gone = _contents(old, str(path)) - _contents(new, str(path))
+        if gone:
+            lost.append(f"{path}: loses {', '.join(sorted(gone))}")
+    return lost
 
 
 _PROVIDER_ID = re.compile(r"^provider_id:[ \t]*['\"]?([^'\"\s#]+)", re.MULTILINE)
@@ -131,8 +202,20 @@ def _umask() -> int:
     return mask
 
 
-def write_tree(files: Mapping[str, bytes], out_dir: Path, *, prune: bool = True) -> WriteReport:
-    """Write ``files`` (relative path -> bytes) under ``out_dir``; see the module docstring."""
+def write_tree(
+    files: Mapping[str, bytes],
+    out_dir: Path,
+    *,
+    prune: bool = True,
+    prune_kinds: frozenset[str] = _OURS,
+    confirm: Callable[[list[str]], bool] | None = None,
+) -> WriteReport:
+    """Write ``files`` (relative path -> bytes) under ``out_dir``; see the module docstring.
+
+    Pruning removes files of ``prune_kinds`` documents only. With ``confirm``, a write that
+    would lose anything (see :func:`losses`) asks it first and, refused, writes nothing
+    (:class:`WriteError`).
+    """
     _check_paths(files)
     out = Path(out_dir)
     try:
@@ -140,6 +223,14 @@ def write_tree(files: Mapping[str, bytes], out_dir: Path, *, prune: bool = True)
             return _fresh(files, out)
         if not out.is_dir():
             raise WriteError(f"{out} exists and is not a directory")
+        if confirm is not None:
+            lost = losses(files, out, prune=prune, prune_kinds=prune_kinds)
+            if lost and not confirm(lost):
+                raise WriteError(
+                    f"writing into {out} would lose {plural(len(lost), 'file')}; "
+                    "nothing was written",
+                    hint="pass --force to write anyway, or --out a new directory",
+                )
         written: list[str] = []
         unchanged: list[str] = []
         for rel in sorted(files):
@@ -155,11 +246,9 @@ def write_tree(files: Mapping[str, bytes], out_dir: Path, *, prune: bool = True)
                 written.append(rel)
         removed: list[str] = []
         if prune:
-            for path in sorted(out.iterdir()):
-                ours = path.suffix in (".yaml", ".yml") and path.name not in files
-                if ours and is_written_manifest(path):
-                    path.unlink()
-                    removed.append(path.name)
+            for path in _prunable(out, files, prune_kinds):
+                path.unlink()
+                removed.append(path.name)
         return WriteReport(written=written, unchanged=unchanged, removed=removed)
     except OSError as exc:
         raise WriteError(f"cannot write {out}: {exc.strerror or exc}") from None

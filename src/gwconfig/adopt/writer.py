@@ -24,6 +24,7 @@ from gwconfig.adopt.tree import WriteReport, write_tree
 from gwconfig.canonical import DEFAULT_DEADLINE_SECONDS, DEFAULT_MAX_RESPONSE_BYTES
 from gwconfig.entities import SecretScope
 from gwconfig.errors import ConfigurationError, SealingError, SecretError
+from gwconfig.secrets.names import param_header
 from gwconfig.secrets.sealing import PublicKey, describe_scope, load_public_key, seal
 
 __all__ = [
@@ -256,9 +257,17 @@ def _provider_document(p: Mapping[str, Any], refs: _Secrets) -> str:
     for name in ("api_base", "api_version"):
         if connection.get(name) is not None:
             conn[name] = connection[name]
-    if connection.get("headers"):
-        conn["headers"] = dict(connection["headers"])
-    params = p.get("connection_parameters") or []
+    headers: dict[str, Any] = dict(connection.get("headers") or {})
+    params = []
+    for c in p.get("connection_parameters") or []:
+        header = param_header(c["name"])
+        if header is None:
+            params.append(c)
+        else:  # a secret header: its reference goes back under headers
+            scope = SecretScope(pid, "param", c["name"], c["environment"])
+            headers[header] = refs.reference(scope)
+    if headers:
+        conn["headers"] = dict(sorted(headers.items()))
     if conn or params:
         out.append("connection:")
         yamlout.emit_mapping(out, "  ", conn)

@@ -128,6 +128,27 @@ class LazyGroup(click.Group):
             ctx.exit(exc.exit_code)
 
 
+#: optional extra -> the modules it installs (``pyproject.toml``'s optional dependencies)
+_EXTRAS: dict[str, tuple[str, ...]] = {
+    "server": ("fastapi", "starlette", "uvicorn", "prometheus_client"),
+}
+
+
+def require_extra(command: str, extra: str) -> None:
+    """Raise :class:`~gwconfig.errors.MissingExtraError` naming ``extra`` when one of its
+    modules cannot be imported (``command`` is the subcommand that needs it)."""
+    from gwconfig.errors import MissingExtraError
+
+    for module in _EXTRAS[extra]:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise MissingExtraError(
+                f"gwconfig {command} needs the '{extra}' extra: pip install 'gwconfig[{extra}]'",
+                hint=f"{exc.name or module} cannot be imported",
+            ) from None
+
+
 def report_error(exc: Exception) -> None:
     """Print a gwconfig error as ``error: message`` (+ hint) on stderr."""
     from gwconfig.errors import ManifestError

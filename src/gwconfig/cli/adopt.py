@@ -38,7 +38,34 @@ output_options: list[Callable[[Any], Any]] = [
         type=click.Choice(["env"]),
         help="Write secrets as {env: NAME} references instead of sealing them (prints the names).",
     ),
+    click.option(
+        "--force",
+        is_flag=True,
+        help="Write even when it removes files or drops documents or routes from them.",
+    ),
 ]
+
+
+def confirm_losses(force: bool) -> Callable[[list[str]], bool]:
+    """The ``confirm`` of a manifest write: it lists what the write would lose on stderr, then
+    goes ahead with ``--force`` or a yes at a terminal's prompt (a script without ``--force``
+    gets a no)."""
+    import sys
+
+    def confirm(lost: list[str]) -> bool:
+        click.echo(f"this write would lose {plural(len(lost), 'file')}:", err=True)
+        for line in lost:
+            click.echo(f"  {line}", err=True)
+        if force:
+            return True
+        if not sys.stdin.isatty():
+            return False
+        try:
+            return click.confirm("Write anyway?", default=False, err=True)
+        except click.Abort:
+            return False
+
+    return confirm
 
 
 def report_written(out_dir: Path, written: int, unchanged: int, removed: int) -> None:
@@ -81,6 +108,7 @@ def dump_cmd(
     secrets_mode: str | None,
     targets: tuple[str, ...],
     tags: tuple[str, ...],
+    force: bool,
 ) -> None:
     """Write the gateway database's configuration as manifests (secrets sealed or as env refs).
 
@@ -93,7 +121,7 @@ def dump_cmd(
     from gwconfig.adopt.writer import secret_output
 
     output = secret_output(seal_to, secrets_mode == "env", out_dir)
-    result = dump(DumpOptions(out_dir, output, database_url, targets, tags))
+    result = dump(DumpOptions(out_dir, output, database_url, targets, tags, confirm_losses(force)))
     report_env_names(result.env_names)
     click.echo(
         f"dumped {plural(result.providers, 'provider')}, {plural(result.models, 'model')}, "

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from gwconfig.cli import database_url_option, format_option, with_options
-from gwconfig.cli.adopt import output_options, report_env_names, report_written
+from gwconfig.cli.adopt import confirm_losses, output_options, report_env_names, report_written
 from gwconfig.words import plural
 
 _mapping_option = click.option(
@@ -38,6 +38,7 @@ def import_cmd(
     seal_to: str | None,
     secrets_mode: str | None,
     legacy_decrypt: str | None,
+    force: bool,
 ) -> None:
     """Write manifests from a back-office database (read only; secrets sealed).
 
@@ -52,7 +53,12 @@ def import_cmd(
 
     output = secret_output(seal_to, secrets_mode == "env", out_dir)
     result = import_backoffice(
-        from_url, load_mapping(mapping), output, out_dir, legacy_decrypt=legacy_decrypt
+        from_url,
+        load_mapping(mapping),
+        output,
+        out_dir,
+        legacy_decrypt=legacy_decrypt,
+        confirm=confirm_losses(force),
     )
     bo, report = result.backoffice, result.report
     for warning in bo.warnings:

@@ -15,6 +15,8 @@ from gwconfig.settings import DEFAULT_MANIFEST_PATH
 # so that 'seal' does not import pydantic (~0.25 s); tests/test_cli_sealing.py keeps them equal.
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9_.-]{0,62}[a-z0-9])?$"
 PARAM_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"
+#: an HTTP header name (RFC 9110 token)
+HEADER_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,120}$"
 
 
 def _check(value: str, pattern: str, what: str) -> str:
@@ -58,6 +60,9 @@ def seal_keygen_cmd(out_dir: Path, name: str, force: bool) -> None:
 @click.option("--provider", "provider_id", required=True, help="provider_id the value is for.")
 @click.option("--name", "key_name", default=None, help="API key name (the key's 'name').")
 @click.option("--param", "param_name", default=None, help="Sensitive connection parameter name.")
+@click.option(
+    "--header", "header_name", default=None, help="Credential header name (connection.headers)."
+)
 @click.option("--environment", default="default", show_default=True, help="Environment.")
 @click.option(
     "--public-key",
@@ -69,6 +74,7 @@ def seal_cmd(
     provider_id: str,
     key_name: str | None,
     param_name: str | None,
+    header_name: str | None,
     environment: str,
     public_key: Path | None,
 ) -> None:
@@ -82,12 +88,21 @@ def seal_cmd(
     from gwconfig.secrets.sealed_files import default_public_key, read_secret_text
     from gwconfig.secrets.sealing import describe_scope, load_public_key, seal
 
-    if (key_name is None) == (param_name is None):
-        raise click.UsageError("give exactly one of --name (API key) or --param (parameter)")
+    if sum(x is not None for x in (key_name, param_name, header_name)) != 1:
+        raise click.UsageError(
+            "give exactly one of --name (API key), --param (parameter) or --header (header)"
+        )
+    if header_name is not None:  # stored as the sensitive parameter header:NAME
+        if not re.fullmatch(HEADER_PATTERN, header_name):
+            raise click.BadParameter(f"{header_name!r} is not a valid header name")
+        if environment != "default":
+            raise click.BadParameter("a header has no environment: leave --environment out")
     _check(provider_id, SLUG_PATTERN, "provider id")
     _check(environment, SLUG_PATTERN, "environment")
     if key_name is not None:
         name = _check(key_name, SLUG_PATTERN, "key name")
+    elif header_name is not None:
+        name = f"param:header:{header_name}"
     else:
         name = "param:" + _check(param_name or "", PARAM_PATTERN, "parameter name")
     key = (

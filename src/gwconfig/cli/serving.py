@@ -100,6 +100,10 @@ def serve_cmd(
     import os
     import tempfile
 
+    from gwconfig.cli import require_extra
+
+    require_extra("serve", "server")
+
     from gwconfig import settings as gw_settings
     from gwconfig.server.state import (
         ENV_ACCESS_LOG,

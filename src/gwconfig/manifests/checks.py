@@ -13,7 +13,13 @@ from gwconfig.manifests.compile import SourceRef
 from gwconfig.manifests.diagnostics import clip, did_you_mean, quoted
 from gwconfig.manifests.documents import RawDocument
 from gwconfig.manifests.egress import EgressPolicy, api_base_refusal
-from gwconfig.manifests.model import KNOWN_PROVIDER_TYPES, GatewayManifest, ProviderManifest
+from gwconfig.manifests.model import (
+    KNOWN_PROVIDER_TYPES,
+    SECRET_HINT,
+    GatewayManifest,
+    ProviderManifest,
+)
+from gwconfig.secrets.names import header_param, sensitive_header
 
 
 def _at(doc: RawDocument, container: Any, key: Any) -> tuple[int, int]:
@@ -62,6 +68,11 @@ def provider_source_lines(p: ProviderManifest, doc: RawDocument) -> SourceLines:
     for i, k in enumerate(p.api_keys):
         line, col = _recorded(doc, raw_keys[i], "value", at_key=True)
         out.append((SecretScope(pid, "key", k.name, k.environment).id, line, col))
+    raw_headers = (raw.get("connection") or {}).get("headers") or {}
+    for name, value in p.connection.headers.items():
+        if not isinstance(value, str):
+            line, col = _recorded(doc, raw_headers, name, at_key=True)
+            out.append((SecretScope(pid, "param", header_param(name), "default").id, line, col))
     raw_params = (raw.get("connection") or {}).get("parameters") or []
     for i, c in enumerate(p.connection.parameters):
         line, col = _recorded(doc, raw_params[i], "value", at_key=True)
@@ -159,6 +170,16 @@ def _check_provider(
                     hint="rotate the key and update expires_at, or remove the entry",
                     severity="warning",
                 )
+    raw_headers = (raw.get("connection") or {}).get("headers") or {}
+    for name, value in p.connection.headers.items():
+        if isinstance(value, str) and sensitive_header(name):
+            diag(
+                raw_headers,
+                name,
+                f"header {quoted(name)} carries credentials: a plain value is not allowed",
+                hint=f"{SECRET_HINT} (seal it with 'gwconfig seal --provider {p.provider_id} "
+                f"--header {name}')",
+            )
     raw_params = (raw.get("connection") or {}).get("parameters") or []
     seen_params: dict[tuple[str, str], int] = {}
     for i, c in enumerate(p.connection.parameters):

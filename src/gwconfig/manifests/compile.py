@@ -27,6 +27,7 @@ from gwconfig.manifests.model import (
     Route,
     SecretRef,
 )
+from gwconfig.secrets.names import header_param
 
 
 @dataclass(frozen=True)
@@ -114,11 +115,18 @@ def canonical_provider(p: ProviderManifest) -> dict[str, Any]:
     for name, default in LATER_SETTINGS:
         if settings[name] == default:  # left out: earlier configurations keep their hash
             del settings[name]
+    plain = {k: v for k, v in p.connection.headers.items() if isinstance(v, str)}
     connection = {
         "api_base": p.connection.api_base,
         "api_version": p.connection.api_version,
-        "headers": dict(sorted(p.connection.headers.items())),
+        "headers": dict(sorted(plain.items())),
     }
+    # a secret header is the sensitive parameter header:NAME (encrypted, fingerprinted, sealed)
+    secret_headers = [
+        param_body(header_param(k), "default", True, _secret(v))
+        for k, v in p.connection.headers.items()
+        if isinstance(v, SecretRef)
+    ]
     return {
         **provider_body(
             p.provider_id,
@@ -132,7 +140,7 @@ def canonical_provider(p: ProviderManifest) -> dict[str, Any]:
             settings,
         ),
         "connection_parameters": sorted(
-            (canonical_parameter(x) for x in p.connection.parameters),
+            [*(canonical_parameter(x) for x in p.connection.parameters), *secret_headers],
             key=lambda d: (d["name"], d["environment"]),
         ),
         "api_keys": sorted(

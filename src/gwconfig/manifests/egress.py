@@ -91,6 +91,14 @@ def entry_problem(entry: str) -> str | None:
     return f"{entry!r} is not a host name, *.suffix, IP address or CIDR"
 
 
+def checked_entry(entry: str) -> str:
+    """``entry`` in the form a policy keeps (lower case); ValueError when it is not valid."""
+    problem = entry_problem(entry)
+    if problem is not None:
+        raise ValueError(problem)
+    return entry.lower()
+
+
 @dataclass(frozen=True)
 class EgressPolicy:
     """The hosts ``api_base`` may name (validated ``egress.allow`` entries)."""

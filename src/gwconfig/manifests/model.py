@@ -28,7 +28,7 @@ from pydantic import (
 
 from gwconfig.canonical import DEFAULT_DEADLINE_SECONDS, DEFAULT_MAX_RESPONSE_BYTES
 from gwconfig.db import columns as col
-from gwconfig.manifests.egress import entry_problem
+from gwconfig.manifests.egress import checked_entry
 from gwconfig.secrets.refs import env_reference_problem, file_reference_problem
 
 API_VERSION = "gwconfig/v1"
@@ -223,9 +223,12 @@ class Connection(_Strict):
     api_version: StrictStr | None = Field(
         default=None, description="API version (Azure OpenAI, Anthropic), e.g. 2024-10-21."
     )
-    headers: dict[StrictStr, StrictStr] = Field(
+    headers: dict[StrictStr, StrictStr | SecretRef] = Field(
         default_factory=dict,
-        description="Extra non-secret HTTP headers sent with every request.",
+        description="Extra HTTP headers sent with every request. A header named like a "
+        "credential (Authorization, api-key, X-Api-Key, ...: 'auth', 'key', 'token', 'secret', "
+        "'cookie', 'signature' or 'passw' in its name) is a secret: its value must be a secret "
+        "reference ({env: ...}, {file: ...}, {sealed: ...}), stored encrypted like a key.",
     )
     parameters: tuple[ConnectionParameterSpec, ...] = Field(
         default=(),
@@ -408,14 +411,7 @@ class Route(_Strict):
     )
 
 
-def _egress_entry(entry: str) -> str:
-    problem = entry_problem(entry)
-    if problem is not None:
-        raise ValueError(problem)
-    return entry.lower()
-
-
-EgressEntry = Annotated[StrictStr, AfterValidator(_egress_entry)]
+EgressEntry = Annotated[StrictStr, AfterValidator(checked_entry)]
 
 
 class Egress(_Strict):

@@ -20,7 +20,8 @@ from gwconfig.runtime.config import (
     RouteConfig,
 )
 from gwconfig.runtime.models_table import ModelTable
-from gwconfig.runtime.scrub import Secrets, sensitive_header
+from gwconfig.runtime.scrub import Secrets
+from gwconfig.secrets.names import param_header, sensitive_header
 from gwconfig.secrets.origin import connection_origin, mismatch_message
 
 #: the origin each stored secret is bound to (None: the provider's current origin)
@@ -117,9 +118,13 @@ def build_provider(
             value = cp["value"]
         param_errors.pop(name, None)
         params[name] = value
+    headers = dict(conn.get("headers") or {})
+    for name in list(params):
+        header = param_header(name)
+        if header is not None:  # a secret header: opened here, sent with every request
+            headers[header] = str(params.pop(name))
     if models is None:
         models = ModelTable({m["model_id"]: m for m in p.get("models", [])})
-    headers = dict(conn.get("headers") or {})
     return ProviderConfig(
         provider_id=pid,
         provider_type=p["provider_type"],

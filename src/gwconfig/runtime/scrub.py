@@ -31,13 +31,6 @@ MASK = "***"
 MIN_SECRET_LENGTH = 4
 #: Fragments of a secret at least this long are scrubbed wherever they appear.
 FRAGMENT = 8
-#: Header names whose configured values are treated as secrets too.
-_SENSITIVE_HEADER = re.compile(r"auth|key|token|secret|cookie|signature", re.IGNORECASE)
-
-
-def sensitive_header(name: str) -> bool:
-    """True when a header of that name carries credentials (its value is scrubbed)."""
-    return _SENSITIVE_HEADER.search(name) is not None
 
 
 def _forms(secret: str) -> set[str]:

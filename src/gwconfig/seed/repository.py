@@ -237,7 +237,7 @@ class ProviderRepository:
             if isinstance(provider_data.get(field), Mapping):
                 both = {**current[field], **provider_data[field]}
                 merged[field] = {k: v for k, v in both.items() if v is not None}
-        manifest, _ = provider_manifest(merged)
+        manifest, secrets = provider_manifest(merged)
         canon = canonical_provider(manifest)
         check_api_base(self.db, canon, f"provider update for {provider_id!r}")
         row = provider_row(canon)
@@ -248,8 +248,9 @@ class ProviderRepository:
                 if getattr(provider, column) != value:
                     setattr(provider, column, value)
             keep_bindings(self.db, provider, before)
-            for prm in canon["connection_parameters"]:
-                self._upsert_param(provider_id, prm, None)
+            for prm in canon["connection_parameters"]:  # a credential header's is a secret
+                scope = SecretScope.of("connection_parameter", provider_id, prm)
+                self._upsert_param(provider_id, prm, secrets.get(scope))
             return provider
 
         return self._write(f"cannot update provider {provider_id!r}", run)

@@ -22,6 +22,7 @@ from gwconfig.db.lock import WRITE_LOCK_TIMEOUT
 from gwconfig.db.models import ApiKey, AuditEvent, ConnectionParameter, Provider, ProviderModel
 from gwconfig.entities import MASK, entity_key, mask_entity, model_key, parse_key
 from gwconfig.secrets.keys import EncryptionKeys
+from gwconfig.secrets.names import sensitive_header
 from gwconfig.seed.checks import check_written
 from gwconfig.seed.repository import ProviderRepository
 from gwconfig.seed.validation import key_entity, model_entity, param_entity, provider_entity
@@ -33,7 +34,12 @@ Event = tuple[str, str, str, dict[str, Any] | None, dict[str, Any] | None]
 def provider_dict(p: Provider) -> dict[str, Any]:
     """A provider as the seed's service returns it (no children)."""
     body = provider_entity(p)
-    body["connection_params"] = body.pop("connection")
+    body["connection_params"] = connection = dict(body.pop("connection"))
+    if isinstance(connection.get("headers"), Mapping):  # a credential stored plain (written
+        # before headers were secrets) is never shown
+        connection["headers"] = {
+            k: MASK if sensitive_header(str(k)) else v for k, v in connection["headers"].items()
+        }
     body["created_at"] = format_timestamp(p.created_at)
     body["updated_at"] = format_timestamp(p.updated_at)
     return body

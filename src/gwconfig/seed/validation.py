@@ -33,6 +33,7 @@ from gwconfig.manifests.model import (
     ModelSpec,
     ProviderManifest,
 )
+from gwconfig.secrets.names import header_param, sensitive_header
 
 #: Stands in for a plaintext secret while the manifest schema validates the rest.
 SEED_PLACEHOLDER = {"env": "SEED_VALUE_PLACEHOLDER"}  # never resolved: not a GWCONFIG_ name
@@ -183,6 +184,14 @@ def provider_manifest(data: Any) -> tuple[ProviderManifest, Plaintexts]:
         if name not in CONNECTION_FIELDS
     ]
     plaintexts: Plaintexts = {}
+    headers = connection.get("headers")
+    if isinstance(headers, Mapping):  # a credential header is write-only: a secret, like a key
+        connection["headers"] = dict(headers)
+        for name, value in headers.items():
+            if isinstance(name, str) and sensitive_header(name):
+                scope = SecretScope(pid, "param", header_param(name), "default")
+                plaintexts[scope] = _plaintext(value, f"connection_params.headers.{name}", label)
+                connection["headers"][name] = SEED_PLACEHOLDER
     for item in data.get("connection_parameters") or ():
         doc, plain = _param_input(item, f"{label} connection parameter")
         params.append(doc)
