@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from gwconfig.errors import ValidationFailed
 from gwconfig.manifests.in_memory import GATEWAY, Loc, check_providers, provider_info
 from gwconfig.manifests.model import API_VERSION
+from gwconfig.secrets.names import param_header
 from gwconfig.seed.validation import SEED_PLACEHOLDER, seed_loc
 
 
@@ -28,13 +29,18 @@ def provider_document(canon: Mapping[str, Any]) -> dict[str, Any]:
     connection: dict[str, Any] = {
         k: conn[k] for k in ("api_base", "api_version") if conn.get(k) is not None
     }
-    if conn.get("headers"):
-        connection["headers"] = dict(conn["headers"])
-    params = [
-        {"name": p["name"], "environment": p["environment"], "sensitive": p["sensitive"],
-         "value": SEED_PLACEHOLDER if p["sensitive"] else p["value"]}
-        for p in canon["connection_parameters"]
-    ]  # fmt: skip
+    headers = dict(conn.get("headers") or {})
+    params = []
+    for p in canon["connection_parameters"]:
+        header = param_header(p["name"])
+        if header is not None:  # a credential header, stored as a secret parameter
+            headers[header] = SEED_PLACEHOLDER
+            continue
+        params.append({"name": p["name"], "environment": p["environment"],
+                       "sensitive": p["sensitive"],
+                       "value": SEED_PLACEHOLDER if p["sensitive"] else p["value"]})  # fmt: skip
+    if headers:
+        connection["headers"] = headers
     if params:
         connection["parameters"] = params
     keys = [
