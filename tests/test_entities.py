@@ -52,6 +52,7 @@ EXAMPLES: dict[str, list[tuple[str | None, dict[str, Any]]]] = {
     ],
     "route": [(None, {"name": n}) for n in ("smart", "a:b", "x.y-z_1")],
     "default_route": [(None, {"default_route": "smart"})],
+    "egress_policy": [(None, {"allow": ["*.corp.example", "10.0.0.0/8"]})],
 }
 
 

@@ -32,7 +32,8 @@ without ``content_hash``)::
       "gateway": {"default_route": str|None,
                   "routes": [ {"name", "description", "strategy",
                                "targets": [{"provider_id", "model_id", "weight"}] (order kept),
-                               "fallbacks": [str] (order kept)} ]  # sorted by name
+                               "fallbacks": [str] (order kept)} ],  # sorted by name
+                  "egress": {"allow": [str] (sorted, unique)}  # only when the Gateway sets one
                  }
     }
 

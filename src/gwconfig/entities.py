@@ -26,6 +26,8 @@ Keys:
 * ``model``                ``provider_id/model_id``
 * ``route``                ``route:NAME``
 * ``default_route``        ``gateway:default_route``
+* ``egress_policy``        ``gateway:egress`` (the ``Gateway`` manifest's ``egress``, stored in
+  ``gateway_settings``; present in the canonical form only when set)
 """
 
 from __future__ import annotations
@@ -38,10 +40,17 @@ from typing import Any, Literal, NamedTuple
 from gwconfig.canonical import format_timestamp
 
 EntityType = Literal[
-    "provider", "connection_parameter", "api_key", "model", "route", "default_route"
+    "provider",
+    "connection_parameter",
+    "api_key",
+    "model",
+    "route",
+    "default_route",
+    "egress_policy",
 ]
 MASK = "(sensitive)"
 DEFAULT_ROUTE_KEY = "gateway:default_route"
+EGRESS_POLICY_KEY = "gateway:egress"
 ROUTE_PREFIX = "route:"
 
 
@@ -142,6 +151,10 @@ def _route_key(pid: str | None, body: Mapping[str, Any]) -> str:
 
 def _default_route_key(pid: str | None, body: Mapping[str, Any]) -> str:
     return DEFAULT_ROUTE_KEY
+
+
+def _egress_policy_key(pid: str | None, body: Mapping[str, Any]) -> str:
+    return EGRESS_POLICY_KEY
 
 
 def _secret_parse(marker: str) -> Callable[[str], tuple[str | None, tuple[str, ...]]]:
@@ -335,10 +348,17 @@ DEFAULT_ROUTE = EntityKind(
     "default_route", "default route", _default_route_key, lambda key: (None, ()),
     ("default_route",), create_phase=7, delete_phase=7,
 )  # fmt: skip
+#: the gateway's egress policy (``{"allow": [...]}``): a ``gateway_settings`` row apply stores
+#: (:mod:`gwconfig.reconcile.bindings`), created, changed and removed like an entity
+EGRESS_POLICY = EntityKind(
+    "egress_policy", "egress policy", _egress_policy_key, lambda key: (None, ()),
+    ("allow",), create_phase=7, delete_phase=7,
+)  # fmt: skip
 
 #: every kind, parents before children (the order of creates within a phase)
 KINDS: dict[str, EntityKind] = {
-    k.name: k for k in (PROVIDER, CONNECTION_PARAMETER, API_KEY, MODEL, ROUTE, DEFAULT_ROUTE)
+    k.name: k
+    for k in (PROVIDER, CONNECTION_PARAMETER, API_KEY, MODEL, ROUTE, DEFAULT_ROUTE, EGRESS_POLICY)
 }
 ENTITY_TYPES: tuple[str, ...] = tuple(KINDS)
 #: kinds that are children of a provider, and the canonical provider's lists of them
@@ -383,6 +403,8 @@ def entity_label(entity: str, key: str) -> str:
         return key.removeprefix(ROUTE_PREFIX)
     if entity == "default_route":
         return "gateway.default_route"
+    if entity == "egress_policy":
+        return "gateway.egress"
     return key
 
 

@@ -47,6 +47,7 @@ def patched_state(
     routes: dict[str, Mapping[str, Any]] = {r["name"]: r for r in base["gateway"]["routes"]}
     secrets = dict(base_secrets)
     gone: set[str] = set()
+    egress = base["gateway"].get("egress")
 
     def kids(pid: str, kind: str) -> dict[Any, Mapping[str, Any]]:
         mine = children.setdefault(pid, {})
@@ -81,6 +82,8 @@ def patched_state(
                     secrets[key] = ciphertexts[key]
                 else:
                     secrets.pop(key, None)
+        elif c.entity == "egress_policy":
+            egress = None if c.action == "delete" else c.after
         elif c.entity == "route":
             name = (c.before or c.after or {})["name"]
             if c.action == "delete":
@@ -111,4 +114,6 @@ def patched_state(
             "routes": [routes[name] for name in sorted(routes)],
         },
     }
+    if egress is not None:  # only when set: states without a policy keep their hash
+        data["gateway"]["egress"] = egress
     return data, secrets, fingerprints

@@ -26,7 +26,7 @@ from gwconfig.db.snapshots import compress_snapshot
 from gwconfig.entities import CREATE_ORDER, DELETE_ORDER, KINDS, MODEL, SecretScope, mask_entity
 from gwconfig.errors import PlanError, StalePlanError
 from gwconfig.reconcile.after import patched_state
-from gwconfig.reconcile.bindings import record_apply_extras, record_extras
+from gwconfig.reconcile.bindings import AuditStamp, record_apply_extras, record_extras
 from gwconfig.reconcile.diff import Change
 from gwconfig.reconcile.plan import Plan
 from gwconfig.reconcile.rotation import record_key_ids
@@ -336,7 +336,7 @@ def execute_plan(
     check_base(plan, base)
     effective = plan.effective_changes
     if not effective:  # the manifests' origins and egress policy may still be due
-        record_extras(conn, plan.desired, base)
+        record_extras(conn, plan.desired, base, actor)
         return ApplyResult(None, plan.summary, base.state_hash)
     now = datetime.now(UTC)
     number = (base.last_revision or 0) + 1
@@ -348,7 +348,8 @@ def execute_plan(
     after = outcome.after
     assert after is not None
     bound = replace(after, origins=base.origins)
-    record_apply_extras(conn, plan.desired, bound, written.ciphertexts)
+    stamp = AuditStamp(actor, number, now)
+    record_apply_extras(conn, plan.desired, bound, written.ciphertexts, stamp)
     summary = {**plan.summary, "drift_revision": plan.drift_revision}
     conn.execute(
         insert(cast(Table, ConfigRevision.__table__)),

@@ -5,18 +5,26 @@ change: a manifest is the authority on where its provider's secrets may go, so e
 provider whose stored connection is the manifest's is bound to the manifest's origin
 (:mod:`gwconfig.secrets.origin`), and the ``Gateway`` manifest's ``egress`` policy is stored in
 ``gateway_settings`` for the REST API and the seed service
-(:func:`gwconfig.reconcile.gateway_settings.read_egress_policy`).
+(:func:`gwconfig.reconcile.gateway_settings.read_egress_policy`). The policy is also part of the
+canonical state (``gateway.egress``, the ``egress_policy`` entity), so plan shows its changes and
+apply audits them like any change; storing it is this module's part.
+
+Bindings are bookkeeping, not plan changes, but each provider whose bindings moved gets one
+``key_binding`` audit row (:func:`binding_events`): the origins before and after, per secret
+(``pid/key:name@env``) and the provider's ``key_origin``; secrets newly written by the apply are
+left out (their own change is audited). Origins are scheme, host and port: no secret.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping
-from typing import Any, cast
+from datetime import UTC, datetime
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Connection, Table, delete, insert, select, update
 
 from gwconfig.db import bulk
-from gwconfig.db.models import Base, GatewaySetting, Provider
+from gwconfig.db.models import AuditEvent, Base, GatewaySetting, Provider
 from gwconfig.entities import KINDS, SecretScope
 from gwconfig.reconcile.gateway_settings import EGRESS, stored_setting
 from gwconfig.reconcile.state import ActualState
@@ -70,15 +78,77 @@ def origins_due(
     return due
 
 
-def anchors_due(conn: Connection, desired: Mapping[str, Any], after: ActualState) -> dict[str, str]:
-    """Providers in step with their manifest whose ``key_origin`` is not the manifest's."""
+def anchor_moves(
+    conn: Connection, desired: Mapping[str, Any], after: ActualState
+) -> dict[str, tuple[str | None, str]]:
+    """Providers in step with their manifest whose ``key_origin`` is not the manifest's:
+    provider id -> (stored ``key_origin``, the manifest's origin)."""
     table = cast(Table, Provider.__table__)
     anchors = dict(conn.execute(select(table.c.provider_id, table.c.key_origin)).tuples().all())
     return {
-        p["provider_id"]: origin
+        p["provider_id"]: (anchors[p["provider_id"]], origin)
         for p, origin in _in_step(desired, after)
         if p["provider_id"] in anchors and anchors[p["provider_id"]] != origin
     }
+
+
+def anchors_due(conn: Connection, desired: Mapping[str, Any], after: ActualState) -> dict[str, str]:
+    """Providers in step with their manifest whose ``key_origin`` is not the manifest's."""
+    return {pid: new for pid, (_, new) in anchor_moves(conn, desired, after).items()}
+
+
+class AuditStamp(NamedTuple):
+    """Who applies and in which revision (None: an apply without changes), and when."""
+
+    actor: str
+    revision: int | None
+    now: datetime
+
+
+def binding_events(
+    due: Mapping[SecretScope, str],
+    moves: Mapping[str, tuple[str | None, str]],
+    before: Mapping[SecretScope, str | None],
+    written: Collection[SecretScope],
+) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """Provider id -> (origins before, origins after) of each provider whose bindings moved.
+
+    A secret this apply wrote that had no origin is new: its own change is audited already.
+    """
+    events: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+
+    def event(pid: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        return events.setdefault(pid, ({"secrets": {}}, {"secrets": {}}))
+
+    for scope, origin in sorted(due.items()):
+        old = before.get(scope)
+        if old == origin or (old is None and scope in written):
+            continue
+        was, now = event(scope.provider_id)
+        was["secrets"][scope.id], now["secrets"][scope.id] = old, origin
+    for pid, (old_anchor, anchor) in sorted(moves.items()):
+        if old_anchor is None and pid not in events:  # a new provider: nothing was bound
+            continue
+        was, now = event(pid)
+        was["key_origin"], now["key_origin"] = old_anchor, anchor
+    return events
+
+
+def record_binding_audit(
+    conn: Connection,
+    events: Mapping[str, tuple[dict[str, Any], dict[str, Any]]],
+    stamp: AuditStamp,
+) -> None:
+    """One ``key_binding`` audit row per provider of ``events`` (:func:`binding_events`)."""
+    if not events:
+        return
+    common: dict[str, Any] = {"revision_number": stamp.revision, "created_at": stamp.now}
+    common |= {"actor": stamp.actor[:255], "entity_type": "key_binding", "action": "bind"}
+    rows = [
+        {**common, "entity_key": pid[:512], "before": was, "after": now}
+        for pid, (was, now) in events.items()
+    ]
+    conn.execute(insert(cast(Table, AuditEvent.__table__)), rows)
 
 
 def record_origins(
@@ -126,20 +196,34 @@ def record_apply_extras(
     desired: Mapping[str, Any] | None,
     after: ActualState,
     written: Collection[SecretScope] = (),
+    stamp: AuditStamp | None = None,
 ) -> bool:
     """Bind the manifests' secrets to their origins and store the egress policy (apply's
-    transaction); True when anything was written (the caller then announces it)."""
+    transaction); True when anything was written (the caller then announces it).
+
+    With ``stamp``, the bindings that moved are audited (:func:`record_binding_audit`).
+    """
     if desired is None:
         return False
     due = origins_due(desired, after, written)
-    rebound = record_origins(conn, due, anchors_due(conn, desired, after))
+    moves = anchor_moves(conn, desired, after)
+    rebound = record_origins(conn, due, {pid: new for pid, (_, new) in moves.items()})
+    if stamp is not None:
+        record_binding_audit(conn, binding_events(due, moves, after.origins, written), stamp)
     changed = store_egress_policy(conn, desired)
     return bool(rebound) or changed
 
 
-def record_extras(conn: Connection, desired: Mapping[str, Any] | None, state: ActualState) -> None:
-    """:func:`record_apply_extras` for an apply without changes, announced when it wrote."""
-    if record_apply_extras(conn, desired, state):
+def record_extras(
+    conn: Connection,
+    desired: Mapping[str, Any] | None,
+    state: ActualState,
+    actor: str | None = None,
+) -> None:
+    """:func:`record_apply_extras` for an apply without changes, announced when it wrote;
+    the bindings are audited as ``actor``'s (no revision) when given."""
+    stamp = None if actor is None else AuditStamp(actor, None, datetime.now(UTC))
+    if record_apply_extras(conn, desired, state, stamp=stamp):
         from gwconfig.db.notify import announce
 
         announce(conn)

@@ -16,8 +16,8 @@ from typing import Any, NamedTuple
 # re-exported: callers of the diff read these as ``gwconfig.reconcile.diff`` names
 from gwconfig.entities import CHILDREN as CHILDREN
 from gwconfig.entities import DEFAULT_ROUTE_KEY as DEFAULT_ROUTE_KEY
+from gwconfig.entities import EGRESS_POLICY_KEY, KEY_FUNCTIONS, EntityType, is_secret_field, phase
 from gwconfig.entities import ENTITY_TYPES as ENTITY_TYPES
-from gwconfig.entities import KEY_FUNCTIONS, EntityType, is_secret_field, phase
 from gwconfig.entities import entity_label as entity_label
 from gwconfig.entities import mask_entity as mask_entity
 from gwconfig.errors import PlanError
@@ -97,6 +97,8 @@ def entities(
     out[DEFAULT_ROUTE_KEY] = Entity(
         "default_route", None, {"default_route": gateway.get("default_route")}
     )
+    if gateway.get("egress") is not None:
+        out[EGRESS_POLICY_KEY] = Entity("egress_policy", None, gateway["egress"])
     return out
 
 
@@ -125,6 +127,8 @@ def _in_selection(ent: Entity, selected: Collection[str] | None, routes: set[str
         return ent.body["name"] in routes
     if ent.entity == "default_route":
         return ent.body.get("default_route") in routes
+    if ent.entity == "egress_policy":  # apply stores the manifests' policy whatever is selected
+        return True
     return ent.provider_id in selected
 
 
@@ -267,7 +271,7 @@ def diff(
         blocked = None
         if h.provider_id in protected:
             blocked = PROTECTED
-        elif not prune:
+        elif not prune and h.entity != "egress_policy":  # a setting the Gateway manifest owns
             blocked = NEEDS_PRUNE
         changes.append(
             Delete(

@@ -173,7 +173,7 @@ def _plan_and_apply(request: ApplyRequest) -> tuple[Plan, ApplyResult]:
                 done = _settle(plan, state, saved, review, max_deletes)
                 if done is not None:
                     if not plan.effective_changes:  # origins and the egress policy still count
-                        record_extras(conn, plan.desired, state)
+                        record_extras(conn, plan.desired, state, who)
                     return plan, done
             result = execute_plan(
                 conn,

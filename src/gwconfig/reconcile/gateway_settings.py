@@ -8,23 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from gwconfig.manifests.egress import EgressPolicy
-from gwconfig.reconcile.state import mark, reader
+from gwconfig.reconcile.state import stored_setting as stored_setting
 
 EGRESS = "egress"
-
-
-def stored_setting(source: Any, name: str) -> Any:
-    """The JSON value of setting ``name`` (None when there is none)."""
-    source = reader(source)
-    sql = f"SELECT value FROM gateway_settings WHERE name = {mark(source.dialect)}"
-    rows = source.rows(sql, (name,))
-    if not rows:
-        return None
-    value = rows[0][0]
-    return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
 def read_egress_policy(source: Any) -> EgressPolicy | None:

@@ -195,6 +195,18 @@ _SQL: dict[str, Callable[[str], str]] = {
 }
 
 
+def stored_setting(source: Any, name: str) -> Any:
+    """The JSON value of ``gateway_settings`` row ``name`` (None when there is none)."""
+    source = reader(source)
+    rows = source.rows(
+        f"SELECT value FROM gateway_settings WHERE name = {mark(source.dialect)}", (name,)
+    )
+    if not rows:
+        return None
+    value = rows[0][0]
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
 def _fetch(source: Reader, table: str) -> list[tuple[Any, ...]]:
     """All rows of one of the :data:`_SQL` statements, as plain DBAPI tuples."""
     return source.rows(_SQL[table](source.dialect))
@@ -442,6 +454,9 @@ def _read_tables(conn: Reader, raw_models: bool = False) -> StateTables:
         "providers": providers,
         "gateway": {"default_route": default_route, "routes": routes},
     }
+    egress = stored_setting(conn, "egress")
+    if egress is not None:  # only when set: states without a policy keep their hash
+        data["gateway"]["egress"] = egress
     return StateTables(
         data, secrets, fingerprints, last, models if raw_models else None, key_ids, origins
     )
