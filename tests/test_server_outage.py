@@ -206,3 +206,72 @@ def test_the_usage_buffer_is_bounded_and_counts_what_it_drops() -> None:
     assert (len(buffer), buffer.dropped) == (3, 2)
     assert buffer.take() == [{"n": 3}, {"n": 4}, {"n": 5}]  # the oldest went first
     assert (len(buffer), buffer.dropped) == (0, 2)
+
+
+def test_a_known_token_outlives_the_outage_only_for_the_stale_bound(pg_url: str) -> None:
+    from gwconfig.errors import DatabaseUnavailable
+    from gwconfig.server.auth import AuthError, TokenAuthenticator
+
+    db = open_database(pg_url, upgrade=True)
+    known, unknown = make_token(pg_url, "invoke", name="known"), make_token(pg_url, "invoke")
+    now = [0.0]
+    tokens = TokenAuthenticator(db, cache_seconds=1.0, stale_seconds=60.0, clock=lambda: now[0])
+    header = "Bearer " + known
+    assert tokens.authenticate(header).name == "known"
+    outage = Outage(pg_url)
+    outage.begin()
+    try:
+        now[0] = 30.0  # past the cache, within the stale bound: the last good lookup serves
+        assert tokens.authenticate(header).name == "known"
+        with pytest.raises(DatabaseUnavailable):
+            tokens.authenticate("Bearer " + unknown)
+        now[0] = 61.0  # past the bound: the token is not vouched for any more
+        with pytest.raises(DatabaseUnavailable):
+            tokens.authenticate(header)
+    finally:
+        outage.end()
+    from gwconfig.db.tokens import revoke_token
+
+    revoke_token(db, "known")
+    now[0] = 63.0  # the database answers: a revocation holds after the 1 s cache
+    with pytest.raises(AuthError, match="revoked"):
+        tokens.authenticate(header)
+    tokens.close()
+    db.dispose()
+
+
+def test_usage_rows_wait_for_a_sqlite_file_that_is_gone(tmp_path: Path) -> None:
+    from gwconfig.runtime.usage import UsageRecorder
+
+    home = tmp_path / "dbdir"
+    url = f"sqlite:///{home / 'gateway.db'}"
+    db = open_database(url, upgrade=True)
+    recorder = UsageRecorder(db.engine, flush_interval=0.01, retry_interval=0.05, max_buffered=3)
+
+    def one(n: int) -> None:
+        recorder.record(
+            provider_id="mock",
+            model_id="chat",
+            session_id=f"s{n}",
+            prompt_tokens=1,
+            completion_tokens=1,
+            latency_ms=1.0,
+            attempts=1,
+            outcome="ok",
+        )
+
+    # the directory renamed: SQLite cannot create its journal there, so every write fails
+    home.rename(tmp_path / "gone")
+    try:
+        for n in range(5):
+            one(n)
+        assert recorder.flush()
+        poll(lambda: recorder.buffered == 3 and recorder.dropped == 2, "the buffer is full")
+    finally:
+        (tmp_path / "gone").rename(home)
+    poll(lambda: recorder.buffered == 0, "the buffer written back")
+    recorder.close()
+    with db.engine.connect() as conn:
+        sessions = conn.scalars(select(UsageRecord.session_id).order_by(UsageRecord.id)).all()
+    assert sessions == ["s2", "s3", "s4"]  # the oldest were dropped, none of the rest lost
+    db.dispose()
