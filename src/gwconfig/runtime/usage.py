@@ -44,6 +44,7 @@ class UsageRecorder:
         self._interval = flush_interval
         self._retry = retry_interval
         self._buffer = UsageBuffer(max_buffered)
+        self._failing = False
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._flushed = threading.Condition()
         self._pending = 0
@@ -156,9 +157,14 @@ class UsageRecorder:
                 with self._engine.begin() as conn:
                     conn.execute(self._insert, rows)
                 self.written += len(rows)
+                self._failing = False
         except Exception as exc:  # the request path must never fail because of usage records
             self._buffer.keep(rows)
-            log.warning(
+            # one warning per outage; the retries every ``retry_interval`` log at debug level
+            level = logging.DEBUG if self._failing else logging.WARNING
+            self._failing = True
+            log.log(
+                level,
                 "kept %d usage record(s) in memory (%d dropped so far): %s",
                 len(rows),
                 self._buffer.dropped,
