@@ -19,9 +19,9 @@ from gwconfig.reconcile.state import (
     canonical_models,
     model_from_row,
     read_state,
-    read_stored_keys,
     read_tables,
 )
+from gwconfig.reconcile.stored_keys import read_stored_keys
 from gwconfig.secrets.keys import EncryptionKeys
 
 SECRETS = {"OPENAI_KEY": "sk-state-test-openai", "ORG_SECRET": "org-secret-value"}

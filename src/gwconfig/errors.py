@@ -122,6 +122,14 @@ class DatabaseError(GwconfigError):
     """The gateway database refused an operation or is unreachable."""
 
 
+class DatabaseUnavailable(DatabaseError):
+    """The gateway database cannot be reached (connection refused or lost, database gone).
+
+    ``gwconfig serve`` answers it with 503 and keeps its data plane running (docs/serving.md,
+    "When the database is down").
+    """
+
+
 class SchemaVersionError(DatabaseError):
     """The database schema is older (needs ``gwconfig db upgrade``) or newer than this gwconfig."""
 

@@ -13,6 +13,8 @@ MAX_GRACEFUL_SECONDS = 600
 #: the longest ``--header-timeout`` (seconds) and the largest ``--max-connections``
 MAX_HEADER_SECONDS = 600.0
 MAX_CONNECTIONS = 100_000
+#: the longest a token may be served from its last good lookup while the database is down
+MAX_TOKEN_STALE_SECONDS = 7 * 24 * 3600.0
 
 
 @click.command("serve")
@@ -76,6 +78,15 @@ MAX_CONNECTIONS = 100_000
     help="Open connections per worker; a request past them gets 503 and its connection closes.",
 )
 @click.option(
+    "--token-stale-seconds",
+    type=click.FloatRange(0, MAX_TOKEN_STALE_SECONDS),
+    default=900.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="While the database is unreachable, a token keeps working this long after its last "
+    "good lookup.",
+)
+@click.option(
     "--public-docs",
     is_flag=True,
     help="Serve /docs, /redoc and /openapi.json without a token (by default any valid token).",
@@ -92,6 +103,7 @@ def serve_cmd(
     graceful_timeout: int,
     header_timeout: float,
     max_connections: int,
+    token_stale_seconds: float,
     public_docs: bool,
     database_url: str | None,
 ) -> None:
@@ -120,6 +132,7 @@ def serve_cmd(
         header_timeout_seconds=header_timeout,
         max_connections=max_connections,
         lock_timeout=lock_timeout,
+        token_stale_seconds=token_stale_seconds,
     )
     os.environ[ENV_ACCESS_LOG] = "1" if access_log else "0"
     os.environ[ENV_WORKERS] = str(workers)

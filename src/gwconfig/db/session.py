@@ -18,14 +18,27 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from gwconfig import settings
 from gwconfig.db.urls import check_url, error_detail
 from gwconfig.db.version import HEAD_REVISION, VERSION_TABLE
-from gwconfig.errors import ConfigurationError, DatabaseError, SchemaVersionError
+from gwconfig.errors import (
+    ConfigurationError,
+    DatabaseError,
+    DatabaseUnavailable,
+    SchemaVersionError,
+)
 
 if TYPE_CHECKING:
     # migrate works on an open Database and never imports this module; it is imported
@@ -141,7 +154,18 @@ def _refusing_bad_options(url: str) -> Any:
 def database_error(exc: SQLAlchemyError, url: str, doing: str) -> DatabaseError:
     """A :class:`DatabaseError` for ``exc`` that names the (masked) URL and never a password."""
     orig = getattr(exc, "orig", None) or exc
-    return DatabaseError(f"{doing} {settings.mask_url(url)} failed: {error_detail(orig, url)}")
+    message = f"{doing} {settings.mask_url(url)} failed: {error_detail(orig, url)}"
+    if is_unreachable(exc):
+        return DatabaseUnavailable(message)
+    return DatabaseError(message)
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """True when ``exc`` says the database cannot be reached (refused, lost, gone), as opposed
+    to refusing one statement."""
+    if isinstance(exc, OperationalError | InterfaceError | DisconnectionError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 @contextmanager

@@ -279,7 +279,7 @@ def rollback(
     """Plan and apply a return to revision ``number`` (secrets from its stored ciphertexts)."""
     from gwconfig.db.session import translate_errors
     from gwconfig.reconcile.revisions import revision_row
-    from gwconfig.reconcile.state import read_stored_keys
+    from gwconfig.reconcile.stored_keys import read_stored_keys
 
     db, keys = open_with_keys(database_url)
     try:

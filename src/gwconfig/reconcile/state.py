@@ -130,7 +130,7 @@ def mark(dialect: str) -> str:
 
 
 def _json_text(dialect: str, column: str) -> str:
-    """A JSON column selected as its stored text (parsed in bulk by :func:`_parse_json`)."""
+    """A JSON column selected as its stored text (parsed in bulk by :func:`parse_json_cells`)."""
     return f"CAST({column} AS TEXT)" if dialect == "postgresql" else column
 
 
@@ -254,26 +254,6 @@ def revision_snapshot(source: Any, number: int) -> tuple[str, Any] | None:
     return rows[0][0], decompress_snapshot(rows[0][1])
 
 
-def read_stored_keys(source: Any) -> StoredKeys:
-    """Which keys the stored secrets are under, without reading the whole state (3 queries).
-
-    The recorded key ids, and the ciphertexts of the secrets that have none yet.
-    """
-    from gwconfig.secrets.keys import StoredKeys
-
-    source = reader(source)
-    rows = source.rows(
-        "SELECT key_id FROM api_keys WHERE key_id IS NOT NULL UNION SELECT key_id FROM "
-        "connection_parameters WHERE is_sensitive AND key_id IS NOT NULL"
-    )
-    tokens = [row[0] for row in source.rows("SELECT key_value FROM api_keys WHERE key_id IS NULL")]
-    params = source.rows(
-        "SELECT param_value FROM connection_parameters WHERE is_sensitive AND key_id IS NULL"
-    )
-    tokens += _parse_json([row[0] for row in params])
-    return StoredKeys(frozenset(row[0] for row in rows), tuple(tokens))
-
-
 def revision_state_hash(source: Any, number: int) -> str | None:
     """The state hash recorded by revision ``number`` (None when there is none)."""
     source = reader(source)
@@ -282,7 +262,7 @@ def revision_state_hash(source: Any, number: int) -> str | None:
     return rows[0][0] if rows else None
 
 
-def _parse_json(cells: Iterable[str | None]) -> list[Any]:
+def parse_json_cells(cells: Iterable[str | None]) -> list[Any]:
     """Parse many raw JSON texts (SQL NULL -> None) with one ``orjson`` call."""
     text = ",".join([cell if cell is not None else "null" for cell in cells])
     return _loads("[" + text + "]")
@@ -411,7 +391,7 @@ def _read_tables(conn: Reader, raw_models: bool = False) -> StateTables:
     params: dict[str, list[dict[str, Any]]] = defaultdict(list)
     rows = _fetch(conn, "params")
     rows.sort(key=_by_name_environment)
-    for row, value in zip(rows, _parse_json([row[3] for row in rows]), strict=True):
+    for row, value in zip(rows, parse_json_cells([row[3] for row in rows]), strict=True):
         params[row[0]].append(parameter_body(row[1], row[2], row[4], value, row[5]))
         if row[4]:
             scope = SecretScope(row[0], "param", row[1], row[2])
@@ -422,7 +402,7 @@ def _read_tables(conn: Reader, raw_models: bool = False) -> StateTables:
 
     rows = _fetch(conn, "providers")
     rows.sort(key=_by_first)
-    docs = iter(_parse_json([cell for row in rows for cell in row[6:9]]))
+    docs = iter(parse_json_cells([cell for row in rows for cell in row[6:9]]))
     providers = []
     for row, tags, connection, settings in zip(rows, docs, docs, docs, strict=True):
         p = provider_body(
@@ -442,7 +422,7 @@ def _read_tables(conn: Reader, raw_models: bool = False) -> StateTables:
         if row[3]:
             default_route = row[0]
     rows.sort(key=_by_first)
-    docs = iter(_parse_json([cell for row in rows for cell in row[4:6]]))
+    docs = iter(parse_json_cells([cell for row in rows for cell in row[4:6]]))
     routes = [
         route_body(row[0], row[1], row[2], targets, fallbacks)
         for row, targets, fallbacks in zip(rows, docs, docs, strict=True)

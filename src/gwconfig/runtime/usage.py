@@ -9,6 +9,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from gwconfig.runtime.usage_buffer import DEFAULT_MAX_ROWS, UsageBuffer
+
 log = logging.getLogger(__name__)
 
 _STOP = object()
@@ -17,11 +19,21 @@ _STOP = object()
 class UsageRecorder:
     """Queues usage rows and inserts them from a background thread (executemany, batched).
 
-    :meth:`record` never blocks and never raises; a failed batch is logged and dropped so the
-    gateway keeps serving. :meth:`close` flushes what is queued.
+    :meth:`record` never blocks and never raises. A batch the database refuses is kept in a
+    bounded :class:`~gwconfig.runtime.usage_buffer.UsageBuffer` and written, oldest first, with
+    the next batch or every ``retry_interval`` seconds until the database takes it; past the
+    bound rows are dropped and counted in :attr:`dropped`. :meth:`close` flushes what is queued.
     """
 
-    def __init__(self, engine: Any, *, batch_size: int = 500, flush_interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        *,
+        batch_size: int = 500,
+        flush_interval: float = 0.5,
+        retry_interval: float = 1.0,
+        max_buffered: int = DEFAULT_MAX_ROWS,
+    ) -> None:
         from sqlalchemy import insert
 
         from gwconfig.db.models import UsageRecord
@@ -30,11 +42,13 @@ class UsageRecorder:
         self._insert = insert(UsageRecord)
         self._batch_size = batch_size
         self._interval = flush_interval
+        self._retry = retry_interval
+        self._buffer = UsageBuffer(max_buffered)
+        self._failing = False
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._flushed = threading.Condition()
         self._pending = 0
         self.written = 0
-        self.dropped = 0
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="gwconfig-usage", daemon=True)
         self._thread.start()
@@ -82,6 +96,16 @@ class UsageRecorder:
             }
         )
 
+    @property
+    def dropped(self) -> int:
+        """Rows lost: the database refused them and the buffer was full."""
+        return self._buffer.dropped
+
+    @property
+    def buffered(self) -> int:
+        """Rows waiting in memory for the database to take them."""
+        return len(self._buffer)
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued row has been written (or dropped); False on timeout."""
         with self._flushed:
@@ -98,8 +122,14 @@ class UsageRecorder:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            try:  # with rows waiting for the database, try them again now and then
+                item = self._queue.get(timeout=self._retry if len(self._buffer) else None)
+            except queue.Empty:
+                self._write([])
+                continue
             if item is _STOP:
+                if len(self._buffer):
+                    self._write([])  # a last try for what the database refused
                 return
             batch = [item]
             stop = False
@@ -121,13 +151,25 @@ class UsageRecorder:
                 return
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
+        rows = self._buffer.take() + batch
         try:
-            with self._engine.begin() as conn:
-                conn.execute(self._insert, batch)
-            self.written += len(batch)
+            if rows:
+                with self._engine.begin() as conn:
+                    conn.execute(self._insert, rows)
+                self.written += len(rows)
+                self._failing = False
         except Exception as exc:  # the request path must never fail because of usage records
-            self.dropped += len(batch)
-            log.warning("dropped %d usage record(s): %s", len(batch), type(exc).__name__)
+            self._buffer.keep(rows)
+            # one warning per outage; the retries every ``retry_interval`` log at debug level
+            level = logging.DEBUG if self._failing else logging.WARNING
+            self._failing = True
+            log.log(
+                level,
+                "kept %d usage record(s) in memory (%d dropped so far): %s",
+                len(rows),
+                self._buffer.dropped,
+                type(exc).__name__,
+            )
         finally:
             with self._flushed:
                 self._pending -= len(batch)

@@ -97,7 +97,7 @@ class ProviderRepository:
 
     def _bind(self, *, single: bool) -> EncryptionKeys:
         """The given keys checked against the stored secrets' key ids (refused if they differ)."""
-        from gwconfig.reconcile.state import read_stored_keys
+        from gwconfig.reconcile.stored_keys import read_stored_keys
 
         try:
             stored = read_stored_keys(self.db)

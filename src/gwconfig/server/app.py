@@ -52,21 +52,32 @@ async def healthz() -> dict[str, str]:
     responses={503: {"description": "the database is unreachable"}},
 )
 def readyz(request: Request) -> Response:
-    """``{"status": "ready", "revision": N, "revision_served": M, "generation": G, "pid": P}``
-    (N: newest revision, null before any apply; M: the revision this process routes LLM
-    requests with; G: the configuration generation ``GET /api/v1/config`` serves, null before
-    its first request; P: this worker's process id, the ``pid`` label of its metrics); 503
-    with ``{"status": "unavailable", ...}`` when the database does not answer, or
-    ``{"status": "starting", ...}`` before the LLM configuration is loaded."""
+    """``{"status": "ready", "revision": N, "revision_served": M, "generation": G,
+    "database": D, "pid": P}`` (N: newest revision, null before any apply or while the database
+    does not answer; M: the revision this process routes LLM requests with; G: the configuration
+    generation ``GET /api/v1/config`` serves, null before its first request; D: ``up`` or
+    ``unavailable``; P: this worker's process id, the ``pid`` label of its metrics). While a
+    configuration is loaded it stays 200 when the database does not answer (the last good one
+    is served); 503 with ``{"status": "unavailable", ...}`` when the database does not answer
+    before one is, or ``{"status": "starting", ...}`` before the LLM configuration is loaded."""
     state = server_state(request)
+    runtime = state.runtime
+    database = "up"
     try:
         revision = state.revision()
     except GwconfigError:
-        return JSONResponse(
-            {"status": "unavailable", "revision": None, "detail": "the database is unreachable"},
-            status_code=503,
-        )
-    runtime = state.runtime
+        if runtime is None or not runtime.ready:
+            return JSONResponse(
+                {
+                    "status": "unavailable",
+                    "revision": None,
+                    "database": "unavailable",
+                    "detail": "the database is unreachable",
+                },
+                status_code=503,
+            )
+        # the data plane serves the last good configuration: stay in the load balancer
+        database, revision = "unavailable", None
     if runtime is None or not runtime.ready:
         return JSONResponse(
             {"status": "starting", "revision": revision, "detail": "configuration not loaded"},
@@ -81,6 +92,7 @@ def readyz(request: Request) -> Response:
             "revision": revision,
             "revision_served": revision_served,
             "generation": generation,
+            "database": database,
             "pid": os.getpid(),
         }
     )
@@ -123,7 +135,11 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     database = open_database(settings.database_url)
     _quiet_shutdown_cancels()
-    tokens = TokenAuthenticator(database, cache_seconds=settings.token_cache_seconds)
+    tokens = TokenAuthenticator(
+        database,
+        cache_seconds=settings.token_cache_seconds,
+        stale_seconds=settings.token_stale_seconds,
+    )
     state = ServerState(settings, database, tokens)
 
     @asynccontextmanager

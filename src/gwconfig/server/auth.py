@@ -7,7 +7,10 @@ expired tokens are 401 (with ``WWW-Authenticate: Bearer``); a scope that does no
 endpoint is 403. ``admin`` passes every check and ``write`` implies ``read``.
 
 Lookups are cached for ``cache_seconds`` (1 s by default): a revoked token stops working at
-most that long after ``gwconfig tokens revoke``. Expiry is checked on every request.
+most that long after ``gwconfig tokens revoke``. Expiry is checked on every request. While the
+database cannot be reached, a token whose last good lookup found it keeps working from that
+lookup for ``stale_seconds`` (15 minutes by default); any other token gets
+:class:`~gwconfig.errors.DatabaseUnavailable` (503).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from gwconfig.db.tokens import (
     scope_allows,
     touch_token,
 )
-from gwconfig.errors import GwconfigError
+from gwconfig.errors import DatabaseError, DatabaseUnavailable, GwconfigError
 from gwconfig.server.problems import ProblemError
 
 log = logging.getLogger("gwconfig.server")
@@ -115,12 +118,16 @@ class TokenAuthenticator:
         database: Database,
         *,
         cache_seconds: float = 1.0,
+        stale_seconds: float = 900.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.database = database
         self.cache_seconds = cache_seconds
+        self.stale_seconds = stale_seconds
         self._clock = clock
         self._cache: dict[str, tuple[float, TokenRecord | None]] = {}
+        #: the last good lookup of each known token (used while the database is unreachable)
+        self._last_good: dict[str, tuple[float, TokenRecord]] = {}
         self._touched: dict[str, datetime] = {}
         #: the lookup in flight per (event loop, token hash)
         self._pending: dict[
@@ -141,12 +148,33 @@ class TokenAuthenticator:
         hit, record = self._cached(token)
         if hit:
             return record
-        record = find_token(self.database, token)
+        digest = hash_token(token)
+        try:
+            record = find_token(self.database, token)
+        except DatabaseError as exc:
+            return self._stale(digest, exc)
+        now = self._clock()
         with self._lock:
             if len(self._cache) >= CACHE_ENTRIES:
                 self._cache.clear()
-            self._cache[hash_token(token)] = (self._clock(), record)
+            self._cache[digest] = (now, record)
+            if record is None:
+                self._last_good.pop(digest, None)
+            else:
+                if len(self._last_good) >= CACHE_ENTRIES:
+                    self._last_good.clear()
+                self._last_good[digest] = (now, record)
         return record
+
+    def _stale(self, digest: str, exc: DatabaseError) -> TokenRecord:
+        """The last good lookup of a token while the database fails, if recent enough; else
+        :class:`DatabaseUnavailable` (the caller answers 503, not 401: the token may be good)."""
+        entry = self._last_good.get(digest)
+        if entry is not None and self._clock() - entry[0] < self.stale_seconds:
+            return entry[1]
+        if isinstance(exc, DatabaseUnavailable):
+            raise exc
+        raise DatabaseUnavailable(exc.message) from None
 
     def _caller(self, record: TokenRecord | None) -> Caller:
         if record is None:
@@ -225,6 +253,7 @@ class TokenAuthenticator:
         """Drop every cached lookup (tests; revocation otherwise waits ``cache_seconds``)."""
         with self._lock:
             self._cache.clear()
+            self._last_good.clear()
 
 
 #: declares the bearer scheme in the OpenAPI document (the header is parsed by us)

@@ -97,7 +97,17 @@ class Metrics:
             "config_reload_failures",
             "Reloads that failed (the last good configuration stays served)",
         )
+        self.database_up = gauge(
+            "database_up",
+            "1 while the gateway database answers, 0 while it is unreachable (per worker)",
+            "livemin",
+        )
+        self.usage_dropped = counter(
+            "usage_records_dropped",
+            "Usage records lost: the database failed and the in-memory buffer was full",
+        )
         self._cooldowns_seen = 0
+        self._usage_dropped_seen = 0
 
     # -- recording --------------------------------------------------------------------------------
 
@@ -170,6 +180,15 @@ class Metrics:
         if total > self._cooldowns_seen:
             self.cooldowns.inc(total - self._cooldowns_seen)
             self._cooldowns_seen = total
+
+    def database(self, up: bool | None, usage_dropped: int) -> None:
+        """Whether the database answers (None: not known yet) and the usage recorder's total of
+        dropped records (the counter grows by the difference)."""
+        if up is not None:
+            self.database_up.set(1 if up else 0)
+        if usage_dropped > self._usage_dropped_seen:
+            self.usage_dropped.inc(usage_dropped - self._usage_dropped_seen)
+            self._usage_dropped_seen = usage_dropped
 
     def served_revision(self, revision: int | None) -> None:
         """The configuration revision this process serves now."""

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from gwconfig.errors import DatabaseError
 from gwconfig.server.auth import AuthError, Caller
 from gwconfig.server.disconnect import Receive
 from gwconfig.server.metrics import CONTENT_TYPE, Metrics
@@ -28,7 +29,7 @@ from gwconfig.server.openai_exchange import (
     send_error,
 )
 from gwconfig.server.openai_runtime import CallerLimits, GatewayRuntime, allowed
-from gwconfig.server.openai_wire import WireError, parse_chat_request, wire_error
+from gwconfig.server.openai_wire import WireError, parse_chat_request, unavailable, wire_error
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Message = Any
@@ -146,6 +147,8 @@ class OpenAIGateway:
                     headers={"www-authenticate": "Bearer"},
                 ) from None
             raise WireError(403, message, "permission_error", "insufficient_scope") from None
+        except DatabaseError:  # the token store is unreachable: 503, never 500
+            raise unavailable() from None
 
     # -- /v1/chat/completions ---------------------------------------------------------------------
 
@@ -215,6 +218,8 @@ class OpenAIGateway:
         """The Prometheus text exposition (any valid token)."""
         start = time.perf_counter()
         self.metrics.cooldowns_entered(self.runtime.client._router.cooldowns.entered)
+        usage = self.runtime.client.usage
+        self.metrics.database(self.runtime.database_up, usage.dropped if usage else 0)
         body = self.metrics.render()
         access(scope, caller, 200, start)
         await send(

@@ -70,6 +70,7 @@ class GatewayRuntime:
         self._models: dict[tuple[str, ...] | None, bytes] = {}
         self._models_of: GatewayConfig | None = None
         self.loaded_at: float | None = None
+        self._watcher: Any = None
         #: called (in the event loop) after each new configuration is served
         self.on_reload: list[Callable[[], object]] = []
 
@@ -79,6 +80,12 @@ class GatewayRuntime:
         if self._client is None:
             raise RuntimeError("the gateway runtime has not started")
         return self._client
+
+    @property
+    def database_up(self) -> bool | None:
+        """Whether the database answers, as this process's generation watcher last saw it
+        (None: no watcher, or no attempt yet)."""
+        return None if self._watcher is None else bool(self._watcher.database_up)
 
     @property
     def ready(self) -> bool:
@@ -130,6 +137,7 @@ class GatewayRuntime:
             from gwconfig.server.watch import shared_watcher
 
             watcher = await asyncio.to_thread(shared_watcher, self.loader.engine)
+            self._watcher = watcher
             loop = asyncio.get_running_loop()
             wake = self._wake
 

@@ -80,6 +80,12 @@ def bad(message: str, param: str | None = None, code: str | None = None) -> Wire
     return WireError(400, message, "invalid_request_error", code, param=param)
 
 
+def unavailable() -> WireError:
+    """The 503 for a request that needs the gateway database while it cannot be reached (an
+    unknown token during an outage); never the driver's message."""
+    return WireError(503, "the gateway database is unavailable", "api_error", "service_unavailable")
+
+
 @dataclass(slots=True)
 class ChatRequest:
     """A parsed ``/v1/chat/completions`` body: the runtime request and how to answer it."""

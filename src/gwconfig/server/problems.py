@@ -104,7 +104,7 @@ def from_gwconfig_error(exc: errors.GwconfigError) -> ProblemError:
     error, and a response carries no SQL.
     """
     status = next((s for cls, s in _STATUS if isinstance(exc, cls)), 500)
-    if type(exc) is errors.DatabaseError:
+    if type(exc) in (errors.DatabaseError, errors.DatabaseUnavailable):
         return ProblemError(503, _title(503), "the gateway database is unavailable")
     detail = exc.message + (f" ({exc.hint})" if exc.hint else "")
     return ProblemError(status, _title(status), detail)

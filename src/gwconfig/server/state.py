@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 ENV_READ_ONLY = "GWCONFIG_SERVE_READ_ONLY"
 ENV_MAX_BODY = "GWCONFIG_SERVE_MAX_BODY_BYTES"
 ENV_TOKEN_CACHE = "GWCONFIG_SERVE_TOKEN_CACHE_SECONDS"
+ENV_TOKEN_STALE = "GWCONFIG_SERVE_TOKEN_STALE_SECONDS"
 ENV_PUBLIC_DOCS = "GWCONFIG_SERVE_PUBLIC_DOCS"
 ENV_LOCK_TIMEOUT = "GWCONFIG_SERVE_LOCK_TIMEOUT"
 #: how many worker processes share the per-token request limits
@@ -41,6 +42,9 @@ MAX_HEADER_TIMEOUT = 600.0
 #: open connections per worker, and the most one may set
 DEFAULT_MAX_CONNECTIONS = 1000
 MAX_CONNECTIONS_LIMIT = 100_000
+#: how long a token's last good lookup may serve while the database is down, and the most
+DEFAULT_TOKEN_STALE = 900.0
+MAX_TOKEN_STALE = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,9 @@ class ServeSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     #: how long a token lookup is reused (the delay before a revocation takes effect)
     token_cache_seconds: float = 1.0
+    #: while the database is unreachable, a token keeps working this long after its last
+    #: good lookup (unknown tokens get 503)
+    token_stale_seconds: float = DEFAULT_TOKEN_STALE
     #: ``/docs``, ``/redoc`` and ``/openapi.json`` answer without a token
     public_docs: bool = False
     #: a connection whose request head is not complete this many seconds after it opened (or
@@ -70,6 +77,10 @@ class ServeSettings:
             raise ConfigurationError(f"the request body limit must be 1 to {MAX_BODY_LIMIT} bytes")
         if not 0 <= self.token_cache_seconds <= 60:
             raise ConfigurationError("the token cache must be 0 to 60 seconds")
+        if not 0 <= self.token_stale_seconds <= MAX_TOKEN_STALE:
+            raise ConfigurationError(
+                f"the token staleness bound must be 0 to {MAX_TOKEN_STALE:g} seconds"
+            )
         if not 0 < self.header_timeout_seconds <= MAX_HEADER_TIMEOUT:
             raise ConfigurationError(
                 f"the header timeout must be over 0 and at most {MAX_HEADER_TIMEOUT:g} seconds"
@@ -91,6 +102,7 @@ class ServeSettings:
             ENV_READ_ONLY: "1" if self.read_only else "0",
             ENV_MAX_BODY: str(self.max_body_bytes),
             ENV_TOKEN_CACHE: str(self.token_cache_seconds),
+            ENV_TOKEN_STALE: str(self.token_stale_seconds),
             ENV_PUBLIC_DOCS: "1" if self.public_docs else "0",
             ENV_LOCK_TIMEOUT: str(self.lock_timeout),
         }
@@ -107,12 +119,16 @@ class ServeSettings:
                 read_only=os.environ.get(ENV_READ_ONLY, "0") in ("1", "true", "yes"),
                 max_body_bytes=int(os.environ.get(ENV_MAX_BODY, DEFAULT_MAX_BODY_BYTES)),
                 token_cache_seconds=float(os.environ.get(ENV_TOKEN_CACHE, "1.0")),
+                token_stale_seconds=float(
+                    os.environ.get(ENV_TOKEN_STALE, str(DEFAULT_TOKEN_STALE))
+                ),
                 public_docs=os.environ.get(ENV_PUBLIC_DOCS, "0") in ("1", "true", "yes"),
                 lock_timeout=float(os.environ.get(ENV_LOCK_TIMEOUT, WRITE_LOCK_TIMEOUT)),
             )
         except ValueError:
             raise ConfigurationError(
-                f"{ENV_MAX_BODY}, {ENV_TOKEN_CACHE} and {ENV_LOCK_TIMEOUT} must be numbers"
+                f"{ENV_MAX_BODY}, {ENV_TOKEN_CACHE}, {ENV_TOKEN_STALE} and {ENV_LOCK_TIMEOUT} "
+                "must be numbers"
             ) from None
 
 

@@ -67,6 +67,8 @@ class GenerationWatcher:
         self._waiters: dict[asyncio.AbstractEventLoop, asyncio.Future[None]] = {}
         self._thread: threading.Thread | None = None
         self._waiting = 0
+        #: True after a good read, False after a failed one, None before the first attempt
+        self.database_up: bool | None = None
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -148,6 +150,7 @@ class GenerationWatcher:
 
     def _seen(self, generation: ConfigGeneration | None) -> None:
         """Record ``generation``; on a change wake the waiters and call the subscribers."""
+        self.database_up = True
         with self._lock:
             changed = generation != self._current
             self._current = generation
@@ -225,6 +228,7 @@ class GenerationWatcher:
     def _failed(self, exc: Exception) -> None:
         from gwconfig.db.urls import error_detail
 
+        self.database_up = False
         url = self.engine.url.render_as_string(hide_password=False)
         log.warning("configuration watcher: %s (retrying)", error_detail(exc, url))
 
