@@ -214,8 +214,10 @@ def test_errors_are_what_the_openai_package_expects(gateway: Gateway) -> None:
         client.chat.completions.create(model="slowp/slow", messages=msg)  # type: ignore[arg-type]
     assert late.value.status_code == 504
     client.chat.completions.create(model="limited/lchat", messages=msg)  # type: ignore[arg-type]
-    with pytest.raises(openai.RateLimitError):  # every target is over its rpm
+    with pytest.raises(openai.RateLimitError) as over:  # every target is over its rpm
         client.chat.completions.create(model="limited/lchat", messages=msg)  # type: ignore[arg-type]
+    wait = over.value.response.headers["retry-after"]  # the real wait, as the message says
+    assert int(wait) > 1 and f"next slot in {wait}s" in over.value.message
 
 
 def test_token_models_and_rpm_limits(gateway: Gateway) -> None:
@@ -235,6 +237,8 @@ def test_token_models_and_rpm_limits(gateway: Gateway) -> None:
     with pytest.raises(openai.RateLimitError) as limited:
         gateway.openai(once).chat.completions.create(model="local", messages=msg)  # type: ignore[arg-type]
     assert limited.value.code == "rate_limit_exceeded"
+    wait = limited.value.response.headers["retry-after"]
+    assert int(wait) > 1 and f"next request in {wait}s" in limited.value.message
 
 
 def test_bodies_are_bounded_and_methods_checked(gateway: Gateway) -> None:

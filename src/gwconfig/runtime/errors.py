@@ -92,6 +92,8 @@ class TargetFailure:
     attempts: int
     #: the HTTP status of the last failure, when there was one (429: rate limited)
     status: int | None = None
+    #: seconds until this target takes a request again, when it said (or its limit knows)
+    retry_after: float | None = None
 
 
 class AllTargetsFailedError(RuntimeGatewayError):

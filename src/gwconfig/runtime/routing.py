@@ -141,7 +141,9 @@ class Router:
                 self.cooldowns.failure(target.key, pc.settings)
                 reason = scrub_error(exc, pc.secrets)
                 failures.append(
-                    TargetFailure(target.key, reason, len(attempts) - before, exc.status)
+                    TargetFailure(
+                        target.key, reason, len(attempts) - before, exc.status, exc.retry_after
+                    )
                 )
                 continue
             return Routed(request, target, route, provider, deadline, start, t0, attempts, result)

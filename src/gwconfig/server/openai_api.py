@@ -28,7 +28,7 @@ from gwconfig.server.openai_exchange import (
     send_error,
 )
 from gwconfig.server.openai_runtime import CallerLimits, GatewayRuntime, allowed
-from gwconfig.server.openai_wire import WireError, parse_chat_request, wire_error
+from gwconfig.server.openai_wire import WireError, parse_chat_request, retry_after, wire_error
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Message = Any
@@ -179,12 +179,14 @@ class OpenAIGateway:
         if caller.rpm is not None:
             wait = self.limits.check(caller.name, caller.rpm)
             if wait > 0:
+                headers = retry_after(wait)
                 raise WireError(
                     429,
-                    f"token '{caller.name}' is limited to {caller.rpm} requests per minute",
+                    f"token '{caller.name}' is limited to {caller.rpm} requests per minute "
+                    f"(next request in {headers['retry-after']}s)",
                     "rate_limit_error",
                     "rate_limit_exceeded",
-                    headers={"retry-after": str(max(int(wait + 0.999), 1))},
+                    headers=headers,
                 )
         req.request.caller = caller.name
         exchange = Exchange(

@@ -8,6 +8,7 @@ Every input is bounded (messages, text, stop words, numbers).
 from __future__ import annotations
 
 import itertools
+import math
 import secrets
 import time
 from collections.abc import Mapping
@@ -362,12 +363,13 @@ def wire_error(exc: BaseException) -> WireError:
         return WireError(400, _text(exc), "invalid_request_error", "upstream_rejected")
     if isinstance(exc, AllTargetsFailedError):
         if exc.failures and all(f.status == 429 for f in exc.failures):
+            waits = [f.retry_after for f in exc.failures if f.retry_after is not None]
             return WireError(
                 429,
                 _text(exc),
                 "rate_limit_error",
                 "upstream_rate_limited",
-                headers={"retry-after": "1"},
+                headers=retry_after(min(waits, default=1.0)),
             )
         return WireError(502, _text(exc), "api_error", "upstream_failed")
     if isinstance(exc, ConfigLoadError):
@@ -377,6 +379,12 @@ def wire_error(exc: BaseException) -> WireError:
     if isinstance(exc, GwconfigError):
         return WireError(502, _text(exc), "api_error", "gateway_error")
     return WireError(500, "internal error", "api_error", "internal_error")
+
+
+def retry_after(wait: float) -> dict[str, str]:
+    """The ``Retry-After`` header for a wait of ``wait`` seconds: whole seconds, rounded up
+    (a client retrying after it is not early), at least 1."""
+    return {"retry-after": str(max(math.ceil(wait), 1))}
 
 
 def _text(exc: GwconfigError) -> str:
