@@ -15,7 +15,7 @@ from typing import Any
 
 from gwconfig.canonical import DEFAULT_DEADLINE_SECONDS, DEFAULT_MAX_RESPONSE_BYTES
 from gwconfig.errors import GwconfigError
-from gwconfig.runtime.errors import AmbiguousModelError, NoRouteError
+from gwconfig.runtime.errors import AmbiguousModelError, NoRouteError, UnknownModelError
 from gwconfig.runtime.models_table import ModelConfig, ModelTable
 from gwconfig.runtime.scrub import NO_SECRETS, Secrets
 from gwconfig.runtime.suggest import NameIndex
@@ -340,7 +340,9 @@ class GatewayConfig:
             return Resolution(
                 identifier, None, (TargetGroup((self._target(pids[0], identifier),)),)
             )
-        raise NoRouteError(self._why_not(identifier), hint=self._suggest(identifier))
+        raise UnknownModelError(
+            identifier, self._why_not(identifier), hint=self._suggest(identifier)
+        )
 
     def _resolve_pinned(self, identifier: str, provider_id: str) -> Resolution:
         p = self.providers.get(provider_id)
@@ -417,11 +419,21 @@ class GatewayConfig:
         return hints
 
     def _suggest(self, identifier: str) -> str | None:
-        close = self._misses()[0].close(identifier)
+        return self.suggest(identifier)
+
+    def suggest(self, identifier: str, keep: Callable[[str], bool] | None = None) -> str | None:
+        """The hint for a name nothing answers to: close names, or some routes; only names
+        ``keep`` accepts when it is given (what a caller may use)."""
+        index = self._misses()[0]
+        if keep is None:
+            close = index.close(identifier)
+        else:
+            close = [c for c in index.close(identifier, n=index.size) if keep(c)][:3]
         if close:
             return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
-        if self.routes:
-            return "routes: " + ", ".join(sorted(self.routes)[:10])
+        routes = [r for r in sorted(self.routes) if keep is None or keep(r)]
+        if routes:
+            return "routes: " + ", ".join(routes[:10])
         return None
 
     def _name_a_model(self) -> str:

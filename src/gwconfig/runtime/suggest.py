@@ -38,6 +38,11 @@ class NameIndex:
         self._backward = [key for key, _ in backward]
         self._backward_names = [name for _, name in backward]
 
+    @property
+    def size(self) -> int:
+        """How many names the index holds."""
+        return len(self._forward)
+
     def candidates(self, query: str) -> list[str]:
         """The names compared with ``query``: its neighbours in each order (bounded)."""
         if not query or len(query) > MAX_QUERY:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from gwconfig.runtime.permits import permits
 from gwconfig.server.auth import AuthError, Caller
 from gwconfig.server.disconnect import Receive
 from gwconfig.server.metrics import CONTENT_TYPE, Metrics
@@ -27,7 +28,7 @@ from gwconfig.server.openai_exchange import (
     access,
     send_error,
 )
-from gwconfig.server.openai_runtime import CallerLimits, GatewayRuntime, allowed
+from gwconfig.server.openai_runtime import CallerLimits, GatewayRuntime
 from gwconfig.server.openai_wire import WireError, parse_chat_request, retry_after, wire_error
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -165,7 +166,7 @@ class OpenAIGateway:
         config = client.config
         if caller.models is not None:
             try:
-                ok = allowed(config, req.model, caller.models)
+                ok = permits(config, req.model, caller.models)
             except Exception as exc:
                 raise wire_error(exc) from None
             if not ok:
