@@ -196,7 +196,7 @@ class OpenAIGateway:
         if req.stream:
             await exchange.streamed(receive)
         else:
-            await exchange.plain()
+            await exchange.plain(receive)
 
     # -- /v1/models, /metrics ---------------------------------------------------------------------
 
