@@ -340,9 +340,8 @@ class GatewayConfig:
             return Resolution(
                 identifier, None, (TargetGroup((self._target(pids[0], identifier),)),)
             )
-        raise UnknownModelError(
-            identifier, self._why_not(identifier), hint=self._suggest(identifier)
-        )
+        why, hint = self._why_not(identifier), self.suggest(identifier)
+        raise UnknownModelError(identifier, why, hint=hint)
 
     def _resolve_pinned(self, identifier: str, provider_id: str) -> Resolution:
         p = self.providers.get(provider_id)
@@ -418,17 +417,11 @@ class GatewayConfig:
             object.__setattr__(self, "_hints", hints)
         return hints
 
-    def _suggest(self, identifier: str) -> str | None:
-        return self.suggest(identifier)
-
     def suggest(self, identifier: str, keep: Callable[[str], bool] | None = None) -> str | None:
-        """The hint for a name nothing answers to: close names, or some routes; only names
-        ``keep`` accepts when it is given (what a caller may use)."""
+        """A miss's hint: close names, else some routes (only those ``keep`` accepts, if given)."""
         index = self._misses()[0]
-        if keep is None:
-            close = index.close(identifier)
-        else:
-            close = [c for c in index.close(identifier, n=index.size) if keep(c)][:3]
+        n = 3 if keep is None else index.size
+        close = [c for c in index.close(identifier, n=n) if keep is None or keep(c)][:3]
         if close:
             return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
         routes = [r for r in sorted(self.routes) if keep is None or keep(r)]
@@ -447,8 +440,7 @@ class GatewayConfig:
             f"code{known}; or set default_route in the Gateway document"
         )
 
-    def _why_not(self, identifier: str) -> str:
-        """Why ``identifier`` did not resolve (a look-up per provider, never a walk of models)."""
+    def _why_not(self, identifier: str) -> str:  # a look-up per provider, never a walk of models
         owner = next((p for p in self.providers.values() if identifier in p.models), None)
         if owner is None:
             owner = self._misses()[1].get(identifier)
