@@ -3,7 +3,9 @@
 ``GatedUpstream`` answers ``POST /v1/chat/completions`` (plain or streamed) only once the test
 opens the gate; it counts the requests that have arrived (``wait_arrived(n)``) and, for a
 stream, sends the first chunk at once and the rest after the gate opens, noticing when the
-caller hangs up (``closed`` is set when the stream's generator is cancelled or closed).
+caller hangs up (``closed`` is set when the stream's generator is cancelled or closed, or when
+the caller hangs up while a request waits for the gate). With ``hold_first`` a stream waits for
+the gate before its first chunk too.
 No sleeps: every step is an event.
 """
 
@@ -31,6 +33,7 @@ class GatedUpstream(FakeLLMServer):
         self._arrival = threading.Condition()
         self.closed = threading.Event()
         self.finished = threading.Event()
+        self.hold_first = False
         self._gate: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server.config.app = Starlette(
@@ -48,6 +51,24 @@ class GatedUpstream(FakeLLMServer):
         assert self._loop is not None and self._gate is not None
         self._loop.call_soon_threadsafe(self._gate.set)
 
+    async def _held(self, request: Request, gate: asyncio.Event) -> bool:
+        """Wait for the gate: True when it opened, False (``closed`` set) when the caller
+        hung up first."""
+
+        async def gone() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+
+        opened = asyncio.ensure_future(gate.wait())
+        left = asyncio.ensure_future(gone())
+        await asyncio.wait((opened, left), return_when=asyncio.FIRST_COMPLETED)
+        for task in (opened, left):
+            task.cancel()
+        if opened.done() and not opened.cancelled():
+            return True
+        self.closed.set()
+        return False
+
     async def _gated(self, request: Request) -> Response:
         if self._gate is None:
             self._gate = asyncio.Event()
@@ -58,8 +79,10 @@ class GatedUpstream(FakeLLMServer):
             self._arrival.notify_all()
         usage = {"prompt_tokens": 2, "completion_tokens": 2, "total_tokens": 4}
         gate = self._gate
+        held = not body.get("stream") or self.hold_first
+        if held and not await self._held(request, gate):
+            return Response(status_code=499)
         if not body.get("stream"):
-            await gate.wait()
             message = {"role": "assistant", "content": "gated answer"}
             return JSONResponse(
                 {

@@ -59,6 +59,8 @@ class FakeLLMServer:
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, str], dict[str, Any]]] = []
+        #: the query string of each recorded request, in the same order
+        self.queries: list[str] = []
         self.calls: Counter[str] = Counter()
         self.required_key: str | None = None
         self.sent: Counter[str] = Counter()
@@ -104,6 +106,7 @@ class FakeLLMServer:
     def reset(self) -> None:
         """Forget recorded requests and failure counters."""
         self.requests.clear()
+        self.queries.clear()
         self.calls.clear()
         self.sent.clear()
         self.required_key = None
@@ -118,6 +121,7 @@ class FakeLLMServer:
         body = json.loads(raw)
         headers = {k.lower(): v for k, v in request.headers.items()}
         self.requests.append((request.url.path, headers, body))
+        self.queries.append(request.url.query)
         model = str(body.get("model") or request.path_params.get("deployment", ""))
         if self.required_key is not None:
             given = headers.get("authorization", "").removeprefix("Bearer ")

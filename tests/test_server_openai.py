@@ -35,7 +35,12 @@ def manifests(upstream: FakeLLMServer, *, reply: str = "from mock") -> list[dict
         "connection": {"api_base": upstream.base_url + "/v1"},
         "api_keys": [{"name": "default", "value": {"env": "UP_KEY"}}],
         "request_settings": {**FAST, "max_retries": 0, "timeout_seconds": 30},
-        "models": [{"model_id": "gpt-ok"}, {"model_id": FAIL}, {"model_id": "leak:json"}],
+        "models": [
+            {"model_id": "gpt-ok"},
+            {"model_id": FAIL},
+            {"model_id": "leak:json"},
+            {"model_id": "openai/gpt-4o"},
+        ],
     }
     mock = {
         "apiVersion": "gwconfig/v1",
@@ -214,8 +219,10 @@ def test_errors_are_what_the_openai_package_expects(gateway: Gateway) -> None:
         client.chat.completions.create(model="slowp/slow", messages=msg)  # type: ignore[arg-type]
     assert late.value.status_code == 504
     client.chat.completions.create(model="limited/lchat", messages=msg)  # type: ignore[arg-type]
-    with pytest.raises(openai.RateLimitError):  # every target is over its rpm
+    with pytest.raises(openai.RateLimitError) as over:  # every target is over its rpm
         client.chat.completions.create(model="limited/lchat", messages=msg)  # type: ignore[arg-type]
+    wait = over.value.response.headers["retry-after"]  # the real wait, as the message says
+    assert int(wait) > 1 and f"next slot in {wait}s" in over.value.message
 
 
 def test_token_models_and_rpm_limits(gateway: Gateway) -> None:
@@ -235,6 +242,37 @@ def test_token_models_and_rpm_limits(gateway: Gateway) -> None:
     with pytest.raises(openai.RateLimitError) as limited:
         gateway.openai(once).chat.completions.create(model="local", messages=msg)  # type: ignore[arg-type]
     assert limited.value.code == "rate_limit_exceeded"
+    wait = limited.value.response.headers["retry-after"]
+    assert int(wait) > 1 and f"next request in {wait}s" in limited.value.message
+
+
+def test_model_patterns_match_what_the_name_resolves_to(gateway: Gateway) -> None:
+    msg = [{"role": "user", "content": "x"}]
+    # 'openai/gpt-4o' is the model 'openai/gpt-4o' of provider 'up': up/openai/gpt-4o
+    spelt = gateway.openai(make_token(gateway.url, "invoke", models=("openai/*",)))
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        spelt.chat.completions.create(model="openai/gpt-4o", messages=msg)  # type: ignore[arg-type]
+    assert denied.value.code == "model_not_allowed"
+    assert [m.id for m in spelt.models.list()] == []
+    resolved = gateway.openai(make_token(gateway.url, "invoke", models=("up/*",)))
+    answer = resolved.chat.completions.create(model="openai/gpt-4o", messages=msg)  # type: ignore[arg-type]
+    assert answer.choices[0].message.content == "echo: x"
+    assert {m.id for m in resolved.models.list()} == {
+        "up/gpt-ok",
+        f"up/{FAIL}",
+        "up/leak:json",
+        "up/openai/gpt-4o",
+    }
+    with pytest.raises(openai.PermissionDeniedError):  # a route is matched by its name
+        resolved.chat.completions.create(model="main", messages=msg)  # type: ignore[arg-type]
+    local = gateway.openai(make_token(gateway.url, "invoke", models=("local",)))
+    with pytest.raises(openai.NotFoundError) as unknown:  # hints name only allowed models
+        local.chat.completions.create(model="mian", messages=msg)  # type: ignore[arg-type]
+    assert "main" not in unknown.value.message and "fallback" not in unknown.value.message
+    assert "routes: local" in unknown.value.message
+    with pytest.raises(openai.NotFoundError) as near:
+        local.chat.completions.create(model="locl", messages=msg)  # type: ignore[arg-type]
+    assert "did you mean 'local'?" in near.value.message
 
 
 def test_bodies_are_bounded_and_methods_checked(gateway: Gateway) -> None:

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -77,6 +80,39 @@ def test_client_hanging_up_mid_stream_cancels_the_upstream_call(
     # the client is gone: gwconfig must close the upstream stream (bound: a safety net)
     assert upstream.closed.wait(60), "the upstream call was not cancelled"
     assert not upstream.finished.is_set()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_client_hanging_up_before_any_answer_cancels_the_upstream_call(
+    gated: Gateway, upstream: GatedUpstream, stream: bool
+) -> None:
+    upstream.hold_first = True  # a stream's first chunk waits for the gate too
+    body = json.dumps(
+        {"model": "main", "stream": stream, "messages": [{"role": "user", "content": "x"}]}
+    )
+    host, port = gated.served.base_url.removeprefix("http://").split(":")
+    request = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {gated.token}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n{body}"
+    )
+    with socket.create_connection((host, int(port))) as conn:
+        conn.sendall(request.encode())
+        assert upstream.wait_arrived(1)  # the upstream holds the call; nothing was answered
+    # the client is gone: gwconfig must close the upstream call (bound: a safety net)
+    assert upstream.closed.wait(60), "the upstream call was not cancelled"
+    assert not upstream.finished.is_set()
+    runtime = gated.served.state.runtime
+    assert runtime is not None
+    deadline = time.monotonic() + 20  # well before the upstream's 30 s timeout
+
+    def gone() -> float:
+        found = samples(runtime.metrics.render().decode(), "gwconfig_requests_total")
+        return sum(v for k, v in found.items() if dict(k).get("status") == "499")
+
+    while gone() != 1:  # counted as a client that went away, not a timeout
+        assert time.monotonic() < deadline, "the call was not cancelled by the disconnect"
+        time.sleep(0.01)
 
 
 def test_reload_while_requests_run_loses_none(

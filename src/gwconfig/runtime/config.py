@@ -15,10 +15,10 @@ from typing import Any
 
 from gwconfig.canonical import DEFAULT_DEADLINE_SECONDS, DEFAULT_MAX_RESPONSE_BYTES
 from gwconfig.errors import GwconfigError
-from gwconfig.runtime.errors import AmbiguousModelError, NoRouteError
+from gwconfig.runtime.errors import AmbiguousModelError, NoRouteError, UnknownModelError
 from gwconfig.runtime.models_table import ModelConfig, ModelTable
 from gwconfig.runtime.scrub import NO_SECRETS, Secrets
-from gwconfig.runtime.suggest import NameIndex
+from gwconfig.runtime.suggest import NameIndex, miss_hint
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -342,7 +342,8 @@ class GatewayConfig:
             return Resolution(
                 identifier, None, (TargetGroup((self._target(pids[0], identifier),)),)
             )
-        raise NoRouteError(self._why_not(identifier), hint=self._suggest(identifier))
+        why, hint = self._why_not(identifier), self.suggest(identifier)
+        raise UnknownModelError(identifier, why, hint=hint)
 
     def _resolve_pinned(self, identifier: str, provider_id: str) -> Resolution:
         p = self.providers.get(provider_id)
@@ -418,13 +419,9 @@ class GatewayConfig:
             object.__setattr__(self, "_hints", hints)
         return hints
 
-    def _suggest(self, identifier: str) -> str | None:
-        close = self._misses()[0].close(identifier)
-        if close:
-            return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
-        if self.routes:
-            return "routes: " + ", ".join(sorted(self.routes)[:10])
-        return None
+    def suggest(self, identifier: str, keep: Callable[[str], bool] | None = None) -> str | None:
+        """A miss's hint: close names, else some routes (only those ``keep`` accepts, if given)."""
+        return miss_hint(self._misses()[0], self.routes, identifier, keep)
 
     def _name_a_model(self) -> str:
         """How to name a model, with a few of the names this configuration answers to."""
@@ -437,8 +434,7 @@ class GatewayConfig:
             f"code{known}; or set default_route in the Gateway document"
         )
 
-    def _why_not(self, identifier: str) -> str:
-        """Why ``identifier`` did not resolve (a look-up per provider, never a walk of models)."""
+    def _why_not(self, identifier: str) -> str:  # a look-up per provider, never a walk of models
         owner = next((p for p in self.providers.values() if identifier in p.models), None)
         if owner is None:
             owner = self._misses()[1].get(identifier)

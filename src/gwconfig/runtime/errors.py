@@ -12,6 +12,14 @@ class NoRouteError(RuntimeGatewayError):
     """No enabled provider/model, route or alias answers to the requested model identifier."""
 
 
+class UnknownModelError(NoRouteError):
+    """No route, alias or model has the name ``identifier`` (the hint suggests close names)."""
+
+    def __init__(self, identifier: str, message: str, *, hint: str | None = None) -> None:
+        self.identifier = identifier
+        super().__init__(message, hint=hint)
+
+
 class AmbiguousModelError(RuntimeGatewayError):
     """A bare model id is served by several providers; the message lists the candidates."""
 
@@ -103,6 +111,8 @@ class TargetFailure:
     status: int | None = None
     #: the failure's :attr:`ProviderError.code`, when it has one
     code: str | None = None
+    #: seconds until this target takes a request again, when it said (or its limit knows)
+    retry_after: float | None = None
 
 
 class AllTargetsFailedError(RuntimeGatewayError):

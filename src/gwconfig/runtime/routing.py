@@ -143,7 +143,14 @@ class Router:
                     self.cooldowns.failure(target.key, pc.settings)
                 reason = scrub_error(exc, pc.secrets)
                 failures.append(
-                    TargetFailure(target.key, reason, len(attempts) - before, exc.status, exc.code)
+                    TargetFailure(
+                        target.key,
+                        reason,
+                        len(attempts) - before,
+                        exc.status,
+                        code=exc.code,
+                        retry_after=exc.retry_after,
+                    )
                 )
                 continue
             return Routed(request, target, route, provider, deadline, start, t0, attempts, result)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 import difflib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 #: names looked at on each side of a miss, in each of the sorted orders
 WINDOW = 24
@@ -37,6 +37,11 @@ class NameIndex:
         self._forward_names = [name for _, name in forward]
         self._backward = [key for key, _ in backward]
         self._backward_names = [name for _, name in backward]
+
+    @property
+    def size(self) -> int:
+        """How many names the index holds."""
+        return len(self._forward)
 
     def candidates(self, query: str) -> list[str]:
         """The names compared with ``query``: its neighbours in each order (bounded)."""
@@ -63,3 +68,21 @@ class NameIndex:
         if len(query) * CUTOFF > (2 - CUTOFF) * self._longest:
             return []
         return difflib.get_close_matches(query, self.candidates(query), n=n, cutoff=CUTOFF)
+
+
+def miss_hint(
+    index: NameIndex,
+    routes: Iterable[str],
+    identifier: str,
+    keep: Callable[[str], bool] | None = None,
+) -> str | None:
+    """The hint for a name that did not resolve: close names from ``index``, else some
+    ``routes``; with ``keep``, only the names it accepts (a token's permitted models)."""
+    n = 3 if keep is None else index.size
+    close = [c for c in index.close(identifier, n=n) if keep is None or keep(c)][:3]
+    if close:
+        return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+    kept = [r for r in sorted(routes) if keep is None or keep(r)]
+    if kept:
+        return "routes: " + ", ".join(kept[:10])
+    return None

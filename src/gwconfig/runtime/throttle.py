@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,8 +18,12 @@ def _room(limiter: RateLimiter | TokenLimiter, pc: ProviderConfig, limit: str, n
     longer than ``backoff_max_seconds``."""
     wait = limiter.delay(time.monotonic())
     if wait > pc.settings.backoff_max_seconds:
+        seconds = math.ceil(wait)
         raise ProviderUnavailableError(
-            f"rate limit of {limit} reached ({next_} in {wait:.1f}s)", status=429, retryable=False
+            f"rate limit of {limit} reached ({next_} in {seconds}s)",
+            status=429,
+            retry_after=seconds,
+            retryable=False,
         )
     return wait
 

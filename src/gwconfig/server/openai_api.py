@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from gwconfig.errors import DatabaseError
+from gwconfig.runtime.permits import permits
 from gwconfig.server.auth import AuthError, Caller
 from gwconfig.server.disconnect import Receive
 from gwconfig.server.metrics import CONTENT_TYPE, Metrics
@@ -28,8 +29,14 @@ from gwconfig.server.openai_exchange import (
     access,
     send_error,
 )
-from gwconfig.server.openai_runtime import CallerLimits, GatewayRuntime, allowed
-from gwconfig.server.openai_wire import WireError, parse_chat_request, unavailable, wire_error
+from gwconfig.server.openai_runtime import CallerLimits, GatewayRuntime
+from gwconfig.server.openai_wire import (
+    WireError,
+    parse_chat_request,
+    retry_after,
+    unavailable,
+    wire_error,
+)
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Message = Any
@@ -168,7 +175,7 @@ class OpenAIGateway:
         config = client.config
         if caller.models is not None:
             try:
-                ok = allowed(config, req.model, caller.models)
+                ok = permits(config, req.model, caller.models)
             except Exception as exc:
                 raise wire_error(exc) from None
             if not ok:
@@ -182,12 +189,14 @@ class OpenAIGateway:
         if caller.rpm is not None:
             wait = self.limits.check(caller.name, caller.rpm)
             if wait > 0:
+                headers = retry_after(wait)
                 raise WireError(
                     429,
-                    f"token '{caller.name}' is limited to {caller.rpm} requests per minute",
+                    f"token '{caller.name}' is limited to {caller.rpm} requests per minute "
+                    f"(next request in {headers['retry-after']}s)",
                     "rate_limit_error",
                     "rate_limit_exceeded",
-                    headers={"retry-after": str(max(int(wait + 0.999), 1))},
+                    headers=headers,
                 )
         req.request.caller = caller.name
         exchange = Exchange(
@@ -196,7 +205,7 @@ class OpenAIGateway:
         if req.stream:
             await exchange.streamed(receive)
         else:
-            await exchange.plain()
+            await exchange.plain(receive)
 
     # -- /v1/models, /metrics ---------------------------------------------------------------------
 

@@ -1,9 +1,9 @@
 """One request to ``/v1/chat/completions`` once it is parsed: answering it (plain or streamed),
 its error, its metrics and its access-log line.
 
-A streamed answer runs in a task next to a task that waits for the client to go away; the
-first to finish cancels the other, so a client that disconnects mid-stream cancels the upstream
-call (the runtime's stream then closes the upstream connection).
+The upstream call (plain, or a stream up to its first chunk and then its relay) runs in a task
+next to a task that waits for the client to go away; the first to finish cancels the other, so a
+client that disconnects at any point cancels the upstream call (closing its connection).
 """
 
 from __future__ import annotations
@@ -27,6 +27,15 @@ from gwconfig.server.openai_wire import (
     stream_error_event,
     wire_error,
 )
+
+
+async def _first(chunks: AsyncIterator[str]) -> str:
+    """The first piece of a stream ("" when it has none)."""
+    try:
+        return await chunks.__anext__()
+    except StopAsyncIteration:
+        return ""
+
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -155,12 +164,17 @@ class Exchange:
 
     # -- answers ----------------------------------------------------------------------------------
 
-    async def plain(self) -> None:
-        """Send the request, answer a ``chat.completion``."""
+    async def plain(self, receive: Receive) -> None:
+        """Send the request, answer a ``chat.completion``; a client that goes away before the
+        answer cancels the upstream call."""
         inflight = self.metrics.inflight
         inflight.inc()
         try:
-            response = await self.client.generate(self.req.request)
+            call = await unless_gone(self.client.generate(self.req.request), receive)
+            if call.cancelled():
+                self._gone()
+                return
+            response = call.result()
         except Exception as exc:
             await self.failed(exc)
             return
@@ -173,16 +187,20 @@ class Exchange:
         await self.send({"type": "http.response.body", "body": body})
 
     async def streamed(self, receive: Receive) -> None:
-        """Send the request, answer server-sent events; stop when the client goes away."""
+        """Send the request, answer server-sent events; stop when the client goes away
+        (before the first chunk or after it)."""
         stream = self.client.generate_stream(self.req.request)
         chunks = stream.__aiter__()
         inflight = self.metrics.inflight
         inflight.inc()
         try:
             try:  # up to the first text an error still has its status
-                first = await chunks.__anext__()
-            except StopAsyncIteration:
-                first = ""
+                opening = await unless_gone(_first(chunks), receive)
+                if opening.cancelled():
+                    await stream.aclose()
+                    self._gone()
+                    return
+                first = opening.result()
             except Exception as exc:
                 await self.failed(exc)
                 return
@@ -194,11 +212,16 @@ class Exchange:
                 relay = await unless_gone(self._relay(stream, chunks, first, ttft), receive)
             finally:
                 await stream.aclose()
-            if relay.cancelled():  # the client went away (499, nginx's word for it)
-                self.metrics.failed(CHAT, 499, self._label(), total=self._elapsed())
-                self._log(200, outcome="disconnected")
+            if relay.cancelled():
+                self._gone(200)  # the status line went out already
         finally:
             inflight.dec()
+
+    def _gone(self, status: int = 499) -> None:
+        """Count (499, nginx's word for it) and log (``status``, the one sent if any) a request
+        whose client went away."""
+        self.metrics.failed(CHAT, 499, self._label(), total=self._elapsed())
+        self._log(status, outcome="disconnected")
 
     async def _relay(
         self, stream: LLMStream, chunks: AsyncIterator[str], first: str, ttft: float

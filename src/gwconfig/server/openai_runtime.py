@@ -16,8 +16,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
-from fnmatch import fnmatchcase
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -25,6 +24,7 @@ import orjson
 from gwconfig.runtime.client import LLMGatewayClient
 from gwconfig.runtime.config import GatewayConfig
 from gwconfig.runtime.factory import ProviderFactory
+from gwconfig.runtime.permits import may_use
 from gwconfig.runtime.resilience import RateLimiter
 from gwconfig.runtime.sources import ConfigLoader
 from gwconfig.server.metrics import Metrics, process_exited
@@ -197,27 +197,9 @@ def _models_list(config: GatewayConfig, patterns: tuple[str, ...] | None) -> byt
                 if p.models.enabled(mid):
                     names.setdefault(f"{p.provider_id}/{mid}", p.provider_id)
     for name, owner in names.items():
-        if patterns is None or allowed_name(name, patterns):
+        if patterns is None or may_use(config, name, patterns):
             data.append({"id": name, "object": "model", "created": created, "owned_by": owner})
     return orjson.dumps({"object": "list", "data": data})
-
-
-def allowed_name(name: str, patterns: Iterable[str]) -> bool:
-    """True when ``name`` matches one of ``patterns`` (shell-style: ``openai/*``)."""
-    return any(fnmatchcase(name, p) for p in patterns)
-
-
-def allowed(config: GatewayConfig, model: str, patterns: Sequence[str]) -> bool:
-    """True when a caller limited to ``patterns`` may ask for ``model``: the name itself
-    matches, or it is an alias or model id of exactly one ``provider/model`` that matches.
-    (Raises the runtime's NoRouteError for a model the configuration does not know.)"""
-    if allowed_name(model, patterns):
-        return True
-    res = config.resolve(model)
-    if res.route is not None:
-        return False
-    targets = [t for g in res.groups for t in g.targets]
-    return len(targets) == 1 and allowed_name(targets[0].key, patterns)
 
 
 class CallerLimits:

@@ -8,6 +8,7 @@ Every input is bounded (messages, text, stop words, numbers).
 from __future__ import annotations
 
 import itertools
+import math
 import secrets
 import time
 from collections.abc import Mapping
@@ -33,6 +34,8 @@ MAX_MODEL_NAME = 512
 MAX_STOP_WORDS = 4
 MAX_STOP_LENGTH = 256
 MAX_TOKENS = 1_000_000
+#: the longest ``messages[i].name`` (OpenAI's limit)
+MAX_NAME = 64
 #: the longest error message sent back (the runtime's are scrubbed of secrets already)
 MAX_ERROR_MESSAGE = 2000
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
@@ -113,8 +116,11 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         if body.get(name) not in (None, False, [], {}):
             raise bad(f"'{name}' is not supported by this gateway", name, "unsupported_parameter")
     n = body.get("n")
-    if n not in (None, 1):
-        raise bad("only n=1 is supported", "n", "unsupported_parameter")
+    if n is not None:
+        if not _is_int(n):
+            raise bad("'n' must be an integer", "n")
+        if n != 1:
+            raise bad("only n=1 is supported", "n", "unsupported_parameter")
     messages = _messages(body.get("messages"))
     stream = body.get("stream", False)
     if not isinstance(stream, bool | None):
@@ -122,16 +128,18 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
     options = body.get("stream_options")
     include_usage = False
     if isinstance(options, dict):
-        include_usage = bool(options.get("include_usage", False))
+        include_usage = options.get("include_usage", False)
+        if not isinstance(include_usage, bool | None):
+            raise bad(
+                "'stream_options.include_usage' must be a boolean", "stream_options.include_usage"
+            )
+        include_usage = bool(include_usage)
     elif options is not None:
         raise bad("'stream_options' must be an object", "stream_options")
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is not None and (
-        not isinstance(max_tokens, int)
-        or isinstance(max_tokens, bool)
-        or not 1 <= max_tokens <= MAX_TOKENS
-    ):
-        raise bad(f"'max_tokens' must be an integer from 1 to {MAX_TOKENS}", "max_tokens")
+    which = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+    max_tokens = body.get(which)
+    if max_tokens is not None and (not _is_int(max_tokens) or not 1 <= max_tokens <= MAX_TOKENS):
+        raise bad(f"'{which}' must be an integer from 1 to {MAX_TOKENS}", which)
     temperature = _number(body, "temperature", 0.0, 2.0)
     extra: dict[str, Any] = {}
     for name, (low, high) in _NUMBERS.items():
@@ -140,7 +148,7 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
             extra[name] = value
     seed = body.get("seed")
     if seed is not None:
-        if not isinstance(seed, int) or isinstance(seed, bool):
+        if not _is_int(seed):
             raise bad("'seed' must be an integer", "seed")
         extra["seed"] = seed
     stop = _stop(body.get("stop"))
@@ -152,14 +160,21 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
             raise bad("'response_format' must be an object with a 'type'", "response_format")
         extra["response_format"] = fmt
     user = body.get("user")
+    if not isinstance(user, str | None):
+        raise bad("'user' must be a string", "user")
     config = LLMConfig(
         model_identifier=model,
         max_tokens=max_tokens,
         temperature=temperature,
         extra_params=extra,
     )
-    context = InterventionContext(user_id=user if isinstance(user, str) else None)
+    context = InterventionContext(user_id=user)
     return ChatRequest(model, bool(stream), include_usage, LLMRequest(messages, config, context))
+
+
+def _is_int(value: Any) -> bool:
+    """A JSON integer: not a boolean, not a float (``1.0`` is not an integer)."""
+    return type(value) is int
 
 
 def _number(body: Mapping[str, Any], name: str, low: float, high: float) -> float | None:
@@ -215,8 +230,13 @@ def _messages(value: Any) -> list[dict[str, Any]]:
             "content": content,
         }
         name = m.get("name")
-        if isinstance(name, str) and name:
-            msg["name"] = name[:64]
+        if name is not None:
+            if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
+                raise bad(
+                    f"{where}.name must be a string of 1 to {MAX_NAME} characters",
+                    f"{where}.name",
+                )
+            msg["name"] = name
         out.append(msg)
     return out
 
@@ -356,12 +376,13 @@ def wire_error(exc: BaseException) -> WireError:
         if exc.failures and all(f.code == KEY_ORIGIN_MISMATCH for f in exc.failures):
             return WireError(502, _text(exc), "api_error", KEY_ORIGIN_MISMATCH)
         if exc.failures and all(f.status == 429 for f in exc.failures):
+            waits = [f.retry_after for f in exc.failures if f.retry_after is not None]
             return WireError(
                 429,
                 _text(exc),
                 "rate_limit_error",
                 "upstream_rate_limited",
-                headers={"retry-after": "1"},
+                headers=retry_after(min(waits, default=1.0)),
             )
         return WireError(502, _text(exc), "api_error", "upstream_failed")
     if isinstance(exc, ConfigLoadError):
@@ -371,6 +392,12 @@ def wire_error(exc: BaseException) -> WireError:
     if isinstance(exc, GwconfigError):
         return WireError(502, _text(exc), "api_error", "gateway_error")
     return WireError(500, "internal error", "api_error", "internal_error")
+
+
+def retry_after(wait: float) -> dict[str, str]:
+    """The ``Retry-After`` header for a wait of ``wait`` seconds: whole seconds, rounded up
+    (a client retrying after it is not early), at least 1."""
+    return {"retry-after": str(max(math.ceil(wait), 1))}
 
 
 def _text(exc: GwconfigError) -> str:

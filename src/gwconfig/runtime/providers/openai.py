@@ -18,6 +18,10 @@ def _usage(data: Any) -> Usage | None:
     return Usage(int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0))
 
 
+#: connection parameters of the openai type and the headers they are sent as
+_PARAM_HEADERS = (("organization", "openai-organization"), ("project", "openai-project"))
+
+
 class OpenAIProvider(HTTPProvider):
     """``POST {api_base}/chat/completions`` with a bearer token."""
 
@@ -30,13 +34,14 @@ class OpenAIProvider(HTTPProvider):
         return f"{self.api_base}/chat/completions"
 
     def headers(self, call: ProviderCall) -> dict[str, str]:
-        """Authentication and organisation headers."""
+        """Authentication, organisation and project headers."""
         headers = {}
         if call.api_key:
             headers["authorization"] = f"Bearer {call.api_key}"
-        org = self.config.params.get("organization")
-        if org:
-            headers["openai-organization"] = str(org)
+        for param, header in _PARAM_HEADERS:
+            value = self.config.params.get(param)
+            if value:
+                headers[header] = str(value)
         return headers
 
     def body(self, call: ProviderCall, stream: bool) -> dict[str, Any]:
