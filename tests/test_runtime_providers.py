@@ -110,33 +110,6 @@ def test_openai_anthropic_azure_wire_formats(tmp_path: Path, server: FakeLLMServ
     assert p3 == "/openai/deployments/prod-4o/chat/completions" and h3["api-key"] == KEY
 
 
-def test_openai_connection_parameters_reach_the_provider(
-    tmp_path: Path, server: FakeLLMServer
-) -> None:
-    params = [{"name": "organization", "value": "org-x"}, {"name": "project", "value": "proj-x"}]
-    doc = provider_doc(
-        "oa",
-        "openai",
-        ["gpt-4o"],
-        connection={"api_base": server.base_url + "/v1", "parameters": params},
-    )
-    cfg = ConfigLoader(write_compiled(tmp_path / "c.json", [doc])).load_config_as_object()
-    generate(cfg, req("oa/gpt-4o"))
-    _path, headers, _body = server.requests[0]
-    assert headers["openai-organization"] == "org-x" and headers["openai-project"] == "proj-x"
-
-
-def test_azure_and_anthropic_connection_settings_reach_the_provider(
-    tmp_path: Path, server: FakeLLMServer
-) -> None:
-    cfg = config(tmp_path, server, ["gpt-4o"])
-    generate(cfg, req("an/gpt-4o"), req("az/gpt-4o"))
-    (_p, anthropic, _b), (azure_path, _h, _b2) = server.requests
-    assert anthropic["anthropic-version"] == "2023-06-01"  # connection.api_version
-    assert azure_path == "/openai/deployments/prod-4o/chat/completions"  # parameters.deployment
-    assert server.queries[1] == "api-version=2024-10-21"  # connection.api_version
-
-
 def test_429_with_retry_after_is_retried(tmp_path: Path, server: FakeLLMServer) -> None:
     cfg = config(tmp_path, server, ["fail:429:2:0.05"], settings={"backoff_max_seconds": 1})
     (resp,) = generate(cfg, req("oa/fail:429:2:0.05"))
