@@ -20,7 +20,7 @@ import fnmatch
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -97,6 +97,14 @@ class Caller:
         if self.models is None:
             return True
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
+
+
+def authorization_header(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The ``Authorization`` header among an ASGI scope's ``headers`` (the first), or None."""
+    for name, value in headers:
+        if name == b"authorization":
+            return value.decode("latin-1")
+    return None
 
 
 def bearer_token(header: str | None) -> str:

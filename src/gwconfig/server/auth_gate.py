@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gwconfig.errors import GwconfigError
-from gwconfig.server.auth import AuthError, TokenAuthenticator
+from gwconfig.server.auth import AuthError, TokenAuthenticator, authorization_header
 from gwconfig.server.problems import from_gwconfig_error, problem_response
 
 __all__ = ["PREFIX", "AuthenticateFirst"]
@@ -51,11 +51,7 @@ class AuthenticateFirst:
         if scope["type"] != "http" or not self.needs_token(scope["path"]):
             await self.app(scope, receive, send)
             return
-        header = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                header = value.decode("latin-1")
-                break
+        header = authorization_header(scope["headers"])
         try:
             caller = await self.tokens.authenticate_async(header)
         except AuthError as exc:

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from gwconfig.errors import DatabaseError
 from gwconfig.runtime.permits import permits
-from gwconfig.server.auth import AuthError, Caller
+from gwconfig.server.auth import AuthError, Caller, authorization_header
 from gwconfig.server.disconnect import Receive
 from gwconfig.server.metrics import CONTENT_TYPE, Metrics
 from gwconfig.server.openai_exchange import (
@@ -136,11 +136,7 @@ class OpenAIGateway:
                 return
 
     async def _authenticate(self, scope: Scope) -> Caller:
-        header = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                header = value.decode("latin-1")
-                break
+        header = authorization_header(scope["headers"])
         try:
             return await self.tokens.authenticate_async(header)
         except AuthError as exc:
