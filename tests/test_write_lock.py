@@ -128,6 +128,9 @@ def test_a_put_while_apply_writes_is_refused_then_lands(gw_url: str, root: Path)
         assert all(number is not None for number, *_ in audit)  # no API write was recorded
         assert audit[-1][1] == "update"
         assert audit[-1][2]["display_name"] == "A" and audit[-1][3]["display_name"] == "B"
+        # the token's use (written off the request path, behind apply's lock on SQLite) is
+        # written now: with ``lock_timeout=0`` it would otherwise refuse the retry below
+        served.state.tokens.flush()
         # retried after the apply, the write goes in on top of it and is drift
         assert client.put(MODEL, json={"max_tokens": 900}).status_code == 200
         assert _model(gw_url) == ("B", 900)
