@@ -163,7 +163,8 @@ def measure(
 ) -> dict[str, list[float]]:
     """Wait for every runtime, then ``applies`` times change, apply and time the swaps: the
     delays (seconds) by kind of runtime."""
-    from gwconfig.reconcile import engine as reconcile
+    from gwconfig.reconcile import commands
+    from gwconfig.reconcile.plan import PlanOptions
 
     for rt in runtimes:
         rt.wait_for("ready", "rev 0")
@@ -172,7 +173,7 @@ def measure(
     delays: dict[str, list[float]] = {"http": [], "db": []}
     for k in range(1, applies + 1):
         set_display_name(corpus, pid, f"rev {k}")
-        reconcile.apply_manifests(str(corpus), url, reconcile.PlanOptions(), review=lambda _p: True)
+        commands.apply(str(corpus), url, PlanOptions(), review=lambda _p: True)
         returned = time.time()
         for rt in runtimes:
             delays[rt.kind].append(rt.wait_for("swap", f"rev {k}") - returned)

@@ -61,7 +61,8 @@ def run(args: list[str], env: dict[str, str]) -> tuple[float, int, str]:
 
 def bench_engine(engine: str, scale: int, runs: int, tmp: Path, env: dict[str, str]) -> None:
     """Fill a fresh database of ``engine`` with the corpus and time the dumps."""
-    from gwconfig.reconcile import engine as reconcile
+    from gwconfig.reconcile import commands
+    from gwconfig.reconcile.plan import PlanOptions
     from gwconfig.secrets.sealing import generate_keypair, write_public_key_text
 
     docs = corpus.provider_documents(scale)
@@ -71,7 +72,7 @@ def bench_engine(engine: str, scale: int, runs: int, tmp: Path, env: dict[str, s
     pub_file.write_text(write_public_key_text(pub))
     with fresh_database(engine, tmp) as url:
         os.environ.update(env)
-        reconcile.apply_manifests(str(src), url, reconcile.PlanOptions(), review=lambda _p: True)
+        commands.apply(str(src), url, PlanOptions(), review=lambda _p: True)
         sealed, redump, plain, peaks, cpu = [], [], [], [], []
         for i in range(runs):
             out = tmp / f"out-{engine}-{i}"

@@ -109,20 +109,19 @@ def breakdown(path: Path, url: str) -> dict[str, float]:
     The real command overlaps opening + reading the database with parsing (see
     ``compile_path(alongside=...)``); here each stage is timed alone.
     """
-    from contextlib import ExitStack
-
-    from gwconfig.reconcile import engine as reconcile
     from gwconfig.reconcile import planning
-    from gwconfig.reconcile.plan import render_text
+    from gwconfig.reconcile.commands import Context
+    from gwconfig.reconcile.plan import PlanOptions, render_text
     from gwconfig.reconcile.state import read_state
 
     out: dict[str, float] = {}
     t = time.perf_counter()
     config = planning.compile_manifests(str(path), None)
     out["compile manifests"] = time.perf_counter() - t
-    with ExitStack() as stack:
+    with Context(url) as ctx:
         t = time.perf_counter()
-        source, keys = stack.enter_context(planning.reading_state(url, "planning against"))
+        source = ctx.read_only("planning against")
+        keys = ctx.keys
         out["open database + keys"] = time.perf_counter() - t
         t = time.perf_counter()
         state = read_state(source)
@@ -131,7 +130,7 @@ def breakdown(path: Path, url: str) -> dict[str, float]:
         desired = planning.resolve_desired(config.data, keys, sources=config.sources)
         out["resolve secrets"] = time.perf_counter() - t
         t = time.perf_counter()
-        plan = planning.compute_plan(source, state, desired, reconcile.PlanOptions())
+        plan = planning.compute_plan(source, state, desired, PlanOptions())
         out["diff (+ drift check)"] = time.perf_counter() - t
     t = time.perf_counter()
     render_text(plan)
@@ -144,7 +143,8 @@ def apply_breakdown(path: Path, url: str) -> dict[str, float]:
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
-    from gwconfig.reconcile import engine as reconcile
+    from gwconfig.reconcile import commands
+    from gwconfig.reconcile.plan import PlanOptions
 
     inside = [0.0]
     started: list[float] = []
@@ -159,7 +159,7 @@ def apply_breakdown(path: Path, url: str) -> dict[str, float]:
     event.listen(Engine, "after_cursor_execute", after)
     try:
         t = time.perf_counter()
-        reconcile.apply_manifests(str(path), url, reconcile.PlanOptions(), review=lambda _p: True)
+        commands.apply(str(path), url, PlanOptions(), review=lambda _p: True)
         total = time.perf_counter() - t
     finally:
         event.remove(Engine, "before_cursor_execute", before)

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from gwconfig.manifests import compile_path, validate_path
-from gwconfig.reconcile import engine as reconcile
+from gwconfig.reconcile import commands
+from gwconfig.reconcile.plan import PlanOptions
 
 
 def test_catalogue_manifests_validate_and_compile(corpus: ModuleType, tmp_path: Path) -> None:
@@ -62,14 +63,14 @@ def test_catalogue_applies_once_and_routes(
     def yes(_plan: Any) -> bool:
         return True
 
-    options = reconcile.PlanOptions()
-    plan, result = reconcile.apply_manifests(str(root), sqlite_url, options, review=yes)
+    options = PlanOptions()
+    plan, result = commands.apply(str(root), sqlite_url, options, review=yes)
     models = sum(len(d["models"]) for d in corpus.provider_documents(1)) + 1
     assert result.revision == 1
     created = [c.entity for c in plan.changes if c.action == "create"]
     assert created.count("model") == models
     assert created.count("provider") == len(corpus.provider_documents(1)) + 1
-    again = reconcile.make_plan(str(root), sqlite_url, options)
+    again = commands.plan(str(root), sqlite_url, options)
     assert again.changes == ()
 
     config = ConfigLoader(sqlite_url).load_config_as_object()

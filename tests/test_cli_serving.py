@@ -243,7 +243,8 @@ def test_sigterm_does_not_wait_for_a_held_long_poll(
     url: str, tmp_path: Path, fernet_key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A ``?wait=60`` long-poll is cancelled after ``--graceful-timeout`` seconds, not 60."""
-    from gwconfig.reconcile import engine as reconcile
+    from gwconfig.reconcile import commands
+    from gwconfig.reconcile.plan import PlanOptions
     from test_reconcile_engine import gateway_doc, provider_doc, write_manifests, yes
 
     monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", fernet_key)
@@ -251,7 +252,7 @@ def test_sigterm_does_not_wait_for_a_held_long_poll(
     monkeypatch.setenv("GWT_PROJECT", "proj-1")
     monkeypatch.delenv("GITHUB_SHA", raising=False)
     root = write_manifests(tmp_path / "m", provider_doc(), gateway_doc())
-    reconcile.apply_manifests(str(root), url, reconcile.PlanOptions(), review=yes)
+    commands.apply(str(root), url, PlanOptions(), review=yes)
     token = run_gwconfig(["tokens", "create", "rt", "--scope", "runtime", "--database-url", url])
     bearer = {"Authorization": f"Bearer {token.stdout.strip()}"}
     port = free_port()

@@ -19,7 +19,8 @@ import pytest
 
 from gwconfig.db.session import open_database
 from gwconfig.errors import EncryptionKeyError
-from gwconfig.reconcile import engine as reconcile
+from gwconfig.reconcile import commands
+from gwconfig.reconcile.plan import PlanOptions
 from gwconfig.runtime import ConfigLoader, LLMGatewayClient, ProviderFactory
 from gwconfig.runtime.errors import ConfigLoadError
 from gwconfig.secrets.keys import generate_key
@@ -50,7 +51,7 @@ class Setup:
 
     def apply(self, monkeypatch: pytest.MonkeyPatch, api_key: str) -> None:
         monkeypatch.setenv("GWT_API_KEY", api_key)
-        reconcile.apply_manifests(str(self.root), self.url, reconcile.PlanOptions(), review=yes)
+        commands.apply(str(self.root), self.url, PlanOptions(), review=yes)
 
 
 @pytest.fixture
@@ -63,7 +64,7 @@ def setup(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     monkeypatch.delenv("GWCONFIG_API_TOKEN", raising=False)
     open_database(db_url, upgrade=True).dispose()
     root = write_manifests(tmp_path / "m", provider_doc(), gateway_doc())
-    reconcile.apply_manifests(str(root), db_url, reconcile.PlanOptions(), review=yes)
+    commands.apply(str(root), db_url, PlanOptions(), review=yes)
     try:
         with serve_app(db_url) as server:
             yield Setup(db_url, root, server, api_key)
@@ -287,8 +288,8 @@ def test_http_runtime_refuses_a_bad_revision_once_and_takes_the_next(
             await asyncio.to_thread(wait_until_polling, setup.server)  # waits, not spinning
             write_manifests(setup.root, provider_doc(display_name="Good"), gateway_doc())
             await asyncio.to_thread(
-                reconcile.apply_manifests, str(setup.root), setup.url,
-                reconcile.PlanOptions(prune=True), review=yes,
+                commands.apply, str(setup.root), setup.url,
+                PlanOptions(prune=True), review=yes,
             )  # fmt: skip
             await _follow(client, config.version)
             return refused, client.config.providers["openai"].display_name

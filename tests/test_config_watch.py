@@ -19,7 +19,8 @@ import pytest
 
 from gwconfig.db.notify import ConfigGeneration, announce, read_generation
 from gwconfig.db.session import open_database
-from gwconfig.reconcile import engine as reconcile
+from gwconfig.reconcile import commands
+from gwconfig.reconcile.plan import PlanOptions
 from gwconfig.reconcile.rotation import rotate_url
 from gwconfig.secrets.keys import generate_key
 from gwconfig.seed.service import ProviderService
@@ -83,14 +84,14 @@ def test_every_writer_announces_and_the_watcher_sees_it(
         seen = Seen(watcher)
         root = write_manifests(tmp_path / "m", provider_doc(), gateway_doc())
 
-        reconcile.apply_manifests(str(root), gw, reconcile.PlanOptions(), review=yes)
+        commands.apply(str(root), gw, PlanOptions(), review=yes)
         assert seen.next() == ConfigGeneration(first.epoch, 1)
 
         monkeypatch.setenv("GWT_API_KEY", "sk-watch-2")
-        reconcile.apply_manifests(str(root), gw, reconcile.PlanOptions(), review=yes)
+        commands.apply(str(root), gw, PlanOptions(), review=yes)
         assert seen.next() == ConfigGeneration(first.epoch, 2)
 
-        reconcile.rollback(gw, 1, review=yes)
+        commands.rollback(gw, 1, review=yes)
         assert seen.next() == ConfigGeneration(first.epoch, 3)
 
         current = os.environ["GWCONFIG_ENCRYPTION_KEY"]

@@ -9,7 +9,8 @@ import pytest
 from gwconfig.errors import ManifestError
 from gwconfig.manifests import validate_path
 from gwconfig.manifests.egress import EgressPolicy, api_base_refusal, entry_problem
-from gwconfig.reconcile import engine as reconcile
+from gwconfig.reconcile import commands
+from gwconfig.reconcile.plan import PlanOptions
 from gwconfig.secrets.origin import origin_of, provider_origin
 from test_manifests_checks import messages, provider, write
 
@@ -136,6 +137,6 @@ def test_plan_refuses_an_api_base_outside_the_policy(isolated_cwd: Path) -> None
     write(isolated_cwd, "a.yaml", provider("a", "m", extra=extra))
     url = f"sqlite:///{isolated_cwd / 'gw.db'}"
     with pytest.raises(ManifestError) as caught:
-        reconcile.make_plan("providers.d", url, reconcile.PlanOptions())
+        commands.plan("providers.d", url, PlanOptions())
     assert (caught.value.path, caught.value.line) == ("providers.d/a.yaml", 8)
     assert "egress policy" in str(caught.value)

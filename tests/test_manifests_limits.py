@@ -147,7 +147,8 @@ def test_a_bad_limit_is_a_clear_error(
 def test_every_command_that_reads_manifests_shares_the_limit(
     isolated_cwd: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gwconfig.reconcile import engine as reconcile
+    from gwconfig.reconcile import commands
+    from gwconfig.reconcile.plan import PlanOptions
 
     write(isolated_cwd, "big.yaml", padded("big", 2048))
     monkeypatch.setenv("GWCONFIG_MAX_FILE_SIZE", "1KiB")
@@ -156,7 +157,7 @@ def test_every_command_that_reads_manifests_shares_the_limit(
         assert result.exit_code == 1
         assert "providers.d/big.yaml:1:1: error: file is 2 KiB, over the limit" in result.stderr
     with pytest.raises(ManifestError, match="over the limit"):  # what plan and apply run first
-        reconcile.make_plan("providers.d", "sqlite:///nowhere/db.sqlite", reconcile.PlanOptions())
+        commands.plan("providers.d", "sqlite:///nowhere/db.sqlite", PlanOptions())
     monkeypatch.setenv("GWCONFIG_MAX_FILE_SIZE", "2KiB")
     assert compile_path("providers.d").data["providers"]
 

@@ -23,7 +23,8 @@ from gwconfig.manifests.limits import (
     MAX_DEPTH,
     MODEL_PARAMETERS_DEPTH,
 )
-from gwconfig.reconcile import engine as reconcile
+from gwconfig.reconcile import commands
+from gwconfig.reconcile.plan import PlanOptions
 from gwconfig.seed.service import ProviderService
 from serve_helpers import make_token, serve_app
 from test_adopt_backoffice import backoffice, import_fails
@@ -69,7 +70,7 @@ def gw_url(db_url: str, fernet_key: str, tmp_path: Path, monkeypatch: pytest.Mon
     root = tmp_path / "providers.d"
     root.mkdir()
     (root / "openai.yaml").write_text(yaml.safe_dump(_manifest({})))
-    reconcile.apply_manifests(str(root), db_url, reconcile.PlanOptions(), review=lambda _: True)
+    commands.apply(str(root), db_url, PlanOptions(), review=lambda _: True)
     return db_url
 
 

@@ -18,8 +18,7 @@ from sqlalchemy.engine import Engine
 
 from conftest import ENGINE_PARAMS
 from gwconfig.errors import LockError
-from gwconfig.reconcile import engine as reconcile
-from gwconfig.reconcile import revisions
+from gwconfig.reconcile import commands, revisions
 from test_reconcile_engine import (
     apply,
     dump_tables,
@@ -137,7 +136,8 @@ KILLER = textwrap.dedent(
     import os, signal, sys
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
-    from gwconfig.reconcile import engine as reconcile
+    from gwconfig.reconcile import commands
+    from gwconfig.reconcile.plan import PlanOptions
 
     count = 0
 
@@ -149,8 +149,8 @@ KILLER = textwrap.dedent(
                 os.kill(os.getpid(), signal.SIGKILL)
 
     event.listen(Engine, "before_cursor_execute", kill)
-    reconcile.apply_manifests(sys.argv[1], sys.argv[2], reconcile.PlanOptions(prune=True),
-                              review=lambda plan: True)
+    commands.apply(sys.argv[1], sys.argv[2], PlanOptions(prune=True),
+                   review=lambda plan: True)
     """
 )
 
@@ -312,6 +312,6 @@ def test_revision_records_exactly_the_state_read_back(
         assert result.revision == number
         _assert_recorded_state(gw, number, plan_.desired)
     assert plan(root, gw, prune=True).changes == ()
-    plan_, result = reconcile.rollback(gw, 2, review=lambda _p: True)
+    plan_, result = commands.rollback(gw, 2, review=lambda _p: True)
     assert result.revision == 5
     _assert_recorded_state(gw, 5, plan_.desired)

@@ -315,7 +315,7 @@ def test_diff_returns_changes_and_warnings_without_the_plan_module() -> None:
         "found = diff({'providers': []}, {'providers': []})\n"
         "assert type(found).__name__ == 'Diff' and found.changes == ()\n"
         "import gwconfig.reconcile.changes\n"
-        "plans = ('gwconfig.reconcile.plan', 'gwconfig.reconcile.engine')\n"
+        "plans = ('gwconfig.reconcile.plan', 'gwconfig.reconcile.commands')\n"
         "loaded = [m for m in plans if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )

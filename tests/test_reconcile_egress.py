@@ -12,8 +12,7 @@ import pytest
 from sqlalchemy import Table, create_engine, select, text, update
 
 from gwconfig.db.models import AuditEvent, GatewaySetting
-from gwconfig.reconcile import engine as reconcile
-from gwconfig.reconcile import revisions
+from gwconfig.reconcile import commands, revisions
 from gwconfig.reconcile.gateway_settings import read_egress_policy
 from gwconfig.reconcile.plan import render_json, render_markdown, render_text
 from test_reconcile_engine import apply, gateway_doc, gw, plan, provider_doc, write_manifests, yes
@@ -123,15 +122,15 @@ def test_rollback_restores_the_policy(gw: str, tmp_path: Path) -> None:
     apply(root, gw)
     manifests(root, SECOND)
     apply(root, gw)
-    p, result = reconcile.rollback(gw, 1, review=yes)
+    p, result = commands.rollback(gw, 1, review=yes)
     assert only_egress(p).action == "update" and result.revision == 3
     assert stored_policy(gw) == ("*.corp.example", "api.example.com")
     manifests(root, None)
     apply(root, gw)
-    p, result = reconcile.rollback(gw, 3, review=yes)  # back to a revision with a policy
+    p, result = commands.rollback(gw, 3, review=yes)  # back to a revision with a policy
     assert only_egress(p).action == "create"
     assert stored_policy(gw) == ("*.corp.example", "api.example.com")
-    p, _ = reconcile.rollback(gw, 4, review=yes)  # and to one without
+    p, _ = commands.rollback(gw, 4, review=yes)  # and to one without
     assert only_egress(p).action == "delete" and stored_policy(gw) is None
 
 

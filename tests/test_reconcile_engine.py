@@ -15,8 +15,8 @@ import yaml
 from sqlalchemy import create_engine, select, text, update
 
 from gwconfig.errors import PlanError, StalePlanError
-from gwconfig.reconcile import engine as reconcile
-from gwconfig.reconcile import revisions
+from gwconfig.reconcile import commands, revisions
+from gwconfig.reconcile.plan import PlanOptions
 from gwconfig.reconcile.state import ActualState
 
 TABLES = (
@@ -92,7 +92,7 @@ def dump_tables(url: str) -> dict[str, list[tuple[Any, ...]]]:
         engine.dispose()
 
 
-interactive = reconcile.WriteOptions(interactive=True)  # a person reviews the plan
+interactive = commands.WriteOptions(interactive=True)  # a person reviews the plan
 
 
 def yes(_plan: Any) -> bool:
@@ -118,16 +118,16 @@ def gw(
 
 def apply(root: Path, url: str, **kw: Any) -> tuple[Any, Any]:
     """Apply manifests at ``root`` with auto-approval."""
-    options = reconcile.PlanOptions(
+    options = PlanOptions(
         prune=kw.pop("prune", False), targets=kw.pop("targets", ()), tags=kw.pop("tags", ())
     )
-    write = reconcile.WriteOptions(**kw)
-    return reconcile.apply_manifests(str(root), url, options, review=yes, write=write)
+    write = commands.WriteOptions(**kw)
+    return commands.apply(str(root), url, options, review=yes, write=write)
 
 
 def plan(root: Path, url: str, **kw: Any) -> Any:
     """Plan manifests at ``root``."""
-    return reconcile.make_plan(str(root), url, reconcile.PlanOptions(**kw))
+    return commands.plan(str(root), url, PlanOptions(**kw))
 
 
 def test_apply_round_trip_then_no_changes(gw: str, tmp_path: Path) -> None:
@@ -269,14 +269,14 @@ def test_saved_plan_applies_and_stale_plan_is_refused(gw: str, tmp_path: Path) -
     stale = tmp_path / "stale.json"
     write_manifests(root, provider_doc(description="two"))
     stale.write_bytes(plan(root, gw).to_json_bytes(saved=True))
-    p, result = reconcile.apply_saved_plan(str(saved), gw, review=yes)
+    p, result = commands.apply_saved(str(saved), gw, review=yes)
     assert result.revision == 1 and p.summary["add"] == 6
     before = dump_tables(gw)
     with pytest.raises(
         StalePlanError,
         match="plan is stale: the database changed since it was made; run plan again",
     ):
-        reconcile.apply_saved_plan(str(stale), gw, review=yes)
+        commands.apply_saved(str(stale), gw, review=yes)
     assert dump_tables(gw) == before
 
 
@@ -288,7 +288,7 @@ def test_saved_plan_refused_when_a_secret_changed(
     saved.write_bytes(plan(root, gw).to_json_bytes(saved=True))
     monkeypatch.setenv("GWT_API_KEY", "sk-rotated")
     with pytest.raises(StalePlanError, match="openai/key:default@default changed"):
-        reconcile.apply_saved_plan(str(saved), gw, review=yes)
+        commands.apply_saved(str(saved), gw, review=yes)
 
 
 def test_missing_secret_is_unknown_in_plan_and_refused_by_apply(
@@ -329,7 +329,7 @@ def test_rollback_restores_configuration_and_secrets(
     write_manifests(root, provider_doc(models=models, description="v2"), provider_doc("b"))
     apply(root, gw)
     monkeypatch.delenv("GWT_API_KEY")  # rollback needs no reference: it uses the ciphertext
-    p, result = reconcile.rollback(gw, 1, review=yes)
+    p, result = commands.rollback(gw, 1, review=yes)
     assert result.revision == 3
     assert p.summary["delete"] > 0 and p.summary["change"] > 0
     assert _state(gw) == state1
@@ -342,7 +342,7 @@ def test_rollback_restores_configuration_and_secrets(
     engine.dispose()
     assert keys.decrypt(token) == "sk-test-key-1"
     with pytest.raises(Exception, match="revision 42 does not exist"):
-        reconcile.rollback(gw, 42, review=yes)
+        commands.rollback(gw, 42, review=yes)
 
 
 def read_state_at(url: str) -> ActualState:
@@ -365,9 +365,7 @@ def _state(url: str) -> dict[str, Any]:
 def test_review_declined_writes_nothing(gw: str, tmp_path: Path) -> None:
     root = write_manifests(tmp_path / "m", provider_doc())
     before = dump_tables(gw)
-    p, result = reconcile.apply_manifests(
-        str(root), gw, reconcile.PlanOptions(), review=lambda _p: False
-    )
+    p, result = commands.apply(str(root), gw, PlanOptions(), review=lambda _p: False)
     assert p.summary["add"] == 6 and result.revision is None
     assert dump_tables(gw) == before
 
@@ -419,7 +417,7 @@ def test_database_errors_are_gwconfig_errors(tmp_path: Path, fernet_key: str) ->
     root = write_manifests(tmp_path / "m", provider_doc())
     url = "postgresql+psycopg://nobody@127.0.0.1:1/nothing"
     with pytest.raises(GwconfigError, match=r"127\.0\.0\.1"):
-        reconcile.make_plan(str(root), url, reconcile.PlanOptions())
+        commands.plan(str(root), url, PlanOptions())
     with pytest.raises(GwconfigError):
         revisions.history(url)
 
@@ -435,13 +433,9 @@ def test_interactive_review_holds_no_lock_and_detects_changes(gw: str, tmp_path:
         return True
 
     with pytest.raises(StalePlanError, match="changed while the plan was being reviewed"):
-        reconcile.apply_manifests(
-            str(root), gw, reconcile.PlanOptions(), review=slow_reviewer, write=interactive
-        )
+        commands.apply(str(root), gw, PlanOptions(), review=slow_reviewer, write=interactive)
     assert [r.number for r in revisions.history(gw)] == [1]
-    p, result = reconcile.apply_manifests(
-        str(root), gw, reconcile.PlanOptions(), review=yes, write=interactive
-    )
+    p, result = commands.apply(str(root), gw, PlanOptions(), review=yes, write=interactive)
     assert result.revision == 2 and p.summary["add"] == 6
 
 
@@ -454,9 +448,9 @@ def test_saved_plan_whose_changes_no_longer_match_is_refused(gw: str, tmp_path: 
     doc["changes"] = doc["changes"][1:]  # as if another version had planned differently
     saved.write_bytes(orjson.dumps(doc))
     with pytest.raises(StalePlanError, match="other changes than the saved plan"):
-        reconcile.apply_saved_plan(str(saved), gw, review=yes)
+        commands.apply_saved(str(saved), gw, review=yes)
     with pytest.raises(StalePlanError, match="other changes than the saved plan"):
-        reconcile.apply_saved_plan(str(saved), gw, review=yes, write=interactive)
+        commands.apply_saved(str(saved), gw, review=yes, write=interactive)
     assert dump_tables(gw)["providers"] == []
 
 
@@ -474,14 +468,14 @@ def test_manifest_problems_come_before_database_problems(tmp_path: Path, fernet_
     root = write_manifests(tmp_path / "m", provider_doc(colour="blue"))
     url = "postgresql+psycopg://nobody@127.0.0.1:1/nothing"
     for run in (
-        lambda: reconcile.make_plan(str(root), url, reconcile.PlanOptions()),
-        lambda: reconcile.apply_manifests(str(root), url, reconcile.PlanOptions(), review=yes),
+        lambda: commands.plan(str(root), url, PlanOptions()),
+        lambda: commands.apply(str(root), url, PlanOptions(), review=yes),
     ):
         with pytest.raises(ManifestError, match="colour"):
             run()
     write_manifests(root, provider_doc())
     with pytest.raises(GwconfigError, match=r"127\.0\.0\.1") as info:
-        reconcile.apply_manifests(str(root), url, reconcile.PlanOptions(), review=yes)
+        commands.apply(str(root), url, PlanOptions(), review=yes)
     assert not isinstance(info.value, ManifestError)
 
 

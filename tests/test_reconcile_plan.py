@@ -169,7 +169,8 @@ def _every_kind(tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch) -> Pa
     from sqlalchemy import create_engine, update
 
     from gwconfig.db.models import Provider
-    from gwconfig.reconcile import engine as reconcile
+    from gwconfig.reconcile import commands
+    from gwconfig.reconcile.plan import PlanOptions
     from test_reconcile_engine import gateway_doc, provider_doc, write_manifests
 
     routes = [
@@ -183,7 +184,7 @@ def _every_kind(tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch) -> Pa
         provider_doc("keep", deletion_protection=True),
         gateway_doc(routes=routes),
     )
-    reconcile.apply_manifests(str(root), url, reconcile.PlanOptions(), review=lambda _p: True)
+    commands.apply(str(root), url, PlanOptions(), review=lambda _p: True)
     engine = create_engine(url)
     with engine.begin() as conn:  # drift: an edit made outside gwconfig
         t = Provider.__table__

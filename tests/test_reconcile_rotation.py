@@ -20,9 +20,9 @@ from sqlalchemy import Connection
 
 from conftest import ENGINE_PARAMS, make_database
 from gwconfig.db.session import open_database
-from gwconfig.reconcile import engine as reconcile
-from gwconfig.reconcile import planning
+from gwconfig.reconcile import commands, planning
 from gwconfig.reconcile.apply import execute_plan, locked
+from gwconfig.reconcile.plan import PlanOptions
 from gwconfig.reconcile.rotation import rotate_secrets
 from gwconfig.reconcile.state import read_state
 from gwconfig.secrets.keys import EncryptionKeys, generate_key, key_id
@@ -91,7 +91,7 @@ def setup(
         monkeypatch.delenv("GITHUB_SHA", raising=False)
         open_database(url, upgrade=True).dispose()
         root = write_manifests(tmp_path / "m", provider_doc(), gateway_doc())
-        reconcile.apply_manifests(str(root), url, reconcile.PlanOptions(), review=lambda p: True)
+        commands.apply(str(root), url, PlanOptions(), review=lambda p: True)
         env = {**os.environ, "GWCONFIG_ENCRYPTION_KEY": f"{new},{old}", "GWT_API_KEY": "sk-2",
                "GWT_PROJECT": "proj-2"}  # fmt: skip
         yield url, root, old, new, env
@@ -127,7 +127,7 @@ def _assert_apply_values_under(url: str, root: Path, new: str, monkeypatch: Any)
     monkeypatch.setenv("GWT_PROJECT", "proj-2")
     assert stored_key_ids(url) == {key_id(new)}
     assert runtime_secrets(url) == ("sk-2", "proj-2")
-    assert reconcile.make_plan(str(root), url, reconcile.PlanOptions()).changes == ()
+    assert commands.plan(str(root), url, PlanOptions()).changes == ()
 
 
 def _apply_in(conn: Connection, root: Path, keys: EncryptionKeys) -> None:
@@ -136,7 +136,7 @@ def _apply_in(conn: Connection, root: Path, keys: EncryptionKeys) -> None:
     bound = keys.bind(state.stored_keys())
     config = planning.compile_manifests(str(root), None)
     desired = planning.resolve_desired(config.data, bound)
-    plan = planning.compute_plan(conn, state, desired, reconcile.PlanOptions())
+    plan = planning.compute_plan(conn, state, desired, PlanOptions())
     assert plan.effective_changes
     execute_plan(conn, plan, base=state, values=desired.values, keys=bound, actor="test")
 

@@ -24,7 +24,8 @@ from sqlalchemy import func, select
 import gwconfig.manifests.checks as checks_module
 from gwconfig.db.models import AuditEvent
 from gwconfig.db.session import open_database
-from gwconfig.reconcile import engine as reconcile
+from gwconfig.reconcile import commands
+from gwconfig.reconcile.plan import PlanOptions
 from gwconfig.reconcile.state import read_state
 from serve_helpers import ServedApp, make_token, serve_app
 
@@ -190,7 +191,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
                 {"name": "spare", "targets": [{"model": "b/n1"}]}]},
         ]  # fmt: skip
         (root / "all.yaml").write_text(yaml.safe_dump_all(docs))
-        reconcile.apply_manifests(str(root), url, reconcile.PlanOptions(), review=lambda _: True)
+        commands.apply(str(root), url, PlanOptions(), review=lambda _: True)
         token = make_token(url, "write", name="checks")
         with serve_app(url) as served:
             yield Gateway(served, url, token)

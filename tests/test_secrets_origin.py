@@ -259,13 +259,14 @@ def test_dump_writes_the_applied_egress_policy_back(applied: tuple[str, Path]) -
 def test_an_interactive_apply_without_changes_records_the_bindings(
     applied: tuple[str, Path],
 ) -> None:
-    from gwconfig.reconcile import engine
+    from gwconfig.reconcile import commands
+    from gwconfig.reconcile.plan import PlanOptions
 
     url, root = applied
     unbind(url)
-    interactive = engine.WriteOptions(interactive=True)
-    options = engine.PlanOptions()
-    plan, result = engine.apply_manifests(
+    interactive = commands.WriteOptions(interactive=True)
+    options = PlanOptions()
+    plan, result = commands.apply(
         str(root), url, options, review=lambda _p: True, write=interactive
     )
     assert not plan.effective_changes and result.revision is None

@@ -71,10 +71,11 @@ def _write(root: Path, doc: dict[str, Any]) -> Path:
 
 def _plan(url: str) -> None:
     from gwconfig.db.session import open_database
-    from gwconfig.reconcile import engine as reconcile
+    from gwconfig.reconcile import commands
+    from gwconfig.reconcile.plan import PlanOptions
 
     open_database(url, upgrade=True).dispose()
-    reconcile.make_plan("providers.d", url, reconcile.PlanOptions())
+    commands.plan("providers.d", url, PlanOptions())
 
 
 def _value_line(path: Path, needle: str) -> int:

@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from gwconfig.db.notify import ConfigGeneration
-from gwconfig.reconcile import engine as reconcile
+from gwconfig.reconcile import commands
+from gwconfig.reconcile.plan import PlanOptions
 from gwconfig.server.provider_cache import ProviderCache, Rendered
 from gwconfig.server.watch import GenerationWatcher
 from test_config_api import Setup, setup  # noqa: F401 (its fixture)
@@ -95,8 +96,8 @@ def test_an_apply_in_another_thread_is_served_once_the_watcher_sees_it(served: S
 
         def apply(failures: list[BaseException] = failures) -> None:
             try:
-                reconcile.apply_manifests(
-                    str(served.root), served.url, reconcile.PlanOptions(), review=lambda _plan: True
+                commands.apply(
+                    str(served.root), served.url, PlanOptions(), review=lambda _plan: True
                 )
             except BaseException as exc:  # reported by the test thread
                 failures.append(exc)

@@ -30,8 +30,8 @@ from gwconfig.api_client import (
 )
 from gwconfig.db.models import AuditEvent
 from gwconfig.db.session import open_database
-from gwconfig.reconcile import engine as reconcile
-from gwconfig.reconcile import revisions
+from gwconfig.reconcile import commands, revisions
+from gwconfig.reconcile.plan import PlanOptions
 from gwconfig.server.rest_support import decode_cursor, encode_cursor, etag_of, if_match_passes
 from gwconfig.server.state import ServeSettings
 from serve_helpers import ServedApp, make_token, serve_app
@@ -287,9 +287,9 @@ def test_api_write_is_drift_in_the_next_plan(
     doc = {"apiVersion": "gwconfig/v1", "kind": "Provider", "provider_id": "openai",
            "provider_type": "openai", "models": [{"model_id": MODEL_ID}]}  # fmt: skip
     (root / "openai.yaml").write_text(yaml.safe_dump(doc))
-    options = reconcile.PlanOptions()
-    reconcile.apply_manifests(str(root), gw_url, options, review=lambda _plan: True)
-    assert reconcile.make_plan(str(root), gw_url, options).changes == ()
+    options = PlanOptions()
+    commands.apply(str(root), gw_url, options, review=lambda _plan: True)
+    assert commands.plan(str(root), gw_url, options).changes == ()
     token = make_token(gw_url, "write", name="ops")
     with LLMGatewayClient(served.base_url, token) as client:
         client.update_model("openai", MODEL_ID, {"max_tokens": 77})
@@ -302,7 +302,7 @@ def test_api_write_is_drift_in_the_next_plan(
         assert {"entity": "provider", "key": "openai", "action": "create"} in shown["changes"]
         with pytest.raises(NotFound):
             client.get_revision(2)
-    plan = reconcile.make_plan(str(root), gw_url, options)
+    plan = commands.plan(str(root), gw_url, options)
     assert plan.drift_revision == 1
     assert [c.key for c in plan.changes if c.drift] == [f"openai/{MODEL_ID}"]
 

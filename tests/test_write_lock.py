@@ -22,13 +22,14 @@ from sqlalchemy import create_engine, select, text
 from conftest import ENGINE_PARAMS, make_database
 from gwconfig.db.models import AuditEvent, ProviderModel
 from gwconfig.db.session import open_database
-from gwconfig.reconcile import engine as reconcile
+from gwconfig.reconcile import commands
+from gwconfig.reconcile.plan import PlanOptions
 from gwconfig.server.rest_support import APPLY_RUNNING
 from gwconfig.server.state import ServeSettings
 from serve_helpers import make_token, serve_app
 
 MODEL = "/api/v1/providers/openai/models/fake-chat"
-OPTIONS = reconcile.PlanOptions()
+OPTIONS = PlanOptions()
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def root(gw_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "providers.d"
     root.mkdir()
     _write_manifest(root, "A")
-    reconcile.apply_manifests(str(root), gw_url, OPTIONS, review=lambda _plan: True)
+    commands.apply(str(root), gw_url, OPTIONS, review=lambda _plan: True)
     _write_manifest(root, "B")
     return root
 
@@ -73,7 +74,7 @@ class PausedApply:
 
         def run() -> None:
             try:
-                reconcile.apply_manifests(str(root), url, OPTIONS, review=review)
+                commands.apply(str(root), url, OPTIONS, review=review)
             except BaseException as exc:  # reported by finish()
                 self.error = exc
 
@@ -123,7 +124,7 @@ def test_a_put_while_apply_writes_is_refused_then_lands(gw_url: str, root: Path)
         assert int(refused.headers["retry-after"]) > 0
         # apply wrote what it planned, nothing else happened: the next plan is truthful
         assert _model(gw_url) == ("B", None)
-        assert reconcile.make_plan(str(root), gw_url, OPTIONS).changes == ()
+        assert commands.plan(str(root), gw_url, OPTIONS).changes == ()
         audit = _audit(gw_url)
         assert all(number is not None for number, *_ in audit)  # no API write was recorded
         assert audit[-1][1] == "update"
@@ -134,12 +135,12 @@ def test_a_put_while_apply_writes_is_refused_then_lands(gw_url: str, root: Path)
         # retried after the apply, the write goes in on top of it and is drift
         assert client.put(MODEL, json={"max_tokens": 900}).status_code == 200
         assert _model(gw_url) == ("B", 900)
-        plan = reconcile.make_plan(str(root), gw_url, OPTIONS)
+        plan = commands.plan(str(root), gw_url, OPTIONS)
         assert [c.key for c in plan.changes if c.drift] == ["openai/fake-chat"]
         # the write released the lock (on MariaDB: when its connection went back to the
         # server's pool): an apply takes it at once and puts the manifests' state back
-        write = reconcile.WriteOptions(lock_timeout=5)
-        reconcile.apply_manifests(str(root), gw_url, OPTIONS, review=lambda _: True, write=write)
+        write = commands.WriteOptions(lock_timeout=5)
+        commands.apply(str(root), gw_url, OPTIONS, review=lambda _: True, write=write)
         assert _model(gw_url) == ("B", None)
 
 
@@ -179,7 +180,7 @@ def test_a_put_while_apply_writes_waits_then_goes_in_on_top(
     root.mkdir()
     monkeypatch.chdir(tmp_path)
     _write_manifest(root, "A")
-    reconcile.apply_manifests(str(root), server_url, OPTIONS, review=lambda _plan: True)
+    commands.apply(str(root), server_url, OPTIONS, review=lambda _plan: True)
     _write_manifest(root, "B")
     token = make_token(server_url, "write", name="ops")
     answers: list[httpx.Response] = []
@@ -207,5 +208,5 @@ def test_a_put_while_apply_writes_waits_then_goes_in_on_top(
     assert number is None and action == "update"
     assert before["display_name"] == "B" and before["max_tokens"] is None  # the true before
     assert after["max_tokens"] == 900
-    plan = reconcile.make_plan(str(root), server_url, OPTIONS)
+    plan = commands.plan(str(root), server_url, OPTIONS)
     assert [c.key for c in plan.changes if c.drift] == ["openai/fake-chat"]

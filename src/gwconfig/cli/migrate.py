@@ -92,13 +92,13 @@ def verify_cmd(
     from gwconfig.adopt.backoffice import read_backoffice
     from gwconfig.adopt.mapping import load_mapping
     from gwconfig.adopt.parity import compare, render_text
-    from gwconfig.reconcile.planning import reading_state
+    from gwconfig.reconcile.commands import Context
     from gwconfig.reconcile.state import read_state
 
     bo = read_backoffice(against, load_mapping(mapping), legacy_decrypt=legacy_decrypt)
-    with reading_state(database_url, "verifying against") as (source, keys):
-        state = read_state(source)
-    parity = compare(bo, state, keys)
+    with Context(database_url) as ctx:
+        state = read_state(ctx.read_only("verifying against"))
+    parity = compare(bo, state, ctx.keys)
     if fmt == "json":
         click.echo(json.dumps(parity.to_json(), indent=2, sort_keys=True))
     else:

@@ -20,10 +20,10 @@ from gwconfig.cli import (
 )
 from gwconfig.db import columns as col
 from gwconfig.errors import PlanError
-from gwconfig.reconcile import engine as reconcile
-from gwconfig.reconcile import revisions
+from gwconfig.reconcile import commands, revisions
+from gwconfig.reconcile.commands import WriteOptions
 from gwconfig.reconcile.diff import entity_label
-from gwconfig.reconcile.plan import Plan, render_json, render_markdown, render_text
+from gwconfig.reconcile.plan import Plan, PlanOptions, render_json, render_markdown, render_text
 from gwconfig.words import plural
 
 _selection = [
@@ -72,7 +72,7 @@ def _selecting(f: Callable[..., Any]) -> Callable[..., Any]:
     def run(
         *args: Any, env: str | None, prune: bool, targets: Any, tags: Any, **kwargs: Any
     ) -> Any:
-        options = reconcile.PlanOptions(env=env, prune=prune, targets=targets, tags=tags)
+        options = PlanOptions(env=env, prune=prune, targets=targets, tags=tags)
         return f(*args, options=options, **kwargs)
 
     return with_options(_selection)(run)
@@ -91,9 +91,7 @@ def _writing(f: Callable[..., Any]) -> Callable[..., Any]:
         fmt: str,
         **kwargs: Any,
     ) -> Any:
-        write = reconcile.WriteOptions(
-            actor, lock_timeout, max_deletes, interactive=not auto_approve
-        )
+        write = WriteOptions(actor, lock_timeout, max_deletes, interactive=not auto_approve)
         return f(*args, write=write, review=_reviewer(fmt, auto_approve), fmt=fmt, **kwargs)
 
     return with_options(_apply_safety)(run)
@@ -134,13 +132,13 @@ def plan_cmd(
     ctx: click.Context,
     path: str | None,
     database_url: str | None,
-    options: reconcile.PlanOptions,
+    options: PlanOptions,
     out: str | None,
     fmt: str,
     detailed_exitcode: bool,
 ) -> None:
     """Show what apply would change in the gateway database."""
-    plan = reconcile.make_plan(path, database_url, options)
+    plan = commands.plan(path, database_url, options)
     if out:
         Path(out).write_bytes(plan.to_json_bytes(saved=True))
     click.echo(_render(plan, fmt), nl=False)
@@ -200,25 +198,21 @@ def apply_cmd(
     path: str | None,
     plan_file: str | None,
     database_url: str | None,
-    options: reconcile.PlanOptions,
-    write: reconcile.WriteOptions,
+    options: PlanOptions,
+    write: WriteOptions,
     review: Callable[[Plan], bool],
     fmt: str,
 ) -> None:
     """Apply the manifests (or a saved plan) to the gateway database in one transaction."""
     if plan_file:
-        if path or options != reconcile.PlanOptions():
+        if path or options != PlanOptions():
             raise click.UsageError(
                 "--plan applies a saved plan as it was made; PATH, --env, --prune, --target "
                 "and --select-tag belong to 'gwconfig plan'"
             )
-        plan, result = reconcile.apply_saved_plan(
-            plan_file, database_url, review=review, write=write
-        )
+        plan, result = commands.apply_saved(plan_file, database_url, review=review, write=write)
     else:
-        plan, result = reconcile.apply_manifests(
-            path, database_url, options, review=review, write=write
-        )
+        plan, result = commands.apply(path, database_url, options, review=review, write=write)
     _report(plan, result, fmt, "Apply")
 
 
@@ -291,10 +285,10 @@ def show_revision_cmd(number: int, database_url: str | None, fmt: str) -> None:
 def rollback_cmd(
     revision: int,
     database_url: str | None,
-    write: reconcile.WriteOptions,
+    write: WriteOptions,
     review: Callable[[Plan], bool],
     fmt: str,
 ) -> None:
     """Return the gateway to a revision's configuration through plan and apply."""
-    plan, result = reconcile.rollback(database_url, revision, review=review, write=write)
+    plan, result = commands.rollback(database_url, revision, review=review, write=write)
     _report(plan, result, fmt, f"Rollback to revision {revision}")

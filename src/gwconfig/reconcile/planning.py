@@ -1,17 +1,13 @@
-"""Planning: compile the manifests, resolve their secrets, read the state and diff (no writes).
+"""The steps of planning, pure of orchestration: compile -> resolve secrets -> diff -> Plan.
 
-``make_plan`` is ``gwconfig plan``; :mod:`gwconfig.reconcile.engine` builds ``apply`` and
-``rollback``
-on the same steps. Plaintext secrets exist only in memory between resolution and encryption;
-plans carry fingerprints and references.
+The commands of :mod:`gwconfig.reconcile.commands` open the database and read the state, then
+call these in order; nothing here opens, locks or writes anything. Plaintext secrets exist only
+in memory between resolution and encryption; plans carry fingerprints and references.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,12 +17,14 @@ from gwconfig.canonical import content_hash
 from gwconfig.db import columns as col
 from gwconfig.entities import SecretScope
 from gwconfig.errors import Diagnostic, ManifestError, SecretError
-from gwconfig.perf.forking import Alongside
-from gwconfig.perf.gcpause import gc_paused
+from gwconfig.manifests import compile_path
+from gwconfig.reconcile.diff import diff, selected_providers
 from gwconfig.reconcile.plan import Plan, PlanOptions
+from gwconfig.reconcile.revisions import snapshot_state
+from gwconfig.reconcile.state import reader, revision_snapshot, revision_state_hash
+from gwconfig.secrets.resolve import MissingSecretError, resolve_secret
 
 if TYPE_CHECKING:
-    from gwconfig.db.session import Database
     from gwconfig.manifests.compile import CompiledConfig
     from gwconfig.reconcile.state import ActualState
     from gwconfig.secrets.keys import EncryptionKeys
@@ -56,8 +54,6 @@ def resolve_desired(
     ``plaintexts`` (rollback) supplies values directly instead of resolving references;
     ``digest`` is ``content_hash(data)`` when the caller has it already (a compiled config).
     """
-    from gwconfig.secrets.resolve import MissingSecretError, resolve_secret
-
     values: dict[SecretScope, str] = {}
     fingerprints: dict[str, str] = {}
     providers = []
@@ -116,40 +112,13 @@ def compile_manifests(
 
     ``alongside`` runs while a second process parses (see :func:`compile_path`).
     """
-    from gwconfig.manifests import compile_path
-
     return compile_path(Path(path or settings.DEFAULT_MANIFEST_PATH), env=env, alongside=alongside)
-
-
-def git_sha(path: str | None = None) -> str | None:
-    """The commit being applied: ``GITHUB_SHA``, else ``git rev-parse HEAD`` near ``path``."""
-    if os.environ.get("GITHUB_SHA"):
-        return settings.git_sha(os.environ["GITHUB_SHA"], "GITHUB_SHA")
-    where = Path(path or ".")
-    cwd = where if where.is_dir() else where.parent
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=cwd if str(cwd) else ".",
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    sha = out.stdout.strip()
-    return sha if out.returncode == 0 and 40 <= len(sha) <= col.GIT_SHA else None
 
 
 def _drift(source: Any, state: ActualState) -> tuple[int | None, frozenset[str]]:
     """(revision, drifted entity keys) when the DB moved since the last revision."""
     if state.last_revision is None:
         return None, frozenset()
-    from gwconfig.reconcile.diff import diff
-    from gwconfig.reconcile.revisions import snapshot_state
-    from gwconfig.reconcile.state import reader, revision_snapshot, revision_state_hash
-
     rows = reader(source)
     stored_hash = revision_state_hash(rows, state.last_revision)
     if stored_hash is None or stored_hash == state.state_hash:
@@ -168,8 +137,6 @@ def compute_plan(source: Any, state: ActualState, desired: Desired, options: Pla
     ``source``: the SQLAlchemy connection or :class:`~gwconfig.reconcile.state.Reader` the state
     was read on.
     """
-    from gwconfig.reconcile.diff import diff, selected_providers
-
     revision, drifted = _drift(source, state)
     selected = selected_providers(desired.comparable, state.data, options.targets, options.tags)
     found = diff(
@@ -198,45 +165,3 @@ def compute_plan(source: Any, state: ActualState, desired: Desired, options: Pla
         desired=desired.data,
         fingerprints=desired.fingerprints,
     )
-
-
-def open_with_keys(database_url: str | None) -> tuple[Database, EncryptionKeys]:
-    from gwconfig.db.session import open_database
-    from gwconfig.secrets.keys import load_encryption_keys
-
-    db = open_database(database_url)
-    return db, load_encryption_keys(db.url)
-
-
-@contextmanager
-def reading_state(database_url: str | None, doing: str) -> Iterator[tuple[Any, EncryptionKeys]]:
-    """A read-only connection (a :class:`~gwconfig.reconcile.state.Reader`) and the encryption keys.
-
-    Straight through the DBAPI driver when :func:`~gwconfig.db.direct.open_direct` can (no
-    SQLAlchemy import: ~0.5 s of a short-lived plan), else through :func:`open_database`.
-    """
-    from gwconfig.reconcile.state import reading_database
-    from gwconfig.secrets.keys import load_encryption_keys
-
-    with reading_database(database_url, doing) as (source, url):
-        yield source, load_encryption_keys(url)
-
-
-def make_plan(path: str | None, database_url: str | None, options: PlanOptions) -> Plan:
-    """``gwconfig plan``: compile, read the state (at the same time), resolve secrets, diff."""
-    from gwconfig.reconcile.state import read_state
-
-    with gc_paused(), ExitStack() as stack:
-
-        def read() -> tuple[Any, EncryptionKeys, ActualState]:
-            source, keys = stack.enter_context(reading_state(database_url, "planning against"))
-            return source, keys, read_state(source)
-
-        reading = Alongside(read)
-        config = compile_manifests(path, options.env, alongside=reading)
-        source, keys, state = reading.result()  # errors are translated by reading_state on exit
-        keys = keys.bind(state.stored_keys())  # refuse keys that cannot open the secrets
-        desired = resolve_desired(
-            config.data, keys, sources=config.sources, digest=config.content_hash
-        )
-        return compute_plan(source, state, desired, options)

@@ -1,8 +1,7 @@
 """Revisions: ``gwconfig history`` and ``gwconfig show-revision`` (read only).
 
 Each effective apply writes one ``config_revisions`` row (see :mod:`gwconfig.reconcile.apply`);
-rolling
-back to one is :func:`gwconfig.reconcile.engine.rollback`.
+rolling back to one is :func:`gwconfig.reconcile.commands.rollback`.
 """
 
 from __future__ import annotations

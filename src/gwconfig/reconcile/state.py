@@ -217,7 +217,7 @@ def reading_database(database_url: str | None, doing: str) -> Iterator[tuple[Any
     """A read-only connection and the resolved database URL, without the encryption keys.
 
     For readers that may not need to decrypt anything (``dump --secrets env``); see
-    :func:`gwconfig.reconcile.planning.reading_state`. Straight through the DBAPI driver when
+    :meth:`gwconfig.reconcile.commands.Context.read_only`. Straight through the DBAPI driver when
     :func:`~gwconfig.db.direct.open_direct` can (no SQLAlchemy import), else through
     :func:`~gwconfig.db.session.open_database`.
     """
