@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Table, delete, insert, select, update
 
 from gwconfig.db import bulk
 from gwconfig.db.models import AuditEvent, Base, GatewaySetting, Provider
+from gwconfig.db.notify import announce
 from gwconfig.entities import KINDS, SecretScope
 from gwconfig.reconcile.gateway_settings import EGRESS, stored_setting
 from gwconfig.reconcile.state import ActualState
@@ -224,8 +225,6 @@ def record_extras(
     the bindings are audited as ``actor``'s (no revision) when given."""
     stamp = None if actor is None else AuditStamp(actor, None, datetime.now(UTC))
     if record_apply_extras(conn, desired, state, stamp=stamp):
-        from gwconfig.db.notify import announce
-
         announce(conn)
 
 

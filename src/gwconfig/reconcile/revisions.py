@@ -1,7 +1,9 @@
 """Revisions: ``gwconfig history`` and ``gwconfig show-revision`` (read only).
 
 Each effective apply writes one ``config_revisions`` row (see :mod:`gwconfig.reconcile.apply`);
-rolling back to one is :func:`gwconfig.reconcile.commands.rollback`.
+rolling back to one is :func:`gwconfig.reconcile.commands.rollback`. SQLAlchemy and the
+modules built on it are imported inside the functions that query: ``gwconfig plan`` imports this
+module (for the drift check) and never SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from gwconfig.canonical import format_timestamp
 from gwconfig.entities import SecretScope
 from gwconfig.errors import NotFoundError
 
@@ -54,7 +57,6 @@ def history_rows(conn: Connection, limit: int, before: int | None = None) -> lis
     """The newest ``limit`` revisions numbered below ``before`` (all if None), newest first."""
     from sqlalchemy import select
 
-    from gwconfig.canonical import format_timestamp
     from gwconfig.db.models import ConfigRevision
 
     t = ConfigRevision.__table__
@@ -95,7 +97,6 @@ def revision_details(conn: Connection, number: int) -> dict[str, Any]:
     """What :func:`show_revision` shows, read on ``conn``; NotFoundError if there is none."""
     from sqlalchemy import select
 
-    from gwconfig.canonical import format_timestamp
     from gwconfig.db.models import AuditEvent
 
     row = revision_row(conn, number)

@@ -16,10 +16,12 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
 
+from gwconfig.db.lock import locked
 from gwconfig.db.models import ApiKey, ConfigRevision, ConnectionParameter
 from gwconfig.db.notify import announce
+from gwconfig.db.session import open_database, translate_errors
 from gwconfig.reconcile.state import read_state
-from gwconfig.secrets.keys import EncryptionKeys
+from gwconfig.secrets.keys import EncryptionKeys, load_encryption_keys
 
 
 @dataclass(frozen=True)
@@ -135,10 +137,6 @@ def rotate_url(url: str | None = None, *, lock_timeout: float = 60.0) -> Rotatio
 
     Under the apply lock (waiting up to ``lock_timeout`` seconds), in one transaction.
     """
-    from gwconfig.db.lock import locked
-    from gwconfig.db.session import open_database, translate_errors
-    from gwconfig.secrets.keys import load_encryption_keys
-
     db = open_database(url)
     try:
         keys = load_encryption_keys(db.url)
