@@ -174,8 +174,8 @@ def test_killed_process_leaves_old_state(gw: str, tmp_path: Path) -> None:
 
 
 def test_lock_timeout_is_a_clear_error(gw: str, tmp_path: Path) -> None:
+    from gwconfig.db.lock import locked
     from gwconfig.db.session import open_database
-    from gwconfig.reconcile.apply import locked
 
     root = write_manifests(tmp_path / "m", provider_doc())
     holder = open_database(gw)

@@ -19,9 +19,10 @@ import pytest
 from sqlalchemy import Connection
 
 from conftest import ENGINE_PARAMS, make_database
+from gwconfig.db.lock import locked
 from gwconfig.db.session import open_database
 from gwconfig.reconcile import commands, planning
-from gwconfig.reconcile.apply import execute_plan, locked
+from gwconfig.reconcile.apply import execute_plan
 from gwconfig.reconcile.plan import PlanOptions
 from gwconfig.reconcile.rotation import rotate_secrets
 from gwconfig.reconcile.state import read_state

@@ -122,8 +122,8 @@ def _check_depth(data: Mapping[str, Any]) -> None:
 
 def dump(options: DumpOptions) -> DumpResult:
     """``gwconfig dump``: read the gateway database, render its manifests, write what changed."""
-    from gwconfig.reconcile.gateway_settings import EGRESS, stored_setting
-    from gwconfig.reconcile.state import read_state, reading_database
+    from gwconfig.reconcile.gateway_settings import EGRESS
+    from gwconfig.reconcile.state import read_state, reading_database, stored_setting
 
     with gc_paused():
         with reading_database(options.database_url, "dumping") as (source, url):

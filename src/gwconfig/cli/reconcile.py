@@ -19,10 +19,10 @@ from gwconfig.cli import (
     with_options,
 )
 from gwconfig.db import columns as col
+from gwconfig.entities import entity_label
 from gwconfig.errors import PlanError
 from gwconfig.reconcile import commands, revisions
 from gwconfig.reconcile.commands import WriteOptions
-from gwconfig.reconcile.diff import entity_label
 from gwconfig.reconcile.plan import Plan, PlanOptions, render_json, render_markdown, render_text
 from gwconfig.words import plural
 

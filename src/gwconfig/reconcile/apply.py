@@ -18,7 +18,6 @@ from sqlalchemy import Connection, Table, bindparam, insert, update
 
 from gwconfig.canonical import content_hash
 from gwconfig.db import bulk
-from gwconfig.db.lock import locked as locked  # re-exported: the apply lock
 from gwconfig.db.models import AuditEvent, Base, ConfigRevision, Route
 from gwconfig.db.notify import announce
 from gwconfig.db.rows import api_key_row, model_row, parameter_row, provider_row, route_row

@@ -27,8 +27,8 @@ from gwconfig.db import bulk
 from gwconfig.db.models import AuditEvent, Base, GatewaySetting, Provider
 from gwconfig.db.notify import announce
 from gwconfig.entities import KINDS, SecretScope
-from gwconfig.reconcile.gateway_settings import EGRESS, stored_setting
-from gwconfig.reconcile.state import ActualState
+from gwconfig.reconcile.gateway_settings import EGRESS
+from gwconfig.reconcile.state import ActualState, stored_setting
 from gwconfig.secrets.origin import connection_origin
 
 _SETTINGS = cast(Table, GatewaySetting.__table__)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from gwconfig.manifests.egress import EgressPolicy
-from gwconfig.reconcile.state import stored_setting as stored_setting
+from gwconfig.reconcile.state import stored_setting
 
 EGRESS = "egress"
 
