@@ -78,9 +78,9 @@ class Field:
 
     def omitted(self, body: Mapping[str, Any]) -> bool:
         """True when a manifest leaves this field of ``body`` out (it holds the default)."""
-        value = body[self.name]
+        value = body.get(self.name)
         if self.same_as is not None:
-            return bool(value == body[self.same_as])
+            return bool(value == body.get(self.same_as))
         if self.default is REQUIRED:
             return False
         if self.default is EMPTY:
