@@ -99,12 +99,13 @@ class SecretScope(NamedTuple):
     @property
     def entity(self) -> EntityType:
         """The entity kind holding this secret."""
-        return "api_key" if self.kind == "key" else "connection_parameter"
+        return _SCOPE_KINDS[self.kind].name
 
     @classmethod
     def of(cls, entity: str, provider_id: str, body: Mapping[str, Any]) -> SecretScope:
         """The scope of the secret of an ``api_key`` or ``connection_parameter`` body."""
-        kind: Literal["key", "param"] = "key" if entity == "api_key" else "param"
+        kind = _SECRET_KINDS[entity].scope_kind
+        assert kind is not None
         return cls(provider_id, kind, body["name"], body["environment"])
 
     @classmethod
@@ -219,6 +220,8 @@ class EntityKind:
     ciphertext_column: str | None = None
     #: ``SecretScope.kind`` of the secret
     scope_kind: Literal["key", "param"] | None = None
+    #: ``shown(key)``: the key as plan, apply and show-revision print it
+    shown: Callable[[str], str] = str
     #: canonical field names, in order (from :attr:`specs`)
     fields: tuple[str, ...] = field(init=False)
     #: fields holding a secret (from :attr:`specs`)
@@ -268,17 +271,18 @@ MODEL = EntityKind(
 ROUTE = EntityKind(
     "route", "route", _route_key, lambda key: (None, (key.removeprefix(ROUTE_PREFIX),)),
     ROUTE_FIELDS, create_phase=6, delete_phase=0, table="routes", identity=(("name", "name"),),
+    shown=lambda key: key.removeprefix(ROUTE_PREFIX),
 )  # fmt: skip
 #: the gateway's default route: a flag on the ``routes`` rows, never created nor deleted
 DEFAULT_ROUTE = EntityKind(
     "default_route", "default route", _default_route_key, lambda key: (None, ()),
-    DEFAULT_ROUTE_FIELDS, create_phase=7, delete_phase=7,
+    DEFAULT_ROUTE_FIELDS, create_phase=7, delete_phase=7, shown=lambda key: "gateway.default_route",
 )  # fmt: skip
 #: the gateway's egress policy (``{"allow": [...]}``): a ``gateway_settings`` row apply stores
 #: (:mod:`gwconfig.reconcile.bindings`), created, changed and removed like an entity
 EGRESS_POLICY = EntityKind(
     "egress_policy", "egress policy", _egress_policy_key, lambda key: (None, ()),
-    EGRESS_POLICY_FIELDS, create_phase=7, delete_phase=7,
+    EGRESS_POLICY_FIELDS, create_phase=7, delete_phase=7, shown=lambda key: "gateway.egress",
 )  # fmt: skip
 
 #: every kind, parents before children (the order of creates within a phase)
@@ -306,6 +310,7 @@ KEY_FUNCTIONS: dict[str, Callable[[str | None, Mapping[str, Any]], str]] = {
     k.name: k.key for k in KINDS.values()
 }
 _SECRET_KINDS: dict[str, EntityKind] = {k.name: k for k in KINDS.values() if k.secret_fields}
+_SCOPE_KINDS: dict[str, EntityKind] = {k.scope_kind: k for k in KINDS.values() if k.scope_kind}
 
 
 def phase(entity: str, action: str) -> int:
@@ -325,13 +330,7 @@ def parse_key(entity: str, key: str) -> tuple[str | None, tuple[str, ...]]:
 
 def entity_label(entity: str, key: str) -> str:
     """An entity key as plan, apply and show-revision print it (``route:x`` -> ``x``)."""
-    if entity == "route":
-        return key.removeprefix(ROUTE_PREFIX)
-    if entity == "default_route":
-        return "gateway.default_route"
-    if entity == "egress_policy":
-        return "gateway.egress"
-    return key
+    return KINDS[entity].shown(key)
 
 
 def is_secret_field(entity: str, body: Mapping[str, Any] | None) -> bool:
