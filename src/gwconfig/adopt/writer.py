@@ -23,7 +23,7 @@ from gwconfig.adopt import yamlout
 from gwconfig.adopt.tree import WriteReport, write_tree
 from gwconfig.canonical import DEFAULT_DEADLINE_SECONDS, DEFAULT_MAX_RESPONSE_BYTES
 from gwconfig.entities import API_KEY, MODEL, PROVIDER, ROUTE, SecretScope
-from gwconfig.entities.fields import Field
+from gwconfig.entities.fields import EMPTY, REQUIRED
 from gwconfig.errors import ConfigurationError, SealingError, SecretError
 from gwconfig.secrets.names import param_header
 from gwconfig.secrets.sealing import PublicKey, describe_scope, load_public_key, seal
@@ -212,56 +212,68 @@ def _pricing(pricing: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-#: ``write(out, body)``: appends a field's lines unless the body holds its default
-Writer = Callable[[list[str], Mapping[str, Any]], None]
+_INDENT = "    "
 
 
-def _model_writer(f: Field) -> Writer:
-    """The writer of one field of a model list item (formatted directly: once per model, tens
-    of thousands)."""
-    name, indent, omitted = f.name, "    ", f.omitted
-    string = yamlout.string
-    if name == "pricing":  # written with only the prices set (and a currency other than USD)
-
-        def write(out: list[str], m: Mapping[str, Any]) -> None:
-            if not omitted(m):
-                out.append(f"{indent}{name}: {yamlout.flow_map(_pricing(m[name]))}")
-
-    elif f.store == "text":
-
-        def write(out: list[str], m: Mapping[str, Any]) -> None:
-            if not omitted(m):
-                out.append(f"{indent}{name}: {string(m[name])}")
-
-    elif f.store in ("integer", "flag"):
-
-        def write(out: list[str], m: Mapping[str, Any]) -> None:
-            if not omitted(m):
-                out.append(f"{indent}{name}: {yamlout.scalar(m[name])}")
-
-    elif f.store == "list":
-
-        def write(out: list[str], m: Mapping[str, Any]) -> None:
-            if not omitted(m):
-                yamlout.string_list(out, indent, name, m[name])
-
-    else:
-
-        def write(out: list[str], m: Mapping[str, Any]) -> None:
-            if not omitted(m):
-                yamlout.emit_value(out, indent, name, m[name])
-
-    return write
+def _text_line(out: list[str], name: str, value: Any) -> None:
+    out.append(f"{_INDENT}{name}: {yamlout.string(value)}")
 
 
-_MODEL_ID = MODEL.specs[0].name
-_MODEL_WRITERS = tuple(_model_writer(f) for f in MODEL.specs[1:])
+def _scalar_line(out: list[str], name: str, value: Any) -> None:
+    out.append(f"{_INDENT}{name}: {yamlout.scalar(value)}")
 
 
-def _model_lines(out: list[str], m: Mapping[str, Any]) -> None:
-    out.append(f"  - {_MODEL_ID}: {yamlout.string(m[_MODEL_ID])}")
-    for write in _MODEL_WRITERS:
-        write(out, m)
+def _list_lines(out: list[str], name: str, value: Any) -> None:
+    yamlout.string_list(out, _INDENT, name, value)
+
+
+def _value_lines(out: list[str], name: str, value: Any) -> None:
+    yamlout.emit_value(out, _INDENT, name, value)
+
+
+def _pricing_line(out: list[str], name: str, value: Any) -> None:
+    # only the prices set (and a currency other than USD)
+    out.append(f"{_INDENT}{name}: {yamlout.flow_map(_pricing(value))}")
+
+
+#: how a model field is written, by its store (``pricing`` by its name)
+_MODEL_FORMATS: dict[str, Callable[[list[str], str, Any], None]] = {
+    "text": _text_line, "integer": _scalar_line, "flag": _scalar_line, "list": _list_lines,
+}  # fmt: skip
+
+
+def _model_writer() -> Callable[[list[str], Mapping[str, Any]], None]:
+    """``write(out, model)``: the lines of one model list item, generated from the specs.
+
+    Once per model (tens of thousands): each field is one test of its default and, when it is
+    not, one call of its writer, with no loop or lookups in between (as ``dataclasses``
+    generates ``__init__``).
+    """
+    first, *rest = MODEL.specs
+    namespace: dict[str, Any] = {"string": yamlout.string}
+    lines = [
+        "def write(out, m):",
+        f"    out.append('  - {first.name}: ' + string(m[{first.name!r}]))",
+    ]
+    for i, f in enumerate(rest):
+        value = f"m[{f.name!r}]"
+        if f.same_as is not None:
+            kept = f"v != m[{f.same_as!r}]"
+        elif f.default is EMPTY:
+            kept = "v"
+        elif f.default is REQUIRED:
+            kept = "True"
+        else:
+            namespace[f"default{i}"] = f.default
+            kept = f"v != default{i}"
+        write = _pricing_line if f.name == "pricing" else _MODEL_FORMATS.get(f.store, _value_lines)
+        namespace[f"write{i}"] = write
+        lines += [f"    v = {value}", f"    if {kept}:", f"        write{i}(out, {f.name!r}, v)"]
+    exec("\n".join(lines) + "\n", namespace)  # the source is made of field names only
+    return namespace["write"]  # type: ignore[no-any-return]
+
+
+_model_lines = _model_writer()
 
 
 def _provider_document(p: Mapping[str, Any], refs: _Secrets) -> str:
