@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from gwconfig.db.models import ApiKey, ConnectionParameter, Provider, ProviderModel
-from gwconfig.entities import SecretScope
+from gwconfig.entities import MODEL, SecretScope
 from gwconfig.entities.records import ApiKeyBody, ModelBody, ParameterBody, ProviderBody
 from gwconfig.errors import ValidationFailed
 from gwconfig.manifests.compile import canonical_api_key as canonical_key
@@ -151,6 +151,10 @@ def _param_input(data: Any, what: str) -> tuple[dict[str, Any], str | None]:
     return doc, None
 
 
+#: model fields whose default is None: there a None is the value, not "use the default"
+_NONE_IS_A_VALUE = frozenset(f.name for f in MODEL.specs if f.default is None)
+
+
 def model_input(data: Any, what: str, provider_id: Any = None) -> dict[str, Any]:
     """A seed model dict as a ``ModelSpec`` document (``provider_id`` checked and dropped).
 
@@ -166,7 +170,7 @@ def model_input(data: Any, what: str, provider_id: Any = None) -> dict[str, Any]
     caps = data.get("capabilities")
     if isinstance(caps, Mapping):
         data["capabilities"] = sorted(str(k) for k, v in caps.items() if v)
-    return {k: v for k, v in data.items() if v is not None or k in ("context_window", "max_tokens")}
+    return {k: v for k, v in data.items() if v is not None or k in _NONE_IS_A_VALUE}
 
 
 def provider_manifest(data: Any) -> tuple[ProviderManifest, Plaintexts]:
