@@ -1,7 +1,8 @@
 """``gwconfig verify``: parity between the back-office and the gateway database.
 
 Every provider, model, API key and connection parameter the back-office holds is compared field
-by field with the gateway's. Secret values are compared by value: the gateway's ciphertexts are
+by field with the gateway's: the fields whose spec is ``compared`` (see
+:mod:`gwconfig.entities.fields`). Secret values are compared by value: the gateway's ciphertexts are
 decrypted in memory with the encryption keys and compared with the back-office's plaintexts in
 constant time (:func:`hmac.compare_digest`); no secret value is ever shown. Fields the back-office
 has no column for (tags, pricing, aliases, routes...) are the gateway's own and not compared.
@@ -13,7 +14,15 @@ import hmac
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gwconfig.entities import SecretScope
+from gwconfig.entities import (
+    API_KEY,
+    CONNECTION_PARAMETER,
+    MODEL,
+    PROVIDER,
+    EntityKind,
+    SecretScope,
+)
+from gwconfig.entities.fields import Field
 from gwconfig.manifests.diagnostics import clip
 
 if TYPE_CHECKING:
@@ -21,14 +30,10 @@ if TYPE_CHECKING:
     from gwconfig.reconcile.state import ActualState
     from gwconfig.secrets.keys import EncryptionKeys
 
-PROVIDER_FIELDS = (
-    "provider_type", "display_name", "description", "enabled", "connection", "request_settings",
+#: the children compared, and how the report names them
+CHILDREN: tuple[tuple[EntityKind, str], ...] = (
+    (MODEL, "model"), (API_KEY, "API key"), (CONNECTION_PARAMETER, "parameter"),
 )  # fmt: skip
-MODEL_FIELDS = (
-    "display_name", "model_type", "context_window", "max_tokens", "enabled", "capabilities",
-    "parameters",
-)  # fmt: skip
-CHILDREN = (("models", "model"), ("api_keys", "API key"), ("connection_parameters", "parameter"))
 #: counted per provider: canonical list -> the name in reports
 COUNTED = {"models": "models", "api_keys": "keys", "connection_parameters": "parameters"}
 #: the most differences listed (the count is always exact)
@@ -69,10 +74,33 @@ def _shown(value: Any) -> str:
     return clip(repr(value), 120)
 
 
-def _key(kind: str, item: dict[str, Any]) -> str:
-    if kind == "models":
-        return str(item["model_id"])
-    return f"{item['name']}@{item['environment']}"
+def _key(kind: EntityKind, item: dict[str, Any]) -> str:
+    """A child's identity within its provider (``model_id``, ``name@environment``)."""
+    return "@".join(str(item[f]) for _, f in kind.identity if f is not None)
+
+
+def _compared(kind: EntityKind, secret: bool) -> tuple[Field, ...]:
+    return tuple(f for f in kind.specs if f.compared and f.secret == secret)
+
+
+#: kind -> the compared fields that never hold a secret, and those that may
+_PLAIN = {kind: _compared(kind, False) for kind in (PROVIDER, MODEL, API_KEY, CONNECTION_PARAMETER)}
+_SECRET = {kind: _compared(kind, True) for kind in (PROVIDER, MODEL, API_KEY, CONNECTION_PARAMETER)}
+
+
+def _compare_fields(
+    parity: Parity, where: str, fields: tuple[Field, ...], mine: dict[str, Any],
+    theirs: dict[str, Any],
+) -> bool:  # fmt: skip
+    """Record each of ``fields`` that differs; True when one did."""
+    differ = False
+    for f in fields:
+        a, b = mine[f.name], theirs[f.name]
+        if a != b:
+            differ = True
+            shown = (str(a), str(b)) if f.store == "timestamp" else (_shown(a), _shown(b))
+            parity.add(f"{where}: {f.name}: back-office {shown[0]}, gateway {shown[1]}")
+    return differ
 
 
 def _counts(provider: dict[str, Any] | None) -> dict[str, int]:
@@ -90,14 +118,10 @@ def compare(bo: Backoffice, state: ActualState, keys: EncryptionKeys) -> Parity:
         if theirs is None:
             parity.add(f"provider {pid}: only in the back-office ({bo.rows.get(pid, 'providers')})")
             continue
-        for name in PROVIDER_FIELDS:
-            if mine[name] != theirs[name]:
-                parity.add(
-                    f"provider {pid}: {name}: back-office {_shown(mine[name])}, gateway "
-                    f"{_shown(theirs[name])}"
-                )
+        _compare_fields(parity, f"provider {pid}", _PLAIN[PROVIDER], mine, theirs)
         for kind, label in CHILDREN:
-            _children(parity, bo, state, keys, pid, kind, label, mine[kind], theirs[kind])
+            lists = mine[kind.parent or ""], theirs[kind.parent or ""]
+            _children(parity, bo, state, keys, pid, kind, label, *lists)
     for pid in sorted(set(gateway) - {p["provider_id"] for p in bo.data["providers"]}):
         parity.counts[pid] = {"backoffice": _counts(None), "gateway": _counts(gateway[pid])}
         parity.add(f"provider {pid}: only in the gateway")
@@ -110,7 +134,7 @@ def _children(
     state: ActualState,
     keys: EncryptionKeys,
     pid: str,
-    kind: str,
+    kind: EntityKind,
     label: str,
     mine: list[dict[str, Any]],
     theirs: list[dict[str, Any]],
@@ -125,35 +149,13 @@ def _children(
         if other is None:
             parity.add(f"{where}: only in the back-office")
             continue
-        if kind == "models":
-            for name in MODEL_FIELDS:
-                if item[name] != other[name]:
-                    parity.add(
-                        f"{where}: {name}: back-office {_shown(item[name])}, gateway "
-                        f"{_shown(other[name])}"
-                    )
+        differ = _compare_fields(parity, where, _PLAIN[kind], item, other)
+        if not _SECRET[kind] or (differ and kind.secret_when is not None):
+            continue  # nothing secret, or the fields that make it secret differ
+        if not kind.is_secret(item):
+            _compare_fields(parity, where, _SECRET[kind], item, other)
             continue
-        if kind == "api_keys" and item["expires_at"] != other["expires_at"]:
-            parity.add(
-                f"{where}: expires_at: back-office {item['expires_at']}, gateway "
-                f"{other['expires_at']}"
-            )
-        sensitive = kind == "api_keys" or item["sensitive"]
-        if kind == "connection_parameters" and item["sensitive"] != other["sensitive"]:
-            parity.add(
-                f"{where}: sensitive: back-office {item['sensitive']}, gateway {other['sensitive']}"
-            )
-            continue
-        if not sensitive:
-            if item["value"] != other["value"]:
-                parity.add(
-                    f"{where}: value: back-office {_shown(item['value'])}, gateway "
-                    f"{_shown(other['value'])}"
-                )
-            continue
-        scope = SecretScope.of(
-            "api_key" if kind == "api_keys" else "connection_parameter", pid, item
-        )
+        scope = SecretScope.of(kind.name, pid, item)
         if not _same_secret(bo.secrets.get(scope), state.secrets.get(scope), keys):
             parity.add(f"{where}: value differs (values not shown)")
     for ident in sorted(set(gateway) - seen):

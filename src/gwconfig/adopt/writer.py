@@ -3,18 +3,18 @@
 :func:`render_manifests` turns a canonical configuration (:mod:`gwconfig.canonical`) and the
 plaintexts of its secrets into the files a person would have written: one ``kind: Provider``
 file per provider, named after it, and ``gateway.yaml`` when there are routes; block YAML in
-the manifest model's field order, defaults left out, strings quoted only where YAML needs it
-(:mod:`gwconfig.adopt.yamlout`). Secrets are written sealed to the repository's public key
-(stable sealing: the same value gives the same blob, see :func:`gwconfig.secrets.sealing.seal`)
-or as ``{env: NAME}`` references with predictable names. :func:`write_tree` puts the files in
-place, rewriting only those whose bytes changed.
+the order of the kinds' field specs (:mod:`gwconfig.entities.fields`), their defaults left out,
+strings quoted only where YAML needs it (:mod:`gwconfig.adopt.yamlout`). Secrets are written
+sealed to the repository's public key (stable sealing: the same value gives the same blob, see
+:func:`gwconfig.secrets.sealing.seal`) or as ``{env: NAME}`` references with predictable
+names. :func:`write_tree` puts the files in place, rewriting only those whose bytes changed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +22,8 @@ from typing import Any, Literal
 from gwconfig.adopt import yamlout
 from gwconfig.adopt.tree import WriteReport, write_tree
 from gwconfig.canonical import DEFAULT_DEADLINE_SECONDS, DEFAULT_MAX_RESPONSE_BYTES
-from gwconfig.entities import SecretScope
+from gwconfig.entities import API_KEY, MODEL, PROVIDER, ROUTE, SecretScope
+from gwconfig.entities.fields import EMPTY, REQUIRED
 from gwconfig.errors import ConfigurationError, SealingError, SecretError
 from gwconfig.secrets.names import param_header
 from gwconfig.secrets.sealing import PublicKey, describe_scope, load_public_key, seal
@@ -211,47 +212,104 @@ def _pricing(pricing: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _model_lines(out: list[str], m: Mapping[str, Any]) -> None:
-    # once per model (tens of thousands): the known fields formatted directly
-    string = yamlout.string
-    model_id = m["model_id"]
-    out.append(f"  - model_id: {string(model_id)}")
-    if m["display_name"] != model_id:
-        out.append(f"    display_name: {string(m['display_name'])}")
-    if m["model_type"] != "chat":
-        out.append(f"    model_type: {string(m['model_type'])}")
-    if m["context_window"] is not None:
-        out.append(f"    context_window: {m['context_window']}")
-    if m["max_tokens"] is not None:
-        out.append(f"    max_tokens: {m['max_tokens']}")
-    if not m["enabled"]:
-        out.append("    enabled: false")
-    if m["capabilities"]:
-        yamlout.string_list(out, "    ", "capabilities", m["capabilities"])
-    if m["parameters"]:
-        yamlout.emit_value(out, "    ", "parameters", m["parameters"])
-    if m["pricing"] is not None:
-        out.append(f"    pricing: {yamlout.flow_map(_pricing(m['pricing']))}")
-    if m["aliases"]:
-        yamlout.string_list(out, "    ", "aliases", m["aliases"])
+_INDENT = "    "
+
+
+def _text_line(out: list[str], name: str, value: Any) -> None:
+    out.append(f"{_INDENT}{name}: {yamlout.string(value)}")
+
+
+def _scalar_line(out: list[str], name: str, value: Any) -> None:
+    out.append(f"{_INDENT}{name}: {yamlout.scalar(value)}")
+
+
+def _list_lines(out: list[str], name: str, value: Any) -> None:
+    yamlout.string_list(out, _INDENT, name, value)
+
+
+def _value_lines(out: list[str], name: str, value: Any) -> None:
+    yamlout.emit_value(out, _INDENT, name, value)
+
+
+def _pricing_line(out: list[str], name: str, value: Any) -> None:
+    # only the prices set (and a currency other than USD)
+    out.append(f"{_INDENT}{name}: {yamlout.flow_map(_pricing(value))}")
+
+
+#: how a model field is written, by its store (``pricing`` by its name)
+_MODEL_FORMATS: dict[str, Callable[[list[str], str, Any], None]] = {
+    "text": _text_line, "integer": _scalar_line, "flag": _scalar_line, "list": _list_lines,
+}  # fmt: skip
+
+
+def _model_writer() -> Callable[[list[str], Mapping[str, Any]], None]:
+    """``write(out, model)``: the lines of one model list item, generated from the specs.
+
+    Once per model (tens of thousands): each field is one test of its default and, when it is
+    not, one call of its writer, with no loop or lookups in between (as ``dataclasses``
+    generates ``__init__``).
+    """
+    first, *rest = MODEL.specs
+    namespace: dict[str, Any] = {"string": yamlout.string}
+    lines = [
+        "def write(out, m):",
+        f"    out.append('  - {first.name}: ' + string(m[{first.name!r}]))",
+    ]
+    for i, f in enumerate(rest):
+        value = f"m[{f.name!r}]"
+        if f.same_as is not None:
+            kept = f"v != m[{f.same_as!r}]"
+        elif f.default is EMPTY:
+            kept = "v"
+        elif f.default is REQUIRED:
+            kept = "True"
+        else:
+            namespace[f"default{i}"] = f.default
+            kept = f"v != default{i}"
+        write = _pricing_line if f.name == "pricing" else _MODEL_FORMATS.get(f.store, _value_lines)
+        namespace[f"write{i}"] = write
+        lines += [f"    v = {value}", f"    if {kept}:", f"        write{i}(out, {f.name!r}, v)"]
+    exec("\n".join(lines) + "\n", namespace)  # the source is made of field names only
+    return namespace["write"]  # type: ignore[no-any-return]
+
+
+_model_lines = _model_writer()
 
 
 def _provider_document(p: Mapping[str, Any], refs: _Secrets) -> str:
     emit = yamlout.emit_value
     pid = p["provider_id"]
     out = [PROVIDER_SCHEMA_LINE, "apiVersion: gwconfig/v1", "kind: Provider"]
-    emit(out, "", "provider_id", pid)
-    emit(out, "", "provider_type", p["provider_type"])
-    if p["display_name"] != pid:
-        emit(out, "", "display_name", p["display_name"])
-    if p["description"] is not None:
-        emit(out, "", "description", p["description"])
-    if not p["enabled"]:
-        out.append("enabled: false")
-    if p["tags"]:
-        emit(out, "", "tags", p["tags"])
-    if p["deletion_protection"]:
-        out.append("deletion_protection: true")
+    for f in PROVIDER.specs:
+        if f.json and f.store == "object":  # sections of their own: connection, settings
+            _PROVIDER_SECTIONS[f.name](out, p, refs)
+        elif not f.omitted(p):
+            emit(out, "", f.name, p[f.name])
+    if p["api_keys"]:
+        out.append("api_keys:")
+    for k in p["api_keys"]:
+        _api_key_lines(out, pid, k, refs)
+    if p["models"]:
+        out.append("models:")
+        for m in p["models"]:
+            _model_lines(out, m)
+    return "\n".join(out) + "\n"
+
+
+def _api_key_lines(out: list[str], pid: str, k: Mapping[str, Any], refs: _Secrets) -> None:
+    first, *rest = API_KEY.specs
+    out.append(f"  - {first.name}: {yamlout.string(k[first.name])}")
+    for f in rest:
+        if f.secret:
+            ref = refs.reference(SecretScope(pid, "key", k["name"], k["environment"]))
+            out.append(f"    {f.name}: {yamlout.flow_map(ref)}")
+        elif not f.omitted(k):
+            yamlout.emit_value(out, "    ", f.name, k[f.name])
+
+
+def _connection_section(out: list[str], p: Mapping[str, Any], refs: _Secrets) -> None:
+    emit = yamlout.emit_value
+    pid = p["provider_id"]
     connection = p.get("connection") or {}
     conn: dict[str, Any] = {}
     for name in ("api_base", "api_version"):
@@ -283,25 +341,28 @@ def _provider_document(p: Mapping[str, Any], refs: _Secrets) -> str:
                 emit(out, "      ", "value", c["value"])
             if c["environment"] != "default":
                 emit(out, "      ", "environment", c["environment"])
+
+
+def _settings_section(out: list[str], p: Mapping[str, Any], refs: _Secrets) -> None:
     settings = _request_settings(p.get("request_settings") or {})
     if settings:
         out.append("request_settings:")
         yamlout.emit_mapping(out, "  ", settings)
-    if p["api_keys"]:
-        out.append("api_keys:")
-    for k in p["api_keys"]:
-        out.append(f"  - name: {yamlout.string(k['name'])}")
-        if k["environment"] != "default":
-            emit(out, "    ", "environment", k["environment"])
-        ref = refs.reference(SecretScope(pid, "key", k["name"], k["environment"]))
-        out.append(f"    value: {yamlout.flow_map(ref)}")
-        if k.get("expires_at") is not None:
-            emit(out, "    ", "expires_at", k["expires_at"])
-    if p["models"]:
-        out.append("models:")
-        for m in p["models"]:
-            _model_lines(out, m)
-    return "\n".join(out) + "\n"
+
+
+#: the provider's object fields, each written as a section of its own
+_PROVIDER_SECTIONS: dict[str, Callable[[list[str], Mapping[str, Any], _Secrets], None]] = {
+    "connection": _connection_section,
+    "request_settings": _settings_section,
+}
+
+
+def _target_lines(out: list[str], name: str, targets: list[Mapping[str, Any]]) -> None:
+    out.append(f"    {name}:")
+    for t in targets:
+        out.append(f"      - model: {yamlout.string(t['provider_id'] + '/' + t['model_id'])}")
+        if t.get("weight", 1) != 1:
+            yamlout.emit_value(out, "        ", "weight", t["weight"])
 
 
 def _gateway_document(gateway: Mapping[str, Any]) -> str:
@@ -312,19 +373,14 @@ def _gateway_document(gateway: Mapping[str, Any]) -> str:
     routes = gateway.get("routes") or []
     if routes:
         out.append("routes:")
+    first, *rest = ROUTE.specs
     for r in routes:
-        out.append(f"  - name: {yamlout.string(r['name'])}")
-        if r.get("description") is not None:
-            emit(out, "    ", "description", r["description"])
-        if r.get("strategy", "fallback") != "fallback":
-            emit(out, "    ", "strategy", r["strategy"])
-        out.append("    targets:")
-        for t in r["targets"]:
-            out.append(f"      - model: {yamlout.string(t['provider_id'] + '/' + t['model_id'])}")
-            if t.get("weight", 1) != 1:
-                emit(out, "        ", "weight", t["weight"])
-        if r.get("fallbacks"):
-            emit(out, "    ", "fallbacks", r["fallbacks"])
+        out.append(f"  - {first.name}: {yamlout.string(r[first.name])}")
+        for f in rest:
+            if f.store == "records":  # the targets, as ``provider/model`` references
+                _target_lines(out, f.name, r[f.name])
+            elif not f.omitted(r):
+                emit(out, "    ", f.name, r[f.name])
     if gateway.get("egress") is not None:
         out.append("egress:")
         emit(out, "  ", "allow", list(gateway["egress"]["allow"]))

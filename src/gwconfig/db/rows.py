@@ -1,9 +1,10 @@
 """Row builders: canonical dicts (see :mod:`gwconfig.canonical`) -> gateway table rows.
 
-Shared by everything that writes the gateway tables (bulk load, the seed-compatible service,
-the reconciler's apply) so every writer stores the same shape and
-:func:`gwconfig.reconcile.state.read_state`
-reads back exactly the canonical form. Use with Core executemany::
+Each builder takes the columns from the kind's field specs (:mod:`gwconfig.entities.fields`):
+the column of each field, its value copied as it is stored. Shared by everything that writes
+the gateway tables (bulk load, the seed-compatible service, the reconciler's apply) so every
+writer stores the same shape and :func:`gwconfig.reconcile.state.read_state` reads back exactly
+the canonical form. Use with Core executemany::
 
     session.execute(insert(ProviderModel), model_rows(provider))
 
@@ -14,51 +15,74 @@ plaintext never reaches a row.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, cast
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection
 
 from gwconfig.canonical import parse_timestamp
-from gwconfig.entities import SecretResolver, SecretScope
+from gwconfig.entities import (
+    API_KEY,
+    CONNECTION_PARAMETER,
+    MODEL,
+    PROVIDER,
+    ROUTE,
+    EntityKind,
+    SecretResolver,
+    SecretScope,
+)
 from gwconfig.secrets.keys import EncryptionKeys
+
+
+def _records(value: Any) -> list[dict[str, Any]]:
+    return [dict(item) for item in value]
+
+
+def _object(value: Any) -> dict[str, Any] | None:
+    return dict(value) if value is not None else None
+
+
+def _timestamp(value: Any) -> Any:
+    return parse_timestamp(value)
+
+
+#: how a canonical value of each store becomes a column value (a copy: rows outlive the bodies)
+_COPIES: dict[str, Callable[[Any], Any]] = {
+    "flag": bool, "list": list, "object": _object, "records": _records, "timestamp": _timestamp,
+}  # fmt: skip
+#: kind -> ``(field, column, copy or None)`` of each field that is not a secret
+_PLAIN: dict[EntityKind, tuple[tuple[str, str, Callable[[Any], Any] | None], ...]] = {
+    kind: tuple((f.name, f.column, _COPIES.get(f.store)) for f in kind.specs if not f.secret)
+    for kind in (PROVIDER, MODEL, API_KEY, CONNECTION_PARAMETER, ROUTE)
+}
+
+
+def plain_columns(
+    kind: EntityKind, body: Mapping[str, Any], provider_id: str | None = None
+) -> dict[str, Any]:
+    """The columns of ``body`` (of ``kind``) that hold no secret, ``provider_id`` first for the
+    children of a provider; a field missing from ``body`` is NULL."""
+    row: dict[str, Any] = {"provider_id": provider_id} if kind.parent else {}
+    get = body.get
+    for name, column, copy in _PLAIN[kind]:
+        value = get(name)
+        row[column] = copy(value) if copy is not None and value is not None else value
+    return row
 
 
 def provider_row(p: Mapping[str, Any]) -> dict[str, Any]:
     """The ``providers`` row of a canonical provider (timestamps come from column defaults)."""
-    return {
-        "provider_id": p["provider_id"],
-        "provider_type": p["provider_type"],
-        "display_name": p["display_name"],
-        "description": p["description"],
-        "enabled": p["enabled"],
-        "connection_params": dict(p["connection"]),
-        "request_settings": dict(p["request_settings"]),
-        "tags": list(p["tags"]),
-        "deletion_protection": p["deletion_protection"],
-    }
+    return plain_columns(PROVIDER, p)
 
 
 def model_row(provider_id: str, m: Mapping[str, Any]) -> dict[str, Any]:
     """The ``provider_models`` row of one canonical model."""
-    return {
-        "provider_id": provider_id,
-        "model_id": m["model_id"],
-        "display_name": m["display_name"],
-        "model_type": m["model_type"],
-        "context_window": m["context_window"],
-        "max_tokens": m["max_tokens"],
-        "enabled": m["enabled"],
-        "capabilities": list(m["capabilities"]),
-        "parameters": dict(m["parameters"]),
-        "pricing": dict(m["pricing"]) if m["pricing"] is not None else None,
-        "aliases": list(m["aliases"]),
-    }
+    return plain_columns(MODEL, m, provider_id)
 
 
 def model_rows(p: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The ``provider_models`` rows of a canonical provider."""
-    return [model_row(p["provider_id"], m) for m in p["models"]]
+    return [plain_columns(MODEL, m, p["provider_id"]) for m in p["models"]]
 
 
 def api_key_row(
@@ -73,16 +97,11 @@ def api_key_row(
     ``origin``: the origin the key is bound to (:mod:`gwconfig.secrets.origin`); without it the
     row has no ``origin`` column (an update keeps the stored one).
     """
-    row = {
-        "provider_id": provider_id,
-        "name": key["name"],
-        "environment": key["environment"],
-        "key_value": keys.encrypt(plaintext),
-        "is_encrypted": True,
-        "fingerprint": keys.fingerprint(plaintext),
-        "key_id": keys.primary_id,
-        "expires_at": parse_timestamp(key.get("expires_at")),
-    }
+    row = plain_columns(API_KEY, key, provider_id)
+    row[API_KEY.ciphertext_column or ""] = keys.encrypt(plaintext)
+    row["is_encrypted"] = True
+    row["fingerprint"] = keys.fingerprint(plaintext)
+    row["key_id"] = keys.primary_id
     if origin is not None:
         row["origin"] = origin
     return row
@@ -101,37 +120,29 @@ def parameter_row(
     encrypted with a fingerprint, bound to ``origin`` when given (as :func:`api_key_row`; a
     plain parameter's is then NULL). A plain parameter stores its typed value as JSON.
     """
-    row: dict[str, Any] = {
-        "provider_id": provider_id,
-        "param_name": param["name"],
-        "environment": param["environment"],
-        "is_sensitive": bool(param["sensitive"]),
-    }
-    if param["sensitive"]:
+    row = plain_columns(CONNECTION_PARAMETER, param, provider_id)
+    column = CONNECTION_PARAMETER.ciphertext_column or ""
+    sensitive = CONNECTION_PARAMETER.is_secret(param)
+    if sensitive:
         if plaintext is None or keys is None:
             raise ValueError(f"sensitive parameter {param['name']!r} needs its resolved value")
-        row["param_value"] = keys.encrypt(plaintext)
+        row[column] = keys.encrypt(plaintext)
         row["fingerprint"] = keys.fingerprint(plaintext)
         row["key_id"] = keys.primary_id
     else:
-        row["param_value"] = param["value"]
+        row[column] = param["value"]
         row["fingerprint"] = None
         row["key_id"] = None
     if origin is not None:  # the column is given for every row of a call (executemany)
-        row["origin"] = origin if param["sensitive"] else None
+        row["origin"] = origin if sensitive else None
     return row
 
 
 def route_row(r: Mapping[str, Any], default: str | None) -> dict[str, Any]:
     """The ``routes`` row of a canonical route (``default``: the gateway's default route)."""
-    return {
-        "name": r["name"],
-        "description": r["description"],
-        "strategy": r["strategy"],
-        "targets": [dict(t) for t in r["targets"]],
-        "fallbacks": list(r["fallbacks"]),
-        "is_default": r["name"] == default,
-    }
+    row = plain_columns(ROUTE, r)
+    row["is_default"] = r["name"] == default
+    return row
 
 
 def route_rows(gateway: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -155,14 +166,7 @@ def insert_config(
     table.
     """
     from gwconfig.db.bulk import insert_rows
-    from gwconfig.db.models import (
-        ApiKey,
-        ConnectionParameter,
-        Provider,
-        ProviderModel,
-        Route,
-        utcnow,
-    )
+    from gwconfig.db.models import Base, utcnow
     from gwconfig.db.notify import announce
     from gwconfig.secrets.origin import connection_origin
     from gwconfig.secrets.resolve import resolve_secret
@@ -187,14 +191,16 @@ def insert_config(
     routes = route_rows(data.get("gateway", {}))
     now = utcnow()
     counts: dict[str, int] = {}
-    for table, rows, constants in (
-        (Provider, providers, {"created_at": now, "updated_at": now}),
-        (ProviderModel, models, {}),
-        (ApiKey, api_keys, {"created_at": now}),
-        (ConnectionParameter, params, {}),
-        (Route, routes, {}),
+    for kind, rows in (
+        (PROVIDER, providers),
+        (MODEL, models),
+        (API_KEY, api_keys),
+        (CONNECTION_PARAMETER, params),
+        (ROUTE, routes),
     ):
-        insert_rows(conn, cast(Table, table.__table__), rows, constants)
-        counts[table.__tablename__] = len(rows)
+        table = kind.table or ""
+        constants = {c: now for c in (*kind.stamped_on_create, *kind.stamped_on_write)}
+        insert_rows(conn, Base.metadata.tables[table], rows, constants)
+        counts[table] = len(rows)
     announce(conn)
     return counts

@@ -16,7 +16,7 @@ from gwconfig.canonical import (
     content_hash,
     pretty_json,
 )
-from gwconfig.entities import key_body, model_body, param_body, provider_body, route_body
+from gwconfig.entities.records import ApiKeyBody, ModelBody, ParameterBody, ProviderBody, RouteBody
 from gwconfig.manifests.model import (
     ApiKeySpec,
     ConnectionParameterSpec,
@@ -72,12 +72,16 @@ def _secret(ref: SecretRef) -> dict[str, str]:
 def canonical_parameter(p: ConnectionParameterSpec) -> dict[str, Any]:
     """The canonical dict of one connection parameter (a secret stays a reference)."""
     value: Any = _secret(p.value) if isinstance(p.value, SecretRef) else p.value
-    return param_body(p.name, p.environment, p.is_sensitive, value)
+    return ParameterBody(
+        name=p.name, environment=p.environment, sensitive=p.is_sensitive, value=value
+    ).body()
 
 
 def canonical_api_key(k: ApiKeySpec) -> dict[str, Any]:
     """The canonical dict of one API key (its value stays a reference)."""
-    return key_body(k.name, k.environment, _secret(k.value), k.expires_at)
+    return ApiKeyBody(
+        name=k.name, environment=k.environment, value=_secret(k.value), expires_at=k.expires_at
+    ).body()
 
 
 def _pricing(p: Pricing) -> dict[str, Any]:
@@ -94,18 +98,18 @@ def _model(m: ModelSpec) -> dict[str, Any]:
     # Called once per model (tens of thousands): fields straight from the model's __dict__.
     f = m.__dict__
     name, pricing, caps, aliases = f["display_name"], f["pricing"], f["capabilities"], f["aliases"]
-    return model_body(
-        f["model_id"],
-        name if name is not None else f["model_id"],
-        f["model_type"],
-        f["context_window"],
-        f["max_tokens"],
-        f["enabled"],
-        sorted(set(caps)) if caps else [],
-        dict(f["parameters"]),
-        _pricing(pricing) if pricing is not None else None,
-        sorted(set(aliases)) if aliases else [],
-    )
+    return ModelBody(
+        model_id=f["model_id"],
+        display_name=name if name is not None else f["model_id"],
+        model_type=f["model_type"],
+        context_window=f["context_window"],
+        max_tokens=f["max_tokens"],
+        enabled=f["enabled"],
+        capabilities=sorted(set(caps)) if caps else [],
+        parameters=dict(f["parameters"]),
+        pricing=_pricing(pricing) if pricing is not None else None,
+        aliases=sorted(set(aliases)) if aliases else [],
+    ).body()
 
 
 def canonical_provider(p: ProviderManifest) -> dict[str, Any]:
@@ -123,22 +127,24 @@ def canonical_provider(p: ProviderManifest) -> dict[str, Any]:
     }
     # a secret header is the sensitive parameter header:NAME (encrypted, fingerprinted, sealed)
     secret_headers = [
-        param_body(header_param(k), "default", True, _secret(v))
+        ParameterBody(
+            name=header_param(k), environment="default", sensitive=True, value=_secret(v)
+        ).body()
         for k, v in p.connection.headers.items()
         if isinstance(v, SecretRef)
     ]
     return {
-        **provider_body(
-            p.provider_id,
-            p.provider_type,
-            p.display_name if p.display_name is not None else p.provider_id,
-            p.description,
-            p.enabled,
-            sorted(set(p.tags)),
-            p.deletion_protection,
-            connection,
-            settings,
-        ),
+        **ProviderBody(
+            provider_id=p.provider_id,
+            provider_type=p.provider_type,
+            display_name=p.display_name if p.display_name is not None else p.provider_id,
+            description=p.description,
+            enabled=p.enabled,
+            tags=sorted(set(p.tags)),
+            deletion_protection=p.deletion_protection,
+            connection=connection,
+            request_settings=settings,
+        ).body(),
         "connection_parameters": sorted(
             [*(canonical_parameter(x) for x in p.connection.parameters), *secret_headers],
             key=lambda d: (d["name"], d["environment"]),
@@ -157,7 +163,13 @@ def canonical_route(r: Route) -> dict[str, Any]:
         {"provider_id": t.provider_id, "model_id": t.model_id, "weight": t.weight}
         for t in r.targets
     ]
-    return route_body(r.name, r.description, r.strategy, targets, list(r.fallbacks))
+    return RouteBody(
+        name=r.name,
+        description=r.description,
+        strategy=r.strategy,
+        targets=targets,
+        fallbacks=list(r.fallbacks),
+    ).body()
 
 
 def build_config(

@@ -13,16 +13,21 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from gwconfig.entities import CHILD_KINDS, CHILDREN, CONNECTION_PARAMETER, SecretScope
+from gwconfig.entities import (
+    CHILD_KINDS,
+    CHILDREN,
+    CONNECTION_PARAMETER,
+    EGRESS_POLICY,
+    PROVIDER,
+    ROUTE,
+    SecretScope,
+)
 from gwconfig.reconcile.diff import Change
 
-#: child entity -> the canonical provider's list of them
-_CHILD = {k.name: k.parent for k in CHILD_KINDS if k.parent}
 #: the canonical provider's list -> the fields that order it (as the state reader sorts it)
 _ORDER = {
     k.parent: tuple(f for _, f in k.identity if f is not None) for k in CHILD_KINDS if k.parent
 }
-_SECRET_CHILDREN = frozenset(k.name for k in CHILD_KINDS if k.secret_fields)
 
 
 def _identity(kind: str, body: Mapping[str, Any]) -> Any:
@@ -56,7 +61,8 @@ def patched_state(
         return mine[kind]
 
     for c in changes:
-        if c.entity == "provider":
+        of = c.kind
+        if of is PROVIDER:
             pid = c.key
             if c.action == "delete":
                 providers.pop(pid, None)
@@ -66,8 +72,8 @@ def patched_state(
             old = providers.get(pid)
             kept = {k: old[k] for k in CHILDREN} if old is not None else {k: [] for k in CHILDREN}
             providers[pid] = {**(c.after or {}), **kept}
-        elif c.entity in _CHILD:
-            kind = _CHILD[c.entity]
+        elif of.parent is not None:
+            kind = of.parent
             pid = c.provider_id or ""
             body = c.after if c.action != "delete" else c.before
             assert body is not None
@@ -76,15 +82,15 @@ def patched_state(
                 kids(pid, kind).pop(ident, None)
             else:
                 kids(pid, kind)[ident] = body
-            if c.entity in _SECRET_CHILDREN:
+            if of.secret_fields:
                 key = SecretScope.of(c.entity, pid, body)
                 if c.action != "delete" and key in ciphertexts:
                     secrets[key] = ciphertexts[key]
                 else:
                     secrets.pop(key, None)
-        elif c.entity == "egress_policy":
+        elif of is EGRESS_POLICY:
             egress = None if c.action == "delete" else c.after
-        elif c.entity == "route":
+        elif of is ROUTE:
             name = (c.before or c.after or {})["name"]
             if c.action == "delete":
                 routes.pop(name, None)

@@ -22,7 +22,20 @@ from gwconfig.db.models import AuditEvent, Base, ConfigRevision, Route
 from gwconfig.db.notify import announce
 from gwconfig.db.rows import api_key_row, model_row, parameter_row, provider_row, route_row
 from gwconfig.db.snapshots import compress_snapshot
-from gwconfig.entities import CREATE_ORDER, DELETE_ORDER, KINDS, MODEL, SecretScope, mask_entity
+from gwconfig.entities import (
+    API_KEY,
+    CONNECTION_PARAMETER,
+    CREATE_ORDER,
+    DEFAULT_ROUTE,
+    DELETE_ORDER,
+    KINDS,
+    MODEL,
+    PROVIDER,
+    ROUTE,
+    EntityKind,
+    SecretScope,
+    mask_entity,
+)
 from gwconfig.errors import PlanError, StalePlanError
 from gwconfig.reconcile.after import patched_state
 from gwconfig.reconcile.bindings import AuditStamp, record_apply_extras, record_extras
@@ -82,24 +95,51 @@ def _secret(values: SecretValues, pid: str, entity: str, body: Mapping[str, Any]
         ) from None
 
 
-def _rows(
-    changes: list[Change], values: SecretValues, keys: EncryptionKeys, default: str | None
-) -> list[dict[str, Any]]:
-    out = []
-    for c in changes:
-        body, pid = c.after or {}, c.provider_id or ""
-        if c.entity == "provider":
-            out.append(provider_row(body))
-        elif c.entity == "model":
-            out.append(model_row(pid, body))
-        elif c.entity == "api_key":
-            out.append(api_key_row(pid, body, _secret(values, pid, c.entity, body), keys))
-        elif c.entity == "connection_parameter":
-            plain = _secret(values, pid, c.entity, body) if body["sensitive"] else None
-            out.append(parameter_row(pid, body, keys, plain))
-        elif c.entity == "route":
-            out.append(route_row(body, default))
-    return out
+#: ``row(change, values, keys, default route)``: the table row a create or update writes
+RowBuilder = Callable[[Change, SecretValues, EncryptionKeys, str | None], dict[str, Any]]
+
+
+def _provider_row(
+    c: Change, values: SecretValues, keys: EncryptionKeys, default: str | None
+) -> dict[str, Any]:
+    return provider_row(c.after or {})
+
+
+def _model_row(
+    c: Change, values: SecretValues, keys: EncryptionKeys, default: str | None
+) -> dict[str, Any]:
+    return model_row(pid_of(c), c.after or {})
+
+
+def _api_key_row(
+    c: Change, values: SecretValues, keys: EncryptionKeys, default: str | None
+) -> dict[str, Any]:
+    body, pid = c.after or {}, pid_of(c)
+    return api_key_row(pid, body, _secret(values, pid, c.entity, body), keys)
+
+
+def _parameter_row(
+    c: Change, values: SecretValues, keys: EncryptionKeys, default: str | None
+) -> dict[str, Any]:
+    body, pid = c.after or {}, pid_of(c)
+    plain = _secret(values, pid, c.entity, body) if c.kind.is_secret(body) else None
+    return parameter_row(pid, body, keys, plain)
+
+
+def _route_row(
+    c: Change, values: SecretValues, keys: EncryptionKeys, default: str | None
+) -> dict[str, Any]:
+    return route_row(c.after or {}, default)
+
+
+#: kind -> its row builder (every kind with a table)
+_ROWS: dict[EntityKind, RowBuilder] = {
+    PROVIDER: _provider_row,
+    MODEL: _model_row,
+    API_KEY: _api_key_row,
+    CONNECTION_PARAMETER: _parameter_row,
+    ROUTE: _route_row,
+}
 
 
 #: ``provider_models`` columns that are canonical model fields of the same name (see rows.py)
@@ -152,7 +192,7 @@ def write_changes(
     :func:`gwconfig.db.bulk.insert_tuples`); it may not be called at all.
     """
     effective = plan.effective_changes
-    default_change = next((c for c in effective if c.entity == "default_route"), None)
+    default_change = next((c for c in effective if c.kind is DEFAULT_ROUTE), None)
     default = (
         (default_change.after or {}).get("default_route")
         if default_change is not None
@@ -170,29 +210,27 @@ def write_changes(
         if not changes:
             continue
         table, ident, fields = _TABLES[entity]
+        kind = KINDS[entity]
         if action == "delete":
             idents = [_ident_values(c, fields) for c in changes]
             bulk.delete_rows(conn, table, ident, idents)
             continue
-        if entity == "model":  # the bulk of a large apply: straight from the bodies
+        if kind is MODEL:  # the bulk of a large apply: straight from the bodies
             bodies = [c.after or {} for c in changes]
             columns: dict[str, list[Any]] = {"provider_id": [c.provider_id for c in changes]}
             columns.update({f: [b[f] for b in bodies] for f in _MODEL_FIELDS})
         else:
-            rows = _rows(changes, values, keys, default)
+            build = _ROWS[kind]
+            rows = [build(c, values, keys, default) for c in changes]
             columns = bulk.by_column(rows)
-            kind = KINDS[entity]
             if kind.ciphertext_column is not None:
                 for c, row in zip(changes, rows, strict=True):
                     if kind.is_secret(c.after):
                         scope = SecretScope.of(entity, pid_of(c), c.after or {})
                         written[scope] = row[kind.ciphertext_column]
-        constants: dict[str, Any] = {}
-        if entity == "provider":
-            constants["updated_at"] = now
-        if action == "create" and entity in ("provider", "api_key"):
-            constants["created_at"] = now
-        if action == "create" and entity == "model" and meanwhile is not None:
+        stamped = (*kind.stamped_on_write, *(kind.stamped_on_create if action == "create" else ()))
+        constants: dict[str, Any] = dict.fromkeys(stamped, now)
+        if action == "create" and kind is MODEL and meanwhile is not None:
             done = partial(meanwhile, Written(dict(written), default))
             bulk.insert_columns(conn, table, columns, constants, meanwhile=done)
         elif action == "create":

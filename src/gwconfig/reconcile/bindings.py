@@ -34,11 +34,12 @@ from gwconfig.secrets.origin import connection_origin
 _SETTINGS = cast(Table, GatewaySetting.__table__)
 #: secret kind -> (table, identity columns), from the entity registry
 _TABLES: dict[str, tuple[Table, tuple[str, ...]]] = {
-    kind: (
-        Base.metadata.tables[KINDS[entity].table or ""],
-        tuple(c for c, _ in KINDS[entity].identity),
+    kind.scope_kind: (
+        Base.metadata.tables[kind.table or ""],
+        tuple(c for c, _ in kind.identity),
     )
-    for kind, entity in (("key", "api_key"), ("param", "connection_parameter"))
+    for kind in KINDS.values()
+    if kind.scope_kind is not None
 }
 
 

@@ -28,7 +28,14 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, NamedTuple
 
 # the entity registry is a leaf too: labels, secret fields and the one masking function
-from gwconfig.entities import EntityType, entity_label, is_secret_field, mask_entity
+from gwconfig.entities import (
+    KINDS,
+    EntityKind,
+    EntityType,
+    entity_label,
+    is_secret_field,
+    mask_entity,
+)
 
 #: Field metadata: the variant never writes this key.
 NEVER: Mapping[str, str] = types.MappingProxyType({"json": "never"})
@@ -122,6 +129,11 @@ class Change:
     def effective(self) -> bool:
         """True when apply will execute this change (blocked deletes are kept)."""
         return self.blocked is None
+
+    @property
+    def kind(self) -> EntityKind:
+        """The kind of the entity changed (what behaviour per kind dispatches on)."""
+        return KINDS[self.entity]
 
     @property
     def label(self) -> str:

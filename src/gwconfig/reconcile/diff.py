@@ -15,8 +15,20 @@ from typing import Any, NamedTuple
 
 # re-exported: callers of the diff read these as ``gwconfig.reconcile.diff`` names
 from gwconfig.entities import CHILDREN as CHILDREN
+from gwconfig.entities import (
+    DEFAULT_ROUTE,
+    EGRESS_POLICY,
+    EGRESS_POLICY_KEY,
+    KEY_FUNCTIONS,
+    KINDS,
+    PROVIDER,
+    ROUTE,
+    EntityKind,
+    EntityType,
+    is_secret_field,
+    phase,
+)
 from gwconfig.entities import DEFAULT_ROUTE_KEY as DEFAULT_ROUTE_KEY
-from gwconfig.entities import EGRESS_POLICY_KEY, KEY_FUNCTIONS, EntityType, is_secret_field, phase
 from gwconfig.entities import ENTITY_TYPES as ENTITY_TYPES
 from gwconfig.entities import entity_label as entity_label
 from gwconfig.entities import mask_entity as mask_entity
@@ -58,6 +70,11 @@ class Entity(NamedTuple):
     entity: EntityType
     provider_id: str | None
     body: Mapping[str, Any]
+
+    @property
+    def kind(self) -> EntityKind:
+        """The entity's kind (what behaviour per kind dispatches on)."""
+        return KINDS[self.entity]
 
 
 def entities(
@@ -123,11 +140,12 @@ def selected_providers(
 def _in_selection(ent: Entity, selected: Collection[str] | None, routes: set[str]) -> bool:
     if selected is None:
         return True
-    if ent.entity == "route":
+    kind = ent.kind
+    if kind is ROUTE:
         return ent.body["name"] in routes
-    if ent.entity == "default_route":
+    if kind is DEFAULT_ROUTE:
         return ent.body.get("default_route") in routes
-    if ent.entity == "egress_policy":  # apply stores the manifests' policy whatever is selected
+    if kind is EGRESS_POLICY:  # apply stores the manifests' policy whatever is selected
         return True
     return ent.provider_id in selected
 
@@ -139,7 +157,7 @@ def _selected_routes(
     names: set[str] = set()
     for key in set(want) | set(have):
         ent = want.get(key) or have[key]
-        if ent.entity != "route":
+        if ent.kind is not ROUTE:
             continue
         if all(t["provider_id"] in selected for t in ent.body.get("targets", ())):
             names.add(ent.body["name"])
@@ -237,7 +255,7 @@ def diff(
             h is None or not _in_selection(h, selected, routes)
         ):
             continue
-        if h is None and w.entity == "default_route":  # the database has none: an update
+        if h is None and w.kind is DEFAULT_ROUTE:  # the database has none: an update
             if w.body.get("default_route") is None:
                 continue
             h = Entity("default_route", None, {"default_route": None})
@@ -271,7 +289,7 @@ def diff(
         blocked = None
         if h.provider_id in protected:
             blocked = PROTECTED
-        elif not prune and h.entity != "egress_policy":  # a setting the Gateway manifest owns
+        elif not prune and h.kind is not EGRESS_POLICY:  # a setting the Gateway manifest owns
             blocked = NEEDS_PRUNE
         changes.append(
             Delete(
@@ -288,7 +306,7 @@ def diff(
         phases.setdefault(_phase(c), []).append(c)
     changes = [c for n in sorted(phases) for c in sorted(phases[n], key=_key_of)]
     warnings: list[str] = []
-    kept = [c for c in changes if c.blocked == PROTECTED and c.entity == "provider"]
+    kept = [c for c in changes if c.blocked == PROTECTED and c.kind is PROVIDER]
     for c in kept:
         warnings.append(
             f"provider {c.key} is missing from the manifests but {PROTECTED}; it is kept "

@@ -148,7 +148,7 @@ class Plan(BaseModel):
         """Reasons for every secret that could not be resolved (apply refuses these)."""
         seen: dict[str, None] = {}
         for c in self.changes:
-            if c.blocked is not None or c.entity not in ("api_key", "connection_parameter"):
+            if c.blocked is not None or not c.kind.secret_fields:
                 continue  # only secrets can be unknown
             for reason in c.unknown_secrets:
                 seen.setdefault(f"{c.key}: {reason}", None)

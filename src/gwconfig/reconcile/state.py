@@ -1,15 +1,16 @@
 """The state reader: gateway database -> :class:`ActualState` (read only).
 
-One Core ``SELECT`` per table, indexed in dicts, assembled into the canonical shape of
-:mod:`gwconfig.canonical` so ``diff(desired, actual)`` compares like with like. Stored secrets
-appear only as ``{"fingerprint": "hmac-sha256:..."}``; their ciphertext is in
-:attr:`ActualState.secrets` for the few callers (rotation, runtime) that must decrypt.
+One ``SELECT`` per table (:mod:`gwconfig.reconcile.selects`, derived from the field specs),
+indexed in dicts, assembled into the canonical shape of :mod:`gwconfig.canonical` so
+``diff(desired, actual)`` compares like with like. Stored secrets appear only as
+``{"fingerprint": "hmac-sha256:..."}``; their ciphertext is in :attr:`ActualState.secrets`
+for the few callers (rotation, runtime) that must decrypt.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -18,17 +19,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 import orjson
 
 from gwconfig.canonical import FORMAT_VERSION, content_hash
-from gwconfig.entities import (
-    SecretScope,
-    api_key_body,
-    model_body,
-    parameter_body,
-    provider_body,
-    route_body,
-)
+from gwconfig.entities import SecretScope
+from gwconfig.entities.records import ApiKeyBody, ParameterBody
 from gwconfig.errors import DatabaseError
 from gwconfig.manifests.limits import DEPTH_MESSAGE
 from gwconfig.perf.gcpause import gc_paused
+from gwconfig.reconcile.selects import KEYS, MODELS, PARAMETERS, PROVIDERS, ROUTES, Select
 
 if TYPE_CHECKING:
     from gwconfig.secrets.keys import StoredKeys
@@ -129,72 +125,6 @@ def mark(dialect: str) -> str:
     return "?" if dialect == "sqlite" else "%s"
 
 
-def _json_text(dialect: str, column: str) -> str:
-    """A JSON column selected as its stored text (parsed in bulk by :func:`parse_json_cells`)."""
-    return f"CAST({column} AS TEXT)" if dialect == "postgresql" else column
-
-
-def _concat(dialect: str, parts: Sequence[str]) -> str:
-    if dialect in ("mysql", "mariadb"):
-        return f"concat({', '.join(parts)})"
-    return " || ".join(parts)
-
-
-def _models_sql(dialect: str) -> str:
-    """Scalar columns, then the four JSON documents as one JSON array text per row.
-
-    No ORDER BY: sorting on the server costs more than Python's sort of rows that usually come
-    back in insertion order, and only Python's sort gives code-point order on every engine.
-    """
-    docs = []
-    for column in ("capabilities", "parameters", "pricing", "aliases"):
-        docs += [f"coalesce({_json_text(dialect, column)}, 'null')", "','"]
-    docs[-1] = "']'"
-    array = _concat(dialect, ["'['", *docs])
-    return (
-        "SELECT provider_id, model_id, display_name, model_type, context_window, max_tokens, "
-        f"enabled, {array} FROM provider_models"
-    )
-
-
-def _params_sql(dialect: str) -> str:
-    return (
-        "SELECT provider_id, param_name, environment, param_value, is_sensitive, fingerprint, "
-        "key_id, origin FROM connection_parameters"
-    )
-
-
-def _providers_sql(dialect: str) -> str:
-    docs = ", ".join(
-        _json_text(dialect, c) for c in ("tags", "connection_params", "request_settings")
-    )
-    return (
-        "SELECT provider_id, provider_type, display_name, description, enabled, "
-        f"deletion_protection, {docs} FROM providers"
-    )
-
-
-def _routes_sql(dialect: str) -> str:
-    docs = ", ".join(_json_text(dialect, c) for c in ("targets", "fallbacks"))
-    return f"SELECT name, description, strategy, is_default, {docs} FROM routes"
-
-
-def _keys_sql(dialect: str) -> str:
-    return (
-        "SELECT provider_id, name, environment, key_value, fingerprint, expires_at, key_id, "
-        "origin FROM api_keys"
-    )
-
-
-_SQL: dict[str, Callable[[str], str]] = {
-    "models": _models_sql,
-    "params": _params_sql,
-    "providers": _providers_sql,
-    "routes": _routes_sql,
-    "keys": _keys_sql,
-}
-
-
 def stored_setting(source: Any, name: str) -> Any:
     """The JSON value of ``gateway_settings`` row ``name`` (None when there is none)."""
     source = reader(source)
@@ -207,9 +137,9 @@ def stored_setting(source: Any, name: str) -> Any:
     return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
-def _fetch(source: Reader, table: str) -> list[tuple[Any, ...]]:
-    """All rows of one of the :data:`_SQL` statements, as plain DBAPI tuples."""
-    return source.rows(_SQL[table](source.dialect))
+def _fetch(source: Reader, select: Select) -> list[tuple[Any, ...]]:
+    """All rows of one of the :mod:`~gwconfig.reconcile.selects` statements, as DBAPI tuples."""
+    return source.rows(select.sql(source.dialect))
 
 
 @contextmanager
@@ -310,20 +240,23 @@ def read_tables(source: Any, *, model_rows: bool = False) -> StateTables:
 
 
 _by_first = itemgetter(0)
-_by_model_id = itemgetter(1)
-_by_name_environment = itemgetter(1, 2)
-#: the model documents' text ends like this when the aliases are empty
+_MODEL_ID, _ENABLED = MODELS.index("model_id"), MODELS.index("enabled")
+_DOCS = MODELS.first_document
+_by_model_id = itemgetter(_MODEL_ID)
+_by_name_environment = itemgetter(KEYS.index("name"), KEYS.index("environment"))
+#: the model documents' text ends like this when the aliases (the last document) are empty
 _NO_ALIASES = (",[]]", ",null]")
+if MODELS.documents[-1].name != "aliases":
+    raise TypeError("index_model_rows expects aliases to be the models' last JSON field")
+#: ``(row, its parsed documents) -> canonical body`` (providers without their children)
+_model_body, _provider_body, _route_body = MODELS.body(), PROVIDERS.body(), ROUTES.body()
 
 
 def canonical_models(rows: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
     """Canonical model dicts from ``provider_models`` rows (one ``orjson`` call for all)."""
-    docs = _loads("[" + ",".join([row[7] for row in rows]) + "]")
-    body = model_body
-    return [
-        body(row[1], row[2], row[3], row[4], row[5], row[6], *doc)
-        for row, doc in zip(rows, docs, strict=True)
-    ]
+    docs = _loads("[" + ",".join([row[_DOCS] for row in rows]) + "]")
+    body = _model_body
+    return [body(row, doc) for row, doc in zip(rows, docs, strict=True)]
 
 
 def model_from_row(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -340,15 +273,15 @@ def index_model_rows(
     checks the candidates' canonical dicts.
     """
     return (
-        {row[1]: row for row in rows},
-        {row[1] for row in rows if not row[6]},
-        [row[1] for row in rows if not row[7].endswith(_NO_ALIASES)],
+        {row[_MODEL_ID]: row for row in rows},
+        {row[_MODEL_ID] for row in rows if not row[_ENABLED]},
+        [row[_MODEL_ID] for row in rows if not row[_DOCS].endswith(_NO_ALIASES)],
     )
 
 
 def _read_models(conn: Reader, raw: bool) -> dict[str, list[Any]]:
     """provider_id -> its models sorted by model_id: canonical dicts, or the rows when ``raw``."""
-    rows = _fetch(conn, "models")
+    rows = _fetch(conn, MODELS)
     # code-point order whatever the database collation: by provider (usually already so), then
     # each provider's run by model_id; single-key sorts, no key tuples
     rows.sort(key=_by_first)
@@ -377,11 +310,13 @@ def _read_tables(conn: Reader, raw_models: bool = False) -> StateTables:
     models = _read_models(conn, raw_models)
 
     keys: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    key_rows = _fetch(conn, "keys")
+    key_rows = _fetch(conn, KEYS)
     key_rows.sort(key=_by_name_environment)
     for key_row in key_rows:
-        pid, name, environment, token, fingerprint, expires_at, kid, origin = key_row
-        keys[pid].append(api_key_body(name, environment, fingerprint, expires_at))
+        pid, name, environment, token, expires_at, fingerprint, kid, origin = key_row
+        value = {"fingerprint": fingerprint}
+        key = ApiKeyBody(name=name, environment=environment, value=value, expires_at=expires_at)
+        keys[pid].append(key.body())
         scope = SecretScope(pid, "key", name, environment)
         secrets[scope] = token
         fingerprints[scope] = fingerprint
@@ -389,25 +324,32 @@ def _read_tables(conn: Reader, raw_models: bool = False) -> StateTables:
         origins[scope] = origin
 
     params: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    rows = _fetch(conn, "params")
+    rows = _fetch(conn, PARAMETERS)
     rows.sort(key=_by_name_environment)
-    for row, value in zip(rows, parse_json_cells([row[3] for row in rows]), strict=True):
-        params[row[0]].append(parameter_body(row[1], row[2], row[4], value, row[5]))
-        if row[4]:
-            scope = SecretScope(row[0], "param", row[1], row[2])
-            secrets[scope] = value
-            fingerprints[scope] = row[5]
-            key_ids[scope] = row[6]
-            origins[scope] = row[7]
-
-    rows = _fetch(conn, "providers")
-    rows.sort(key=_by_first)
-    docs = iter(parse_json_cells([cell for row in rows for cell in row[6:9]]))
-    providers = []
-    for row, tags, connection, settings in zip(rows, docs, docs, docs, strict=True):
-        p = provider_body(
-            row[0], row[1], row[2], row[3], row[4], tags, row[5], connection, settings
+    for row, value in zip(rows, parse_json_cells([row[4] for row in rows]), strict=True):
+        pid, name, environment, sensitive, _, fingerprint, kid, origin = row
+        param = ParameterBody.stored(
+            name=name,
+            environment=environment,
+            sensitive=sensitive,
+            value=value,
+            fingerprint=fingerprint,
         )
+        params[pid].append(param.body())
+        if sensitive:
+            scope = SecretScope(pid, "param", name, environment)
+            secrets[scope] = value
+            fingerprints[scope] = fingerprint
+            key_ids[scope] = kid
+            origins[scope] = origin
+
+    rows = _fetch(conn, PROVIDERS)
+    rows.sort(key=_by_first)
+    width, start = len(PROVIDERS.documents), PROVIDERS.first_document
+    docs = parse_json_cells([cell for row in rows for cell in row[start:]])
+    providers = []
+    for i, row in enumerate(rows):
+        p = _provider_body(row, docs[i * width : (i + 1) * width])
         p["connection_parameters"] = params.get(row[0]) or []
         p["api_keys"] = keys.get(row[0]) or []
         providers.append(p)
@@ -416,17 +358,16 @@ def _read_tables(conn: Reader, raw_models: bool = False) -> StateTables:
         for provider in providers:
             provider["models"] = models.get(provider["provider_id"]) or []
 
-    rows = _fetch(conn, "routes")
+    rows = _fetch(conn, ROUTES)
     default_route: str | None = None
+    is_default = ROUTES.index("is_default")
     for row in rows:
-        if row[3]:
+        if row[is_default]:
             default_route = row[0]
     rows.sort(key=_by_first)
-    docs = iter(parse_json_cells([cell for row in rows for cell in row[4:6]]))
-    routes = [
-        route_body(row[0], row[1], row[2], targets, fallbacks)
-        for row, targets, fallbacks in zip(rows, docs, docs, strict=True)
-    ]
+    width, start = len(ROUTES.documents), ROUTES.first_document
+    docs = parse_json_cells([cell for row in rows for cell in row[start:]])
+    routes = [_route_body(row, docs[i * width : (i + 1) * width]) for i, row in enumerate(rows)]
 
     last = last_revision(conn)
     data: dict[str, Any] = {

@@ -20,7 +20,16 @@ from gwconfig import settings
 from gwconfig.canonical import format_timestamp
 from gwconfig.db.lock import WRITE_LOCK_TIMEOUT
 from gwconfig.db.models import ApiKey, AuditEvent, ConnectionParameter, Provider, ProviderModel
-from gwconfig.entities import MASK, entity_key, mask_entity, model_key, parse_key
+from gwconfig.entities import (
+    CONNECTION_PARAMETER,
+    KINDS,
+    MASK,
+    MODEL,
+    entity_key,
+    mask_entity,
+    model_key,
+    parse_key,
+)
 from gwconfig.secrets.keys import EncryptionKeys
 from gwconfig.secrets.names import sensitive_header
 from gwconfig.seed.checks import check_written
@@ -116,7 +125,7 @@ class ProviderService:
             if events:
                 self.db.flush()
                 touched = {parse_key(e, key)[0] or "" for e, key, *_ in events}
-                models = {parse_key(e, key)[1][0] for e, key, *_ in events if e == "model"}
+                models = {parse_key(e, key)[1][0] for e, key, *_ in events if KINDS[e] is MODEL}
                 only = next(iter(models)) if len(events) == 1 and len(models) == 1 else None
                 check_written(self.db, touched, what, only)
             for entity, key, action, before, after in events:
@@ -187,7 +196,7 @@ class ProviderService:
             current = self.repository.require_provider(provider_id)
             before = provider_entity(current)
             params_before = {
-                k: b for e, k, b in self._children(provider_id) if e == "connection_parameter"
+                k: b for e, k, b in self._children(provider_id) if KINDS[e] is CONNECTION_PARAMETER
             }
             p = self.repository.update_provider(provider_id, provider_data)
             after = provider_entity(p)
@@ -195,7 +204,7 @@ class ProviderService:
             if after != before:
                 events.append(("provider", provider_id, "update", before, after))
             for e, k, b in self._children(provider_id):
-                if e == "connection_parameter" and params_before.get(k) != b:
+                if KINDS[e] is CONNECTION_PARAMETER and params_before.get(k) != b:
                     action = "update" if k in params_before else "create"
                     events.append((e, k, action, params_before.get(k), b))
             return p, events
@@ -313,7 +322,7 @@ class ProviderService:
             before = {
                 k: b
                 for e, k, b in (self._children(pid) if isinstance(pid, str) else [])
-                if e == "connection_parameter"
+                if KINDS[e] is CONNECTION_PARAMETER
             }
             c = self.repository.set_connection_parameter(param_data)
             after = param_entity(c)

@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from gwconfig.db.models import ApiKey, ConnectionParameter, Provider, ProviderModel
-from gwconfig.entities import SecretScope, api_key_body, model_body, parameter_body, provider_body
+from gwconfig.entities import MODEL, SecretScope
+from gwconfig.entities.records import ApiKeyBody, ModelBody, ParameterBody, ProviderBody
 from gwconfig.errors import ValidationFailed
 from gwconfig.manifests.compile import canonical_api_key as canonical_key
 from gwconfig.manifests.compile import canonical_parameter as canonical_param
@@ -150,6 +151,10 @@ def _param_input(data: Any, what: str) -> tuple[dict[str, Any], str | None]:
     return doc, None
 
 
+#: model fields whose default is None: there a None is the value, not "use the default"
+_NONE_IS_A_VALUE = frozenset(f.name for f in MODEL.specs if f.default is None)
+
+
 def model_input(data: Any, what: str, provider_id: Any = None) -> dict[str, Any]:
     """A seed model dict as a ``ModelSpec`` document (``provider_id`` checked and dropped).
 
@@ -165,7 +170,7 @@ def model_input(data: Any, what: str, provider_id: Any = None) -> dict[str, Any]
     caps = data.get("capabilities")
     if isinstance(caps, Mapping):
         data["capabilities"] = sorted(str(k) for k, v in caps.items() if v)
-    return {k: v for k, v in data.items() if v is not None or k in ("context_window", "max_tokens")}
+    return {k: v for k, v in data.items() if v is not None or k in _NONE_IS_A_VALUE}
 
 
 def provider_manifest(data: Any) -> tuple[ProviderManifest, Plaintexts]:
@@ -263,29 +268,53 @@ def param_spec(data: Mapping[str, Any], what: str) -> tuple[dict[str, Any], str 
 
 def provider_entity(p: Provider) -> dict[str, Any]:
     """The canonical provider body without its children."""
-    return provider_body(
-        p.provider_id, p.provider_type, p.display_name, p.description, p.enabled, list(p.tags),
-        p.deletion_protection, dict(p.connection_params), dict(p.request_settings),
-    )  # fmt: skip
+    return ProviderBody(
+        provider_id=p.provider_id,
+        provider_type=p.provider_type,
+        display_name=p.display_name,
+        description=p.description,
+        enabled=p.enabled,
+        tags=list(p.tags),
+        deletion_protection=p.deletion_protection,
+        connection=dict(p.connection_params),
+        request_settings=dict(p.request_settings),
+    ).body()
 
 
 def model_entity(m: ProviderModel) -> dict[str, Any]:
     """The canonical model body."""
     pricing = dict(m.pricing) if m.pricing is not None else None
-    return model_body(
-        m.model_id, m.display_name, m.model_type, m.context_window, m.max_tokens, m.enabled,
-        list(m.capabilities), dict(m.parameters), pricing, list(m.aliases),
-    )  # fmt: skip
+    return ModelBody(
+        model_id=m.model_id,
+        display_name=m.display_name,
+        model_type=m.model_type,
+        context_window=m.context_window,
+        max_tokens=m.max_tokens,
+        enabled=m.enabled,
+        capabilities=list(m.capabilities),
+        parameters=dict(m.parameters),
+        pricing=pricing,
+        aliases=list(m.aliases),
+    ).body()
 
 
 def key_entity(k: ApiKey) -> dict[str, Any]:
     """The canonical key body; the value is the stored fingerprint."""
-    return api_key_body(k.name, k.environment, k.fingerprint, k.expires_at)
+    value = {"fingerprint": k.fingerprint}
+    return ApiKeyBody(
+        name=k.name, environment=k.environment, value=value, expires_at=k.expires_at
+    ).body()
 
 
 def param_entity(c: ConnectionParameter) -> dict[str, Any]:
     """The canonical parameter body; a sensitive value is the stored fingerprint."""
-    return parameter_body(c.param_name, c.environment, c.is_sensitive, c.param_value, c.fingerprint)
+    return ParameterBody.stored(
+        name=c.param_name,
+        environment=c.environment,
+        sensitive=c.is_sensitive,
+        value=c.param_value,
+        fingerprint=c.fingerprint,
+    ).body()
 
 
 def validated_model(data: Mapping[str, Any], what: str, *, mariadb: bool = False) -> ModelSpec:

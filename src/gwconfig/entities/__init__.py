@@ -5,18 +5,19 @@ seed-compatible service all take from here what they know about an entity kind:
 
 * its identity and key format (the keys of ``CompiledConfig.sources``, plan changes and audit
   rows): :func:`entity_key`, :func:`parse_key`;
-* its canonical fields (see :mod:`gwconfig.canonical`) and how a stored row becomes them
-  (``*_body`` functions, used by :mod:`gwconfig.reconcile.state` and
-  :mod:`gwconfig.seed.validation`);
+* its canonical fields, each a :class:`~gwconfig.entities.fields.Field` spec (column, store,
+  default, secret or not, compared by verify: :mod:`gwconfig.entities.fields`), and the frozen
+  record of its canonical body (:mod:`gwconfig.entities.records`);
 * which fields are secret, and the one masking function :func:`mask_entity`;
 * its dependency phase: when it is created and when deleted relative to the others
   (:data:`CREATE_ORDER`, :data:`DELETE_ORDER`, :func:`phase`);
-* its table, identity columns and parent collection in the canonical provider;
+* its table, identity columns, the columns the database stamps, and its parent collection in
+  the canonical provider;
 * its human label.
 
-A new field or entity kind is added here (plus the row builder in :mod:`gwconfig.db.rows` and a
-migration). The module imports nothing of gwconfig but :mod:`gwconfig.canonical`, so every layer
-may use it.
+A new field is one spec entry in :mod:`gwconfig.entities.fields` (and its attribute in the
+record) plus a migration; a new kind is added here. The package imports nothing of gwconfig but
+:mod:`gwconfig.canonical`, so every layer may use it.
 
 Keys:
 
@@ -33,11 +34,20 @@ Keys:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
-from gwconfig.canonical import format_timestamp
+from gwconfig.entities.fields import (
+    API_KEY_FIELDS,
+    CONNECTION_PARAMETER_FIELDS,
+    DEFAULT_ROUTE_FIELDS,
+    EGRESS_POLICY_FIELDS,
+    MODEL_FIELDS,
+    PROVIDER_FIELDS,
+    ROUTE_FIELDS,
+    Field,
+    names,
+)
 
 EntityType = Literal[
     "provider",
@@ -89,12 +99,13 @@ class SecretScope(NamedTuple):
     @property
     def entity(self) -> EntityType:
         """The entity kind holding this secret."""
-        return "api_key" if self.kind == "key" else "connection_parameter"
+        return _SCOPE_KINDS[self.kind].name
 
     @classmethod
     def of(cls, entity: str, provider_id: str, body: Mapping[str, Any]) -> SecretScope:
         """The scope of the secret of an ``api_key`` or ``connection_parameter`` body."""
-        kind: Literal["key", "param"] = "key" if entity == "api_key" else "param"
+        kind = _SECRET_KINDS[entity].scope_kind
+        assert kind is not None
         return cls(provider_id, kind, body["name"], body["environment"])
 
     @classmethod
@@ -171,102 +182,16 @@ def _parse_model(key: str) -> tuple[str | None, tuple[str, ...]]:
     return pid, (model_id,)
 
 
-# -- canonical bodies: from compiled manifests, stored rows (state reader) and seed dicts ---------
-
-
-def provider_body(
-    provider_id: str, provider_type: str, display_name: str, description: str | None,
-    enabled: Any, tags: list[str], deletion_protection: Any, connection: dict[str, Any],
-    request_settings: dict[str, Any],
-) -> dict[str, Any]:  # fmt: skip
-    """The canonical provider (without its children) from its ``providers`` columns."""
-    return {
-        "provider_id": provider_id,
-        "provider_type": provider_type,
-        "display_name": display_name,
-        "description": description,
-        "enabled": bool(enabled),
-        "tags": tags,
-        "deletion_protection": bool(deletion_protection),
-        "connection": connection,
-        "request_settings": request_settings,
-    }
-
-
-def model_body(
-    model_id: str, display_name: str, model_type: str, context_window: int | None,
-    max_tokens: int | None, enabled: Any, capabilities: list[str], parameters: dict[str, Any],
-    pricing: dict[str, Any] | None, aliases: list[str],
-) -> dict[str, Any]:  # fmt: skip
-    """The canonical model from its ``provider_models`` columns (JSON columns parsed)."""
-    return {
-        "model_id": model_id,
-        "display_name": display_name,
-        "model_type": model_type,
-        "context_window": context_window,
-        "max_tokens": max_tokens,
-        "enabled": bool(enabled),
-        "capabilities": capabilities,
-        "parameters": parameters,
-        "pricing": pricing,
-        "aliases": aliases,
-    }
-
-
-def key_body(
-    name: str, environment: str, value: dict[str, Any], expires_at: datetime | None
-) -> dict[str, Any]:
-    """The canonical API key; ``value`` is a reference (compiled) or a fingerprint (stored)."""
-    return {
-        "name": name,
-        "environment": environment,
-        "value": value,
-        "expires_at": format_timestamp(expires_at),
-    }
-
-
-def param_body(name: str, environment: str, sensitive: Any, value: Any) -> dict[str, Any]:
-    """The canonical connection parameter; a sensitive ``value`` is a reference or fingerprint."""
-    return {"name": name, "environment": environment, "sensitive": bool(sensitive), "value": value}
-
-
-def api_key_body(
-    name: str, environment: str, fingerprint: str | None, expires_at: datetime | str | None
-) -> dict[str, Any]:
-    """The canonical API key from its ``api_keys`` columns: the value is the stored fingerprint."""
-    if isinstance(expires_at, str):  # SQLite gives the stored text
-        expires_at = datetime.fromisoformat(expires_at)
-    return key_body(name, environment, {"fingerprint": fingerprint}, expires_at)
-
-
-def parameter_body(
-    name: str, environment: str, sensitive: Any, value: Any, fingerprint: str | None
-) -> dict[str, Any]:
-    """The canonical connection parameter; a sensitive value is its stored fingerprint."""
-    return param_body(
-        name, environment, sensitive, {"fingerprint": fingerprint} if sensitive else value
-    )
-
-
-def route_body(
-    name: str, description: str | None, strategy: str, targets: list[Any], fallbacks: list[str]
-) -> dict[str, Any]:
-    """The canonical route from its ``routes`` columns (``is_default`` is the gateway's)."""
-    return {
-        "name": name,
-        "description": description,
-        "strategy": strategy,
-        "targets": targets,
-        "fallbacks": fallbacks,
-    }
-
-
 # -- the registry --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EntityKind:
-    """Everything gwconfig knows about one kind of entity (see the module docstring)."""
+    """Everything gwconfig knows about one kind of entity (see the module docstring).
+
+    Kinds compare by identity: code that behaves per kind dispatches on these objects (or
+    tables keyed by them), never on the kind's name.
+    """
 
     name: EntityType
     #: how people read the kind (``API key``)
@@ -275,8 +200,8 @@ class EntityKind:
     key: Callable[[str | None, Mapping[str, Any]], str]
     #: ``parse(key)``: ``(provider_id, identity values)``; inverse of :attr:`key`
     parse: Callable[[str], tuple[str | None, tuple[str, ...]]]
-    #: canonical fields, in the order the state reader writes them
-    fields: tuple[str, ...]
+    #: the field specs, in canonical order (the order the state reader writes them)
+    specs: tuple[Field, ...]
     #: order of creates and updates (lower first) and of deletes (lower first)
     create_phase: int
     delete_phase: int
@@ -284,17 +209,29 @@ class EntityKind:
     #: the owning provider's id
     table: str | None = None
     identity: tuple[tuple[str, str | None], ...] = ()
-    #: canonical field -> table column, where they differ (the rest have the field's name)
-    columns: tuple[tuple[str, str], ...] = ()
+    #: columns the database stamps with the time of the write: on every create, on every write
+    stamped_on_create: tuple[str, ...] = ()
+    stamped_on_write: tuple[str, ...] = ()
     #: the canonical provider's list holding this kind (children of a provider only)
     parent: str | None = None
-    #: fields holding a secret, and the boolean field that makes them secret (None: always)
-    secret_fields: tuple[str, ...] = ()
+    #: the boolean field that makes the :attr:`secret_fields` secret (None: always)
     secret_when: str | None = None
     #: the table column holding the ciphertext of the secret
     ciphertext_column: str | None = None
     #: ``SecretScope.kind`` of the secret
     scope_kind: Literal["key", "param"] | None = None
+    #: ``shown(key)``: the key as plan, apply and show-revision print it
+    shown: Callable[[str], str] = str
+    #: canonical field names, in order (from :attr:`specs`)
+    fields: tuple[str, ...] = field(init=False)
+    #: fields holding a secret (from :attr:`specs`)
+    secret_fields: tuple[str, ...] = field(init=False)
+    _columns: dict[str, str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fields", names(self.specs))
+        object.__setattr__(self, "secret_fields", tuple(f.name for f in self.specs if f.secret))
+        object.__setattr__(self, "_columns", {f.name: f.column for f in self.specs})
 
     def is_secret(self, body: Mapping[str, Any] | None) -> bool:
         """True when ``body``'s :attr:`secret_fields` hold a secret."""
@@ -304,55 +241,48 @@ class EntityKind:
 
     def column(self, field: str) -> str:
         """The table column of a canonical field."""
-        return dict(self.columns).get(field, field)
+        return self._columns[field]
 
 
 PROVIDER = EntityKind(
-    "provider", "provider", _provider_key, lambda key: (key, ()),
-    ("provider_id", "provider_type", "display_name", "description", "enabled", "tags",
-     "deletion_protection", "connection", "request_settings"),
-    create_phase=3, delete_phase=2, table="providers",
-    identity=(("provider_id", "provider_id"),), columns=(("connection", "connection_params"),),
+    "provider", "provider", _provider_key, lambda key: (key, ()), PROVIDER_FIELDS,
+    create_phase=3, delete_phase=2, table="providers", identity=(("provider_id", "provider_id"),),
+    stamped_on_create=("created_at",), stamped_on_write=("updated_at",),
 )  # fmt: skip
 CONNECTION_PARAMETER = EntityKind(
     "connection_parameter", "connection parameter", _param_key, _secret_parse("param"),
-    ("name", "environment", "sensitive", "value"),
-    create_phase=4, delete_phase=1, table="connection_parameters",
+    CONNECTION_PARAMETER_FIELDS, create_phase=4, delete_phase=1, table="connection_parameters",
     identity=(("provider_id", None), ("param_name", "name"), ("environment", "environment")),
-    columns=(("name", "param_name"), ("sensitive", "is_sensitive"), ("value", "param_value")),
-    parent="connection_parameters", secret_fields=("value",), secret_when="sensitive",
-    ciphertext_column="param_value", scope_kind="param",
+    parent="connection_parameters", secret_when="sensitive", ciphertext_column="param_value",
+    scope_kind="param",
 )  # fmt: skip
 API_KEY = EntityKind(
-    "api_key", "API key", _api_key_key, _secret_parse("key"),
-    ("name", "environment", "value", "expires_at"),
+    "api_key", "API key", _api_key_key, _secret_parse("key"), API_KEY_FIELDS,
     create_phase=4, delete_phase=1, table="api_keys",
     identity=(("provider_id", None), ("name", "name"), ("environment", "environment")),
-    columns=(("value", "key_value"),),
-    parent="api_keys", secret_fields=("value",), ciphertext_column="key_value", scope_kind="key",
+    stamped_on_create=("created_at",), parent="api_keys", ciphertext_column="key_value",
+    scope_kind="key",
 )  # fmt: skip
 MODEL = EntityKind(
-    "model", "model", _model_key, _parse_model,
-    ("model_id", "display_name", "model_type", "context_window", "max_tokens", "enabled",
-     "capabilities", "parameters", "pricing", "aliases"),
+    "model", "model", _model_key, _parse_model, MODEL_FIELDS,
     create_phase=5, delete_phase=1, table="provider_models",
     identity=(("provider_id", None), ("model_id", "model_id")), parent="models",
 )  # fmt: skip
 ROUTE = EntityKind(
     "route", "route", _route_key, lambda key: (None, (key.removeprefix(ROUTE_PREFIX),)),
-    ("name", "description", "strategy", "targets", "fallbacks"),
-    create_phase=6, delete_phase=0, table="routes", identity=(("name", "name"),),
+    ROUTE_FIELDS, create_phase=6, delete_phase=0, table="routes", identity=(("name", "name"),),
+    shown=lambda key: key.removeprefix(ROUTE_PREFIX),
 )  # fmt: skip
 #: the gateway's default route: a flag on the ``routes`` rows, never created nor deleted
 DEFAULT_ROUTE = EntityKind(
     "default_route", "default route", _default_route_key, lambda key: (None, ()),
-    ("default_route",), create_phase=7, delete_phase=7,
+    DEFAULT_ROUTE_FIELDS, create_phase=7, delete_phase=7, shown=lambda key: "gateway.default_route",
 )  # fmt: skip
 #: the gateway's egress policy (``{"allow": [...]}``): a ``gateway_settings`` row apply stores
 #: (:mod:`gwconfig.reconcile.bindings`), created, changed and removed like an entity
 EGRESS_POLICY = EntityKind(
     "egress_policy", "egress policy", _egress_policy_key, lambda key: (None, ()),
-    ("allow",), create_phase=7, delete_phase=7,
+    EGRESS_POLICY_FIELDS, create_phase=7, delete_phase=7, shown=lambda key: "gateway.egress",
 )  # fmt: skip
 
 #: every kind, parents before children (the order of creates within a phase)
@@ -380,6 +310,7 @@ KEY_FUNCTIONS: dict[str, Callable[[str | None, Mapping[str, Any]], str]] = {
     k.name: k.key for k in KINDS.values()
 }
 _SECRET_KINDS: dict[str, EntityKind] = {k.name: k for k in KINDS.values() if k.secret_fields}
+_SCOPE_KINDS: dict[str, EntityKind] = {k.scope_kind: k for k in KINDS.values() if k.scope_kind}
 
 
 def phase(entity: str, action: str) -> int:
@@ -399,13 +330,7 @@ def parse_key(entity: str, key: str) -> tuple[str | None, tuple[str, ...]]:
 
 def entity_label(entity: str, key: str) -> str:
     """An entity key as plan, apply and show-revision print it (``route:x`` -> ``x``)."""
-    if entity == "route":
-        return key.removeprefix(ROUTE_PREFIX)
-    if entity == "default_route":
-        return "gateway.default_route"
-    if entity == "egress_policy":
-        return "gateway.egress"
-    return key
+    return KINDS[entity].shown(key)
 
 
 def is_secret_field(entity: str, body: Mapping[str, Any] | None) -> bool:
