@@ -25,11 +25,11 @@ from gwconfig.manifests.checks import (
     provider_source_lines,
 )
 from gwconfig.manifests.documents import RawDocument
-from gwconfig.manifests.fastyaml import ParseCache
 from gwconfig.manifests.files import plan_files, read_file
 from gwconfig.manifests.limits import DEFAULT_MAX_FILE_SIZE
 from gwconfig.manifests.model import GatewayManifest, ProviderManifest
 from gwconfig.manifests.validation import validate_documents
+from gwconfig.manifests.yamlparse.fast import ParseCache
 from gwconfig.perf.forking import Forked, can_fork, fork_call
 from gwconfig.perf.gcpause import gc_paused
 
