@@ -50,7 +50,7 @@ def load_yaml(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic]
 
 def parse_yaml(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic], bool]:
     """Like :func:`load_yaml`, plus whether every document of the file was read."""
-    from gwconfig.manifests.yamlparse.loader import parse_yaml as reference
+    from gwconfig.manifests.yamlparse.loader import parse_yaml as reference  # PyYAML
 
     return reference(text, path)
 
@@ -146,7 +146,7 @@ def read_file(
     line_map = None
     complete = True
     if discovery.is_template(path):
-        from gwconfig.manifests.templates.render import render
+        from gwconfig.manifests.templates.render import render  # Jinja2 only for templates
 
         rendered, diags = render(text, shown, env=env, values=values or {})
         if rendered is None:

@@ -24,6 +24,7 @@ from gwconfig.manifests.checks import (
     provider_checks,
     provider_source_lines,
 )
+from gwconfig.manifests.compile import canonical_provider
 from gwconfig.manifests.documents import RawDocument
 from gwconfig.manifests.files import plan_files, read_file
 from gwconfig.manifests.limits import DEFAULT_MAX_FILE_SIZE
@@ -116,8 +117,6 @@ def process(
     ``build`` also turns every valid provider into its canonical form, with the lines its
     entities were declared on (positions of entities are recorded while parsing).
     """
-    from gwconfig.manifests.compile import canonical_provider
-
     part = Partial()
     now = datetime.now(UTC)
     plugins: list[set[str]] = []
