@@ -18,7 +18,7 @@ from gwconfig.adopt.writer import env_name, file_names
 from gwconfig.entities import SecretScope
 from gwconfig.errors import ConfigurationError, SealingError
 from gwconfig.manifests import compile_path, validate_path
-from gwconfig.manifests.yaml_loader import load_yaml
+from gwconfig.manifests.yamlparse.loader import load_yaml
 from gwconfig.secrets.sealing import generate_keypair, open_blob, write_public_key_text
 
 REPO = Path(__file__).resolve().parent.parent

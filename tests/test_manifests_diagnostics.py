@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from gwconfig.cli import cli
 from gwconfig.errors import Diagnostic, ManifestError
 from gwconfig.manifests import compile_path, validate_path
-from gwconfig.manifests.yaml_loader import load_yaml
+from gwconfig.manifests.yamlparse.loader import load_yaml
 
 MOCK = """\
 apiVersion: gwconfig/v1

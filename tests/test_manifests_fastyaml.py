@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from gwconfig.cli import cli
 from gwconfig.manifests import validate_path
 from gwconfig.manifests.documents import RawDocument
-from gwconfig.manifests.fastyaml import ParseCache, parse_fast
-from gwconfig.manifests.yaml_loader import load_yaml
+from gwconfig.manifests.yamlparse.fast import ParseCache, parse_fast
+from gwconfig.manifests.yamlparse.loader import load_yaml
 
 TRICKY_WORDS = [
     "no", "yes", "on", "off", "true", "false", "True", "null", "Null", "~", "", "0", "012",
@@ -254,7 +254,7 @@ def test_positions_computed_on_demand_match_eager_ones() -> None:
 def test_resolver_table_is_pyyaml_s() -> None:
     from yaml.resolver import Resolver
 
-    from gwconfig.manifests.fastscalars import _RESOLVERS
+    from gwconfig.manifests.yamlparse.scalars import _RESOLVERS
 
     def table(t: dict[Any, Any]) -> dict[Any, Any]:
         return {k: [(tag, r.pattern, r.flags) for tag, r in v] for k, v in t.items()}
@@ -409,7 +409,7 @@ def test_lines_remembered_across_files_change_nothing() -> None:
 
 
 def test_ascii_check_without_regex_is_the_pattern_s() -> None:
-    from gwconfig.manifests.fastyaml import _OUTSIDE_ASCII, has_outside_characters
+    from gwconfig.manifests.yamlparse.fast import _OUTSIDE_ASCII, has_outside_characters
 
     for i in range(128):
         text = f"a: b{chr(i)}c\n"

@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from gwconfig.manifests import validate_path
-from gwconfig.manifests.template_limits import DEFAULT_LIMITS, TemplateLimits
-from gwconfig.manifests.templates import render
+from gwconfig.manifests.templates.limits import DEFAULT_LIMITS, TemplateLimits
+from gwconfig.manifests.templates.render import render
 
 HEAD = "apiVersion: gwconfig/v1\nkind: Provider\nprovider_id: t\nprovider_type: mock\n"
 LINE = HEAD.count("\n") + 1  # the line the hostile expression is written on

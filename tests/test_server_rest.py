@@ -355,7 +355,7 @@ def test_body_limit_and_problem_shapes(gw_url: str) -> None:
 
 
 def test_client_urls_and_repr() -> None:
-    from gwconfig import api_client_calls as calls
+    from gwconfig.api_client import calls
 
     token = "gwc_" + secrets.token_urlsafe(32)
     with LLMGatewayClient("http://gw:8080", token) as client:

@@ -84,7 +84,7 @@ def load_mapping(path: str | Path | None) -> Mapping:
     """The mapping in ``path`` (None: the schema's own names); errors at ``file:line``."""
     if path is None:
         return Mapping()
-    from gwconfig.manifests.yaml_loader import load_yaml
+    from gwconfig.manifests.yamlparse.loader import load_yaml
 
     where = str(path)
     try:

@@ -104,7 +104,7 @@ def _prunable(out: Path, files: Mapping[str, bytes], kinds: frozenset[str]) -> l
 
 def _contents(text: str, path: str) -> set[str]:
     """What a manifest file holds, as words for a message: its documents and its routes."""
-    from gwconfig.manifests.yaml_loader import load_yaml
+    from gwconfig.manifests.yamlparse.loader import load_yaml
 
     found: set[str] = set()
     docs, _ = load_yaml(text, path)

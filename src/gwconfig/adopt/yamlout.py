@@ -1,7 +1,7 @@
 """Block YAML as people write it: plain scalars where YAML reads them back unchanged, else quoted.
 
 A string is written plain only when the manifests' fast scalar reader (the subset the
-reference loader agrees with, see :mod:`gwconfig.manifests.fastscalars`) gives exactly that
+reference loader agrees with, see :mod:`gwconfig.manifests.yamlparse.scalars`) gives exactly that
 string back; anything else (``"2023-06-01"``, ``"yes"``, ``"null"``, ``"0755"``, a leading
 ``@``, ``: `` inside, surrounding spaces, control characters) is double-quoted with escapes.
 Text of several lines is written as a literal block (``description: |``) when that reads back
@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from gwconfig.manifests.fastscalars import _scalar, _Unsupported
+from gwconfig.manifests.yamlparse.scalars import _scalar, _Unsupported
 
 #: what may appear inside ``[a, b]`` / ``{k: v}`` unquoted (the fast reader's flow token)
 _FLOW_TOKEN = re.compile(r"[A-Za-z0-9_./][A-Za-z0-9_./-]*\Z")

@@ -7,12 +7,17 @@ a message and an exit code here, in one place; ``gwconfig --debug`` re-raises in
 
 from __future__ import annotations
 
+import atexit
 import importlib
+import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+
+from gwconfig.errors import GwconfigError, ManifestError, MissingExtraError
 
 # command name -> (module under gwconfig.cli, attribute)
 _COMMANDS: dict[str, tuple[str, str]] = {
@@ -117,8 +122,6 @@ class LazyGroup(click.Group):
         return cmd
 
     def invoke(self, ctx: click.Context) -> Any:
-        from gwconfig.errors import GwconfigError
-
         try:
             return super().invoke(ctx)
         except GwconfigError as exc:
@@ -137,8 +140,6 @@ _EXTRAS: dict[str, tuple[str, ...]] = {
 def require_extra(command: str, extra: str) -> None:
     """Raise :class:`~gwconfig.errors.MissingExtraError` naming ``extra`` when one of its
     modules cannot be imported (``command`` is the subcommand that needs it)."""
-    from gwconfig.errors import MissingExtraError
-
     for module in _EXTRAS[extra]:
         try:
             importlib.import_module(module)
@@ -151,8 +152,6 @@ def require_extra(command: str, extra: str) -> None:
 
 def report_error(exc: Exception) -> None:
     """Print a gwconfig error as ``error: message`` (+ hint) on stderr."""
-    from gwconfig.errors import ManifestError
-
     if isinstance(exc, ManifestError) and exc.diagnostics:
         for d in exc.diagnostics:
             click.echo(d.format(), err=True)
@@ -187,10 +186,6 @@ def _exit_now(code: object) -> None:
     module costs ~0.1 s after the work is done (mypy exits the same way). Exit handlers still
     run and output is flushed first; with other threads alive, the normal exit is kept.
     """
-    import atexit
-    import os
-    import threading
-
     if threading.active_count() > 1:
         return
     if isinstance(code, str):

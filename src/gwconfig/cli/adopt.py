@@ -6,6 +6,7 @@ are shared with the other commands that write manifests (``gwconfig import``).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,9 @@ import click
 from gwconfig.cli import database_url_option, with_options
 from gwconfig.settings import DEFAULT_MANIFEST_PATH
 from gwconfig.words import plural
+
+# ``gwconfig --help`` imports every command module: the manifest writer and the dump
+# (cryptography, SQLAlchemy) are imported inside the command, when it runs.
 
 #: ``--out DIR``, ``--seal-to PUBKEY``, ``--secrets env``: where manifests go, how secrets are
 #: written (see :func:`gwconfig.adopt.writer.secret_output`)
@@ -50,7 +54,6 @@ def confirm_losses(force: bool) -> Callable[[list[str]], bool]:
     """The ``confirm`` of a manifest write: it lists what the write would lose on stderr, then
     goes ahead with ``--force`` or a yes at a terminal's prompt (a script without ``--force``
     gets a no)."""
-    import sys
 
     def confirm(lost: list[str]) -> bool:
         click.echo(f"this write would lose {plural(len(lost), 'file')}:", err=True)

@@ -8,6 +8,9 @@ from gwconfig import settings
 from gwconfig.cli import database_url_option, lock_timeout_option
 from gwconfig.words import plural
 
+# ``gwconfig --help`` imports every command module: the database layer (SQLAlchemy, Alembic)
+# and the keys (cryptography) are imported inside the commands, when they run.
+
 
 @click.group("db")
 def db_group() -> None:

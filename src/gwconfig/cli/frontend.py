@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
+from gwconfig import manifests
 from gwconfig.cli import format_option
+from gwconfig.manifests.diagnostics import to_github, to_json, to_text
 from gwconfig.settings import DEFAULT_MANIFEST_PATH
 from gwconfig.words import plural
 
@@ -29,10 +31,7 @@ _ENV = click.option(
 @click.pass_context
 def validate_cmd(ctx: click.Context, path: Path, env: str | None, fmt: str) -> None:
     """Check the manifests under PATH and report every problem at once (exit 1 on errors)."""
-    from gwconfig.manifests import validate_run
-    from gwconfig.manifests.diagnostics import to_github, to_json, to_text
-
-    result = validate_run(path, env=env)
+    result = manifests.validate_run(path, env=env)
     diags = result.diagnostics
     errors = sum(1 for d in diags if d.severity == "error")
     if fmt == "json":
@@ -72,9 +71,7 @@ def validate_cmd(ctx: click.Context, path: Path, env: str | None, fmt: str) -> N
 )
 def compile_cmd(path: Path, env: str | None, output: Path | None) -> None:
     """Compile the manifests under PATH into canonical JSON with a content hash."""
-    from gwconfig.manifests import compile_path
-
-    config = compile_path(path, env=env)
+    config = manifests.compile_path(path, env=env)
     data = config.to_json_bytes()
     if output is None:
         click.echo(data.decode("utf-8"), nl=False)
@@ -102,6 +99,7 @@ def compile_cmd(path: Path, env: str | None, output: Path | None) -> None:
 @click.pass_context
 def schema_cmd(ctx: click.Context, out: Path | None, check: Path | None) -> None:
     """Write (--out) or verify (--check) the JSON Schemas of the manifest kinds."""
+    # building the pydantic manifest models takes ~50 ms: not at every command's start
     from gwconfig.manifests.jsonschema import stale_schemas, write_schemas
 
     if out is None and check is None:

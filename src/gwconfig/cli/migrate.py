@@ -12,6 +12,10 @@ from gwconfig.cli import database_url_option, format_option, with_options
 from gwconfig.cli.adopt import confirm_losses, output_options, report_env_names, report_written
 from gwconfig.words import plural
 
+# ``gwconfig --help`` imports every command module: the back-office reader, the manifest writer
+# and the gateway's state reader (cryptography, SQLAlchemy, pydantic) are imported inside the
+# commands, when they run.
+
 _mapping_option = click.option(
     "--mapping",
     type=click.Path(dir_okay=False),

@@ -18,6 +18,9 @@ PARAM_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"
 #: an HTTP header name (RFC 9110 token)
 HEADER_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,120}$"
 
+# ``gwconfig --help`` imports every command module: sealing (cryptography) is imported inside
+# the commands, when they run.
+
 
 def _check(value: str, pattern: str, what: str) -> str:
     if not re.fullmatch(pattern, value):

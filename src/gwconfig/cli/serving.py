@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-import click
+import os
+import tempfile
 
-from gwconfig.cli import database_url_option, format_option
+import click
+import orjson
+
+from gwconfig import settings as gw_settings
+from gwconfig.cli import database_url_option, format_option, require_extra
+
+# ``gwconfig --help`` imports every command module: the server (FastAPI, uvicorn) and the
+# database layer (SQLAlchemy) are imported inside the commands, when they run.
 
 #: the most worker processes ``serve`` starts
 MAX_WORKERS = 64
@@ -109,14 +117,7 @@ def serve_cmd(
 ) -> None:
     """Serve the gateway (FastAPI + uvicorn): the OpenAI-compatible /v1, the REST API under
     /api/v1, /docs, /metrics, /healthz and /readyz."""
-    import os
-    import tempfile
-
-    from gwconfig.cli import require_extra
-
-    require_extra("serve", "server")
-
-    from gwconfig import settings as gw_settings
+    require_extra("serve", "server")  # before importing the server, which needs the extra
     from gwconfig.server.state import (
         ENV_ACCESS_LOG,
         ENV_METRICS_DIR,
@@ -229,8 +230,6 @@ def create_cmd(
 @database_url_option
 def list_cmd(fmt: str, database_url: str | None) -> None:
     """List the tokens (name, scope, status, dates): never the tokens themselves."""
-    import orjson
-
     from gwconfig.db.session import open_database
     from gwconfig.db.tokens import list_tokens
 

@@ -146,6 +146,7 @@ class DirectConnection:
         self.close()
 
 
+# each driver is imported for a URL of its engine only (psycopg and PyMySQL are optional)
 def _sqlite(parsed: ParsedURL) -> tuple[Any, type[Exception]] | None:
     import sqlite3
 

@@ -40,7 +40,7 @@ def _recorded(doc: RawDocument, container: Any, key: Any, *, at_key: bool) -> tu
     """Like ``doc.value_line`` / ``doc.key_line``, from the positions recorded while parsing.
 
     Compiling parses with only the positions of entities recorded (see
-    :func:`gwconfig.manifests.fastyaml.parse_fast`); reading them here never re-parses a file.
+    :func:`gwconfig.manifests.yamlparse.fast.parse_fast`); reading them here never re-parses a file.
     A position that was not recorded is computed the usual way.
     """
     pos = doc.positions.get((id(container), key))

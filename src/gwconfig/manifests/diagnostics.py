@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, get_args
 
 from gwconfig.errors import Diagnostic
 from gwconfig.manifests.documents import RawDocument
@@ -60,7 +60,7 @@ def _field_name(loc: Sequence[Any]) -> str:
 
 def _model_fields(model: type[Any], loc: Sequence[Any]) -> list[str]:
     """Field names allowed at ``loc`` (the container of an unknown field), walking the model."""
-    from pydantic import BaseModel
+    from pydantic import BaseModel  # only here: formatting diagnostics needs no pydantic
 
     current: Any = model
     for part in loc:
@@ -76,8 +76,6 @@ def _model_fields(model: type[Any], loc: Sequence[Any]) -> list[str]:
 
 def _inner_model(annotation: Any) -> Any:
     """The pydantic model inside ``X | None`` / ``tuple[X, ...]`` annotations, if any."""
-    from typing import get_args
-
     from pydantic import BaseModel
 
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):

@@ -11,7 +11,6 @@ import gwconfig.manifests.discovery as discovery
 from gwconfig.errors import Diagnostic, ManifestInputError
 from gwconfig.manifests.diagnostics import clip, closest
 from gwconfig.manifests.documents import RawDocument
-from gwconfig.manifests.fastyaml import ParseCache, parse_fast
 from gwconfig.manifests.limits import (
     DEFAULT_MAX_FILE_SIZE,
     MIB,
@@ -21,6 +20,7 @@ from gwconfig.manifests.limits import (
     format_size,
     read_limited,
 )
+from gwconfig.manifests.yamlparse.fast import ParseCache, parse_fast
 
 
 def decode(raw: bytes, path: str) -> tuple[str | None, list[Diagnostic]]:
@@ -50,7 +50,7 @@ def load_yaml(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic]
 
 def parse_yaml(text: str, path: str) -> tuple[list[RawDocument], list[Diagnostic], bool]:
     """Like :func:`load_yaml`, plus whether every document of the file was read."""
-    from gwconfig.manifests.yaml_loader import parse_yaml as reference
+    from gwconfig.manifests.yamlparse.loader import parse_yaml as reference  # PyYAML
 
     return reference(text, path)
 
@@ -133,8 +133,9 @@ def read_file(
 
     ``positions=False`` lets the fast path skip recording positions; documents then compute
     them on demand (only those with a problem ever do). ``entities=True`` still records, at
-    parse time, the positions compiled sources need (see :func:`fastyaml.parse_fast`). A file
-    over ``max_size`` bytes is not read (see :mod:`gwconfig.manifests.limits`).
+    parse time, the positions compiled sources need (see
+    :func:`~gwconfig.manifests.yamlparse.fast.parse_fast`). A file over ``max_size`` bytes is
+    not read (see :mod:`gwconfig.manifests.limits`).
     """
     raw, problem = _read(path, shown, max_size)
     if raw is None:
@@ -145,7 +146,7 @@ def read_file(
     line_map = None
     complete = True
     if discovery.is_template(path):
-        from gwconfig.manifests.templates import render
+        from gwconfig.manifests.templates.render import render  # Jinja2 only for templates
 
         rendered, diags = render(text, shown, env=env, values=values or {})
         if rendered is None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
+from pydantic import Field, TypeAdapter
+
 from gwconfig.canonical import pretty_json
 from gwconfig.manifests.model import API_VERSION, GatewayManifest, ProviderManifest
 
@@ -22,8 +24,6 @@ def _finish(schema: dict[str, Any], name: str, title: str) -> dict[str, Any]:
 
 def json_schemas() -> dict[str, bytes]:
     """File name -> JSON Schema bytes, for each kind and for any manifest document."""
-    from pydantic import Field, TypeAdapter
-
     provider = ProviderManifest.model_json_schema()
     gateway = GatewayManifest.model_json_schema()
     any_doc = TypeAdapter(

@@ -24,12 +24,13 @@ from gwconfig.manifests.checks import (
     provider_checks,
     provider_source_lines,
 )
+from gwconfig.manifests.compile import canonical_provider
 from gwconfig.manifests.documents import RawDocument
-from gwconfig.manifests.fastyaml import ParseCache
 from gwconfig.manifests.files import plan_files, read_file
 from gwconfig.manifests.limits import DEFAULT_MAX_FILE_SIZE
 from gwconfig.manifests.model import GatewayManifest, ProviderManifest
 from gwconfig.manifests.validation import validate_documents
+from gwconfig.manifests.yamlparse.fast import ParseCache
 from gwconfig.perf.forking import Forked, can_fork, fork_call
 from gwconfig.perf.gcpause import gc_paused
 
@@ -116,8 +117,6 @@ def process(
     ``build`` also turns every valid provider into its canonical form, with the lines its
     entities were declared on (positions of entities are recorded while parsing).
     """
-    from gwconfig.manifests.compile import canonical_provider
-
     part = Partial()
     now = datetime.now(UTC)
     plugins: list[set[str]] = []

@@ -1,8 +1,8 @@
 """The state an apply leaves behind, computed from the base state and the changes (pure).
 
-``apply`` used to read every gateway table back after writing, only to hash the result and
-store it in the revision. The writes are exactly the plan's effective changes, so the result is
-the base state with those changes patched in: the same canonical shape and order as
+``apply`` hashes the state it leaves and stores it in the revision without reading the gateway
+tables back: the writes are exactly the plan's effective changes, so the result is the base
+state with those changes patched in: the same canonical shape and order as
 :func:`gwconfig.reconcile.state.read_state` gives (providers by id, parameters and keys by (name,
 environment), models by id, routes by name), with the values the rows were written from. The
 reconciler tests check it against a real re-read on every engine.

@@ -67,7 +67,7 @@ def resolve_secret(ref: Mapping[str, str], scope: SecretScope | SealedScope) -> 
                 f"secret file {target} does not exist (secret for {where})",
                 reference=f"file:{target}",
             ) from exc
-    if kind == "sealed":
+    if kind == "sealed":  # cryptography is imported only for sealed references
         from gwconfig.secrets.sealing import unseal
 
         return unseal(target, scope)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from gwconfig.errors import ValidationFailed
 from gwconfig.manifests.in_memory import GATEWAY, Loc, check_providers, provider_info
 from gwconfig.manifests.model import API_VERSION
+from gwconfig.reconcile.state import read_state
 from gwconfig.secrets.names import param_header
 from gwconfig.seed.validation import SEED_PLACEHOLDER, seed_loc
 
@@ -93,8 +94,6 @@ def check_written(
     """Refuse (:class:`ValidationFailed`) a flushed write that leaves providers ``touched`` in
     a state ``validate`` rejects. ``model``: the model the write was about (its errors name its
     fields as the request's; others' are ``models.<model_id>.<field>``)."""
-    from gwconfig.reconcile.state import read_state
-
     data = read_state(session).data
     docs, others = [], []
     for canon in data["providers"]:

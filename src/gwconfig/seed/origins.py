@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from gwconfig.db.models import ApiKey, ConnectionParameter, Provider
 from gwconfig.errors import ValidationFailed
 from gwconfig.manifests.egress import api_base_refusal
+from gwconfig.reconcile.gateway_settings import read_egress_policy
 from gwconfig.secrets.origin import connection_origin
 
 FIELD = ("connection_params", "api_base")
@@ -29,8 +30,6 @@ FIELD = ("connection_params", "api_base")
 
 def check_api_base(session: Session, canon: dict[str, Any], what: str) -> None:
     """Refuse a canonical provider whose ``api_base`` the egress rules do not allow (422)."""
-    from gwconfig.reconcile.gateway_settings import read_egress_policy
-
     api_base = (canon.get("connection") or {}).get("api_base")
     if not api_base:
         return

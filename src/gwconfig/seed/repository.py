@@ -42,6 +42,7 @@ from gwconfig.errors import (
 )
 from gwconfig.manifests.compile import _model as canonical_model
 from gwconfig.manifests.compile import canonical_provider
+from gwconfig.reconcile.stored_keys import read_stored_keys
 from gwconfig.secrets.keys import EncryptionKeys, load_encryption_keys
 from gwconfig.secrets.origin import connection_origin
 from gwconfig.seed.origins import check_api_base, keep_bindings, origin_now, secret_origin
@@ -97,8 +98,6 @@ class ProviderRepository:
 
     def _bind(self, *, single: bool) -> EncryptionKeys:
         """The given keys checked against the stored secrets' key ids (refused if they differ)."""
-        from gwconfig.reconcile.stored_keys import read_stored_keys
-
         try:
             stored = read_stored_keys(self.db)
         except SQLAlchemyError as exc:

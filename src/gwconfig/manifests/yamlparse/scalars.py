@@ -1,6 +1,6 @@
 """Scalars and one-line flow collections of the fast YAML path (PyYAML's YAML 1.1 rules).
 
-Split from :mod:`gwconfig.manifests.fastyaml`; the same contract holds: anything outside the
+Used by :mod:`gwconfig.manifests.yamlparse.fast`, with the same contract: anything outside the
 subset raises :class:`_Unsupported` and the caller falls back to the reference loader.
 """
 

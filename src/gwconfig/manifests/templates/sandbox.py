@@ -7,7 +7,8 @@ attributes and mutation; this subclass also bounds what they cost:
   the optimizer is off, every arithmetic operator is intercepted (intercepted operators are never
   folded) and output expressions are never turned into constants;
 * every operator, call, filter, list/tuple/dict literal and ``~`` checks its result (and, for
-  the operations that can multiply their input, its operands first, :mod:`template_checks`);
+  the operations that can multiply their input, its operands first:
+  :mod:`~gwconfig.manifests.templates.checks`);
 * every ``{% for %}`` counts its iterations and every written piece of text counts towards the
   output limit, including text captured by macros, ``{% set %}`` and ``{% filter %}`` blocks.
 
@@ -32,8 +33,8 @@ from jinja2.sandbox import (
 from jinja2.utils import Namespace, _PassArg
 from markupsafe import Markup
 
-import gwconfig.manifests.template_checks as checks
-from gwconfig.manifests.template_limits import Budget, TemplateLimitError
+import gwconfig.manifests.templates.checks as checks
+from gwconfig.manifests.templates.limits import Budget, TemplateLimitError
 
 
 class _BoundedCodeGenerator(CodeGenerator):

@@ -3,7 +3,7 @@
 Templates see exactly ``env`` (the ``--env`` name, or none), ``vars`` (that environment's values
 file), ``range`` and ``namespace``; never the process environment, never the file system. A
 render is bounded in time, loop iterations, written text and the size of every value it makes
-(:mod:`gwconfig.manifests.template_limits`); going past a limit is a diagnostic at the template
+(:mod:`gwconfig.manifests.templates.limits`); going past a limit is a diagnostic at the template
 line, like any other template error.
 """
 
@@ -18,13 +18,13 @@ from typing import Any
 import jinja2
 
 from gwconfig.errors import Diagnostic
-from gwconfig.manifests.template_limits import (
+from gwconfig.manifests.templates.limits import (
     DEFAULT_LIMITS,
     Budget,
     TemplateLimitError,
     TemplateLimits,
 )
-from gwconfig.manifests.template_sandbox import BoundedEnvironment
+from gwconfig.manifests.templates.sandbox import BoundedEnvironment
 
 _TEMPLATE_FILENAME = "<template>"
 _BLOCK_OPENERS = frozenset({"for", "if", "macro", "call", "filter", "with", "block", "autoescape"})

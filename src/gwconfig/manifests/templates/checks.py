@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from gwconfig.manifests.template_limits import Budget, TemplateLimitError, children
+from gwconfig.manifests.templates.limits import Budget, TemplateLimitError, children
 
 Args = tuple[Any, ...]
 Kwargs = dict[str, Any]

@@ -1,15 +1,4 @@
-"""``LLMGatewayClient(base_url, api_key)``: the migration guide's API client, on httpx.
-
-It speaks the REST API of ``gwconfig serve`` (``/api/v1``, see ``docs/api.md``) with Bearer
-authentication. Methods return the guide's plain dicts; each object a call returns is a
-:class:`Resource` (a ``dict``) whose ``etag`` can be passed back as ``if_match=`` so that a
-change never silently overwrites someone else's. Errors are :class:`ApiError` subclasses
-carrying the server's RFC 9457 problem (``status``, ``title``, ``detail``, ``field_errors``).
-:class:`AsyncLLMGatewayClient` is the same API for ``asyncio`` code. ``base_url`` is the API
-root (``https://gateway:8080/api/v1``; a bare ``https://gateway:8080`` gets ``/api/v1``).
-Other endpoints are reachable with :meth:`LLMGatewayClient.send` and a
-:class:`~gwconfig.api_client_calls.Call`.
-"""
+"""The sync and the async client: each API method once, sent over ``httpx``."""
 
 from __future__ import annotations
 
@@ -19,37 +8,9 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
-from gwconfig import api_client_calls as c
-from gwconfig.api_client_calls import DEFAULT_PAGE_SIZE, Call, Resource, api_root, decoded
-from gwconfig.api_client_errors import (
-    ApiError,
-    Conflict,
-    ConnectionFailed,
-    Forbidden,
-    NotFound,
-    PreconditionFailed,
-    ReadOnly,
-    ServerError,
-    Unauthorized,
-    ValidationFailed,
-)
-
-__all__ = [
-    "ApiError",
-    "AsyncLLMGatewayClient",
-    "Call",
-    "Conflict",
-    "ConnectionFailed",
-    "Forbidden",
-    "LLMGatewayClient",
-    "NotFound",
-    "PreconditionFailed",
-    "ReadOnly",
-    "Resource",
-    "ServerError",
-    "Unauthorized",
-    "ValidationFailed",
-]
+from gwconfig.api_client import calls as c
+from gwconfig.api_client.calls import DEFAULT_PAGE_SIZE, Call, Resource, api_root, decoded
+from gwconfig.api_client.errors import ConnectionFailed
 
 #: the most pages one listing follows (a bound against a server that never ends)
 MAX_PAGES = 100_000
@@ -224,7 +185,7 @@ class _Api(_Base, Generic[R, L], ABC):
 
 
 class LLMGatewayClient(_Api[Resource, list[dict[str, Any]]]):
-    """Synchronous client of the gateway's REST API (see the module docstring)."""
+    """Synchronous client of the gateway's REST API (see :mod:`gwconfig.api_client`)."""
 
     def __init__(
         self,

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from gwconfig import errors
 from gwconfig.errors import GwconfigError
 
 
@@ -25,8 +26,8 @@ class ApiError(GwconfigError):
         self.title = str(problem.get("title") or "Error")
         self.detail: str | None = problem.get("detail")
         self.type = str(problem.get("type") or "about:blank")
-        errors = problem.get("errors")
-        self.field_errors: list[dict[str, Any]] = list(errors) if isinstance(errors, list) else []
+        listed = problem.get("errors")
+        self.field_errors: list[dict[str, Any]] = list(listed) if isinstance(listed, list) else []
         message = f"{status} {self.title}" + (f": {self.detail}" if self.detail else "")
         for err in self.field_errors[:10]:
             message += f"\n  {err.get('loc')}: {err.get('msg')}"
@@ -57,8 +58,25 @@ class PreconditionFailed(Conflict):
     """412: ``if_match`` no longer matches: someone changed it since you read it."""
 
 
-class ValidationFailed(ApiError):
-    """422 (or 400/413): the request is invalid; ``field_errors`` says where."""
+class ValidationFailed(ApiError, errors.ValidationFailed):
+    """422 (or 400/413): the request is invalid; ``field_errors`` says where.
+
+    It is a :class:`gwconfig.errors.ValidationFailed` too, so one ``except`` of that catches a
+    validation failure whether the gateway was called in-process or over the API; ``errors``
+    holds the field errors as ``(location, message)`` pairs, as a local one does.
+    """
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        super().__init__(status, problem)
+        self.errors = tuple(
+            (_location(err.get("loc")), str(err.get("msg") or "")) for err in self.field_errors
+        )
+
+
+def _location(loc: Any) -> tuple[str | int, ...]:
+    """``"body.models.0.max_tokens"`` as ``("body", "models", 0, "max_tokens")``."""
+    parts = [str(p) for p in loc] if isinstance(loc, list) else str(loc or "").split(".")
+    return tuple(int(p) if p.isdigit() else p for p in parts if p)
 
 
 class ServerError(ApiError):

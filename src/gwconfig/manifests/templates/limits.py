@@ -2,7 +2,7 @@
 
 A template is untrusted input: ``{{ 'x' * 10**9 }}`` or a loop over a loop must fail with a
 diagnostic, not take the machine. :class:`Budget` is consulted by every hook of the sandbox
-(:mod:`gwconfig.manifests.template_sandbox`): each operator, call, filter, literal, loop
+(:mod:`gwconfig.manifests.templates.sandbox`): each operator, call, filter, literal, loop
 iteration and write. Operations that can multiply their input (repetition, powers, padding,
 formatting, joining) are checked *before* they run, from the sizes of their operands; every other
 result is measured after, which is safe because it is at most a small multiple of its inputs.

@@ -5,8 +5,8 @@ collections and comment lines: what ``yaml.safe_dump`` writes and what people ty
 else (flow collections, anchors, tags, block scalars, multi-line scalars, YAML 1.1 surprises,
 duplicate keys, odd indentation, ...) it gives up and returns None, and the caller uses the
 reference loader, which reports errors. When it does return, the documents and positions are
-exactly what :func:`gwconfig.manifests.yaml_loader.load_yaml` would produce (a differential test
-checks this).
+exactly what :func:`gwconfig.manifests.yamlparse.loader.load_yaml` would produce (a
+differential test checks this).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from gwconfig.errors import Diagnostic
 from gwconfig.manifests.documents import Positions, RawDocument
-from gwconfig.manifests.fastscalars import _flow, _key, _scalar, _Unsupported
+from gwconfig.manifests.yamlparse.scalars import _flow, _key, _scalar, _Unsupported
 
 #: Characters the subset never has to deal with: tabs, CR, YAML line breaks beyond LF, BOMs,
 #: control and other non-printable characters. (ASCII text is checked with the small pattern.)

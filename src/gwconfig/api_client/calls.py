@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import httpx
 
-from gwconfig.api_client_errors import error_for
+from gwconfig.api_client.errors import error_for
 
 API_PREFIX = "/api/v1"
 DEFAULT_PAGE_SIZE = 100
