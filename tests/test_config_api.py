@@ -18,13 +18,13 @@ import httpx
 import pytest
 
 from gwconfig.db.session import open_database
+from gwconfig.db.watch import stop_shared_watchers
 from gwconfig.errors import EncryptionKeyError
 from gwconfig.reconcile import engine as reconcile
 from gwconfig.runtime import ConfigLoader, LLMGatewayClient, ProviderFactory
 from gwconfig.runtime.errors import ConfigLoadError
 from gwconfig.secrets.keys import generate_key
 from gwconfig.seed.service import ProviderService
-from gwconfig.server.watch import stop_shared_watchers
 from serve_helpers import ServedApp, make_token, serve_app
 from test_reconcile_engine import gateway_doc, provider_doc, write_manifests
 

@@ -118,7 +118,7 @@ class LLMGatewayClient:
 
         - gateway API (HTTP): a long-poll that returns as soon as a new generation is
           committed (errors: try again after a back-off of at most ``interval_seconds``);
-        - database: the process's :func:`gwconfig.server.watch.shared_watcher` (LISTEN/NOTIFY on
+        - database: the process's :func:`gwconfig.db.watch.shared_watcher` (LISTEN/NOTIFY on
           PostgreSQL, a cheap counter check elsewhere) triggers the reload, and every
           ``interval_seconds`` without news a cheap version check catches writes made outside
           gwconfig;
@@ -141,7 +141,7 @@ class LLMGatewayClient:
             await self.reload()
 
     async def _follow_database(self, loader: ConfigLoader, interval_seconds: float) -> None:
-        from gwconfig.server.watch import shared_watcher
+        from gwconfig.db.watch import shared_watcher
 
         watcher = await asyncio.to_thread(shared_watcher, loader.engine)
         seen = watcher.current_generation

@@ -3,7 +3,7 @@ reloaded when a new configuration revision is seen, and the per-token limits.
 
 A request pins the configuration generation current when it starts and finishes on it; the
 next request after a reload uses the new one (the runtime's generations do this). On a
-database, the process's shared generation watcher (:mod:`gwconfig.server.watch`: PostgreSQL
+database, the process's shared generation watcher (:mod:`gwconfig.db.watch`: PostgreSQL
 ``LISTEN``, a cheap counter check on SQLite and MariaDB) wakes the reload as soon as a writer
 commits; the source's version is checked anyway every ``reload_interval`` seconds (a safety net,
 and the only check for a compiled file).
@@ -134,7 +134,7 @@ class GatewayRuntime:
     async def _watch(self) -> None:
         unsubscribe = None
         if self.loader.path is None:
-            from gwconfig.server.watch import shared_watcher
+            from gwconfig.db.watch import shared_watcher
 
             watcher = await asyncio.to_thread(shared_watcher, self.loader.engine)
             self._watcher = watcher
