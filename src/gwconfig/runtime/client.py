@@ -24,6 +24,7 @@ from gwconfig.runtime.streaming import LLMStream
 
 if TYPE_CHECKING:
     from gwconfig.db.watch import GenerationWatcher
+    from gwconfig.runtime.resilience import CooldownTracker
     from gwconfig.runtime.sources import ConfigLoader
     from gwconfig.runtime.usage import UsageRecorder
 
@@ -88,6 +89,11 @@ class LLMGatewayClient:
     def _gen(self) -> Generation:
         # the tests look at the provider instances of the generation being served
         return self._generations.current
+
+    @property
+    def cooldowns(self) -> CooldownTracker:
+        """The targets' failure counts and cooldowns (shared by every generation)."""
+        return self._router.cooldowns
 
     def cooling_targets(self) -> list[str]:
         """``provider/model`` targets currently skipped after repeated failures."""

@@ -252,6 +252,11 @@ class GatewayConfig:
                     aliases.setdefault(alias, []).append((pid, m["model_id"]))
 
     @property
+    def aliases(self) -> Mapping[str, list[tuple[str, str]]]:
+        """Each enabled model's alias -> the ``(provider_id, model_id)`` pairs it names."""
+        return MappingProxyType(self._aliases)
+
+    @property
     def content_hash(self) -> str | None:
         """``sha256:...`` of the configuration this was built from (state hash for a database)."""
         value = self._content_hash

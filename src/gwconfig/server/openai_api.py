@@ -222,7 +222,7 @@ class OpenAIGateway:
     async def scrape(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
         """The Prometheus text exposition (any valid token)."""
         start = time.perf_counter()
-        self.metrics.cooldowns_entered(self.runtime.client._router.cooldowns.entered)
+        self.metrics.cooldowns_entered(self.runtime.client.cooldowns.entered)
         usage = self.runtime.client.usage
         self.metrics.database(self.runtime.database_up, usage.dropped if usage else 0)
         body = self.metrics.render()

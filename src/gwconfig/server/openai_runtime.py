@@ -141,7 +141,7 @@ def _models_list(config: GatewayConfig, patterns: tuple[str, ...] | None) -> byt
     names: dict[str, str] = {}
     for route in config.routes:
         names.setdefault(route, "gwconfig")
-    for alias, owners in config._aliases.items():
+    for alias, owners in config.aliases.items():
         if len(owners) == 1:
             names.setdefault(alias, owners[0][0])
     for p in config.providers.values():
