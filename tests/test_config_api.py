@@ -165,7 +165,7 @@ def test_http_loader_gives_the_database_config(
         ConfigLoader(base, token=setup.tokens["read"]).load_config_as_object()
     assert setup.tokens["read"] not in str(info.value)
     # a document over the limit is refused while it is read
-    from gwconfig.runtime import remote
+    from gwconfig.runtime.config import remote
 
     with monkeypatch.context() as patched, pytest.raises(ConfigLoadError, match="1000 bytes"):
         patched.setattr(remote, "MAX_DOCUMENT_BYTES", 1000)

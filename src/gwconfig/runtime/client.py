@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from gwconfig.errors import ConfigurationError, GwconfigError
-from gwconfig.runtime.config import GatewayConfig
+from gwconfig.runtime.config.gateway import GatewayConfig
 from gwconfig.runtime.factory import ProviderFactory
 from gwconfig.runtime.generation import Generation, Generations
 from gwconfig.runtime.messages import LLMRequest, LLMResponse, ProviderResult
@@ -24,8 +24,8 @@ from gwconfig.runtime.streaming import LLMStream
 
 if TYPE_CHECKING:
     from gwconfig.db.watch import GenerationWatcher
+    from gwconfig.runtime.config.sources import ConfigLoader
     from gwconfig.runtime.resilience import CooldownTracker
-    from gwconfig.runtime.sources import ConfigLoader
     from gwconfig.runtime.usage import UsageRecorder
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class LLMGatewayClient:
         self._loader = loader or getattr(config, "loader", None)
         usage: UsageRecorder | None = None
         if db is not None:
-            from gwconfig.runtime.sources import ConfigLoader, engine_of
+            from gwconfig.runtime.config.sources import ConfigLoader, engine_of
             from gwconfig.runtime.usage import UsageRecorder
 
             usage = UsageRecorder(engine_of(db), flush_interval=usage_flush_interval)
@@ -203,7 +203,7 @@ class LLMGatewayClient:
         interval_seconds: float,
         on_check: Callable[[bool], object] | None,
     ) -> None:
-        from gwconfig.runtime.remote import MAX_WAIT
+        from gwconfig.runtime.config.remote import MAX_WAIT
 
         backoff = 0.1
         seen = self.config.version  # the last document fetched, accepted or not

@@ -17,7 +17,7 @@ from starlette.requests import Request
 
 from gwconfig.db.notify import ConfigGeneration
 from gwconfig.db.watch import GenerationWatcher, shared_watcher
-from gwconfig.runtime.remote import MAX_WAIT
+from gwconfig.runtime.config.remote import MAX_WAIT
 from gwconfig.server.auth import Caller, require
 from gwconfig.server.config_payload import PayloadCache
 from gwconfig.server.disconnect import unless_gone

@@ -264,7 +264,7 @@ def install(app: Any, state: Any) -> GatewayRuntime:
     with a runtime on ``state``'s database; returns the runtime (started with the app)."""
     import os
 
-    from gwconfig.runtime.sources import ConfigLoader
+    from gwconfig.runtime.config.sources import ConfigLoader
     from gwconfig.server.metrics import Metrics, configure_access_log
     from gwconfig.server.state import ENV_ACCESS_LOG, ENV_WORKERS
 

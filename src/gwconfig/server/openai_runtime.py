@@ -19,11 +19,11 @@ from typing import Any
 import orjson
 
 from gwconfig.runtime.client import LLMGatewayClient
-from gwconfig.runtime.config import GatewayConfig
+from gwconfig.runtime.config.gateway import GatewayConfig
+from gwconfig.runtime.config.sources import ConfigLoader
 from gwconfig.runtime.factory import ProviderFactory
 from gwconfig.runtime.permits import may_use
 from gwconfig.runtime.resilience import RateLimiter
-from gwconfig.runtime.sources import ConfigLoader
 from gwconfig.server.metrics import Metrics, process_exited
 
 #: the most distinct tokens whose request windows one process keeps

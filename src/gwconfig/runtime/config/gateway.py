@@ -15,8 +15,8 @@ from typing import Any
 
 from gwconfig.canonical import DEFAULT_DEADLINE_SECONDS, DEFAULT_MAX_RESPONSE_BYTES
 from gwconfig.errors import GwconfigError
+from gwconfig.runtime.config.table import ModelConfig, ModelTable
 from gwconfig.runtime.errors import AmbiguousModelError, NoRouteError, UnknownModelError
-from gwconfig.runtime.models_table import ModelConfig, ModelTable
 from gwconfig.runtime.scrub import NO_SECRETS, Secrets
 from gwconfig.runtime.suggest import NameIndex, miss_hint
 
