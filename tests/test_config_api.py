@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from gwconfig.db.session import open_database
+from gwconfig.db.watch import stop_shared_watchers
 from gwconfig.errors import EncryptionKeyError
 from gwconfig.reconcile import commands
 from gwconfig.reconcile.plan import PlanOptions
@@ -25,7 +26,6 @@ from gwconfig.runtime import ConfigLoader, LLMGatewayClient, ProviderFactory
 from gwconfig.runtime.errors import ConfigLoadError
 from gwconfig.secrets.keys import generate_key
 from gwconfig.seed.service import ProviderService
-from gwconfig.server.watch import stop_shared_watchers
 from serve_helpers import ServedApp, make_token, serve_app
 from test_reconcile_engine import gateway_doc, provider_doc, write_manifests
 
@@ -166,7 +166,7 @@ def test_http_loader_gives_the_database_config(
         ConfigLoader(base, token=setup.tokens["read"]).load_config_as_object()
     assert setup.tokens["read"] not in str(info.value)
     # a document over the limit is refused while it is read
-    from gwconfig.runtime import remote
+    from gwconfig.runtime.config import remote
 
     with monkeypatch.context() as patched, pytest.raises(ConfigLoadError, match="1000 bytes"):
         patched.setattr(remote, "MAX_DOCUMENT_BYTES", 1000)

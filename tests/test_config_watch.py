@@ -19,12 +19,12 @@ import pytest
 
 from gwconfig.db.notify import ConfigGeneration, announce, read_generation
 from gwconfig.db.session import open_database
+from gwconfig.db.watch import GenerationWatcher, shared_watcher, stop_shared_watchers
 from gwconfig.reconcile import commands
 from gwconfig.reconcile.plan import PlanOptions
 from gwconfig.reconcile.rotation import rotate_url
 from gwconfig.secrets.keys import generate_key
 from gwconfig.seed.service import ProviderService
-from gwconfig.server.watch import GenerationWatcher, shared_watcher, stop_shared_watchers
 from test_reconcile_engine import gateway_doc, provider_doc, write_manifests
 
 #: a safety net against a hung watcher, never an assumption about speed

@@ -23,10 +23,10 @@ from click.testing import CliRunner
 from conftest import run_gwconfig
 from gwconfig.cli import cli
 from gwconfig.db.session import open_database
+from gwconfig.db.watch import stop_shared_watchers
 from gwconfig.entities import MASK
 from gwconfig.secrets.keys import generate_key
 from gwconfig.secrets.names import sensitive_header
-from gwconfig.server.watch import stop_shared_watchers
 from runtime_servers import FakeLLMServer
 from serve_helpers import make_token, serve_app
 

@@ -131,6 +131,27 @@ def test_no_module_exceeds_the_line_limit() -> None:
     )
 
 
+#: (lower layer, upper layer): no module of the first imports a module of the second
+LAYERS = [("gwconfig.runtime", "gwconfig.server")]
+
+
+def _in(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+@pytest.mark.parametrize(("lower", "upper"), LAYERS)
+def test_a_lower_layer_does_not_import_an_upper_one(lower: str, upper: str) -> None:
+    graph = import_graph(PACKAGE)
+    found = sorted(
+        f"{name} -> {dep}"
+        for name, deps in graph.items()
+        if _in(name, lower)
+        for dep in deps
+        if _in(dep, upper)
+    )
+    assert not found, f"{lower} imports {upper}:\n" + "\n".join(found)
+
+
 def _write(root: Path, files: Mapping[str, str]) -> Path:
     for rel, text in files.items():
         path = root / "pkg" / rel

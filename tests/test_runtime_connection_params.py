@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gwconfig.runtime import LLMConfig, LLMRequest
-from gwconfig.runtime.sources import ConfigLoader
+from gwconfig.runtime.config.sources import ConfigLoader
 from runtime_servers import FAST, FakeLLMServer, generate_each, provider_doc, write_compiled
 
 KEY = "sk-test-params-0123456789"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from email.utils import formatdate
 
-from gwconfig.runtime.config import RequestSettings
+from gwconfig.runtime.config.gateway import RequestSettings
 from gwconfig.runtime.resilience import (
     MAX_RETRY_AFTER_SECONDS,
     CooldownTracker,

@@ -15,7 +15,7 @@ from gwconfig.db.session import open_database
 from gwconfig.entities import SecretScope
 from gwconfig.errors import ValidationFailed
 from gwconfig.reconcile.state import read_state
-from gwconfig.runtime.sources import ConfigLoader
+from gwconfig.runtime.config.sources import ConfigLoader
 from gwconfig.secrets.keys import load_encryption_keys
 from gwconfig.seed.service import ProviderService
 from test_reconcile_engine import apply, gateway_doc, provider_doc, write_manifests

@@ -20,7 +20,7 @@ import openai
 import pytest
 
 import test_server_openai
-from gwconfig.runtime.sources import ConfigLoader
+from gwconfig.runtime.config.sources import ConfigLoader
 from gwconfig.secrets.origin import origin_of
 from runtime_servers import FakeLLMServer
 from serve_helpers import make_token

@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from gwconfig.db.notify import ConfigGeneration
+from gwconfig.db.watch import GenerationWatcher
 from gwconfig.reconcile import commands
 from gwconfig.reconcile.plan import PlanOptions
 from gwconfig.server.provider_cache import ProviderCache, Rendered
-from gwconfig.server.watch import GenerationWatcher
 from test_config_api import Setup, setup  # noqa: F401 (its fixture)
 from test_reconcile_engine import gateway_doc, provider_doc, write_manifests
 

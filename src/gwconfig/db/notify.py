@@ -9,7 +9,7 @@ call, last in their transaction (the row stays locked only for the commit, and t
 never wait on each other's rows while holding it). On PostgreSQL it also sends
 ``pg_notify('gwconfig_config', '<epoch>.<generation>')``, which the server delivers to every
 ``LISTEN``-ing session when (and only if) the transaction commits. Readers compare the counter
-with one primary-key SELECT (:func:`read_generation`); see :mod:`gwconfig.server.watch`.
+with one primary-key SELECT (:func:`read_generation`); see :mod:`gwconfig.db.watch`.
 """
 
 from __future__ import annotations

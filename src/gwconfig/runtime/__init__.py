@@ -7,7 +7,7 @@ response = await client.generate(LLMRequest("Hello", LLMConfig(model_identifier=
 """
 
 from gwconfig.runtime.client import LLMGatewayClient, check_config
-from gwconfig.runtime.config import (
+from gwconfig.runtime.config.gateway import (
     ApiKey,
     GatewayConfig,
     ProviderConfig,
@@ -15,6 +15,8 @@ from gwconfig.runtime.config import (
     RouteConfig,
     Target,
 )
+from gwconfig.runtime.config.sources import ConfigLoader, runtime_environment
+from gwconfig.runtime.config.table import ModelConfig
 from gwconfig.runtime.errors import (
     AllTargetsFailedError,
     AmbiguousModelError,
@@ -38,9 +40,7 @@ from gwconfig.runtime.messages import (
     LLMResponse,
     Usage,
 )
-from gwconfig.runtime.models_table import ModelConfig
 from gwconfig.runtime.providers.base import BaseProvider, ProviderCall, StreamChunk
-from gwconfig.runtime.sources import ConfigLoader, runtime_environment
 from gwconfig.runtime.streaming import LLMStream
 
 __all__ = [

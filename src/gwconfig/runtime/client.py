@@ -7,13 +7,14 @@ recorder; the routing itself is :mod:`gwconfig.runtime.routing`'s, for plain and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from gwconfig.errors import ConfigurationError, GwconfigError
-from gwconfig.runtime.config import GatewayConfig
+from gwconfig.runtime.config.gateway import GatewayConfig
 from gwconfig.runtime.factory import ProviderFactory
 from gwconfig.runtime.generation import Generation, Generations
 from gwconfig.runtime.messages import LLMRequest, LLMResponse, ProviderResult
@@ -22,7 +23,9 @@ from gwconfig.runtime.routing import Router
 from gwconfig.runtime.streaming import LLMStream
 
 if TYPE_CHECKING:
-    from gwconfig.runtime.sources import ConfigLoader
+    from gwconfig.db.watch import GenerationWatcher
+    from gwconfig.runtime.config.sources import ConfigLoader
+    from gwconfig.runtime.resilience import CooldownTracker
     from gwconfig.runtime.usage import UsageRecorder
 
 log = logging.getLogger(__name__)
@@ -46,11 +49,12 @@ class LLMGatewayClient:
         self._factory = factory or ProviderFactory()
         self._generations = Generations(config, self._factory)
         self._refresher: asyncio.Task[None] | None = None
+        self._watcher: GenerationWatcher | None = None
         self.last_reload_error: str | None = None
         self._loader = loader or getattr(config, "loader", None)
         usage: UsageRecorder | None = None
         if db is not None:
-            from gwconfig.runtime.sources import ConfigLoader, engine_of
+            from gwconfig.runtime.config.sources import ConfigLoader, engine_of
             from gwconfig.runtime.usage import UsageRecorder
 
             usage = UsageRecorder(engine_of(db), flush_interval=usage_flush_interval)
@@ -86,6 +90,11 @@ class LLMGatewayClient:
         # the tests look at the provider instances of the generation being served
         return self._generations.current
 
+    @property
+    def cooldowns(self) -> CooldownTracker:
+        """The targets' failure counts and cooldowns (shared by every generation)."""
+        return self._router.cooldowns
+
     def cooling_targets(self) -> list[str]:
         """``provider/model`` targets currently skipped after repeated failures."""
         return self._router.cooldowns.cooling()
@@ -113,45 +122,88 @@ class LLMGatewayClient:
             return False
         return self._accept(new)
 
-    def start_auto_reload(self, interval_seconds: float = 5.0) -> None:
+    @property
+    def watcher(self) -> GenerationWatcher | None:
+        """The generation watcher :meth:`start_auto_reload` follows (database sources, once the
+        background task has started)."""
+        return self._watcher
+
+    def start_auto_reload(
+        self, interval_seconds: float = 5.0, *, on_check: Callable[[bool], object] | None = None
+    ) -> None:
         """Follow the source in a background task (needs a running loop).
 
         - gateway API (HTTP): a long-poll that returns as soon as a new generation is
           committed (errors: try again after a back-off of at most ``interval_seconds``);
-        - database: the process's :func:`gwconfig.server.watch.shared_watcher` (LISTEN/NOTIFY on
+        - database: the process's :func:`gwconfig.db.watch.shared_watcher` (LISTEN/NOTIFY on
           PostgreSQL, a cheap counter check elsewhere) triggers the reload, and every
           ``interval_seconds`` without news a cheap version check catches writes made outside
           gwconfig;
         - compiled file: a version check every ``interval_seconds``.
+
+        ``on_check(changed)`` runs in the loop after every check (over the API: after every
+        document fetched, or failure to fetch one): ``changed`` is True when a new configuration
+        is now served; when it is False, :attr:`last_reload_error` says whether the last attempt
+        failed. A failing hook is logged and the following goes on.
         """
         if self._refresher is not None and not self._refresher.done():
             return
         loader = self._loader
         if loader is not None and loader.remote is not None:
-            task = self._follow_remote(loader, interval_seconds)
-        elif loader is not None and loader.path is None:
-            task = self._follow_database(loader, interval_seconds)
+            task = self._follow_remote(loader, interval_seconds, on_check)
         else:
-            task = self._poll(interval_seconds)
+            task = self._follow(loader, interval_seconds, on_check)
         self._refresher = asyncio.get_running_loop().create_task(task)
 
-    async def _poll(self, interval_seconds: float) -> None:
-        while True:
-            await asyncio.sleep(interval_seconds)
-            await self.reload()
+    async def _follow(
+        self,
+        loader: ConfigLoader | None,
+        interval_seconds: float,
+        on_check: Callable[[bool], object] | None,
+    ) -> None:
+        """The reload loop of a database or a compiled file."""
+        if loader is None:
+            raise ConfigurationError("this client has no configuration source to reload from")
+        wake = asyncio.Event()
+        unsubscribe = None
+        if loader.path is None:
+            from gwconfig.db.watch import shared_watcher  # SQLAlchemy: only for a database
 
-    async def _follow_database(self, loader: ConfigLoader, interval_seconds: float) -> None:
-        from gwconfig.server.watch import shared_watcher
+            watcher = self._watcher = await asyncio.to_thread(shared_watcher, loader.engine)
+            loop = asyncio.get_running_loop()
 
-        watcher = await asyncio.to_thread(shared_watcher, loader.engine)
-        seen = watcher.current_generation
-        await self.reload()  # anything committed before the watcher's first read
-        while True:
-            seen = await watcher.wait_for_change(seen, interval_seconds)
-            await self.reload()
+            def changed(_generation: object) -> None:  # on the watcher's thread
+                with contextlib.suppress(RuntimeError):  # the loop has closed
+                    loop.call_soon_threadsafe(wake.set)
 
-    async def _follow_remote(self, loader: ConfigLoader, interval_seconds: float) -> None:
-        from gwconfig.runtime.remote import MAX_WAIT
+            # a subscriber, not a waiter: the watcher's waiters are the config API's long-polls
+            unsubscribe = watcher.subscribe(changed)
+            wake.set()  # anything committed before the watcher's first read
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), interval_seconds)
+                wake.clear()
+                await self._check(on_check)
+        finally:
+            if unsubscribe is not None:
+                unsubscribe()
+
+    async def _check(self, on_check: Callable[[bool], object] | None) -> None:
+        try:
+            changed = await self.reload()
+        except Exception as exc:  # never stop following the source
+            log.warning("configuration check failed: %s", type(exc).__name__)
+            return
+        _call(on_check, changed)
+
+    async def _follow_remote(
+        self,
+        loader: ConfigLoader,
+        interval_seconds: float,
+        on_check: Callable[[bool], object] | None,
+    ) -> None:
+        from gwconfig.runtime.config.remote import MAX_WAIT
 
         backoff = 0.1
         seen = self.config.version  # the last document fetched, accepted or not
@@ -160,10 +212,11 @@ class LLMGatewayClient:
                 new = await loader.wait_for_new(seen, MAX_WAIT / 2)
                 if new is not None:
                     seen = new.version  # a refused document is not fetched again and again
-                    self._accept(new)
+                    _call(on_check, self._accept(new))
                 backoff = 0.1
             except Exception as exc:  # the API is down or refuses: keep serving, try again
                 self._reload_failed(exc)
+                _call(on_check, False)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, max(interval_seconds, 0.1))
 
@@ -219,6 +272,15 @@ class LLMGatewayClient:
     def generate_stream(self, request: LLMRequest) -> LLMStream:
         """Stream the answer as text chunks; falls back to other targets only before the first."""
         return LLMStream(self._router, self._generations, request)
+
+
+def _call(on_check: Callable[[bool], object] | None, changed: bool) -> None:
+    """Run the auto-reload's hook; its failure must not stop the following."""
+    if on_check is not None:
+        try:
+            on_check(changed)
+        except Exception:
+            log.exception("the configuration-check hook failed")
 
 
 def _complete(provider: BaseProvider, call: ProviderCall) -> Awaitable[ProviderResult]:

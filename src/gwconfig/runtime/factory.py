@@ -7,7 +7,7 @@ import logging
 from collections.abc import Mapping
 from importlib.metadata import entry_points
 
-from gwconfig.runtime.config import ProviderConfig
+from gwconfig.runtime.config.gateway import ProviderConfig
 from gwconfig.runtime.errors import ConfigLoadError
 from gwconfig.runtime.providers.base import BaseProvider
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from gwconfig.runtime.config import GatewayConfig, ProviderConfig
+from gwconfig.runtime.config.gateway import GatewayConfig, ProviderConfig
 from gwconfig.runtime.factory import ProviderFactory
 from gwconfig.runtime.providers.base import BaseProvider
 

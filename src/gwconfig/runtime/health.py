@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from gwconfig.errors import GwconfigError
 from gwconfig.runtime.client import LLMGatewayClient
-from gwconfig.runtime.config import GatewayConfig
+from gwconfig.runtime.config.gateway import GatewayConfig
 from gwconfig.runtime.errors import NoRouteError
 from gwconfig.runtime.messages import LLMConfig, LLMRequest
 

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 from gwconfig.runtime.client import LLMGatewayClient
+from gwconfig.runtime.config.sources import ConfigLoader
 from gwconfig.runtime.errors import NoRouteError
 from gwconfig.runtime.factory import ProviderFactory
 from gwconfig.runtime.messages import LLMRequest, LLMResponse
-from gwconfig.runtime.sources import ConfigLoader
 
 
 def generate_once(

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from fnmatch import fnmatchcase
 
 from gwconfig.errors import GwconfigError
-from gwconfig.runtime.config import GatewayConfig, Resolution
+from gwconfig.runtime.config.gateway import GatewayConfig, Resolution
 from gwconfig.runtime.errors import NoRouteError, UnknownModelError
 
 

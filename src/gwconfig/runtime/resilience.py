@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
 
-from gwconfig.runtime.config import RequestSettings, Target, TargetGroup
+from gwconfig.runtime.config.gateway import RequestSettings, Target, TargetGroup
 
 #: Never sleep longer than this for one retry, whatever Retry-After says.
 MAX_RETRY_AFTER_SECONDS = 300.0

@@ -16,7 +16,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from gwconfig.runtime.config import ProviderConfig, RequestSettings, Target
+from gwconfig.runtime.config.gateway import ProviderConfig, RequestSettings, Target
+from gwconfig.runtime.config.table import ModelConfig
 from gwconfig.runtime.errors import (
     AllTargetsFailedError,
     AuthenticationError,
@@ -29,7 +30,6 @@ from gwconfig.runtime.errors import (
 )
 from gwconfig.runtime.generation import Generation
 from gwconfig.runtime.messages import Attempt, LLMRequest, LLMResponse, Usage
-from gwconfig.runtime.models_table import ModelConfig
 from gwconfig.runtime.providers.base import BaseProvider, ProviderCall
 from gwconfig.runtime.resilience import CooldownTracker, backoff_delay, order_targets
 from gwconfig.runtime.scrub import scrub_error

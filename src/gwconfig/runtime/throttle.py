@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gwconfig.runtime.config import ProviderConfig
+from gwconfig.runtime.config.gateway import ProviderConfig
 from gwconfig.runtime.errors import DeadlineExceededError, ProviderUnavailableError
 from gwconfig.runtime.messages import Usage
 from gwconfig.runtime.resilience import RateLimiter, TokenLimiter

@@ -20,13 +20,13 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 
+from gwconfig.db.watch import stop_shared_watchers
 from gwconfig.errors import GwconfigError
 from gwconfig.server import config_api, openai_api, problems, rest, session_api
 from gwconfig.server.auth import TokenAuthenticator
 from gwconfig.server.auth_gate import AuthenticateFirst
 from gwconfig.server.provider_cache import TrackWrites
 from gwconfig.server.state import ServerState, ServeSettings, server_state
-from gwconfig.server.watch import stop_shared_watchers
 
 __all__ = ["ROUTERS", "ServeSettings", "ServerState", "app_from_env", "create_app"]
 

@@ -4,7 +4,7 @@ Scope ``runtime`` (``admin`` passes too). The body is the document of
 :mod:`gwconfig.server.config_payload` (secrets as stored ciphertexts) with a strong ``ETag``,
 the configuration generation ``"<epoch>.<n>"``. ``If-None-Match`` with the current ETag gives
 304 without touching the database (the generation comes from the process's
-:class:`~gwconfig.server.watch.GenerationWatcher`); with ``?wait=SECONDS`` (0-60) the 304 is held
+:class:`~gwconfig.db.watch.GenerationWatcher`); with ``?wait=SECONDS`` (0-60) the 304 is held
 until a new generation is committed, and the new document is sent as soon as it is.
 """
 
@@ -16,11 +16,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from gwconfig.db.notify import ConfigGeneration
-from gwconfig.runtime.remote import MAX_WAIT
+from gwconfig.db.watch import GenerationWatcher, shared_watcher
+from gwconfig.runtime.config.remote import MAX_WAIT
 from gwconfig.server.auth import Caller, require
 from gwconfig.server.config_payload import PayloadCache
 from gwconfig.server.disconnect import unless_gone
-from gwconfig.server.watch import GenerationWatcher, shared_watcher
 
 router = APIRouter(tags=["config"])
 

@@ -11,7 +11,7 @@ reads it with ``model_rows``, in one JSON document::
      "origins": {"<pid>/key:<name>@<env>": "<origin the secret is bound to>", ...}}
 
 Secrets are the stored ciphertexts: the runtime opens them with ``GWCONFIG_ENCRYPTION_KEY``
-exactly as when it reads the database (:mod:`gwconfig.runtime.remote`), and sends each only to
+as when it reads the database (:mod:`gwconfig.runtime.config.remote`), and sends each only to
 the origin in ``origins`` (secrets without one are bound to their provider's current origin).
 The document of a generation is built once per process and kept, with its gzip form, until the
 next generation.
@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from gwconfig.db.notify import ConfigGeneration, read_generation
-from gwconfig.runtime.remote import FORMAT, FORMAT_VERSION
+from gwconfig.runtime.config.remote import FORMAT, FORMAT_VERSION
 
 #: smallest document worth compressing (bytes)
 _GZIP_FROM = 1024

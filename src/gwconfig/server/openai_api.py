@@ -222,7 +222,7 @@ class OpenAIGateway:
     async def scrape(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
         """The Prometheus text exposition (any valid token)."""
         start = time.perf_counter()
-        self.metrics.cooldowns_entered(self.runtime.client._router.cooldowns.entered)
+        self.metrics.cooldowns_entered(self.runtime.client.cooldowns.entered)
         usage = self.runtime.client.usage
         self.metrics.database(self.runtime.database_up, usage.dropped if usage else 0)
         body = self.metrics.render()
@@ -264,7 +264,7 @@ def install(app: Any, state: Any) -> GatewayRuntime:
     with a runtime on ``state``'s database; returns the runtime (started with the app)."""
     import os
 
-    from gwconfig.runtime.sources import ConfigLoader
+    from gwconfig.runtime.config.sources import ConfigLoader
     from gwconfig.server.metrics import Metrics, configure_access_log
     from gwconfig.server.state import ENV_ACCESS_LOG, ENV_WORKERS
 

@@ -122,7 +122,7 @@ class Exchange:
             ttft,
         )
         if len(response.attempts) > 1:
-            m.cooldowns_entered(self.client._router.cooldowns.entered)
+            m.cooldowns_entered(self.client.cooldowns.entered)
         usage = response.usage
         self._log(
             200,

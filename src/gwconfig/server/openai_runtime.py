@@ -2,18 +2,15 @@
 reloaded when a new configuration revision is seen, and the per-token limits.
 
 A request pins the configuration generation current when it starts and finishes on it; the
-next request after a reload uses the new one (the runtime's generations do this). On a
-database, the process's shared generation watcher (:mod:`gwconfig.server.watch`: PostgreSQL
-``LISTEN``, a cheap counter check on SQLite and MariaDB) wakes the reload as soon as a writer
-commits; the source's version is checked anyway every ``reload_interval`` seconds (a safety net,
-and the only check for a compiled file).
+next request after a reload uses the new one (the runtime's generations do this). The client's
+:meth:`~LLMGatewayClient.start_auto_reload` follows the source (on a database the process's
+shared generation watcher wakes it as soon as a writer commits; the version is checked anyway
+every ``reload_interval`` seconds); its hook keeps the reload metrics here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import math
 import time
 from collections.abc import Callable
@@ -22,14 +19,12 @@ from typing import Any
 import orjson
 
 from gwconfig.runtime.client import LLMGatewayClient
-from gwconfig.runtime.config import GatewayConfig
+from gwconfig.runtime.config.gateway import GatewayConfig
+from gwconfig.runtime.config.sources import ConfigLoader
 from gwconfig.runtime.factory import ProviderFactory
 from gwconfig.runtime.permits import may_use
 from gwconfig.runtime.resilience import RateLimiter
-from gwconfig.runtime.sources import ConfigLoader
 from gwconfig.server.metrics import Metrics, process_exited
-
-log = logging.getLogger(__name__)
 
 #: the most distinct tokens whose request windows one process keeps
 MAX_TRACKED_TOKENS = 10_000
@@ -64,13 +59,10 @@ class GatewayRuntime:
         self.reload_interval = reload_interval
         self._factory = factory or ProviderFactory()
         self._client: LLMGatewayClient | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
         self._revisions: tuple[GatewayConfig | None, int | None] = (None, None)
         self._models: dict[tuple[str, ...] | None, bytes] = {}
         self._models_of: GatewayConfig | None = None
         self.loaded_at: float | None = None
-        self._watcher: Any = None
         #: called (in the event loop) after each new configuration is served
         self.on_reload: list[Callable[[], object]] = []
 
@@ -85,7 +77,8 @@ class GatewayRuntime:
     def database_up(self) -> bool | None:
         """Whether the database answers, as this process's generation watcher last saw it
         (None: no watcher, or no attempt yet)."""
-        return None if self._watcher is None else bool(self._watcher.database_up)
+        watcher = None if self._client is None else self._client.watcher
+        return None if watcher is None else bool(watcher.database_up)
 
     @property
     def ready(self) -> bool:
@@ -100,65 +93,25 @@ class GatewayRuntime:
         self.loaded_at = time.time()
         self.metrics.served_revision(revision_of(config))
         if self.reload_interval > 0:
-            self._task = asyncio.get_running_loop().create_task(self._watch())
+            self._client.start_auto_reload(self.reload_interval, on_check=self._checked)
 
     async def aclose(self) -> None:
         """Stop watching, close the providers, flush usage records."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None
         process_exited()  # this worker's live gauges leave the sum
 
-    def poke(self) -> None:
-        """Check for a new revision now (a watcher saw one)."""
-        self._wake.set()
-
-    async def reload(self) -> bool:
-        """Serve the source's configuration if it changed; True when a new one is served."""
-        client = self.client
-        changed = await client.reload()
+    def _checked(self, changed: bool) -> None:
+        """After each check of the source (the client's auto-reload hook): the metrics."""
         if changed:
             self.loaded_at = time.time()
             self.metrics.reloads.inc()
-            self.metrics.served_revision(revision_of(client.config))
+            self.metrics.served_revision(revision_of(self.client.config))
             for callback in self.on_reload:
                 callback()
-        elif client.last_reload_error is not None:
+        elif self.client.last_reload_error is not None:
             self.metrics.reload_failures.inc()
-        return changed
-
-    async def _watch(self) -> None:
-        unsubscribe = None
-        if self.loader.path is None:
-            from gwconfig.server.watch import shared_watcher
-
-            watcher = await asyncio.to_thread(shared_watcher, self.loader.engine)
-            self._watcher = watcher
-            loop = asyncio.get_running_loop()
-            wake = self._wake
-
-            def changed(_generation: object) -> None:  # on the watcher's thread
-                with contextlib.suppress(RuntimeError):  # the loop has closed
-                    loop.call_soon_threadsafe(wake.set)
-
-            unsubscribe = watcher.subscribe(changed)
-            wake.set()  # a revision committed while the first load ran is not missed
-        try:
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.reload_interval)
-                self._wake.clear()
-                try:
-                    await self.reload()
-                except Exception as exc:  # never stop watching
-                    log.warning("configuration check failed: %s", type(exc).__name__)
-        finally:
-            if unsubscribe is not None:
-                unsubscribe()
 
     def revision(self, config: GatewayConfig) -> int | None:
         """``config``'s revision (remembered for the last configuration asked about)."""
@@ -188,7 +141,7 @@ def _models_list(config: GatewayConfig, patterns: tuple[str, ...] | None) -> byt
     names: dict[str, str] = {}
     for route in config.routes:
         names.setdefault(route, "gwconfig")
-    for alias, owners in config._aliases.items():
+    for alias, owners in config.aliases.items():
         if len(owners) == 1:
             names.setdefault(alias, owners[0][0])
     for p in config.providers.values():

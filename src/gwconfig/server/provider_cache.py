@@ -2,7 +2,7 @@
 
 An entry is the answer for one provider id (the JSON bytes and the ETag, or "no such
 provider") and the :class:`Key` it was read under: the configuration generation the process's
-:class:`~gwconfig.server.watch.GenerationWatcher` had seen *before* the read, and this process's
+:class:`~gwconfig.db.watch.GenerationWatcher` had seen *before* the read, and this process's
 own write counter. Every configuration write bumps the generation in its transaction
 (:mod:`gwconfig.db.notify`), so an entry serves while both are unchanged:
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gwconfig.db.notify import ConfigGeneration
-from gwconfig.server.watch import GenerationWatcher
+from gwconfig.db.watch import GenerationWatcher
 
 #: providers kept per process
 MAX_ENTRIES = 1024

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from gwconfig.db import columns as col
 from gwconfig.reconcile.revisions import RevisionInfo
-from gwconfig.runtime.models_table import ModelConfig
+from gwconfig.runtime.config.table import ModelConfig
 
 #: Upper bounds of list fields of a request body (the body size limit bounds the rest).
 MAX_ITEMS = 10_000

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from gwconfig.runtime.config import ProviderConfig
+from gwconfig.runtime.config.gateway import ProviderConfig
+from gwconfig.runtime.config.table import ModelConfig
 from gwconfig.runtime.messages import ProviderResult, Usage
-from gwconfig.runtime.models_table import ModelConfig
 
 #: Request parameters that may be given as a model's defaults in ``parameters`` and are sent.
 FORWARDED_PARAMETERS = frozenset(

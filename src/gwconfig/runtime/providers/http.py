@@ -12,7 +12,7 @@ import httpx
 import orjson
 
 from gwconfig.canonical import DEFAULT_MAX_RESPONSE_BYTES
-from gwconfig.runtime.config import ProviderConfig
+from gwconfig.runtime.config.gateway import ProviderConfig
 from gwconfig.runtime.errors import (
     AuthenticationError,
     BadRequestError,

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from gwconfig.runtime.config import ProviderConfig
+from gwconfig.runtime.config.gateway import ProviderConfig
 from gwconfig.runtime.errors import (
     BadRequestError,
     DeadlineExceededError,

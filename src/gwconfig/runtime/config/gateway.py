@@ -15,8 +15,8 @@ from typing import Any
 
 from gwconfig.canonical import DEFAULT_DEADLINE_SECONDS, DEFAULT_MAX_RESPONSE_BYTES
 from gwconfig.errors import GwconfigError
+from gwconfig.runtime.config.table import ModelConfig, ModelTable
 from gwconfig.runtime.errors import AmbiguousModelError, NoRouteError, UnknownModelError
-from gwconfig.runtime.models_table import ModelConfig, ModelTable
 from gwconfig.runtime.scrub import NO_SECRETS, Secrets
 from gwconfig.runtime.suggest import NameIndex, miss_hint
 
@@ -250,6 +250,11 @@ class GatewayConfig:
                     continue
                 for alias in m["aliases"]:
                     aliases.setdefault(alias, []).append((pid, m["model_id"]))
+
+    @property
+    def aliases(self) -> Mapping[str, list[tuple[str, str]]]:
+        """Each enabled model's alias -> the ``(provider_id, model_id)`` pairs it names."""
+        return MappingProxyType(self._aliases)
 
     @property
     def content_hash(self) -> str | None:

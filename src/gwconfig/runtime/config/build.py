@@ -12,14 +12,14 @@ import orjson
 from gwconfig.canonical import parse_timestamp
 from gwconfig.entities import SealedScope, SecretResolver, SecretScope
 from gwconfig.errors import GwconfigError
-from gwconfig.runtime.config import (
+from gwconfig.runtime.config.gateway import (
     ApiKey,
     GatewayConfig,
     ProviderConfig,
     RequestSettings,
     RouteConfig,
 )
-from gwconfig.runtime.models_table import ModelTable
+from gwconfig.runtime.config.table import ModelTable
 from gwconfig.runtime.scrub import Secrets
 from gwconfig.secrets.names import param_header, sensitive_header
 from gwconfig.secrets.origin import connection_origin, mismatch_message

@@ -40,7 +40,7 @@ _NOTIFY_WAIT = 0.25
 
 
 def _engine(source: Any) -> Engine:
-    from gwconfig.runtime.sources import engine_of
+    from gwconfig.runtime.config.sources import engine_of
 
     return engine_of(source)  # type: ignore[no-any-return]
 

@@ -14,17 +14,17 @@ from gwconfig.canonical import content_hash
 from gwconfig.entities import SealedScope, SecretResolver, SecretScope
 from gwconfig.errors import GwconfigError, SecretError
 from gwconfig.perf.gcpause import gc_paused
-from gwconfig.runtime.build import build_gateway_config
-from gwconfig.runtime.config import GatewayConfig
-from gwconfig.runtime.errors import ConfigLoadError
-from gwconfig.runtime.models_table import ModelTable
-from gwconfig.runtime.remote import (
+from gwconfig.runtime.config.build import build_gateway_config
+from gwconfig.runtime.config.gateway import GatewayConfig
+from gwconfig.runtime.config.remote import (
     Fetched,
     RemoteSource,
     is_http_source,
     origins_of,
     tables_of,
 )
+from gwconfig.runtime.config.table import ModelTable
+from gwconfig.runtime.errors import ConfigLoadError
 
 DEFAULT_ENVIRONMENT = "default"
 
@@ -58,7 +58,7 @@ class ConfigLoader:
 
     ``source`` is a SQLAlchemy Session or Engine, a ``gwconfig.db.session.Database``, a database
     URL, the gateway API's base URL (``https://host/api/v1``: no database credentials, a
-    ``runtime`` token as ``token=`` or ``GWCONFIG_API_TOKEN``; see :mod:`gwconfig.runtime.remote`)
+    ``runtime`` token as ``token=`` or ``GWCONFIG_API_TOKEN``; see :mod:`.remote`)
     or the path of a compiled JSON file (``gwconfig compile`` output). API keys come out
     decrypted (database or API, ``GWCONFIG_ENCRYPTION_KEY``) or resolved from this process's
     environment and files (compiled file); only the runtime environment's keys are kept.
@@ -164,7 +164,7 @@ class ConfigLoader:
 
     def update_provider_config(self, provider_id: str, config: Mapping[str, Any]) -> dict[str, Any]:
         """Create or update one provider from a seed-style dict, through the audited service."""
-        from gwconfig.runtime.seed_update import update_provider_config
+        from gwconfig.runtime.config.seed_update import update_provider_config
 
         if self.path is not None or self.remote is not None:
             raise ConfigLoadError(
