@@ -26,6 +26,23 @@ import pytest
 if TYPE_CHECKING:
     from runtime_servers import FakeLLMServer
 
+#: The helper modules of tests/: their asserts are rewritten like the tests' own.
+HELPERS = (
+    "backoffice_helpers",
+    "builders",
+    "docs_words",
+    "gated_upstream",
+    "gateways",
+    "manifest_texts",
+    "reconcile_helpers",
+    "runtime_servers",
+    "serve_helpers",
+    "yaml_reference",
+)
+pytest.register_assert_rewrite(*HELPERS)
+#: The helper modules that define fixtures shared by several test modules.
+pytest_plugins = ["backoffice_helpers", "gateways", "reconcile_helpers"]
+
 ENGINES = ("sqlite", "postgres", "mysql")
 _ENV = {"postgres": "GWCONFIG_TEST_POSTGRES_URL", "mysql": "GWCONFIG_TEST_MYSQL_URL"}
 #: The engines as parameters, each server one marked with its engine's marker: use these (not

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from builders import gateway_doc, provider_doc, write_manifests
 from gwconfig.db.notify import ConfigGeneration, announce, read_generation
 from gwconfig.db.session import open_database
 from gwconfig.reconcile import engine as reconcile
@@ -24,7 +25,6 @@ from gwconfig.reconcile.rotation import rotate_url
 from gwconfig.secrets.keys import generate_key
 from gwconfig.seed.service import ProviderService
 from gwconfig.server.watch import GenerationWatcher, shared_watcher, stop_shared_watchers
-from test_reconcile_engine import gateway_doc, provider_doc, write_manifests
 
 #: a safety net against a hung watcher, never an assumption about speed
 BOUND = 60.0

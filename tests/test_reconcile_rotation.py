@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection
 
+from builders import gateway_doc, provider_doc, write_manifests
 from conftest import ENGINE_PARAMS, make_database
 from gwconfig.db.session import open_database
 from gwconfig.reconcile import engine as reconcile
@@ -26,8 +27,7 @@ from gwconfig.reconcile.apply import execute_plan, locked
 from gwconfig.reconcile.rotation import rotate_secrets
 from gwconfig.reconcile.state import read_state
 from gwconfig.secrets.keys import EncryptionKeys, generate_key, key_id
-from test_reconcile_engine import gateway_doc, provider_doc, write_manifests
-from test_secrets_key_ids import runtime_secrets, stored_key_ids
+from reconcile_helpers import runtime_secrets, stored_key_ids
 
 WAITING = "gwconfig: waiting for the lock on "
 #: a safety net against a hung process, never an assumption about speed
