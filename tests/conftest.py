@@ -37,6 +37,7 @@ HELPERS = (
     "reconcile_helpers",
     "runtime_servers",
     "serve_helpers",
+    "threaded_server",
     "yaml_reference",
 )
 pytest.register_assert_rewrite(*HELPERS)

@@ -100,6 +100,7 @@ def test_long_poll_answers_when_an_apply_commits(
     wait_until_polling(setup.server)
     setup.apply(monkeypatch, "sk-next-" + secrets.token_hex(8))
     poll.join(BOUND * 2)
+    assert not poll.is_alive(), "the long-poll did not return"
     (answer,) = answers
     assert answer.status_code == 200 and answer.headers["etag"] != etag
     assert answer.json()["revision"] == 2

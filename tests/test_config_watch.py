@@ -147,6 +147,7 @@ def test_wait_for_change_returns_when_a_write_commits(gw: str) -> None:
     finally:
         writer.join(BOUND)
         db.dispose()
+    assert not writer.is_alive(), "the writer did not finish"
     assert unchanged == before
     assert before is not None and changed == ConfigGeneration(before.epoch, before.number + 1)
 

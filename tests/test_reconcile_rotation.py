@@ -71,6 +71,7 @@ class Process:
         """Wait for the exit; assert success; return stdout."""
         out, _ = self.proc.communicate(timeout=BOUND * 3)
         self.reader.join(timeout=BOUND)
+        assert not self.reader.is_alive(), "stderr of the process never ended"
         assert self.proc.returncode == 0, (out, "".join(self.stderr))
         return out
 
@@ -191,6 +192,7 @@ def test_rotate_gives_up_after_its_lock_timeout(
         rotate = Process(env, "keys", "rotate", "--database-url", url, "--lock-timeout", "0")
         rotate.proc.wait(timeout=BOUND)
     rotate.reader.join(timeout=BOUND)
+    assert not rotate.reader.is_alive(), "stderr of keys rotate never ended"
     assert rotate.proc.returncode == 1, rotate.stderr
     assert "another apply or key rotation holds the lock" in "".join(rotate.stderr)
     assert "raise --lock-timeout" in "".join(rotate.stderr)
