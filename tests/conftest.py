@@ -171,6 +171,56 @@ def run_gwconfig(
     )
 
 
+def gwconfig_in_process(
+    args: list[str], cwd: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """``gwconfig *args`` through its entry point (:func:`gwconfig.cli.main`, which turns a bug
+    into ``internal error``) in this process: in ``cwd``, with exactly ``env`` as the environment,
+    stdout and stderr captured (warnings and log records of level WARNING and above written to
+    stderr, as in a process). The same answer as :func:`run_gwconfig` without a new
+    interpreter's start-up, for the tests about what a command says, not about the process."""
+    import logging
+    import warnings
+
+    from click.testing import CliRunner
+
+    from gwconfig.cli import main
+
+    overrides: dict[str, str | None] = {k: None for k in os.environ if k not in env}
+    overrides.update(env)
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with CliRunner().isolation(env=overrides) as (out, err, _), warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = (
+                lambda message, category, filename, lineno, file=None, line=None: sys.stderr.write(
+                    warnings.formatwarning(message, category, filename, lineno, line)
+                )
+            )
+            # what logging's last resort prints in a process (pytest's handlers hide it here)
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setLevel(logging.WARNING)
+            logging.getLogger().addHandler(handler)
+            try:
+                main(list(args))
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+            finally:
+                logging.getLogger().removeHandler(handler)
+            sys.stdout.flush()
+            sys.stderr.flush()
+    finally:
+        os.chdir(here)
+    return subprocess.CompletedProcess(
+        args,
+        code,
+        out.getvalue().decode("utf-8", "replace"),
+        err.getvalue().decode("utf-8", "replace"),
+    )
+
+
 @pytest.fixture(scope="module")
 def corpus() -> Iterator[ModuleType]:
     """The bench corpus builder, or a skip when the model catalogue is absent."""
