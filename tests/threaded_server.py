@@ -130,14 +130,18 @@ class ThreadedServer(uvicorn.Server):
         return head + "; its tasks:\n" + "\n".join(stacks)
 
 
+def _first(obj: Any, *names: str) -> Any:
+    return next((v for n in names if (v := getattr(obj, n, None)) is not None), None)
+
+
 def _task_stack(task: asyncio.Task[Any], depth: int = 6) -> str:
     """Where ``task`` waits: the innermost ``depth`` frames of its chain of awaits."""
     frames = []
     awaited: Any = task.get_coro()
     while awaited is not None:
-        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        frame = _first(awaited, "cr_frame", "gi_frame", "ag_frame")
         if frame is not None:
             frames.append(frame)
-        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        awaited = _first(awaited, "cr_await", "gi_yieldfrom", "ag_await")
     summary = traceback.StackSummary.extract((f, f.f_lineno) for f in frames[-depth:])
     return f"- {task.get_name()}:\n" + "".join(summary.format())
