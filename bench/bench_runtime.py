@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_runtime.py [--scale 5] [--requests 10000] [--skip-postgres]
         [--load-only]
 
-Prints medians. Targets (issue 6): load of catalogue x5 <= 0.2 s from PostgreSQL and from the
+Prints medians. Targets: load of catalogue x5 <= 0.2 s from PostgreSQL and from the
 compiled file; generate() on the mock provider <= 50 us; against a loopback OpenAI-compatible
 server within 10% of a bare httpx client. PostgreSQL comes from ``GWCONFIG_BENCH_POSTGRES_URL``
 (else ``GWCONFIG_TEST_POSTGRES_URL``); a scratch database is created and dropped.

@@ -11,7 +11,7 @@ applied (plus one provider pointing at nginx). Prints the median of ``--runs`` r
 p50 and p99 latency, added latency (through gwconfig minus direct), RSS per worker, and the
 errors seen while a new revision is applied under load. Default database: a scratch SQLite
 file; ``--database-url`` for PostgreSQL (an empty database).
-Goals (issue 14): >= 1,500 req/s at 16 connections, added p50 <= 1 ms at 1 connection,
+Goals: >= 1,500 req/s at 16 connections, added p50 <= 1 ms at 1 connection,
 <= 200 MB per worker, no error during a reload.
 """
 

@@ -26,6 +26,24 @@ import pytest
 if TYPE_CHECKING:
     from runtime_servers import FakeLLMServer
 
+#: The helper modules of tests/: their asserts are rewritten like the tests' own.
+HELPERS = (
+    "backoffice_helpers",
+    "builders",
+    "docs_words",
+    "gated_upstream",
+    "gateways",
+    "manifest_texts",
+    "reconcile_helpers",
+    "runtime_servers",
+    "serve_helpers",
+    "threaded_server",
+    "yaml_reference",
+)
+pytest.register_assert_rewrite(*HELPERS)
+#: The helper modules that define fixtures shared by several test modules.
+pytest_plugins = ["backoffice_helpers", "gateways", "reconcile_helpers"]
+
 ENGINES = ("sqlite", "postgres", "mysql")
 _ENV = {"postgres": "GWCONFIG_TEST_POSTGRES_URL", "mysql": "GWCONFIG_TEST_MYSQL_URL"}
 #: The engines as parameters, each server one marked with its engine's marker: use these (not
@@ -150,6 +168,56 @@ def run_gwconfig(
         cwd=cwd,
         env=env,
         timeout=timeout,
+    )
+
+
+def gwconfig_in_process(
+    args: list[str], cwd: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """``gwconfig *args`` through its entry point (:func:`gwconfig.cli.main`, which turns a bug
+    into ``internal error``) in this process: in ``cwd``, with exactly ``env`` as the environment,
+    stdout and stderr captured (warnings and log records of level WARNING and above written to
+    stderr, as in a process). The same answer as :func:`run_gwconfig` without a new
+    interpreter's start-up, for the tests about what a command says, not about the process."""
+    import logging
+    import warnings
+
+    from click.testing import CliRunner
+
+    from gwconfig.cli import main
+
+    overrides: dict[str, str | None] = {k: None for k in os.environ if k not in env}
+    overrides.update(env)
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with CliRunner().isolation(env=overrides) as (out, err, _), warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = (
+                lambda message, category, filename, lineno, file=None, line=None: sys.stderr.write(
+                    warnings.formatwarning(message, category, filename, lineno, line)
+                )
+            )
+            # what logging's last resort prints in a process (pytest's handlers hide it here)
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setLevel(logging.WARNING)
+            logging.getLogger().addHandler(handler)
+            try:
+                main(list(args))
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+            finally:
+                logging.getLogger().removeHandler(handler)
+            sys.stdout.flush()
+            sys.stderr.flush()
+    finally:
+        os.chdir(here)
+    return subprocess.CompletedProcess(
+        args,
+        code,
+        out.getvalue().decode("utf-8", "replace"),
+        err.getvalue().decode("utf-8", "replace"),
     )
 
 

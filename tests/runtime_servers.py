@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
 import time
 from collections import Counter
 from typing import Any
@@ -41,17 +40,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-
-class _ReadyServer(uvicorn.Server):
-    """A uvicorn server that sets an event once it accepts connections."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = threading.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        self.ready.set()
+from threaded_server import ThreadedServer
 
 
 class FakeLLMServer:
@@ -82,8 +71,9 @@ class FakeLLMServer:
         config = uvicorn.Config(
             app, log_level="error", lifespan="off", access_log=False, timeout_graceful_shutdown=1
         )
-        self._server = _ReadyServer(config)
-        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._server = ThreadedServer(
+            config, self._sock, name=f"{type(self).__name__} on port {self.port}"
+        )
 
     @property
     def base_url(self) -> str:
@@ -92,16 +82,14 @@ class FakeLLMServer:
 
     def start(self) -> FakeLLMServer:
         """Start serving; returns when the server accepts connections."""
-        self._thread.start()
         # Told by the server itself, not polled; the bound only keeps a broken start from hanging.
-        if not self._server.ready.wait(120) or not self._server.started:
-            raise RuntimeError("test server did not start")
+        self._server.start(120)
         return self
 
     def stop(self) -> None:
-        """Stop the server and wait for its thread."""
-        self._server.should_exit = True
-        self._thread.join(10)
+        """Stop the server and wait for its thread; fail with the reason if it does not stop
+        cleanly (:meth:`threaded_server.ThreadedServer.stop`)."""
+        self._server.stop()
 
     def reset(self) -> None:
         """Forget recorded requests and failure counters."""
@@ -110,9 +98,6 @@ class FakeLLMServer:
         self.calls.clear()
         self.sent.clear()
         self.required_key = None
-
-    def _serve(self) -> None:
-        asyncio.run(self._server.serve(sockets=[self._sock]))
 
     # -- behaviour --------------------------------------------------------------------------------
 

@@ -2,15 +2,14 @@
 
 ``with serve_app(ServeSettings(database_url=url)) as server:`` starts :func:`create_app` (the
 real app, the real HTTP stack), returns once the server accepts connections, and stops it
-cleanly (lifespan shutdown included). ``make_token(url, "admin")`` stores a token of a scope in
+cleanly (lifespan shutdown included), failing the test with the reason when it does not
+(:class:`threaded_server.ThreadedServer`). ``make_token(url, "admin")`` stores a token of a scope in
 that database and returns its text. Other server tests build on these two.
 """
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,20 +22,7 @@ from fastapi import FastAPI
 
 from gwconfig.server.app import create_app
 from gwconfig.server.state import ServerState, ServeSettings
-
-
-class _ReadyServer(uvicorn.Server):
-    """A uvicorn server that sets an event once it accepts connections (or failed to)."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = threading.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        try:
-            await super().startup(sockets=sockets)
-        finally:
-            self.ready.set()
+from threaded_server import ThreadedServer
 
 
 @dataclass
@@ -86,19 +72,17 @@ def serve_app(
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5
     )
-    server = _ReadyServer(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
-    thread.start()
+    server = ThreadedServer(config, sock, name=f"gwconfig serve on port {port}")
     try:
         # told by the server itself; the bound only keeps a broken start from hanging
-        if not server.ready.wait(60) or not server.started:
-            raise RuntimeError("the test server did not start")
+        server.start(60)
         yield ServedApp(base_url=f"http://127.0.0.1:{port}", app=app)
     finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
-        app.state.gw.close()
+        try:
+            server.stop()  # fails the test when the server does not stop cleanly
+        finally:
+            sock.close()
+            app.state.gw.close()
 
 
 def make_token(

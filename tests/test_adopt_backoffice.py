@@ -5,7 +5,6 @@ file renames tables and columns; legacy encrypted keys open with GWCONFIG_LEGACY
 from __future__ import annotations
 
 import hashlib
-import os
 import socket
 import sys
 from pathlib import Path
@@ -13,40 +12,9 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from cryptography.fernet import Fernet
 
-from gwconfig.cli import cli
-from test_adopt_import import bo_corpus, build_backoffice, execute
-
-__all__ = ["bo_corpus"]
-
-
-@pytest.fixture
-def backoffice(bo_corpus: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """A SQLite back-office with the catalogue and edge rows; GWCONFIG_LEGACY_KEY set."""
-    for var in list(os.environ):
-        if var.startswith("GWCONFIG_") and not var.startswith("GWCONFIG_TEST_"):
-            monkeypatch.delenv(var)
-    monkeypatch.chdir(tmp_path)
-    url = f"sqlite:///{tmp_path / 'bo.db'}"
-    legacy = Fernet.generate_key().decode()
-    keys = build_backoffice(bo_corpus, url, legacy)
-    monkeypatch.setenv("GWCONFIG_LEGACY_KEY", legacy)
-    return url, keys, legacy
-
-
-def run(*args: str) -> Any:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-
-def import_fails(url: str, *extra: str) -> str:
-    """Run import expecting exit 1 and no output directory; return the error output."""
-    res = run("import", "--from-url", url, "--secrets", "env", "--out", "out.d", *extra)
-    assert res.exit_code == 1, res.output
-    assert not Path("out.d").exists()
-    assert "Traceback" not in res.output
-    return str(res.output)
+from backoffice_helpers import execute, import_fails, run
 
 
 def test_reader_counts_names_and_warnings(backoffice: Any) -> None:

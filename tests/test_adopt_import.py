@@ -19,6 +19,7 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, text
 
+from backoffice_helpers import build_backoffice, execute
 from conftest import make_database, run_gwconfig
 
 ROUND_TRIPS = [
@@ -29,22 +30,6 @@ ROUND_TRIPS = [
     pytest.param("sqlite", "mysql", marks=[pytest.mark.mysql], id="bo_sqlite-gw_maria"),
 ]
 TABLES = ("providers", "provider_models", "api_keys", "connection_parameters")
-
-
-@pytest.fixture(scope="module")
-def bo_corpus(corpus: ModuleType) -> ModuleType:
-    """The back-office corpus builder (bench/backoffice_corpus.py)."""
-    import importlib.util
-
-    from conftest import REPO
-
-    spec = importlib.util.spec_from_file_location(
-        "backoffice_corpus", REPO / "bench" / "backoffice_corpus.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -60,17 +45,6 @@ def databases(tmp_path: Path) -> Iterator[Any]:
         yield open_db
 
 
-def build_backoffice(bo: ModuleType, url: str, legacy_key: str) -> dict[str, str]:
-    """The catalogue and the edge rows in a new back-office; returns the generated keys."""
-    bo.create_backoffice(url)
-    rows, keys = bo.catalogue_rows(1)
-    edge = bo.edge_rows(legacy_key, keys)
-    for table in rows:
-        rows[table] += edge[table]
-    bo.fill(url, rows)
-    return keys
-
-
 def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of the back-office, in a stable order."""
     engine = create_engine(url)
@@ -81,14 +55,6 @@ def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
         }
     engine.dispose()
     return out
-
-
-def execute(url: str, sql: str, **params: Any) -> None:
-    """One write to a database (to edit the back-office, as its users would)."""
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text(sql), params)
-    engine.dispose()
 
 
 class Session:

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from conftest import run_gwconfig
 from gwconfig.cli import cli
-from test_manifests_diagnostics import MOCK as GOOD
+from manifest_texts import MOCK as GOOD
 
 BAD = GOOD.replace("model_id: mock-chat", "model_id: mock-chat\n    max_token: 3")
 

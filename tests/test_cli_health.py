@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from builders import write_manifests
 from conftest import run_gwconfig
 from gwconfig.cli import cli
+from reconcile_helpers import apply
 from runtime_servers import FAST, FakeLLMServer, provider_doc, write_compiled
 
 
@@ -93,7 +95,6 @@ def test_health_from_the_database(
     db_url: str, fernet_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from gwconfig.db.session import open_database
-    from test_reconcile_engine import apply, write_manifests
 
     monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", fernet_key)
     monkeypatch.chdir(tmp_path)

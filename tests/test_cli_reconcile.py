@@ -15,11 +15,9 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, inspect, text
 
+from builders import gateway_doc, provider_doc, write_manifests
 from gwconfig.cli import cli
 from gwconfig.db.snapshots import decompress_snapshot
-from test_reconcile_engine import gateway_doc, gw, provider_doc, write_manifests
-
-__all__ = ["gw"]
 
 
 def run(*args: str, input: str | None = None) -> Any:

@@ -18,12 +18,14 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from builders import gateway_doc, provider_doc, write_manifests
 from conftest import REPO, run_gwconfig
 from gwconfig.cli import cli
 from gwconfig.cli.serving import serve_cmd
 from gwconfig.db.session import open_database
 from gwconfig.errors import ConfigurationError
 from gwconfig.server.state import ServeSettings
+from reconcile_helpers import yes
 from serve_helpers import free_port
 
 TOKEN_LINE = re.compile(r"gwc_[A-Za-z0-9_-]{43}\n")
@@ -245,7 +247,6 @@ def test_sigterm_does_not_wait_for_a_held_long_poll(
     """A ``?wait=60`` long-poll is cancelled after ``--graceful-timeout`` seconds, not 60."""
     from gwconfig.reconcile import commands
     from gwconfig.reconcile.plan import PlanOptions
-    from test_reconcile_engine import gateway_doc, provider_doc, write_manifests, yes
 
     monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", fernet_key)
     monkeypatch.setenv("GWT_API_KEY", "sk-" + os.urandom(8).hex())

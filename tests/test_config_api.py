@@ -10,15 +10,14 @@ import asyncio
 import secrets
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from builders import gateway_doc, provider_doc, write_manifests
+from gateways import Setup
 from gwconfig.db.session import open_database
-from gwconfig.db.watch import stop_shared_watchers
 from gwconfig.errors import EncryptionKeyError
 from gwconfig.reconcile import commands
 from gwconfig.reconcile.plan import PlanOptions
@@ -26,8 +25,7 @@ from gwconfig.runtime import ConfigLoader, LLMGatewayClient, ProviderFactory
 from gwconfig.runtime.errors import ConfigLoadError
 from gwconfig.secrets.keys import generate_key
 from gwconfig.seed.service import ProviderService
-from serve_helpers import ServedApp, make_token, serve_app
-from test_reconcile_engine import gateway_doc, provider_doc, write_manifests
+from serve_helpers import ServedApp
 
 #: a safety net against a hung server, never an assumption about speed
 BOUND = 60.0
@@ -36,40 +34,6 @@ BOUND = 60.0
 def yes(_plan: object) -> bool:
     """Approve every plan."""
     return True
-
-
-class Setup:
-    """A served database with one applied revision, its secrets, and a token per scope."""
-
-    def __init__(self, url: str, root: Path, server: ServedApp, api_key: str) -> None:
-        self.url, self.root, self.server, self.api_key = url, root, server, api_key
-        self.tokens = {s: make_token(url, s) for s in ("runtime", "admin", "read", "invoke")}
-
-    def get(self, token: str | None = None, **kw: Any) -> httpx.Response:
-        with self.server.client(token or self.tokens["runtime"]) as client:
-            return client.get("/api/v1/config", **kw)
-
-    def apply(self, monkeypatch: pytest.MonkeyPatch, api_key: str) -> None:
-        monkeypatch.setenv("GWT_API_KEY", api_key)
-        commands.apply(str(self.root), self.url, PlanOptions(), review=yes)
-
-
-@pytest.fixture
-def setup(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
-    api_key = "sk-canary-" + secrets.token_hex(12)
-    monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", generate_key())
-    monkeypatch.setenv("GWT_API_KEY", api_key)
-    monkeypatch.setenv("GWT_PROJECT", "proj-" + secrets.token_hex(6))
-    monkeypatch.delenv("GITHUB_SHA", raising=False)
-    monkeypatch.delenv("GWCONFIG_API_TOKEN", raising=False)
-    open_database(db_url, upgrade=True).dispose()
-    root = write_manifests(tmp_path / "m", provider_doc(), gateway_doc())
-    commands.apply(str(root), db_url, PlanOptions(), review=yes)
-    try:
-        with serve_app(db_url) as server:
-            yield Setup(db_url, root, server, api_key)
-    finally:
-        stop_shared_watchers()
 
 
 def wait_until_polling(server: ServedApp) -> None:
@@ -137,6 +101,7 @@ def test_long_poll_answers_when_an_apply_commits(
     wait_until_polling(setup.server)
     setup.apply(monkeypatch, "sk-next-" + secrets.token_hex(8))
     poll.join(BOUND * 2)
+    assert not poll.is_alive(), "the long-poll did not return"
     (answer,) = answers
     assert answer.status_code == 200 and answer.headers["etag"] != etag
     assert answer.json()["revision"] == 2

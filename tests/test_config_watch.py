@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from builders import gateway_doc, provider_doc, write_manifests
 from gwconfig.db.notify import ConfigGeneration, announce, read_generation
 from gwconfig.db.session import open_database
 from gwconfig.db.watch import GenerationWatcher, shared_watcher, stop_shared_watchers
@@ -25,7 +26,6 @@ from gwconfig.reconcile.plan import PlanOptions
 from gwconfig.reconcile.rotation import rotate_url
 from gwconfig.secrets.keys import generate_key
 from gwconfig.seed.service import ProviderService
-from test_reconcile_engine import gateway_doc, provider_doc, write_manifests
 
 #: a safety net against a hung watcher, never an assumption about speed
 BOUND = 60.0
@@ -148,6 +148,7 @@ def test_wait_for_change_returns_when_a_write_commits(gw: str) -> None:
     finally:
         writer.join(BOUND)
         db.dispose()
+    assert not writer.is_alive(), "the writer did not finish"
     assert unchanged == before
     assert before is not None and changed == ConfigGeneration(before.epoch, before.number + 1)
 

@@ -16,17 +16,11 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from builders import gateway_doc, provider_doc, write_manifests
 from conftest import make_database
 from gwconfig.db import bulk
 from gwconfig.db.session import open_database
-from test_reconcile_engine import (
-    apply,
-    gateway_doc,
-    plan,
-    provider_doc,
-    read_state_at,
-    write_manifests,
-)
+from reconcile_helpers import apply, plan, read_state_at
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from gwconfig.db import open_database
 from gwconfig.db.models import Base
 from gwconfig.manifests import validate_path
 from gwconfig.reconcile.state import read_state
-from test_reconcile_engine import TABLES as REACHABLE_TABLES
+from reconcile_helpers import TABLES as REACHABLE_TABLES
 
 
 def column_limit(table: str, column: str) -> int:

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 
+from builders import fake_resolve, sample_config
 from gwconfig.db import open_database
 from gwconfig.db.direct import open_direct, parse_url
 from gwconfig.db.models import ConfigRevision
@@ -19,7 +20,6 @@ from gwconfig.db.rows import insert_config
 from gwconfig.errors import DatabaseError
 from gwconfig.reconcile.state import read_state, revision_snapshot, revision_state_hash
 from gwconfig.secrets.keys import EncryptionKeys
-from test_reconcile_state import fake_resolve, sample_config
 
 URLS = [
     "sqlite:///relative/gateway.db",

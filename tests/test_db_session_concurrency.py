@@ -56,4 +56,5 @@ def test_concurrent_first_use_creates_the_schema_once(
         outcomes = [results.get(timeout=120) for _ in procs]
         for p in procs:
             p.join(timeout=60)
+            assert p.exitcode == 0, f"{p.name} did not exit cleanly within 60 s: {p.exitcode}"
         assert outcomes == [f"ok {HEAD_REVISION}"] * PROCESSES, outcomes

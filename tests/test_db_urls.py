@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_gwconfig
+from conftest import gwconfig_in_process
 from gwconfig.db.urls import check_url, error_detail, mask_url, scrub
 from gwconfig.errors import ConfigurationError
 
@@ -114,7 +114,7 @@ def test_bad_database_urls_are_clear_errors_without_the_password(
         env["GWCONFIG_DATABASE_URL"] = url
         commands = commands[:1] if BAD_URLS.index((kind, template)) % 2 else commands[1:2]
     for command in commands:
-        done = run_gwconfig(command, tmp_path, env)
+        done = gwconfig_in_process(command, tmp_path, env)
         out = done.stdout + done.stderr
         assert done.returncode == 1, (command, out)
         assert PW not in out, (command, out)

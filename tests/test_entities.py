@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
+from builders import SECRETS, fake_resolve, sample_config
 from gwconfig import entities
 from gwconfig.db.models import ApiKey, Base, ConnectionParameter, Provider, ProviderModel, Route
 from gwconfig.db.rows import insert_config
@@ -30,7 +31,6 @@ from gwconfig.secrets import keys as secrets
 from gwconfig.secrets.keys import EncryptionKeys
 from gwconfig.seed import service
 from gwconfig.seed.validation import key_entity, model_entity, param_entity, provider_entity
-from test_reconcile_state import SECRETS, fake_resolve, sample_config
 
 #: identity values of each kind, several each (names with the separators ``/ : @ .`` in them)
 EXAMPLES: dict[str, list[tuple[str | None, dict[str, Any]]]] = {

@@ -2,45 +2,10 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
-from gwconfig.errors import Diagnostic
 from gwconfig.manifests import validate_path
-
-
-def provider(pid: str, *models: str, extra: str = "") -> str:
-    """A valid provider manifest with the given model ids."""
-    text = f"""\
-apiVersion: gwconfig/v1
-kind: Provider
-provider_id: {pid}
-provider_type: openai
-models:
-"""
-    for m in models:
-        text += f"  - model_id: {m}\n"
-    return text + extra
-
-
-def write(root: Path, name: str, text: str) -> None:
-    """Write ``providers.d/name``."""
-    path = root / "providers.d" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-
-
-def gateway(routes: str, default: str | None = None) -> str:
-    """A Gateway document with the given routes block."""
-    head = "apiVersion: gwconfig/v1\nkind: Gateway\n"
-    if default:
-        head += f"default_route: {default}\n"
-    return head + "routes:\n" + textwrap.indent(textwrap.dedent(routes), "  ")
-
-
-def messages(diags: list[Diagnostic]) -> list[tuple[str, int, str]]:
-    """(path, line, message) of each diagnostic."""
-    return [(d.path, d.line, d.message) for d in diags]
+from manifest_texts import gateway, messages, provider, write
 
 
 def test_duplicate_provider_id_names_both_files(isolated_cwd: Path) -> None:

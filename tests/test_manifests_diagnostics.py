@@ -12,24 +12,7 @@ from gwconfig.cli import cli
 from gwconfig.errors import Diagnostic, ManifestError
 from gwconfig.manifests import compile_path, validate_path
 from gwconfig.manifests.yamlparse.loader import load_yaml
-
-MOCK = """\
-apiVersion: gwconfig/v1
-kind: Provider
-provider_id: mock
-provider_type: mock
-models:
-  - model_id: mock-chat
-"""
-
-
-def gateway_routing_to(model: str) -> str:
-    """A Gateway manifest whose one route, ``local-chat`` (the default), targets ``model``."""
-    return (
-        "apiVersion: gwconfig/v1\nkind: Gateway\ndefault_route: local-chat\nroutes:\n"
-        f"  - name: local-chat\n    targets: [{{model: {model}}}]\n"
-    )
-
+from manifest_texts import MOCK, gateway_routing_to
 
 GATEWAY = gateway_routing_to("mock/mock-chat")
 

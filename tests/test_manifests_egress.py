@@ -12,7 +12,7 @@ from gwconfig.manifests.egress import EgressPolicy, api_base_refusal, entry_prob
 from gwconfig.reconcile import commands
 from gwconfig.reconcile.plan import PlanOptions
 from gwconfig.secrets.origin import origin_of, provider_origin
-from test_manifests_checks import messages, provider, write
+from manifest_texts import messages, provider, write
 
 POLICY = EgressPolicy(("api.openai.com", "*.internal.example", "10.0.0.0/8", "fd00:1::/32"))
 

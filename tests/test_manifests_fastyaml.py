@@ -23,6 +23,7 @@ from gwconfig.manifests import validate_path
 from gwconfig.manifests.documents import RawDocument
 from gwconfig.manifests.yamlparse.fast import ParseCache, parse_fast
 from gwconfig.manifests.yamlparse.loader import load_yaml
+from yaml_reference import Answers, assert_same_as_reference, positions, summary, typed
 
 TRICKY_WORDS = [
     "no", "yes", "on", "off", "true", "false", "True", "null", "Null", "~", "", "0", "012",
@@ -79,67 +80,6 @@ def documents_keyed_by(keys: st.SearchStrategy[str], max_leaves: int) -> st.Sear
 
 
 plain_documents = documents_keyed_by(plain_keys, max_leaves=12)
-
-
-def _typed(value: Any) -> Any:
-    if isinstance(value, dict):
-        return ("map", [(_typed(k), _typed(v)) for k, v in value.items()])
-    if isinstance(value, list):
-        return ("seq", [_typed(v) for v in value])
-    return (type(value).__name__, repr(value))
-
-
-def _positions(doc: RawDocument) -> dict[tuple[Any, ...], Any]:
-    out: dict[tuple[Any, ...], Any] = {}
-
-    def walk(node: Any, path: tuple[Any, ...]) -> None:
-        items = node.items() if isinstance(node, dict) else enumerate(node)
-        for k, v in items:
-            out[(*path, repr(k))] = doc.positions.get((id(node), k))
-            if isinstance(v, dict | list):
-                walk(v, (*path, repr(k)))
-
-    if isinstance(doc.data, dict | list):
-        walk(doc.data, ())
-    return out
-
-
-def _summary(result: tuple[list[RawDocument], list[Any]]) -> Any:
-    docs, diags = result
-    return (
-        [(d.index, d.line, d.col, _typed(d.data), _positions(d)) for d in docs],
-        [d.format() for d in diags],
-    )
-
-
-def assert_same_as_reference(text: str) -> bool:
-    """Check the fast path against the reference loader; True if the fast path answered."""
-    fast = parse_fast(text, "f.yaml")
-    if fast is None:
-        return False
-    assert _summary(fast) == _summary(load_yaml(text, "f.yaml"))
-    return True
-
-
-class Answers:
-    """How many of the generated inputs the fast path answered (not declined)."""
-
-    def __init__(self) -> None:
-        self.answered = 0
-        self.total = 0
-
-    def add(self, answered: bool) -> None:
-        """Count one input."""
-        self.total += 1
-        self.answered += answered
-
-    def require(self, share: float) -> None:
-        """Fail unless the fast path answered at least ``share`` of the inputs (and one)."""
-        assert self.total > 0
-        assert self.answered >= max(1, share * self.total), (
-            f"the fast path answered {self.answered} of {self.total} generated inputs, "
-            f"fewer than {share:.0%}: it has stopped answering"
-        )
 
 
 def _dump(docs: list[dict[str, Any]], style: int) -> str:
@@ -247,7 +187,7 @@ def test_positions_computed_on_demand_match_eager_ones() -> None:
     assert doc.positions == {}
     doc.reload = lambda: parse_fast(text, "f.yaml")[0]  # type: ignore[index]
     doc.ensure_positions()
-    assert _positions(doc) == _positions(eager[0][0])
+    assert positions(doc) == positions(eager[0][0])
     assert doc.locate(["models", 0, "tags", 1]) == (6, 5)
 
 
@@ -333,7 +273,7 @@ def test_entity_positions_are_the_full_parse_s() -> None:
         answers.add(full is not None)
         if full is None or light is None:
             return
-        assert [_typed(d.data) for d in light[0]] == [_typed(d.data) for d in full[0]]
+        assert [typed(d.data) for d in light[0]] == [typed(d.data) for d in full[0]]
         for lean, whole in zip(light[0], full[0], strict=True):
             recorded, needed = _entity_positions(lean)
             expected, _ = _entity_positions(whole)
@@ -400,9 +340,9 @@ def test_lines_remembered_across_files_change_nothing() -> None:
             assert (shared is None) == (alone is None)
             answers.add(shared is not None)
             if shared is not None and alone is not None:
-                assert _summary(shared) == _summary(alone)
+                assert summary(shared) == summary(alone)
                 if positions:
-                    assert _summary(shared) == _summary(load_yaml(text, "f.yaml"))
+                    assert summary(shared) == summary(load_yaml(text, "f.yaml"))
 
     check()
     answers.require(0.25)  # about 70% today

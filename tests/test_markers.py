@@ -1,74 +1,67 @@
 """The ``postgres``/``mysql`` markers are on exactly the tests that use that server.
 
-One collection run in a fresh process, with ``-m "not postgres and not mysql"``, records for
-every test its markers, what it uses (the fixtures of its closure and the values of its
-parameters) and whether the ``-m`` expression kept it: the markers must match the use, and the
-expression must keep exactly the tests that use no server.
+A collection session of its own in this process (quick: the test modules are imported already),
+with ``-m "not postgres and not mysql"``, records for every test its markers, what it uses (the
+fixtures of its closure and the values of its parameters) and whether the ``-m`` expression kept
+it: the markers must match the use, and the expression must keep exactly the tests that use no
+server.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 TESTS = Path(__file__).parent
-#: A collection of the whole suite in a subprocess: seconds, not milliseconds.
+#: A collection of the whole suite: seconds, not milliseconds.
 pytestmark = pytest.mark.slow
 
 #: Marker -> the fixture that gives that server's database.
 SERVERS = {"postgres": "pg_url", "mysql": "mysql_url"}
 LOCAL_ONLY = "not postgres and not mysql"
 
-PROBE = """
-import json, os
-import pytest
-
-_all = []
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items):
-    _all.extend(items)  # before -m deselects any
-
-def pytest_collection_finish(session):
-    kept = set(map(id, session.items))
-    rows = []
-    for item in _all:
-        callspec = getattr(item, "callspec", None)
-        rows.append({
-            "id": item.nodeid,
-            "kept": id(item) in kept,
-            "markers": sorted({m.name for m in item.iter_markers()}),
-            "fixtures": sorted(getattr(item, "fixturenames", ())),
-            "params": sorted(repr(v) for v in (callspec.params.values() if callspec else ())),
-        })
-    with open(os.environ["MARKER_PROBE_OUT"], "w") as out:
-        json.dump(rows, out)
-"""
-
 Row = dict[str, "list[str] | str | bool"]
 
 
+class Probe:
+    """A plugin recording every collected test before ``-m`` deselects any, and which it kept."""
+
+    def __init__(self) -> None:
+        self.all: list[pytest.Item] = []
+        self.rows: list[Row] = []
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        self.all.extend(items)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        kept = set(map(id, session.items))
+        for item in self.all:
+            callspec = getattr(item, "callspec", None)
+            params = callspec.params.values() if callspec else ()
+            self.rows.append(
+                {
+                    "id": item.nodeid,
+                    "kept": id(item) in kept,
+                    "markers": sorted({m.name for m in item.iter_markers()}),
+                    "fixtures": sorted(getattr(item, "fixturenames", ())),
+                    "params": sorted(repr(v) for v in params),
+                }
+            )
+
+
 @pytest.fixture(scope="module")
-def collected(tmp_path_factory: pytest.TempPathFactory) -> list[Row]:
+def collected() -> list[Row]:
     """Every test of the suite as the probe saw it."""
-    tmp = tmp_path_factory.mktemp("markers")
-    (tmp / "marker_probe.py").write_text(PROBE)
-    out = tmp / "collected.json"
-    path = os.pathsep.join(filter(None, [str(tmp), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "MARKER_PROBE_OUT": str(out), "PYTHONPATH": path}
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "marker_probe",
-         "-p", "no:cacheprovider", "-m", LOCAL_ONLY, str(TESTS)],
-        capture_output=True, text=True, cwd=TESTS.parent, env=env, timeout=240,
+    probe = Probe()
+    code = pytest.main(
+        ["--collect-only", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-m", LOCAL_ONLY,
+         "--rootdir", str(TESTS.parent), str(TESTS)],
+        plugins=[probe],
     )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    rows: list[Row] = json.loads(out.read_text())
-    return rows
+    assert code == pytest.ExitCode.OK, code
+    return probe.rows
 
 
 def _uses(row: Row, marker: str) -> bool:

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from backoffice_helpers import execute, import_fails
 from gwconfig.cli import cli
 from gwconfig.db.session import open_database
 from gwconfig.errors import ValidationFailed
@@ -27,10 +28,6 @@ from gwconfig.reconcile import commands
 from gwconfig.reconcile.plan import PlanOptions
 from gwconfig.seed.service import ProviderService
 from serve_helpers import make_token, serve_app
-from test_adopt_backoffice import backoffice, import_fails
-from test_adopt_import import bo_corpus, execute
-
-__all__ = ["backoffice", "bo_corpus"]
 
 #: the largest chain of dicts under a model's ``parameters`` that a manifest can hold: the
 #: parameters mapping is at level 3, the chain's k-th mapping at 3 + k, its scalar at 4 + k

@@ -16,20 +16,11 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from builders import gateway_doc, provider_doc, write_manifests
 from conftest import ENGINE_PARAMS
 from gwconfig.errors import LockError
 from gwconfig.reconcile import commands, revisions
-from test_reconcile_engine import (
-    apply,
-    dump_tables,
-    gateway_doc,
-    gw,
-    plan,
-    provider_doc,
-    write_manifests,
-)
-
-__all__ = ["gw"]  # the fixture, imported for its side effect
+from reconcile_helpers import apply, dump_tables, plan
 
 
 class Injected(Exception):

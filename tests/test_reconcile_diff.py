@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from builders import config, gateway, provider, resolved
 from gwconfig.errors import PlanError
 from gwconfig.manifests.compile import build_config
-from gwconfig.manifests.model import GatewayManifest, ProviderManifest
 from gwconfig.reconcile import changes as changes_module
 from gwconfig.reconcile.changes import AddItem, RemoveItem, SensitiveField, SetField, to_json
 from gwconfig.reconcile.diff import (
@@ -28,57 +28,6 @@ from gwconfig.reconcile.diff import (
     selected_providers,
 )
 from gwconfig.reconcile.plan import Plan, summarise
-
-
-def provider(pid: str = "openai", **extra: Any) -> ProviderManifest:
-    doc: dict[str, Any] = {
-        "apiVersion": "gwconfig/v1",
-        "kind": "Provider",
-        "provider_id": pid,
-        "provider_type": "openai",
-        "tags": ["prod"],
-        "connection": {
-            "api_base": "https://api.example.com/v1",
-            "parameters": [
-                {"name": "organization", "value": "org-1"},
-                {"name": "project_secret", "value": {"env": "PROJ"}, "sensitive": True},
-            ],
-        },
-        "api_keys": [{"name": "default", "value": {"env": "OPENAI_API_KEY"}}],
-        "models": [
-            {"model_id": "gpt-4o", "context_window": 128000, "capabilities": ["vision"]},
-            {"model_id": "gpt-4o-mini"},
-        ],
-    }
-    doc.update(extra)
-    return ProviderManifest.model_validate(doc)
-
-
-def gateway(**extra: Any) -> GatewayManifest:
-    doc: dict[str, Any] = {
-        "apiVersion": "gwconfig/v1",
-        "kind": "Gateway",
-        "default_route": "chat",
-        "routes": [{"name": "chat", "targets": [{"model": "openai/gpt-4o"}]}],
-    }
-    doc.update(extra)
-    return GatewayManifest.model_validate(doc)
-
-
-def resolved(config: dict[str, Any], fp: str = "hmac-sha256:aaa") -> dict[str, Any]:
-    """Replace secret references by fingerprints, as the reconciler does."""
-    out = copy.deepcopy(config)
-    for p in out["providers"]:
-        for k in p["api_keys"]:
-            k["value"] = {"fingerprint": fp}
-        for c in p["connection_parameters"]:
-            if c["sensitive"]:
-                c["value"] = {"fingerprint": fp}
-    return out
-
-
-def config(*providers: ProviderManifest, gw: GatewayManifest | None = None) -> dict[str, Any]:
-    return resolved(dict(build_config(providers, gw).data))
 
 
 def test_identical_configs_have_no_changes() -> None:

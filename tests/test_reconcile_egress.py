@@ -11,13 +11,12 @@ from typing import Any, cast
 import pytest
 from sqlalchemy import Table, create_engine, select, text, update
 
+from builders import gateway_doc, provider_doc, write_manifests
 from gwconfig.db.models import AuditEvent, GatewaySetting
 from gwconfig.reconcile import commands, revisions
 from gwconfig.reconcile.gateway_settings import read_egress_policy
 from gwconfig.reconcile.plan import render_json, render_markdown, render_text
-from test_reconcile_engine import apply, gateway_doc, gw, plan, provider_doc, write_manifests, yes
-
-__all__ = ["gw"]  # the fixture, by name
+from reconcile_helpers import apply, plan, yes
 
 FIRST = {"allow": ["api.example.com", "*.corp.example"]}
 SECOND = {"allow": ["api.example.com", "10.0.0.0/8"]}

@@ -1,133 +1,21 @@
-"""reconcile: plan/apply/rollback/history end to end on SQLite, PostgreSQL and MariaDB.
-
-Also holds the helpers the other reconciler tests import (manifest writer, table dumps).
-"""
+"""reconcile: plan/apply/rollback/history end to end on SQLite, PostgreSQL and MariaDB."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from sqlalchemy import create_engine, select, text, update
 
+from builders import gateway_doc, provider_doc, write_manifests
 from gwconfig.errors import PlanError, StalePlanError
 from gwconfig.reconcile import commands, revisions
 from gwconfig.reconcile.plan import PlanOptions
-from gwconfig.reconcile.state import ActualState
-
-TABLES = (
-    "providers",
-    "provider_models",
-    "api_keys",
-    "connection_parameters",
-    "routes",
-    "config_revisions",
-    "audit_events",
-)
-
-
-def provider_doc(pid: str = "openai", **extra: Any) -> dict[str, Any]:
-    """A provider manifest document with a key, a sensitive parameter and two models."""
-    doc: dict[str, Any] = {
-        "apiVersion": "gwconfig/v1",
-        "kind": "Provider",
-        "provider_id": pid,
-        "provider_type": "openai",
-        "tags": ["cloud"],
-        "connection": {
-            "api_base": "https://api.example.com/v1",
-            "parameters": [
-                {"name": "organization", "value": "org-1"},
-                {"name": "project", "value": {"env": "GWT_PROJECT"}, "sensitive": True},
-            ],
-        },
-        "api_keys": [{"name": "default", "value": {"env": "GWT_API_KEY"}}],
-        "models": [
-            {"model_id": "m1", "context_window": 1000, "capabilities": ["vision"]},
-            {"model_id": "m2", "pricing": {"input_per_1m": 1.5}},
-        ],
-    }
-    doc.update(extra)
-    return doc
-
-
-def gateway_doc(**extra: Any) -> dict[str, Any]:
-    """A Gateway document routing ``chat`` to openai/m1."""
-    doc: dict[str, Any] = {
-        "apiVersion": "gwconfig/v1",
-        "kind": "Gateway",
-        "default_route": "chat",
-        "routes": [{"name": "chat", "targets": [{"model": "openai/m1"}]}],
-    }
-    doc.update(extra)
-    return doc
-
-
-def write_manifests(root: Path, *docs: dict[str, Any]) -> Path:
-    """Write ``docs`` as one YAML file each under ``root`` (replacing what was there)."""
-    root.mkdir(parents=True, exist_ok=True)
-    for old in root.glob("*.yaml"):
-        old.unlink()
-    for i, doc in enumerate(docs):
-        name = doc.get("provider_id", "gateway")
-        (root / f"{i:02d}-{name}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    return root
-
-
-def dump_tables(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every gateway table, sorted (for before/after comparisons)."""
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            out = {}
-            for table in TABLES:
-                rows = conn.execute(text(f"SELECT * FROM {table}")).all()
-                out[table] = sorted(tuple(str(v) for v in r) for r in rows)
-            return out
-    finally:
-        engine.dispose()
-
+from reconcile_helpers import apply, dump_tables, plan, read_state_at, yes
 
 interactive = commands.WriteOptions(interactive=True)  # a person reviews the plan
-
-
-def yes(_plan: Any) -> bool:
-    """A review callback that approves."""
-    return True
-
-
-@pytest.fixture
-def gw(
-    db_url: str, fernet_key: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[str]:
-    """An upgraded, empty gateway database on each engine, with keys and secrets in the env."""
-    from gwconfig.db.session import open_database
-
-    monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", fernet_key)
-    monkeypatch.setenv("GWT_API_KEY", "sk-test-key-1")
-    monkeypatch.setenv("GWT_PROJECT", "proj-1")
-    monkeypatch.delenv("GITHUB_SHA", raising=False)
-    monkeypatch.chdir(tmp_path)
-    open_database(db_url, upgrade=True).dispose()
-    yield db_url
-
-
-def apply(root: Path, url: str, **kw: Any) -> tuple[Any, Any]:
-    """Apply manifests at ``root`` with auto-approval."""
-    options = PlanOptions(
-        prune=kw.pop("prune", False), targets=kw.pop("targets", ()), tags=kw.pop("tags", ())
-    )
-    write = commands.WriteOptions(**kw)
-    return commands.apply(str(root), url, options, review=yes, write=write)
-
-
-def plan(root: Path, url: str, **kw: Any) -> Any:
-    """Plan manifests at ``root``."""
-    return commands.plan(str(root), url, PlanOptions(**kw))
 
 
 def test_apply_round_trip_then_no_changes(gw: str, tmp_path: Path) -> None:
@@ -343,19 +231,6 @@ def test_rollback_restores_configuration_and_secrets(
     assert keys.decrypt(token) == "sk-test-key-1"
     with pytest.raises(Exception, match="revision 42 does not exist"):
         commands.rollback(gw, 42, review=yes)
-
-
-def read_state_at(url: str) -> ActualState:
-    """The state recorded in the database at ``url`` (opened and disposed of here)."""
-    from gwconfig.db.session import open_database
-    from gwconfig.reconcile.state import read_state
-
-    db = open_database(url)
-    try:
-        with db.connect() as conn:
-            return read_state(conn)
-    finally:
-        db.dispose()
 
 
 def _state(url: str) -> dict[str, Any]:

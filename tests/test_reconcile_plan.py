@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from builders import config, gateway, gateway_doc, provider, provider_doc, write_manifests
 from gwconfig.errors import PlanError
 from gwconfig.reconcile.changes import (
     AddItem,
@@ -32,7 +33,6 @@ from gwconfig.reconcile.plan import (
     render_markdown,
     render_text,
 )
-from test_reconcile_diff import config, gateway, provider
 
 
 def planned(desired: Any, actual: Any, **kw: Any) -> Plan:
@@ -171,7 +171,6 @@ def _every_kind(tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch) -> Pa
     from gwconfig.db.models import Provider
     from gwconfig.reconcile import commands
     from gwconfig.reconcile.plan import PlanOptions
-    from test_reconcile_engine import gateway_doc, provider_doc, write_manifests
 
     routes = [
         {"name": "chat", "targets": [{"model": "openai/m1"}]},

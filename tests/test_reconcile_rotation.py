@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection
 
+from builders import gateway_doc, provider_doc, write_manifests
 from conftest import ENGINE_PARAMS, make_database
 from gwconfig.db.lock import locked
 from gwconfig.db.session import open_database
@@ -27,8 +28,7 @@ from gwconfig.reconcile.plan import PlanOptions
 from gwconfig.reconcile.rotation import rotate_secrets
 from gwconfig.reconcile.state import read_state
 from gwconfig.secrets.keys import EncryptionKeys, generate_key, key_id
-from test_reconcile_engine import gateway_doc, provider_doc, write_manifests
-from test_secrets_key_ids import runtime_secrets, stored_key_ids
+from reconcile_helpers import runtime_secrets, stored_key_ids
 
 WAITING = "gwconfig: waiting for the lock on "
 #: a safety net against a hung process, never an assumption about speed
@@ -72,6 +72,7 @@ class Process:
         """Wait for the exit; assert success; return stdout."""
         out, _ = self.proc.communicate(timeout=BOUND * 3)
         self.reader.join(timeout=BOUND)
+        assert not self.reader.is_alive(), "stderr of the process never ended"
         assert self.proc.returncode == 0, (out, "".join(self.stderr))
         return out
 
@@ -192,6 +193,7 @@ def test_rotate_gives_up_after_its_lock_timeout(
         rotate = Process(env, "keys", "rotate", "--database-url", url, "--lock-timeout", "0")
         rotate.proc.wait(timeout=BOUND)
     rotate.reader.join(timeout=BOUND)
+    assert not rotate.reader.is_alive(), "stderr of keys rotate never ended"
     assert rotate.proc.returncode == 1, rotate.stderr
     assert "another apply or key rotation holds the lock" in "".join(rotate.stderr)
     assert "raise --lock-timeout" in "".join(rotate.stderr)

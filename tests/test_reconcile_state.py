@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from sqlalchemy import insert
 
+from builders import SECRETS, fake_resolve, sample_config
 from gwconfig.canonical import content_hash, empty_config
 from gwconfig.db import Database, open_database
 from gwconfig.db.models import ConfigRevision
 from gwconfig.db.rows import insert_config
-from gwconfig.manifests.compile import CompiledConfig, build_config
-from gwconfig.manifests.model import GatewayManifest, ProviderManifest
+from gwconfig.manifests.compile import CompiledConfig
 from gwconfig.reconcile.state import (
     canonical_models,
     model_from_row,
@@ -23,92 +23,6 @@ from gwconfig.reconcile.state import (
 )
 from gwconfig.reconcile.stored_keys import read_stored_keys
 from gwconfig.secrets.keys import EncryptionKeys
-
-SECRETS = {"OPENAI_KEY": "sk-state-test-openai", "ORG_SECRET": "org-secret-value"}
-
-
-def sample_config() -> CompiledConfig:
-    """Two providers with keys, plain and sensitive parameters, models, and routes."""
-    openai = ProviderManifest.model_validate(
-        {
-            "apiVersion": "gwconfig/v1",
-            "kind": "Provider",
-            "provider_id": "openai",
-            "provider_type": "openai",
-            "tags": ["prod", "chat"],
-            "deletion_protection": True,
-            "connection": {
-                "api_base": "https://api.openai.com/v1",
-                "headers": {"X-Team": "llm"},
-                "parameters": [
-                    {"name": "organization", "value": {"env": "ORG_SECRET"}, "sensitive": True},
-                    {"name": "retries_hint", "value": 3},
-                    {"name": "beta", "value": True, "environment": "staging"},
-                    {"name": "ratio", "value": 0.25},
-                ],
-            },
-            "request_settings": {"timeout_seconds": 30, "rate_limit_rpm": 600},
-            "api_keys": [
-                {
-                    "name": "default",
-                    "value": {"env": "OPENAI_KEY"},
-                    "expires_at": "2030-01-02T03:04:05Z",
-                },
-                {"name": "batch", "environment": "prod", "value": {"env": "OPENAI_KEY"}},
-            ],
-            "models": [
-                {
-                    "model_id": "gpt-4o",
-                    "context_window": 128000,
-                    "max_tokens": 16384,
-                    "capabilities": ["vision", "function_calling"],
-                    "pricing": {"input_per_1m": 2.5, "output_per_1m": 10.0},
-                    "aliases": ["gpt4o", "omni"],
-                },
-                {"model_id": "GPT-4o", "display_name": "Upper-case twin", "enabled": False},
-                {
-                    "model_id": "text-embedding-3-small",
-                    "model_type": "embedding",
-                    "parameters": {"dimensions": 1536, "nested": {"a": [1, 2.5, None]}},
-                },
-            ],
-        }
-    )
-    mock = ProviderManifest.model_validate(
-        {
-            "apiVersion": "gwconfig/v1",
-            "kind": "Provider",
-            "provider_id": "mock",
-            "provider_type": "mock",
-            "description": "Ünïcödé description",
-            "models": [{"model_id": "echo"}],
-        }
-    )
-    gateway = GatewayManifest.model_validate(
-        {
-            "apiVersion": "gwconfig/v1",
-            "kind": "Gateway",
-            "default_route": "smart",
-            "routes": [
-                {
-                    "name": "smart",
-                    "strategy": "weighted",
-                    "targets": [
-                        {"model": "openai/gpt-4o", "weight": 3},
-                        {"model": "mock/echo"},
-                    ],
-                    "fallbacks": ["cheap"],
-                },
-                {"name": "cheap", "targets": [{"model": "mock/echo"}]},
-            ],
-        }
-    )
-    return build_config([openai, mock], gateway)
-
-
-def fake_resolve(ref: Any, scope: tuple[str, str, str]) -> str:
-    """Resolve ``{env: NAME}`` from the test's secret table."""
-    return SECRETS[ref["env"]]
 
 
 def expected_state(config: CompiledConfig, keys: EncryptionKeys) -> dict[str, Any]:

@@ -11,17 +11,15 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect
 
+from builders import gateway_doc, provider_doc, write_manifests
 from gwconfig.cli import cli
 from gwconfig.db.session import open_database
 from gwconfig.errors import EncryptionKeyError
-from gwconfig.runtime import ConfigLoader
 from gwconfig.secrets.keys import generate_key, key_id
 from gwconfig.seed.service import ProviderService
-from test_reconcile_engine import dump_tables, gateway_doc, gw, provider_doc, write_manifests
-
-__all__ = ["gw"]
+from reconcile_helpers import dump_tables, runtime_secrets, stored_key_ids
 
 ENV = "GWCONFIG_ENCRYPTION_KEY"
 
@@ -29,27 +27,6 @@ ENV = "GWCONFIG_ENCRYPTION_KEY"
 def run(*args: str) -> Any:
     """Invoke the CLI in-process (stdout and stderr together in ``output``)."""
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-
-def stored_key_ids(url: str) -> set[str | None]:
-    """The key ids recorded on every secret row."""
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            keys = conn.execute(text("SELECT key_id FROM api_keys")).scalars().all()
-            params = conn.execute(
-                text("SELECT key_id FROM connection_parameters WHERE is_sensitive")
-            ).scalars()
-            return {*keys, *params}
-    finally:
-        engine.dispose()
-
-
-def runtime_secrets(url: str) -> tuple[str | None, Any]:
-    """The API key and the sensitive parameter the runtime opens from the database."""
-    config = ConfigLoader(url).load_config_as_object()
-    provider = config.providers["openai"]
-    return provider.api_keys[0].value, provider.params.get("project")
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
+from builders import gateway_doc, provider_doc, write_manifests
 from gwconfig.db.session import open_database
 from gwconfig.entities import SecretScope
 from gwconfig.errors import ValidationFailed
@@ -18,7 +19,7 @@ from gwconfig.reconcile.state import read_state
 from gwconfig.runtime.config.sources import ConfigLoader
 from gwconfig.secrets.keys import load_encryption_keys
 from gwconfig.seed.service import ProviderService
-from test_reconcile_engine import apply, gateway_doc, provider_doc, write_manifests
+from reconcile_helpers import apply
 
 A = "https://api.example.com:443"
 B = "https://llm.example.net:8443"
@@ -30,7 +31,7 @@ PARAM = SecretScope("openai", "param", "project", "default")
 def applied(
     db_url: str, fernet_key: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[tuple[str, Path]]:
-    """The manifests of test_reconcile_engine applied: provider openai on api.example.com."""
+    """``provider_doc()`` and ``gateway_doc()`` applied: provider openai on api.example.com."""
     monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", fernet_key)
     monkeypatch.setenv("GWT_API_KEY", "sk-" + secrets.token_urlsafe(16))
     monkeypatch.setenv("GWT_PROJECT", "proj-" + secrets.token_urlsafe(8))

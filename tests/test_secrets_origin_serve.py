@@ -19,16 +19,15 @@ import httpx
 import openai
 import pytest
 
-import test_server_openai
+from builders import write_manifests
+from gateways import Gateway, GatewayFor, manifests
 from gwconfig.runtime.config.sources import ConfigLoader
 from gwconfig.secrets.origin import origin_of
+from reconcile_helpers import apply
 from runtime_servers import FakeLLMServer
 from serve_helpers import make_token
-from test_reconcile_engine import apply, write_manifests
-from test_server_openai import Gateway, GatewayFor, manifests
 
 BOUND = 60.0  # a safety net: the runtime tells when it reloads
-gateway_for = test_server_openai.gateway_for
 MSG = [{"role": "user", "content": "hello"}]
 
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner, Result
 
 from gwconfig.cli import cli
 from gwconfig.secrets import sealing
-from test_reconcile_engine import read_state_at
+from reconcile_helpers import read_state_at
 
 CANARY = "sk-CANARY-e2e-0b1d6f5e44c2a7d9"
 

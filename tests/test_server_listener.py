@@ -24,11 +24,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from builders import write_manifests
 from gated_upstream import GatedUpstream
+from gateways import manifests
 from gwconfig.db.session import open_database
+from reconcile_helpers import apply
 from serve_helpers import free_port, make_token
-from test_reconcile_engine import apply, write_manifests
-from test_server_openai import manifests
 
 pytestmark = pytest.mark.slow  # real serve subprocesses: seconds each
 

@@ -21,12 +21,12 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-import test_server_openai
+from builders import write_manifests
 from gated_upstream import GatedUpstream
+from gateways import Gateway, GatewayFor, manifests
 from gwconfig.db.session import open_database
+from reconcile_helpers import apply
 from serve_helpers import free_port, make_token
-from test_reconcile_engine import apply, write_manifests
-from test_server_openai import Gateway, GatewayFor, manifests
 
 
 @pytest.fixture
@@ -35,10 +35,6 @@ def upstream() -> Iterator[GatedUpstream]:
     yield server
     server.release()
     server.stop()
-
-
-#: the fixture of test_server_openai, offered here too
-gateway_for = test_server_openai.gateway_for
 
 
 @pytest.fixture

@@ -16,12 +16,13 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
+from builders import write_manifests
 from gwconfig.db.models import UsageRecord
 from gwconfig.db.session import open_database
 from gwconfig.runtime.usage_buffer import UsageBuffer
 from gwconfig.server.state import ServeSettings
+from reconcile_helpers import apply
 from serve_helpers import ServedApp, make_token, serve_app
-from test_reconcile_engine import apply, write_manifests
 
 #: the bound of every poll (a safety net: each returns as soon as its condition holds)
 DEADLINE = 30.0

@@ -13,13 +13,13 @@ from typing import Any
 import httpx
 import pytest
 
+from builders import gateway_doc, provider_doc, write_manifests
+from gateways import Setup
 from gwconfig.db.notify import ConfigGeneration
 from gwconfig.db.watch import GenerationWatcher
 from gwconfig.reconcile import commands
 from gwconfig.reconcile.plan import PlanOptions
 from gwconfig.server.provider_cache import ProviderCache, Rendered
-from test_config_api import Setup, setup  # noqa: F401 (its fixture)
-from test_reconcile_engine import gateway_doc, provider_doc, write_manifests
 
 #: a safety net against a hung watcher, never an assumption about speed
 BOUND = 60.0
@@ -27,9 +27,9 @@ PATH = "/api/v1/providers/openai"
 
 
 class Served:
-    """The served database of ``test_config_api``'s ``setup``, read with an admin token."""
+    """The served database of the ``setup`` fixture (gateways.py), read with an admin token."""
 
-    def __init__(self, setup: Setup) -> None:  # noqa: F811
+    def __init__(self, setup: Setup) -> None:
         self.url, self.root, self.server = setup.url, setup.root, setup.server
         self.token = setup.tokens["admin"]
 
@@ -43,7 +43,7 @@ class Served:
 
 
 @pytest.fixture
-def served(setup: Setup) -> Served:  # noqa: F811
+def served(setup: Setup) -> Served:
     return Served(setup)
 
 

@@ -235,6 +235,7 @@ def test_two_puts_with_the_same_if_match_one_412(served: ServedApp, gw_url: str)
         t.start()
     for t in threads:
         t.join(60)
+        assert not t.is_alive(), f"{t.name} did not return within 60 s"
     assert sorted(results) == [200, 412]
     with served.client(token) as http:
         gone = http.delete("/api/v1/providers/race", headers={"If-Match": etag})

@@ -20,7 +20,7 @@ from serve_helpers import ServedApp, make_token, serve_app
 
 #: examples per operation: the full run on SQLite, a shorter one on each server engine
 EXAMPLES = {"sqlite": 25, "postgresql": 10, "mysql": 10}
-#: what the issue asks: no 500, and responses as the schema says (status, type, headers, body);
+#: what is checked: no 500, and responses as the schema says (status, type, headers, body);
 #: not "every schema-valid body is accepted" (the manifest schema is stricter than OpenAPI says)
 CHECKS = [
     checks.not_a_server_error,

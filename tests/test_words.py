@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from gwconfig.cli import cli
 from gwconfig.words import bulleted, plural
-from test_manifests_diagnostics import gateway_routing_to
+from manifest_texts import gateway_routing_to
 
 PROVIDER = """\
 apiVersion: gwconfig/v1

@@ -201,6 +201,7 @@ def test_a_put_while_apply_writes_waits_then_goes_in_on_top(
             finally:
                 apply.finish()
                 put.join(60)
+    assert not put.is_alive(), "the PUT did not return within 60 s"
     (answer,) = answers
     assert answer.status_code == 200, answer.text
     assert _model(server_url) == ("B", 900)  # apply's write and the PUT's, both kept
