@@ -15,7 +15,7 @@ import pytest
 
 from gwconfig.db.notify import ConfigGeneration
 from gwconfig.reconcile import engine as reconcile
-from gwconfig.server.provider_cache import ProviderCache, Rendered
+from gwconfig.server.rest.cache import ProviderCache, Rendered
 from gwconfig.server.watch import GenerationWatcher
 from test_config_api import Setup, setup  # noqa: F401 (its fixture)
 from test_reconcile_engine import gateway_doc, provider_doc, write_manifests

@@ -21,10 +21,13 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 
 from gwconfig.errors import GwconfigError
-from gwconfig.server import config_api, openai_api, problems, rest, session_api
+from gwconfig.server import problems, session_api
 from gwconfig.server.auth import TokenAuthenticator
 from gwconfig.server.auth_gate import AuthenticateFirst
-from gwconfig.server.provider_cache import TrackWrites
+from gwconfig.server.config import delivery
+from gwconfig.server.openai import app as openai_app
+from gwconfig.server.rest.cache import TrackWrites
+from gwconfig.server.rest.router import router as rest_router
 from gwconfig.server.state import ServerState, ServeSettings, server_state
 from gwconfig.server.watch import stop_shared_watchers
 
@@ -33,8 +36,8 @@ __all__ = ["ROUTERS", "ServeSettings", "ServerState", "app_from_env", "create_ap
 #: (router, prefix) of every part of the API; each part adds its own line here
 ROUTERS: list[tuple[APIRouter, str]] = [
     (session_api.router, "/api/v1"),
-    (rest.router, "/api/v1"),
-    (config_api.router, "/api/v1"),
+    (rest_router, "/api/v1"),
+    (delivery.router, "/api/v1"),
 ]
 
 health = APIRouter(tags=["health"])
@@ -84,7 +87,7 @@ def readyz(request: Request) -> Response:
             status_code=503,
         )
     revision_served = runtime.revision(runtime.client.config)
-    served = config_api.served_generation(request.app)
+    served = delivery.served_generation(request.app)
     generation = served[0].token if served is not None and served[0] is not None else None
     return JSONResponse(
         {
@@ -175,7 +178,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     for router, prefix in ROUTERS:
         app.include_router(router, prefix=prefix)
     # outermost: /v1/chat/completions, /v1/models and /metrics skip the FastAPI stack
-    state.runtime = openai_api.install(app, state)
+    state.runtime = openai_app.install(app, state)
     return app
 
 

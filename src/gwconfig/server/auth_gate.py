@@ -9,7 +9,7 @@ is routed or its body read. The caller it found is left in ``request.state.calle
 :func:`~gwconfig.server.auth.require` takes it (the scope check, 403, stays with the route).
 
 The OpenAI-compatible paths and ``/metrics`` authenticate in their own fast path
-(:mod:`gwconfig.server.openai_api`), also before they read a body.
+(:mod:`gwconfig.server.openai.app`), also before they read a body.
 """
 
 from __future__ import annotations

@@ -12,13 +12,13 @@ from starlette.requests import Request
 
 from gwconfig.db.lock import WRITE_LOCK_TIMEOUT
 from gwconfig.errors import ConfigurationError
-from gwconfig.server.provider_cache import ProviderCache
+from gwconfig.server.rest.cache import ProviderCache
 
 if TYPE_CHECKING:
     from gwconfig.db.session import Database
     from gwconfig.secrets.keys import EncryptionKeys
     from gwconfig.server.auth import TokenAuthenticator
-    from gwconfig.server.openai_runtime import GatewayRuntime
+    from gwconfig.server.openai.runtime import GatewayRuntime
 
 #: environment variables the ``serve`` command sets for its worker processes
 ENV_READ_ONLY = "GWCONFIG_SERVE_READ_ONLY"

@@ -20,7 +20,7 @@ from gwconfig.runtime.permits import permits
 from gwconfig.server.auth import AuthError, Caller, authorization_header
 from gwconfig.server.disconnect import Receive
 from gwconfig.server.metrics import CONTENT_TYPE, Metrics
-from gwconfig.server.openai_exchange import (
+from gwconfig.server.openai.exchange import (
     CHAT,
     JSON_TYPE,
     Exchange,
@@ -29,8 +29,9 @@ from gwconfig.server.openai_exchange import (
     access,
     send_error,
 )
-from gwconfig.server.openai_runtime import CallerLimits, GatewayRuntime
-from gwconfig.server.openai_wire import (
+from gwconfig.server.openai.limits import CallerLimits
+from gwconfig.server.openai.runtime import GatewayRuntime
+from gwconfig.server.openai.wire import (
     WireError,
     parse_chat_request,
     retry_after,

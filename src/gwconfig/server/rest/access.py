@@ -1,18 +1,18 @@
 """Data access of the REST API: reads straight from the session (no encryption keys needed),
-the cached ``GET /providers/{id}`` (:mod:`gwconfig.server.provider_cache`), the endpoints'
+the cached ``GET /providers/{id}`` (:mod:`gwconfig.server.rest.cache`), the endpoints'
 :class:`Reading` and :class:`Writing` dependencies, and the locked, ``If-Match``-checked writes
 through the audited ProviderService."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import quote
 
 import orjson
 from fastapi import Depends, Header, Path, Request
-from sqlalchemy import BindParameter, Connection, bindparam, select
+from sqlalchemy import BindParameter, Connection, bindparam, select, text
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -27,21 +27,11 @@ from gwconfig.seed.service import (
     parameter_dict,
     provider_dict,
 )
-from gwconfig.server.auth import Caller
-from gwconfig.server.provider_cache import ProviderCache, Rendered
-from gwconfig.server.rest_support import (
-    check_if_match,
-    db_session,
-    etag_of,
-    lock_provider,
-    not_found,
-    reader,
-    server,
-    shortened,
-    translated,
-    translating,
-    writer,
-)
+from gwconfig.server.auth import Caller, require
+from gwconfig.server.problems import ProblemError
+from gwconfig.server.rest.cache import ProviderCache, Rendered
+from gwconfig.server.rest.errors import READ_ONLY_DETAIL, not_found, translated, translating
+from gwconfig.server.rest.etags import check_if_match, etag_of
 
 if TYPE_CHECKING:
     from gwconfig.db.session import Database
@@ -55,6 +45,67 @@ ProviderId = Path(
 IfMatch = Header(
     default=None, alias="If-Match", max_length=4096, description="ETag from a previous GET."
 )
+
+
+#: characters of the fingerprint's hex digest an API key listing shows
+SHORT_FINGERPRINT_HEX = 12
+
+
+# -- dependencies ------------------------------------------------------------------------------
+
+
+def server(request: Request) -> Any:
+    """The app's ServerState (``app.state.gw``)."""
+    return request.app.state.gw
+
+
+def db_session(request: Request) -> Iterator[Session]:
+    """One ORM session per request (closed, i.e. rolled back if uncommitted, at the end)."""
+    with server(request).database.session() as session:
+        yield session
+
+
+def writer(request: Request, caller: Caller = Depends(require("write"))) -> Caller:
+    """The caller of a write: scope ``write``, and 405 when the server is read-only."""
+    if server(request).settings.read_only:
+        raise ProblemError(
+            405,
+            "Method Not Allowed",
+            READ_ONLY_DETAIL,
+            type_="https://gwconfig.dev/problems/read-only",
+            headers={"Allow": "GET"},
+        )
+    return caller
+
+
+reader = require("read")
+
+
+def lock_provider(session: Session, provider_id: str) -> bool:
+    """Lock the provider row for this transaction; False if there is no such provider."""
+    if session.get_bind().dialect.name == "sqlite":
+        result = session.execute(
+            text("UPDATE providers SET provider_id = provider_id WHERE provider_id = :pid"),
+            {"pid": provider_id},
+        )
+        return bool(getattr(result, "rowcount", 0))
+    found = session.execute(
+        select(Provider.provider_id).where(Provider.provider_id == provider_id).with_for_update()
+    ).first()
+    return found is not None
+
+
+def short_fingerprint(fingerprint: str | None) -> str | None:
+    """``hmac-sha256:`` and the first hex digits of a stored fingerprint (None stays None)."""
+    if fingerprint is None:
+        return None
+    prefix, _, digest = fingerprint.partition(":")
+    return f"{prefix}:{digest[:SHORT_FINGERPRINT_HEX]}" if digest else None
+
+
+def shortened(item: dict[str, Any]) -> dict[str, Any]:
+    """An API key or parameter dict with its fingerprint shortened."""
+    return {**item, "fingerprint": short_fingerprint(item.get("fingerprint"))}
 
 
 # -- reads (no encryption keys needed) ---------------------------------------------------------
@@ -145,14 +196,14 @@ def render_provider(database: Database, pid: str) -> Rendered:
 
 async def cached_provider(app: Any, pid: str) -> Rendered:
     """The answer of ``GET /providers/{pid}`` from the process's cache, read on a miss
-    (see :mod:`gwconfig.server.provider_cache`)."""
+    (see :mod:`gwconfig.server.rest.cache`)."""
     state = app.state.gw
     cache: ProviderCache = state.provider_cache
     rendered = cache.get(pid)
     if rendered is not None:
         return rendered
     if cache.watcher is None:
-        from gwconfig.server.config_api import app_watcher
+        from gwconfig.server.config.delivery import app_watcher
 
         cache.watcher = await app_watcher(app)
     key = cache.key()  # before the read: a write racing it is never stored under its key

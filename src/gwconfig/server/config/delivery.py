@@ -1,7 +1,7 @@
 """``GET /api/v1/config``: the runtime configuration, conditional and long-polling.
 
 Scope ``runtime`` (``admin`` passes too). The body is the document of
-:mod:`gwconfig.server.config_payload` (secrets as stored ciphertexts) with a strong ``ETag``,
+:mod:`gwconfig.server.config.payload` (secrets as stored ciphertexts) with a strong ``ETag``,
 the configuration generation ``"<epoch>.<n>"``. ``If-None-Match`` with the current ETag gives
 304 without touching the database (the generation comes from the process's
 :class:`~gwconfig.server.watch.GenerationWatcher`); with ``?wait=SECONDS`` (0-60) the 304 is held
@@ -18,7 +18,7 @@ from starlette.requests import Request
 from gwconfig.db.notify import ConfigGeneration
 from gwconfig.runtime.remote import MAX_WAIT
 from gwconfig.server.auth import Caller, require
-from gwconfig.server.config_payload import PayloadCache
+from gwconfig.server.config.payload import PayloadCache
 from gwconfig.server.disconnect import unless_gone
 from gwconfig.server.watch import GenerationWatcher, shared_watcher
 

@@ -18,7 +18,7 @@ from gwconfig.runtime.messages import LLMResponse, Usage
 from gwconfig.runtime.streaming import LLMStream
 from gwconfig.server.disconnect import Receive, unless_gone
 from gwconfig.server.metrics import Metrics, log_access
-from gwconfig.server.openai_wire import (
+from gwconfig.server.openai.wire import (
     ChatRequest,
     ChunkWriter,
     WireError,
