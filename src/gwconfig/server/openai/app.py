@@ -15,17 +15,16 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from gwconfig.errors import DatabaseError
 from gwconfig.runtime.permits import permits
 from gwconfig.server.auth import AuthError, Caller, authorization_header
-from gwconfig.server.disconnect import Receive
 from gwconfig.server.metrics import CONTENT_TYPE, Metrics
 from gwconfig.server.openai.exchange import (
     CHAT,
     JSON_TYPE,
     Exchange,
-    Scope,
-    Send,
     access,
     send_error,
 )
@@ -38,9 +37,6 @@ from gwconfig.server.openai.wire import (
     unavailable,
     wire_error,
 )
-
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-Message = Any
 
 MODELS = "/v1/models"
 METRICS = "/metrics"

@@ -9,14 +9,16 @@ client that disconnects at any point cancels the upstream call (closing its conn
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from typing import Any
+
+from starlette.types import Receive, Scope, Send
 
 from gwconfig.runtime.client import LLMGatewayClient
 from gwconfig.runtime.errors import AmbiguousModelError, NoRouteError
 from gwconfig.runtime.messages import LLMResponse, Usage
 from gwconfig.runtime.streaming import LLMStream
-from gwconfig.server.disconnect import Receive, unless_gone
+from gwconfig.server.disconnect import unless_gone
 from gwconfig.server.metrics import Metrics, log_access
 from gwconfig.server.openai.wire import (
     ChatRequest,
@@ -36,10 +38,6 @@ async def _first(chunks: AsyncIterator[str]) -> str:
     except StopAsyncIteration:
         return ""
 
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Send = Callable[[Message], Awaitable[None]]
 
 CHAT = "/v1/chat/completions"
 JSON_TYPE = (b"content-type", b"application/json")
