@@ -23,7 +23,7 @@ from conftest import ENGINE_PARAMS, make_database
 from gwconfig.db.models import AuditEvent, ProviderModel
 from gwconfig.db.session import open_database
 from gwconfig.reconcile import engine as reconcile
-from gwconfig.server.rest.errors import APPLY_RUNNING
+from gwconfig.server.answers import APPLY_RUNNING
 from gwconfig.server.state import ServeSettings
 from serve_helpers import make_token, serve_app
 

@@ -17,9 +17,10 @@ from typing import Any, Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gwconfig.errors import DatabaseError
+from gwconfig.errors import GwconfigError
 from gwconfig.runtime.permits import permits
-from gwconfig.server.auth import AuthError, Caller, authorization_header
+from gwconfig.server.answers import retry_after
+from gwconfig.server.auth import Caller, authorization_header
 from gwconfig.server.metrics import CONTENT_TYPE, Metrics
 from gwconfig.server.openai.exchange import (
     CHAT,
@@ -33,8 +34,6 @@ from gwconfig.server.openai.runtime import GatewayRuntime
 from gwconfig.server.openai.wire import (
     WireError,
     parse_chat_request,
-    retry_after,
-    unavailable,
     wire_error,
 )
 
@@ -47,7 +46,7 @@ class Authenticator(Protocol):
     """What the token authenticator offers (``gwconfig.server.auth.TokenAuthenticator``)."""
 
     async def authenticate_async(self, authorization_header: str | None) -> Caller:
-        """The caller (name, scope, models, rpm), or raise :class:`AuthError`."""
+        """The caller (name, scope, models, rpm), or raise :class:`~gwconfig.errors.AuthError`."""
 
 
 class OpenAIGateway:
@@ -126,9 +125,8 @@ class OpenAIGateway:
             await send_error(send, exc)
         except Exception as exc:  # a bug: a generic answer, the class name in the log only
             log.error("%s %s failed: %s", scope["method"], scope["path"], type(exc).__name__)
-            error = WireError(500, "internal error", "api_error", "internal_error")
             try:
-                await send_error(send, error)
+                await send_error(send, wire_error(exc))
             except Exception:  # the answer had begun: nothing more can be said
                 return
 
@@ -136,19 +134,8 @@ class OpenAIGateway:
         header = authorization_header(scope["headers"])
         try:
             return await self.tokens.authenticate_async(header)
-        except AuthError as exc:
-            message = exc.message
-            if exc.status == 401:
-                raise WireError(
-                    401,
-                    message,
-                    "invalid_request_error",
-                    "invalid_api_key",
-                    headers={"www-authenticate": "Bearer"},
-                ) from None
-            raise WireError(403, message, "permission_error", "insufficient_scope") from None
-        except DatabaseError:  # the token store is unreachable: 503, never 500
-            raise unavailable() from None
+        except GwconfigError as exc:  # 401, 403; the token store unreachable: 503, never 500
+            raise wire_error(exc) from None
 
     # -- /v1/chat/completions ---------------------------------------------------------------------
 

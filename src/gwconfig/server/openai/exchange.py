@@ -50,7 +50,7 @@ _SSE = [
 
 async def send_error(send: Send, error: WireError) -> None:
     """Answer ``error`` in OpenAI's shape."""
-    headers = [JSON_TYPE, *((k.encode(), v.encode()) for k, v in error.headers.items())]
+    headers = [JSON_TYPE, *((k.lower().encode(), v.encode()) for k, v in error.headers.items())]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": error.body()})
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -22,7 +23,7 @@ from gwconfig.errors import (
 )
 from gwconfig.manifests.in_memory import GATEWAY
 from gwconfig.manifests.limits import DEPTH_MESSAGE, json_too_deep
-from gwconfig.server.problems import ProblemError
+from gwconfig.server.problems import ProblemError, from_gwconfig_error
 from gwconfig.server.rest.schemas import Problem
 
 T = TypeVar("T")
@@ -34,9 +35,6 @@ READ_ONLY_DETAIL = (
     "'gwconfig apply'; writes through the API are refused while 'gwconfig serve --read-only'."
 )
 
-#: the problem type of a write refused while an apply holds the lock, and its Retry-After
-APPLY_RUNNING = "https://gwconfig.dev/problems/apply-running"
-RETRY_AFTER_SECONDS = 2
 
 _PROBLEM = {
     "model": Problem,
@@ -73,32 +71,23 @@ WRITE_RESPONSES = {
 
 
 def problem_for(exc: GwconfigError) -> ProblemError:
-    """The problem of a service error: field errors for validation, no driver text for 409s."""
+    """The problem of a service error (the status of :func:`~gwconfig.server.answers.answer_for`):
+    field errors for validation, a retry for a running apply, no driver text for 409s."""
+    problem = from_gwconfig_error(exc)
     if isinstance(exc, ValidationFailed):
         errors = [  # the routes' fields are no field of the request's body
             {"loc": ".".join([*(() if loc[:1] == (GATEWAY,) else ("body",)), *map(str, loc)]),
              "msg": msg[:300]}
             for loc, msg in exc.errors[:50]
         ]  # fmt: skip
-        detail = exc.message + (f" ({exc.hint})" if exc.hint else "")
-        return ProblemError(422, "Unprocessable Content", detail, errors=errors or None)
-    if isinstance(exc, LockError):  # an apply is running: a moment later the write goes in
-        return ProblemError(
-            503,
-            "Service Unavailable",
-            f"{exc.message}; retry in a moment",
-            type_=APPLY_RUNNING,
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
+        return replace(problem, errors=errors or None)
+    if isinstance(exc, LockError):  # a moment later the write goes in
+        return replace(problem, detail=f"{exc.message}; retry in a moment")
     if isinstance(exc, IntegrityViolation):
         what = exc.message.split(": ", 1)[0]
         reason = "it already exists" if "already exists" in exc.message else "a constraint"
-        return ProblemError(
-            409, "Conflict", f"{what}: conflicts with {reason}; nothing was written"
-        )
-    from gwconfig.server.problems import from_gwconfig_error
-
-    return from_gwconfig_error(exc)
+        return replace(problem, detail=f"{what}: conflicts with {reason}; nothing was written")
+    return problem
 
 
 @contextmanager
