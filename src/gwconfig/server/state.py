@@ -8,7 +8,8 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from starlette.requests import Request
+from starlette.applications import Starlette
+from starlette.requests import HTTPConnection
 
 from gwconfig.db.lock import WRITE_LOCK_TIMEOUT
 from gwconfig.errors import ConfigurationError
@@ -174,7 +175,9 @@ class ServerState:
         self.database.dispose()
 
 
-def server_state(request: Request) -> ServerState:
-    """The :class:`ServerState` of the app serving ``request``."""
-    state: ServerState = request.app.state.gw
+def server_state(of: HTTPConnection | Starlette) -> ServerState:
+    """The :class:`ServerState` of an app, or of the app serving a request: the one way every
+    handler and middleware reaches it (``create_app`` keeps it in ``app.state.gw``)."""
+    app = of.app if isinstance(of, HTTPConnection) else of
+    state: ServerState = app.state.gw
     return state

@@ -14,6 +14,7 @@ import orjson
 from fastapi import Depends, Header, Path, Request
 from sqlalchemy import BindParameter, Connection, bindparam, select, text
 from sqlalchemy.orm import Session
+from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 
 from gwconfig.db import columns as col
@@ -29,9 +30,10 @@ from gwconfig.seed.service import (
 )
 from gwconfig.server.auth import Caller, require
 from gwconfig.server.problems import ProblemError
-from gwconfig.server.rest.cache import ProviderCache, Rendered
+from gwconfig.server.rest.cache import Rendered
 from gwconfig.server.rest.errors import READ_ONLY_DETAIL, not_found, translated, translating
 from gwconfig.server.rest.etags import check_if_match, etag_of
+from gwconfig.server.state import server_state
 
 if TYPE_CHECKING:
     from gwconfig.db.session import Database
@@ -54,20 +56,15 @@ SHORT_FINGERPRINT_HEX = 12
 # -- dependencies ------------------------------------------------------------------------------
 
 
-def server(request: Request) -> Any:
-    """The app's ServerState (``app.state.gw``)."""
-    return request.app.state.gw
-
-
 def db_session(request: Request) -> Iterator[Session]:
     """One ORM session per request (closed, i.e. rolled back if uncommitted, at the end)."""
-    with server(request).database.session() as session:
+    with server_state(request).database.session() as session:
         yield session
 
 
 def writer(request: Request, caller: Caller = Depends(require("write"))) -> Caller:
     """The caller of a write: scope ``write``, and 405 when the server is read-only."""
-    if server(request).settings.read_only:
+    if server_state(request).settings.read_only:
         raise ProblemError(
             405,
             "Method Not Allowed",
@@ -194,11 +191,11 @@ def render_provider(database: Database, pid: str) -> Rendered:
     return Rendered(orjson.dumps(body), etag_of(body))
 
 
-async def cached_provider(app: Any, pid: str) -> Rendered:
+async def cached_provider(app: Starlette, pid: str) -> Rendered:
     """The answer of ``GET /providers/{pid}`` from the process's cache, read on a miss
     (see :mod:`gwconfig.server.rest.cache`)."""
-    state = app.state.gw
-    cache: ProviderCache = state.provider_cache
+    state = server_state(app)
+    cache = state.provider_cache
     rendered = cache.get(pid)
     if rendered is not None:
         return rendered
@@ -268,7 +265,7 @@ class Writing:
     def service(self) -> ProviderService:
         """The audited service on the session, acting as the token's name (an ``admin`` token
         binds the secrets it writes to the provider's current origin: gwconfig.seed.origins)."""
-        state = server(self.request)
+        state = server_state(self.request)
         return ProviderService(
             self.session,
             state.encryption_keys,
@@ -298,7 +295,7 @@ class Writing:
         """
 
         def run() -> T:
-            timeout = server(self.request).settings.lock_timeout
+            timeout = server_state(self.request).settings.lock_timeout
             hold_in_transaction(self.session.connection(), timeout)
             if not lock_provider(self.session, pid):
                 raise not_found(f"provider {pid!r}")
