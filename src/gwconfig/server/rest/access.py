@@ -1,7 +1,7 @@
-"""Data access of the REST API: reads straight from the session (no encryption keys needed),
-the cached ``GET /providers/{id}`` (:mod:`gwconfig.server.rest.cache`), the endpoints'
-:class:`Reading` and :class:`Writing` dependencies, and the locked, ``If-Match``-checked writes
-through the audited ProviderService."""
+"""Data access of the REST API: the rows of :mod:`gwconfig.db.reads` as the API shows them (no
+encryption keys needed), the cached ``GET /providers/{id}`` (:mod:`gwconfig.server.rest.cache`),
+the endpoints' :class:`Reading` and :class:`Writing` dependencies, and the locked,
+``If-Match``-checked writes through the audited ProviderService."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from urllib.parse import quote
 
 import orjson
 from fastapi import Depends, Header, Path, Request
-from sqlalchemy import BindParameter, Connection, bindparam, select, text
 from sqlalchemy.orm import Session
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 
 from gwconfig.db import columns as col
+from gwconfig.db import reads
 from gwconfig.db.lock import hold_in_transaction
-from gwconfig.db.models import ApiKey, ConnectionParameter, Provider, ProviderModel
+from gwconfig.db.reads import Reader
 from gwconfig.manifests.model import SLUG_PATTERN
 from gwconfig.seed.service import (
     ProviderService,
@@ -78,20 +78,6 @@ def writer(request: Request, caller: Caller = Depends(require("write"))) -> Call
 reader = require("read")
 
 
-def lock_provider(session: Session, provider_id: str) -> bool:
-    """Lock the provider row for this transaction; False if there is no such provider."""
-    if session.get_bind().dialect.name == "sqlite":
-        result = session.execute(
-            text("UPDATE providers SET provider_id = provider_id WHERE provider_id = :pid"),
-            {"pid": provider_id},
-        )
-        return bool(getattr(result, "rowcount", 0))
-    found = session.execute(
-        select(Provider.provider_id).where(Provider.provider_id == provider_id).with_for_update()
-    ).first()
-    return found is not None
-
-
 def short_fingerprint(fingerprint: str | None) -> str | None:
     """``hmac-sha256:`` and the first hex digits of a stored fingerprint (None stays None)."""
     if fingerprint is None:
@@ -108,59 +94,25 @@ def shortened(item: dict[str, Any]) -> dict[str, Any]:
 # -- reads (no encryption keys needed) ---------------------------------------------------------
 
 
-_P = Provider.__table__
-_M = ProviderModel.__table__
-_K = ApiKey.__table__
-_C = ConnectionParameter.__table__
-
-# built once: a read runs four statements, their construction would cost as much as SQLite
-_BY_PID: BindParameter[str] = bindparam("pid")
-_SELECT = {
-    "provider": select(_P).where(_P.c.provider_id == _BY_PID),
-    "models": select(_M).where(_M.c.provider_id == _BY_PID),
-    "keys": select(_K).where(_K.c.provider_id == _BY_PID),
-    "params": select(_C).where(_C.c.provider_id == _BY_PID),
-    "exists": select(_P.c.provider_id).where(_P.c.provider_id == _BY_PID),
-}
-
-#: a session (reads in its transaction) or a Core connection
-Reader = Session | Connection
-
-
-def _conn(db: Reader) -> Connection:
-    return db.connection() if isinstance(db, Session) else db
-
-
 def models_of(db: Reader, pid: str) -> list[dict[str, Any]]:
     """The provider's models as dicts, ordered by model_id (Core rows: no ORM objects)."""
-    rows = _conn(db).execute(_SELECT["models"], {"pid": pid}).all()
-    return [model_dict(cast(Any, m)) for m in sorted(rows, key=lambda m: m.model_id)]
+    return [model_dict(cast(Any, m)) for m in reads.model_rows(db, pid)]
 
 
 def keys_of(db: Reader, pid: str) -> list[dict[str, Any]]:
     """The provider's API keys (masked, short fingerprints), ordered by (name, environment)."""
-    rows = _conn(db).execute(_SELECT["keys"], {"pid": pid}).all()
-    ordered = sorted(rows, key=lambda k: (k.name, k.environment))
-    return [shortened(api_key_dict(cast(Any, k))) for k in ordered]
+    return [shortened(api_key_dict(cast(Any, k))) for k in reads.api_key_rows(db, pid)]
 
 
 def params_of(db: Reader, pid: str) -> list[dict[str, Any]]:
     """The provider's connection parameters (sensitive ones masked)."""
-    rows = _conn(db).execute(_SELECT["params"], {"pid": pid}).all()
-    ordered = sorted(rows, key=lambda c: (c.param_name, c.environment))
-    return [shortened(parameter_dict(cast(Any, c))) for c in ordered]
-
-
-def provider_exists(db: Reader, pid: str) -> bool:
-    """Whether provider ``pid`` exists."""
-    found = _conn(db).execute(_SELECT["exists"], {"pid": pid}).first()
-    return found is not None
+    return [shortened(parameter_dict(cast(Any, c))) for c in reads.parameter_rows(db, pid)]
 
 
 def read_provider(db: Reader, pid: str) -> dict[str, Any] | None:
     """The provider as ``GET /providers/{id}`` shows it, or None."""
-    conn = _conn(db)
-    p = conn.execute(_SELECT["provider"], {"pid": pid}).first()
+    conn = reads.connection(db)
+    p = reads.provider_row(conn, pid)
     if p is None:
         return None
     return {
@@ -216,10 +168,7 @@ def page_of_providers(
     out: list[dict[str, Any]] = []
     batch = limit + 1 if tag is None else max(limit + 1, 200)
     while True:
-        stmt = select(Provider).order_by(Provider.provider_id).limit(batch)
-        if after is not None:
-            stmt = stmt.where(Provider.provider_id > after)
-        rows = list(session.scalars(stmt))
+        rows = reads.providers_after(session, after, batch)
         for p in rows:
             if tag is None or tag in p.tags:
                 if len(out) == limit:
@@ -297,7 +246,7 @@ class Writing:
         def run() -> T:
             timeout = server_state(self.request).settings.lock_timeout
             hold_in_transaction(self.session.connection(), timeout)
-            if not lock_provider(self.session, pid):
+            if not reads.lock_provider(self.session, pid):
                 raise not_found(f"provider {pid!r}")
             body = current()
             if body is None:

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from gwconfig.db import columns as col
-from gwconfig.db.models import Provider
+from gwconfig.db import reads
 from gwconfig.manifests.model import SLUG_PATTERN
 from gwconfig.seed.service import ProviderService
 from gwconfig.server.rest.access import (
@@ -66,7 +66,7 @@ Environment = Query("default", min_length=1, max_length=col.IDENT, pattern=SLUG_
 
 
 def _provider(session: Session, pid: str) -> None:
-    if translated(lambda: session.get(Provider, pid)) is None:
+    if translated(lambda: reads.find_provider(session, pid)) is None:
         raise not_found(f"provider {pid!r}")
 
 

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from gwconfig.db import columns as col
-from gwconfig.db.models import Provider
+from gwconfig.db import reads
 from gwconfig.seed.service import ProviderService
 from gwconfig.server.auth import Caller
 from gwconfig.server.problems import ProblemError
@@ -126,7 +126,7 @@ def delete_provider(
     """Delete a provider and its children (refused under deletion_protection)."""
 
     def delete(service: ProviderService) -> bool:
-        p = w.session.get(Provider, provider_id)
+        p = reads.find_provider(w.session, provider_id)
         if p is not None and p.deletion_protection:
             raise ProblemError(
                 409,
