@@ -117,12 +117,7 @@ def serve_cmd(
     require_extra("serve", "server")
 
     from gwconfig import settings as gw_settings
-    from gwconfig.server.state import (
-        ENV_ACCESS_LOG,
-        ENV_METRICS_DIR,
-        ENV_WORKERS,
-        ServeSettings,
-    )
+    from gwconfig.server.state import ENV_METRICS_DIR, ServeSettings
 
     settings = ServeSettings(
         database_url=gw_settings.database_url(database_url),
@@ -133,9 +128,9 @@ def serve_cmd(
         max_connections=max_connections,
         lock_timeout=lock_timeout,
         token_stale_seconds=token_stale_seconds,
+        workers=workers,
+        access_log=access_log,
     )
-    os.environ[ENV_ACCESS_LOG] = "1" if access_log else "0"
-    os.environ[ENV_WORKERS] = str(workers)
     assert settings.database_url is not None
     banner = (
         f"serving {gw_settings.mask_url(settings.database_url)} on http://{host}:{port} "
@@ -163,11 +158,10 @@ def serve_cmd(
 
     open_database(settings.database_url).dispose()
     click.echo(banner, err=True)
-    os.environ.update(settings.to_env())
     # the workers add up their metrics in a private directory, removed when serve stops
     with tempfile.TemporaryDirectory(prefix="gwconfig-metrics-") as metrics_dir:
         os.environ[ENV_METRICS_DIR] = metrics_dir
-        run("gwconfig.server.app:app_from_env")
+        run(serving.AppFactory(settings))
 
 
 @click.group("tokens")

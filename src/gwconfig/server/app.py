@@ -1,10 +1,11 @@
 """The ASGI application of ``gwconfig serve``: :func:`create_app` and the workers' factory.
 
 :func:`create_app` opens the gateway database (refusing one that is not at the head schema
-revision, with the CLI's message), builds the :class:`ServerState` every handler reaches as
-``request.app.state.gw``, installs the problem+json error handling and the body limit, and
-includes the routers of :data:`ROUTERS`. ``uvicorn --factory gwconfig.server.app:app_from_env``
-builds the same app from the environment ``gwconfig serve`` sets, once per worker process.
+revision, with the CLI's message), builds the :class:`ServerState` every handler reaches with
+:func:`~gwconfig.server.state.server_state`, installs the problem+json error handling and the
+body limit, and includes the routers of :data:`ROUTERS`. ``gwconfig serve --workers N`` builds
+it in each worker from its settings (:class:`gwconfig.server.workers.AppFactory`); ``uvicorn
+--factory gwconfig.server.app:app_from_env`` builds the same app from the environment.
 """
 
 from __future__ import annotations
@@ -183,5 +184,5 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
 
 def app_from_env() -> FastAPI:
-    """The app from the environment ``gwconfig serve`` sets (``uvicorn --factory``)."""
+    """The app from the environment (``uvicorn --factory``; see ``ServeSettings.from_env``)."""
     return create_app(ServeSettings.from_env())

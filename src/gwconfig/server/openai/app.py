@@ -15,13 +15,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gwconfig.errors import GwconfigError
 from gwconfig.runtime.permits import permits
+from gwconfig.runtime.sources import ConfigLoader
 from gwconfig.server.answers import retry_after
 from gwconfig.server.auth import Caller, authorization_header
-from gwconfig.server.metrics import CONTENT_TYPE, Metrics
+from gwconfig.server.metrics import CONTENT_TYPE, Metrics, configure_access_log
 from gwconfig.server.openai.exchange import (
     CHAT,
     JSON_TYPE,
@@ -36,6 +38,7 @@ from gwconfig.server.openai.wire import (
     parse_chat_request,
     wire_error,
 )
+from gwconfig.server.state import ServerState
 
 MODELS = "/v1/models"
 METRICS = "/metrics"
@@ -243,26 +246,16 @@ class OpenAIGateway:
                 return b"".join(parts)
 
 
-def install(app: Any, state: Any) -> GatewayRuntime:
+def install(app: Starlette, state: ServerState) -> GatewayRuntime:
     """Put the OpenAI-compatible endpoints in front of ``app`` (its outermost middleware),
     with a runtime on ``state``'s database; returns the runtime (started with the app)."""
-    import os
-
-    from gwconfig.runtime.sources import ConfigLoader
-    from gwconfig.server.metrics import Metrics, configure_access_log
-    from gwconfig.server.state import ENV_ACCESS_LOG, ENV_WORKERS
-
-    try:
-        workers = max(int(os.environ.get(ENV_WORKERS, "1")), 1)
-    except ValueError:
-        workers = 1
-    configure_access_log(os.environ.get(ENV_ACCESS_LOG, "1") != "0")
+    configure_access_log(state.settings.access_log)
     runtime = GatewayRuntime(ConfigLoader(state.database), Metrics())
     app.add_middleware(
         OpenAIGateway,
         runtime=runtime,
         tokens=state.tokens,
         max_body_bytes=state.settings.max_body_bytes,
-        workers=workers,
+        workers=state.settings.workers,
     )
     return runtime
