@@ -183,8 +183,9 @@ class OpenAIGateway:
                 )
         req.request.caller = caller.name
         exchange = Exchange(
-            scope, send, caller, req, client, self.metrics, self.runtime.revision(config), start
-        )
+            scope=scope, send=send, caller=caller, req=req, client=client, metrics=self.metrics,
+            revision=self.runtime.revision(config), start=start,
+        )  # fmt: skip
         if req.stream:
             await exchange.streamed(receive)
         else:

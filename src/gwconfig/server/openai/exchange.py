@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
@@ -18,8 +19,9 @@ from gwconfig.runtime.client import LLMGatewayClient
 from gwconfig.runtime.errors import AmbiguousModelError, NoRouteError
 from gwconfig.runtime.messages import LLMResponse, Usage
 from gwconfig.runtime.streaming import LLMStream
+from gwconfig.server.auth import Caller
 from gwconfig.server.disconnect import unless_gone
-from gwconfig.server.metrics import Metrics, log_access
+from gwconfig.server.metrics import Answered, Metrics, log_access
 from gwconfig.server.openai.wire import (
     ChatRequest,
     ChunkWriter,
@@ -70,30 +72,20 @@ def access(scope: Scope, caller: Any, status: int, start: float, **more: Any) ->
     )
 
 
+@dataclass(frozen=True, slots=True)
 class Exchange:
     """A parsed chat request on its way to an answer."""
 
-    __slots__ = ("caller", "client", "metrics", "req", "revision", "scope", "send", "start")
-
-    def __init__(
-        self,
-        scope: Scope,
-        send: Send,
-        caller: Any,
-        req: ChatRequest,
-        client: LLMGatewayClient,
-        metrics: Metrics,
-        revision: int | None,
-        start: float,
-    ) -> None:
-        self.scope = scope
-        self.send = send
-        self.caller = caller
-        self.req = req
-        self.client = client
-        self.metrics = metrics
-        self.revision = revision
-        self.start = start
+    scope: Scope
+    send: Send
+    caller: Caller
+    req: ChatRequest
+    client: LLMGatewayClient
+    metrics: Metrics
+    #: the configuration revision the request is answered with
+    revision: int | None
+    #: when the request arrived (``perf_counter``)
+    start: float
 
     # -- outcomes ---------------------------------------------------------------------------------
 
@@ -109,16 +101,12 @@ class Exchange:
         """Count a request answered in full."""
         m = self.metrics
         m.answered(
-            CHAT,
-            200,
-            response.route,
-            response.provider_id,
-            self.req.model,
-            self._elapsed(),
-            response.attempts,
-            response.usage,
-            ttft,
-        )
+            Answered(
+                endpoint=CHAT, status=200, route=response.route, provider=response.provider_id,
+                model=self.req.model, total=self._elapsed(), attempts=response.attempts,
+                usage=response.usage, ttft=ttft,
+            )
+        )  # fmt: skip
         if len(response.attempts) > 1:
             m.cooldowns_entered(self.client._router.cooldowns.entered)
         usage = response.usage
