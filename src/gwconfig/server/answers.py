@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 
 from gwconfig import errors
 from gwconfig.runtime import errors as runtime
@@ -77,8 +78,6 @@ _TITLES = {422: "Unprocessable Content"}
 
 def title(status: int) -> str:
     """The reason phrase of ``status`` (a problem document's ``title``)."""
-    from http import HTTPStatus
-
     try:
         return _TITLES.get(status) or HTTPStatus(status).phrase
     except ValueError:
