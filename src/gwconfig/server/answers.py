@@ -72,14 +72,11 @@ _TABLE: tuple[tuple[type[Exception], int, str, str | None, str | None], ...] = (
     (errors.GwconfigError, 500, _SERVER, "internal_error", None),
 )
 
-#: titles that differ from Python's phrase (RFC 9110 renamed 422; Python 3.11 has the old name)
-_TITLES = {422: "Unprocessable Content"}
-
 
 def title(status: int) -> str:
     """The reason phrase of ``status`` (a problem document's ``title``)."""
     try:
-        return _TITLES.get(status) or HTTPStatus(status).phrase
+        return HTTPStatus(status).phrase
     except ValueError:
         return "Error"
 

@@ -15,7 +15,6 @@ import logging
 import traceback
 from collections.abc import Sequence
 from dataclasses import KW_ONLY, dataclass
-from http import HTTPStatus
 from typing import Any
 
 import orjson
@@ -113,21 +112,13 @@ async def _on_validation(request: Request, exc: Exception) -> Response:
     return problem_response(problem, request.url.path)
 
 
-def _python_phrase(status: int) -> str | None:
-    """Python's phrase of ``status`` (Starlette's default detail; it may be an older name)."""
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return None
-
-
 async def _on_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if isinstance(exc.__cause__, ProblemError):  # FastAPI wraps errors of reading the body (413)
         return problem_response(exc.__cause__, request.url.path)
     phrase = title(exc.status_code)
     detail: str | None = exc.detail if isinstance(exc.detail, str) else None
-    if detail in (phrase, _python_phrase(exc.status_code)):
+    if detail == phrase:
         detail = None
     headers = dict(exc.headers) if exc.headers else None
     return problem_response(

@@ -80,7 +80,8 @@ def problem_for(exc: GwconfigError) -> ProblemError:
              "msg": msg[:300]}
             for loc, msg in exc.errors[:50]
         ]  # fmt: skip
-        return replace(problem, errors=errors or None)
+        # RFC 9110's name, whatever Python's phrase (FastAPI's own 422s keep Python's)
+        return replace(problem, title="Unprocessable Content", errors=errors or None)
     if isinstance(exc, LockError):  # a moment later the write goes in
         return replace(problem, detail=f"{exc.message}; retry in a moment")
     if isinstance(exc, IntegrityViolation):
