@@ -203,7 +203,7 @@ def test_rest_follows_the_applied_egress_policy(
 
 def test_the_wire_code_is_key_origin_mismatch_only_when_every_target_was_held_back() -> None:
     from gwconfig.runtime.errors import AllTargetsFailedError, TargetFailure
-    from gwconfig.server.openai_wire import wire_error
+    from gwconfig.server.openai.wire import wire_error
 
     held = TargetFailure("up/m", "bound elsewhere", 0, None, "key_origin_mismatch")
     failed = TargetFailure("other/m", "HTTP 500", 1, 500)

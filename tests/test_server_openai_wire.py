@@ -13,7 +13,7 @@ from gwconfig.runtime.errors import (
     TargetFailure,
 )
 from gwconfig.runtime.messages import LLMResponse, Usage
-from gwconfig.server.openai_wire import (
+from gwconfig.server.openai.wire import (
     MAX_MESSAGES,
     ChunkWriter,
     WireError,

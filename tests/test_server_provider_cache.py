@@ -19,7 +19,7 @@ from gwconfig.db.notify import ConfigGeneration
 from gwconfig.db.watch import GenerationWatcher
 from gwconfig.reconcile import commands
 from gwconfig.reconcile.plan import PlanOptions
-from gwconfig.server.provider_cache import ProviderCache, Rendered
+from gwconfig.server.rest.cache import ProviderCache, Rendered
 
 #: a safety net against a hung watcher, never an assumption about speed
 BOUND = 60.0

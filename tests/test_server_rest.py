@@ -32,7 +32,8 @@ from gwconfig.db.models import AuditEvent
 from gwconfig.db.session import open_database
 from gwconfig.reconcile import commands, revisions
 from gwconfig.reconcile.plan import PlanOptions
-from gwconfig.server.rest_support import decode_cursor, encode_cursor, etag_of, if_match_passes
+from gwconfig.server.rest.etags import etag_of, if_match_passes
+from gwconfig.server.rest.paging import decode_cursor, encode_cursor
 from gwconfig.server.state import ServeSettings
 from serve_helpers import ServedApp, make_token, serve_app
 

@@ -24,7 +24,7 @@ from gwconfig.db.models import AuditEvent, ProviderModel
 from gwconfig.db.session import open_database
 from gwconfig.reconcile import commands
 from gwconfig.reconcile.plan import PlanOptions
-from gwconfig.server.rest_support import APPLY_RUNNING
+from gwconfig.server.answers import APPLY_RUNNING
 from gwconfig.server.state import ServeSettings
 from serve_helpers import make_token, serve_app
 

@@ -164,5 +164,23 @@ class LockError(GwconfigError):
     """The apply lock could not be taken before the timeout."""
 
 
+class AuthError(GwconfigError):
+    """A request's bearer token is missing or not valid (401), or its scope does not cover
+    what it asks (403); ``message`` is safe to show."""
+
+    def __init__(self, status: int, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.missing = missing
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The ``WWW-Authenticate`` challenge (RFC 6750) for this failure."""
+        if self.missing:
+            return {"WWW-Authenticate": 'Bearer realm="gwconfig"'}
+        error = "insufficient_scope" if self.status == 403 else "invalid_token"
+        return {"WWW-Authenticate": f'Bearer realm="gwconfig", error="{error}"'}
+
+
 class RuntimeGatewayError(GwconfigError):
     """Base class for errors raised by the runtime while routing a request."""

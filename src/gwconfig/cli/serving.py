@@ -118,12 +118,7 @@ def serve_cmd(
     """Serve the gateway (FastAPI + uvicorn): the OpenAI-compatible /v1, the REST API under
     /api/v1, /docs, /metrics, /healthz and /readyz."""
     require_extra("serve", "server")  # before importing the server, which needs the extra
-    from gwconfig.server.state import (
-        ENV_ACCESS_LOG,
-        ENV_METRICS_DIR,
-        ENV_WORKERS,
-        ServeSettings,
-    )
+    from gwconfig.server.state import ENV_METRICS_DIR, ServeSettings
 
     settings = ServeSettings(
         database_url=gw_settings.database_url(database_url),
@@ -134,9 +129,9 @@ def serve_cmd(
         max_connections=max_connections,
         lock_timeout=lock_timeout,
         token_stale_seconds=token_stale_seconds,
+        workers=workers,
+        access_log=access_log,
     )
-    os.environ[ENV_ACCESS_LOG] = "1" if access_log else "0"
-    os.environ[ENV_WORKERS] = str(workers)
     assert settings.database_url is not None
     banner = (
         f"serving {gw_settings.mask_url(settings.database_url)} on http://{host}:{port} "
@@ -164,11 +159,10 @@ def serve_cmd(
 
     open_database(settings.database_url).dispose()
     click.echo(banner, err=True)
-    os.environ.update(settings.to_env())
     # the workers add up their metrics in a private directory, removed when serve stops
     with tempfile.TemporaryDirectory(prefix="gwconfig-metrics-") as metrics_dir:
         os.environ[ENV_METRICS_DIR] = metrics_dir
-        run("gwconfig.server.app:app_from_env")
+        run(serving.AppFactory(settings))
 
 
 @click.group("tokens")

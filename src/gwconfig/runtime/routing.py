@@ -14,6 +14,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from gwconfig.runtime.config.gateway import ProviderConfig, RequestSettings, Target
@@ -45,37 +46,22 @@ _T = TypeVar("_T")
 Operation = Callable[[BaseProvider, ProviderCall], Awaitable[_T]]
 
 
+@dataclass(frozen=True, slots=True)
 class Routed(Generic[_T]):
     """The target that answered, what its call returned, and the request's record so far."""
 
-    __slots__ = (
-        "attempts", "deadline", "provider", "request", "result", "route", "start", "t0", "target",
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        request: LLMRequest,
-        target: Target,
-        route: str | None,
-        provider: BaseProvider,
-        deadline: float,
-        start: float,
-        t0: float,
-        attempts: list[Attempt],
-        result: _T,
-    ) -> None:
-        self.request = request
-        self.target = target
-        self.route = route
-        self.provider = provider
-        #: when the request's deadline passes (``time.monotonic()``)
-        self.deadline = deadline
-        #: when the request started and when the answering attempt started (``perf_counter``)
-        self.start = start
-        self.t0 = t0
-        #: the failed attempts before this answer (scrubbed)
-        self.attempts = attempts
-        self.result = result
+    request: LLMRequest
+    target: Target
+    route: str | None
+    provider: BaseProvider
+    #: when the request's deadline passes (``time.monotonic()``)
+    deadline: float
+    #: when the request started and when the answering attempt started (``perf_counter``)
+    start: float
+    t0: float
+    #: the failed attempts before this answer (scrubbed)
+    attempts: list[Attempt]
+    result: _T
 
 
 class Router:
@@ -153,7 +139,10 @@ class Router:
                     )
                 )
                 continue
-            return Routed(request, target, route, provider, deadline, start, t0, attempts, result)
+            return Routed(
+                request=request, target=target, route=route, provider=provider,
+                deadline=deadline, start=start, t0=t0, attempts=attempts, result=result,
+            )  # fmt: skip
         error = AllTargetsFailedError(identifier, failures)
         self.record(request, targets[-1], None, start, attempts, "failed", str(error))
         raise error

@@ -1,10 +1,11 @@
 """The ASGI application of ``gwconfig serve``: :func:`create_app` and the workers' factory.
 
 :func:`create_app` opens the gateway database (refusing one that is not at the head schema
-revision, with the CLI's message), builds the :class:`ServerState` every handler reaches as
-``request.app.state.gw``, installs the problem+json error handling and the body limit, and
-includes the routers of :data:`ROUTERS`. ``uvicorn --factory gwconfig.server.app:app_from_env``
-builds the same app from the environment ``gwconfig serve`` sets, once per worker process.
+revision, with the CLI's message), builds the :class:`ServerState` every handler reaches with
+:func:`~gwconfig.server.state.server_state`, installs the problem+json error handling and the
+body limit, and includes the routers of :data:`ROUTERS`. ``gwconfig serve --workers N`` builds
+it in each worker from its settings (:class:`gwconfig.server.workers.AppFactory`); ``uvicorn
+--factory gwconfig.server.app:app_from_env`` builds the same app from the environment.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from starlette.requests import Request
 
 from gwconfig.db.watch import stop_shared_watchers
 from gwconfig.errors import GwconfigError
-from gwconfig.server import config_api, openai_api, problems, rest, session_api
+from gwconfig.server import problems, session_api
 from gwconfig.server.auth import TokenAuthenticator
 from gwconfig.server.auth_gate import AuthenticateFirst
-from gwconfig.server.provider_cache import TrackWrites
+from gwconfig.server.config import delivery
+from gwconfig.server.openai import app as openai_app
+from gwconfig.server.rest.cache import TrackWrites
+from gwconfig.server.rest.router import router as rest_router
 from gwconfig.server.state import ServerState, ServeSettings, server_state
 
 __all__ = ["ROUTERS", "ServeSettings", "ServerState", "app_from_env", "create_app"]
@@ -33,8 +37,8 @@ __all__ = ["ROUTERS", "ServeSettings", "ServerState", "app_from_env", "create_ap
 #: (router, prefix) of every part of the API; each part adds its own line here
 ROUTERS: list[tuple[APIRouter, str]] = [
     (session_api.router, "/api/v1"),
-    (rest.router, "/api/v1"),
-    (config_api.router, "/api/v1"),
+    (rest_router, "/api/v1"),
+    (delivery.router, "/api/v1"),
 ]
 
 health = APIRouter(tags=["health"])
@@ -84,7 +88,7 @@ def readyz(request: Request) -> Response:
             status_code=503,
         )
     revision_served = runtime.revision(runtime.client.config)
-    served = config_api.served_generation(request.app)
+    served = delivery.served_generation(request.app)
     generation = served[0].token if served is not None and served[0] is not None else None
     return JSONResponse(
         {
@@ -175,10 +179,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
     for router, prefix in ROUTERS:
         app.include_router(router, prefix=prefix)
     # outermost: /v1/chat/completions, /v1/models and /metrics skip the FastAPI stack
-    state.runtime = openai_api.install(app, state)
+    state.runtime = openai_app.install(app, state)
     return app
 
 
 def app_from_env() -> FastAPI:
-    """The app from the environment ``gwconfig serve`` sets (``uvicorn --factory``)."""
+    """The app from the environment (``uvicorn --factory``; see ``ServeSettings.from_env``)."""
     return create_app(ServeSettings.from_env())

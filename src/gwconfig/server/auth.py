@@ -40,8 +40,9 @@ from gwconfig.db.tokens import (
     scope_allows,
     touch_token,
 )
-from gwconfig.errors import DatabaseError, DatabaseUnavailable, GwconfigError
-from gwconfig.server.problems import ProblemError
+from gwconfig.errors import AuthError, DatabaseError, DatabaseUnavailable, GwconfigError
+from gwconfig.server.problems import from_gwconfig_error
+from gwconfig.server.state import server_state
 
 log = logging.getLogger("gwconfig.server")
 
@@ -53,29 +54,6 @@ MAX_HEADER_CHARS = 256
 CACHE_ENTRIES = 4096
 #: ``last_used_at`` is written at most this often per token
 TOUCH_INTERVAL = timedelta(seconds=60)
-
-
-class AuthError(Exception):
-    """Authentication (401) or authorization (403) failed; ``message`` is safe to show."""
-
-    def __init__(self, status: int, message: str, *, missing: bool = False) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.missing = missing
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """The ``WWW-Authenticate`` challenge (RFC 6750) for this failure."""
-        if self.missing:
-            return {"WWW-Authenticate": 'Bearer realm="gwconfig"'}
-        error = "insufficient_scope" if self.status == 403 else "invalid_token"
-        return {"WWW-Authenticate": f'Bearer realm="gwconfig", error="{error}"'}
-
-    def problem(self) -> ProblemError:
-        """This failure as a problem document."""
-        title = "Forbidden" if self.status == 403 else "Unauthorized"
-        return ProblemError(self.status, title, self.message, headers=self.headers)
 
 
 @dataclass(frozen=True)
@@ -283,7 +261,7 @@ def require(*scopes: str) -> Callable[..., Awaitable[Caller]]:
         request: Request,
         _bearer: HTTPAuthorizationCredentials | None = Depends(_BEARER),
     ) -> Caller:
-        tokens: TokenAuthenticator = request.app.state.gw.tokens
+        tokens = server_state(request).tokens
         try:
             # authenticated already by the middleware in front of the router (auth_gate)
             caller = getattr(request.state, "caller", None)
@@ -291,7 +269,7 @@ def require(*scopes: str) -> Callable[..., Awaitable[Caller]]:
                 caller = await tokens.authenticate_async(request.headers.get("authorization"))
             tokens.authorize(caller, scopes)
         except AuthError as exc:
-            raise exc.problem() from None
+            raise from_gwconfig_error(exc) from None
         request.state.caller = caller
         return caller
 

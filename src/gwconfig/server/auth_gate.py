@@ -9,7 +9,7 @@ is routed or its body read. The caller it found is left in ``request.state.calle
 :func:`~gwconfig.server.auth.require` takes it (the scope check, 403, stays with the route).
 
 The OpenAI-compatible paths and ``/metrics`` authenticate in their own fast path
-(:mod:`gwconfig.server.openai_api`), also before they read a body.
+(:mod:`gwconfig.server.openai.app`), also before they read a body.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gwconfig.errors import GwconfigError
-from gwconfig.server.auth import AuthError, TokenAuthenticator, authorization_header
+from gwconfig.server.auth import TokenAuthenticator, authorization_header
 from gwconfig.server.problems import from_gwconfig_error, problem_response
 
 __all__ = ["PREFIX", "AuthenticateFirst"]
@@ -54,10 +54,7 @@ class AuthenticateFirst:
         header = authorization_header(scope["headers"])
         try:
             caller = await self.tokens.authenticate_async(header)
-        except AuthError as exc:
-            await problem_response(exc.problem(), scope["path"])(scope, receive, send)
-            return
-        except GwconfigError as exc:  # the token store is unreachable: 503, not 500
+        except GwconfigError as exc:  # 401; the token store unreachable: 503, not 500
             await problem_response(from_gwconfig_error(exc), scope["path"])(scope, receive, send)
             return
         scope.setdefault("state", {})["caller"] = caller

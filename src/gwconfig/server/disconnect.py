@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from starlette.types import Receive
+
 _T = TypeVar("_T")
-#: an ASGI ``receive`` callable
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 
 async def disconnected(receive: Receive) -> None:

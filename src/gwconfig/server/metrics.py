@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -37,6 +38,23 @@ access_log = logging.getLogger("gwconfig.access")
 def multiprocess() -> bool:
     """True when values are shared between worker processes (``PROMETHEUS_MULTIPROC_DIR``)."""
     return bool(os.environ.get(MULTIPROC_ENV))
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """A request the runtime answered, as :meth:`Metrics.answered` records it."""
+
+    endpoint: str
+    status: int
+    route: str | None
+    provider: str
+    model: str
+    #: seconds from the request received to the last byte of the answer
+    total: float
+    attempts: tuple[Attempt, ...] | list[Attempt]
+    usage: Usage | None
+    #: seconds to the first streamed text (None: not streamed)
+    ttft: float | None = None
 
 
 class Metrics:
@@ -111,21 +129,11 @@ class Metrics:
 
     # -- recording --------------------------------------------------------------------------------
 
-    def answered(
-        self,
-        endpoint: str,
-        status: int,
-        route: str | None,
-        provider: str,
-        model: str,
-        total: float,
-        attempts: tuple[Attempt, ...] | list[Attempt],
-        usage: Usage | None,
-        ttft: float | None = None,
-    ) -> None:
-        """Record a request the runtime answered (``total`` and ``ttft`` in seconds)."""
-        route_ = route or ""
-        self.requests.labels(endpoint, route_, provider, model, str(status)).inc()
+    def answered(self, a: Answered) -> None:
+        """Record a request the runtime answered."""
+        route_, provider, model, total = a.route or "", a.provider, a.model, a.total
+        attempts = a.attempts
+        self.requests.labels(a.endpoint, route_, provider, model, str(a.status)).inc()
         self.duration.labels(route_, provider, model).observe(total)
         if attempts:
             last = attempts[-1]
@@ -135,8 +143,9 @@ class Metrics:
                 self.overhead.observe(max(total - upstream, 0.0))
             else:
                 self._walk(attempts, route_)
-        if ttft is not None:
-            self.ttft.labels(provider, model).observe(ttft)
+        if a.ttft is not None:
+            self.ttft.labels(provider, model).observe(a.ttft)
+        usage = a.usage
         if usage is not None:
             if usage.prompt_tokens:
                 self.tokens.labels("input", provider, model).inc(usage.prompt_tokens)

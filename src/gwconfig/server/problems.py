@@ -2,7 +2,8 @@
 
 Every error path ends here: :class:`ProblemError` raised by a route, FastAPI's validation errors
 (422, the field errors without the values sent), Starlette's HTTP errors (404, 405...), the
-:class:`~gwconfig.errors.GwconfigError` tree (each class its status) and anything unexpected
+:class:`~gwconfig.errors.GwconfigError` tree (each class its status, from the one table of
+:mod:`gwconfig.server.answers`) and anything unexpected
 (500, a generic body; the log names the exception type and where it was raised, never its
 message, which might quote a value). :class:`BodyLimit` refuses request bodies over the limit
 with 413 before the application reads them.
@@ -14,7 +15,6 @@ import logging
 import traceback
 from collections.abc import Sequence
 from dataclasses import KW_ONLY, dataclass
-from http import HTTPStatus
 from typing import Any
 
 import orjson
@@ -26,25 +26,13 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gwconfig import errors
+from gwconfig.server.answers import answer_for, title
 
 log = logging.getLogger("gwconfig.server")
 
 MEDIA_TYPE = "application/problem+json"
 #: the most field errors one 422 lists
 MAX_FIELD_ERRORS = 50
-
-#: the status of each GwconfigError class (the most specific class wins)
-_STATUS: tuple[tuple[type[errors.GwconfigError], int], ...] = (
-    (errors.NotFoundError, 404),
-    (errors.ValidationFailed, 422),
-    (errors.IntegrityViolation, 409),
-    (errors.StalePlanError, 412),
-    (errors.LockError, 503),
-    (errors.SchemaVersionError, 503),
-    (errors.DatabaseError, 503),
-    (errors.SecretError, 500),
-    (errors.ConfigurationError, 500),
-)
 
 
 @dataclass(eq=False)
@@ -90,24 +78,18 @@ def problem_response(problem: ProblemError, instance: str | None = None) -> Resp
     )
 
 
-def _title(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
-
-
 def from_gwconfig_error(exc: errors.GwconfigError) -> ProblemError:
-    """The problem for a gwconfig error: its class's status, its message (never a secret).
-
-    Database failures say only that the database failed: their message may quote a driver
-    error, and a response carries no SQL.
-    """
-    status = next((s for cls, s in _STATUS if isinstance(exc, cls)), 500)
-    if type(exc) in (errors.DatabaseError, errors.DatabaseUnavailable):
-        return ProblemError(503, _title(503), "the gateway database is unavailable")
-    detail = exc.message + (f" ({exc.hint})" if exc.hint else "")
-    return ProblemError(status, _title(status), detail)
+    """The problem for a gwconfig error, as :func:`~gwconfig.server.answers.answer_for`
+    answers it: its class's status, its message (never a secret; a database failure says only
+    that the database failed: a driver's text may quote SQL), the headers it needs."""
+    answer = answer_for(exc)
+    return ProblemError(
+        answer.status,
+        title(answer.status),
+        answer.message,
+        type_=answer.problem_type,
+        headers=dict(answer.headers) or None,
+    )
 
 
 def _field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
@@ -126,7 +108,7 @@ async def _on_problem(request: Request, exc: Exception) -> Response:
 
 async def _on_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    problem = ProblemError(422, _title(422), "the request is not valid", errors=_field_errors(exc))
+    problem = ProblemError(422, title(422), "the request is not valid", errors=_field_errors(exc))
     return problem_response(problem, request.url.path)
 
 
@@ -134,13 +116,13 @@ async def _on_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if isinstance(exc.__cause__, ProblemError):  # FastAPI wraps errors of reading the body (413)
         return problem_response(exc.__cause__, request.url.path)
-    title = _title(exc.status_code)
+    phrase = title(exc.status_code)
     detail: str | None = exc.detail if isinstance(exc.detail, str) else None
-    if detail == title:
+    if detail == phrase:
         detail = None
     headers = dict(exc.headers) if exc.headers else None
     return problem_response(
-        ProblemError(exc.status_code, title, detail, headers=headers),
+        ProblemError(exc.status_code, phrase, detail, headers=headers),
         request.url.path,
     )
 
@@ -182,7 +164,7 @@ class ErrorsAndLimits:
 
     def _too_large(self) -> ProblemError:
         return ProblemError(
-            413, _title(413), f"the request body is over {self.max_body_bytes} bytes"
+            413, title(413), f"the request body is over {self.max_body_bytes} bytes"
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -228,5 +210,5 @@ class ErrorsAndLimits:
         except Exception as exc:
             log_unexpected(exc, path)
             if not started:
-                problem = ProblemError(500, _title(500), "an unexpected error occurred")
+                problem = ProblemError(500, title(500), "an unexpected error occurred")
                 await problem_response(problem, path)(scope, receive, send)

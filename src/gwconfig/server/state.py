@@ -8,28 +8,28 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from starlette.requests import Request
+from starlette.applications import Starlette
+from starlette.requests import HTTPConnection
 
 from gwconfig.db.lock import WRITE_LOCK_TIMEOUT
 from gwconfig.errors import ConfigurationError
-from gwconfig.server.provider_cache import ProviderCache
+from gwconfig.server.rest.cache import ProviderCache
 
 if TYPE_CHECKING:
     from gwconfig.db.session import Database
     from gwconfig.secrets.keys import EncryptionKeys
     from gwconfig.server.auth import TokenAuthenticator
-    from gwconfig.server.openai_runtime import GatewayRuntime
+    from gwconfig.server.openai.runtime import GatewayRuntime
 
-#: environment variables the ``serve`` command sets for its worker processes
+#: environment variables of :meth:`ServeSettings.from_env` (the factory ``app_from_env``, for
+#: a process manager other than ``serve``; ``serve`` hands its workers the settings themselves)
 ENV_READ_ONLY = "GWCONFIG_SERVE_READ_ONLY"
 ENV_MAX_BODY = "GWCONFIG_SERVE_MAX_BODY_BYTES"
 ENV_TOKEN_CACHE = "GWCONFIG_SERVE_TOKEN_CACHE_SECONDS"
 ENV_TOKEN_STALE = "GWCONFIG_SERVE_TOKEN_STALE_SECONDS"
 ENV_PUBLIC_DOCS = "GWCONFIG_SERVE_PUBLIC_DOCS"
 ENV_LOCK_TIMEOUT = "GWCONFIG_SERVE_LOCK_TIMEOUT"
-#: how many worker processes share the per-token request limits
 ENV_WORKERS = "GWCONFIG_SERVE_WORKERS"
-#: "0" turns the JSON access log off
 ENV_ACCESS_LOG = "GWCONFIG_SERVE_ACCESS_LOG"
 #: where the workers' metrics are added up (prometheus_client's multiprocess mode)
 ENV_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -71,6 +71,10 @@ class ServeSettings:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     #: how long a write of the REST API waits for a running apply before it is refused (503)
     lock_timeout: float = WRITE_LOCK_TIMEOUT
+    #: how many worker processes share the per-token request limits
+    workers: int = 1
+    #: the JSON access log on standard error
+    access_log: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_body_bytes <= MAX_BODY_LIMIT:
@@ -93,10 +97,11 @@ class ServeSettings:
             raise ConfigurationError("the write lock timeout must be 0 to 600 seconds")
 
     def to_env(self) -> dict[str, str]:
-        """The environment variables :meth:`from_env` reads back (for worker processes).
+        """The environment variables :meth:`from_env` reads back (for a process manager that
+        starts ``app_from_env``).
 
-        The listener's settings (header timeout, connection limit) are not among them: they
-        reach the workers in uvicorn's configuration (see ``gwconfig.server.workers``).
+        The listener's settings (header timeout, connection limit) are not among them: they are
+        settings of ``serve``'s listener (see ``gwconfig.server.connections``).
         """
         env = {
             ENV_READ_ONLY: "1" if self.read_only else "0",
@@ -105,6 +110,8 @@ class ServeSettings:
             ENV_TOKEN_STALE: str(self.token_stale_seconds),
             ENV_PUBLIC_DOCS: "1" if self.public_docs else "0",
             ENV_LOCK_TIMEOUT: str(self.lock_timeout),
+            ENV_WORKERS: str(self.workers),
+            ENV_ACCESS_LOG: "1" if self.access_log else "0",
         }
         if self.database_url is not None:
             env["GWCONFIG_DATABASE_URL"] = self.database_url
@@ -112,7 +119,11 @@ class ServeSettings:
 
     @classmethod
     def from_env(cls) -> ServeSettings:
-        """Settings from the environment (what ``gwconfig serve`` passes to its workers)."""
+        """Settings from the environment (see :meth:`to_env`)."""
+        try:
+            workers = max(int(os.environ.get(ENV_WORKERS, "1")), 1)
+        except ValueError:
+            workers = 1
         try:
             return cls(
                 database_url=os.environ.get("GWCONFIG_DATABASE_URL") or None,
@@ -124,6 +135,8 @@ class ServeSettings:
                 ),
                 public_docs=os.environ.get(ENV_PUBLIC_DOCS, "0") in ("1", "true", "yes"),
                 lock_timeout=float(os.environ.get(ENV_LOCK_TIMEOUT, WRITE_LOCK_TIMEOUT)),
+                workers=workers,
+                access_log=os.environ.get(ENV_ACCESS_LOG, "1") != "0",
             )
         except ValueError:
             raise ConfigurationError(
@@ -174,7 +187,9 @@ class ServerState:
         self.database.dispose()
 
 
-def server_state(request: Request) -> ServerState:
-    """The :class:`ServerState` of the app serving ``request``."""
-    state: ServerState = request.app.state.gw
+def server_state(of: HTTPConnection | Starlette) -> ServerState:
+    """The :class:`ServerState` of an app, or of the app serving a request: the one way every
+    handler and middleware reaches it (``create_app`` keeps it in ``app.state.gw``)."""
+    app = of.app if isinstance(of, HTTPConnection) else of
+    state: ServerState = app.state.gw
     return state

@@ -14,6 +14,7 @@ import contextlib
 import inspect
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
@@ -23,10 +24,28 @@ from gwconfig.server.connections import ListenerConfig
 from gwconfig.server.metrics import process_exited
 from gwconfig.server.state import ServeSettings
 
-__all__ = ["WorkerSupervisor", "run"]
+__all__ = ["AppFactory", "WorkerSupervisor", "run"]
 
 #: uvicorn's exit status when the server never started
 STARTUP_FAILURE = 3
+
+
+@dataclass(frozen=True)
+class AppFactory:
+    """The app factory of each worker: ``create_app(settings)``, in the worker.
+
+    It reaches the workers pickled in uvicorn's configuration, the settings with it: one value
+    for every setting of ``serve``, not one environment variable each.
+    """
+
+    settings: ServeSettings
+
+    def __call__(self) -> Any:
+        """The worker's app."""
+        # imported here: the supervisor never builds an app (FastAPI, the runtime, providers)
+        from gwconfig.server.app import create_app
+
+        return create_app(self.settings)
 
 
 class WorkerSupervisor(Multiprocess):
@@ -72,7 +91,7 @@ def run(
     workers: int,
     graceful_timeout: int,
 ) -> None:
-    """Serve ``app`` (an ASGI app, or with ``workers > 1`` the import string of a factory)
+    """Serve ``app`` (an ASGI app, or with ``workers > 1`` an :class:`AppFactory`)
     until a signal stops it; exits with uvicorn's startup-failure status if it never served."""
     config = ListenerConfig(
         app,

@@ -1,7 +1,7 @@
 """The runtime configuration over HTTP: ``ConfigLoader("https://host/api/v1", token=...)``.
 
 The gateway API (``gwconfig serve``) answers ``GET /api/v1/config`` with the document of
-:mod:`gwconfig.server.config_payload` and its ``ETag``; ``If-None-Match`` gives 304, and
+:mod:`gwconfig.server.config.payload` and its ``ETag``; ``If-None-Match`` gives 304, and
 ``?wait=SECONDS`` (at most :data:`MAX_WAIT`) holds the request until a new generation is
 committed. The runtime needs no database credentials: only an API token of scope ``runtime``
 (``token=`` or ``GWCONFIG_API_TOKEN``) and ``GWCONFIG_ENCRYPTION_KEY``, which opens the stored

@@ -1,7 +1,7 @@
 """``GET /api/v1/config``: the runtime configuration, conditional and long-polling.
 
 Scope ``runtime`` (``admin`` passes too). The body is the document of
-:mod:`gwconfig.server.config_payload` (secrets as stored ciphertexts) with a strong ``ETag``,
+:mod:`gwconfig.server.config.payload` (secrets as stored ciphertexts) with a strong ``ETag``,
 the configuration generation ``"<epoch>.<n>"``. ``If-None-Match`` with the current ETag gives
 304 without touching the database (the generation comes from the process's
 :class:`~gwconfig.db.watch.GenerationWatcher`); with ``?wait=SECONDS`` (0-60) the 304 is held
@@ -10,8 +10,9 @@ until a new generation is committed, and the new document is sent as soon as it 
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
+from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
@@ -19,8 +20,9 @@ from gwconfig.db.notify import ConfigGeneration
 from gwconfig.db.watch import GenerationWatcher, shared_watcher
 from gwconfig.runtime.config.remote import MAX_WAIT
 from gwconfig.server.auth import Caller, require
-from gwconfig.server.config_payload import PayloadCache
+from gwconfig.server.config.payload import PayloadCache
 from gwconfig.server.disconnect import unless_gone
+from gwconfig.server.state import server_state
 
 router = APIRouter(tags=["config"])
 
@@ -33,23 +35,23 @@ _MAX_INM = 1024
 runtime_caller = require(*_SCOPES)
 
 
-async def app_watcher(app: FastAPI) -> GenerationWatcher:
+async def app_watcher(app: Starlette) -> GenerationWatcher:
     """The generation watcher of the app's database (started on first use, in a thread)."""
     watcher: GenerationWatcher | None = getattr(app.state, "config_watcher", None)
     if watcher is None:
-        watcher = await run_in_threadpool(shared_watcher, app.state.gw.database.engine)
+        watcher = await run_in_threadpool(shared_watcher, server_state(app).database.engine)
         app.state.config_watcher = watcher
     return watcher
 
 
-def _cache(app: FastAPI) -> PayloadCache:
+def _cache(app: Starlette) -> PayloadCache:
     cache: PayloadCache | None = getattr(app.state, "config_cache", None)
     if cache is None:
-        cache = app.state.config_cache = PayloadCache(app.state.gw.database.engine)
+        cache = app.state.config_cache = PayloadCache(server_state(app).database.engine)
     return cache
 
 
-def served_generation(app: FastAPI) -> tuple[ConfigGeneration | None, int | None] | None:
+def served_generation(app: Starlette) -> tuple[ConfigGeneration | None, int | None] | None:
     """``(generation, revision)`` of the last document this process built (None: none yet)."""
     cache: PayloadCache | None = getattr(app.state, "config_cache", None)
     payload = cache.latest if cache is not None else None

@@ -1,13 +1,12 @@
-"""The seed's REST API under ``/api/v1``: providers (this module), their models, API keys and
-connection parameters (:mod:`gwconfig.server.rest_children`), revisions
-(:mod:`gwconfig.server.rest_revisions`).
+"""The providers of the REST API (``/providers`` and ``/providers/{id}``); their models, API
+keys and connection parameters are in :mod:`gwconfig.server.rest.children`, and
+:mod:`gwconfig.server.rest.router` puts the parts together.
 
 Shapes are the migration guide's dicts (:mod:`gwconfig.seed.service`); secrets are never
 returned (API keys and sensitive parameters are masked, fingerprints shortened). Writes go
 through the audited :class:`~gwconfig.seed.service.ProviderService` with the token's name as
 the actor, so the next ``gwconfig plan`` shows them as drift. Every resource has an ETag; PUT
-and DELETE honour ``If-Match`` (see :mod:`gwconfig.server.rest_support`). Include ``router``
-with the prefix ``/api/v1``.
+and DELETE honour ``If-Match`` (see :mod:`gwconfig.server.rest.etags`).
 """
 
 from __future__ import annotations
@@ -18,12 +17,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from gwconfig.db import columns as col
-from gwconfig.db.models import Provider
+from gwconfig.db import reads
 from gwconfig.seed.service import ProviderService
-from gwconfig.server import rest_children, rest_revisions
 from gwconfig.server.auth import Caller
 from gwconfig.server.problems import ProblemError
-from gwconfig.server.rest_access import (
+from gwconfig.server.rest.access import (
     IfMatch,
     ProviderId,
     Read,
@@ -34,27 +32,23 @@ from gwconfig.server.rest_access import (
     page_of_providers,
     provider_path,
     read_provider,
+    reader,
 )
-from gwconfig.server.rest_schemas import (
+from gwconfig.server.rest.errors import (
+    READ_RESPONSES,
+    WRITE_RESPONSES,
+    DepthLimitedRoute,
+    not_found,
+    translated,
+)
+from gwconfig.server.rest.etags import json_response, not_modified_etag
+from gwconfig.server.rest.paging import Cursor, Limit, decode_cursor, paged
+from gwconfig.server.rest.schemas import (
     Deleted,
     ProviderDetail,
     ProviderFields,
     ProviderIn,
     ProviderPage,
-)
-from gwconfig.server.rest_support import (
-    READ_RESPONSES,
-    WRITE_RESPONSES,
-    Cursor,
-    DepthLimitedRoute,
-    Limit,
-    decode_cursor,
-    json_response,
-    not_found,
-    not_modified_etag,
-    paged,
-    reader,
-    translated,
 )
 
 router = APIRouter(tags=["providers"], route_class=DepthLimitedRoute)
@@ -132,7 +126,7 @@ def delete_provider(
     """Delete a provider and its children (refused under deletion_protection)."""
 
     def delete(service: ProviderService) -> bool:
-        p = w.session.get(Provider, provider_id)
+        p = reads.find_provider(w.session, provider_id)
         if p is not None and p.deletion_protection:
             raise ProblemError(
                 409,
@@ -145,7 +139,3 @@ def delete_provider(
 
     _provider_write(w, provider_id, if_match, delete)
     return json_response({"deleted": True, "provider_id": provider_id}, etag=False)
-
-
-router.include_router(rest_children.router)
-router.include_router(rest_revisions.router)

@@ -9,18 +9,11 @@ from fastapi import APIRouter, Path
 from fastapi.responses import Response
 
 from gwconfig.reconcile.revisions import history_rows, revision_details
-from gwconfig.server.rest_access import Read, Reading
-from gwconfig.server.rest_schemas import RevisionDetail, RevisionPage
-from gwconfig.server.rest_support import (
-    READ_RESPONSES,
-    Cursor,
-    Limit,
-    decode_cursor,
-    json_response,
-    not_modified,
-    paged,
-    translated,
-)
+from gwconfig.server.rest.access import Read, Reading
+from gwconfig.server.rest.errors import READ_RESPONSES, translated
+from gwconfig.server.rest.etags import json_response, not_modified
+from gwconfig.server.rest.paging import Cursor, Limit, decode_cursor, paged
+from gwconfig.server.rest.schemas import RevisionDetail, RevisionPage
 
 router = APIRouter(tags=["revisions"])
 

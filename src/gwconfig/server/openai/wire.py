@@ -8,7 +8,6 @@ Every input is bounded (messages, text, stop words, numbers).
 from __future__ import annotations
 
 import itertools
-import math
 import secrets
 import time
 from collections.abc import Mapping
@@ -17,17 +16,8 @@ from typing import Any
 
 import orjson
 
-from gwconfig.errors import GwconfigError
-from gwconfig.runtime.errors import (
-    AllTargetsFailedError,
-    AmbiguousModelError,
-    BadRequestError,
-    ConfigLoadError,
-    DeadlineExceededError,
-    KeyOriginMismatchError,
-    NoRouteError,
-)
 from gwconfig.runtime.messages import InterventionContext, LLMConfig, LLMRequest, LLMResponse, Usage
+from gwconfig.server.answers import answer_for
 
 MAX_MESSAGES = 2048
 MAX_MODEL_NAME = 512
@@ -81,12 +71,6 @@ class WireError(Exception):
 def bad(message: str, param: str | None = None, code: str | None = None) -> WireError:
     """A 400 about the request body."""
     return WireError(400, message, "invalid_request_error", code, param=param)
-
-
-def unavailable() -> WireError:
-    """The 503 for a request that needs the gateway database while it cannot be reached (an
-    unknown token during an outage); never the driver's message."""
-    return WireError(503, "the gateway database is unavailable", "api_error", "service_unavailable")
 
 
 @dataclass(slots=True)
@@ -356,52 +340,17 @@ def stream_error_event(error: WireError) -> bytes:
 # -- errors ---------------------------------------------------------------------------------------
 
 
-#: the code of a request refused because a key is bound to another origin (502)
-KEY_ORIGIN_MISMATCH = KeyOriginMismatchError.code
-
-
 def wire_error(exc: BaseException) -> WireError:
-    """The OpenAI error (and HTTP status) for an exception the runtime raised for a request."""
+    """The OpenAI error (and HTTP status) for an exception raised answering a request: the
+    :class:`~gwconfig.server.answers.Answer` of :func:`~gwconfig.server.answers.answer_for`."""
     if isinstance(exc, WireError):
         return exc
-    if isinstance(exc, NoRouteError):
-        return WireError(404, _text(exc), "invalid_request_error", "model_not_found", param="model")
-    if isinstance(exc, AmbiguousModelError):
-        return WireError(400, _text(exc), "invalid_request_error", "model_ambiguous", param="model")
-    if isinstance(exc, DeadlineExceededError):
-        return WireError(504, _text(exc), "timeout", "deadline_exceeded")
-    if isinstance(exc, BadRequestError):
-        return WireError(400, _text(exc), "invalid_request_error", "upstream_rejected")
-    if isinstance(exc, AllTargetsFailedError):
-        if exc.failures and all(f.code == KEY_ORIGIN_MISMATCH for f in exc.failures):
-            return WireError(502, _text(exc), "api_error", KEY_ORIGIN_MISMATCH)
-        if exc.failures and all(f.status == 429 for f in exc.failures):
-            waits = [f.retry_after for f in exc.failures if f.retry_after is not None]
-            return WireError(
-                429,
-                _text(exc),
-                "rate_limit_error",
-                "upstream_rate_limited",
-                headers=retry_after(min(waits, default=1.0)),
-            )
-        return WireError(502, _text(exc), "api_error", "upstream_failed")
-    if isinstance(exc, ConfigLoadError):
-        return WireError(
-            503, "the gateway configuration is not available", "api_error", "config_unavailable"
-        )
-    if isinstance(exc, GwconfigError):
-        return WireError(502, _text(exc), "api_error", "gateway_error")
-    return WireError(500, "internal error", "api_error", "internal_error")
-
-
-def retry_after(wait: float) -> dict[str, str]:
-    """The ``Retry-After`` header for a wait of ``wait`` seconds: whole seconds, rounded up
-    (a client retrying after it is not early), at least 1."""
-    return {"retry-after": str(max(math.ceil(wait), 1))}
-
-
-def _text(exc: GwconfigError) -> str:
-    text = exc.message
-    if exc.hint:
-        text += f" ({exc.hint})"
-    return text
+    answer = answer_for(exc)
+    return WireError(
+        answer.status,
+        answer.message,
+        answer.kind,
+        answer.code,
+        param=answer.param,
+        headers=answer.headers,
+    )

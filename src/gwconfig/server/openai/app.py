@@ -15,31 +15,30 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from gwconfig.errors import DatabaseError
+from starlette.applications import Starlette
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gwconfig.errors import GwconfigError
+from gwconfig.runtime.config.sources import ConfigLoader
 from gwconfig.runtime.permits import permits
-from gwconfig.server.auth import AuthError, Caller, authorization_header
-from gwconfig.server.disconnect import Receive
-from gwconfig.server.metrics import CONTENT_TYPE, Metrics
-from gwconfig.server.openai_exchange import (
+from gwconfig.server.answers import retry_after
+from gwconfig.server.auth import Caller, authorization_header
+from gwconfig.server.metrics import CONTENT_TYPE, Metrics, configure_access_log
+from gwconfig.server.openai.exchange import (
     CHAT,
     JSON_TYPE,
     Exchange,
-    Scope,
-    Send,
     access,
     send_error,
 )
-from gwconfig.server.openai_runtime import CallerLimits, GatewayRuntime
-from gwconfig.server.openai_wire import (
+from gwconfig.server.openai.limits import CallerLimits
+from gwconfig.server.openai.runtime import GatewayRuntime
+from gwconfig.server.openai.wire import (
     WireError,
     parse_chat_request,
-    retry_after,
-    unavailable,
     wire_error,
 )
-
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-Message = Any
+from gwconfig.server.state import ServerState
 
 MODELS = "/v1/models"
 METRICS = "/metrics"
@@ -50,7 +49,7 @@ class Authenticator(Protocol):
     """What the token authenticator offers (``gwconfig.server.auth.TokenAuthenticator``)."""
 
     async def authenticate_async(self, authorization_header: str | None) -> Caller:
-        """The caller (name, scope, models, rpm), or raise :class:`AuthError`."""
+        """The caller (name, scope, models, rpm), or raise :class:`~gwconfig.errors.AuthError`."""
 
 
 class OpenAIGateway:
@@ -129,9 +128,8 @@ class OpenAIGateway:
             await send_error(send, exc)
         except Exception as exc:  # a bug: a generic answer, the class name in the log only
             log.error("%s %s failed: %s", scope["method"], scope["path"], type(exc).__name__)
-            error = WireError(500, "internal error", "api_error", "internal_error")
             try:
-                await send_error(send, error)
+                await send_error(send, wire_error(exc))
             except Exception:  # the answer had begun: nothing more can be said
                 return
 
@@ -139,19 +137,8 @@ class OpenAIGateway:
         header = authorization_header(scope["headers"])
         try:
             return await self.tokens.authenticate_async(header)
-        except AuthError as exc:
-            message = exc.message
-            if exc.status == 401:
-                raise WireError(
-                    401,
-                    message,
-                    "invalid_request_error",
-                    "invalid_api_key",
-                    headers={"www-authenticate": "Bearer"},
-                ) from None
-            raise WireError(403, message, "permission_error", "insufficient_scope") from None
-        except DatabaseError:  # the token store is unreachable: 503, never 500
-            raise unavailable() from None
+        except GwconfigError as exc:  # 401, 403; the token store unreachable: 503, never 500
+            raise wire_error(exc) from None
 
     # -- /v1/chat/completions ---------------------------------------------------------------------
 
@@ -196,8 +183,9 @@ class OpenAIGateway:
                 )
         req.request.caller = caller.name
         exchange = Exchange(
-            scope, send, caller, req, client, self.metrics, self.runtime.revision(config), start
-        )
+            scope=scope, send=send, caller=caller, req=req, client=client, metrics=self.metrics,
+            revision=self.runtime.revision(config), start=start,
+        )  # fmt: skip
         if req.stream:
             await exchange.streamed(receive)
         else:
@@ -259,26 +247,16 @@ class OpenAIGateway:
                 return b"".join(parts)
 
 
-def install(app: Any, state: Any) -> GatewayRuntime:
+def install(app: Starlette, state: ServerState) -> GatewayRuntime:
     """Put the OpenAI-compatible endpoints in front of ``app`` (its outermost middleware),
     with a runtime on ``state``'s database; returns the runtime (started with the app)."""
-    import os
-
-    from gwconfig.runtime.config.sources import ConfigLoader
-    from gwconfig.server.metrics import Metrics, configure_access_log
-    from gwconfig.server.state import ENV_ACCESS_LOG, ENV_WORKERS
-
-    try:
-        workers = max(int(os.environ.get(ENV_WORKERS, "1")), 1)
-    except ValueError:
-        workers = 1
-    configure_access_log(os.environ.get(ENV_ACCESS_LOG, "1") != "0")
+    configure_access_log(state.settings.access_log)
     runtime = GatewayRuntime(ConfigLoader(state.database), Metrics())
     app.add_middleware(
         OpenAIGateway,
         runtime=runtime,
         tokens=state.tokens,
         max_body_bytes=state.settings.max_body_bytes,
-        workers=workers,
+        workers=state.settings.workers,
     )
     return runtime

@@ -1,24 +1,25 @@
-"""Data access of the REST API: reads straight from the session (no encryption keys needed),
-the cached ``GET /providers/{id}`` (:mod:`gwconfig.server.provider_cache`), the endpoints'
-:class:`Reading` and :class:`Writing` dependencies, and the locked, ``If-Match``-checked writes
-through the audited ProviderService."""
+"""Data access of the REST API: the rows of :mod:`gwconfig.db.reads` as the API shows them (no
+encryption keys needed), the cached ``GET /providers/{id}`` (:mod:`gwconfig.server.rest.cache`),
+the endpoints' :class:`Reading` and :class:`Writing` dependencies, and the locked,
+``If-Match``-checked writes through the audited ProviderService."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import quote
 
 import orjson
 from fastapi import Depends, Header, Path, Request
-from sqlalchemy import BindParameter, Connection, bindparam, select
 from sqlalchemy.orm import Session
+from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 
 from gwconfig.db import columns as col
+from gwconfig.db import reads
 from gwconfig.db.lock import hold_in_transaction
-from gwconfig.db.models import ApiKey, ConnectionParameter, Provider, ProviderModel
+from gwconfig.db.reads import Reader
 from gwconfig.manifests.model import SLUG_PATTERN
 from gwconfig.seed.service import (
     ProviderService,
@@ -27,21 +28,12 @@ from gwconfig.seed.service import (
     parameter_dict,
     provider_dict,
 )
-from gwconfig.server.auth import Caller
-from gwconfig.server.provider_cache import ProviderCache, Rendered
-from gwconfig.server.rest_support import (
-    check_if_match,
-    db_session,
-    etag_of,
-    lock_provider,
-    not_found,
-    reader,
-    server,
-    shortened,
-    translated,
-    translating,
-    writer,
-)
+from gwconfig.server.auth import Caller, require
+from gwconfig.server.problems import ProblemError
+from gwconfig.server.rest.cache import Rendered
+from gwconfig.server.rest.errors import READ_ONLY_DETAIL, not_found, translated, translating
+from gwconfig.server.rest.etags import check_if_match, etag_of
+from gwconfig.server.state import server_state
 
 if TYPE_CHECKING:
     from gwconfig.db.session import Database
@@ -57,62 +49,70 @@ IfMatch = Header(
 )
 
 
+#: characters of the fingerprint's hex digest an API key listing shows
+SHORT_FINGERPRINT_HEX = 12
+
+
+# -- dependencies ------------------------------------------------------------------------------
+
+
+def db_session(request: Request) -> Iterator[Session]:
+    """One ORM session per request (closed, i.e. rolled back if uncommitted, at the end)."""
+    with server_state(request).database.session() as session:
+        yield session
+
+
+def writer(request: Request, caller: Caller = Depends(require("write"))) -> Caller:
+    """The caller of a write: scope ``write``, and 405 when the server is read-only."""
+    if server_state(request).settings.read_only:
+        raise ProblemError(
+            405,
+            "Method Not Allowed",
+            READ_ONLY_DETAIL,
+            type_="https://gwconfig.dev/problems/read-only",
+            headers={"Allow": "GET"},
+        )
+    return caller
+
+
+reader = require("read")
+
+
+def short_fingerprint(fingerprint: str | None) -> str | None:
+    """``hmac-sha256:`` and the first hex digits of a stored fingerprint (None stays None)."""
+    if fingerprint is None:
+        return None
+    prefix, _, digest = fingerprint.partition(":")
+    return f"{prefix}:{digest[:SHORT_FINGERPRINT_HEX]}" if digest else None
+
+
+def shortened(item: dict[str, Any]) -> dict[str, Any]:
+    """An API key or parameter dict with its fingerprint shortened."""
+    return {**item, "fingerprint": short_fingerprint(item.get("fingerprint"))}
+
+
 # -- reads (no encryption keys needed) ---------------------------------------------------------
-
-
-_P = Provider.__table__
-_M = ProviderModel.__table__
-_K = ApiKey.__table__
-_C = ConnectionParameter.__table__
-
-# built once: a read runs four statements, their construction would cost as much as SQLite
-_BY_PID: BindParameter[str] = bindparam("pid")
-_SELECT = {
-    "provider": select(_P).where(_P.c.provider_id == _BY_PID),
-    "models": select(_M).where(_M.c.provider_id == _BY_PID),
-    "keys": select(_K).where(_K.c.provider_id == _BY_PID),
-    "params": select(_C).where(_C.c.provider_id == _BY_PID),
-    "exists": select(_P.c.provider_id).where(_P.c.provider_id == _BY_PID),
-}
-
-#: a session (reads in its transaction) or a Core connection
-Reader = Session | Connection
-
-
-def _conn(db: Reader) -> Connection:
-    return db.connection() if isinstance(db, Session) else db
 
 
 def models_of(db: Reader, pid: str) -> list[dict[str, Any]]:
     """The provider's models as dicts, ordered by model_id (Core rows: no ORM objects)."""
-    rows = _conn(db).execute(_SELECT["models"], {"pid": pid}).all()
-    return [model_dict(cast(Any, m)) for m in sorted(rows, key=lambda m: m.model_id)]
+    return [model_dict(cast(Any, m)) for m in reads.model_rows(db, pid)]
 
 
 def keys_of(db: Reader, pid: str) -> list[dict[str, Any]]:
     """The provider's API keys (masked, short fingerprints), ordered by (name, environment)."""
-    rows = _conn(db).execute(_SELECT["keys"], {"pid": pid}).all()
-    ordered = sorted(rows, key=lambda k: (k.name, k.environment))
-    return [shortened(api_key_dict(cast(Any, k))) for k in ordered]
+    return [shortened(api_key_dict(cast(Any, k))) for k in reads.api_key_rows(db, pid)]
 
 
 def params_of(db: Reader, pid: str) -> list[dict[str, Any]]:
     """The provider's connection parameters (sensitive ones masked)."""
-    rows = _conn(db).execute(_SELECT["params"], {"pid": pid}).all()
-    ordered = sorted(rows, key=lambda c: (c.param_name, c.environment))
-    return [shortened(parameter_dict(cast(Any, c))) for c in ordered]
-
-
-def provider_exists(db: Reader, pid: str) -> bool:
-    """Whether provider ``pid`` exists."""
-    found = _conn(db).execute(_SELECT["exists"], {"pid": pid}).first()
-    return found is not None
+    return [shortened(parameter_dict(cast(Any, c))) for c in reads.parameter_rows(db, pid)]
 
 
 def read_provider(db: Reader, pid: str) -> dict[str, Any] | None:
     """The provider as ``GET /providers/{id}`` shows it, or None."""
-    conn = _conn(db)
-    p = conn.execute(_SELECT["provider"], {"pid": pid}).first()
+    conn = reads.connection(db)
+    p = reads.provider_row(conn, pid)
     if p is None:
         return None
     return {
@@ -143,16 +143,16 @@ def render_provider(database: Database, pid: str) -> Rendered:
     return Rendered(orjson.dumps(body), etag_of(body))
 
 
-async def cached_provider(app: Any, pid: str) -> Rendered:
+async def cached_provider(app: Starlette, pid: str) -> Rendered:
     """The answer of ``GET /providers/{pid}`` from the process's cache, read on a miss
-    (see :mod:`gwconfig.server.provider_cache`)."""
-    state = app.state.gw
-    cache: ProviderCache = state.provider_cache
+    (see :mod:`gwconfig.server.rest.cache`)."""
+    state = server_state(app)
+    cache = state.provider_cache
     rendered = cache.get(pid)
     if rendered is not None:
         return rendered
     if cache.watcher is None:
-        from gwconfig.server.config_api import app_watcher
+        from gwconfig.server.config.delivery import app_watcher
 
         cache.watcher = await app_watcher(app)
     key = cache.key()  # before the read: a write racing it is never stored under its key
@@ -168,10 +168,7 @@ def page_of_providers(
     out: list[dict[str, Any]] = []
     batch = limit + 1 if tag is None else max(limit + 1, 200)
     while True:
-        stmt = select(Provider).order_by(Provider.provider_id).limit(batch)
-        if after is not None:
-            stmt = stmt.where(Provider.provider_id > after)
-        rows = list(session.scalars(stmt))
+        rows = reads.providers_after(session, after, batch)
         for p in rows:
             if tag is None or tag in p.tags:
                 if len(out) == limit:
@@ -217,7 +214,7 @@ class Writing:
     def service(self) -> ProviderService:
         """The audited service on the session, acting as the token's name (an ``admin`` token
         binds the secrets it writes to the provider's current origin: gwconfig.seed.origins)."""
-        state = server(self.request)
+        state = server_state(self.request)
         return ProviderService(
             self.session,
             state.encryption_keys,
@@ -247,9 +244,9 @@ class Writing:
         """
 
         def run() -> T:
-            timeout = server(self.request).settings.lock_timeout
+            timeout = server_state(self.request).settings.lock_timeout
             hold_in_transaction(self.session.connection(), timeout)
-            if not lock_provider(self.session, pid):
+            if not reads.lock_provider(self.session, pid):
                 raise not_found(f"provider {pid!r}")
             body = current()
             if body is None:

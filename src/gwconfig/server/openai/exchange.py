@@ -9,16 +9,20 @@ client that disconnects at any point cancels the upstream call (closing its conn
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
+
+from starlette.types import Receive, Scope, Send
 
 from gwconfig.runtime.client import LLMGatewayClient
 from gwconfig.runtime.errors import AmbiguousModelError, NoRouteError
 from gwconfig.runtime.messages import LLMResponse, Usage
 from gwconfig.runtime.streaming import LLMStream
-from gwconfig.server.disconnect import Receive, unless_gone
-from gwconfig.server.metrics import Metrics, log_access
-from gwconfig.server.openai_wire import (
+from gwconfig.server.auth import Caller
+from gwconfig.server.disconnect import unless_gone
+from gwconfig.server.metrics import Answered, Metrics, log_access
+from gwconfig.server.openai.wire import (
     ChatRequest,
     ChunkWriter,
     WireError,
@@ -37,10 +41,6 @@ async def _first(chunks: AsyncIterator[str]) -> str:
         return ""
 
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Send = Callable[[Message], Awaitable[None]]
-
 CHAT = "/v1/chat/completions"
 JSON_TYPE = (b"content-type", b"application/json")
 _SSE = [
@@ -52,7 +52,7 @@ _SSE = [
 
 async def send_error(send: Send, error: WireError) -> None:
     """Answer ``error`` in OpenAI's shape."""
-    headers = [JSON_TYPE, *((k.encode(), v.encode()) for k, v in error.headers.items())]
+    headers = [JSON_TYPE, *((k.lower().encode(), v.encode()) for k, v in error.headers.items())]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": error.body()})
 
@@ -72,30 +72,20 @@ def access(scope: Scope, caller: Any, status: int, start: float, **more: Any) ->
     )
 
 
+@dataclass(frozen=True, slots=True)
 class Exchange:
     """A parsed chat request on its way to an answer."""
 
-    __slots__ = ("caller", "client", "metrics", "req", "revision", "scope", "send", "start")
-
-    def __init__(
-        self,
-        scope: Scope,
-        send: Send,
-        caller: Any,
-        req: ChatRequest,
-        client: LLMGatewayClient,
-        metrics: Metrics,
-        revision: int | None,
-        start: float,
-    ) -> None:
-        self.scope = scope
-        self.send = send
-        self.caller = caller
-        self.req = req
-        self.client = client
-        self.metrics = metrics
-        self.revision = revision
-        self.start = start
+    scope: Scope
+    send: Send
+    caller: Caller
+    req: ChatRequest
+    client: LLMGatewayClient
+    metrics: Metrics
+    #: the configuration revision the request is answered with
+    revision: int | None
+    #: when the request arrived (``perf_counter``)
+    start: float
 
     # -- outcomes ---------------------------------------------------------------------------------
 
@@ -111,16 +101,12 @@ class Exchange:
         """Count a request answered in full."""
         m = self.metrics
         m.answered(
-            CHAT,
-            200,
-            response.route,
-            response.provider_id,
-            self.req.model,
-            self._elapsed(),
-            response.attempts,
-            response.usage,
-            ttft,
-        )
+            Answered(
+                endpoint=CHAT, status=200, route=response.route, provider=response.provider_id,
+                model=self.req.model, total=self._elapsed(), attempts=response.attempts,
+                usage=response.usage, ttft=ttft,
+            )
+        )  # fmt: skip
         if len(response.attempts) > 1:
             m.cooldowns_entered(self.client.cooldowns.entered)
         usage = response.usage

@@ -18,10 +18,10 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from gwconfig.db import columns as col
-from gwconfig.db.models import Provider
+from gwconfig.db import reads
 from gwconfig.manifests.model import SLUG_PATTERN
 from gwconfig.seed.service import ProviderService
-from gwconfig.server.rest_access import (
+from gwconfig.server.rest.access import (
     IfMatch,
     ProviderId,
     Read,
@@ -32,8 +32,17 @@ from gwconfig.server.rest_access import (
     models_of,
     params_of,
     provider_path,
+    shortened,
 )
-from gwconfig.server.rest_schemas import (
+from gwconfig.server.rest.errors import (
+    READ_RESPONSES,
+    WRITE_RESPONSES,
+    DepthLimitedRoute,
+    not_found,
+    translated,
+)
+from gwconfig.server.rest.etags import json_response, not_modified
+from gwconfig.server.rest.schemas import (
     ApiKeyIn,
     ApiKeyOut,
     Deleted,
@@ -42,16 +51,6 @@ from gwconfig.server.rest_schemas import (
     ModelOut,
     ParameterIn,
     ParameterOut,
-)
-from gwconfig.server.rest_support import (
-    READ_RESPONSES,
-    WRITE_RESPONSES,
-    DepthLimitedRoute,
-    json_response,
-    not_found,
-    not_modified,
-    shortened,
-    translated,
 )
 
 T = TypeVar("T")
@@ -67,7 +66,7 @@ Environment = Query("default", min_length=1, max_length=col.IDENT, pattern=SLUG_
 
 
 def _provider(session: Session, pid: str) -> None:
-    if translated(lambda: session.get(Provider, pid)) is None:
+    if translated(lambda: reads.find_provider(session, pid)) is None:
         raise not_found(f"provider {pid!r}")
 
 

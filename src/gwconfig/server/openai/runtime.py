@@ -1,5 +1,5 @@
 """The runtime behind ``/v1/chat/completions``: one :class:`LLMGatewayClient` per process,
-reloaded when a new configuration revision is seen, and the per-token limits.
+reloaded when a new configuration revision is seen.
 
 A request pins the configuration generation current when it starts and finishes on it; the
 next request after a reload uses the new one (the runtime's generations do this). The client's
@@ -11,7 +11,6 @@ every ``reload_interval`` seconds); its hook keeps the reload metrics here.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,11 +22,7 @@ from gwconfig.runtime.config.gateway import GatewayConfig
 from gwconfig.runtime.config.sources import ConfigLoader
 from gwconfig.runtime.factory import ProviderFactory
 from gwconfig.runtime.permits import may_use
-from gwconfig.runtime.resilience import RateLimiter
 from gwconfig.server.metrics import Metrics, process_exited
-
-#: the most distinct tokens whose request windows one process keeps
-MAX_TRACKED_TOKENS = 10_000
 
 
 def revision_of(config: GatewayConfig) -> int | None:
@@ -153,30 +148,3 @@ def _models_list(config: GatewayConfig, patterns: tuple[str, ...] | None) -> byt
         if patterns is None or may_use(config, name, patterns):
             data.append({"id": name, "object": "model", "created": created, "owned_by": owner})
     return orjson.dumps({"object": "list", "data": data})
-
-
-class CallerLimits:
-    """Each token's requests-per-minute limit, counted in this process.
-
-    With ``workers`` processes each takes its share (``ceil(rpm / workers)``): the kernel
-    spreads connections over the workers, so together they let about ``rpm`` through.
-    """
-
-    def __init__(self, workers: int = 1) -> None:
-        self.workers = max(workers, 1)
-        self._limiters: dict[str, RateLimiter] = {}
-
-    def check(self, name: str, rpm: int) -> float:
-        """0 when ``name`` may send a request now (and count it), else seconds to wait."""
-        share = max(math.ceil(rpm / self.workers), 1)
-        limiter = self._limiters.get(name)
-        if limiter is None or limiter.rpm != share:
-            if len(self._limiters) >= MAX_TRACKED_TOKENS:
-                self._limiters.clear()
-            limiter = self._limiters[name] = RateLimiter(share)
-        now = time.monotonic()
-        wait = limiter.delay(now)
-        if wait > 0:
-            return wait
-        limiter.take(now)
-        return 0.0
