@@ -15,18 +15,19 @@ from typing import TYPE_CHECKING, Any
 
 from gwconfig.errors import ConfigurationError, GwconfigError
 from gwconfig.runtime.config.gateway import GatewayConfig
+from gwconfig.runtime.config.remote import MAX_WAIT
+from gwconfig.runtime.config.sources import ConfigLoader, engine_of
 from gwconfig.runtime.factory import ProviderFactory
 from gwconfig.runtime.generation import Generation, Generations
 from gwconfig.runtime.messages import LLMRequest, LLMResponse, ProviderResult
 from gwconfig.runtime.providers.base import BaseProvider, ProviderCall
 from gwconfig.runtime.routing import Router
 from gwconfig.runtime.streaming import LLMStream
+from gwconfig.runtime.usage import UsageRecorder
 
 if TYPE_CHECKING:
     from gwconfig.db.watch import GenerationWatcher
-    from gwconfig.runtime.config.sources import ConfigLoader
     from gwconfig.runtime.resilience import CooldownTracker
-    from gwconfig.runtime.usage import UsageRecorder
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,6 @@ class LLMGatewayClient:
         self._loader = loader or getattr(config, "loader", None)
         usage: UsageRecorder | None = None
         if db is not None:
-            from gwconfig.runtime.config.sources import ConfigLoader, engine_of
-            from gwconfig.runtime.usage import UsageRecorder
-
             usage = UsageRecorder(engine_of(db), flush_interval=usage_flush_interval)
             if self._loader is None:
                 self._loader = ConfigLoader(db, environment=config.environment)
@@ -203,8 +201,6 @@ class LLMGatewayClient:
         interval_seconds: float,
         on_check: Callable[[bool], object] | None,
     ) -> None:
-        from gwconfig.runtime.config.remote import MAX_WAIT
-
         backoff = 0.1
         seen = self.config.version  # the last document fetched, accepted or not
         while True:

@@ -34,9 +34,9 @@ class UsageRecorder:
         retry_interval: float = 1.0,
         max_buffered: int = DEFAULT_MAX_ROWS,
     ) -> None:
-        from sqlalchemy import insert
+        from sqlalchemy import insert  # SQLAlchemy: only with a database
 
-        from gwconfig.db.models import UsageRecord
+        from gwconfig.db.models import UsageRecord  # SQLAlchemy: only with a database
 
         self._engine = engine
         self._insert = insert(UsageRecord)

@@ -18,6 +18,7 @@ import orjson
 
 from gwconfig.entities import SecretScope
 from gwconfig.runtime.errors import ConfigLoadError
+from gwconfig.settings import mask_url
 
 FORMAT = "gwconfig-runtime-config"
 FORMAT_VERSION = 1
@@ -46,8 +47,6 @@ class RemoteSource:
     """``GET {base_url}/config`` with a Bearer token, conditional and long-polling (httpx)."""
 
     def __init__(self, base_url: str, token: str | None = None, *, timeout: float = 30.0) -> None:
-        from gwconfig.settings import mask_url
-
         self.base_url = base_url.rstrip("/")
         self._url = f"{self.base_url}/config"
         #: printable: a password or token in the URL itself is masked

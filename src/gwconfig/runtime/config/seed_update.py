@@ -73,7 +73,7 @@ def update_provider_config(
     """Create or update ``provider_id`` from a seed config dict (audited); returns the provider."""
     from sqlalchemy.orm import Session
 
-    from gwconfig.seed.service import ProviderService
+    from gwconfig.seed.service import ProviderService  # SQLAlchemy: only for a database
 
     spec = normalise(provider_id, config)
     with Session(loader.engine) as session:

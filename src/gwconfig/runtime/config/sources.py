@@ -12,8 +12,16 @@ import orjson
 
 from gwconfig.canonical import content_hash
 from gwconfig.entities import SealedScope, SecretResolver, SecretScope
-from gwconfig.errors import GwconfigError, SecretError
+from gwconfig.errors import EncryptionKeyError, GwconfigError, SecretError
 from gwconfig.perf.gcpause import gc_paused
+from gwconfig.reconcile.state import (
+    canonical_models,
+    index_model_rows,
+    model_from_row,
+    read_state,
+    read_tables,
+    stored_keys,
+)
 from gwconfig.runtime.config.build import build_gateway_config
 from gwconfig.runtime.config.gateway import GatewayConfig
 from gwconfig.runtime.config.remote import (
@@ -23,8 +31,11 @@ from gwconfig.runtime.config.remote import (
     origins_of,
     tables_of,
 )
+from gwconfig.runtime.config.seed_update import update_provider_config
 from gwconfig.runtime.config.table import ModelTable
 from gwconfig.runtime.errors import ConfigLoadError
+from gwconfig.secrets.resolve import resolve_secret
+from gwconfig.settings import mask_url
 
 DEFAULT_ENVIRONMENT = "default"
 
@@ -41,7 +52,7 @@ def _is_db_object(source: Any) -> bool:
 def engine_of(source: Any) -> Any:
     """The SQLAlchemy engine behind a Session, Engine, ``Database`` or database URL."""
     if isinstance(source, str):
-        from gwconfig.db.session import open_database
+        from gwconfig.db.session import open_database  # SQLAlchemy: only for a database
 
         return open_database(source).engine
     if hasattr(source, "get_bind"):  # Session
@@ -105,8 +116,6 @@ class ConfigLoader:
             return str(self.path)
         if self.remote is not None:
             return self.remote.url.removesuffix("/config")
-        from gwconfig.settings import mask_url
-
         return mask_url(str(self.engine.url.render_as_string(hide_password=False)))
 
     @property
@@ -149,23 +158,17 @@ class ConfigLoader:
         if self.path is not None:
             return self._read_file()[0]
         if self.remote is not None:
-            from gwconfig.reconcile.state import canonical_models
-
             data, _secrets, _key_ids, rows = tables_of(self._fetch().doc)
             providers = [
                 {**p, "models": canonical_models(rows.get(p["provider_id"], []))}
                 for p in data["providers"]
             ]
             return {**data, "providers": providers}
-        from gwconfig.reconcile.state import read_state
-
         with self.engine.connect() as conn:
             return read_state(conn).data
 
     def update_provider_config(self, provider_id: str, config: Mapping[str, Any]) -> dict[str, Any]:
         """Create or update one provider from a seed-style dict, through the audited service."""
-        from gwconfig.runtime.config.seed_update import update_provider_config
-
         if self.path is not None or self.remote is not None:
             raise ConfigLoadError(
                 "update_provider_config needs a database source; edit the manifests instead"
@@ -202,19 +205,12 @@ class ConfigLoader:
 
     def _load_file(self) -> GatewayConfig:
         data, declared, version = self._read_file()
-        if self._resolver is not None:
-            resolver = self._resolver
-        else:
-            from gwconfig.secrets.resolve import resolve_secret
-
-            resolver = resolve_secret
+        resolver = self._resolver if self._resolver is not None else resolve_secret
         chash = declared if declared is not None else partial(content_hash, data)
         return self._build(data, resolver, chash, version, str(self.path))
 
     def _load_db(self) -> GatewayConfig:
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from gwconfig.reconcile.state import read_tables
+        from sqlalchemy.exc import SQLAlchemyError  # SQLAlchemy: only for a database
 
         try:
             with self.engine.connect() as conn:
@@ -224,7 +220,7 @@ class ConfigLoader:
                 state = read_tables(conn, model_rows=True)
                 conn.rollback()
         except SQLAlchemyError as exc:
-            from gwconfig.db.session import database_error
+            from gwconfig.db.session import database_error  # SQLAlchemy: only for a database
 
             url = self.engine.url.render_as_string(hide_password=False)
             raise database_error(exc, url, "reading the configuration from") from exc
@@ -249,8 +245,6 @@ class ConfigLoader:
         each sent only to the origin it is bound to (``origins``)."""
         keys: Any = None
         if secrets:  # refuse keys that cannot open the stored secrets before building anything
-            from gwconfig.reconcile.state import stored_keys
-
             keys = self.encryption_keys().bind(stored_keys(secrets, key_ids), single=False)
 
         def decrypt(ref: Mapping[str, Any], scope: SealedScope) -> str:
@@ -307,11 +301,13 @@ class ConfigLoader:
 
     def encryption_keys(self) -> Any:
         """The keys that decrypt the database's secrets (given, or from the environment)."""
-        from gwconfig.secrets.keys import EncryptionKeys, load_encryption_keys
+        from gwconfig.secrets.keys import (  # cryptography: only with stored secrets
+            EncryptionKeys,
+            load_encryption_keys,
+        )
 
         if self._keys is None and self.remote is not None:
-            from gwconfig.errors import EncryptionKeyError
-            from gwconfig.secrets.keys import ENV_VAR
+            from gwconfig.secrets.keys import ENV_VAR  # cryptography: only with stored secrets
 
             raw = os.environ.get(ENV_VAR, "").strip()
             if not raw:
@@ -360,8 +356,6 @@ class ConfigLoader:
 
 def _model_tables(model_rows: Mapping[str, list[tuple[Any, ...]]]) -> dict[str, ModelTable]:
     """Lazy model tables over raw ``provider_models`` rows (canonical dicts made on first use)."""
-    from gwconfig.reconcile.state import index_model_rows, model_from_row
-
     tables = {}
     for pid, rows in model_rows.items():
         entries, disabled, aliased = index_model_rows(rows)
@@ -371,8 +365,6 @@ def _model_tables(model_rows: Mapping[str, list[tuple[Any, ...]]]) -> dict[str, 
 
 def _state_hash(data: Mapping[str, Any], model_rows: Mapping[str, list[Any]]) -> str:
     """``read_state``'s state hash of tables read with ``model_rows=True``."""
-    from gwconfig.reconcile.state import canonical_models
-
     providers = [
         {**p, "models": canonical_models(model_rows.get(p["provider_id"], []))}
         for p in data["providers"]
@@ -381,9 +373,14 @@ def _state_hash(data: Mapping[str, Any], model_rows: Mapping[str, list[Any]]) ->
 
 
 def _db_version(conn: Any) -> tuple[Any, ...]:
-    from sqlalchemy import String, cast, func, select
+    from sqlalchemy import String, cast, func, select  # SQLAlchemy: only for a database
 
-    from gwconfig.db.models import ConfigGeneration, ConfigRevision, Provider, ProviderModel
+    from gwconfig.db.models import (  # SQLAlchemy: only for a database
+        ConfigGeneration,
+        ConfigRevision,
+        Provider,
+        ProviderModel,
+    )
 
     rev = ConfigRevision.__table__.c
     prov = Provider.__table__.c
