@@ -132,7 +132,17 @@ def test_no_module_exceeds_the_line_limit() -> None:
 
 
 #: (lower layer, upper layer): no module of the first imports a module of the second
-LAYERS = [("gwconfig.runtime", "gwconfig.server")]
+#: (lower, upper): the lower package imports nothing of the upper one
+LAYERS = [
+    (lower, upper)
+    for lower, uppers in {
+        "gwconfig.db": ("reconcile", "runtime", "server", "adopt", "seed", "cli"),
+        "gwconfig.secrets": ("reconcile", "runtime", "server", "adopt", "seed", "cli"),
+        "gwconfig.manifests": ("reconcile", "runtime", "server", "adopt", "seed", "cli"),
+        "gwconfig.runtime": ("server", "cli"),
+    }.items()
+    for upper in (f"gwconfig.{name}" for name in uppers)
+]
 
 
 def _in(module: str, package: str) -> bool:

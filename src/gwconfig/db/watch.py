@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from gwconfig.db.engines import engine_of
 from gwconfig.db.notify import CHANNEL, ConfigGeneration, read_generation
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,10 @@ _NOTIFY_WAIT = 0.25
 
 
 def _engine(source: Any) -> Engine:
-    from gwconfig.runtime.config.sources import engine_of
-
-    return engine_of(source)  # type: ignore[no-any-return]
+    engine = engine_of(source)
+    if engine is None:
+        raise TypeError(f"not a database: {type(source).__name__}")
+    return engine  # type: ignore[no-any-return]
 
 
 class GenerationWatcher:

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from gwconfig.canonical import content_hash
+from gwconfig.db.engines import engine_of as engine_of_source
 from gwconfig.entities import SealedScope, SecretResolver, SecretScope
 from gwconfig.errors import EncryptionKeyError, GwconfigError, SecretError
 from gwconfig.perf.gcpause import gc_paused
@@ -51,17 +52,10 @@ def _is_db_object(source: Any) -> bool:
 
 def engine_of(source: Any) -> Any:
     """The SQLAlchemy engine behind a Session, Engine, ``Database`` or database URL."""
-    if isinstance(source, str):
-        from gwconfig.db.session import open_database  # SQLAlchemy: only for a database
-
-        return open_database(source).engine
-    if hasattr(source, "get_bind"):  # Session
-        return source.get_bind()
-    if hasattr(source, "engine"):  # gwconfig.db.session.Database, Connection
-        return source.engine
-    if hasattr(source, "dialect") and hasattr(source, "connect"):  # Engine
-        return source
-    raise ConfigLoadError(f"not a database: {type(source).__name__}")
+    engine = engine_of_source(source)
+    if engine is None:
+        raise ConfigLoadError(f"not a database: {type(source).__name__}")
+    return engine
 
 
 class ConfigLoader:
