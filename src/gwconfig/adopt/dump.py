@@ -19,6 +19,9 @@ from gwconfig.entities import SecretScope
 from gwconfig.errors import ConfigurationError, ValidationFailed
 from gwconfig.manifests.limits import DEPTH_MESSAGE, MODEL_PARAMETERS_DEPTH, too_deep
 from gwconfig.perf.gcpause import gc_paused
+from gwconfig.reconcile.gateway_settings import EGRESS
+from gwconfig.reconcile.state import read_state, reading_database, stored_setting
+from gwconfig.settings import mask_url
 
 if TYPE_CHECKING:
     from gwconfig.reconcile.state import ActualState
@@ -122,8 +125,6 @@ def _check_depth(data: Mapping[str, Any]) -> None:
 
 def dump(options: DumpOptions) -> DumpResult:
     """``gwconfig dump``: read the gateway database, render its manifests, write what changed."""
-    from gwconfig.reconcile.gateway_settings import EGRESS
-    from gwconfig.reconcile.state import read_state, reading_database, stored_setting
 
     with gc_paused():
         with reading_database(options.database_url, "dumping") as (source, url):
@@ -132,8 +133,6 @@ def dump(options: DumpOptions) -> DumpResult:
         if egress is not None:  # the applied egress policy goes back into the Gateway manifest
             state.data["gateway"]["egress"] = egress
         if not state.data["providers"] and not state.data["gateway"]["routes"]:
-            from gwconfig.settings import mask_url
-
             raise ConfigurationError(
                 f"the gateway database {mask_url(url)} is empty (no providers, no routes); "
                 "nothing was written",

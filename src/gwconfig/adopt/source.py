@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from gwconfig import settings
 from gwconfig.adopt.mapping import TABLES, Mapping
+from gwconfig.db.urls import error_detail
 from gwconfig.errors import DatabaseError
 
 #: logical table -> rows, each a dict logical column -> value (absent columns: None)
@@ -61,8 +62,6 @@ def _engine(url: str) -> Any:
 def read_only(url: str) -> Iterator[Any]:
     """A SQLAlchemy connection to the back-office in a read-only transaction (rolled back)."""
     from sqlalchemy.exc import SQLAlchemyError
-
-    from gwconfig.db.urls import error_detail
 
     settings.database_url(url)  # a malformed URL: a ConfigurationError that quotes no secret
     engine = _engine(url)

@@ -21,6 +21,9 @@ from typing import Any
 from sqlalchemy import Connection
 
 from gwconfig.canonical import parse_timestamp
+from gwconfig.db.bulk import insert_rows
+from gwconfig.db.models import Base, utcnow
+from gwconfig.db.notify import announce
 from gwconfig.entities import (
     API_KEY,
     CONNECTION_PARAMETER,
@@ -32,6 +35,8 @@ from gwconfig.entities import (
     SecretScope,
 )
 from gwconfig.secrets.keys import EncryptionKeys
+from gwconfig.secrets.origin import connection_origin
+from gwconfig.secrets.resolve import resolve_secret
 
 
 def _records(value: Any) -> list[dict[str, Any]]:
@@ -165,11 +170,6 @@ def insert_config(
     :func:`gwconfig.secrets.resolve.resolve_secret`) and stored encrypted. Returns rows written per
     table.
     """
-    from gwconfig.db.bulk import insert_rows
-    from gwconfig.db.models import Base, utcnow
-    from gwconfig.db.notify import announce
-    from gwconfig.secrets.origin import connection_origin
-    from gwconfig.secrets.resolve import resolve_secret
 
     resolver = resolve or resolve_secret
     providers, models, api_keys, params = [], [], [], []

@@ -29,7 +29,9 @@ from typing import Any
 from sqlalchemy import Engine
 
 from gwconfig.db.engines import engine_of
-from gwconfig.db.notify import CHANNEL, ConfigGeneration, read_generation
+from gwconfig.db.notify import CHANNEL, GENERATION_SQL, ConfigGeneration, read_generation
+from gwconfig.db.session import make_engine
+from gwconfig.db.urls import error_detail
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +230,6 @@ class GenerationWatcher:
                 self._seen(_pg_read(conn))
 
     def _failed(self, exc: Exception) -> None:
-        from gwconfig.db.urls import error_detail
 
         self.database_up = False
         url = self.engine.url.render_as_string(hide_password=False)
@@ -241,7 +242,6 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 
 def _pg_read(conn: Any) -> ConfigGeneration | None:
-    from gwconfig.db.notify import GENERATION_SQL
 
     row = conn.execute(GENERATION_SQL).fetchone()
     return None if row is None else ConfigGeneration(str(row[0]), int(row[1]))
@@ -265,8 +265,6 @@ def shared_watcher(source: Any) -> GenerationWatcher:
             if engine.url.get_backend_name() == "sqlite" and engine.url.database in (None, ""):
                 own = engine  # an in-memory database exists only in that engine
             else:
-                from gwconfig.db.session import make_engine
-
                 own = make_engine(url)
             watcher = _SHARED[key] = GenerationWatcher(own)
     return watcher.start()

@@ -18,7 +18,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import orjson
 
+from gwconfig import settings
 from gwconfig.canonical import FORMAT_VERSION, content_hash
+from gwconfig.db.direct import open_direct
+from gwconfig.db.snapshots import decompress_snapshot
 from gwconfig.entities import SecretScope
 from gwconfig.entities.records import ApiKeyBody, ParameterBody
 from gwconfig.errors import DatabaseError
@@ -151,8 +154,6 @@ def reading_database(database_url: str | None, doing: str) -> Iterator[tuple[Any
     :func:`~gwconfig.db.direct.open_direct` can (no SQLAlchemy import), else through
     :func:`~gwconfig.db.session.open_database`.
     """
-    from gwconfig import settings
-    from gwconfig.db.direct import open_direct
 
     url = settings.database_url(database_url)
     direct = open_direct(url)
@@ -174,7 +175,6 @@ def last_revision(source: Any) -> int | None:
 
 def revision_snapshot(source: Any, number: int) -> tuple[str, Any] | None:
     """``(state_hash, snapshot)`` of revision ``number`` (None when there is none)."""
-    from gwconfig.db.snapshots import decompress_snapshot
 
     source = reader(source)
     sql = f"SELECT state_hash, snapshot FROM config_revisions WHERE number = {mark(source.dialect)}"
