@@ -21,6 +21,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 
+from gwconfig.db.session import open_database
 from gwconfig.db.watch import stop_shared_watchers
 from gwconfig.errors import GwconfigError
 from gwconfig.server import problems, session_api
@@ -135,7 +136,6 @@ def create_app(settings: ServeSettings) -> FastAPI:
     Raises :class:`~gwconfig.errors.SchemaVersionError` for a database that is not at the head
     revision (the embedded SQLite default upgrades itself, as in every command).
     """
-    from gwconfig.db.session import open_database
 
     database = open_database(settings.database_url)
     _quiet_shutdown_cancels()

@@ -12,7 +12,10 @@ from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
 
 from gwconfig.db.lock import WRITE_LOCK_TIMEOUT
+from gwconfig.db.session import translate_errors
 from gwconfig.errors import ConfigurationError
+from gwconfig.reconcile.state import last_revision
+from gwconfig.secrets.keys import load_encryption_keys
 from gwconfig.server.rest.cache import ProviderCache
 
 if TYPE_CHECKING:
@@ -166,8 +169,6 @@ class ServerState:
         """The encryption keys, loaded on first use (reads need none; a missing key fails
         only the requests that write or open secrets)."""
         if self._keys is None:
-            from gwconfig.secrets.keys import load_encryption_keys
-
             with self._keys_lock:
                 if self._keys is None:
                     self._keys = load_encryption_keys(self.database.url)
@@ -175,8 +176,6 @@ class ServerState:
 
     def revision(self) -> int | None:
         """The number of the newest configuration revision (None before the first apply)."""
-        from gwconfig.db.session import translate_errors
-        from gwconfig.reconcile.state import last_revision
 
         with translate_errors(self.database.url, "reading"), self.database.connect() as conn:
             return last_revision(conn)

@@ -20,6 +20,7 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors.multiprocess import Multiprocess
 
+from gwconfig.server.app import create_app
 from gwconfig.server.connections import ListenerConfig
 from gwconfig.server.metrics import process_exited
 from gwconfig.server.state import ServeSettings
@@ -43,7 +44,6 @@ class AppFactory:
     def __call__(self) -> Any:
         """The worker's app."""
         # imported here: the supervisor never builds an app (FastAPI, the runtime, providers)
-        from gwconfig.server.app import create_app
 
         return create_app(self.settings)
 

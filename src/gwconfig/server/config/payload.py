@@ -27,6 +27,8 @@ from typing import Any
 import orjson
 
 from gwconfig.db.notify import ConfigGeneration, read_generation
+from gwconfig.db.session import translate_errors
+from gwconfig.reconcile.state import read_tables
 from gwconfig.runtime.config.remote import FORMAT, FORMAT_VERSION
 
 #: smallest document worth compressing (bytes)
@@ -54,8 +56,6 @@ def read_payload(engine: Any) -> Payload:
     Reading the generation first means the document is never older than its ETag says (a
     write committed in between makes it newer, and its own announcement follows).
     """
-    from gwconfig.db.session import translate_errors
-    from gwconfig.reconcile.state import read_tables
 
     url = engine.url.render_as_string(hide_password=False)
     with translate_errors(url, "reading the configuration from"), engine.connect() as conn:

@@ -29,6 +29,7 @@ from gwconfig.seed.service import (
     provider_dict,
 )
 from gwconfig.server.auth import Caller, require
+from gwconfig.server.config.delivery import app_watcher
 from gwconfig.server.problems import ProblemError
 from gwconfig.server.rest.cache import Rendered
 from gwconfig.server.rest.errors import READ_ONLY_DETAIL, not_found, translated, translating
@@ -152,8 +153,6 @@ async def cached_provider(app: Starlette, pid: str) -> Rendered:
     if rendered is not None:
         return rendered
     if cache.watcher is None:
-        from gwconfig.server.config.delivery import app_watcher
-
         cache.watcher = await app_watcher(app)
     key = cache.key()  # before the read: a write racing it is never stored under its key
     rendered = await run_in_threadpool(render_provider, state.database, pid)
