@@ -6,8 +6,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-#: A chat message as the providers take it: ``{"role": ..., "content": ...}``.
+#: A chat message as the providers take it: OpenAI's chat shape (``role``, ``content`` as text or
+#: content parts, ``tool_calls``, ``tool_call_id``, ``name``).
 Message = Mapping[str, Any]
+#: The wire formats the gateway speaks: OpenAI chat completions and Anthropic Messages.
+OPENAI = "openai"
+ANTHROPIC = "anthropic"
+
+
+@dataclass(frozen=True, slots=True)
+class WireBody:
+    """A body in the wire format of one API (``api``: :data:`OPENAI` or :data:`ANTHROPIC`), as
+    the client sent it (gateway fields removed) or as the upstream answered it."""
+
+    api: str
+    body: Mapping[str, Any] = field(repr=False)
 
 
 @dataclass(slots=True)
@@ -44,6 +57,14 @@ class LLMRequest:
     record_prompt: bool | None = None
     #: who sent the request (the API token's name when it came through ``gwconfig serve``)
     caller: str | None = None
+    #: tools the model may call (OpenAI's ``tools`` shape) and how it may choose them
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    #: the client's body as sent (``gwconfig serve``): a provider speaking the same API sends it
+    #: on with only ``model`` rewritten; any other provider translates it
+    wire: WireBody | None = field(default=None, repr=False)
+    #: the model capabilities the request needs (``function_calling``, ``vision`` ...)
+    needs: frozenset[str] = frozenset()
 
     def messages(self) -> list[dict[str, Any]]:
         """The prompt as a list of chat messages (system prompt first when configured)."""
@@ -68,6 +89,9 @@ class Usage:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: prompt tokens read from the provider's cache, completion tokens spent reasoning
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -100,6 +124,10 @@ class LLMResponse:
     route: str | None = None
     session_id: str | None = None
     raw: Mapping[str, Any] | None = field(default=None, repr=False)
+    #: the tool calls of the answer (OpenAI's ``message.tool_calls`` shape)
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
+    #: the upstream's answer in its own API's format (passed through to a client of that API)
+    wire: WireBody | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,3 +138,5 @@ class ProviderResult:
     usage: Usage
     finish_reason: str | None = None
     raw: Mapping[str, Any] | None = None
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
+    wire: WireBody | None = None

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from gwconfig.runtime.config.gateway import ProviderConfig
 from gwconfig.runtime.config.table import ModelConfig
-from gwconfig.runtime.messages import ProviderResult, Usage
+from gwconfig.runtime.messages import ProviderResult, Usage, WireBody
 
 #: Request parameters that may be given as a model's defaults in ``parameters`` and are sent.
 FORWARDED_PARAMETERS = frozenset(
@@ -40,6 +40,10 @@ class ProviderCall:
     extra: dict[str, Any] = field(default_factory=dict)
     #: when the request's deadline passes (``time.monotonic()``); None: no deadline
     deadline: float | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    #: the client's body as sent (see :attr:`LLMRequest.wire`)
+    wire: WireBody | None = field(default=None, repr=False)
 
     def options(self) -> dict[str, Any]:
         """Generation options: the model's defaults, overridden by the request's."""
@@ -65,6 +69,12 @@ class StreamChunk:
     text: str = ""
     usage: Usage | None = None
     finish_reason: str | None = None
+    #: tool-call deltas (OpenAI's ``delta.tool_calls`` shape)
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
+    #: the upstream's event as received (whole SSE event bytes) and its API, for a client of
+    #: the same API to get it relayed without re-encoding
+    native: bytes | None = field(default=None, repr=False)
+    api: str | None = None
 
 
 class BaseProvider(ABC):
