@@ -199,6 +199,8 @@ class FakeLLMServer:
             "completion_tokens": len(text.split()),
             "total_tokens": prompt_tokens + len(text.split()),
         }
+        if body.get("tools") and not body.get("stream"):
+            return JSONResponse(tool_call_answer(body, usage))
         if not body.get("stream") or body.get("model") == "json200":
             return JSONResponse(
                 {
@@ -308,6 +310,42 @@ class FakeLLMServer:
             yield event("message_stop", {})
 
         return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def tool_call_answer(body: dict[str, Any], usage: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI answer calling the request's first tool (``n`` choices, logprobs when asked),
+    or, after a tool result, a text answer quoting it."""
+    last = body["messages"][-1]
+    if last.get("role") == "tool":
+        message: dict[str, Any] = {"role": "assistant", "content": f"tool said: {last['content']}"}
+        finish = "stop"
+    else:
+        name = body["tools"][0]["function"]["name"]
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": name, "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        }
+        finish = "tool_calls"
+    logprobs = {"content": []} if body.get("logprobs") else None
+    return {
+        "id": "chatcmpl-tools",
+        "object": "chat.completion",
+        "created": 1,
+        "model": body["model"],
+        "system_fingerprint": "fp_test",
+        "choices": [
+            {"index": i, "message": message, "finish_reason": finish, "logprobs": logprobs}
+            for i in range(body.get("n") or 1)
+        ],
+        "usage": {**usage, "prompt_tokens_details": {"cached_tokens": 0}},
+    }
 
 
 def provider_doc(provider_id: str, provider_type: str, models: list[Any], **extra: Any) -> dict:

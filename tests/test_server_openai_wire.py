@@ -12,11 +12,11 @@ from gwconfig.runtime.errors import (
     NoRouteError,
     TargetFailure,
 )
-from gwconfig.runtime.messages import LLMResponse, Usage
+from gwconfig.runtime.messages import OPENAI, LLMResponse, Usage, WireBody
+from gwconfig.server.openai.errors import WireError
 from gwconfig.server.openai.wire import (
     MAX_MESSAGES,
     ChunkWriter,
-    WireError,
     completion_body,
     parse_chat_request,
     wire_error,
@@ -82,7 +82,12 @@ def test_a_full_request_becomes_the_runtime_request() -> None:
         (body(max_tokens=0), "max_tokens"),
         (body(stop=["a"] * 5), "stop"),
         (body(tools=[{"type": "function"}]), "tools"),
-        (body(n=2), "n"),
+        (body(n=99), "n"),
+        (body(tools=[{"type": "function", "function": {"name": "f"}}] * 200), "tools"),
+        (body(messages=[{"role": "tool", "content": "x"}]), "messages[0]"),
+        (body(messages=[{"role": "user", "content": [{"type": "video"}]}]), "messages[0].content"),
+        (body(top_logprobs=50), "top_logprobs"),
+        (body(future_field="x" * 70_000), "future_field"),
         (body(stream="yes"), "stream"),
         (body(n=True), "n"),
         (body(n=1.0), "n"),
@@ -125,8 +130,69 @@ def test_answers_in_openai_shape() -> None:
     chunks = [orjson.loads(p.removeprefix("data: ")) for p in parts[:-2]]
     assert all(c["object"] == "chat.completion.chunk" and c["id"] == "chatcmpl-2" for c in chunks)
     assert chunks[1]["choices"][0]["delta"] == {"content": 'say "hi"'}
-    assert chunks[2]["choices"][0]["finish_reason"] == "stop" and chunks[2]["usage"]
+    # usage once, on the usage-only chunk (asked for): not on the finish chunk
+    assert chunks[2]["choices"][0]["finish_reason"] == "stop" and "usage" not in chunks[2]
     assert chunks[3]["choices"] == [] and chunks[3]["usage"]["total_tokens"] == 3
+    unasked = ChunkWriter("asked").finish("stop", Usage(1, 2), False).decode()
+    assert "usage" not in unasked and unasked.endswith("data: [DONE]\n\n")
+
+
+def test_an_openai_shaped_answer_passes_through() -> None:
+    upstream = {
+        "id": "chatcmpl-up",
+        "object": "chat.completion",
+        "model": "gpt-4o-2024",
+        "choices": [
+            {
+                "index": i,
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"id": "c1", "type": "function",
+                         "function": {"name": "f", "arguments": "{}"}}
+                    ],
+                    "refusal": None,
+                },
+                "logprobs": {"content": []},
+                "finish_reason": "tool_calls",
+            }
+            for i in range(2)
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3,
+                  "prompt_tokens_details": {"cached_tokens": 1}},
+        "system_fingerprint": "fp_1",
+    }  # fmt: skip
+    response = LLMResponse("", "p", "m1", Usage(1, 2), 1.0, (), "tool_calls", None)
+    response.wire = WireBody(OPENAI, upstream)
+    doc = orjson.loads(completion_body(response, "asked", "chatcmpl-1", 10))
+    assert doc == {**upstream, "model": "asked"}
+
+
+def test_tools_parts_and_unknown_fields_are_kept_as_sent() -> None:
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
+    messages = [
+        {"role": "developer", "content": "be brief"},
+        {"role": "user", "content": [
+            {"type": "text", "text": "what is this?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+        ]},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "get_weather",
+                                                          "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+    ]  # fmt: skip
+    raw = orjson.dumps(
+        {"model": "m", "messages": messages, "tools": tools, "tool_choice": "auto",
+         "max_completion_tokens": 5, "reasoning_effort": "low", "n": 2, "logprobs": True,
+         "next_years_parameter": {"x": 1}}
+    )  # fmt: skip
+    req = parse_chat_request(raw)
+    assert req.request.tools == tools and req.request.tool_choice == "auto"
+    assert req.request.needs == {"function_calling", "vision"}
+    assert req.request.wire is not None and req.request.wire.body == orjson.loads(raw)
+    msgs = req.request.messages()
+    assert msgs[2]["tool_calls"][0]["id"] == "c1" and msgs[3]["tool_call_id"] == "c1"
 
 
 def test_runtime_errors_map_to_statuses() -> None:

@@ -30,6 +30,7 @@ from gwconfig.runtime.errors import (
     ProviderTimeoutError,
     ProviderUnavailableError,
     TargetFailure,
+    UnsupportedParameterError,
 )
 from gwconfig.runtime.factory import ENTRY_POINT_GROUP, ProviderFactory
 from gwconfig.runtime.messages import (
@@ -76,6 +77,7 @@ __all__ = [
     "StreamChunk",
     "Target",
     "TargetFailure",
+    "UnsupportedParameterError",
     "Usage",
     "check_config",
     "runtime_environment",

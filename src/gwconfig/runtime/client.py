@@ -260,7 +260,13 @@ class LLMGatewayClient:
             routed = await router.route(gen, request, _complete)
             result = routed.result
             return router.succeed(
-                routed, result.text, result.usage, result.finish_reason, result.raw
+                routed,
+                result.text,
+                result.usage,
+                result.finish_reason,
+                result.raw,
+                result.tool_calls,
+                result.wire,
             )
         finally:
             generations.release(gen)

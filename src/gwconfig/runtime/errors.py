@@ -100,6 +100,13 @@ class BadRequestError(ProviderError):
     """The provider rejected the request itself (400/413/422); never retried or re-routed."""
 
 
+class UnsupportedParameterError(BadRequestError):
+    """The request asks for something the provider's API cannot carry (say ``n: 2`` or
+    ``logprobs`` to Anthropic): refused before the call rather than silently dropped."""
+
+    code = "unsupported_parameter"
+
+
 @dataclass(frozen=True, slots=True)
 class TargetFailure:
     """Why one target of a route failed (after its retries)."""

@@ -27,10 +27,11 @@ from gwconfig.runtime.errors import (
     KeyOriginMismatchError,
     ProviderError,
     TargetFailure,
+    UnsupportedParameterError,
     count_attempts,
 )
 from gwconfig.runtime.generation import Generation
-from gwconfig.runtime.messages import Attempt, LLMRequest, LLMResponse, Usage
+from gwconfig.runtime.messages import Attempt, LLMRequest, LLMResponse, Usage, WireBody
 from gwconfig.runtime.providers.base import BaseProvider, ProviderCall
 from gwconfig.runtime.resilience import CooldownTracker, backoff_delay, order_targets
 from gwconfig.runtime.scrub import scrub_error
@@ -154,6 +155,8 @@ class Router:
         usage: Usage,
         finish_reason: str | None,
         raw: Any = None,
+        tool_calls: tuple[Any, ...] = (),
+        wire: WireBody | None = None,
     ) -> LLMResponse:
         """The answer once ``routed``'s target has delivered all of it (usage recorded)."""
         target, attempts = routed.target, routed.attempts
@@ -175,6 +178,8 @@ class Router:
             routed.route,
             request.initial_context.session_id,
             raw,
+            tool_calls,
+            wire,
         )
         if self.usage is not None:
             self.record(request, target, usage, routed.start, attempts, "ok", None)
@@ -198,6 +203,9 @@ class Router:
         cfg = request.config
         res = gen.config.resolve(cfg.model_identifier, cfg.provider_id)
         targets = order_targets(res.groups, self.rng)
+        needs = request.needs | {"function_calling"} if request.tools else request.needs
+        if needs:
+            targets = _capable(targets, needs, res.identifier)
         if len(targets) > 1:
             ready = [t for t in targets if not self.cooldowns.is_cooling(t.key)]
             if ready and len(ready) < len(targets):
@@ -240,6 +248,9 @@ class Router:
             cfg.timeout_seconds,
             cfg.extra_params,
             deadline,
+            request.tools,
+            request.tool_choice,
+            request.wire,
         )
 
     async def _retry(
@@ -338,6 +349,19 @@ class Router:
             prompt=request.prompt_text() if keep else None,
             token_name=request.caller,
         )
+
+
+def _capable(targets: list[Target], needs: frozenset[str], identifier: str) -> list[Target]:
+    """The targets whose model has what the request needs (a model that declares no
+    capabilities is not judged); a 400 naming what is missing when none has it."""
+    able = [t for t in targets if not t.model.capabilities or needs <= set(t.model.capabilities)]
+    if not able:
+        missing = sorted(needs - set(targets[0].model.capabilities)) if targets else sorted(needs)
+        raise UnsupportedParameterError(
+            f"'{identifier}' has no model with the capabilities this request needs "
+            f"({', '.join(missing)})"
+        )
+    return able
 
 
 def _give_up(exc: ProviderError, settings: RequestSettings, retry: int) -> bool:

@@ -55,6 +55,7 @@ _TABLE: tuple[tuple[type[Exception], int, str, str | None, str | None], ...] = (
     (runtime.NoRouteError, 404, _REQUEST, "model_not_found", "model"),
     (runtime.AmbiguousModelError, 400, _REQUEST, "model_ambiguous", "model"),
     (runtime.DeadlineExceededError, 504, "timeout", "deadline_exceeded", None),
+    (runtime.UnsupportedParameterError, 400, _REQUEST, "unsupported_parameter", None),
     (runtime.BadRequestError, 400, _REQUEST, "upstream_rejected", None),
     (runtime.AllTargetsFailedError, 502, _SERVER, "upstream_failed", None),
     (runtime.ConfigLoadError, 503, _SERVER, "config_unavailable", None),

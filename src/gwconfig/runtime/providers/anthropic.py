@@ -5,13 +5,43 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from gwconfig.runtime.errors import ProviderResponseError
-from gwconfig.runtime.messages import ProviderResult, Usage
+from gwconfig.runtime.errors import ProviderResponseError, UnsupportedParameterError
+from gwconfig.runtime.messages import OPENAI, ProviderResult, Usage
 from gwconfig.runtime.providers.base import ProviderCall, StreamChunk
 from gwconfig.runtime.providers.http import HTTPProvider, load_event
 from gwconfig.secrets.origin import DEFAULT_BASES
 
 DEFAULT_MAX_TOKENS = 4096
+#: the OpenAI chat fields this provider carries to the Messages API (or that change nothing)
+TRANSLATED = frozenset(
+    {
+        "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
+        "temperature", "top_p", "stop", "user", "metadata", "store", "service_tier",
+    }
+)  # fmt: skip
+
+
+def refuse_untranslated(call: ProviderCall) -> None:
+    """Raise :class:`UnsupportedParameterError` naming the first field of an OpenAI client's
+    request that the Messages API cannot carry (never dropped silently)."""
+    wire = call.wire
+    if wire is None or wire.api != OPENAI:
+        return
+    body = wire.body
+    for name, value in body.items():
+        if name == "n" and value in (None, 1):
+            continue
+        if name not in TRANSLATED and value not in (None, False):
+            raise UnsupportedParameterError(
+                f"'{name}' cannot be sent to provider type 'anthropic' (the Messages API has "
+                "no such parameter here)"
+            )
+    for i, m in enumerate(call.messages):
+        if not isinstance(m.get("content"), str) or "tool_calls" in m or m.get("role") == "tool":
+            raise UnsupportedParameterError(
+                f"'messages[{i}]' (tool calls, tool results or non-text content parts) cannot "
+                "be sent to provider type 'anthropic' yet"
+            )
 
 
 class AnthropicProvider(HTTPProvider):
@@ -35,6 +65,7 @@ class AnthropicProvider(HTTPProvider):
 
     def body(self, call: ProviderCall, stream: bool) -> dict[str, Any]:
         """The JSON request body: system prompt apart, ``max_tokens`` always set."""
+        refuse_untranslated(call)
         system = [str(m.get("content", "")) for m in call.messages if m.get("role") == "system"]
         messages = [m for m in call.messages if m.get("role") != "system"]
         opts = call.options()

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gwconfig.runtime.errors import ProviderResponseError
-from gwconfig.runtime.messages import ProviderResult, Usage
-from gwconfig.runtime.providers.base import ProviderCall, StreamChunk
+from gwconfig.runtime.messages import OPENAI, ProviderResult, Usage, WireBody
+from gwconfig.runtime.providers.base import FORWARDED_PARAMETERS, ProviderCall, StreamChunk
 from gwconfig.runtime.providers.http import HTTPProvider, load_event
 from gwconfig.secrets.origin import DEFAULT_BASES
 
@@ -15,7 +15,14 @@ from gwconfig.secrets.origin import DEFAULT_BASES
 def _usage(data: Any) -> Usage | None:
     if not isinstance(data, dict):
         return None
-    return Usage(int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0))
+    prompt = data.get("prompt_tokens_details")
+    completion = data.get("completion_tokens_details")
+    return Usage(
+        int(data.get("prompt_tokens") or 0),
+        int(data.get("completion_tokens") or 0),
+        int(prompt.get("cached_tokens") or 0) if isinstance(prompt, dict) else 0,
+        int(completion.get("reasoning_tokens") or 0) if isinstance(completion, dict) else 0,
+    )
 
 
 #: connection parameters of the openai type and the headers they are sent as
@@ -45,8 +52,34 @@ class OpenAIProvider(HTTPProvider):
         return headers
 
     def body(self, call: ProviderCall, stream: bool) -> dict[str, Any]:
-        """The JSON request body."""
-        body: dict[str, Any] = {"model": call.model.model_id, "messages": call.messages}
+        """The JSON request body: an OpenAI client's body as it sent it (only ``model``
+        rewritten, the model's default parameters where the client gave none), else one built
+        from the call."""
+        wire = call.wire
+        if wire is not None and wire.api == OPENAI:
+            body = dict(wire.body)
+            body["model"] = call.model.model_id
+            for name, value in call.model.parameters.items():
+                if name in FORWARDED_PARAMETERS and name != "top_k":
+                    if name == "max_tokens" and "max_completion_tokens" in body:
+                        continue
+                    body.setdefault(name, value)
+            if stream:
+                body["stream"] = True
+                # the gateway needs the usage; the client gets it only when it asked
+                body["stream_options"] = {
+                    **(body.get("stream_options") or {}),
+                    "include_usage": True,
+                }
+            else:
+                body.pop("stream", None)
+                body.pop("stream_options", None)
+            return body
+        body = {"model": call.model.model_id, "messages": call.messages}
+        if call.tools is not None:
+            body["tools"] = call.tools
+        if call.tool_choice is not None:
+            body["tool_choice"] = call.tool_choice
         opts = call.options()
         if "top_k" in opts and "top_k" not in call.extra:  # not an OpenAI parameter
             del opts["top_k"]
@@ -63,11 +96,18 @@ class OpenAIProvider(HTTPProvider):
         )
         try:
             choice = data["choices"][0]
-            text = choice["message"].get("content") or ""
+            message = choice["message"]
+            text = message.get("content") or ""
+            calls = tuple(message.get("tool_calls") or ())
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise ProviderResponseError("reply has no choices[0].message") from exc
         return ProviderResult(
-            text, _usage(data.get("usage")) or Usage(), choice.get("finish_reason"), data
+            text,
+            _usage(data.get("usage")) or Usage(),
+            choice.get("finish_reason"),
+            data,
+            calls,
+            WireBody(OPENAI, data),
         )
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[StreamChunk]:

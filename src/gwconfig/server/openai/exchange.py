@@ -22,10 +22,10 @@ from gwconfig.runtime.streaming import LLMStream
 from gwconfig.server.auth import Caller
 from gwconfig.server.disconnect import unless_gone
 from gwconfig.server.metrics import Answered, Metrics, log_access
+from gwconfig.server.openai.errors import WireError
 from gwconfig.server.openai.wire import (
     ChatRequest,
     ChunkWriter,
-    WireError,
     completion_body,
     new_id,
     stream_error_event,

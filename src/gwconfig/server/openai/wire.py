@@ -16,8 +16,19 @@ from typing import Any
 
 import orjson
 
-from gwconfig.runtime.messages import InterventionContext, LLMConfig, LLMRequest, LLMResponse, Usage
+from gwconfig.runtime.messages import (
+    OPENAI,
+    InterventionContext,
+    LLMConfig,
+    LLMRequest,
+    LLMResponse,
+    Usage,
+    WireBody,
+)
 from gwconfig.server.answers import answer_for
+from gwconfig.server.openai.content import parse_parts as _parts
+from gwconfig.server.openai.content import parse_tools as _tools
+from gwconfig.server.openai.errors import WireError, bad
 
 MAX_MESSAGES = 2048
 MAX_MODEL_NAME = 512
@@ -26,51 +37,28 @@ MAX_STOP_LENGTH = 256
 MAX_TOKENS = 1_000_000
 #: the longest ``messages[i].name`` (OpenAI's limit)
 MAX_NAME = 64
-#: the longest error message sent back (the runtime's are scrubbed of secrets already)
-MAX_ERROR_MESSAGE = 2000
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
-#: fields accepted and ignored (they change nothing the gateway does)
-_IGNORED = frozenset({"user", "metadata", "store", "service_tier", "parallel_tool_calls"})
-#: fields the gateway cannot honour: refused rather than silently dropped
-_REFUSED = frozenset({"tools", "tool_choice", "functions", "function_call", "logprobs", "audio"})
+#: the most choices (``n``) and ``top_logprobs`` one request may ask for
+MAX_N = 16
+MAX_TOP_LOGPROBS = 20
+#: the most bytes of the fields the gateway does not know, passed through as sent
+MAX_UNKNOWN_BYTES = 64 * 1024
+#: the fields the gateway reads; any other passes through to OpenAI-shaped providers
+KNOWN = frozenset(
+    {
+        "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
+        "temperature", "top_p", "presence_penalty", "frequency_penalty", "seed", "stop",
+        "response_format", "user", "tools", "tool_choice", "parallel_tool_calls", "functions",
+        "function_call", "n", "logprobs", "top_logprobs", "metadata", "store", "service_tier",
+        "reasoning_effort", "modalities", "prediction", "audio", "logit_bias",
+    }
+)  # fmt: skip
 #: generation options sent on to the provider as they are (after a type check)
 _NUMBERS: dict[str, tuple[float, float]] = {
     "top_p": (0.0, 1.0),
     "presence_penalty": (-2.0, 2.0),
     "frequency_penalty": (-2.0, 2.0),
 }
-
-
-class WireError(Exception):
-    """An error answered in OpenAI's shape: ``{"error": {"message", "type", "code", "param"}}``."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        type_: str = "invalid_request_error",
-        code: str | None = None,
-        *,
-        param: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message[:MAX_ERROR_MESSAGE]
-        self.type = type_
-        self.code = code
-        self.param = param
-        self.headers = dict(headers or {})
-
-    def body(self) -> bytes:
-        """The JSON error document."""
-        err = {"message": self.message, "type": self.type, "code": self.code, "param": self.param}
-        return orjson.dumps({"error": err})
-
-
-def bad(message: str, param: str | None = None, code: str | None = None) -> WireError:
-    """A 400 about the request body."""
-    return WireError(400, message, "invalid_request_error", code, param=param)
 
 
 @dataclass(slots=True)
@@ -96,16 +84,25 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         raise bad(
             f"'model' must be a non-empty string of at most {MAX_MODEL_NAME} characters", "model"
         )
-    for name in _REFUSED:
-        if body.get(name) not in (None, False, [], {}):
-            raise bad(f"'{name}' is not supported by this gateway", name, "unsupported_parameter")
     n = body.get("n")
-    if n is not None:
-        if not _is_int(n):
-            raise bad("'n' must be an integer", "n")
-        if n != 1:
-            raise bad("only n=1 is supported", "n", "unsupported_parameter")
-    messages = _messages(body.get("messages"))
+    if n is not None and (not _is_int(n) or not 1 <= n <= MAX_N):
+        raise bad(f"'n' must be an integer from 1 to {MAX_N}", "n")
+    logprobs = body.get("logprobs")
+    if not isinstance(logprobs, bool | None):
+        raise bad("'logprobs' must be a boolean", "logprobs")
+    top = body.get("top_logprobs")
+    if top is not None and (not _is_int(top) or not 0 <= top <= MAX_TOP_LOGPROBS):
+        raise bad(f"'top_logprobs' must be an integer from 0 to {MAX_TOP_LOGPROBS}", "top_logprobs")
+    needs: set[str] = set()
+    tools = _tools(body, needs)
+    unknown = {k: v for k, v in body.items() if k not in KNOWN}
+    if unknown and len(orjson.dumps(unknown)) > MAX_UNKNOWN_BYTES:
+        raise bad(
+            f"the fields this gateway does not know ({', '.join(sorted(unknown)[:5])}) take more "
+            f"than {MAX_UNKNOWN_BYTES} bytes",
+            sorted(unknown)[0],
+        )
+    messages = _messages(body.get("messages"), needs)
     stream = body.get("stream", False)
     if not isinstance(stream, bool | None):
         raise bad("'stream' must be a boolean", "stream")
@@ -153,7 +150,12 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         extra_params=extra,
     )
     context = InterventionContext(user_id=user)
-    return ChatRequest(model, bool(stream), include_usage, LLMRequest(messages, config, context))
+    request = LLMRequest(messages, config, context)
+    request.tools = tools
+    request.tool_choice = body.get("tool_choice", body.get("function_call"))
+    request.wire = WireBody(OPENAI, body)
+    request.needs = frozenset(needs)
+    return ChatRequest(model, bool(stream), include_usage, request)
 
 
 def _is_int(value: Any) -> bool:
@@ -187,7 +189,7 @@ def _stop(value: Any) -> list[str] | None:
     return list(words)
 
 
-def _messages(value: Any) -> list[dict[str, Any]]:
+def _messages(value: Any, needs: set[str]) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not value:
         raise bad("'messages' must be a non-empty list", "messages")
     if len(value) > MAX_MESSAGES:
@@ -202,12 +204,12 @@ def _messages(value: Any) -> list[dict[str, Any]]:
             raise bad(f"{where}.role must be one of {', '.join(sorted(ROLES))}", f"{where}.role")
         content = m.get("content")
         if isinstance(content, list):
-            content = _text_parts(content, where)
+            content = _parts(content, where, needs)
         elif content is None and role == "assistant":
             content = ""
         elif not isinstance(content, str):
             raise bad(
-                f"{where}.content must be a string or a list of text parts", f"{where}.content"
+                f"{where}.content must be a string or a list of content parts", f"{where}.content"
             )
         msg: dict[str, Any] = {
             "role": "system" if role == "developer" else role,
@@ -221,24 +223,18 @@ def _messages(value: Any) -> list[dict[str, Any]]:
                     f"{where}.name",
                 )
             msg["name"] = name
+        calls = m.get("tool_calls")
+        if calls is not None:
+            if role != "assistant" or not isinstance(calls, list):
+                raise bad(f"{where}.tool_calls must be a list on an assistant message", where)
+            msg["tool_calls"] = calls
+        if role == "tool":
+            call_id = m.get("tool_call_id")
+            if not isinstance(call_id, str) or not call_id:
+                raise bad(f"{where}.tool_call_id must be a non-empty string", where)
+            msg["tool_call_id"] = call_id
         out.append(msg)
     return out
-
-
-def _text_parts(parts: list[Any], where: str) -> str:
-    texts = []
-    for j, part in enumerate(parts):
-        if not isinstance(part, dict) or part.get("type") != "text":
-            raise bad(
-                f"{where}.content[{j}]: only text parts are supported",
-                f"{where}.content",
-                "unsupported_content",
-            )
-        text = part.get("text")
-        if not isinstance(text, str):
-            raise bad(f"{where}.content[{j}].text must be a string", f"{where}.content")
-        texts.append(text)
-    return "".join(texts)
 
 
 # -- answers --------------------------------------------------------------------------------------
@@ -264,7 +260,15 @@ def usage_doc(usage: Usage) -> dict[str, int]:
 
 
 def completion_body(response: LLMResponse, model: str, cid: str, created: int) -> bytes:
-    """A ``chat.completion`` object for ``response``, answering for ``model`` as asked."""
+    """A ``chat.completion`` object for ``response``, answering for ``model`` as asked: an
+    OpenAI-shaped upstream's answer as it came (tool calls, logprobs, every choice, usage
+    details), only ``model`` rewritten; else one built from the response."""
+    wire = response.wire
+    if wire is not None and wire.api == OPENAI and isinstance(wire.body.get("choices"), list):
+        return orjson.dumps({**wire.body, "model": model})
+    message: dict[str, Any] = {"role": "assistant", "content": response.generated_content}
+    if response.tool_calls:
+        message["tool_calls"] = list(response.tool_calls)
     return orjson.dumps(
         {
             "id": cid,
@@ -274,7 +278,7 @@ def completion_body(response: LLMResponse, model: str, cid: str, created: int) -
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": response.generated_content},
+                    "message": message,
                     "finish_reason": response.finish_reason or "stop",
                     "logprobs": None,
                 }
@@ -323,10 +327,10 @@ class ChunkWriter:
         return self._event(b'[{"index":0,"delta":' + delta + b',"finish_reason":null}]')
 
     def finish(self, finish_reason: str | None, usage: Usage, include_usage: bool) -> bytes:
-        """The last events: the finish reason (with usage), a usage-only chunk when the client
-        asked for ``stream_options.include_usage``, and ``data: [DONE]``."""
+        """The last events, as OpenAI sends them: the finish reason, a usage-only chunk only when
+        the client asked for ``stream_options.include_usage``, and ``data: [DONE]``."""
         reason = orjson.dumps(finish_reason or "stop")
-        out = self._event(b'[{"index":0,"delta":{},"finish_reason":' + reason + b"}]", usage)
+        out = self._event(b'[{"index":0,"delta":{},"finish_reason":' + reason + b"}]")
         if include_usage:
             out += self._event(b"[]", usage)
         return out + b"data: [DONE]\n\n"
