@@ -201,6 +201,8 @@ class FakeLLMServer:
         }
         if body.get("tools") and not body.get("stream"):
             return JSONResponse(tool_call_answer(body, usage))
+        if body.get("tools"):
+            return StreamingResponse(tool_call_events(body, usage), media_type="text/event-stream")
         if not body.get("stream") or body.get("model") == "json200":
             return JSONResponse(
                 {
@@ -346,6 +348,31 @@ def tool_call_answer(body: dict[str, Any], usage: dict[str, Any]) -> dict[str, A
         ],
         "usage": {**usage, "prompt_tokens_details": {"cached_tokens": 0}},
     }
+
+
+async def tool_call_events(body: dict[str, Any], usage: dict[str, Any]) -> Any:
+    """A streamed answer calling the request's first tool, its arguments in pieces, as OpenAI
+    streams them (and usage last when asked)."""
+    name = body["tools"][0]["function"]["name"]
+
+    def chunk(choices: list[Any], **more: Any) -> bytes:
+        payload = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1,
+                   "model": body["model"], "choices": choices, **more}  # fmt: skip
+        return f"data: {json.dumps(payload)}\n\n".encode()
+
+    def delta(d: dict[str, Any], finish: str | None = None) -> bytes:
+        return chunk([{"index": 0, "delta": d, "finish_reason": finish}])
+
+    yield delta({"role": "assistant", "content": None})
+    first = {"index": 0, "id": "call_1", "type": "function",
+             "function": {"name": name, "arguments": ""}}  # fmt: skip
+    yield delta({"tool_calls": [first]})
+    for piece in ('{"city"', ': "Par', 'is"}'):
+        yield delta({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+    yield delta({}, "tool_calls")
+    if (body.get("stream_options") or {}).get("include_usage"):
+        yield chunk([], usage=usage)
+    yield b"data: [DONE]\n\n"
 
 
 def provider_doc(provider_id: str, provider_type: str, models: list[Any], **extra: Any) -> dict:

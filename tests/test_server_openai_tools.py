@@ -208,3 +208,25 @@ def test_the_python_runtime_offers_tools_and_returns_tool_calls(
     assert "function_calling" in refused
     _, _, sent = module_server.requests[-1]
     assert sent["tools"] == [WEATHER] and sent["tool_choice"] == "auto"
+
+
+def test_streamed_tool_calls_are_assembled_by_the_sdk(
+    served: tuple[ServedApp, openai.OpenAI], module_server: FakeLLMServer
+) -> None:
+    _, client = served
+    with client.chat.completions.stream(
+        model="agents",
+        messages=[{"role": "user", "content": "weather?"}],
+        tools=[WEATHER],
+        stream_options={"include_usage": True},
+    ) as stream:
+        for _ in stream:
+            pass
+        final = stream.get_final_completion()
+    call = final.choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert call.id == "call_1" and call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+    assert final.choices[0].finish_reason == "tool_calls"
+    assert final.usage is not None and final.usage.total_tokens > 0
+    _, _, sent = module_server.requests[-1]
+    assert sent["tools"] == [WEATHER] and sent["stream"] is True

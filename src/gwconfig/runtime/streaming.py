@@ -32,13 +32,25 @@ class LLMStream:
         self.attempts = 0
 
     def __aiter__(self) -> AsyncIterator[str]:
+        return self._texts()
+
+    def events(self) -> AsyncIterator[StreamChunk]:
+        """The stream as chunks: text and tool-call deltas (iterate this or the text, not both)."""
         return self._chunks
+
+    async def _texts(self) -> AsyncGenerator[str, None]:
+        try:
+            async for chunk in self._chunks:
+                if chunk.text:
+                    yield chunk.text
+        finally:
+            await self._chunks.aclose()
 
     async def aclose(self) -> None:
         """Stop early and release the connection."""
         await self._chunks.aclose()
 
-    async def _run(self) -> AsyncGenerator[str, None]:
+    async def _run(self) -> AsyncGenerator[StreamChunk, None]:
         # the generation is pinned when iteration starts, as a plain request pins it when sent
         gen = self._generations.acquire()
         try:
@@ -48,24 +60,24 @@ class LLMStream:
             chunks, first = routed.result
             if not routed.provider.enforces_deadline:
                 chunks = _bounded_chunks(chunks, routed.deadline)
-            async for text in self._relay(routed, chunks, first):
-                yield text
+            async for chunk in self._relay(routed, chunks, first):
+                yield chunk
         finally:
             self._generations.release(gen)
 
     async def _relay(
         self, routed: Routed[Opened], chunks: AsyncIterator[StreamChunk], first: StreamChunk
-    ) -> AsyncIterator[str]:
+    ) -> AsyncIterator[StreamChunk]:
         parts: list[str] = []
         usage, finish = first.usage, first.finish_reason
         try:
-            if first.text:
+            if first.text or first.tool_calls:
                 parts.append(first.text)
-                yield first.text
+                yield first
             async for chunk in chunks:
-                if chunk.text:
+                if chunk.text or chunk.tool_calls:
                     parts.append(chunk.text)
-                    yield chunk.text
+                    yield chunk
                 if chunk.usage is not None:
                     usage = chunk.usage
                 finish = chunk.finish_reason or finish

@@ -129,8 +129,11 @@ class OpenAIProvider(HTTPProvider):
                 usage = _usage(event.get("usage")) or usage
                 for choice in event.get("choices") or ():
                     finish = choice.get("finish_reason") or finish
-                    text = (choice.get("delta") or {}).get("content")
-                    if text:
+                    delta = choice.get("delta") or {}
+                    text, calls = delta.get("content"), delta.get("tool_calls")
+                    if calls:
+                        yield StreamChunk(text or "", tool_calls=tuple(calls))
+                    elif text:
                         yield StreamChunk(text)
             if not done and finish is None:  # cut off: the answer may be incomplete
                 raise ProviderResponseError("the stream ended before a finish reason or [DONE]")

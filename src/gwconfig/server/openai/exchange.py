@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 from gwconfig.runtime.client import LLMGatewayClient
 from gwconfig.runtime.errors import AmbiguousModelError, NoRouteError
 from gwconfig.runtime.messages import LLMResponse, Usage
+from gwconfig.runtime.providers.base import StreamChunk
 from gwconfig.runtime.streaming import LLMStream
 from gwconfig.server.auth import Caller
 from gwconfig.server.disconnect import unless_gone
@@ -33,12 +34,19 @@ from gwconfig.server.openai.wire import (
 )
 
 
-async def _first(chunks: AsyncIterator[str]) -> str:
-    """The first piece of a stream ("" when it has none)."""
+async def _first(chunks: AsyncIterator[StreamChunk]) -> StreamChunk | None:
+    """The first piece of a stream (None when it has none)."""
     try:
         return await chunks.__anext__()
     except StopAsyncIteration:
-        return ""
+        return None
+
+
+def _event(writer: ChunkWriter, chunk: StreamChunk) -> bytes:
+    """The event of one piece: tool-call deltas (with any text), or text."""
+    if chunk.tool_calls:
+        return writer.tool_calls(chunk.tool_calls, chunk.text)
+    return writer.text(chunk.text)
 
 
 CHAT = "/v1/chat/completions"
@@ -176,7 +184,7 @@ class Exchange:
         """Send the request, answer server-sent events; stop when the client goes away
         (before the first chunk or after it)."""
         stream = self.client.generate_stream(self.req.request)
-        chunks = stream.__aiter__()
+        chunks = stream.events()
         inflight = self.metrics.inflight
         inflight.inc()
         try:
@@ -210,18 +218,22 @@ class Exchange:
         self._log(status, outcome="disconnected")
 
     async def _relay(
-        self, stream: LLMStream, chunks: AsyncIterator[str], first: str, ttft: float
+        self,
+        stream: LLMStream,
+        chunks: AsyncIterator[StreamChunk],
+        first: StreamChunk | None,
+        ttft: float,
     ) -> None:
         """Send the stream's events; an error after the first is an ``error`` event. The
         request is counted and logged before the last event goes out."""
         send, writer = self.send, ChunkWriter(self.req.model)
         body = writer.role()
-        if first:
-            body += writer.text(first)
+        if first is not None:
+            body += _event(writer, first)
         await send({"type": "http.response.body", "body": body, "more_body": True})
         try:
-            async for text in chunks:
-                event = writer.text(text)
+            async for chunk in chunks:
+                event = _event(writer, chunk)
                 await send({"type": "http.response.body", "body": event, "more_body": True})
         except Exception as exc:  # the upstream broke midway: no fallback any more
             self.metrics.failed(CHAT, 502, self._label(), total=self._elapsed())

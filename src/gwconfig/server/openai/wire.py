@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -325,6 +325,14 @@ class ChunkWriter:
         """An event carrying a piece of the answer."""
         delta = orjson.dumps({"content": text})
         return self._event(b'[{"index":0,"delta":' + delta + b',"finish_reason":null}]')
+
+    def tool_calls(self, calls: Sequence[Mapping[str, Any]], text: str = "") -> bytes:
+        """An event carrying tool-call deltas (as OpenAI sends them), and text if any."""
+        delta: dict[str, Any] = {"tool_calls": list(calls)}
+        if text:
+            delta["content"] = text
+        body = orjson.dumps(delta)
+        return self._event(b'[{"index":0,"delta":' + body + b',"finish_reason":null}]')
 
     def finish(self, finish_reason: str | None, usage: Usage, include_usage: bool) -> bytes:
         """The last events, as OpenAI sends them: the finish reason, a usage-only chunk only when
