@@ -230,3 +230,22 @@ def test_streamed_tool_calls_are_assembled_by_the_sdk(
     assert final.usage is not None and final.usage.total_tokens > 0
     _, _, sent = module_server.requests[-1]
     assert sent["tools"] == [WEATHER] and sent["stream"] is True
+
+
+def test_langchain_bind_tools_gets_the_tool_call(
+    served: tuple[ServedApp, openai.OpenAI], module_server: FakeLLMServer
+) -> None:
+    from langchain_openai import ChatOpenAI  # an optional test dependency, imported late
+
+    app, client = served
+    model = ChatOpenAI(
+        model="agents",
+        base_url=app.base_url + "/v1",
+        api_key=client.api_key,  # type: ignore[arg-type]
+        max_retries=0,
+    ).bind_tools([WEATHER])
+    answer = model.invoke("weather in Paris?")
+    assert answer.tool_calls[0]["name"] == "get_weather"  # type: ignore[attr-defined]
+    assert answer.tool_calls[0]["args"] == {"city": "Paris"}  # type: ignore[attr-defined]
+    _, _, sent = module_server.requests[-1]
+    assert sent["tools"][0]["function"]["name"] == "get_weather"
