@@ -66,6 +66,7 @@ class FakeLLMServer:
                     methods=["POST"],
                 ),
                 Route("/v1/messages", self._anthropic, methods=["POST"]),
+                Route("/v1/embeddings", self._embeddings, methods=["POST"]),
             ]
         )
         config = uvicorn.Config(
@@ -186,6 +187,21 @@ class FakeLLMServer:
             return model.split(":", 1)[1]
         users = [m for m in body.get("messages", []) if m.get("role") == "user"]
         return "echo: " + (str(users[-1]["content"]) if users else "")
+
+    async def _embeddings(self, request: Request) -> Response:
+        body, early = await self._common(request, "openai")
+        if early is not None:
+            return early
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [
+            {"object": "embedding", "index": i, "embedding": [0.5, float(i), 0.25]}
+            for i in range(len(inputs))
+        ]
+        tokens = sum(len(str(x).split()) for x in inputs)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return JSONResponse(
+            {"object": "list", "data": data, "model": body["model"], "usage": usage}
+        )
 
     async def _openai(self, request: Request) -> Response:
         body, early = await self._common(request, "openai")

@@ -56,12 +56,14 @@ def docs(upstream: FakeLLMServer) -> list[dict[str, Any]]:
             "models": [
                 {"model_id": "gpt-tools", "capabilities": ["chat", "function_calling", "vision"]},
                 {"model_id": "gpt-text", "capabilities": ["chat"]},
+                {"model_id": "embed-small", "model_type": "embedding"},
             ],
         },
         {
             "apiVersion": "gwconfig/v1", "kind": "Provider", "provider_id": "claude",
             "provider_type": "anthropic", "connection": {"api_base": upstream.base_url},
-            "api_keys": key, "request_settings": settings, "models": [{"model_id": "sonnet"}],
+            "api_keys": key, "request_settings": settings,
+            "models": [{"model_id": "sonnet"}, {"model_id": "voyage", "model_type": "embedding"}],
         },
         {
             "apiVersion": "gwconfig/v1", "kind": "Gateway",
@@ -249,3 +251,29 @@ def test_langchain_bind_tools_gets_the_tool_call(
     assert answer.tool_calls[0]["args"] == {"city": "Paris"}  # type: ignore[attr-defined]
     _, _, sent = module_server.requests[-1]
     assert sent["tools"][0]["function"]["name"] == "get_weather"
+
+
+def test_embeddings_pass_through_and_chat_models_are_refused(
+    served: tuple[ServedApp, openai.OpenAI], module_server: FakeLLMServer
+) -> None:
+    _, client = served
+    result = client.embeddings.create(
+        model="up/embed-small", input=["one two", "three"], dimensions=3, encoding_format="float"
+    )
+    assert [d.index for d in result.data] == [0, 1] and result.data[1].embedding[1] == 1.0
+    assert result.model == "up/embed-small" and result.usage.prompt_tokens == 3
+    path, _, sent = module_server.requests[-1]
+    assert path == "/v1/embeddings"
+    assert sent == {"model": "embed-small", "input": ["one two", "three"], "dimensions": 3,
+                    "encoding_format": "float"}  # fmt: skip
+    listed = {m.id for m in client.models.list()}
+    assert "up/embed-small" in listed
+    with pytest.raises(openai.BadRequestError) as exc:
+        client.embeddings.create(model="up/gpt-text", input="x")
+    assert "model_type" in exc.value.message
+    with pytest.raises(openai.BadRequestError) as exc:
+        client.embeddings.create(model="claude/voyage", input="x")
+    assert "anthropic" in exc.value.message and "embeddings" in exc.value.message
+    with pytest.raises(openai.BadRequestError) as exc:
+        client.embeddings.create(model="up/embed-small", input=["x"] * 3000)
+    assert exc.value.param == "input"

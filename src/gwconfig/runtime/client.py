@@ -17,6 +17,7 @@ from gwconfig.errors import ConfigurationError, GwconfigError
 from gwconfig.runtime.config.gateway import GatewayConfig
 from gwconfig.runtime.config.remote import MAX_WAIT
 from gwconfig.runtime.config.sources import ConfigLoader, engine_of
+from gwconfig.runtime.errors import UnsupportedParameterError
 from gwconfig.runtime.factory import ProviderFactory
 from gwconfig.runtime.generation import Generation, Generations
 from gwconfig.runtime.messages import LLMRequest, LLMResponse, ProviderResult
@@ -271,6 +272,20 @@ class LLMGatewayClient:
         finally:
             generations.release(gen)
 
+    async def embed(self, request: LLMRequest) -> LLMResponse:
+        """Embed the inputs of ``request.wire`` (an OpenAI embeddings body) along its route, as
+        :meth:`generate` answers (retries, fallbacks, usage records); the answer's ``wire`` is
+        the upstream's embeddings document."""
+        generations = self._generations
+        gen = generations.acquire()
+        try:
+            router = self._router
+            routed = await router.route(gen, request, _embed)
+            result = routed.result
+            return router.succeed(routed, "", result.usage, None, result.raw, (), result.wire)
+        finally:
+            generations.release(gen)
+
     def generate_stream(self, request: LLMRequest) -> LLMStream:
         """Stream the answer as text chunks; falls back to other targets only before the first."""
         return LLMStream(self._router, self._generations, request)
@@ -288,6 +303,17 @@ def _call(on_check: Callable[[bool], object] | None, changed: bool) -> None:
 def _complete(provider: BaseProvider, call: ProviderCall) -> Awaitable[ProviderResult]:
     """The routing loop's call for :meth:`LLMGatewayClient.generate`: one completion."""
     return provider.complete(call)
+
+
+def _embed(provider: BaseProvider, call: ProviderCall) -> Awaitable[ProviderResult]:
+    """The routing loop's call for :meth:`LLMGatewayClient.embed`: embeddings models only."""
+    model = call.model
+    if model.model_type != "embedding":
+        raise UnsupportedParameterError(
+            f"model '{model.model_id}' has model_type '{model.model_type}'; embeddings need a "
+            "model of model_type 'embedding'"
+        )
+    return provider.embed(call)
 
 
 def check_config(config: GatewayConfig, factory: ProviderFactory) -> list[str]:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from gwconfig.runtime.config.gateway import ProviderConfig
 from gwconfig.runtime.config.table import ModelConfig
+from gwconfig.runtime.errors import UnsupportedParameterError
 from gwconfig.runtime.messages import ProviderResult, Usage, WireBody
 
 #: Request parameters that may be given as a model's defaults in ``parameters`` and are sent.
@@ -97,6 +98,14 @@ class BaseProvider(ABC):
     @abstractmethod
     def stream(self, call: ProviderCall) -> AsyncIterator[StreamChunk]:
         """Send one streaming request, yielding chunks (errors before the first can fall back)."""
+
+    async def embed(self, call: ProviderCall) -> ProviderResult:
+        """Embed the inputs of an OpenAI embeddings body (``call.wire``); a provider type
+        without an embeddings API refuses (400)."""
+        raise UnsupportedParameterError(
+            f"provider type '{self.provider_type}' has no embeddings API (provider "
+            f"'{self.config.provider_id}')"
+        )
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections (called when the provider is no longer used)."""

@@ -36,9 +36,9 @@ class OpenAIProvider(HTTPProvider):
     default_api_base = DEFAULT_BASES["openai"]
     requires_api_key = False  # local OpenAI-compatible servers (vLLM, Ollama) often need none
 
-    def url(self, call: ProviderCall) -> str:
-        """The chat completions URL."""
-        return f"{self.api_base}/chat/completions"
+    def url(self, call: ProviderCall, endpoint: str = "chat/completions") -> str:
+        """The URL of ``endpoint`` (chat completions, embeddings)."""
+        return f"{self.api_base}/{endpoint}"
 
     def headers(self, call: ProviderCall) -> dict[str, str]:
         """Authentication, organisation and project headers."""
@@ -110,6 +110,19 @@ class OpenAIProvider(HTTPProvider):
             WireBody(OPENAI, data),
         )
 
+    async def embed(self, call: ProviderCall) -> ProviderResult:
+        """``POST {api_base}/embeddings``: the client's body, only ``model`` rewritten; the
+        answer as it came."""
+        body = dict(call.wire.body) if call.wire is not None else {}
+        body["model"] = call.model.model_id
+        url = self.url(call, "embeddings")
+        data = await self.post_json(url, body, self.headers(call), call)
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            raise ProviderResponseError("reply has no data list")
+        return ProviderResult(
+            "", _usage(data.get("usage")) or Usage(), None, data, (), WireBody(OPENAI, data)
+        )
+
     async def stream(self, call: ProviderCall) -> AsyncIterator[StreamChunk]:
         """A streamed chat completion (server-sent events, ``data: [DONE]`` at the end)."""
         url, body, headers = self.url(call), self.body(call, True), self.headers(call)
@@ -148,12 +161,12 @@ class AzureOpenAIProvider(OpenAIProvider):
     requires_api_key = True
     default_api_version = "2024-10-21"
 
-    def url(self, call: ProviderCall) -> str:
-        """``{api_base}/openai/deployments/{deployment}/chat/completions?api-version=...``."""
+    def url(self, call: ProviderCall, endpoint: str = "chat/completions") -> str:
+        """``{api_base}/openai/deployments/{deployment}/{endpoint}?api-version=...``."""
         deployment = call.model.parameters.get("deployment") or call.model.model_id
         version = self.config.api_version or self.default_api_version
         base = self.api_base.removesuffix("/openai")
-        return f"{base}/openai/deployments/{deployment}/chat/completions?api-version={version}"
+        return f"{base}/openai/deployments/{deployment}/{endpoint}?api-version={version}"
 
     def headers(self, call: ProviderCall) -> dict[str, str]:
         """The ``api-key`` header."""

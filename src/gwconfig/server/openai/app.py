@@ -24,6 +24,7 @@ from gwconfig.runtime.permits import permits
 from gwconfig.server.answers import retry_after
 from gwconfig.server.auth import Caller, authorization_header
 from gwconfig.server.metrics import CONTENT_TYPE, Metrics, configure_access_log
+from gwconfig.server.openai.embeddings import EMBEDDINGS, parse_embeddings_request
 from gwconfig.server.openai.errors import WireError
 from gwconfig.server.openai.exchange import (
     CHAT,
@@ -35,6 +36,7 @@ from gwconfig.server.openai.exchange import (
 from gwconfig.server.openai.limits import CallerLimits
 from gwconfig.server.openai.runtime import GatewayRuntime
 from gwconfig.server.openai.wire import (
+    ChatRequest,
     parse_chat_request,
     wire_error,
 )
@@ -77,6 +79,8 @@ class OpenAIGateway:
             path = scope["path"]
             if path == CHAT:
                 return await self._guard(self.chat, scope, receive, send, "POST")
+            if path == EMBEDDINGS:
+                return await self._guard(self.embeddings, scope, receive, send, "POST")
             if path == MODELS:
                 return await self._guard(self.models, scope, receive, send, "GET")
             if path == METRICS:
@@ -123,8 +127,8 @@ class OpenAIGateway:
             await handler(scope, receive, send, caller)
         except WireError as exc:
             access(scope, caller, exc.status, start)
-            if scope["path"] == CHAT:
-                self.metrics.failed(CHAT, exc.status, total=time.perf_counter() - start)
+            if scope["path"] in (CHAT, EMBEDDINGS):
+                self.metrics.failed(scope["path"], exc.status, total=time.perf_counter() - start)
             await send_error(send, exc)
         except Exception as exc:  # a bug: a generic answer, the class name in the log only
             log.error("%s %s failed: %s", scope["method"], scope["path"], type(exc).__name__)
@@ -145,15 +149,28 @@ class OpenAIGateway:
     async def chat(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
         """Answer one chat completion, plain or streamed."""
         start = time.perf_counter()
-        if not caller.allows("invoke"):
-            raise WireError(
-                403,
-                f"token '{caller.name}' has scope '{caller.scope}'; calling models needs 'invoke'",
-                "permission_error",
-                "insufficient_scope",
-            )
-        raw = await self._body(receive)
-        req = parse_chat_request(raw)
+        _may_invoke(caller)
+        req = parse_chat_request(await self._body(receive))
+        await self._exchange(scope, receive, send, caller, req, start, CHAT)
+
+    async def embeddings(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
+        """Answer one embeddings request (models of ``model_type: embedding``)."""
+        start = time.perf_counter()
+        _may_invoke(caller)
+        req = parse_embeddings_request(await self._body(receive))
+        await self._exchange(scope, receive, send, caller, req, start, EMBEDDINGS)
+
+    async def _exchange(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        caller: Caller,
+        req: ChatRequest,
+        start: float,
+        endpoint: str,
+    ) -> None:
+        """Check the token's models and rate, then answer ``req`` (plain or streamed)."""
         client = self.runtime.client
         config = client.config
         if caller.models is not None:
@@ -184,7 +201,7 @@ class OpenAIGateway:
         req.request.caller = caller.name
         exchange = Exchange(
             scope=scope, send=send, caller=caller, req=req, client=client, metrics=self.metrics,
-            revision=self.runtime.revision(config), start=start,
+            revision=self.runtime.revision(config), start=start, endpoint=endpoint,
         )  # fmt: skip
         if req.stream:
             await exchange.streamed(receive)
@@ -245,6 +262,17 @@ class OpenAIGateway:
             parts.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(parts)
+
+
+def _may_invoke(caller: Caller) -> None:
+    """A 403 unless ``caller`` may call models (scope ``invoke``; ``admin`` passes)."""
+    if not caller.allows("invoke"):
+        raise WireError(
+            403,
+            f"token '{caller.name}' has scope '{caller.scope}'; calling models needs 'invoke'",
+            "permission_error",
+            "insufficient_scope",
+        )
 
 
 def install(app: Starlette, state: ServerState) -> GatewayRuntime:

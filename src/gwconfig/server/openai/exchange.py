@@ -23,6 +23,7 @@ from gwconfig.runtime.streaming import LLMStream
 from gwconfig.server.auth import Caller
 from gwconfig.server.disconnect import unless_gone
 from gwconfig.server.metrics import Answered, Metrics, log_access
+from gwconfig.server.openai.embeddings import EMBEDDINGS, embeddings_body
 from gwconfig.server.openai.errors import WireError
 from gwconfig.server.openai.wire import (
     ChatRequest,
@@ -94,6 +95,8 @@ class Exchange:
     revision: int | None
     #: when the request arrived (``perf_counter``)
     start: float
+    #: the path answered (chat completions or embeddings)
+    endpoint: str = CHAT
 
     # -- outcomes ---------------------------------------------------------------------------------
 
@@ -101,7 +104,9 @@ class Exchange:
         """Answer the error the runtime raised (before any byte of the answer was sent)."""
         error = wire_error(exc)
         # counted and logged before the answer goes out: whoever reads the answer sees them
-        self.metrics.failed(CHAT, error.status, self._label(exc), exc=exc, total=self._elapsed())
+        self.metrics.failed(
+            self.endpoint, error.status, self._label(exc), exc=exc, total=self._elapsed()
+        )
         self._log(error.status)
         await send_error(self.send, error)
 
@@ -110,7 +115,8 @@ class Exchange:
         m = self.metrics
         m.answered(
             Answered(
-                endpoint=CHAT, status=200, route=response.route, provider=response.provider_id,
+                endpoint=self.endpoint, status=200, route=response.route,
+                provider=response.provider_id,
                 model=self.req.model, total=self._elapsed(), attempts=response.attempts,
                 usage=response.usage, ttft=ttft,
             )
@@ -164,7 +170,9 @@ class Exchange:
         inflight = self.metrics.inflight
         inflight.inc()
         try:
-            call = await unless_gone(self.client.generate(self.req.request), receive)
+            embed = self.endpoint == EMBEDDINGS
+            work = self.client.embed if embed else self.client.generate
+            call = await unless_gone(work(self.req.request), receive)
             if call.cancelled():
                 self._gone()
                 return
@@ -174,7 +182,10 @@ class Exchange:
             return
         finally:
             inflight.dec()
-        body = completion_body(response, self.req.model, new_id(), int(time.time()))
+        if embed:
+            body = embeddings_body(response, self.req.model)
+        else:
+            body = completion_body(response, self.req.model, new_id(), int(time.time()))
         headers = [JSON_TYPE, *self._headers(response.provider_id, len(response.attempts))]
         self.answered(response)
         await self.send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -214,7 +225,7 @@ class Exchange:
     def _gone(self, status: int = 499) -> None:
         """Count (499, nginx's word for it) and log (``status``, the one sent if any) a request
         whose client went away."""
-        self.metrics.failed(CHAT, 499, self._label(), total=self._elapsed())
+        self.metrics.failed(self.endpoint, 499, self._label(), total=self._elapsed())
         self._log(status, outcome="disconnected")
 
     async def _relay(
@@ -236,7 +247,7 @@ class Exchange:
                 event = _event(writer, chunk)
                 await send({"type": "http.response.body", "body": event, "more_body": True})
         except Exception as exc:  # the upstream broke midway: no fallback any more
-            self.metrics.failed(CHAT, 502, self._label(), total=self._elapsed())
+            self.metrics.failed(self.endpoint, 502, self._label(), total=self._elapsed())
             self._log(200, outcome="stream_error")
             await send({"type": "http.response.body", "body": stream_error_event(wire_error(exc))})
             raise
