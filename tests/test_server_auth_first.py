@@ -46,13 +46,14 @@ def served(url: str) -> Iterator[ServedApp]:
 
 
 def body_operations(served: ServedApp, token: str) -> list[tuple[str, str]]:
-    """(method, path with its parameters filled in) of every operation that takes a body."""
+    """(method, path with its parameters filled in) of every REST operation that takes a body
+    (the document also lists the ``/v1`` endpoints, answered by the OpenAI front in its shape)."""
     spec = httpx.get(f"{served.base_url}/openapi.json", headers=bearer(token)).json()
     found = [
         (method.upper(), re.sub(r"\{[^}]+\}", "x", path))
         for path, operations in spec["paths"].items()
         for method, operation in operations.items()
-        if "requestBody" in operation
+        if "requestBody" in operation and path.startswith("/api/")
     ]
     return found
 

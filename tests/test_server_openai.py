@@ -231,3 +231,80 @@ def test_no_secret_token_or_prompt_in_answers_logs_or_metrics(
         assert gateway.token not in out
     for out in (metrics, *lines):
         assert prompt not in out
+
+
+def test_retrieve_a_model_by_an_id_with_slashes(gateway: Gateway) -> None:
+    client = gateway.openai()
+    model = client.models.retrieve("openai/gpt-4o")  # provider up's model 'openai/gpt-4o'
+    assert (model.id, model.object, model.owned_by) == ("openai/gpt-4o", "model", "up")
+    listed = {m.id: m for m in client.models.list()}
+    for name in ("up/openai/gpt-4o", "up/leak:json", "main"):  # as /v1/models lists it
+        assert client.models.retrieve(name).model_dump() == listed[name].model_dump()
+    assert client.models.retrieve("main").owned_by == "gwconfig"
+    resolved = gateway.openai(make_token(gateway.url, "invoke", models=("up/*",)))
+    assert resolved.models.retrieve("up/openai/gpt-4o").owned_by == "up"
+    assert resolved.models.retrieve("openai/gpt-4o").id == "openai/gpt-4o"
+
+
+def test_retrieve_unknown_or_not_permitted_is_openai_404(gateway: Gateway) -> None:
+    spelt = gateway.openai(make_token(gateway.url, "invoke", models=("openai/*",)))
+    for client, name in (
+        (gateway.openai(), "no-such/model"),
+        (gateway.openai(), "up/no-such@1.0"),
+        (spelt, "openai/gpt-4o"),  # resolves to up/openai/gpt-4o: not permitted
+        (spelt, "main"),
+    ):
+        with pytest.raises(openai.NotFoundError) as missing:
+            client.models.retrieve(name)
+        assert missing.value.code == "model_not_found" and missing.value.param == "model"
+        assert f"the model '{name}' does not exist" in missing.value.message
+    with httpx.Client(base_url=gateway.served.base_url, timeout=30) as http:
+        auth = {"Authorization": f"Bearer {gateway.token}"}
+        resp = http.get("/v1/models/nope", headers=auth)
+        assert resp.status_code == 404
+        error = resp.json()["error"]
+        assert error["type"] == "invalid_request_error" and error["code"] == "model_not_found"
+        assert error["param"] == "model" and "'nope'" in error["message"]
+        assert http.get("/v1/models/", headers=auth).status_code == 404  # not the default route
+        assert http.get("/v1/models/main").status_code == 401  # the auth of /v1/models
+        assert http.post("/v1/models/main", headers=auth).status_code == 405
+        reader = {"Authorization": f"Bearer {make_token(gateway.url, 'read')}"}
+        assert http.get("/v1/models/main", headers=reader).status_code == 403
+
+
+def test_unknown_v1_paths_are_openai_404s(gateway: Gateway) -> None:
+    with pytest.raises(openai.NotFoundError) as unknown:
+        gateway.openai().completions.create(model="main", prompt="x")
+    assert "Invalid URL (POST /v1/completions)" in unknown.value.message
+    assert "POST /v1/chat/completions" in unknown.value.message
+    with httpx.Client(base_url=gateway.served.base_url, timeout=30) as http:
+        for path in ("/v1/nope", "/v1", "/v1/chat/completions/x"):
+            resp = http.get(path)  # no token needed
+            assert resp.status_code == 404, path
+            assert resp.headers["content-type"] == "application/json"
+            error = resp.json()["error"]
+            assert error["type"] == "invalid_request_error" and error["code"] == "unknown_url"
+            assert f"GET {path})" in error["message"] and "GET /v1/models" in error["message"]
+        assert http.get("/api/v1/nope").headers["content-type"] == "application/problem+json"
+
+
+def test_openapi_lists_the_v1_endpoints_and_metrics(gateway: Gateway) -> None:
+    with httpx.Client(base_url=gateway.served.base_url, timeout=30) as http:
+        auth = {"Authorization": f"Bearer {gateway.token}"}
+        doc = http.get("/openapi.json", headers=auth).json()
+        assert http.get("/openapi.json", headers=auth).json() == doc  # added once
+    paths = doc["paths"]
+    for path, method in (
+        ("/v1/chat/completions", "post"),
+        ("/v1/embeddings", "post"),
+        ("/v1/models", "get"),
+        ("/v1/models/{model_id}", "get"),
+        ("/metrics", "get"),
+    ):
+        operation = paths[path][method]
+        assert operation["summary"] and operation["description"]
+        assert operation["security"] == [{"HTTPBearer": []}]
+    assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert "/api/v1/config" in paths  # the FastAPI routes stay
+    model = paths["/v1/models/{model_id}"]["get"]["responses"]["200"]
+    assert model["content"]["application/json"]["schema"]["$ref"].endswith("/OpenAIModel")

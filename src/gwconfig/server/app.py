@@ -16,6 +16,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -29,6 +30,7 @@ from gwconfig.server.auth import TokenAuthenticator
 from gwconfig.server.auth_gate import AuthenticateFirst
 from gwconfig.server.config import delivery
 from gwconfig.server.openai import app as openai_app
+from gwconfig.server.openai.openapi import add_gateway_paths
 from gwconfig.server.rest.cache import TrackWrites
 from gwconfig.server.rest.router import router as rest_router
 from gwconfig.server.state import ServerState, ServeSettings, server_state
@@ -130,6 +132,16 @@ def _version() -> str:
         return "0"
 
 
+class GatewayAPI(FastAPI):
+    """The FastAPI app whose OpenAPI document also has the paths the ASGI front answers
+    (``/v1/...``, ``/metrics``: :mod:`gwconfig.server.openai.openapi`)."""
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            self.openapi_schema = add_gateway_paths(super().openapi())
+        return self.openapi_schema
+
+
 def create_app(settings: ServeSettings) -> FastAPI:
     """The gwconfig API on the database of ``settings`` (opened now; closed at shutdown).
 
@@ -154,7 +166,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
             stop_shared_watchers()
             state.close()
 
-    app = FastAPI(
+    app = GatewayAPI(
         title="gwconfig",
         version=_version(),
         description="The LLM gateway's configuration API (see docs/serving.md).",
@@ -178,7 +190,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.include_router(health)
     for router, prefix in ROUTERS:
         app.include_router(router, prefix=prefix)
-    # outermost: /v1/chat/completions, /v1/models and /metrics skip the FastAPI stack
+    # outermost: /v1/... and /metrics skip the FastAPI stack
     state.runtime = openai_app.install(app, state)
     return app
 

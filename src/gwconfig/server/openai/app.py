@@ -1,7 +1,9 @@
-"""``POST /v1/chat/completions``, ``GET /v1/models`` and ``GET /metrics`` as a plain ASGI app.
+"""``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /v1/models/{id}`` and
+``GET /metrics`` as a plain ASGI app.
 
 It sits in front of the FastAPI app and answers these paths itself (no routing table, no
-pydantic, orjson): everything else, and the lifespan, goes on to the FastAPI app. A request is
+pydantic, orjson), and any other path under ``/v1/`` with OpenAI's 404 (no token needed):
+everything else, and the lifespan, goes on to the FastAPI app. A request is
 authenticated with the token authenticator (scope ``invoke``; ``admin`` passes), checked against
 the token's models and request rate, sent through this process's :class:`LLMGatewayClient`, and
 answered in OpenAI's format with ``x-gwconfig-provider``, ``x-gwconfig-attempts`` and
@@ -36,6 +38,7 @@ from gwconfig.server.openai.exchange import (
 from gwconfig.server.openai.limits import CallerLimits
 from gwconfig.server.openai.runtime import GatewayRuntime
 from gwconfig.server.openai.wire import (
+    MAX_MODEL_NAME,
     ChatRequest,
     parse_chat_request,
     wire_error,
@@ -43,7 +46,13 @@ from gwconfig.server.openai.wire import (
 from gwconfig.server.state import ServerState
 
 MODELS = "/v1/models"
+MODEL = MODELS + "/"  # GET /v1/models/{id}; an id may hold '/'
 METRICS = "/metrics"
+PREFIX = "/v1/"
+#: what an unknown /v1 path's 404 says is served
+ENDPOINTS = (
+    "POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models and GET /v1/models/{model}"
+)
 log = logging.getLogger(__name__)
 
 
@@ -83,8 +92,12 @@ class OpenAIGateway:
                 return await self._guard(self.embeddings, scope, receive, send, "POST")
             if path == MODELS:
                 return await self._guard(self.models, scope, receive, send, "GET")
+            if path.startswith(MODEL):
+                return await self._guard(self.model, scope, receive, send, "GET")
             if path == METRICS:
                 return await self._guard(self.scrape, scope, receive, send, "GET")
+            if path.startswith(PREFIX) or path == PREFIX[:-1]:
+                return await self.unknown(scope, send)
         elif kind == "lifespan":
             return await self.inner(scope, self._lifespan(receive), send)
         await self.inner(scope, receive, send)
@@ -208,21 +221,55 @@ class OpenAIGateway:
         else:
             await exchange.plain(receive)
 
-    # -- /v1/models, /metrics ---------------------------------------------------------------------
+    # -- /v1/models, /v1/models/{id}, /metrics, other /v1 paths ----------------------------------
 
     async def models(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
         """The routes, aliases and ``provider/model`` ids the token may use."""
         start = time.perf_counter()
-        if not caller.allows("invoke"):
-            raise WireError(
-                403, "listing models needs scope 'invoke'", "permission_error", "insufficient_scope"
-            )
-        config = self.runtime.client.config
-        patterns = tuple(caller.models) if caller.models is not None else None
-        body = self.runtime.models_body(config, patterns)
+        patterns = _model_patterns(caller)
+        body = self.runtime.models_body(self.runtime.client.config, patterns)
         access(scope, caller, 200, start)
-        await send({"type": "http.response.start", "status": 200, "headers": [JSON_TYPE]})
-        await send({"type": "http.response.body", "body": body})
+        await _send_json(send, body)
+
+    async def model(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
+        """One model object, for a name the token may use (what ``/v1/models`` would list for
+        it, or any other name ``/v1/chat/completions`` takes from it); 404 otherwise."""
+        start = time.perf_counter()
+        patterns = _model_patterns(caller)
+        name = scope["path"][len(MODEL) :]
+        if len(name) > MAX_MODEL_NAME:  # not echoed back
+            raise WireError(
+                404,
+                f"a model name has at most {MAX_MODEL_NAME} characters",
+                "invalid_request_error",
+                "model_not_found",
+                param="model",
+            )
+        body = self.runtime.model_body(self.runtime.client.config, name, patterns)
+        if body is None:
+            raise WireError(
+                404,
+                f"the model '{name}' does not exist or token '{caller.name}' may not use it",
+                "invalid_request_error",
+                "model_not_found",
+                param="model",
+            )
+        access(scope, caller, 200, start)
+        await _send_json(send, body)
+
+    async def unknown(self, scope: Scope, send: Send) -> None:
+        """OpenAI's 404 for a path under ``/v1/`` that is not served (no token needed)."""
+        start = time.perf_counter()
+        path = scope["path"]
+        shown = path if len(path) <= 200 else path[:200] + "..."
+        error = WireError(
+            404,
+            f"Invalid URL ({scope['method']} {shown}): this gateway serves {ENDPOINTS}",
+            "invalid_request_error",
+            "unknown_url",
+        )
+        access(scope, None, 404, start)
+        await send_error(send, error)
 
     async def scrape(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
         """The Prometheus text exposition (any valid token)."""
@@ -273,6 +320,20 @@ def _may_invoke(caller: Caller) -> None:
             "permission_error",
             "insufficient_scope",
         )
+
+
+def _model_patterns(caller: Caller) -> tuple[str, ...] | None:
+    """The model patterns of a caller that may see models (scope ``invoke``), None for all."""
+    if not caller.allows("invoke"):
+        raise WireError(
+            403, "listing models needs scope 'invoke'", "permission_error", "insufficient_scope"
+        )
+    return tuple(caller.models) if caller.models is not None else None
+
+
+async def _send_json(send: Send, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [JSON_TYPE]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def install(app: Starlette, state: ServerState) -> GatewayRuntime:

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from gwconfig.errors import GwconfigError
 from gwconfig.runtime.client import LLMGatewayClient
 from gwconfig.runtime.config.gateway import GatewayConfig
 from gwconfig.runtime.config.sources import ConfigLoader
@@ -129,9 +130,39 @@ class GatewayRuntime:
                 self._models[patterns] = body
         return body
 
+    def model_body(
+        self, config: GatewayConfig, name: str, patterns: tuple[str, ...] | None
+    ) -> bytes | None:
+        """``GET /v1/models/{name}``: the model object of ``name`` for a caller limited to
+        ``patterns``, when ``/v1/chat/completions`` would take that name from it (a listed id,
+        or any other name that resolves to a route or one model); None otherwise."""
+        owner = model_owner(config, name)
+        if owner is None or (patterns is not None and not may_use(config, name, patterns)):
+            return None
+        return orjson.dumps(model_object(name, owner))
+
+
+def model_object(name: str, owner: str) -> dict[str, Any]:
+    """OpenAI's model object: an entry of ``/v1/models``, the answer of ``/v1/models/{id}``."""
+    return {"id": name, "object": "model", "created": 0, "owned_by": owner}
+
+
+def model_owner(config: GatewayConfig, name: str) -> str | None:
+    """``owned_by`` of a name: ``gwconfig`` for a route, else the provider of the one model it
+    resolves to; None for a name that does not resolve (or resolves to several models)."""
+    if not name:  # no name would be the default route
+        return None
+    try:
+        res = config.resolve(name)
+    except GwconfigError:
+        return None
+    if res.route is not None:
+        return "gwconfig"
+    targets = [t for g in res.groups for t in g.targets]
+    return targets[0].provider.provider_id if len(targets) == 1 else None
+
 
 def _models_list(config: GatewayConfig, patterns: tuple[str, ...] | None) -> bytes:
-    created = 0
     data: list[dict[str, Any]] = []
     names: dict[str, str] = {}
     for route in config.routes:
@@ -146,5 +177,5 @@ def _models_list(config: GatewayConfig, patterns: tuple[str, ...] | None) -> byt
                     names.setdefault(f"{p.provider_id}/{mid}", p.provider_id)
     for name, owner in names.items():
         if patterns is None or may_use(config, name, patterns):
-            data.append({"id": name, "object": "model", "created": created, "owned_by": owner})
+            data.append(model_object(name, owner))
     return orjson.dumps({"object": "list", "data": data})
