@@ -254,35 +254,28 @@ class LLMGatewayClient:
 
     async def generate(self, request: LLMRequest) -> LLMResponse:
         """Send ``request`` along its route (retries, fallbacks) and return the first answer."""
-        generations = self._generations
-        gen = generations.acquire()
-        try:
-            router = self._router
-            routed = await router.route(gen, request, _complete)
-            result = routed.result
-            return router.succeed(
-                routed,
-                result.text,
-                result.usage,
-                result.finish_reason,
-                result.raw,
-                result.tool_calls,
-                result.wire,
-            )
-        finally:
-            generations.release(gen)
+        return await self._answer(request, _complete)
 
     async def embed(self, request: LLMRequest) -> LLMResponse:
         """Embed the inputs of ``request.wire`` (an OpenAI embeddings body) along its route, as
         :meth:`generate` answers (retries, fallbacks, usage records); the answer's ``wire`` is
         the upstream's embeddings document."""
+        return await self._answer(request, _embed)
+
+    async def _answer(
+        self,
+        request: LLMRequest,
+        op: Callable[[BaseProvider, ProviderCall], Awaitable[ProviderResult]],
+    ) -> LLMResponse:
         generations = self._generations
         gen = generations.acquire()
         try:
             router = self._router
-            routed = await router.route(gen, request, _embed)
-            result = routed.result
-            return router.succeed(routed, "", result.usage, None, result.raw, (), result.wire)
+            routed = await router.route(gen, request, op)
+            r = routed.result
+            return router.succeed(
+                routed, r.text, r.usage, r.finish_reason, r.raw, r.tool_calls, r.wire
+            )
         finally:
             generations.release(gen)
 

@@ -27,7 +27,7 @@ from gwconfig.server.answers import retry_after
 from gwconfig.server.auth import Caller, authorization_header
 from gwconfig.server.metrics import CONTENT_TYPE, Metrics, configure_access_log
 from gwconfig.server.openai.embeddings import EMBEDDINGS, parse_embeddings_request
-from gwconfig.server.openai.errors import WireError
+from gwconfig.server.openai.errors import MAX_MODEL_NAME, WireError
 from gwconfig.server.openai.exchange import (
     CHAT,
     JSON_TYPE,
@@ -38,7 +38,6 @@ from gwconfig.server.openai.exchange import (
 from gwconfig.server.openai.limits import CallerLimits
 from gwconfig.server.openai.runtime import GatewayRuntime
 from gwconfig.server.openai.wire import (
-    MAX_MODEL_NAME,
     ChatRequest,
     parse_chat_request,
     wire_error,

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 
 from gwconfig.runtime.messages import OPENAI, LLMConfig, LLMRequest, LLMResponse, WireBody
-from gwconfig.server.openai.errors import bad
-from gwconfig.server.openai.wire import MAX_MODEL_NAME, ChatRequest
+from gwconfig.server.openai.errors import bad, json_body
+from gwconfig.server.openai.wire import ChatRequest
 
 EMBEDDINGS = "/v1/embeddings"
 #: the most inputs of one request (OpenAI's limit) and characters (or tokens) of one input
@@ -22,17 +22,7 @@ FORMATS = ("float", "base64")
 def parse_embeddings_request(raw: bytes) -> ChatRequest:
     """Parse and check an embeddings body; raise :class:`WireError` (400) when it is not
     valid. The body goes on as sent (``LLMRequest.wire``)."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise bad("the request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise bad("the request body must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model or len(model) > MAX_MODEL_NAME:
-        raise bad(
-            f"'model' must be a non-empty string of at most {MAX_MODEL_NAME} characters", "model"
-        )
+    body, model = json_body(raw)
     _inputs(body.get("input"))
     fmt = body.get("encoding_format")
     if fmt is not None and fmt not in FORMATS:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
@@ -40,3 +41,23 @@ class WireError(Exception):
 def bad(message: str, param: str | None = None, code: str | None = None) -> WireError:
     """A 400 about the request body."""
     return WireError(400, message, "invalid_request_error", code, param=param)
+
+
+#: the longest ``model`` name taken
+MAX_MODEL_NAME = 512
+
+
+def json_body(raw: bytes) -> tuple[dict[str, Any], str]:
+    """A request body as a JSON object, and its ``model``; a 400 when it is neither."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise bad("the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise bad("the request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model or len(model) > MAX_MODEL_NAME:
+        raise bad(
+            f"'model' must be a non-empty string of at most {MAX_MODEL_NAME} characters", "model"
+        )
+    return body, model

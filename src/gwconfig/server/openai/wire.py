@@ -28,10 +28,9 @@ from gwconfig.runtime.messages import (
 from gwconfig.server.answers import answer_for
 from gwconfig.server.openai.content import parse_parts as _parts
 from gwconfig.server.openai.content import parse_tools as _tools
-from gwconfig.server.openai.errors import WireError, bad
+from gwconfig.server.openai.errors import WireError, bad, json_body
 
 MAX_MESSAGES = 2048
-MAX_MODEL_NAME = 512
 MAX_STOP_WORDS = 4
 MAX_STOP_LENGTH = 256
 MAX_TOKENS = 1_000_000
@@ -73,17 +72,7 @@ class ChatRequest:
 
 def parse_chat_request(raw: bytes) -> ChatRequest:
     """Parse and check a request body; raise :class:`WireError` (400) when it is not valid."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise bad("the request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise bad("the request body must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model or len(model) > MAX_MODEL_NAME:
-        raise bad(
-            f"'model' must be a non-empty string of at most {MAX_MODEL_NAME} characters", "model"
-        )
+    body, model = json_body(raw)
     n = body.get("n")
     if n is not None and (not _is_int(n) or not 1 <= n <= MAX_N):
         raise bad(f"'n' must be an integer from 1 to {MAX_N}", "n")
