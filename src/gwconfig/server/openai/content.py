@@ -17,8 +17,9 @@ MAX_TOOLS_BYTES = 512 * 1024
 MAX_PARTS = 256
 #: the most bytes of one data URL (an image, audio or file sent inline)
 MAX_DATA_URL = 20 * 1024 * 1024
-#: the content part types of OpenAI's chat messages, and the capability each needs
-PART_NEEDS = {"text": None, "image_url": "vision", "input_audio": "audio", "file": "file"}
+#: the content part types beyond text, and the model capability each needs
+PART_NEEDS = {"image_url": "vision", "input_audio": "audio", "file": "file"}
+PART_TYPES = ("text", *PART_NEEDS)
 
 
 def parse_tools(body: Mapping[str, Any], needs: set[str]) -> list[dict[str, Any]] | None:
@@ -52,9 +53,9 @@ def parse_parts(parts: list[Any], where: str, needs: set[str]) -> str | list[dic
     texts: list[str] = []
     for j, part in enumerate(parts):
         kind = part.get("type") if isinstance(part, dict) else None
-        if kind not in PART_NEEDS:
+        if kind not in PART_TYPES:
             raise bad(
-                f"{where}.content[{j}].type must be one of {', '.join(PART_NEEDS)}",
+                f"{where}.content[{j}].type must be one of {', '.join(PART_TYPES)}",
                 f"{where}.content",
                 "unsupported_content",
             )
@@ -63,7 +64,7 @@ def parse_parts(parts: list[Any], where: str, needs: set[str]) -> str | list[dic
                 raise bad(f"{where}.content[{j}].text must be a string", f"{where}.content")
             texts.append(part["text"])
             continue
-        needs.add(PART_NEEDS[kind] or "")
+        needs.add(PART_NEEDS[kind])
         inner = part.get(kind)
         if not isinstance(inner, dict):
             raise bad(f"{where}.content[{j}].{kind} must be an object", f"{where}.content")
