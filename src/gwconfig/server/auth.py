@@ -65,6 +65,8 @@ class Caller:
     #: allowed model/route patterns (``fnmatch``), None: every model
     models: tuple[str, ...] | None = None
     rpm: int | None = None
+    #: the ``kind: Consumer`` whose policy the token inherits, None: the token's own
+    consumer: str | None = None
 
     def allows(self, scope: str) -> bool:
         """True when this caller's scope covers ``scope``."""
