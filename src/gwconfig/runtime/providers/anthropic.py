@@ -1,47 +1,156 @@
-"""Anthropic messages API (``POST /v1/messages``), including its streaming event format."""
+"""Anthropic messages API (``POST /v1/messages``), including its streaming event format.
+
+A client of the Messages API (``call.wire`` in the ANTHROPIC API) has its body sent as it sent
+it (only ``model`` rewritten) and gets the answer, and each streamed event, as they came; any
+other call is translated (:mod:`gwconfig.runtime.providers.to_anthropic`) and its answer comes
+back in neutral fields in OpenAI's vocabulary: text, ``tool_calls``, finish reason, usage.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from gwconfig.runtime.errors import ProviderResponseError, UnsupportedParameterError
-from gwconfig.runtime.messages import OPENAI, ProviderResult, Usage
+from gwconfig.runtime.errors import ProviderResponseError
+from gwconfig.runtime.messages import ANTHROPIC, ProviderResult, Usage, WireBody
 from gwconfig.runtime.providers.base import ProviderCall, StreamChunk
 from gwconfig.runtime.providers.http import HTTPProvider, load_event
+from gwconfig.runtime.providers.to_anthropic import (
+    DEFAULT_MAX_TOKENS,
+    messages_body,
+    native_body,
+)
 from gwconfig.secrets.origin import DEFAULT_BASES
 
-DEFAULT_MAX_TOKENS = 4096
-#: the OpenAI chat fields this provider carries to the Messages API (or that change nothing)
-TRANSLATED = frozenset(
-    {
-        "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
-        "temperature", "top_p", "stop", "user", "metadata", "store", "service_tier",
+__all__ = ["DEFAULT_MAX_TOKENS", "STOP_REASONS", "AnthropicProvider", "answer_fields", "usage_of"]
+
+#: the finish reason (OpenAI's words) of each Messages stop reason
+STOP_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+def finish_reason(stop_reason: Any) -> str | None:
+    """OpenAI's finish reason for a Messages ``stop_reason`` (an unknown one as it came)."""
+    if not isinstance(stop_reason, str):
+        return None
+    return STOP_REASONS.get(stop_reason, stop_reason)
+
+
+def _count(value: Any) -> int:
+    return value if type(value) is int and value > 0 else 0
+
+
+def usage_of(usage: Any) -> Usage:
+    """OpenAI-style usage of a Messages ``usage`` object.
+
+    Prompt tokens are all the tokens read: ``input_tokens`` (the uncached rest) plus the ones
+    read from the cache (also :attr:`Usage.cached_tokens`) plus the ones written to it. Thinking
+    is inside ``output_tokens``; the API reports no separate count, so reasoning tokens stay 0.
+    """
+    u = usage if isinstance(usage, Mapping) else {}
+    read = _count(u.get("cache_read_input_tokens"))
+    created = _count(u.get("cache_creation_input_tokens"))
+    prompt = _count(u.get("input_tokens")) + read + created
+    return Usage(prompt, _count(u.get("output_tokens")), read, 0)
+
+
+def tool_call(block: Mapping[str, Any]) -> dict[str, Any]:
+    """The OpenAI tool call of a ``tool_use`` block (its input as a JSON string)."""
+    arguments = json.dumps(block.get("input") or {}, ensure_ascii=False)
+    return {
+        "id": str(block.get("id") or ""),
+        "type": "function",
+        "function": {"name": str(block.get("name") or ""), "arguments": arguments},
     }
-)  # fmt: skip
 
 
-def refuse_untranslated(call: ProviderCall) -> None:
-    """Raise :class:`UnsupportedParameterError` naming the first field of an OpenAI client's
-    request that the Messages API cannot carry (never dropped silently)."""
-    wire = call.wire
-    if wire is None or wire.api != OPENAI:
-        return
-    body = wire.body
-    for name, value in body.items():
-        if name == "n" and value in (None, 1):
-            continue
-        if name not in TRANSLATED and value not in (None, False):
-            raise UnsupportedParameterError(
-                f"'{name}' cannot be sent to provider type 'anthropic' (the Messages API has "
-                "no such parameter here)"
+def answer_fields(data: Any) -> ProviderResult:
+    """The neutral fields of a Messages answer: text blocks joined (thinking is not text),
+    ``tool_use`` blocks as tool calls, finish reason and usage."""
+    blocks = data.get("content") if isinstance(data, dict) else None
+    if not isinstance(blocks, list):
+        raise ProviderResponseError("reply has no content blocks")
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for block in blocks:
+        if not isinstance(block, dict):
+            raise ProviderResponseError("a content block is not an object")
+        kind = block.get("type")
+        if kind == "text" and isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        elif kind == "tool_use":
+            calls.append(tool_call(block))
+    return ProviderResult(
+        "".join(texts),
+        usage_of(data.get("usage")),
+        finish_reason(data.get("stop_reason")),
+        data,
+        tuple(calls),
+    )
+
+
+class _Events:
+    """The neutral fields of a Messages event stream, event by event."""
+
+    __slots__ = ("counts", "finish", "tools")
+
+    def __init__(self) -> None:
+        #: the Messages usage counts so far (message_delta's replace message_start's)
+        self.counts: dict[str, Any] = {}
+        self.finish: str | None = None
+        #: the tool-call index (in OpenAI's deltas) of each tool_use block index
+        self.tools: dict[Any, int] = {}
+
+    def chunk(self, kind: Any, event: Mapping[str, Any]) -> StreamChunk | None:
+        """The text or tool-call delta ``event`` carries, if any (usage and stop reason kept)."""
+        if kind == "content_block_delta":
+            delta = event.get("delta") or {}
+            dtype = delta.get("type")
+            if dtype == "input_json_delta":
+                index = self.tools.get(event.get("index"))
+                piece = delta.get("partial_json")
+                if index is None or not isinstance(piece, str):
+                    raise ProviderResponseError("an input_json_delta outside a tool_use block")
+                if piece:
+                    args = {"index": index, "function": {"arguments": piece}}
+                    return StreamChunk(tool_calls=(args,))
+            elif dtype in (None, "text_delta") and isinstance(delta.get("text"), str):
+                return StreamChunk(delta["text"]) if delta["text"] else None
+            return None  # thinking, signatures, citations: not text
+        if kind == "content_block_start":
+            block = event.get("content_block") or {}
+            if block.get("type") == "tool_use":
+                index = self.tools[event.get("index")] = len(self.tools)
+                first = tool_call({**block, "input": {}})
+                first["function"]["arguments"] = ""
+                return StreamChunk(tool_calls=({"index": index, **first},))
+            if block.get("type") == "text" and block.get("text"):
+                return StreamChunk(str(block["text"]))
+        elif kind == "message_start":
+            self._count((event.get("message") or {}).get("usage"))
+        elif kind == "message_delta":
+            self._count(event.get("usage"))
+            self.finish = finish_reason((event.get("delta") or {}).get("stop_reason")) or (
+                self.finish
             )
-    for i, m in enumerate(call.messages):
-        if not isinstance(m.get("content"), str) or "tool_calls" in m or m.get("role") == "tool":
-            raise UnsupportedParameterError(
-                f"'messages[{i}]' (tool calls, tool results or non-text content parts) cannot "
-                "be sent to provider type 'anthropic' yet"
-            )
+        return None
+
+    def _count(self, usage: Any) -> None:
+        if isinstance(usage, Mapping):
+            self.counts.update(usage)
+
+    @property
+    def usage(self) -> Usage:
+        """The usage so far."""
+        return usage_of(self.counts)
 
 
 class AnthropicProvider(HTTPProvider):
@@ -63,81 +172,61 @@ class AnthropicProvider(HTTPProvider):
             headers["x-api-key"] = call.api_key
         return headers
 
+    @staticmethod
+    def native(call: ProviderCall) -> bool:
+        """Whether the client speaks the Messages API (its body and answer pass through)."""
+        return call.wire is not None and call.wire.api == ANTHROPIC
+
     def body(self, call: ProviderCall, stream: bool) -> dict[str, Any]:
-        """The JSON request body: system prompt apart, ``max_tokens`` always set."""
-        refuse_untranslated(call)
-        system = [str(m.get("content", "")) for m in call.messages if m.get("role") == "system"]
-        messages = [m for m in call.messages if m.get("role") != "system"]
-        opts = call.options()
-        opts.pop("presence_penalty", None)
-        opts.pop("frequency_penalty", None)
-        opts.pop("seed", None)
-        opts.pop("response_format", None)
-        if "stop" in opts:
-            stop = opts.pop("stop")
-            opts["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-        max_tokens = opts.pop("max_tokens", None) or min(
-            call.model.max_tokens or DEFAULT_MAX_TOKENS, DEFAULT_MAX_TOKENS
-        )
-        body: dict[str, Any] = {
-            "model": call.model.model_id,
-            "messages": messages,
-            "max_tokens": max_tokens,
-        }
-        if system:
-            body["system"] = "\n\n".join(system)
-        body.update(opts)
-        if stream:
-            body["stream"] = True
-        return body
+        """The JSON request body: a Messages client's as sent (``model`` rewritten), else
+        translated from OpenAI's shape (400 for what cannot be)."""
+        wire = call.wire
+        if wire is not None and wire.api == ANTHROPIC:
+            return native_body(call, wire.body, stream)
+        return messages_body(call, stream)
 
     async def complete(self, call: ProviderCall) -> ProviderResult:
         """One message."""
         data = await self.post_json(
             self.url(call), self.body(call, False), self.headers(call), call
         )
-        try:
-            blocks = data["content"]
-            text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ProviderResponseError("reply has no content blocks") from exc
-        usage = data.get("usage") or {}
+        result = answer_fields(data)
+        if not self.native(call):
+            return result
         return ProviderResult(
-            text,
-            Usage(int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)),
-            data.get("stop_reason"),
-            data,
-        )
+            result.text, result.usage, result.finish_reason, data, result.tool_calls,
+            WireBody(ANTHROPIC, data),
+        )  # fmt: skip
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[StreamChunk]:
-        """A streamed message: message_start, content_block_delta..., message_delta, stop."""
+        """A streamed message: message_start, content blocks and their deltas, message_delta,
+        message_stop; each event's bytes too (``native``) for a Messages client."""
         url, body, headers = self.url(call), self.body(call, True), self.headers(call)
+        native = self.native(call)
+        state = _Events()
         async with self.open_stream(url, body, headers, call) as resp:
-            prompt_tokens = completion_tokens = 0
-            finish: str | None = None
             stopped = False
             async for event_name, data in self.events(resp, call):
                 event = load_event(data)
                 if not isinstance(event, dict):
                     raise ProviderResponseError("a streamed event is not an object")
                 kind = event.get("type", event_name)
-                if kind == "content_block_delta":
-                    text = (event.get("delta") or {}).get("text")
-                    if text:
-                        yield StreamChunk(text)
-                elif kind == "message_start":
-                    usage = (event.get("message") or {}).get("usage") or {}
-                    prompt_tokens = int(usage.get("input_tokens") or 0)
-                    completion_tokens = int(usage.get("output_tokens") or 0)
-                elif kind == "message_delta":
-                    usage = event.get("usage") or {}
-                    completion_tokens = int(usage.get("output_tokens") or completion_tokens)
-                    finish = (event.get("delta") or {}).get("stop_reason") or finish
-                elif kind == "error":
+                if kind == "error":
                     raise self.stream_error(event.get("error") or event)
-                elif kind == "message_stop":
+                chunk = state.chunk(kind, event)
+                if kind == "message_stop":
                     stopped = True
-                    break
-            if not stopped and finish is None:  # cut off: the answer may be incomplete
+                    chunk = StreamChunk("", state.usage, state.finish)
+                if native:
+                    raw = f"event: {event_name}\ndata: {data}\n\n".encode()
+                    base = chunk or StreamChunk()
+                    chunk = StreamChunk(
+                        base.text, base.usage, base.finish_reason, base.tool_calls, raw, ANTHROPIC
+                    )
+                if chunk is not None:
+                    yield chunk
+                if stopped:
+                    return
+            if state.finish is None:  # cut off: the answer may be incomplete
                 raise ProviderResponseError("the stream ended before message_stop")
-            yield StreamChunk("", Usage(prompt_tokens, completion_tokens), finish)
+            yield StreamChunk("", state.usage, state.finish)
