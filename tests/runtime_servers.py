@@ -17,6 +17,9 @@ the behaviour, so one server serves many tests:
   only the first 14 characters of the key and ``...``), ``stream`` (HTTP 200, then an error
   event in the wire format of the endpoint);
 * ``json200``: a plain JSON answer even to a stream request;
+* on ``/v1/messages``: ``stop:<reason>`` answers with that stop reason, ``cache`` reports cache
+  tokens, ``think`` answers a thinking block first, and a request with tools gets a ``tool_use``
+  block (streamed: ``input_json_delta`` pieces), see :mod:`tool_answers`;
 * ``cut:<n>``: streams ``n`` chunks, then ends without a finish reason, ``[DONE]`` or
   ``message_stop``;
 * ``big:<bytes>``: HTTP 200 whose chunked body (or event stream) goes on for ``bytes`` bytes;
@@ -41,7 +44,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from threaded_server import ThreadedServer
-from tool_answers import tool_call_answer, tool_call_events
+from tool_answers import (
+    anthropic_message,
+    anthropic_stop,
+    anthropic_tool_events,
+    anthropic_usage,
+    tool_call_answer,
+    tool_call_events,
+)
 
 
 class FakeLLMServer:
@@ -280,24 +290,18 @@ class FakeLLMServer:
         text = self._reply(body)
         input_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
         if not body.get("stream") or body.get("model") == "json200":
-            return JSONResponse(
-                {
-                    "id": "msg_test",
-                    "type": "message",
-                    "role": "assistant",
-                    "model": body["model"],
-                    "content": [{"type": "text", "text": text}],
-                    "stop_reason": "end_turn",
-                    "usage": {"input_tokens": input_tokens, "output_tokens": len(text.split())},
-                }
-            )
+            return JSONResponse(anthropic_message(body, text, input_tokens))
+        if body.get("tools"):
+            events_ = anthropic_tool_events(body, input_tokens)
+            return StreamingResponse(events_, media_type="text/event-stream")
         model = str(body.get("model", ""))
 
         async def events() -> Any:
             def event(name: str, data: dict[str, Any]) -> bytes:
                 return f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n".encode()
 
-            start = {"message": {"id": "msg_test", "usage": {"input_tokens": input_tokens}}}
+            usage = anthropic_usage(model, input_tokens, 0)
+            start = {"message": {"id": "msg_test", "usage": usage}}
             yield event("message_start", start)
             yield event("content_block_start", {"index": 0, "content_block": {"type": "text"}})
             yield b'event: ping\ndata: {"type": "ping"}\n\n'
@@ -324,7 +328,10 @@ class FakeLLMServer:
             yield event("content_block_stop", {"index": 0})
             yield event(
                 "message_delta",
-                {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": len(words)}},
+                {
+                    "delta": {"stop_reason": anthropic_stop(model)},
+                    "usage": {"output_tokens": len(words)},
+                },
             )
             yield event("message_stop", {})
 
