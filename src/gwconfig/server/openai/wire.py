@@ -239,13 +239,18 @@ def new_id() -> str:
     return f"{_ID_PREFIX}{next(_ids):x}"
 
 
-def usage_doc(usage: Usage) -> dict[str, int]:
-    """OpenAI's ``usage`` object."""
-    return {
+def usage_doc(usage: Usage) -> dict[str, Any]:
+    """OpenAI's ``usage`` object (with its details when there are cached or reasoning tokens)."""
+    doc: dict[str, Any] = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
     }
+    if usage.cached_tokens:
+        doc["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+    if usage.reasoning_tokens:
+        doc["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    return doc
 
 
 def completion_body(response: LLMResponse, model: str, cid: str, created: int) -> bytes:
