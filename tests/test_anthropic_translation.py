@@ -163,7 +163,13 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
     ({"presence_penalty": 0.5}, "presence_penalty"),
     ({"frequency_penalty": -1}, "frequency_penalty"),
     ({"response_format": {"type": "json_object"}}, "response_format"),
-    ({"response_format": {"type": "json_schema", "json_schema": {"name": "s"}}}, "response_format"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "s"}}},
+     "response_format.json_schema.schema"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "object"}}}},
+     "response_format.json_schema.name"),
+    ({"response_format": {"type": "json_schema",
+                          "json_schema": {"name": "s", "schema": {"type": "object"}}},
+      "tools": [WEATHER]}, "response_format"),
     ({"reasoning_effort": "low"}, "reasoning_effort"),
     ({"metadata": {"k": "v"}}, "metadata"),
     ({"logit_bias": {"1": 2}}, "logit_bias"),
@@ -300,3 +306,18 @@ def test_a_messages_client_body_is_sent_as_sent_with_only_model_and_defaults_add
     assert sent["model"] == "alias"  # the client's body is not changed in place
     with pytest.raises(UnsupportedParameterError, match="'n'"):
         provider.body(wire_call({"messages": [USER], "n": 3}), stream=False)
+
+
+def test_a_json_schema_answer_is_asked_for_as_a_forced_tool_and_read_back_as_text() -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    fmt = {"type": "json_schema", "json_schema": {"name": "Weather", "schema": schema,
+                                                  "strict": True}}  # fmt: skip
+    sent = messages_body(wire_call({"messages": [USER], "response_format": fmt}), stream=False)
+    assert sent["tools"] == [{"name": "Weather", "input_schema": schema,
+                              "description": "Give the answer as this tool's input."}]  # fmt: skip
+    assert sent["tool_choice"] == {"type": "tool", "name": "Weather"}
+    data = {"content": [{"type": "tool_use", "id": "t", "name": "Weather", "input": TOOL_INPUT}],
+            "stop_reason": "tool_use"}  # fmt: skip
+    result = answer_fields(data, "Weather")
+    assert json.loads(result.text) == TOOL_INPUT and result.tool_calls == ()
+    assert result.finish_reason == "stop"

@@ -12,6 +12,7 @@ from typing import Any
 
 import openai
 import pytest
+from pydantic import BaseModel
 
 from anthropic_serving import WEATHER, WEATHER_TOOL, sent, served
 from runtime_servers import FakeLLMServer
@@ -246,3 +247,27 @@ def test_the_same_conversation_through_openai_and_anthropic_models_gets_the_same
     assert openai_side[0] == ([("get_weather", TOOL_INPUT)], "tool_calls")
     assert openai_side[1] == ("tool said: sunny", "stop")
     assert streamed("up/gpt-tools") == streamed("claude/sonnet") == openai_side[0]
+
+
+class Weather(BaseModel):
+    city: str
+
+
+def test_a_json_schema_answer_is_parsed_by_the_sdk_plain_and_streamed(
+    client: openai.OpenAI, module_server: FakeLLMServer
+) -> None:
+    msg: Any = [{"role": "user", "content": "where is it sunny?"}]
+    plain = client.chat.completions.parse(
+        model="claude/sonnet", messages=msg, response_format=Weather
+    )
+    body = sent(module_server)
+    assert [t["name"] for t in body["tools"]] == ["Weather"]
+    assert body["tool_choice"] == {"type": "tool", "name": "Weather"}
+    with client.chat.completions.stream(
+        model="claude/sonnet", messages=msg, response_format=Weather
+    ) as stream:
+        streamed = stream.get_final_completion()
+    for answer in (plain, streamed):
+        choice = answer.choices[0]
+        assert choice.message.parsed == Weather(city="Paris")
+        assert choice.finish_reason == "stop" and not choice.message.tool_calls

@@ -18,6 +18,7 @@ from gwconfig.runtime.providers.base import ProviderCall, StreamChunk
 from gwconfig.runtime.providers.http import HTTPProvider, load_event
 from gwconfig.runtime.providers.to_anthropic import (
     DEFAULT_MAX_TOKENS,
+    answer_schema,
     messages_body,
     native_body,
 )
@@ -72,9 +73,10 @@ def tool_call(block: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def answer_fields(data: Any) -> ProviderResult:
+def answer_fields(data: Any, schema: str | None = None) -> ProviderResult:
     """The neutral fields of a Messages answer: text blocks joined (thinking is not text),
-    ``tool_use`` blocks as tool calls, finish reason and usage."""
+    ``tool_use`` blocks as tool calls, finish reason and usage. With ``schema`` (the forced
+    tool of a ``json_schema`` response format), that tool's input is the answer's text."""
     blocks = data.get("content") if isinstance(data, dict) else None
     if not isinstance(blocks, list):
         raise ProviderResponseError("reply has no content blocks")
@@ -86,23 +88,26 @@ def answer_fields(data: Any) -> ProviderResult:
         kind = block.get("type")
         if kind == "text" and isinstance(block.get("text"), str):
             texts.append(block["text"])
+        elif kind == "tool_use" and schema is not None and block.get("name") == schema:
+            texts.append(json.dumps(block.get("input") or {}, ensure_ascii=False))
         elif kind == "tool_use":
             calls.append(tool_call(block))
-    return ProviderResult(
-        "".join(texts),
-        usage_of(data.get("usage")),
-        finish_reason(data.get("stop_reason")),
-        data,
-        tuple(calls),
-    )
+    finish = finish_reason(data.get("stop_reason"))
+    if schema is not None and finish == "tool_calls" and not calls:
+        finish = "stop"
+    return ProviderResult("".join(texts), usage_of(data.get("usage")), finish, data, tuple(calls))
 
 
 class _Events:
     """The neutral fields of a Messages event stream, event by event."""
 
-    __slots__ = ("counts", "finish", "tools")
+    __slots__ = ("answers", "counts", "finish", "schema", "tools")
 
-    def __init__(self) -> None:
+    def __init__(self, schema: str | None = None) -> None:
+        #: the forced tool whose input is the answer's text (a json_schema response format)
+        self.schema = schema
+        #: the tool_use block indexes whose input is text (the schema tool's)
+        self.answers: set[Any] = set()
         #: the Messages usage counts so far (message_delta's replace message_start's)
         self.counts: dict[str, Any] = {}
         self.finish: str | None = None
@@ -119,6 +124,8 @@ class _Events:
                 piece = delta.get("partial_json")
                 if index is None or not isinstance(piece, str):
                     raise ProviderResponseError("an input_json_delta outside a tool_use block")
+                if event.get("index") in self.answers:
+                    return StreamChunk(piece) if piece else None
                 if piece:
                     args = {"index": index, "function": {"arguments": piece}}
                     return StreamChunk(tool_calls=(args,))
@@ -127,8 +134,11 @@ class _Events:
             return None  # thinking, signatures, citations: not text
         if kind == "content_block_start":
             block = event.get("content_block") or {}
-            if block.get("type") == "tool_use":
-                index = self.tools[event.get("index")] = len(self.tools)
+            if block.get("type") == "tool_use" and self.schema == block.get("name"):
+                self.tools[event.get("index")] = -1
+                self.answers.add(event.get("index"))
+            elif block.get("type") == "tool_use":
+                index = self.tools[event.get("index")] = len(self.tools) - len(self.answers)
                 first = tool_call({**block, "input": {}})
                 first["function"]["arguments"] = ""
                 return StreamChunk(tool_calls=({"index": index, **first},))
@@ -138,9 +148,10 @@ class _Events:
             self._count((event.get("message") or {}).get("usage"))
         elif kind == "message_delta":
             self._count(event.get("usage"))
-            self.finish = finish_reason((event.get("delta") or {}).get("stop_reason")) or (
-                self.finish
-            )
+            finish = finish_reason((event.get("delta") or {}).get("stop_reason"))
+            if finish == "tool_calls" and self.answers and len(self.answers) == len(self.tools):
+                finish = "stop"  # the only tool called was the answer's
+            self.finish = finish or self.finish
         return None
 
     def _count(self, usage: Any) -> None:
@@ -190,9 +201,9 @@ class AnthropicProvider(HTTPProvider):
         data = await self.post_json(
             self.url(call), self.body(call, False), self.headers(call), call
         )
-        result = answer_fields(data)
         if not self.native(call):
-            return result
+            return answer_fields(data, answer_schema(call))
+        result = answer_fields(data)
         return ProviderResult(
             result.text, result.usage, result.finish_reason, data, result.tool_calls,
             WireBody(ANTHROPIC, data),
@@ -203,7 +214,7 @@ class AnthropicProvider(HTTPProvider):
         message_stop; each event's bytes too (``native``) for a Messages client."""
         url, body, headers = self.url(call), self.body(call, True), self.headers(call)
         native = self.native(call)
-        state = _Events()
+        state = _Events(None if native else answer_schema(call))
         async with self.open_stream(url, body, headers, call) as resp:
             stopped = False
             async for event_name, data in self.events(resp, call):

@@ -30,6 +30,10 @@ TRANSLATED = frozenset(
 )  # fmt: skip
 
 
+#: the response formats translated (``json_schema``: see :func:`schema_tool`)
+_FORMATS = ("text", "json_schema")
+
+
 def _unset(value: Any) -> bool:
     return value is None
 
@@ -45,9 +49,8 @@ NEUTRAL: dict[str, tuple[Callable[[Any], bool], str]] = {
     "frequency_penalty": (lambda v: v in (None, 0), "the Messages API has no penalties"),
     "logit_bias": (lambda v: not v, "the Messages API has no logit bias"),
     "response_format": (
-        lambda v: v is None or v == {"type": "text"},
-        "the Messages API has no response format (ask for JSON in the prompt, or offer a tool "
-        "and force it with tool_choice)",
+        lambda v: v is None or (isinstance(v, Mapping) and v.get("type") in _FORMATS),
+        "the Messages API has no JSON mode: send a json_schema, or ask for JSON in the prompt",
     ),
     "metadata": (lambda v: not v, "its metadata carries only a user id: send 'user'"),
     "store": (lambda v: v in (None, False), "stored completions are OpenAI's"),
@@ -87,8 +90,7 @@ def check_fields(fields: Mapping[str, Any]) -> None:
 def messages_body(call: ProviderCall, stream: bool) -> dict[str, Any]:
     """The Messages body for an OpenAI-shaped call (a client's OPENAI wire body or a runtime
     call); raise :class:`UnsupportedParameterError` for what cannot be translated."""
-    wire = call.wire
-    fields: Mapping[str, Any] = wire.body if wire is not None and wire.api == OPENAI else call.extra
+    fields = request_fields(call)
     check_fields(fields)
     system, messages = translate_messages(call.messages)
     opts = call.options()
@@ -109,6 +111,12 @@ def messages_body(call: ProviderCall, stream: bool) -> dict[str, Any]:
     stop = opts.get("stop")
     if stop:
         body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    forced = schema_tool(fields)
+    if forced is not None:
+        if call.tools or call.tool_choice is not None:
+            raise refused("response_format", f"{SCHEMA_AS_TOOL}, which rules out other tools")
+        body["tools"] = [forced]
+        body["tool_choice"] = {"type": "tool", "name": forced["name"]}
     legacy = fields.get("tools") is None and fields.get("functions") is not None
     if call.tools:
         body["tools"] = translate_tools(call.tools, "functions" if legacy else "tools")
@@ -123,6 +131,47 @@ def messages_body(call: ProviderCall, stream: bool) -> dict[str, Any]:
     if stream:
         body["stream"] = True
     return body
+
+
+def request_fields(call: ProviderCall) -> Mapping[str, Any]:
+    """The fields the client asked for: its OpenAI body, else the call's extra options."""
+    wire = call.wire
+    return wire.body if wire is not None and wire.api == OPENAI else call.extra
+
+
+def answer_schema(call: ProviderCall) -> str | None:
+    """The name of the forced tool whose input is the answer (a ``json_schema`` response
+    format), or None."""
+    tool = schema_tool(request_fields(call))
+    return str(tool["name"]) if tool is not None else None
+
+
+#: how a ``json_schema`` response format is sent
+SCHEMA_AS_TOOL = "a JSON schema answer is asked for as a forced tool whose input is the answer"
+
+
+def schema_tool(fields: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The tool a ``response_format`` of type ``json_schema`` is sent as (its input schema the
+    answer's schema, forced by ``tool_choice``), or None without one."""
+    fmt = fields.get("response_format")
+    if not isinstance(fmt, Mapping) or fmt.get("type") != "json_schema":
+        return None
+    spec = fmt.get("json_schema")
+    name = spec.get("name") if isinstance(spec, Mapping) else None
+    schema = spec.get("schema") if isinstance(spec, Mapping) else None
+    if not isinstance(name, str) or not name:
+        raise refused("response_format.json_schema.name", f"{SCHEMA_AS_TOOL}: it needs a name")
+    if not isinstance(schema, Mapping) or schema.get("type") != "object":
+        raise refused(
+            "response_format.json_schema.schema", f"{SCHEMA_AS_TOOL}: it must be an object schema"
+        )
+    description = spec.get("description") if isinstance(spec, Mapping) else None
+    return {
+        "name": name,
+        "description": description if isinstance(description, str) and description else
+        "Give the answer as this tool's input.",
+        "input_schema": dict(schema),
+    }  # fmt: skip
 
 
 def native_body(call: ProviderCall, body: Mapping[str, Any], stream: bool) -> dict[str, Any]:
