@@ -27,6 +27,7 @@ WEATHER = {
         "name": "get_weather",
         "description": "The weather of a city",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        "strict": True,
     },
 }
 WEATHER_OUT = {

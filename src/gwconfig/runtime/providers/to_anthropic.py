@@ -371,7 +371,8 @@ def _tool_result(m: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 def translate_tools(tools: Sequence[Any], key: str = "tools") -> list[dict[str, Any]]:
     """Messages tools (``name``, ``description``, ``input_schema``) of OpenAI function tools
-    (``key`` ``tools``) or legacy ``functions``."""
+    (``key`` ``tools``) or legacy ``functions``; ``strict`` has no Messages equivalent (the
+    schema guides the model, it is not enforced)."""
     out: list[dict[str, Any]] = []
     for i, tool in enumerate(tools):
         where = f"{key}[{i}]"
@@ -385,8 +386,6 @@ def translate_tools(tools: Sequence[Any], key: str = "tools") -> list[dict[str, 
             fn = tool
         if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str):
             raise refused(f"{where}.name", "a tool needs a name")
-        if fn.get("strict"):
-            raise refused(f"{where}.strict", "strict schemas are not translated")
         spec: dict[str, Any] = {"name": fn["name"]}
         description = fn.get("description")
         if description:
