@@ -71,11 +71,11 @@ class LLMStream:
         parts: list[str] = []
         usage, finish = first.usage, first.finish_reason
         try:
-            if first.text or first.tool_calls:
+            if first.text or first.tool_calls or first.native is not None:
                 parts.append(first.text)
                 yield first
             async for chunk in chunks:
-                if chunk.text or chunk.tool_calls:
+                if chunk.text or chunk.tool_calls or chunk.native is not None:
                     parts.append(chunk.text)
                     yield chunk
                 if chunk.usage is not None:
