@@ -71,11 +71,12 @@ class LLMStream:
         parts: list[str] = []
         usage, finish = first.usage, first.finish_reason
         try:
-            if first.text or first.tool_calls or first.native is not None:
+            # a chunk with an upstream event to relay as it came (``native``) is passed on too
+            if first.text or first.tool_calls or first.native:
                 parts.append(first.text)
                 yield first
             async for chunk in chunks:
-                if chunk.text or chunk.tool_calls or chunk.native is not None:
+                if chunk.text or chunk.tool_calls or chunk.native:
                     parts.append(chunk.text)
                     yield chunk
                 if chunk.usage is not None:

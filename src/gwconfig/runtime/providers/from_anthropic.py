@@ -62,7 +62,7 @@ def chat_body(body: Mapping[str, Any], provider_type: str) -> dict[str, Any]:
         "messages": chat_messages(body, provider_type),
     }
     for name, value in body.items():
-        if value is None or name in ("model", "messages", "system"):
+        if value is None or name in ("model", "messages", "system", "cache_control"):
             continue
         if name in _SAME:
             out[name] = value

@@ -172,16 +172,17 @@ def _metadata(value: Any) -> str | None:
 
 
 def _thinking(value: Any) -> None:
-    """``thinking``: ``{"type": "enabled", "budget_tokens": n}`` or ``{"type": "disabled"}``."""
+    """``thinking``: an object with a ``type`` (``enabled`` with its ``budget_tokens``,
+    ``disabled``, ``adaptive`` ...)."""
     if value is None:
         return
     kind = value.get("type") if isinstance(value, dict) else None
-    if kind == "disabled":
-        return
-    if kind != "enabled":
-        raise bad("thinking.type must be 'enabled' or 'disabled'", "thinking.type")
+    if not isinstance(kind, str) or not kind:
+        raise bad("'thinking' must be an object with a 'type'", "thinking.type")
     assert isinstance(value, dict)
     budget = value.get("budget_tokens")
+    if kind != "enabled" and budget is None:
+        return
     if type(budget) is not int or not MIN_THINKING_BUDGET <= budget <= MAX_TOKENS:
         raise bad(
             f"thinking.budget_tokens must be an integer from {MIN_THINKING_BUDGET} to {MAX_TOKENS}",
