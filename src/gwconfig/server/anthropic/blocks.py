@@ -56,7 +56,7 @@ def check_blocks(value: Any, at: str, needs: set[str], role: str | None) -> None
         where = f"{at}[{j}]"
         kind = block.get("type") if isinstance(block, dict) else None
         if not isinstance(kind, str) or not kind:
-            raise bad(f"{where} must be an object with a 'type'", f"{where}.type")
+            raise bad(f"{where}.type must be a string (a block is an object)", f"{where}.type")
         assert isinstance(block, dict)
         if kind in BLOCK_NEEDS:
             needs.add(BLOCK_NEEDS[kind])
@@ -69,14 +69,14 @@ def check_blocks(value: Any, at: str, needs: set[str], role: str | None) -> None
                 raise bad(f"{where}.type must be text, image or document", f"{where}.type")
         elif kind == "tool_use":
             if role != "assistant":
-                raise bad(f"{where}: tool_use blocks are the assistant's", f"{where}.type")
+                raise bad(f"{where}.type: tool_use blocks are the assistant's", f"{where}.type")
             _name(block.get("id"), f"{where}.id")
             _name(block.get("name"), f"{where}.name")
             if not isinstance(block.get("input"), dict):
                 raise bad(f"{where}.input must be an object", f"{where}.input")
         elif kind == "tool_result":
             if role != "user":
-                raise bad(f"{where}: tool_result blocks are the user's", f"{where}.type")
+                raise bad(f"{where}.type: tool_result blocks are the user's", f"{where}.type")
             _name(block.get("tool_use_id"), f"{where}.tool_use_id")
             content = block.get("content")
             if content is not None and not isinstance(content, str):
