@@ -58,6 +58,7 @@ def docs(upstream: FakeLLMServer) -> list[dict[str, Any]]:
             "models": [
                 {"model_id": "gpt-tools", "capabilities": ["chat", "function_calling", "vision"]},
                 {"model_id": "gpt-text", "capabilities": ["chat"]},
+                {"model_id": "break"}, {"model_id": "leak:stream"}, {"model_id": "leak:json"},
             ],
         },
         {

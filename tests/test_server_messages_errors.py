@@ -3,6 +3,7 @@ Anthropic's shape (never a problem document), the field named."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -164,3 +165,25 @@ def test_metrics_count_the_messages_endpoints_apart(served: Served) -> None:
     assert any('endpoint="/v1/messages"' in x and 'status="200"' in x for x in lines)
     assert any('endpoint="/v1/messages"' in x and 'status="400"' in x for x in lines)
     assert any('endpoint="/v1/messages/count_tokens"' in x for x in lines)
+
+
+def test_a_stream_that_breaks_ends_with_an_error_event(served: Served) -> None:
+    words = [{"role": "user", "content": "one two three four"}]
+    events = served.events({**HELLO, "model": "up/break", "stream": True, "messages": words})
+    names = [name for name, _ in events]
+    assert names[:2] == ["message_start", "ping"] and names[-1] == "error"
+    assert "message_stop" not in names
+    error = events[-1][1]
+    assert error["type"] == "error" and error["error"]["type"] == "api_error"
+    assert "upstream broke" in error["error"]["message"]
+
+
+def test_upstream_errors_echoing_the_key_are_scrubbed(served: Served) -> None:
+    key = os.environ["UP_KEY"]
+    # an error event before any text: the answer still has its status
+    streamed = served.post("/v1/messages", {**HELLO, "model": "up/leak:stream", "stream": True})
+    assert streamed.status_code == 502 and error_of(streamed)["type"] == "api_error"
+    assert key not in streamed.text and key[:14] not in streamed.text
+    response = served.post("/v1/messages", {**HELLO, "model": "up/leak:json"})
+    assert response.status_code == 502 and error_of(response)["type"] == "api_error"
+    assert key not in response.text
