@@ -25,6 +25,8 @@ the behaviour, so one server serves many tests:
 * ``big:<bytes>``: HTTP 200 whose chunked body (or event stream) goes on for ``bytes`` bytes;
   ``bigline:<bytes>`` streams one line of that size; what was sent is in ``server.sent``.
 
+``POST /v1/messages/count_tokens`` answers ``{"input_tokens": <words in the messages>}``.
+
 Every request is recorded in ``server.requests`` as ``(path, headers, body)``.
 """
 
@@ -77,6 +79,7 @@ class FakeLLMServer:
                     methods=["POST"],
                 ),
                 Route("/v1/messages", self._anthropic, methods=["POST"]),
+                Route("/v1/messages/count_tokens", self._count_tokens, methods=["POST"]),
                 Route("/v1/embeddings", self._embeddings, methods=["POST"]),
             ]
         )
@@ -275,6 +278,13 @@ class FakeLLMServer:
             yield b"data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
+
+    async def _count_tokens(self, request: Request) -> Response:
+        body, early = await self._common(request, "anthropic")
+        if early is not None:
+            return early
+        words = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
+        return JSONResponse({"input_tokens": words})
 
     async def _anthropic(self, request: Request) -> Response:
         body, early = await self._common(request, "anthropic")

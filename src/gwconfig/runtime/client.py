@@ -262,6 +262,12 @@ class LLMGatewayClient:
         the upstream's embeddings document."""
         return await self._answer(request, _embed)
 
+    async def count_tokens(self, request: LLMRequest) -> LLMResponse:
+        """Count the input tokens of ``request.wire`` (an Anthropic Messages body) along its
+        route; the answer's ``wire`` is the upstream's count (provider types without such an
+        API refuse: 400)."""
+        return await self._answer(request, _count_tokens)
+
     async def _answer(
         self,
         request: LLMRequest,
@@ -307,6 +313,11 @@ def _embed(provider: BaseProvider, call: ProviderCall) -> Awaitable[ProviderResu
             "model of model_type 'embedding'"
         )
     return provider.embed(call)
+
+
+def _count_tokens(provider: BaseProvider, call: ProviderCall) -> Awaitable[ProviderResult]:
+    """The routing loop's call for :meth:`LLMGatewayClient.count_tokens`."""
+    return provider.count_tokens(call)
 
 
 def check_config(config: GatewayConfig, factory: ProviderFactory) -> list[str]:

@@ -87,6 +87,18 @@ def authorization_header(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
+def api_key_header(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The ``Authorization`` header, else an ``x-api-key`` header as ``Bearer <key>`` (the
+    Anthropic clients' way to send a token), or None."""
+    key = None
+    for name, value in headers:
+        if name == b"authorization":
+            return value.decode("latin-1")
+        if name == b"x-api-key" and key is None:
+            key = value.decode("latin-1").strip()
+    return f"Bearer {key}" if key else None
+
+
 def bearer_token(header: str | None) -> str:
     """The token of an ``Authorization: Bearer <token>`` header, or :class:`AuthError` (401)."""
     if not header:

@@ -241,3 +241,18 @@ class AnthropicProvider(HTTPProvider):
             if state.finish is None:  # cut off: the answer may be incomplete
                 raise ProviderResponseError("the stream ended before message_stop")
             yield StreamChunk("", state.usage, state.finish)
+
+    async def count_tokens(self, call: ProviderCall) -> ProviderResult:
+        """``POST {api_base}/v1/messages/count_tokens``: an Anthropic client's body (``model``
+        rewritten); the answer (``{"input_tokens": n}``) as it came."""
+        body: dict[str, Any] = (
+            dict(call.wire.body) if call.wire is not None else {"messages": call.messages}
+        )
+        body["model"] = call.model.model_id
+        body.pop("max_tokens", None)
+        body.pop("stream", None)
+        url = self.url(call) + "/count_tokens"
+        data = await self.post_json(url, body, self.headers(call), call)
+        if not isinstance(data, dict) or type(data.get("input_tokens")) is not int:
+            raise ProviderResponseError("reply has no input_tokens")
+        return ProviderResult("", Usage(), None, data, (), WireBody(ANTHROPIC, data))

@@ -107,5 +107,13 @@ class BaseProvider(ABC):
             f"'{self.config.provider_id}')"
         )
 
+    async def count_tokens(self, call: ProviderCall) -> ProviderResult:
+        """Count the input tokens of an Anthropic Messages body (``call.wire``); a provider type
+        without a token counting API refuses (400)."""
+        raise UnsupportedParameterError(
+            f"provider type '{self.provider_type}' has no token counting API (provider "
+            f"'{self.config.provider_id}'); /v1/messages/count_tokens needs an 'anthropic' model"
+        )
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections (called when the provider is no longer used)."""

@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gwconfig.runtime.errors import ProviderResponseError
-from gwconfig.runtime.messages import OPENAI, ProviderResult, Usage, WireBody
+from gwconfig.runtime.messages import ANTHROPIC, OPENAI, ProviderResult, Usage, WireBody
 from gwconfig.runtime.providers.base import FORWARDED_PARAMETERS, ProviderCall, StreamChunk
+from gwconfig.runtime.providers.from_anthropic import chat_body
 from gwconfig.runtime.providers.http import HTTPProvider, load_event
 from gwconfig.secrets.origin import DEFAULT_BASES
 
@@ -53,9 +54,12 @@ class OpenAIProvider(HTTPProvider):
 
     def body(self, call: ProviderCall, stream: bool) -> dict[str, Any]:
         """The JSON request body: an OpenAI client's body as it sent it (only ``model``
-        rewritten, the model's default parameters where the client gave none), else one built
-        from the call."""
+        rewritten, the model's default parameters where the client gave none), an Anthropic
+        client's translated (:func:`~gwconfig.runtime.providers.from_anthropic.chat_body`),
+        else one built from the call."""
         wire = call.wire
+        if wire is not None and wire.api == ANTHROPIC:  # an Anthropic client's: translated
+            wire = WireBody(OPENAI, chat_body(wire.body, self.provider_type))
         if wire is not None and wire.api == OPENAI:
             body = dict(wire.body)
             body["model"] = call.model.model_id
@@ -107,7 +111,7 @@ class OpenAIProvider(HTTPProvider):
             choice.get("finish_reason"),
             data,
             calls,
-            WireBody(OPENAI, data),
+            None if call.wire is not None and call.wire.api != OPENAI else WireBody(OPENAI, data),
         )
 
     async def embed(self, call: ProviderCall) -> ProviderResult:

@@ -22,10 +22,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gwconfig.errors import GwconfigError
 from gwconfig.runtime.config.sources import ConfigLoader
-from gwconfig.runtime.permits import permits
-from gwconfig.server.answers import retry_after
+from gwconfig.server.anthropic.app import MessagesAPI
 from gwconfig.server.auth import Caller, authorization_header
 from gwconfig.server.metrics import CONTENT_TYPE, Metrics, configure_access_log
+from gwconfig.server.openai.admit import admit, may_invoke, read_body
 from gwconfig.server.openai.embeddings import EMBEDDINGS, parse_embeddings_request
 from gwconfig.server.openai.errors import MAX_MODEL_NAME, WireError
 from gwconfig.server.openai.exchange import (
@@ -50,7 +50,8 @@ METRICS = "/metrics"
 PREFIX = "/v1/"
 #: what an unknown /v1 path's 404 says is served
 ENDPOINTS = (
-    "POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models and GET /v1/models/{model}"
+    "POST /v1/chat/completions, POST /v1/embeddings, POST /v1/messages, "
+    "POST /v1/messages/count_tokens, GET /v1/models and GET /v1/models/{model}"
 )
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ class OpenAIGateway:
         self.tokens = tokens
         self.max_body_bytes = max_body_bytes
         self.limits = CallerLimits(workers)
+        #: the Anthropic Messages API, on the same runtime, tokens and limits
+        self.messages = MessagesAPI(runtime, tokens, self.limits, max_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -95,6 +98,8 @@ class OpenAIGateway:
                 return await self._guard(self.model, scope, receive, send, "GET")
             if path == METRICS:
                 return await self._guard(self.scrape, scope, receive, send, "GET")
+            if self.messages.serves(path):
+                return await self.messages(scope, receive, send)
             if path.startswith(PREFIX) or path == PREFIX[:-1]:
                 return await self.unknown(scope, send)
         elif kind == "lifespan":
@@ -161,14 +166,14 @@ class OpenAIGateway:
     async def chat(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
         """Answer one chat completion, plain or streamed."""
         start = time.perf_counter()
-        _may_invoke(caller)
+        may_invoke(caller)
         req = parse_chat_request(await self._body(receive))
         await self._exchange(scope, receive, send, caller, req, start, CHAT)
 
     async def embeddings(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
         """Answer one embeddings request (models of ``model_type: embedding``)."""
         start = time.perf_counter()
-        _may_invoke(caller)
+        may_invoke(caller)
         req = parse_embeddings_request(await self._body(receive))
         await self._exchange(scope, receive, send, caller, req, start, EMBEDDINGS)
 
@@ -185,31 +190,7 @@ class OpenAIGateway:
         """Check the token's models and rate, then answer ``req`` (plain or streamed)."""
         client = self.runtime.client
         config = client.config
-        if caller.models is not None:
-            try:
-                ok = permits(config, req.model, caller.models)
-            except Exception as exc:
-                raise wire_error(exc) from None
-            if not ok:
-                raise WireError(
-                    403,
-                    f"token '{caller.name}' may not use model '{req.model}'",
-                    "permission_error",
-                    "model_not_allowed",
-                    param="model",
-                )
-        if caller.rpm is not None:
-            wait = self.limits.check(caller.name, caller.rpm)
-            if wait > 0:
-                headers = retry_after(wait)
-                raise WireError(
-                    429,
-                    f"token '{caller.name}' is limited to {caller.rpm} requests per minute "
-                    f"(next request in {headers['retry-after']}s)",
-                    "rate_limit_error",
-                    "rate_limit_exceeded",
-                    headers=headers,
-                )
+        admit(config, caller, req.model, self.limits)
         req.request.caller = caller.name
         exchange = Exchange(
             scope=scope, send=send, caller=caller, req=req, client=client, metrics=self.metrics,
@@ -290,35 +271,7 @@ class OpenAIGateway:
     # -- helpers ----------------------------------------------------------------------------------
 
     async def _body(self, receive: Receive) -> bytes:
-        parts: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise WireError(400, "the client went away", "invalid_request_error")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise WireError(
-                    413,
-                    f"the request body is larger than {self.max_body_bytes} bytes",
-                    "invalid_request_error",
-                    "request_too_large",
-                )
-            parts.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(parts)
-
-
-def _may_invoke(caller: Caller) -> None:
-    """A 403 unless ``caller`` may call models (scope ``invoke``; ``admin`` passes)."""
-    if not caller.allows("invoke"):
-        raise WireError(
-            403,
-            f"token '{caller.name}' has scope '{caller.scope}'; calling models needs 'invoke'",
-            "permission_error",
-            "insufficient_scope",
-        )
+        return await read_body(receive, self.max_body_bytes)
 
 
 def _model_patterns(caller: Caller) -> tuple[str, ...] | None:

@@ -9,7 +9,7 @@ client that disconnects at any point cancels the upstream call (closing its conn
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,15 +164,25 @@ class Exchange:
 
     # -- answers ----------------------------------------------------------------------------------
 
+    def call(self) -> Coroutine[Any, Any, LLMResponse]:
+        """The runtime call that answers the request (a completion, or embeddings)."""
+        if self.endpoint == EMBEDDINGS:
+            return self.client.embed(self.req.request)
+        return self.client.generate(self.req.request)
+
+    def answer_body(self, response: LLMResponse) -> bytes:
+        """The JSON answer of a plain request."""
+        if self.endpoint == EMBEDDINGS:
+            return embeddings_body(response, self.req.model)
+        return completion_body(response, self.req.model, new_id(), int(time.time()))
+
     async def plain(self, receive: Receive) -> None:
-        """Send the request, answer a ``chat.completion``; a client that goes away before the
+        """Send the request, answer it (:meth:`answer_body`); a client that goes away before the
         answer cancels the upstream call."""
         inflight = self.metrics.inflight
         inflight.inc()
         try:
-            embed = self.endpoint == EMBEDDINGS
-            work = self.client.embed if embed else self.client.generate
-            call = await unless_gone(work(self.req.request), receive)
+            call = await unless_gone(self.call(), receive)
             if call.cancelled():
                 self._gone()
                 return
@@ -182,10 +192,7 @@ class Exchange:
             return
         finally:
             inflight.dec()
-        if embed:
-            body = embeddings_body(response, self.req.model)
-        else:
-            body = completion_body(response, self.req.model, new_id(), int(time.time()))
+        body = self.answer_body(response)
         headers = [JSON_TYPE, *self._headers(response.provider_id, len(response.attempts))]
         self.answered(response)
         await self.send({"type": "http.response.start", "status": 200, "headers": headers})

@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from gwconfig.server.anthropic import openapi as messages
+
 BEARER = "HTTPBearer"
 _SECURITY: list[dict[str, list[str]]] = [{BEARER: []}]
 _JSON = "application/json"
@@ -211,12 +213,15 @@ PATHS: dict[str, Any] = {
 
 
 def add_gateway_paths(schema: dict[str, Any]) -> dict[str, Any]:
-    """``schema`` (an OpenAPI document) with :data:`PATHS`, :data:`SCHEMAS` and the bearer
-    scheme added (in place; returned)."""
-    schema.setdefault("paths", {}).update(copy.deepcopy(PATHS))
+    """``schema`` (an OpenAPI document) with :data:`PATHS`, :data:`SCHEMAS`, the Messages API's
+    and their security schemes added (in place; returned)."""
+    paths = schema.setdefault("paths", {})
+    paths.update(copy.deepcopy(PATHS))
+    paths.update(copy.deepcopy(messages.PATHS))
     components = schema.setdefault("components", {})
     components.setdefault("schemas", {}).update(copy.deepcopy(SCHEMAS))
-    components.setdefault("securitySchemes", {}).setdefault(
-        BEARER, {"type": "http", "scheme": "bearer"}
-    )
+    components["schemas"].update(copy.deepcopy(messages.SCHEMAS))
+    schemes = components.setdefault("securitySchemes", {})
+    schemes.setdefault(BEARER, {"type": "http", "scheme": "bearer"})
+    schemes.update(copy.deepcopy(messages.SCHEMES))
     return schema
