@@ -3,11 +3,12 @@
 
 It sits in front of the FastAPI app and answers these paths itself (no routing table, no
 pydantic, orjson), and any other path under ``/v1/`` with OpenAI's 404 (no token needed):
-everything else, and the lifespan, goes on to the FastAPI app. A request is
-authenticated with the token authenticator (scope ``invoke``; ``admin`` passes), checked against
-the token's models and request rate, sent through this process's :class:`LLMGatewayClient`, and
-answered in OpenAI's format with ``x-gwconfig-provider``, ``x-gwconfig-attempts`` and
-``x-gwconfig-revision``. A streaming client that goes away cancels the upstream call.
+everything else, and the lifespan, goes on to the FastAPI app. A request is authenticated with
+the token authenticator (scope ``invoke``; ``admin`` passes), checked against the token's
+models and request rate (its consumer's, for a token of a consumer), sent through this
+process's :class:`LLMGatewayClient`, and answered in OpenAI's format with
+``x-gwconfig-provider``, ``x-gwconfig-attempts`` and ``x-gwconfig-revision``. A streaming
+client that goes away cancels the upstream call.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gwconfig.errors import GwconfigError
+from gwconfig.runtime.config.gateway import GatewayConfig
 from gwconfig.runtime.config.sources import ConfigLoader
 from gwconfig.runtime.permits import permits
 from gwconfig.server.answers import retry_after
 from gwconfig.server.auth import Caller, authorization_header
 from gwconfig.server.metrics import CONTENT_TYPE, Metrics, configure_access_log
+from gwconfig.server.openai.consumers import caller_patterns, caller_rate
 from gwconfig.server.openai.embeddings import EMBEDDINGS, parse_embeddings_request
 from gwconfig.server.openai.errors import MAX_MODEL_NAME, WireError
 from gwconfig.server.openai.exchange import (
@@ -185,9 +188,10 @@ class OpenAIGateway:
         """Check the token's models and rate, then answer ``req`` (plain or streamed)."""
         client = self.runtime.client
         config = client.config
-        if caller.models is not None:
+        patterns = caller_patterns(caller, config)
+        if patterns is not None:
             try:
-                ok = permits(config, req.model, caller.models)
+                ok = permits(config, req.model, patterns)
             except Exception as exc:
                 raise wire_error(exc) from None
             if not ok:
@@ -198,19 +202,22 @@ class OpenAIGateway:
                     "model_not_allowed",
                     param="model",
                 )
-        if caller.rpm is not None:
-            wait = self.limits.check(caller.name, caller.rpm)
+        rate = caller_rate(caller, config)
+        if rate is not None:
+            key, rpm, who = rate
+            wait = self.limits.check(key, rpm)
             if wait > 0:
                 headers = retry_after(wait)
                 raise WireError(
                     429,
-                    f"token '{caller.name}' is limited to {caller.rpm} requests per minute "
+                    f"{who} is limited to {rpm} requests per minute "
                     f"(next request in {headers['retry-after']}s)",
                     "rate_limit_error",
                     "rate_limit_exceeded",
                     headers=headers,
                 )
         req.request.caller = caller.name
+        req.request.consumer = caller.consumer
         exchange = Exchange(
             scope=scope, send=send, caller=caller, req=req, client=client, metrics=self.metrics,
             revision=self.runtime.revision(config), start=start, endpoint=endpoint,
@@ -225,8 +232,9 @@ class OpenAIGateway:
     async def models(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
         """The routes, aliases and ``provider/model`` ids the token may use."""
         start = time.perf_counter()
-        patterns = _model_patterns(caller)
-        body = self.runtime.models_body(self.runtime.client.config, patterns)
+        config = self.runtime.client.config
+        patterns = _model_patterns(caller, config)
+        body = self.runtime.models_body(config, patterns)
         access(scope, caller, 200, start)
         await _send_json(send, body)
 
@@ -234,7 +242,7 @@ class OpenAIGateway:
         """One model object, for a name the token may use (what ``/v1/models`` would list for
         it, or any other name ``/v1/chat/completions`` takes from it); 404 otherwise."""
         start = time.perf_counter()
-        patterns = _model_patterns(caller)
+        patterns = _model_patterns(caller, self.runtime.client.config)
         name = scope["path"][len(MODEL) :]
         if len(name) > MAX_MODEL_NAME:  # not echoed back
             raise WireError(
@@ -321,13 +329,13 @@ def _may_invoke(caller: Caller) -> None:
         )
 
 
-def _model_patterns(caller: Caller) -> tuple[str, ...] | None:
+def _model_patterns(caller: Caller, config: GatewayConfig) -> tuple[str, ...] | None:
     """The model patterns of a caller that may see models (scope ``invoke``), None for all."""
     if not caller.allows("invoke"):
         raise WireError(
             403, "listing models needs scope 'invoke'", "permission_error", "insufficient_scope"
         )
-    return tuple(caller.models) if caller.models is not None else None
+    return caller_patterns(caller, config)
 
 
 async def _send_json(send: Send, body: bytes) -> None:
