@@ -13,6 +13,7 @@ client that goes away cancels the upstream call.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -285,6 +286,8 @@ class OpenAIGateway:
         usage = self.runtime.client.usage
         self.metrics.database(self.runtime.database_up, usage.dropped if usage else 0)
         body = self.metrics.render()
+        if self.runtime.client.config.consumers:
+            body += await asyncio.to_thread(self.runtime.consumer_metrics)
         access(scope, caller, 200, start)
         await send(
             {
