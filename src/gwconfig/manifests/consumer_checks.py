@@ -142,7 +142,5 @@ def _nothing(name: str, entry: str) -> str:
 def _hint(
     entry: str, routes: Mapping[str, set[str]], aliases: Mapping[str, str], keys: dict[str, None]
 ) -> str:
-    names = [*routes, *aliases, *keys]
-    return did_you_mean(entry, names) or (
-        "name a route, an alias, or provider_id/model_id (patterns: openai/*)"
-    )
+    close = None if is_pattern(entry) else did_you_mean(entry, [*routes, *aliases, *keys])
+    return close or "name a route, an alias, or provider_id/model_id (patterns: openai/*)"
