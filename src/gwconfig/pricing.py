@@ -31,20 +31,24 @@ class TokenCounts(Protocol):
         """Prompt tokens read from the provider's cache."""
 
 
-_FIELDS = ("currency", "input_per_1m", "output_per_1m", "cached_input_per_1m")
+def _fields(value: Any) -> Any:
+    """A mapping as it is; a pydantic model (``ModelSpec``, ``Pricing``) as its fields; a
+    slotted object (``ModelConfig``) as its ``pricing``."""
+    if value is None or type(value) is dict or isinstance(value, Mapping):
+        return value
+    fields = getattr(value, "__dict__", None)
+    return fields if fields is not None else getattr(value, "pricing", None)
 
 
 def _pricing(model: Any) -> Mapping[str, Any] | None:
     """The prices of a model: a ``ModelConfig``, a canonical model dict, a manifest's
     ``ModelSpec``, or the pricing itself (a dict or the manifest's ``Pricing``)."""
-    found = model.get("pricing", model) if isinstance(model, Mapping) else model
-    if found is not None and not isinstance(found, Mapping):
-        found = getattr(found, "pricing", found)
-        if found is not None and not isinstance(found, Mapping):
-            found = {name: getattr(found, name, None) for name in _FIELDS}
-    if not isinstance(found, Mapping) or not any(name in found for name in _FIELDS[1:]):
+    found = _fields(model)
+    if found is not None and "pricing" in found:
+        found = _fields(found["pricing"])
+    if found is None or ("input_per_1m" not in found and "output_per_1m" not in found):
         return None
-    return found
+    return found  # type: ignore[no-any-return]
 
 
 def priced(model: Any) -> bool:

@@ -1,5 +1,6 @@
 """The ``kind: Consumer`` documents ``gwconfig dump`` writes: ``consumers.yaml``, one document
-per consumer, by name, in the order of the kind's field specs with the defaults left out."""
+per consumer, by name, in the order of the kind's field specs with the defaults left out
+(what the fast YAML path reads: ``models`` as a block list, its patterns quoted)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ def consumer_document(c: Mapping[str, Any]) -> list[str]:
         if f.store == "object":
             shown = {k: _number(v) for k, v in value.items()}
             out.append(f"{f.name}: {yamlout.flow_map(shown)}")
+        elif f.name == "models":  # a block list: patterns quoted there stay in the fast subset
+            out.append(f"{f.name}:")
+            yamlout.emit_sequence(out, "  ", value)
         else:
             yamlout.emit_value(out, "", f.name, value)
     return out

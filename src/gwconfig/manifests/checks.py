@@ -216,7 +216,7 @@ class ProviderInfo:
             models.setdefault(m.model_id, m.enabled)
             if m.aliases:
                 aliases.extend((a, i, m.model_id) for a in m.aliases)
-        unpriced = tuple(m.model_id for m in p.models if not priced(m.pricing))
+        unpriced = tuple(m.model_id for m in p.models if m.pricing is None or not priced(m.pricing))
         base = p.connection.api_base
         return cls(p.provider_id, p.enabled, doc.path, doc.index, order, models, aliases, base,
                    unpriced)  # fmt: skip
