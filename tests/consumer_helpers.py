@@ -31,7 +31,7 @@ apiVersion: gwconfig/v1
 kind: Consumer
 name: team-a
 description: Team A
-models: [main, ok-alias]
+models: [main, ok-alias, up/gpt-solo]
 limits: {rpm: 1000}
 budget: {usd: 5, period: day}
 tags: [a]
@@ -55,6 +55,7 @@ def documents(upstream: FakeLLMServer) -> list[dict[str, Any]]:
         "models": [
             {"model_id": "gpt-ok", "pricing": PRICES, "aliases": ["ok-alias"]},
             {"model_id": "gpt-no", "pricing": PRICES},
+            {"model_id": "gpt-solo", "pricing": PRICES},
         ],
     }  # fmt: skip
     gateway = {
@@ -68,7 +69,7 @@ def documents(upstream: FakeLLMServer) -> list[dict[str, Any]]:
 @dataclass
 class ConsumersGateway:
     """The served gateway, its database, manifests and tokens (``a``, ``b``, ``plain``,
-    ``read``)."""
+    ``read``, ``admin``)."""
 
     served: ServedApp
     url: str
@@ -124,6 +125,7 @@ def consumers_gateway(
         "b": make_token(db_url, "invoke", name="tok-b", consumer="team-b"),
         "plain": make_token(db_url, "invoke", name="plain"),
         "read": make_token(db_url, "read", name="reader"),
+        "admin": make_token(db_url, "admin", name="operator"),
     }
     module_server.reset()
     with serve_app(ServeSettings(database_url=db_url)) as served:

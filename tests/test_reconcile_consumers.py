@@ -13,6 +13,7 @@ from builders import gateway_doc, provider_doc, write_manifests
 from gwconfig.adopt.dump import DumpOptions, dump
 from gwconfig.adopt.writer import SecretOutput
 from gwconfig.manifests.front import compile_path
+from gwconfig.manifests.yamlparse.fast import parse_fast
 from gwconfig.reconcile import commands
 from reconcile_helpers import apply, plan, read_state_at, yes
 
@@ -115,6 +116,7 @@ def test_dump_writes_the_consumers_back(gw: str, tmp_path: Path) -> None:
     assert [d["name"] for d in docs] == ["team-a", "team-b"]
     assert docs[1]["budget"] == {"usd": 12.5, "period": "month"} and "limits" not in docs[1]
     assert text_.startswith("# yaml-language-server: $schema=../schemas/consumer.schema.json\n")
+    assert parse_fast(text_, "consumers.yaml") is not None  # what dump writes is fast to read
     assert compile_path(out).data["consumers"] == compile_path(root).data["consumers"]
     # secrets are env references of new names there: only the consumers are compared
     assert not [c for c in plan(out, gw).changes if c.entity == "consumer"]

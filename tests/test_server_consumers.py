@@ -57,7 +57,7 @@ def test_a_change_of_the_consumer_holds_after_the_reload(
     client = gw.openai("a")
     assert client.chat.completions.create(model="main", messages=HELLO).choices  # type: ignore[arg-type]
     (gw.root / "consumers.yaml").write_text(
-        TEAM_A.replace("[main, ok-alias]", "[other]") + "---\n" + TEAM_B
+        TEAM_A.replace("[main, ok-alias, up/gpt-solo]", "[other]") + "---\n" + TEAM_B
     )
     apply(gw.root, gw.url)
     gw.served_when(lambda config: config.consumers["team-a"].models == ("other",))
@@ -111,7 +111,7 @@ def test_spend_is_seen_in_the_cli_the_rest_api_and_the_metrics(
     lines = table.stdout.splitlines()
     assert lines[0].split() == ["NAME", "RPM", "TPM", "BUDGET", "PERIOD", "SPENT", "LEFT", "MODELS"]
     assert lines[1].split() == ["team-a", "1000", "-", "$5.0000", "day", "$0.0001", "$4.9999",
-                                "main,", "ok-alias"]  # fmt: skip
+                                "main,", "ok-alias,", "up/gpt-solo"]  # fmt: skip
     assert lines[2].split() == ["team-b", "2", "-", "-", "day", "$0.0000", "-", "up/*"]
 
     with gw.served.client(gw.tokens["read"]) as http:
@@ -159,7 +159,25 @@ def test_tokens_for_consumers_are_checked_and_listed(consumers_gateway: Consumer
     assert own.returncode != 0 and "inherits its models and limits" in own.stderr
     listed = gwconfig_in_process(["tokens", "list", "--format", "json"], gw.root, env)
     consumers = {t["name"]: t["consumer"] for t in json.loads(listed.stdout)}
-    assert consumers == {"tok-a": "team-a", "tok-b": "team-b", "plain": None, "reader": None}
+    assert consumers == {
+        "tok-a": "team-a", "tok-b": "team-b", "plain": None, "reader": None, "operator": None,
+    }  # fmt: skip
     table = gwconfig_in_process(["tokens", "list"], gw.root, env).stdout.splitlines()
     assert table[0].split()[-1] == "CONSUMER"
-    assert [line.split()[-1] for line in table[1:]] == ["-", "-", "team-a", "team-b"]
+    assert [line.split()[-1] for line in table[1:]] == ["-", "-", "-", "team-a", "team-b"]
+
+
+def test_a_rest_write_that_breaks_a_consumer_is_refused(
+    consumers_gateway: ConsumersGateway,
+) -> None:
+    gw = consumers_gateway
+    with gw.served.client(gw.tokens["admin"]) as http:
+        refused = http.delete("/api/v1/providers/up/models/gpt-solo")
+        assert refused.status_code == 422, refused.text
+        problem = refused.json()
+        assert "consumer 'team-a' names unknown model 'up/gpt-solo'" in problem["detail"]
+        assert [e["loc"] for e in problem["errors"]] == ["consumers.team-a.models.2"]
+        assert http.get("/api/v1/providers/up/models/gpt-solo").status_code == 200
+        # a write that leaves every consumer valid goes in
+        renamed = http.put("/api/v1/providers/up/models/gpt-solo", json={"display_name": "Solo"})
+        assert renamed.status_code == 200, renamed.text
