@@ -42,7 +42,7 @@ HELPERS = (
 )
 pytest.register_assert_rewrite(*HELPERS)
 #: The helper modules that define fixtures shared by several test modules.
-pytest_plugins = ["backoffice_helpers", "gateways", "reconcile_helpers"]
+pytest_plugins = ["backoffice_helpers", "consumer_helpers", "gateways", "reconcile_helpers"]
 
 ENGINES = ("sqlite", "postgres", "mysql")
 _ENV = {"postgres": "GWCONFIG_TEST_POSTGRES_URL", "mysql": "GWCONFIG_TEST_MYSQL_URL"}

@@ -136,8 +136,10 @@ def test_dump_sealed_round_trip(
     (out / "sealing.pub").write_text(write_public_key_text(pub))
     res = run("dump", "--database-url", a, "--out", str(out))
     assert res.exit_code == 0, res.output
-    assert "dumped 6 providers, 14 models, 7 API keys, 6 parameters, 5 routes" in res.stderr
-    assert "7 files written, 0 unchanged, 0 removed" in res.stderr
+    assert "dumped 6 providers, 14 models, 7 API keys, 6 parameters, 5 routes, 2 consumers" in (
+        res.stderr
+    )
+    assert "8 files written, 0 unchanged, 0 removed" in res.stderr
     assert canary not in everything(out, res)
     assert run("validate", str(out)).exit_code == 0
     # the dump describes database A exactly: no changes, secrets included (by fingerprint)
@@ -151,7 +153,7 @@ def test_dump_sealed_round_trip(
     # dumping B gives the same bytes: nothing rewritten
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     res4 = run("dump", "--database-url", b, "--out", str(out))
-    assert "0 files written, 7 unchanged, 0 removed" in res4.stderr, res4.output
+    assert "0 files written, 8 unchanged, 0 removed" in res4.stderr, res4.output
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert canary not in everything(out, res2, res3, res4)
 
@@ -300,8 +302,8 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 def test_dump_over_a_tree_it_would_cut_needs_force(tmp_path: Path, fernet_key: str) -> None:
     """The migration guide's commands, run in a repository: a dump of the ``local`` selection
-    would remove three manifests and four routes; without --force it lists them and writes
-    nothing, with --force it writes."""
+    would remove four manifests (the consumers' too: a selection leaves them out) and four
+    routes; without --force it lists them and writes nothing, with --force it writes."""
     shutil.copytree(REPO / "providers.d", tmp_path / "providers.d")
     env = {**os.environ, "GWCONFIG_DATABASE_URL": f"sqlite:///{tmp_path / 'gw.db'}"}
     env["GWCONFIG_ENCRYPTION_KEY"] = fernet_key
@@ -314,7 +316,7 @@ def test_dump_over_a_tree_it_would_cut_needs_force(tmp_path: Path, fernet_key: s
     res = run_gwconfig(["dump", "--secrets", "env"], cwd=tmp_path, env=env)
     assert res.returncode == 1, res.stderr
     assert "internal error" not in res.stderr
-    for name in ("anthropic.yaml", "azure-openai.yaml", "openai.yaml"):
+    for name in ("anthropic.yaml", "azure-openai.yaml", "consumers.yaml", "openai.yaml"):
         assert f"providers.d/{name} (removed)" in res.stderr
     assert (
         "providers.d/gateway.yaml: loses route chat, route chat-anthropic, route chat-cheap, "
@@ -332,5 +334,5 @@ def test_dump_over_a_tree_it_would_cut_needs_force(tmp_path: Path, fernet_key: s
     forced = run_gwconfig(["dump", "--secrets", "env", "--force"], cwd=tmp_path, env=env)
     assert forced.returncode == 0, forced.stderr
     assert "providers.d/openai.yaml (removed)" in forced.stderr
-    assert "3 removed in providers.d" in forced.stderr
+    assert "4 removed in providers.d" in forced.stderr
     assert not (tmp_path / "providers.d" / "openai.yaml").exists()

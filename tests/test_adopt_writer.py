@@ -100,8 +100,8 @@ def test_examples_round_trip_env(tmp_path: Path) -> None:
 def test_house_style(tmp_path: Path) -> None:
     files = render_manifests(examples(), {}, SecretOutput("env")).files
     assert sorted(files) == [
-        "anthropic.yaml", "azure-openai-eu.yaml", "gateway.yaml", "mock.yaml", "openai.yaml",
-        "vllm.yaml",
+        "anthropic.yaml", "azure-openai-eu.yaml", "consumers.yaml", "gateway.yaml", "mock.yaml",
+        "openai.yaml", "vllm.yaml",
     ]  # fmt: skip
     text = files["anthropic.yaml"].decode()
     assert text.startswith("# yaml-language-server: $schema=../schemas/provider.schema.json\n")

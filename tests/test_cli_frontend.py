@@ -92,7 +92,12 @@ def test_schema_out_and_check(isolated_cwd: Path) -> None:
     result = runner.invoke(cli, ["schema", "--out", "schemas"])
     assert result.exit_code == 0
     names = sorted(p.name for p in (isolated_cwd / "schemas").iterdir())
-    assert names == ["gateway.schema.json", "manifest.schema.json", "provider.schema.json"]
+    assert names == [
+        "consumer.schema.json",
+        "gateway.schema.json",
+        "manifest.schema.json",
+        "provider.schema.json",
+    ]
     assert runner.invoke(cli, ["schema", "--check", "schemas"]).exit_code == 0
     (isolated_cwd / "schemas" / "gateway.schema.json").write_text("{}")
     stale = runner.invoke(cli, ["schema", "--check", "schemas"])

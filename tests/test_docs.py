@@ -318,7 +318,7 @@ def test_a_wrong_example_is_caught(tmp_path: Path) -> None:
     problems = run_page(page, tmp_path)
     assert len(problems) == 4
     assert "page.md:2: $ gwconfig validate" in problems[0]
-    assert "ok: 6 files" in problems[0]  # the real output is shown
+    assert "ok: 7 files" in problems[0]  # the real output is shown
     assert "no such file or directory: nope" in problems[1]  # output the page does not show
     assert "exit code 1" in problems[2]  # a failure not followed by `echo $?`
     assert "No such option '--bogus'" in problems[3]  # exit code 2 shown, output not

@@ -51,6 +51,7 @@ EXAMPLES: dict[str, list[tuple[str | None, dict[str, Any]]]] = {
         ("a", {"model_id": "key:x@y"}),
     ],
     "route": [(None, {"name": n}) for n in ("smart", "a:b", "x.y-z_1")],
+    "consumer": [(None, {"name": n}) for n in ("team-search", "a.b", "x_1")],
     "default_route": [(None, {"default_route": "smart"})],
     "egress_policy": [(None, {"allow": ["*.corp.example", "10.0.0.0/8"]})],
 }
@@ -178,7 +179,7 @@ def _table_kinds() -> dict[str, entities.EntityKind]:
 
 def test_every_gateway_table_has_one_kind() -> None:
     assert set(_table_kinds()) == {"providers", "provider_models", "api_keys",
-                                    "connection_parameters", "routes"}  # fmt: skip
+                                    "connection_parameters", "routes", "consumers"}  # fmt: skip
     for table in _table_kinds():
         assert table in Base.metadata.tables
 
@@ -201,8 +202,12 @@ def test_phases_follow_the_foreign_keys() -> None:
 
 
 def test_apply_and_diff_orders_are_the_published_ones() -> None:
-    assert CREATE_ORDER == ("provider", "connection_parameter", "api_key", "model", "route")
-    assert DELETE_ORDER == ("route", "model", "api_key", "connection_parameter", "provider")
+    assert CREATE_ORDER == (
+        "provider", "connection_parameter", "api_key", "model", "route", "consumer",
+    )  # fmt: skip
+    assert DELETE_ORDER == (
+        "consumer", "route", "model", "api_key", "connection_parameter", "provider",
+    )  # fmt: skip
     before = copy.deepcopy(sample_config().data)
     plan = diff(before, {"format_version": 1, "providers": [], "gateway": {"routes": []}})
     phases = [entities.phase(c.entity, c.action) for c in plan.changes]

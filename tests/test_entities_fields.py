@@ -12,6 +12,7 @@ from gwconfig.db.rows import plain_columns
 from gwconfig.entities import (
     API_KEY,
     CONNECTION_PARAMETER,
+    CONSUMER,
     KINDS,
     MODEL,
     PROVIDER,
@@ -21,6 +22,7 @@ from gwconfig.entities import (
 from gwconfig.entities.fields import EMPTY, REQUIRED, Field
 from gwconfig.entities.records import (
     ApiKeyBody,
+    ConsumerBody,
     ModelBody,
     ParameterBody,
     ProviderBody,
@@ -35,6 +37,7 @@ RECORDS = [
     (ApiKeyBody, API_KEY),
     (ParameterBody, CONNECTION_PARAMETER),
     (RouteBody, ROUTE),
+    (ConsumerBody, CONSUMER),
 ]
 TABLE_KINDS = [k for k in KINDS.values() if k.table is not None]
 
@@ -57,7 +60,8 @@ def test_field_columns_are_table_columns() -> None:
 
 
 @pytest.mark.parametrize("select", [selects.MODELS, selects.PROVIDERS, selects.ROUTES,
-                                    selects.KEYS, selects.PARAMETERS])  # fmt: skip
+                                    selects.KEYS, selects.PARAMETERS,
+                                    selects.CONSUMERS])  # fmt: skip
 def test_selects_read_every_field(select: selects.Select) -> None:
     sql = select.sql("postgresql")
     for f in select.kind.specs:

@@ -61,6 +61,7 @@ def test_round_trip_matches_compiled_shape(db_url: str, fernet_key: str) -> None
         "api_keys": 2,
         "connection_parameters": 4,
         "routes": 2,
+        "consumers": 0,
     }
     with db.session() as session:
         state = read_state(session)

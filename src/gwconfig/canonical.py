@@ -34,7 +34,13 @@ without ``content_hash``)::
                                "targets": [{"provider_id", "model_id", "weight"}] (order kept),
                                "fallbacks": [str] (order kept)} ],  # sorted by name
                   "egress": {"allow": [str] (sorted, unique)}  # only when the Gateway sets one
-                 }
+                 },
+      "consumers": [            # sorted by name; only when a Consumer manifest declares one
+        {"name": str, "description": str|None, "models": [str] (order kept),
+         "limits": {"rpm": int, "tpm": int} (only those set),
+         "budget": {"usd": float, "period": "day"|"week"|"month"}|None,
+         "tags": [str] (sorted, unique)}
+      ]
     }
 
 The state reader (database -> ActualState) produces the same shape, with secret values

@@ -58,6 +58,7 @@ class DumpResult:
     parameters: int
     routes: int
     report: WriteReport
+    consumers: int = 0
     env_names: list[tuple[str, str]] = field(default_factory=list)
     #: files left in the output directory that define a dumped provider again
     warnings: list[str] = field(default_factory=list)
@@ -66,7 +67,8 @@ class DumpResult:
 def select_providers(
     data: Mapping[str, Any], targets: tuple[str, ...], tags: tuple[str, ...]
 ) -> dict[str, Any]:
-    """``data`` with only the chosen providers and, when choosing, no gateway (routes span all).
+    """``data`` with only the chosen providers and, when choosing, no gateway (routes span all)
+    and no consumers.
 
     An unknown ``--target`` or a ``--select-tag`` no provider has is a :class:`ConfigurationError`.
     """
@@ -89,11 +91,13 @@ def select_providers(
         raise ConfigurationError(
             f"--select-tag {', '.join(unmatched)}: no provider has this tag; nothing was written"
         )
-    return {
+    chosen_data = {
         **data,
         "providers": [p for p in providers if p["provider_id"] in chosen],
         "gateway": {"default_route": None, "routes": []},
     }
+    chosen_data.pop("consumers", None)
+    return chosen_data
 
 
 def _plaintexts(data: Mapping[str, Any], state: ActualState, url: str) -> dict[SecretScope, str]:
@@ -158,6 +162,7 @@ def dump(options: DumpOptions) -> DumpResult:
         parameters=sum(len(p["connection_parameters"]) for p in providers),
         routes=len(data["gateway"]["routes"]),
         report=report,
+        consumers=len(data.get("consumers") or ()),
         env_names=rendered.env_names,
         warnings=other_definitions(options.out_dir, rendered.files, ids),
     )

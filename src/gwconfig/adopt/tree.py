@@ -5,8 +5,8 @@ place, so an error leaves nothing behind. In an existing directory each changed 
 to a temporary file next to it and moved over the old one with ``os.replace`` (readers see the
 old or the new content, never a mix); files whose bytes are unchanged are not touched, so git
 shows exactly the lines that changed. Pruning removes only top-level ``*.yaml``/``*.yml`` files
-made of ``kind: Provider`` / ``kind: Gateway`` documents (what the writer produces) that were
-not produced this time: ``sealing.pub``, READMEs, templates and subdirectories are never
+made of ``kind: Provider`` / ``Gateway`` / ``Consumer`` documents (what the writer produces)
+that were not produced this time: ``sealing.pub``, READMEs, templates and subdirectories are never
 touched.
 
 Before anything is written, :func:`losses` lists what the write would lose: each file it would
@@ -32,7 +32,7 @@ from gwconfig.words import plural
 #: a file larger than this is never taken for one of ours (and never read whole to find out)
 MAX_PRUNE_BYTES = 256 * 1024 * 1024
 _KIND = re.compile(r"^kind:[ \t]*['\"]?([A-Za-z]+)['\"]?[ \t]*(?:#.*)?$", re.MULTILINE)
-_OURS = frozenset(["Provider", "Gateway"])
+_OURS = frozenset(["Provider", "Gateway", "Consumer"])
 
 
 class WriteError(GwconfigError):
@@ -113,6 +113,8 @@ def _contents(text: str, path: str) -> set[str]:
         kind = data.get("kind")
         if kind == "Provider":
             found.add(f"provider {data.get('provider_id')}")
+        elif kind == "Consumer":
+            found.add(f"consumer {data.get('name')}")
         elif kind == "Gateway":
             found.add("the gateway document")
             for route in data.get("routes") or ():

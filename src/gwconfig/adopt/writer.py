@@ -2,7 +2,8 @@
 
 :func:`render_manifests` turns a canonical configuration (:mod:`gwconfig.canonical`) and the
 plaintexts of its secrets into the files a person would have written: one ``kind: Provider``
-file per provider, named after it, and ``gateway.yaml`` when there are routes; block YAML in
+file per provider, named after it, ``gateway.yaml`` when there are routes and ``consumers.yaml``
+when there are consumers (:mod:`gwconfig.adopt.consumers_out`); block YAML in
 the order of the kinds' field specs (:mod:`gwconfig.entities.fields`), their defaults left out,
 strings quoted only where YAML needs it (:mod:`gwconfig.adopt.yamlout`). Secrets are written
 sealed to the repository's public key (stable sealing: the same value gives the same blob, see
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gwconfig.adopt import yamlout
+from gwconfig.adopt.consumers_out import CONSUMERS_FILE, consumers_file
 from gwconfig.adopt.tree import WriteReport, write_tree
 from gwconfig.canonical import DEFAULT_DEADLINE_SECONDS, DEFAULT_MAX_RESPONSE_BYTES
 from gwconfig.entities import API_KEY, MODEL, PROVIDER, ROUTE, SecretScope
@@ -112,8 +114,9 @@ def _stem(provider_id: str) -> str:
 
 
 def file_names(provider_ids: list[str]) -> dict[str, str]:
-    """provider_id -> its file name: the id itself when safe, never ``gateway.yaml``, unique."""
-    used = {GATEWAY_FILE.removesuffix(".yaml")}
+    """provider_id -> its file name: the id itself when safe, never ``gateway.yaml`` nor
+    ``consumers.yaml``, unique."""
+    used = {GATEWAY_FILE.removesuffix(".yaml"), CONSUMERS_FILE.removesuffix(".yaml")}
     names: dict[str, str] = {}
     for pid in sorted(provider_ids):
         stem = _stem(pid)
@@ -405,4 +408,6 @@ def render_manifests(
     gateway = data.get("gateway") or {}
     if gateway.get("routes") or gateway.get("default_route") is not None or "egress" in gateway:
         files[GATEWAY_FILE] = _gateway_document(gateway).encode("utf-8")
+    if data.get("consumers"):
+        files[CONSUMERS_FILE] = consumers_file(data["consumers"])
     return Rendered(files=files, env_names=refs.env_names)

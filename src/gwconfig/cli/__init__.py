@@ -39,6 +39,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "health": ("health", "health_cmd"),
     "serve": ("serving", "serve_cmd"),
     "tokens": ("serving", "tokens_group"),
+    "consumers": ("consumers", "consumers_cmd"),
     "import": ("migrate", "import_cmd"),
     "verify": ("migrate", "verify_cmd"),
 }

@@ -130,6 +130,7 @@ def dump_cmd(
         f"dumped {plural(result.providers, 'provider')}, {plural(result.models, 'model')}, "
         f"{plural(result.api_keys, 'API key')}, {plural(result.parameters, 'parameter')}, "
         f"{plural(result.routes, 'route')}"
+        + (f", {plural(result.consumers, 'consumer')}" if result.consumers else "")
         + (f" (secrets {'sealed' if output.mode == 'sealed' else 'as env references'})"),
         err=True,
     )

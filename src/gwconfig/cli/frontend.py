@@ -51,7 +51,8 @@ def validate_cmd(ctx: click.Context, path: Path, env: str | None, fmt: str) -> N
         else:
             click.echo(
                 f"ok: {plural(result.files, 'file')}, {plural(result.providers, 'provider')}, "
-                f"{plural(result.models, 'model')}, {plural(result.routes, 'route')}",
+                f"{plural(result.models, 'model')}, {plural(result.routes, 'route')}"
+                + (f", {plural(result.consumers, 'consumer')}" if result.consumers else ""),
                 err=fmt == "github",
             )
     if errors:

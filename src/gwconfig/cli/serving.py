@@ -189,6 +189,11 @@ def tokens_group() -> None:
     help="Allow only models/routes matching PATTERN (fnmatch; repeatable; default: all).",
 )
 @click.option("--rpm", type=int, help="Requests per minute allowed to this token.")
+@click.option(
+    "--consumer",
+    metavar="NAME",
+    help="The kind: Consumer the token belongs to: it inherits its models and limits.",
+)
 @database_url_option
 def create_cmd(
     name: str,
@@ -196,6 +201,7 @@ def create_cmd(
     expires_in: str | None,
     models: tuple[str, ...],
     rpm: int | None,
+    consumer: str | None,
     database_url: str | None,
 ) -> None:
     """Create token NAME and print it, alone, on standard output (it is shown only once)."""
@@ -206,12 +212,14 @@ def create_cmd(
     db = open_database(database_url)
     try:
         token, record = create_token(
-            db, name, scope, expires_in=lifetime, models=models or None, rpm=rpm
-        )
+            db, name, scope, expires_in=lifetime, models=models or None, rpm=rpm,
+            consumer=consumer,
+        )  # fmt: skip
     finally:
         db.dispose()
     click.echo(token)
     until = f", expires {record.expires_at:%Y-%m-%dT%H:%MZ}" if record.expires_at else ""
+    until += f", consumer {record.consumer}" if record.consumer else ""
     click.echo(
         f"token {name!r} (scope {scope}{until}) created; it is not shown again: store it in "
         "your secret manager",
@@ -242,11 +250,14 @@ def list_cmd(fmt: str, database_url: str | None) -> None:
     def when(value: object) -> str:
         return f"{value:%Y-%m-%d %H:%M}" if value is not None else "-"
 
-    click.echo(f"{'NAME':<24} {'SCOPE':<8} {'STATUS':<8} {'CREATED':<16} {'EXPIRES':<16} LAST USED")
+    click.echo(
+        f"{'NAME':<24} {'SCOPE':<8} {'STATUS':<8} {'CREATED':<16} {'EXPIRES':<16} "
+        f"{'LAST USED':<16} CONSUMER"
+    )
     for r in records:
         click.echo(
             f"{r.name:<24} {r.scope:<8} {r.status():<8} {when(r.created_at):<16} "
-            f"{when(r.expires_at):<16} {when(r.last_used_at)}"
+            f"{when(r.expires_at):<16} {when(r.last_used_at):<16} {r.consumer or '-'}"
         )
 
 

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     String,
     Text,
     TypeDecorator,
@@ -267,6 +268,19 @@ class Route(Base):
     is_default: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
 
+class Consumer(Base):
+    """A ``kind: Consumer``: the models it may call, its limits and its budget (0009)."""
+
+    __tablename__ = "consumers"
+
+    name: Mapped[str] = mapped_column(ident_type(col.IDENT), primary_key=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    models: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    limits: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    budget: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON, nullable=True)
+    tags: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+
+
 class ConfigRevision(Base):
     """One applied configuration: content hash, compiled snapshot (no secrets), who, when."""
 
@@ -310,6 +324,7 @@ class UsageRecord(Base):
     __table_args__ = (
         Index(None, "created_at"),
         Index(None, "provider_id", "model_id"),
+        Index(None, "consumer", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -327,6 +342,10 @@ class UsageRecord(Base):
     prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: the ``gwconfig serve`` API token the request came with (None: in-process callers)
     token_name: Mapped[str | None] = mapped_column(String(col.IDENT), nullable=True)
+    #: the consumer of that token (None: a token without one, or in-process callers)
+    consumer: Mapped[str | None] = mapped_column(String(col.IDENT), nullable=True)
+    #: what the request cost in USD by the model's manifest pricing (None: not priced)
+    cost_usd: Mapped[float | None] = mapped_column(Numeric(18, 9, asdecimal=False), nullable=True)
 
 
 class ApiToken(Base):
@@ -346,6 +365,8 @@ class ApiToken(Base):
     #: allowed model/route patterns (JSON list as text); NULL allows every model
     models: Mapped[str | None] = mapped_column(Text, nullable=True)
     rate_limit_rpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: the ``kind: Consumer`` whose models and limits the token inherits (NULL: its own)
+    consumer: Mapped[str | None] = mapped_column(String(col.IDENT), nullable=True)
 
 
 class ConfigGeneration(Base):
@@ -368,4 +389,6 @@ class GatewaySetting(Base):
     value: Mapped[Any] = mapped_column(JSON, nullable=False)
 
 
-GATEWAY_TABLES = ("providers", "provider_models", "api_keys", "connection_parameters", "routes")
+GATEWAY_TABLES = (
+    "providers", "provider_models", "api_keys", "connection_parameters", "routes", "consumers",
+)  # fmt: skip

@@ -27,6 +27,7 @@ from gwconfig.db.notify import announce
 from gwconfig.entities import (
     API_KEY,
     CONNECTION_PARAMETER,
+    CONSUMER,
     MODEL,
     PROVIDER,
     ROUTE,
@@ -58,7 +59,7 @@ _COPIES: dict[str, Callable[[Any], Any]] = {
 #: kind -> ``(field, column, copy or None)`` of each field that is not a secret
 _PLAIN: dict[EntityKind, tuple[tuple[str, str, Callable[[Any], Any] | None], ...]] = {
     kind: tuple((f.name, f.column, _COPIES.get(f.store)) for f in kind.specs if not f.secret)
-    for kind in (PROVIDER, MODEL, API_KEY, CONNECTION_PARAMETER, ROUTE)
+    for kind in (PROVIDER, MODEL, API_KEY, CONNECTION_PARAMETER, ROUTE, CONSUMER)
 }
 
 
@@ -189,6 +190,7 @@ def insert_config(
             )
             params.append(parameter_row(pid, prm, keys, value, origin))
     routes = route_rows(data.get("gateway", {}))
+    consumers = [plain_columns(CONSUMER, c) for c in data.get("consumers", ())]
     now = utcnow()
     counts: dict[str, int] = {}
     for kind, rows in (
@@ -197,6 +199,7 @@ def insert_config(
         (API_KEY, api_keys),
         (CONNECTION_PARAMETER, params),
         (ROUTE, routes),
+        (CONSUMER, consumers),
     ):
         table = kind.table or ""
         constants = {c: now for c in (*kind.stamped_on_create, *kind.stamped_on_write)}

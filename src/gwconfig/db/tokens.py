@@ -20,7 +20,7 @@ import orjson
 from sqlalchemy import select, update
 
 from gwconfig.db import columns as col
-from gwconfig.db.models import ApiToken, utcnow
+from gwconfig.db.models import ApiToken, Consumer, utcnow
 from gwconfig.db.session import Database, translate_errors
 from gwconfig.errors import NotFoundError, ValidationFailed
 
@@ -84,6 +84,8 @@ class TokenRecord:
     last_used_at: datetime | None
     models: tuple[str, ...] | None
     rpm: int | None
+    #: the ``kind: Consumer`` whose models and limits the token inherits (None: its own)
+    consumer: str | None = None
 
     def status(self, now: datetime | None = None) -> str:
         """``active``, ``revoked`` or ``expired`` at ``now`` (default: the current time)."""
@@ -109,6 +111,7 @@ class TokenRecord:
             "last_used_at": iso(self.last_used_at),
             "models": list(self.models) if self.models is not None else None,
             "rpm": self.rpm,
+            "consumer": self.consumer,
         }
 
 
@@ -123,6 +126,7 @@ def _record(row: ApiToken) -> TokenRecord:
         last_used_at=row.last_used_at,
         models=tuple(models) if models is not None else None,
         rpm=row.rate_limit_rpm,
+        consumer=row.consumer,
     )
 
 
@@ -148,6 +152,17 @@ def check_token_options(
         raise ValidationFailed(f"--rpm must be between 1 and {MAX_RPM}")
 
 
+def _check_consumer_options(consumer: str, models: tuple[str, ...] | None, rpm: int | None) -> None:
+    """Raise :class:`ValidationFailed` for a malformed consumer name, or own models or rate."""
+    if not consumer or len(consumer) > col.IDENT or NAME_PATTERN.fullmatch(consumer) is None:
+        raise ValidationFailed(f"--consumer: invalid consumer name {consumer[:80]!r}")
+    if models is not None or rpm is not None:
+        raise ValidationFailed(
+            "a token for a consumer inherits its models and limits: leave out --model and --rpm",
+            hint="change the consumer's manifest instead",
+        )
+
+
 def create_token(
     db: Database,
     name: str,
@@ -156,9 +171,16 @@ def create_token(
     expires_in: timedelta | None = None,
     models: tuple[str, ...] | None = None,
     rpm: int | None = None,
+    consumer: str | None = None,
 ) -> tuple[str, TokenRecord]:
-    """Store a new token named ``name``; return ``(token, record)``. The token is not stored."""
+    """Store a new token named ``name``; return ``(token, record)``. The token is not stored.
+
+    A token for a ``consumer`` (one ``apply`` wrote) inherits its models and limits: it takes
+    neither ``models`` nor ``rpm`` of its own.
+    """
     check_token_options(name, scope, models, rpm)
+    if consumer is not None:
+        _check_consumer_options(consumer, models, rpm)
     token = new_token()
     now = _now()
     row = ApiToken(
@@ -169,8 +191,17 @@ def create_token(
         expires_at=now + expires_in if expires_in is not None else None,
         models=orjson.dumps(list(models)).decode() if models is not None else None,
         rate_limit_rpm=rpm,
+        consumer=consumer,
     )
     with translate_errors(db.url, "storing a token in"), db.transaction() as session:
+        if consumer is not None and session.get(Consumer, consumer) is None:
+            known = session.scalars(select(Consumer.name).order_by(Consumer.name).limit(5)).all()
+            raise ValidationFailed(
+                f"--consumer: no consumer named {consumer!r} in the gateway database",
+                hint=f"known consumers: {', '.join(known)}"
+                if known
+                else "declare it in a 'kind: Consumer' manifest and run 'gwconfig apply'",
+            )
         # a concurrent create of the same name loses on the unique index (a DatabaseError)
         if session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
             raise ValidationFailed(

@@ -7,4 +7,4 @@ VERSION_TABLE = "gwconfig_alembic_version"
 #: The newest migration shipped in ``migrations/versions`` (a test keeps it equal to Alembic's
 #: head). Opening a database at this revision is one plain SELECT; Alembic is imported only
 #: when the revision differs (to upgrade, or to explain why not).
-HEAD_REVISION = "0008"
+HEAD_REVISION = "0009"

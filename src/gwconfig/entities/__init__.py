@@ -26,6 +26,8 @@ Keys:
 * ``api_key``              ``provider_id/key:NAME@ENV``
 * ``model``                ``provider_id/model_id``
 * ``route``                ``route:NAME``
+* ``consumer``             ``consumer:NAME`` (a ``kind: Consumer`` manifest, top-level
+  ``consumers`` of the canonical form, present only when there is one)
 * ``default_route``        ``gateway:default_route``
 * ``egress_policy``        ``gateway:egress`` (the ``Gateway`` manifest's ``egress``, stored in
   ``gateway_settings``; present in the canonical form only when set)
@@ -40,6 +42,7 @@ from typing import Any, Literal, NamedTuple
 from gwconfig.entities.fields import (
     API_KEY_FIELDS,
     CONNECTION_PARAMETER_FIELDS,
+    CONSUMER_FIELDS,
     DEFAULT_ROUTE_FIELDS,
     EGRESS_POLICY_FIELDS,
     MODEL_FIELDS,
@@ -55,6 +58,7 @@ EntityType = Literal[
     "api_key",
     "model",
     "route",
+    "consumer",
     "default_route",
     "egress_policy",
 ]
@@ -62,6 +66,7 @@ MASK = "(sensitive)"
 DEFAULT_ROUTE_KEY = "gateway:default_route"
 EGRESS_POLICY_KEY = "gateway:egress"
 ROUTE_PREFIX = "route:"
+CONSUMER_PREFIX = "consumer:"
 
 
 #: A secret's scope in the form sealed values are bound to: ``(pid, name, env)``, the name
@@ -158,6 +163,15 @@ def _model_key(pid: str | None, body: Mapping[str, Any]) -> str:
 
 def _route_key(pid: str | None, body: Mapping[str, Any]) -> str:
     return f"{ROUTE_PREFIX}{body['name']}"
+
+
+def consumer_key(name: str) -> str:
+    """``consumer:NAME``."""
+    return CONSUMER_PREFIX + name
+
+
+def _consumer_key(pid: str | None, body: Mapping[str, Any]) -> str:
+    return f"{CONSUMER_PREFIX}{body['name']}"
 
 
 def _default_route_key(pid: str | None, body: Mapping[str, Any]) -> str:
@@ -273,6 +287,13 @@ ROUTE = EntityKind(
     ROUTE_FIELDS, create_phase=6, delete_phase=0, table="routes", identity=(("name", "name"),),
     shown=lambda key: key.removeprefix(ROUTE_PREFIX),
 )  # fmt: skip
+#: a ``kind: Consumer``: who may call which models, with which limits and budget
+CONSUMER = EntityKind(
+    "consumer", "consumer", _consumer_key,
+    lambda key: (None, (key.removeprefix(CONSUMER_PREFIX),)), CONSUMER_FIELDS, create_phase=6,
+    delete_phase=0, table="consumers", identity=(("name", "name"),),
+    shown=lambda key: key.removeprefix(CONSUMER_PREFIX),
+)  # fmt: skip
 #: the gateway's default route: a flag on the ``routes`` rows, never created nor deleted
 DEFAULT_ROUTE = EntityKind(
     "default_route", "default route", _default_route_key, lambda key: (None, ()),
@@ -288,8 +309,11 @@ EGRESS_POLICY = EntityKind(
 #: every kind, parents before children (the order of creates within a phase)
 KINDS: dict[str, EntityKind] = {
     k.name: k
-    for k in (PROVIDER, CONNECTION_PARAMETER, API_KEY, MODEL, ROUTE, DEFAULT_ROUTE, EGRESS_POLICY)
-}
+    for k in (
+        PROVIDER, CONNECTION_PARAMETER, API_KEY, MODEL, ROUTE, CONSUMER, DEFAULT_ROUTE,
+        EGRESS_POLICY,
+    )
+}  # fmt: skip
 ENTITY_TYPES: tuple[str, ...] = tuple(KINDS)
 #: kinds that are children of a provider, and the canonical provider's lists of them
 CHILD_KINDS: tuple[EntityKind, ...] = tuple(k for k in KINDS.values() if k.parent)

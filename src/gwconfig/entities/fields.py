@@ -134,6 +134,16 @@ ROUTE_FIELDS = (
     Field("targets", "records"),
     Field("fallbacks", "list", default=EMPTY),
 )
+#: a ``kind: Consumer``: ``limits`` holds the limits set (``rpm``, ``tpm``), ``budget`` is
+#: ``{"usd", "period"}`` or None
+CONSUMER_FIELDS = (
+    Field("name"),
+    Field("description", default=None),
+    Field("models", "list"),
+    Field("limits", "object", default=EMPTY),
+    Field("budget", "object", default=None, nullable=True),
+    Field("tags", "list", default=EMPTY),
+)
 DEFAULT_ROUTE_FIELDS = (Field("default_route", default=None),)
 EGRESS_POLICY_FIELDS = (Field("allow", "list"),)
 

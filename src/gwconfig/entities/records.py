@@ -20,6 +20,7 @@ from gwconfig.canonical import format_timestamp
 from gwconfig.entities.fields import (
     API_KEY_FIELDS,
     CONNECTION_PARAMETER_FIELDS,
+    CONSUMER_FIELDS,
     MODEL_FIELDS,
     PROVIDER_FIELDS,
     ROUTE_FIELDS,
@@ -151,12 +152,28 @@ class RouteBody(NamedTuple):
         return _ROUTE(self)
 
 
+class ConsumerBody(NamedTuple):
+    """The canonical consumer (``kind: Consumer``)."""
+
+    name: str
+    description: str | None
+    models: list[str]
+    limits: dict[str, Any]
+    budget: dict[str, Any] | None
+    tags: list[str]
+
+    def body(self) -> dict[str, Any]:
+        """The canonical dict."""
+        return _CONSUMER(self)
+
+
 _RECORDS: tuple[tuple[type[tuple[Any, ...]], tuple[Field, ...]], ...] = (
     (ProviderBody, PROVIDER_FIELDS),
     (ModelBody, MODEL_FIELDS),
     (ApiKeyBody, API_KEY_FIELDS),
     (ParameterBody, CONNECTION_PARAMETER_FIELDS),
     (RouteBody, ROUTE_FIELDS),
+    (ConsumerBody, CONSUMER_FIELDS),
 )
 for _record, _fields in _RECORDS:
     if getattr(_record, "_fields", None) != names(_fields):
@@ -167,3 +184,4 @@ _MODEL = body_builder(MODEL_FIELDS)
 _API_KEY = body_builder(API_KEY_FIELDS)
 _PARAMETER = body_builder(CONNECTION_PARAMETER_FIELDS)
 _ROUTE = body_builder(ROUTE_FIELDS)
+_CONSUMER = body_builder(CONSUMER_FIELDS)

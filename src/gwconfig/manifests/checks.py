@@ -10,6 +10,8 @@ from typing import Any
 from gwconfig.entities import SecretScope, model_key, route_key
 from gwconfig.errors import Diagnostic
 from gwconfig.manifests.compile import SourceRef
+from gwconfig.manifests.consumer import ConsumerManifest
+from gwconfig.manifests.consumer_checks import consumer_checks
 from gwconfig.manifests.diagnostics import clip, did_you_mean, quoted
 from gwconfig.manifests.documents import RawDocument
 from gwconfig.manifests.egress import EgressPolicy, api_base_refusal
@@ -19,6 +21,7 @@ from gwconfig.manifests.model import (
     GatewayManifest,
     ProviderManifest,
 )
+from gwconfig.pricing import priced
 from gwconfig.secrets.names import header_param, sensitive_header
 
 
@@ -201,6 +204,8 @@ class ProviderInfo:
     models: dict[str, bool]
     aliases: list[tuple[str, int, str]]
     api_base: str | None = None
+    #: ids of the models without a USD price for input and output tokens
+    unpriced: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, p: ProviderManifest, doc: RawDocument, order: int) -> ProviderInfo:
@@ -211,8 +216,10 @@ class ProviderInfo:
             models.setdefault(m.model_id, m.enabled)
             if m.aliases:
                 aliases.extend((a, i, m.model_id) for a in m.aliases)
-        api_base = p.connection.api_base
-        return cls(p.provider_id, p.enabled, doc.path, doc.index, order, models, aliases, api_base)
+        unpriced = tuple(m.model_id for m in p.models if m.pricing is None or not priced(m.pricing))
+        base = p.connection.api_base
+        return cls(p.provider_id, p.enabled, doc.path, doc.index, order, models, aliases, base,
+                   unpriced)  # fmt: skip
 
 
 #: Finds a document again (path shown, document index) when a cross-check must point into it.
@@ -231,8 +238,9 @@ def cross_checks(
     gateways: list[tuple[GatewayManifest, RawDocument]],
     invalid_provider_ids: set[str],
     locate: Locator,
+    consumers: list[tuple[ConsumerManifest, RawDocument]] | None = None,
 ) -> list[Diagnostic]:
-    """Checks across documents: unique provider ids and aliases, then the Gateway's routes."""
+    """Checks across documents: unique provider ids and aliases, routes, then consumers."""
     out: list[Diagnostic] = []
     first_seen: dict[str, ProviderInfo] = {}
     aliases: dict[str, str] = {}
@@ -272,6 +280,10 @@ def cross_checks(
             aliases.setdefault(alias, owner)
     out.extend(_check_gateway(gateways, providers, set(aliases), invalid_provider_ids))
     out.extend(_check_egress(gateways, providers, locate))
+    if consumers:
+        gateway = gateways[0][0] if gateways else None
+        complete = not invalid_provider_ids
+        out.extend(consumer_checks(consumers, providers, aliases, gateway, complete))
     return out
 
 

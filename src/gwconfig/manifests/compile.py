@@ -16,7 +16,15 @@ from gwconfig.canonical import (
     content_hash,
     pretty_json,
 )
-from gwconfig.entities.records import ApiKeyBody, ModelBody, ParameterBody, ProviderBody, RouteBody
+from gwconfig.entities.records import (
+    ApiKeyBody,
+    ConsumerBody,
+    ModelBody,
+    ParameterBody,
+    ProviderBody,
+    RouteBody,
+)
+from gwconfig.manifests.consumer import ConsumerManifest
 from gwconfig.manifests.model import (
     ApiKeySpec,
     ConnectionParameterSpec,
@@ -45,7 +53,7 @@ class CompiledConfig:
 
     ``sources`` maps entity keys (``provider_id``, ``provider_id/model_id``,
     ``provider_id/key:name@environment``, ``provider_id/param:name@environment``,
-    ``route:name``) to where they were declared; it never affects the hash.
+    ``route:name``, ``consumer:name``) to where they were declared; it never affects the hash.
     """
 
     data: Mapping[str, Any]
@@ -172,19 +180,35 @@ def canonical_route(r: Route) -> dict[str, Any]:
     ).body()
 
 
+def canonical_consumer(c: ConsumerManifest) -> dict[str, Any]:
+    """The canonical dict of one consumer (``limits`` holds only the limits set)."""
+    limits = {k: v for k, v in (("rpm", c.limits.rpm), ("tpm", c.limits.tpm)) if v is not None}
+    budget = c.budget
+    return ConsumerBody(
+        name=c.name,
+        description=c.description,
+        models=list(c.models),
+        limits=limits,
+        budget={"usd": budget.usd, "period": budget.period} if budget is not None else None,
+        tags=sorted(set(c.tags)),
+    ).body()
+
+
 def build_config(
     providers: Iterable[ProviderManifest],
     gateway: GatewayManifest | None,
     sources: Mapping[str, SourceRef] | None = None,
+    consumers: Iterable[ConsumerManifest] = (),
 ) -> CompiledConfig:
     """Assemble validated manifests into a :class:`CompiledConfig` (no cross-checks here)."""
-    return assemble_config((canonical_provider(p) for p in providers), gateway, sources)
+    return assemble_config((canonical_provider(p) for p in providers), gateway, sources, consumers)
 
 
 def assemble_config(
     providers: Iterable[dict[str, Any]],
     gateway: GatewayManifest | None,
     sources: Mapping[str, SourceRef] | None = None,
+    consumers: Iterable[ConsumerManifest] = (),
 ) -> CompiledConfig:
     """Like :func:`build_config`, from providers already in canonical form (any order)."""
     data: dict[str, Any] = {
@@ -200,4 +224,7 @@ def assemble_config(
     }
     if gateway is not None and gateway.egress is not None:  # only when set: hashes stay
         data["gateway"]["egress"] = {"allow": sorted(set(gateway.egress.allow))}
+    listed = sorted((canonical_consumer(c) for c in consumers), key=lambda d: d["name"])
+    if listed:  # only when there are consumers: configurations without keep their hash
+        data["consumers"] = listed
     return CompiledConfig(data=data, content_hash=content_hash(data), sources=dict(sources or {}))

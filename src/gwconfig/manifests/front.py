@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gwconfig.entities import consumer_key
 from gwconfig.errors import Diagnostic, ManifestError
 from gwconfig.manifests.checks import add_sources, gateway_sources
 from gwconfig.manifests.compile import CompiledConfig, SourceRef, assemble_config
@@ -27,6 +28,7 @@ class CompileResult:
     providers: int = 0
     models: int = 0
     routes: int = 0
+    consumers: int = 0
 
     @property
     def ok(self) -> bool:
@@ -41,8 +43,11 @@ def _build(front: FrontResult) -> CompiledConfig:
     gateway = front.gateways[0] if front.gateways else None
     if gateway is not None:
         gateway_sources(gateway[0], gateway[1], sources)
+    for c, doc in front.consumers:
+        sources.setdefault(consumer_key(c.name), SourceRef(doc.path, doc.template_line(doc.line)))
     providers = [canonical for _, _, _, canonical, _ in front.compiled]
-    return assemble_config(providers, gateway[0] if gateway else None, sources)
+    consumers = [c for c, _ in front.consumers]
+    return assemble_config(providers, gateway[0] if gateway else None, sources, consumers)
 
 
 def _result(front: FrontResult, config: CompiledConfig | None) -> CompileResult:
@@ -54,6 +59,7 @@ def _result(front: FrontResult, config: CompiledConfig | None) -> CompileResult:
         providers=len(front.infos),
         models=sum(len(i.models) for i in front.infos),
         routes=sum(len(g.routes) for g, _ in front.gateways[:1]),
+        consumers=len({c.name for c, _ in front.consumers}),
     )
 
 
@@ -139,5 +145,6 @@ def validate_run(path: str | Path = "providers.d", *, env: str | None = None) ->
     extra = _sealed_diagnostics(full.config, Path(path))
     diags = sorted(set(full.diagnostics) | set(extra))
     return CompileResult(
-        None, diags, full.files, full.documents, full.providers, full.models, full.routes
-    )
+        None, diags, full.files, full.documents, full.providers, full.models, full.routes,
+        full.consumers,
+    )  # fmt: skip

@@ -22,8 +22,11 @@ from gwconfig.manifests.checks import ProviderInfo, cross_checks, provider_check
 from gwconfig.manifests.documents import Positions, RawDocument
 from gwconfig.manifests.limits import DEPTH_MESSAGE, too_deep
 from gwconfig.manifests.validation import validate_documents
+from gwconfig.pricing import priced
 
 GATEWAY = "gateway"
+#: the label of a consumer's document (``consumer:NAME``)
+CONSUMER_PREFIX = "consumer:"
 Loc = tuple[str | int, ...]
 
 
@@ -72,6 +75,7 @@ def check_providers(
     others: Sequence[ProviderInfo] = (),
     gateway: dict[str, Any] | None = None,
     deleted: Collection[str] = (),
+    consumers: Sequence[dict[str, Any]] = (),
 ) -> list[Problem]:
     """The errors ``validate`` finds in the Provider documents ``docs`` (labelled by provider
     id), in the context of the rest of the configuration: ``others`` (the other providers,
@@ -111,12 +115,17 @@ def check_providers(
         gw = Located(GATEWAY, gateway)
         located[GATEWAY] = gw
         gateways = validate_documents([gw.doc]).gateways
+    kept = []
+    for data in consumers:  # labelled consumer:NAME; a write that breaks one is refused
+        mem = Located(CONSUMER_PREFIX + str(data.get("name")), data)
+        located[mem.doc.path] = mem
+        kept += validate_documents([mem.doc]).consumers
     empty = RawDocument("", 0, {}, 1, 1)
 
     def locate(path: str, _index: int) -> RawDocument:
         return located[path].doc if path in located else empty
 
-    for d in cross_checks(infos, gateways, invalid, locate):
+    for d in cross_checks(infos, gateways, invalid, locate, kept):
         if d.severity != "error" or d.path not in located:
             continue
         problem = located[d.path].problem(d)
@@ -142,4 +151,7 @@ def provider_info(canon: Mapping[str, Any], order: int = 0) -> ProviderInfo:
     for i, m in enumerate(canon["models"]):
         models.setdefault(m["model_id"], bool(m["enabled"]))
         aliases.extend((a, i, m["model_id"]) for a in m["aliases"] or ())
-    return ProviderInfo(canon["provider_id"], bool(canon["enabled"]), "", 0, order, models, aliases)
+    unpriced = tuple(m["model_id"] for m in canon["models"] if not priced(m))
+    return ProviderInfo(
+        canon["provider_id"], bool(canon["enabled"]), "", 0, order, models, aliases, None, unpriced
+    )

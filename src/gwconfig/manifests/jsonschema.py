@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import Field, TypeAdapter
 
 from gwconfig.canonical import pretty_json
+from gwconfig.manifests.consumer import ConsumerManifest
 from gwconfig.manifests.model import API_VERSION, GatewayManifest, ProviderManifest
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -26,8 +27,11 @@ def json_schemas() -> dict[str, bytes]:
     """File name -> JSON Schema bytes, for each kind and for any manifest document."""
     provider = ProviderManifest.model_json_schema()
     gateway = GatewayManifest.model_json_schema()
+    consumer = ConsumerManifest.model_json_schema()
     any_doc = TypeAdapter(
-        Annotated[ProviderManifest | GatewayManifest, Field(discriminator="kind")]
+        Annotated[
+            ProviderManifest | GatewayManifest | ConsumerManifest, Field(discriminator="kind")
+        ]
     ).json_schema()
     out = {
         "provider.schema.json": _finish(
@@ -35,6 +39,9 @@ def json_schemas() -> dict[str, bytes]:
         ),
         "gateway.schema.json": _finish(
             gateway, "gateway.schema.json", f"gwconfig {API_VERSION} Gateway manifest"
+        ),
+        "consumer.schema.json": _finish(
+            consumer, "consumer.schema.json", f"gwconfig {API_VERSION} Consumer manifest"
         ),
         "manifest.schema.json": _finish(
             any_doc, "manifest.schema.json", f"gwconfig {API_VERSION} manifest (any kind)"

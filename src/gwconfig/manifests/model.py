@@ -1,9 +1,11 @@
 """Manifest schema, apiVersion ``gwconfig/v1`` (pydantic v2, frozen, ``extra="forbid"``).
 
-Two kinds of document live in ``providers.d/``:
+Three kinds of document live in ``providers.d/``:
 
 * ``kind: Provider`` -- one LLM provider with its connection, request settings, API keys and models.
 * ``kind: Gateway`` -- at most one: named routes with ordered fallback targets and a default route.
+* ``kind: Consumer`` -- a team or service, its models, limits and budget
+  (:mod:`gwconfig.manifests.consumer`); :mod:`gwconfig.manifests.kinds` maps each kind to its model.
 
 Field descriptions feed the generated JSON Schemas in ``schemas/``. Secret values are only ever
 references (:class:`SecretRef`): ``{env: NAME}``, ``{file: PATH}`` or ``{sealed: "gwseal:v1:..."}``.
@@ -436,11 +438,3 @@ class GatewayManifest(_Strict):
         default=None,
         description="Egress policy: when set, every provider's api_base must name an allowed host.",
     )
-
-
-Manifest = ProviderManifest | GatewayManifest
-
-KINDS: dict[str, type[ProviderManifest] | type[GatewayManifest]] = {
-    "Provider": ProviderManifest,
-    "Gateway": GatewayManifest,
-}

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gwconfig.errors import Diagnostic
 from gwconfig.manifests.checks import (
@@ -25,6 +25,7 @@ from gwconfig.manifests.checks import (
     provider_source_lines,
 )
 from gwconfig.manifests.compile import canonical_provider
+from gwconfig.manifests.consumer import ConsumerManifest
 from gwconfig.manifests.documents import RawDocument
 from gwconfig.manifests.files import plan_files, read_file
 from gwconfig.manifests.limits import DEFAULT_MAX_FILE_SIZE
@@ -36,6 +37,8 @@ from gwconfig.perf.gcpause import gc_paused
 
 #: Inputs smaller than this are not worth a second process.
 PARALLEL_MIN_BYTES = 400_000
+
+_Doc = TypeVar("_Doc", GatewayManifest, ConsumerManifest)
 
 #: A provider compiled by per-file work: (file order, document index, path, canonical
 #: provider, where its entities were declared).
@@ -51,6 +54,7 @@ class Partial:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     infos: list[ProviderInfo] = field(default_factory=list)
     gateway_refs: list[tuple[int, str, int]] = field(default_factory=list)
+    consumer_refs: list[tuple[int, str, int]] = field(default_factory=list)
     invalid_provider_ids: set[str] = field(default_factory=set)
     has_sealed: bool = False
     #: When compiling: (file order, document index, path, canonical provider, source lines).
@@ -60,6 +64,7 @@ class Partial:
     # Only in the process that did the work:
     providers: list[tuple[ProviderManifest, RawDocument]] = field(default_factory=list)
     gateways: list[tuple[GatewayManifest, RawDocument]] = field(default_factory=list)
+    consumers: list[tuple[ConsumerManifest, RawDocument]] = field(default_factory=list)
     docs: dict[str, list[RawDocument]] = field(default_factory=dict)
 
     def portable(self) -> Partial:
@@ -70,6 +75,7 @@ class Partial:
             self.diagnostics,
             self.infos,
             self.gateway_refs,
+            self.consumer_refs,
             self.invalid_provider_ids,
             self.has_sealed,
             self.compiled,
@@ -88,6 +94,8 @@ class FrontResult:
     providers: list[tuple[ProviderManifest, RawDocument]]
     gateways: list[tuple[GatewayManifest, RawDocument]]
     has_sealed: bool
+    #: every valid Consumer document, in file and document order
+    consumers: list[tuple[ConsumerManifest, RawDocument]] = field(default_factory=list)
     #: When compiling: every valid provider in canonical form, in file and document order.
     compiled: list[Compiled] = field(default_factory=list)
 
@@ -153,6 +161,9 @@ def process(
         for g, doc in validated.gateways:
             part.gateway_refs.append((order, shown, doc.index))
             part.gateways.append((g, doc))
+        for c, doc in validated.consumers:
+            part.consumer_refs.append((order, shown, doc.index))
+            part.consumers.append((c, doc))
     return part
 
 
@@ -307,15 +318,16 @@ def _run_front(
             local_docs[shown] = read_file(shown_to_path[shown], shown, **kwargs).docs
         return next(d for d in local_docs[shown] if d.index == index)
 
-    gateways = _gateways(parts, locate)
+    gateways = _found(parts, locate, GatewayManifest, "gateway")
+    consumers = _found(parts, locate, ConsumerManifest, "consumer")
     infos = [info for part in parts for info in part.infos]
     invalid = set().union(*(part.invalid_provider_ids for part in parts))
     for part in parts:
         diags.extend(part.diagnostics)
     incomplete = sorted({*plan.unread, *(f for part in parts for f in part.incomplete)})
     if not incomplete:
-        diags.extend(cross_checks(infos, gateways, invalid, locate))
-    elif infos or gateways:
+        diags.extend(cross_checks(infos, gateways, invalid, locate, consumers))
+    elif infos or gateways or consumers:
         # What a file that was not read declares is missing: checking across files now
         # would blame the others for it (a route to a provider of a file with a typo).
         diags.append(_skipped(incomplete))
@@ -327,26 +339,29 @@ def _run_front(
         providers=[x for part in parts for x in part.providers],
         gateways=gateways,
         has_sealed=any(p.has_sealed for p in parts),
+        consumers=consumers,
         compiled=sorted((c for part in parts for c in part.compiled), key=lambda c: c[:2]),
     )
 
 
-def _gateways(
-    parts: list[Partial], locate: Callable[[str, int], RawDocument]
-) -> list[tuple[GatewayManifest, RawDocument]]:
-    """Gateway documents in file order (re-validated here when a child found them)."""
-    found: list[tuple[tuple[int, int], GatewayManifest, RawDocument]] = []
+def _found(
+    parts: list[Partial], locate: Callable[[str, int], RawDocument], model: type[_Doc], kind: str
+) -> list[tuple[_Doc, RawDocument]]:
+    """The Gateway or Consumer documents in file order (re-validated when a child found them)."""
+    found: list[tuple[tuple[int, int], _Doc, RawDocument]] = []
     for part in parts:
-        local = {(doc.path, doc.index): (g, doc) for g, doc in part.gateways}
-        for order, shown, index in part.gateway_refs:
+        mine: list[Any] = part.gateways if kind == "gateway" else part.consumers
+        refs = part.gateway_refs if kind == "gateway" else part.consumer_refs
+        local = {(doc.path, doc.index): (m, doc) for m, doc in mine}
+        for order, shown, index in refs:
             if (shown, index) in local:
-                g, doc = local[(shown, index)]
+                m, doc = local[(shown, index)]
             else:
                 doc = locate(shown, index)
-                g = GatewayManifest.model_validate(doc.data)
-            found.append(((order, index), g, doc))
+                m = model.model_validate(doc.data)
+            found.append(((order, index), m, doc))
     found.sort(key=lambda x: x[0])
-    return [(g, doc) for _, g, doc in found]
+    return [(m, doc) for _, m, doc in found]
 
 
 def _skipped(incomplete: list[str]) -> Diagnostic:
@@ -356,7 +371,7 @@ def _skipped(incomplete: list[str]) -> Diagnostic:
         incomplete[0],
         1,
         1,
-        "checks across files (duplicate ids and aliases, routes) were skipped: "
+        "checks across files (duplicate ids and aliases, routes, consumers) were skipped: "
         + ("this file was not read whole" if n == 1 else f"{n} files were not read whole"),
         severity="note",
         hint="fix the errors above and run again",

@@ -9,9 +9,11 @@ import orjson
 from pydantic import ValidationError
 
 from gwconfig.errors import Diagnostic
+from gwconfig.manifests.consumer import ConsumerManifest
 from gwconfig.manifests.diagnostics import did_you_mean, pydantic_diagnostics, quoted
 from gwconfig.manifests.documents import RawDocument
-from gwconfig.manifests.model import API_VERSION, KINDS, GatewayManifest, ProviderManifest
+from gwconfig.manifests.kinds import KINDS
+from gwconfig.manifests.model import API_VERSION, GatewayManifest, ProviderManifest
 
 
 @dataclass
@@ -20,9 +22,13 @@ class Validated:
 
     providers: list[tuple[ProviderManifest, RawDocument]] = field(default_factory=list)
     gateways: list[tuple[GatewayManifest, RawDocument]] = field(default_factory=list)
+    consumers: list[tuple[ConsumerManifest, RawDocument]] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     #: provider ids of Provider documents that failed validation (to avoid follow-on errors)
     invalid_provider_ids: set[str] = field(default_factory=set)
+
+
+_KIND_HINT = "kind is Provider, Gateway or Consumer"
 
 
 def _kind_problem(doc: RawDocument) -> Diagnostic | None:
@@ -56,9 +62,7 @@ def _kind_problem(doc: RawDocument) -> Diagnostic | None:
             hint=f"this gwconfig reads 'apiVersion: {API_VERSION}'",
         )
     if "kind" not in data:
-        return Diagnostic(
-            doc.path, line, col, "missing required field 'kind'", hint="kind is Provider or Gateway"
-        )
+        return Diagnostic(doc.path, line, col, "missing required field 'kind'", hint=_KIND_HINT)
     kind = data["kind"]
     if not isinstance(kind, str) or kind not in KINDS:
         line, col = doc.locate(["kind"])
@@ -67,7 +71,7 @@ def _kind_problem(doc: RawDocument) -> Diagnostic | None:
             line,
             col,
             f"unknown kind {quoted(kind)}",
-            hint=did_you_mean(str(kind), KINDS) or "kind is Provider or Gateway",
+            hint=did_you_mean(str(kind), KINDS) or _KIND_HINT,
         )
     return None
 
@@ -136,6 +140,8 @@ def validate_documents(
             continue
         if isinstance(manifest, ProviderManifest):
             out.providers.append((manifest, doc))
+        elif isinstance(manifest, ConsumerManifest):
+            out.consumers.append((manifest, doc))
         else:
             out.gateways.append((manifest, doc))
     return out

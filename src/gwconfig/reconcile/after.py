@@ -4,8 +4,8 @@
 tables back: the writes are exactly the plan's effective changes, so the result is the base
 state with those changes patched in: the same canonical shape and order as
 :func:`gwconfig.reconcile.state.read_state` gives (providers by id, parameters and keys by (name,
-environment), models by id, routes by name), with the values the rows were written from. The
-reconciler tests check it against a real re-read on every engine.
+environment), models by id, routes and consumers by name), with the values the rows were
+written from. The reconciler tests check it against a real re-read on every engine.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from gwconfig.entities import (
     CHILD_KINDS,
     CHILDREN,
     CONNECTION_PARAMETER,
+    CONSUMER,
     EGRESS_POLICY,
     PROVIDER,
     ROUTE,
@@ -53,6 +54,7 @@ def patched_state(
     secrets = dict(base_secrets)
     gone: set[str] = set()
     egress = base["gateway"].get("egress")
+    consumers: dict[str, Mapping[str, Any]] = {c["name"]: c for c in base.get("consumers", ())}
 
     def kids(pid: str, kind: str) -> dict[Any, Mapping[str, Any]]:
         mine = children.setdefault(pid, {})
@@ -90,12 +92,13 @@ def patched_state(
                     secrets.pop(key, None)
         elif of is EGRESS_POLICY:
             egress = None if c.action == "delete" else c.after
-        elif of is ROUTE:
+        elif of is ROUTE or of is CONSUMER:
             name = (c.before or c.after or {})["name"]
+            named = routes if of is ROUTE else consumers
             if c.action == "delete":
-                routes.pop(name, None)
+                named.pop(name, None)
             else:
-                routes[name] = c.after or {}
+                named[name] = c.after or {}
     for pid, kinds in children.items():
         if pid in providers:
             p = providers[pid] = dict(providers[pid])
@@ -122,4 +125,7 @@ def patched_state(
     }
     if egress is not None:  # only when set: states without a policy keep their hash
         data["gateway"]["egress"] = egress
+    data.pop("consumers", None)
+    if consumers:  # only when there are any, as the state reader gives them
+        data["consumers"] = [consumers[name] for name in sorted(consumers)]
     return data, secrets, fingerprints

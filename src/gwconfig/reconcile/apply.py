@@ -20,11 +20,19 @@ from gwconfig.canonical import content_hash
 from gwconfig.db import bulk
 from gwconfig.db.models import AuditEvent, Base, ConfigRevision, Route
 from gwconfig.db.notify import announce
-from gwconfig.db.rows import api_key_row, model_row, parameter_row, provider_row, route_row
+from gwconfig.db.rows import (
+    api_key_row,
+    model_row,
+    parameter_row,
+    plain_columns,
+    provider_row,
+    route_row,
+)
 from gwconfig.db.snapshots import compress_snapshot
 from gwconfig.entities import (
     API_KEY,
     CONNECTION_PARAMETER,
+    CONSUMER,
     CREATE_ORDER,
     DEFAULT_ROUTE,
     DELETE_ORDER,
@@ -139,6 +147,7 @@ _ROWS: dict[EntityKind, RowBuilder] = {
     API_KEY: _api_key_row,
     CONNECTION_PARAMETER: _parameter_row,
     ROUTE: _route_row,
+    CONSUMER: lambda c, values, keys, default: plain_columns(CONSUMER, c.after or {}),
 }
 
 

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 # re-exported: callers of the diff read these as ``gwconfig.reconcile.diff`` names
 from gwconfig.entities import CHILDREN as CHILDREN
 from gwconfig.entities import (
+    CONSUMER,
     DEFAULT_ROUTE,
     EGRESS_POLICY,
     EGRESS_POLICY_KEY,
@@ -116,6 +117,9 @@ def entities(
     )
     if gateway.get("egress") is not None:
         out[EGRESS_POLICY_KEY] = Entity("egress_policy", None, gateway["egress"])
+    consumer_key = KEY_FUNCTIONS["consumer"]
+    for c in config.get("consumers", ()):
+        out[consumer_key(None, c)] = Entity("consumer", None, c)
     return out
 
 
@@ -147,6 +151,8 @@ def _in_selection(ent: Entity, selected: Collection[str] | None, routes: set[str
         return ent.body.get("default_route") in routes
     if kind is EGRESS_POLICY:  # apply stores the manifests' policy whatever is selected
         return True
+    if kind is CONSUMER:  # a selection of providers leaves the consumers alone
+        return False
     return ent.provider_id in selected
 
 

@@ -15,7 +15,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from gwconfig.entities import API_KEY, CONNECTION_PARAMETER, MODEL, PROVIDER, ROUTE, EntityKind
+from gwconfig.entities import (
+    API_KEY,
+    CONNECTION_PARAMETER,
+    CONSUMER,
+    MODEL,
+    PROVIDER,
+    ROUTE,
+    EntityKind,
+)
 from gwconfig.entities.fields import SECRET_COLUMNS, Field
 from gwconfig.entities.records import Builder, body_builder
 
@@ -84,5 +92,6 @@ class Select:
 MODELS = Select(MODEL, array=True)
 PROVIDERS = Select(PROVIDER)
 ROUTES = Select(ROUTE, extra=("is_default",))
+CONSUMERS = Select(CONSUMER)
 KEYS = Select(API_KEY, extra=SECRET_COLUMNS)
 PARAMETERS = Select(CONNECTION_PARAMETER, extra=SECRET_COLUMNS)

@@ -27,7 +27,15 @@ from gwconfig.entities.records import ApiKeyBody, ParameterBody
 from gwconfig.errors import DatabaseError
 from gwconfig.manifests.limits import DEPTH_MESSAGE
 from gwconfig.perf.gcpause import gc_paused
-from gwconfig.reconcile.selects import KEYS, MODELS, PARAMETERS, PROVIDERS, ROUTES, Select
+from gwconfig.reconcile.selects import (
+    CONSUMERS,
+    KEYS,
+    MODELS,
+    PARAMETERS,
+    PROVIDERS,
+    ROUTES,
+    Select,
+)
 
 if TYPE_CHECKING:
     from gwconfig.secrets.keys import StoredKeys
@@ -250,6 +258,7 @@ if MODELS.documents[-1].name != "aliases":
     raise TypeError("index_model_rows expects aliases to be the models' last JSON field")
 #: ``(row, its parsed documents) -> canonical body`` (providers without their children)
 _model_body, _provider_body, _route_body = MODELS.body(), PROVIDERS.body(), ROUTES.body()
+_consumer_body = CONSUMERS.body()
 
 
 def canonical_models(rows: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
@@ -378,6 +387,14 @@ def _read_tables(conn: Reader, raw_models: bool = False) -> StateTables:
     egress = stored_setting(conn, "egress")
     if egress is not None:  # only when set: states without a policy keep their hash
         data["gateway"]["egress"] = egress
+    rows = _fetch(conn, CONSUMERS)
+    if rows:  # only when there are any: states without consumers keep their hash
+        rows.sort(key=_by_first)
+        width, start = len(CONSUMERS.documents), CONSUMERS.first_document
+        docs = parse_json_cells([cell for row in rows for cell in row[start:]])
+        data["consumers"] = [
+            _consumer_body(row, docs[i * width : (i + 1) * width]) for i, row in enumerate(rows)
+        ]
     return StateTables(
         data, secrets, fingerprints, last, models if raw_models else None, key_ids, origins
     )

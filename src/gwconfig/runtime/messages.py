@@ -57,6 +57,8 @@ class LLMRequest:
     record_prompt: bool | None = None
     #: who sent the request (the API token's name when it came through ``gwconfig serve``)
     caller: str | None = None
+    #: the ``kind: Consumer`` of that token (None: a token without one, or in-process)
+    consumer: str | None = None
     #: tools the model may call (OpenAI's ``tools`` shape) and how it may choose them
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from gwconfig.pricing import cost_usd
 from gwconfig.runtime.config.gateway import ProviderConfig, RequestSettings, Target
 from gwconfig.runtime.config.table import ModelConfig
 from gwconfig.runtime.errors import (
@@ -348,6 +349,8 @@ class Router:
             error=error,
             prompt=request.prompt_text() if keep else None,
             token_name=request.caller,
+            consumer=request.consumer,
+            cost_usd=cost_usd(target.model, usage) if usage is not None else None,
         )
 
 

@@ -67,8 +67,11 @@ class UsageRecorder:
         error: str | None = None,
         prompt: str | None = None,
         token_name: str | None = None,
+        consumer: str | None = None,
+        cost_usd: float | None = None,
     ) -> None:
-        """Queue one row (returns at once)."""
+        """Queue one row (returns at once); ``cost_usd`` is what the request cost by the
+        model's pricing (:func:`gwconfig.pricing.cost_usd`), the ledger of the consumers' spend."""
         if self._closed:
             return
         total = (
@@ -93,6 +96,8 @@ class UsageRecorder:
                 "error": error,
                 "prompt": prompt,
                 "token_name": token_name[:64] if token_name else None,
+                "consumer": consumer[:64] if consumer else None,
+                "cost_usd": cost_usd,
             }
         )
 

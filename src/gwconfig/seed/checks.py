@@ -3,10 +3,11 @@
 After a write is flushed, and before it commits, the providers it touched are read back from the
 transaction, turned into the Provider documents ``gwconfig dump`` would write, and checked by
 :func:`gwconfig.manifests.in_memory.check_providers` in the context of the rest of the stored
-configuration (the other providers, the routes): the database never holds a state that no
-manifest could express (``max_tokens`` over ``context_window``, an alias taken twice, a route to
-a model that was deleted or disabled, ...). An error refuses the write with
-:class:`~gwconfig.errors.ValidationFailed`, whose field errors name the field.
+configuration (the other providers, the routes, the consumers): the database never holds a state
+that no manifest could express (``max_tokens`` over ``context_window``, an alias taken twice, a
+route to a model that was deleted or disabled, a consumer naming a model that is gone, ...). An
+error refuses the write with :class:`~gwconfig.errors.ValidationFailed`, whose field errors name
+the field.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from gwconfig.errors import ValidationFailed
-from gwconfig.manifests.in_memory import GATEWAY, Loc, check_providers, provider_info
+from gwconfig.manifests.in_memory import (
+    CONSUMER_PREFIX,
+    GATEWAY,
+    Loc,
+    check_providers,
+    provider_info,
+)
 from gwconfig.manifests.model import API_VERSION
 from gwconfig.reconcile.state import read_state
 from gwconfig.secrets.names import param_header
@@ -103,7 +110,13 @@ def check_written(
             others.append(provider_info(canon))
     gone = set(touched) - {d["provider_id"] for d in docs}
     gateway = gateway_document(data["gateway"]) if data["gateway"]["routes"] else None
-    problems = check_providers(docs, others=others, gateway=gateway, deleted=gone)
+    consumers = [
+        {"apiVersion": API_VERSION, "kind": "Consumer", **{k: v for k, v in c.items() if v}}
+        for c in data.get("consumers", ())
+    ]
+    problems = check_providers(
+        docs, others=others, gateway=gateway, deleted=gone, consumers=consumers
+    )
     if not problems:
         return
     by_id = {d["provider_id"]: d for d in docs}
@@ -121,6 +134,8 @@ def check_written(
 
 def _field(doc: Mapping[str, Any] | None, document: str, loc: Loc, model: str | None) -> Loc:
     """Where a problem is: a field of the written model, of the provider, or of the routes."""
+    if document.startswith(CONSUMER_PREFIX):  # a consumer the write would break
+        return ("consumers", document.removeprefix(CONSUMER_PREFIX), *loc)
     if document == GATEWAY or doc is None:
         return (GATEWAY, *loc)
     if len(loc) >= 2 and loc[0] == "models" and isinstance(loc[1], int):

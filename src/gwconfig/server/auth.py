@@ -184,7 +184,10 @@ class TokenAuthenticator:
         if status != "active":
             raise AuthError(401, f"this token is {status}")
         self._touch(record.name, now)
-        return Caller(name=record.name, scope=record.scope, models=record.models, rpm=record.rpm)
+        return Caller(
+            name=record.name, scope=record.scope, models=record.models, rpm=record.rpm,
+            consumer=record.consumer,
+        )  # fmt: skip
 
     def _touch(self, name: str, now: datetime) -> None:
         with self._lock:

@@ -15,13 +15,16 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from gwconfig.db.ledger import ConsumerSpend
 from gwconfig.runtime.errors import AllTargetsFailedError
 from gwconfig.runtime.messages import Attempt, Usage
 
@@ -213,6 +216,41 @@ class Metrics:
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+#: at most this many consumers get spend gauges (by name): a scrape costs a bounded query
+MAX_CONSUMER_GAUGES = 1000
+
+
+def consumer_gauges(spent: Sequence[ConsumerSpend]) -> bytes:
+    """The text exposition of each consumer's spend and remaining budget in its window.
+
+    Computed from the ledger on each scrape by the process answering it (every worker reads the
+    same database), so the values are never added up across workers (no value files).
+    """
+    labels = ("consumer", "period")
+    spend = GaugeMetricFamily(
+        "gwconfig_consumer_spend_usd",
+        "Spend of a consumer in its current budget window (UTC day, week or month), USD",
+        labels=labels,
+    )
+    remaining = GaugeMetricFamily(
+        "gwconfig_consumer_budget_remaining_usd",
+        "What is left of a consumer's budget in its current window, USD (consumers with one)",
+        labels=labels,
+    )
+    for c in spent[:MAX_CONSUMER_GAUGES]:
+        spend.add_metric((c.name, c.period), c.spend_usd)
+        if c.remaining_usd is not None:
+            remaining.add_metric((c.name, c.period), c.remaining_usd)
+
+    class _Families:
+        def collect(self) -> list[GaugeMetricFamily]:
+            return [spend, remaining]
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families())
+    return generate_latest(registry)
 
 
 def process_exited(pid: int | None = None) -> None:

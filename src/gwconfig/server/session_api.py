@@ -19,4 +19,5 @@ def whoami(caller: Caller = Depends(require())) -> dict[str, Any]:
         "scope": caller.scope,
         "models": list(caller.models) if caller.models is not None else None,
         "rpm": caller.rpm,
+        "consumer": caller.consumer,
     }

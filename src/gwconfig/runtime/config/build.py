@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from types import MappingProxyType
 from typing import Any
@@ -12,6 +12,7 @@ import orjson
 from gwconfig.canonical import parse_timestamp
 from gwconfig.entities import SealedScope, SecretResolver, SecretScope
 from gwconfig.errors import GwconfigError
+from gwconfig.runtime.config.consumers import ConsumerPolicy
 from gwconfig.runtime.config.gateway import (
     ApiKey,
     GatewayConfig,
@@ -214,7 +215,7 @@ def build_gateway_config(
         )
         for r in gateway.get("routes", [])
     }
-    return GatewayConfig(
+    config = GatewayConfig(
         providers=MappingProxyType(providers),
         routes=MappingProxyType(routes),
         default_route=gateway.get("default_route"),
@@ -223,3 +224,35 @@ def build_gateway_config(
         version=version,
         source=source,
     )
+    if data.get("consumers"):  # the alias index is the config's: built, then the consumers
+        policies = consumer_policies(data["consumers"], config.aliases)
+        object.__setattr__(config, "consumers", MappingProxyType(policies))
+    return config
+
+
+def consumer_policies(
+    consumers: Iterable[Mapping[str, Any]], aliases: Mapping[str, list[tuple[str, str]]]
+) -> dict[str, ConsumerPolicy]:
+    """Each canonical consumer as a :class:`ConsumerPolicy`.
+
+    Model patterns are matched against what a name resolves to (a route name, or the
+    ``provider_id/model_id`` of its target: :mod:`gwconfig.runtime.permits`), so an alias among
+    a consumer's models also stands for the models it names.
+    """
+    out: dict[str, ConsumerPolicy] = {}
+    for c in consumers:
+        models = list(c.get("models") or ())
+        for entry in list(models):
+            models += [f"{pid}/{mid}" for pid, mid in aliases.get(entry, ())]
+        limits, budget = c.get("limits") or {}, c.get("budget") or {}
+        out[c["name"]] = ConsumerPolicy(
+            name=c["name"],
+            models=tuple(dict.fromkeys(models)),
+            rpm=limits.get("rpm"),
+            tpm=limits.get("tpm"),
+            budget_usd=budget.get("usd"),
+            budget_period=budget.get("period"),
+            tags=tuple(c.get("tags") or ()),
+            description=c.get("description") or "",
+        )
+    return out

@@ -2,8 +2,8 @@
 
 Built from the canonical configuration (:mod:`gwconfig.canonical`) by
 :func:`build_gateway_config` with the secrets already resolved for one runtime environment.
-Two configs compare equal when they describe the same providers, models, keys and routes,
-wherever they were loaded from.
+Two configs compare equal when they describe the same providers, models, keys, routes and
+consumers, wherever they were loaded from.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 from gwconfig.canonical import DEFAULT_DEADLINE_SECONDS, DEFAULT_MAX_RESPONSE_BYTES
 from gwconfig.errors import GwconfigError
+from gwconfig.runtime.config.consumers import ConsumerPolicy
 from gwconfig.runtime.config.table import ModelConfig, ModelTable
 from gwconfig.runtime.errors import AmbiguousModelError, NoRouteError, UnknownModelError
 from gwconfig.runtime.scrub import NO_SECRETS, Secrets
@@ -116,13 +117,8 @@ class ApiKey:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ApiKey):
             return NotImplemented
-        return (self.name, self.environment, self.expires_at, self.value, self.error) == (
-            other.name,
-            other.environment,
-            other.expires_at,
-            other.value,
-            other.error,
-        )
+        mine = (self.name, self.environment, self.expires_at, self.value, self.error)
+        return mine == (other.name, other.environment, other.expires_at, other.value, other.error)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -231,6 +227,8 @@ class GatewayConfig:
     version: Any = None  # source-specific change token (revision number, file stamp)
     source: str | None = None
     loader: Any = field(default=None, repr=False)  # the ConfigLoader that made it (for reload)
+    #: each ``kind: Consumer`` by name, its alias entries resolved (see ``build_gateway_config``)
+    consumers: Mapping[str, ConsumerPolicy] = field(default_factory=lambda: _EMPTY)
     _aliases: dict[str, list[tuple[str, str]]] = field(default_factory=dict, repr=False)
     _bare: dict[str, list[str]] = field(default_factory=dict, repr=False)
     _cache: dict[tuple[str | None, str | None], Resolution] = field(
@@ -295,6 +293,7 @@ class GatewayConfig:
             and self.routes == other.routes
             and self.default_route == other.default_route
             and self.environment == other.environment
+            and self.consumers == other.consumers
         )
 
     __hash__ = None  # type: ignore[assignment]

@@ -98,6 +98,7 @@ class MessagesAPI:
         config = client.config
         admit(config, caller, req.model, self.limits)
         req.request.caller = caller.name
+        req.request.consumer = caller.consumer
         exchange = MessagesExchange(
             scope=scope, send=send, caller=caller, req=req, client=client,
             metrics=runtime.metrics, revision=runtime.revision(config), start=start,

@@ -9,6 +9,7 @@ from gwconfig.runtime.config.gateway import GatewayConfig
 from gwconfig.runtime.permits import permits
 from gwconfig.server.answers import retry_after
 from gwconfig.server.auth import Caller
+from gwconfig.server.openai.consumers import caller_patterns, caller_rate
 from gwconfig.server.openai.errors import WireError
 from gwconfig.server.openai.limits import CallerLimits
 from gwconfig.server.openai.wire import wire_error
@@ -48,10 +49,12 @@ def may_invoke(caller: Caller) -> None:
 
 
 def admit(config: GatewayConfig, caller: Caller, model: str, limits: CallerLimits) -> None:
-    """A 403 when the token may not use ``model``, a 429 when it is over its rate."""
-    if caller.models is not None:
+    """A 403 when the token (or its consumer) may not use ``model``, a 429 when it is over
+    its rate."""
+    patterns = caller_patterns(caller, config)
+    if patterns is not None:
         try:
-            ok = permits(config, model, caller.models)
+            ok = permits(config, model, patterns)
         except Exception as exc:
             raise wire_error(exc) from None
         if not ok:
@@ -62,13 +65,15 @@ def admit(config: GatewayConfig, caller: Caller, model: str, limits: CallerLimit
                 "model_not_allowed",
                 param="model",
             )
-    if caller.rpm is not None:
-        wait = limits.check(caller.name, caller.rpm)
+    rate = caller_rate(caller, config)
+    if rate is not None:
+        key, rpm, who = rate
+        wait = limits.check(key, rpm)
         if wait > 0:
             headers = retry_after(wait)
             raise WireError(
                 429,
-                f"token '{caller.name}' is limited to {caller.rpm} requests per minute "
+                f"{who} is limited to {rpm} requests per minute "
                 f"(next request in {headers['retry-after']}s)",
                 "rate_limit_error",
                 "rate_limit_exceeded",

@@ -3,15 +3,17 @@
 
 It sits in front of the FastAPI app and answers these paths itself (no routing table, no
 pydantic, orjson), and any other path under ``/v1/`` with OpenAI's 404 (no token needed):
-everything else, and the lifespan, goes on to the FastAPI app. A request is
-authenticated with the token authenticator (scope ``invoke``; ``admin`` passes), checked against
-the token's models and request rate, sent through this process's :class:`LLMGatewayClient`, and
-answered in OpenAI's format with ``x-gwconfig-provider``, ``x-gwconfig-attempts`` and
-``x-gwconfig-revision``. A streaming client that goes away cancels the upstream call.
+everything else, and the lifespan, goes on to the FastAPI app. A request is authenticated with
+the token authenticator (scope ``invoke``; ``admin`` passes), checked against the token's
+models and request rate (its consumer's, for a token of a consumer), sent through this
+process's :class:`LLMGatewayClient`, and answered in OpenAI's format with
+``x-gwconfig-provider``, ``x-gwconfig-attempts`` and ``x-gwconfig-revision``. A streaming
+client that goes away cancels the upstream call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -21,11 +23,13 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gwconfig.errors import GwconfigError
+from gwconfig.runtime.config.gateway import GatewayConfig
 from gwconfig.runtime.config.sources import ConfigLoader
 from gwconfig.server.anthropic.app import MessagesAPI
 from gwconfig.server.auth import Caller, authorization_header
 from gwconfig.server.metrics import CONTENT_TYPE, Metrics, configure_access_log
 from gwconfig.server.openai.admit import admit, may_invoke, read_body
+from gwconfig.server.openai.consumers import caller_patterns
 from gwconfig.server.openai.embeddings import EMBEDDINGS, parse_embeddings_request
 from gwconfig.server.openai.errors import MAX_MODEL_NAME, WireError
 from gwconfig.server.openai.exchange import (
@@ -192,6 +196,7 @@ class OpenAIGateway:
         config = client.config
         admit(config, caller, req.model, self.limits)
         req.request.caller = caller.name
+        req.request.consumer = caller.consumer
         exchange = Exchange(
             scope=scope, send=send, caller=caller, req=req, client=client, metrics=self.metrics,
             revision=self.runtime.revision(config), start=start, endpoint=endpoint,
@@ -206,8 +211,9 @@ class OpenAIGateway:
     async def models(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
         """The routes, aliases and ``provider/model`` ids the token may use."""
         start = time.perf_counter()
-        patterns = _model_patterns(caller)
-        body = self.runtime.models_body(self.runtime.client.config, patterns)
+        config = self.runtime.client.config
+        patterns = _model_patterns(caller, config)
+        body = self.runtime.models_body(config, patterns)
         access(scope, caller, 200, start)
         await _send_json(send, body)
 
@@ -215,7 +221,7 @@ class OpenAIGateway:
         """One model object, for a name the token may use (what ``/v1/models`` would list for
         it, or any other name ``/v1/chat/completions`` takes from it); 404 otherwise."""
         start = time.perf_counter()
-        patterns = _model_patterns(caller)
+        patterns = _model_patterns(caller, self.runtime.client.config)
         name = scope["path"][len(MODEL) :]
         if len(name) > MAX_MODEL_NAME:  # not echoed back
             raise WireError(
@@ -258,6 +264,8 @@ class OpenAIGateway:
         usage = self.runtime.client.usage
         self.metrics.database(self.runtime.database_up, usage.dropped if usage else 0)
         body = self.metrics.render()
+        if self.runtime.client.config.consumers:
+            body += await asyncio.to_thread(self.runtime.consumer_metrics)
         access(scope, caller, 200, start)
         await send(
             {
@@ -274,13 +282,13 @@ class OpenAIGateway:
         return await read_body(receive, self.max_body_bytes)
 
 
-def _model_patterns(caller: Caller) -> tuple[str, ...] | None:
+def _model_patterns(caller: Caller, config: GatewayConfig) -> tuple[str, ...] | None:
     """The model patterns of a caller that may see models (scope ``invoke``), None for all."""
     if not caller.allows("invoke"):
         raise WireError(
             403, "listing models needs scope 'invoke'", "permission_error", "insufficient_scope"
         )
-    return tuple(caller.models) if caller.models is not None else None
+    return caller_patterns(caller, config)
 
 
 async def _send_json(send: Send, body: bytes) -> None:

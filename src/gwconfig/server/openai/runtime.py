@@ -11,19 +11,28 @@ every ``reload_interval`` seconds); its hook keeps the reload metrics here.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
+from gwconfig.db.ledger import consumer_spends
 from gwconfig.errors import GwconfigError
 from gwconfig.runtime.client import LLMGatewayClient
 from gwconfig.runtime.config.gateway import GatewayConfig
 from gwconfig.runtime.config.sources import ConfigLoader
 from gwconfig.runtime.factory import ProviderFactory
 from gwconfig.runtime.permits import may_use
-from gwconfig.server.metrics import Metrics, process_exited
+from gwconfig.server.metrics import (
+    MAX_CONSUMER_GAUGES,
+    Metrics,
+    consumer_gauges,
+    process_exited,
+)
+
+log = logging.getLogger(__name__)
 
 
 def revision_of(config: GatewayConfig) -> int | None:
@@ -80,6 +89,26 @@ class GatewayRuntime:
     def ready(self) -> bool:
         """True once a configuration is loaded."""
         return self._client is not None
+
+    def consumer_metrics(self) -> bytes:
+        """The consumers' spend gauges from the ledger (blocking; nothing when this process
+        serves no database, or the database does not answer: the scrape goes on without)."""
+        if self.loader.path is not None or self.loader.remote is not None:
+            return b""
+        engine = self.loader.engine
+        policies = list(self.client.config.consumers.values())[:MAX_CONSUMER_GAUGES]
+        consumers = [
+            {"name": p.name, "budget": {"usd": p.budget_usd, "period": p.budget_period}
+             if p.budget_usd is not None else None}
+            for p in policies
+        ]  # fmt: skip
+        try:
+            with engine.connect() as conn:
+                spent = consumer_spends(conn, consumers)
+        except Exception as exc:  # a scrape never fails for the ledger
+            log.debug("no consumer spend gauges: %s", type(exc).__name__)
+            return b""
+        return consumer_gauges(spent)
 
     async def start(self) -> None:
         """Load the configuration and start watching for new revisions."""

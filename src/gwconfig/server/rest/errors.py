@@ -70,13 +70,17 @@ WRITE_RESPONSES = {
 # -- errors ------------------------------------------------------------------------------------
 
 
+#: field errors about these documents name no field of the request's body
+_ELSEWHERE = ((GATEWAY,), ("consumers",))
+
+
 def problem_for(exc: GwconfigError) -> ProblemError:
     """The problem of a service error (the status of :func:`~gwconfig.server.answers.answer_for`):
     field errors for validation, a retry for a running apply, no driver text for 409s."""
     problem = from_gwconfig_error(exc)
     if isinstance(exc, ValidationFailed):
-        errors = [  # the routes' fields are no field of the request's body
-            {"loc": ".".join([*(() if loc[:1] == (GATEWAY,) else ("body",)), *map(str, loc)]),
+        errors = [  # the routes' and consumers' fields are no field of the request's body
+            {"loc": ".".join([*(() if loc[:1] in _ELSEWHERE else ("body",)), *map(str, loc)]),
              "msg": msg[:300]}
             for loc, msg in exc.errors[:50]
         ]  # fmt: skip

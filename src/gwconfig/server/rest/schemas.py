@@ -225,3 +225,24 @@ class RevisionDetail(RevisionOut):
 
     config: dict[str, Any] | None
     changes: list[dict[str, Any]]
+
+
+class ConsumerOut(_Out):
+    """A ``kind: Consumer`` with its spend in the current window (``gwconfig consumers``)."""
+
+    name: str
+    description: str | None
+    models: list[str] = Field(description="Route names, aliases or provider/model patterns.")
+    limits: dict[str, int] = Field(description="rpm and tpm, those set.")
+    budget: dict[str, Any] | None = Field(description="usd and period (day, week, month).")
+    tags: list[str]
+    window: dict[str, str] = Field(description="The UTC window spend counts over: period, start.")
+    spend_usd: float = Field(description="Spend in the window, by the models' pricing.")
+    remaining_usd: float | None = Field(description="What is left of the budget (null: none).")
+
+
+class ConsumerPage(_Out):
+    """One page of consumers, by name."""
+
+    items: list[ConsumerOut]
+    next: str | None
