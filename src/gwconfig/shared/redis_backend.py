@@ -41,8 +41,7 @@ def parse_url(url: str) -> tuple[str, bool]:
     if parts.scheme not in SCHEMES or not parts.hostname:
         raise ConfigurationError(
             "the Redis URL must be redis://, rediss://, redis+cluster:// or rediss+cluster:// "
-            "with a host",
-            hint=f"got scheme {parts.scheme!r}" if parts.scheme else None,
+            f"with a host (got scheme {parts.scheme!r})"
         )
     query = parse_qsl(parts.query)
     cluster = parts.scheme.endswith("+cluster")
