@@ -12,6 +12,7 @@ answered in OpenAI's format with ``x-gwconfig-provider``, ``x-gwconfig-attempts`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -23,7 +24,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gwconfig.errors import GwconfigError
 from gwconfig.runtime.config.sources import ConfigLoader
 from gwconfig.runtime.permits import permits
-from gwconfig.server.answers import retry_after
 from gwconfig.server.auth import Caller, authorization_header
 from gwconfig.server.metrics import CONTENT_TYPE, Metrics, configure_access_log
 from gwconfig.server.openai.embeddings import EMBEDDINGS, parse_embeddings_request
@@ -35,7 +35,7 @@ from gwconfig.server.openai.exchange import (
     access,
     send_error,
 )
-from gwconfig.server.openai.limits import CallerLimits
+from gwconfig.server.openai.limits import LimitGuard, Tally
 from gwconfig.server.openai.runtime import GatewayRuntime
 from gwconfig.server.openai.wire import (
     ChatRequest,
@@ -72,14 +72,14 @@ class OpenAIGateway:
         tokens: Authenticator,
         *,
         max_body_bytes: int = 4 * 1024 * 1024,
-        workers: int = 1,
+        guard: LimitGuard | None = None,
     ) -> None:
         self.inner = app
         self.runtime = runtime
         self.metrics: Metrics = runtime.metrics
         self.tokens = tokens
         self.max_body_bytes = max_body_bytes
-        self.limits = CallerLimits(workers)
+        self.guard = guard if guard is not None else LimitGuard(runtime.metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -104,13 +104,15 @@ class OpenAIGateway:
     def _lifespan(self, receive: Receive) -> Receive:
         """``receive`` for the inner app's lifespan: the runtime starts before the app
         hears of the startup, and closes after the app has heard of the shutdown."""
-        runtime = self.runtime
+        runtime, guard = self.runtime, self.guard
 
         async def wrapped() -> Message:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await runtime.start()
+                guard.start(runtime.client)
             elif message["type"] == "lifespan.shutdown":
+                await guard.aclose()
                 await runtime.aclose()
             return message
 
@@ -162,15 +164,17 @@ class OpenAIGateway:
         """Answer one chat completion, plain or streamed."""
         start = time.perf_counter()
         _may_invoke(caller)
-        req = parse_chat_request(await self._body(receive))
-        await self._exchange(scope, receive, send, caller, req, start, CHAT)
+        raw = await self._body(receive)
+        req = parse_chat_request(raw)
+        await self._exchange(scope, receive, send, caller, req, start, CHAT, len(raw))
 
     async def embeddings(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
         """Answer one embeddings request (models of ``model_type: embedding``)."""
         start = time.perf_counter()
         _may_invoke(caller)
-        req = parse_embeddings_request(await self._body(receive))
-        await self._exchange(scope, receive, send, caller, req, start, EMBEDDINGS)
+        raw = await self._body(receive)
+        req = parse_embeddings_request(raw)
+        await self._exchange(scope, receive, send, caller, req, start, EMBEDDINGS, len(raw))
 
     async def _exchange(
         self,
@@ -181,8 +185,10 @@ class OpenAIGateway:
         req: ChatRequest,
         start: float,
         endpoint: str,
+        body_bytes: int,
     ) -> None:
-        """Check the token's models and rate, then answer ``req`` (plain or streamed)."""
+        """Check the token's models and limits, then answer ``req`` (plain or streamed); the
+        request's reservation is settled or released whatever happens."""
         client = self.runtime.client
         config = client.config
         if caller.models is not None:
@@ -198,27 +204,23 @@ class OpenAIGateway:
                     "model_not_allowed",
                     param="model",
                 )
-        if caller.rpm is not None:
-            wait = self.limits.check(caller.name, caller.rpm)
-            if wait > 0:
-                headers = retry_after(wait)
-                raise WireError(
-                    429,
-                    f"token '{caller.name}' is limited to {caller.rpm} requests per minute "
-                    f"(next request in {headers['retry-after']}s)",
-                    "rate_limit_error",
-                    "rate_limit_exceeded",
-                    headers=headers,
-                )
+        admission = await self.guard.check(caller, config, req, body_bytes)
         req.request.caller = caller.name
+        tally = Tally() if admission is not None else None
+        extra = () if admission is None else _encoded(admission.headers)
         exchange = Exchange(
             scope=scope, send=send, caller=caller, req=req, client=client, metrics=self.metrics,
-            revision=self.runtime.revision(config), start=start, endpoint=endpoint,
+            revision=self.runtime.revision(config), start=start, endpoint=endpoint, tally=tally,
+            extra=extra,
         )  # fmt: skip
-        if req.stream:
-            await exchange.streamed(receive)
-        else:
-            await exchange.plain(receive)
+        try:
+            if req.stream:
+                await exchange.streamed(receive)
+            else:
+                await exchange.plain(receive)
+        finally:
+            if admission is not None and tally is not None:
+                await asyncio.shield(self.guard.finish(admission, tally, config))
 
     # -- /v1/models, /v1/models/{id}, /metrics, other /v1 paths ----------------------------------
 
@@ -274,6 +276,7 @@ class OpenAIGateway:
         """The Prometheus text exposition (any valid token)."""
         start = time.perf_counter()
         self.metrics.cooldowns_entered(self.runtime.client.cooldowns.entered)
+        self.guard.observe()
         usage = self.runtime.client.usage
         self.metrics.database(self.runtime.database_up, usage.dropped if usage else 0)
         body = self.metrics.render()
@@ -330,6 +333,10 @@ def _model_patterns(caller: Caller) -> tuple[str, ...] | None:
     return tuple(caller.models) if caller.models is not None else None
 
 
+def _encoded(headers: dict[str, str]) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((k.encode(), v.encode()) for k, v in headers.items())
+
+
 async def _send_json(send: Send, body: bytes) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": [JSON_TYPE]})
     await send({"type": "http.response.body", "body": body})
@@ -339,12 +346,16 @@ def install(app: Starlette, state: ServerState) -> GatewayRuntime:
     """Put the OpenAI-compatible endpoints in front of ``app`` (its outermost middleware),
     with a runtime on ``state``'s database; returns the runtime (started with the app)."""
     configure_access_log(state.settings.access_log)
-    runtime = GatewayRuntime(ConfigLoader(state.database), Metrics())
+    metrics = Metrics()
+    runtime = GatewayRuntime(ConfigLoader(state.database), metrics)
+    settings = state.settings
+    guard = LimitGuard(metrics, redis_url=settings.redis_url, workers=settings.workers)
+    state.limits = guard
     app.add_middleware(
         OpenAIGateway,
         runtime=runtime,
         tokens=state.tokens,
-        max_body_bytes=state.settings.max_body_bytes,
-        workers=state.settings.workers,
+        max_body_bytes=settings.max_body_bytes,
+        guard=guard,
     )
     return runtime
