@@ -200,4 +200,6 @@ def assemble_config(
     }
     if gateway is not None and gateway.egress is not None:  # only when set: hashes stay
         data["gateway"]["egress"] = {"allow": sorted(set(gateway.egress.allow))}
+    if gateway is not None and gateway.shared_state is not None:
+        data["gateway"]["shared_state"] = gateway.shared_state.canonical()
     return CompiledConfig(data=data, content_hash=content_hash(data), sources=dict(sources or {}))

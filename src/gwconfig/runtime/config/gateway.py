@@ -1,9 +1,8 @@
 """GatewayConfig: the immutable, indexed configuration the runtime routes with.
 
-Built from the canonical configuration (:mod:`gwconfig.canonical`) by
-:func:`build_gateway_config` with the secrets already resolved for one runtime environment.
-Two configs compare equal when they describe the same providers, models, keys and routes,
-wherever they were loaded from.
+Built from the canonical configuration (:mod:`gwconfig.canonical`) by :func:`build_gateway_config`
+with the secrets already resolved for one runtime environment. Two configs compare equal when
+they describe the same providers, models, keys and routes, wherever they were loaded from.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from typing import Any
 
 from gwconfig.canonical import DEFAULT_DEADLINE_SECONDS, DEFAULT_MAX_RESPONSE_BYTES
 from gwconfig.errors import GwconfigError
+from gwconfig.runtime.config.shared_state import SharedStatePolicy
 from gwconfig.runtime.config.table import ModelConfig, ModelTable
 from gwconfig.runtime.errors import AmbiguousModelError, NoRouteError, UnknownModelError
 from gwconfig.runtime.scrub import NO_SECRETS, Secrets
@@ -231,6 +231,7 @@ class GatewayConfig:
     version: Any = None  # source-specific change token (revision number, file stamp)
     source: str | None = None
     loader: Any = field(default=None, repr=False)  # the ConfigLoader that made it (for reload)
+    shared_state: SharedStatePolicy = field(default_factory=SharedStatePolicy)  # when Redis fails
     _aliases: dict[str, list[tuple[str, str]]] = field(default_factory=dict, repr=False)
     _bare: dict[str, list[str]] = field(default_factory=dict, repr=False)
     _cache: dict[tuple[str | None, str | None], Resolution] = field(
