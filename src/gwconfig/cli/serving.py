@@ -107,6 +107,15 @@ MAX_TOKEN_STALE_SECONDS = 7 * 24 * 3600.0
     "this Redis (redis://, rediss://, redis+cluster://); without it they are per process "
     "[env: GWCONFIG_REDIS_URL].",
 )
+@click.option(
+    "--redis-timeout-ms",
+    type=click.FloatRange(0, 10_000, min_open=True),
+    default=50.0,
+    show_default=True,
+    metavar="MS",
+    help="The longest one Redis call may take; then it counts as failed (see the Gateway's "
+    "shared_state.on_unavailable).",
+)
 @database_url_option
 def serve_cmd(
     host: str,
@@ -122,6 +131,7 @@ def serve_cmd(
     token_stale_seconds: float,
     public_docs: bool,
     redis_url: str | None,
+    redis_timeout_ms: float,
     database_url: str | None,
 ) -> None:
     """Serve the gateway (FastAPI + uvicorn): the OpenAI-compatible /v1, the REST API under
@@ -143,6 +153,7 @@ def serve_cmd(
         workers=workers,
         access_log=access_log,
         redis_url=redis_url or None,
+        redis_timeout_ms=redis_timeout_ms,
     )
     assert settings.database_url is not None
     from gwconfig.shared.redis_backend import redacted

@@ -40,9 +40,6 @@ class SharedStateSpec(_Strict):
     """How limits and budgets behave when the shared state (Redis) does not answer."""
 
     on_unavailable: OnUnavailable = Field(default_factory=OnUnavailable)
-    timeout_ms: float = Field(
-        default=50.0, gt=0, le=10_000, description="The longest one Redis call may take."
-    )
     breaker: Breaker = Field(default_factory=Breaker)
     cooldown_refresh_seconds: float = Field(
         default=1.0,

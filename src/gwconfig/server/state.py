@@ -38,6 +38,10 @@ ENV_WORKERS = "GWCONFIG_SERVE_WORKERS"
 ENV_ACCESS_LOG = "GWCONFIG_SERVE_ACCESS_LOG"
 #: the Redis every replica shares its limits, budgets and cooldowns through
 ENV_REDIS_URL = "GWCONFIG_REDIS_URL"
+ENV_REDIS_TIMEOUT = "GWCONFIG_REDIS_TIMEOUT_MS"
+#: the longest one Redis call may take by default, and the most one may set (ms)
+DEFAULT_REDIS_TIMEOUT_MS = 50.0
+MAX_REDIS_TIMEOUT_MS = 10_000.0
 #: where the workers' metrics are added up (prometheus_client's multiprocess mode)
 ENV_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
@@ -84,6 +88,8 @@ class ServeSettings:
     access_log: bool = True
     #: the Redis the limits, budgets and cooldowns are shared through (None: per process)
     redis_url: str | None = None
+    #: the longest one Redis call may take (then the call counts as failed), milliseconds
+    redis_timeout_ms: float = DEFAULT_REDIS_TIMEOUT_MS
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_body_bytes <= MAX_BODY_LIMIT:
@@ -106,6 +112,10 @@ class ServeSettings:
             raise ConfigurationError("the write lock timeout must be 0 to 600 seconds")
         if self.redis_url is not None:
             parse_url(self.redis_url)  # the scheme checked now, never the password shown
+        if not 0 < self.redis_timeout_ms <= MAX_REDIS_TIMEOUT_MS:
+            raise ConfigurationError(
+                f"the Redis timeout must be over 0 and at most {MAX_REDIS_TIMEOUT_MS:g} ms"
+            )
 
     def to_env(self) -> dict[str, str]:
         """The environment variables :meth:`from_env` reads back (for a process manager that
@@ -128,6 +138,7 @@ class ServeSettings:
             env["GWCONFIG_DATABASE_URL"] = self.database_url
         if self.redis_url is not None:
             env[ENV_REDIS_URL] = self.redis_url
+        env[ENV_REDIS_TIMEOUT] = str(self.redis_timeout_ms)
         return env
 
     @classmethod
@@ -151,11 +162,14 @@ class ServeSettings:
                 workers=workers,
                 access_log=os.environ.get(ENV_ACCESS_LOG, "1") != "0",
                 redis_url=os.environ.get(ENV_REDIS_URL) or None,
+                redis_timeout_ms=float(
+                    os.environ.get(ENV_REDIS_TIMEOUT, str(DEFAULT_REDIS_TIMEOUT_MS))
+                ),
             )
         except ValueError:
             raise ConfigurationError(
-                f"{ENV_MAX_BODY}, {ENV_TOKEN_CACHE}, {ENV_TOKEN_STALE} and {ENV_LOCK_TIMEOUT} "
-                "must be numbers"
+                f"{ENV_MAX_BODY}, {ENV_TOKEN_CACHE}, {ENV_TOKEN_STALE}, {ENV_LOCK_TIMEOUT} and "
+                f"{ENV_REDIS_TIMEOUT} must be numbers"
             ) from None
 
 

@@ -12,8 +12,8 @@ OPEN, CLOSED = "open", "closed"
 
 @dataclass(frozen=True, slots=True)
 class SharedStatePolicy:
-    """Failure behaviour and timeouts of the shared limits (defaults: limits open, budgets
-    closed, 50 ms per call, the breaker opening after 3 failures for 5 seconds)."""
+    """Failure behaviour of the shared limits (defaults: limits open, budgets closed, the
+    breaker opening after 3 failures for 5 seconds)."""
 
     #: request and token limits while Redis is unreachable: ``open`` falls back to per-process
     #: limits, ``closed`` refuses (503)
@@ -21,7 +21,6 @@ class SharedStatePolicy:
     #: budgets while Redis is unreachable: ``closed`` refuses (503), ``open`` lets requests
     #: through unmetered
     budgets_on_unavailable: str = CLOSED
-    timeout_ms: float = 50.0
     breaker_failures: int = 3
     breaker_cooloff_seconds: float = 5.0
     #: how often a replica reads the cooldowns other replicas published
@@ -38,7 +37,6 @@ class SharedStatePolicy:
         return cls(
             limits_on_unavailable=unavailable.get("limits", default.limits_on_unavailable),
             budgets_on_unavailable=unavailable.get("budgets", default.budgets_on_unavailable),
-            timeout_ms=float(data.get("timeout_ms", default.timeout_ms)),
             breaker_failures=int(breaker.get("failures", default.breaker_failures)),
             breaker_cooloff_seconds=float(
                 breaker.get("cooloff_seconds", default.breaker_cooloff_seconds)

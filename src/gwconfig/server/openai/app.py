@@ -349,7 +349,12 @@ def install(app: Starlette, state: ServerState) -> GatewayRuntime:
     metrics = Metrics()
     runtime = GatewayRuntime(ConfigLoader(state.database), metrics)
     settings = state.settings
-    guard = LimitGuard(metrics, redis_url=settings.redis_url, workers=settings.workers)
+    guard = LimitGuard(
+        metrics,
+        redis_url=settings.redis_url,
+        redis_timeout=settings.redis_timeout_ms / 1000,
+        workers=settings.workers,
+    )
     state.limits = guard
     app.add_middleware(
         OpenAIGateway,

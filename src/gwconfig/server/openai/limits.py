@@ -83,6 +83,7 @@ class LimitGuard:
         metrics: Metrics,
         *,
         redis_url: str | None = None,
+        redis_timeout: float = 0.05,
         workers: int = 1,
         ledger: Ledger | None = None,
         consumers: Callable[[GatewayConfig], Mapping[str, ConsumerPolicy]] = consumers_of,
@@ -95,7 +96,9 @@ class LimitGuard:
             from gwconfig.shared.cooldowns import RedisCooldowns
             from gwconfig.shared.redis_backend import RedisBackend
 
-            self.backend = RedisBackend(redis_url, on_error=metrics.shared_state_errors.inc)
+            self.backend = RedisBackend(
+                redis_url, timeout=redis_timeout, on_error=metrics.shared_state_errors.inc
+            )
             self.cooldowns = RedisCooldowns(self.backend)
         decisions = metrics.limit_decisions
         self.limits = SharedLimits(
@@ -146,7 +149,6 @@ class LimitGuard:
             return
         self._policy = self.limits.policy = policy
         if self.backend is not None:
-            self.backend.timeout = policy.timeout_ms / 1000
             self.backend.breaker.failures = policy.breaker_failures
             self.backend.breaker.cooloff = policy.breaker_cooloff_seconds
             self.cooldowns.refresh = policy.cooldown_refresh_seconds
