@@ -19,7 +19,7 @@ shared_state:
   on_unavailable:
     limits: closed
     budgets: sometimes
-  timeout_ms: 5
+  breaker: {failures: 0}
 """
 
 
