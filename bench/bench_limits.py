@@ -121,7 +121,7 @@ def throughput(args: Any, tool: str, work: Path, env: dict[str, str], redis_url:
     """wrk at 16 connections through one worker: limits off, per process, shared."""
     off = harness.run_cli(["tokens", "create", "off", "--scope", "invoke"], env, work).strip()
     on = harness.run_cli(
-        ["tokens", "create", "on", "--scope", "invoke", "--rpm", "1000000000"], env, work
+        ["tokens", "create", "on", "--scope", "invoke", "--rpm", "1000000"], env, work
     ).strip()
     url = env["GWCONFIG_DATABASE_URL"]
     base = ["--no-access-log"]

@@ -4,8 +4,8 @@ Redis is unreachable)."""
 
 from __future__ import annotations
 
-import bisect
 import time
+from collections import deque
 from collections.abc import Callable
 
 from gwconfig.shared.backend import ConsumerKeys, Hold, HoldResult, WindowResult
@@ -22,7 +22,7 @@ class LocalBackend:
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._windows: dict[str, list[tuple[int, str]]] = {}
+        self._windows: dict[str, deque[tuple[int, str]]] = {}
         self._buckets: dict[str, dict[int, int]] = {}
         self._spend: dict[str, int] = {}
         self._holds: dict[str, dict[str, tuple[int, int]]] = {}  # key -> id -> (expiry, micro)
@@ -37,21 +37,24 @@ class LocalBackend:
         if log is None:
             if len(self._windows) >= MAX_KEYS:
                 self._windows.clear()
-            log = self._windows[key] = []
-        del log[: bisect.bisect_right(log, (now - WINDOW_MS, "\uffff"))]
+            log = self._windows[key] = deque()
+        while log and log[0][0] <= now - WINDOW_MS:  # admitted in time order: oldest first
+            log.popleft()
         count = len(log)
         reset = log[0][0] + WINDOW_MS - now if log else WINDOW_MS
         if count < limit:
-            bisect.insort(log, (now, member))
+            log.append((max(now, log[-1][0]) if log else now, member))
             return WindowResult(True, limit - count - 1, reset)
         return WindowResult(False, 0, reset)
 
     async def unhit(self, key: str, member: str) -> None:
         """See :meth:`gwconfig.shared.backend.Backend.unhit`."""
-        log = self._windows.get(key, [])
-        for i, (_, m) in enumerate(log):
-            if m == member:
-                del log[i]
+        log = self._windows.get(key)
+        if log is None:
+            return
+        for entry in log:
+            if entry[1] == member:
+                log.remove(entry)
                 return
 
     async def hold(self, keys: ConsumerKeys, hold: Hold, now_ms: int | None) -> HoldResult:
