@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gwconfig.errors import GwconfigError
 from gwconfig.runtime.client import LLMGatewayClient
 from gwconfig.runtime.config.consumers import ConsumerPolicy
 from gwconfig.runtime.config.gateway import GatewayConfig
@@ -162,23 +163,26 @@ class LimitGuard:
             return max(exc.decision.retry_after, 1.0)
         return 0.0 if hit.result.admitted else max(hit.result.reset_ms / 1000, 0.001)
 
-    async def check(
-        self, caller: Caller, config: GatewayConfig, req: ChatRequest, body_bytes: int
+    async def decide(
+        self,
+        caller: Caller,
+        config: GatewayConfig,
+        model: str,
+        max_tokens: int | None,
+        body_bytes: int,
     ) -> Admission | None:
-        """Admit a request (None: it has no limits) or raise the :class:`WireError` of its
-        refusal."""
+        """Admit a request for ``model`` (None: it has no limits), API-neutral: a refusal is
+        :class:`~gwconfig.shared.limits.Refused` with its decision (each API answers it in its
+        own shape); a model that does not resolve raises the runtime's error."""
         self._follow(config)
         consumer = self.consumers(config).get(caller.consumer) if caller.consumer else None
         if caller.rpm is None and consumer is None:
             return None
         ask = Ask(token=caller.name, token_rpm=caller.rpm, consumer=consumer)
         if consumer is not None and (consumer.tpm is not None or consumer.budget_usd is not None):
-            try:
-                targets = targets_of(config, req.model)
-            except Exception as exc:  # an unknown model: the runtime's 404, not a limit
-                raise wire_error(exc) from None
+            targets = targets_of(config, model)
             prompt = prompt_bound(body_bytes)
-            output = output_bound(req.request.config.max_tokens, targets)
+            output = output_bound(max_tokens, targets)
             deadline = max((t.provider.settings.deadline_seconds for t in targets), default=0)
             ask = Ask(
                 token=caller.name,
@@ -188,10 +192,20 @@ class LimitGuard:
                 cost_usd=worst_case(targets, prompt, output),
                 expiry_seconds=deadline + RESERVATION_MARGIN_SECONDS,
             )
+        return await self.limits.admit(ask)
+
+    async def check(
+        self, caller: Caller, config: GatewayConfig, req: ChatRequest, body_bytes: int
+    ) -> Admission | None:
+        """:meth:`decide` for a ``/v1`` request: a refusal is its :class:`WireError`."""
         try:
-            return await self.limits.admit(ask)
+            return await self.decide(
+                caller, config, req.model, req.request.config.max_tokens, body_bytes
+            )
         except Refused as exc:
             raise refusal(exc.decision) from None
+        except GwconfigError as exc:  # an unknown model: the runtime's 404, not a limit
+            raise wire_error(exc) from None
 
     async def finish(self, admission: Admission, tally: Tally, config: GatewayConfig) -> None:
         """Settle with the real usage, or release: an answer is charged its usage at its
