@@ -33,6 +33,7 @@ from redis_server import RedisServer
 from serve_helpers import ServedApp, make_token, serve_app
 from shared_serve import PRICING, shared_manifests
 
+NOON = datetime(2027, 3, 10, 12, 0, tzinfo=UTC)
 BUDGET_USD = 0.002  # 2000 micro-USD: about 18 worst cases of the request below
 
 
@@ -117,8 +118,9 @@ def team(
         guard = served.state.limits
         assert guard is not None and guard.mode == "redis"
         guard.limits.ledger = ledger
+        guard.limits.clock = lambda: NOON.timestamp()  # one budget day, whatever the hour
         guard.consumers = lambda config: {"team": consumer}
-        day = period_start("day", datetime.now(UTC)).date().isoformat()
+        day = period_start("day", NOON).date().isoformat()
         client = redis.Redis.from_url(redis_server.url)
         yield Team(served, token, client, ledger, ConsumerKeys.of("team", day))
         client.close()
@@ -170,7 +172,7 @@ def test_concurrent_callers_never_exceed_the_budget(team: Team) -> None:
 
 
 def test_a_spent_budget_is_rebuilt_from_the_ledger_after_flushall(team: Team) -> None:
-    team.ledger.record("team", datetime.now(UTC), BUDGET_USD - 0.00001)  # almost all spent
+    team.ledger.record("team", NOON, BUDGET_USD - 0.00001)  # almost all spent
     refused = team.post(BODY)
     assert refused.status_code == 429
     assert refused.json()["error"]["type"] == "insufficient_quota"

@@ -168,7 +168,8 @@ class SharedLimits:
         self.ledger = ledger
         self.workers = max(workers, 1)
         self.policy = policy or SharedStatePolicy()
-        self._clock = clock
+        #: the wall clock (epoch seconds) the budget periods are taken from
+        self.clock = clock
         self._on_decision = on_decision
         #: tests pass ``now`` (ms) into the scripts; None: Redis's clock (or this process's)
         self.now_ms: Callable[[], int] | None = None
@@ -284,7 +285,7 @@ class SharedLimits:
                 )
             )
         period = consumer.budget_period or "month"
-        start = period_start(period, datetime.fromtimestamp(self._clock(), UTC))
+        start = period_start(period, datetime.fromtimestamp(self.clock(), UTC))
         keys = ConsumerKeys.of(consumer.name, start.date().isoformat())
         hold = Hold(
             id=secrets.token_hex(8),
