@@ -175,7 +175,7 @@ def test_a_spent_budget_stays_spent_after_flushall(redis_server: RedisServer) ->
 
         await asyncio.gather(*(one(replicas[i % 2]) for i in range(4)))  # both rebuild at once
         ledger.record("team-search", start, 0.1)  # the ledger has the two answers too
-        await replicas[0].shared.client.flushall()  # type: ignore[union-attr]
+        await replicas[0].shared.execute("FLUSHALL")  # type: ignore[union-attr]
         await one(replicas[1])  # rebuilt from the ledger: 1.0 spent
         for r in replicas:
             await r.aclose()

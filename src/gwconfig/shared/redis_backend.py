@@ -2,8 +2,9 @@
 call under a timeout and a circuit breaker.
 
 URLs: ``redis://``, ``rediss://`` (TLS), and Redis Cluster as ``redis+cluster://`` /
-``rediss+cluster://`` or any of them with ``?cluster=true``. The only module that imports
-``redis`` (``pip install 'gwconfig[redis]'``).
+``rediss+cluster://`` or any of them with ``?cluster=true``. A single Redis is spoken to over
+one auto-pipelined connection (:mod:`gwconfig.shared.pipelined`, ``hiredis``); a cluster through
+``redis-py``'s cluster client (``pip install 'gwconfig[redis]'`` either way).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -24,6 +26,7 @@ from gwconfig.shared.backend import (
     WindowResult,
 )
 from gwconfig.shared.breaker import CircuitBreaker
+from gwconfig.shared.pipelined import PipelinedRedis, Script
 
 log = logging.getLogger("gwconfig.shared")
 T = TypeVar("T")
@@ -75,27 +78,29 @@ class RedisBackend:
         breaker: CircuitBreaker | None = None,
         on_error: Callable[[], object] | None = None,
     ) -> None:
-        import redis.asyncio as aioredis
-        from redis.asyncio.cluster import RedisCluster
-
         target, cluster = parse_url(url)
         self.url = redacted(url)
         self.timeout = timeout
         self.breaker = breaker or CircuitBreaker()
         self._on_error = on_error
-        options: dict[str, Any] = {
-            "socket_timeout": max(timeout, 0.001) * 4,
-            "socket_connect_timeout": max(timeout, 0.001) * 4,
-        }
-        client: Any
+        connect = max(timeout * 4, 0.5)
         if cluster:
-            client = RedisCluster.from_url(target, **options)
-        else:
-            client = aioredis.from_url(target, max_connections=256, **options)
-        self.client = client
-        self._window = client.register_script(scripts.WINDOW)
-        self._reserve = client.register_script(scripts.RESERVE)
-        self._finish = client.register_script(scripts.FINISH)
+            from redis.asyncio.cluster import RedisCluster
+
+            client: Any = RedisCluster.from_url(
+                target, socket_timeout=connect, socket_connect_timeout=connect
+            )
+            self.execute: Callable[..., Awaitable[Any]] = client.execute_command
+            self._close: Callable[[], Awaitable[Any]] = client.aclose
+            script: Callable[[str], Any] = client.register_script
+        else:  # one auto-pipelined connection: no pool, one write per call
+            pipe = PipelinedRedis(target, connect_timeout=connect)
+            self.execute = pipe.execute
+            self._close = pipe.aclose
+            script = partial(Script, pipe)
+        self._window = script(scripts.WINDOW)
+        self._reserve = script(scripts.RESERVE)
+        self._finish = script(scripts.FINISH)
 
     async def _call(self, work: Callable[[], Awaitable[T]]) -> T:
         """``work()`` under the timeout and the breaker; :class:`BackendUnavailable` when it
@@ -122,7 +127,7 @@ class RedisBackend:
 
     async def unhit(self, key: str, member: str) -> None:
         """See :meth:`gwconfig.shared.backend.Backend.unhit`."""
-        await self._call(lambda: self.client.zrem(key, member))
+        await self._call(lambda: self.execute("ZREM", key, member))
 
     async def hold(self, keys: ConsumerKeys, hold: Hold, now_ms: int | None) -> HoldResult:
         """See :meth:`gwconfig.shared.backend.Backend.hold`."""
@@ -141,7 +146,7 @@ class RedisBackend:
             return HoldResult(False, missing=True)
         if status == 1:
             return HoldResult(True, bucket=int(out[1]))
-        limit = out[1].decode() if isinstance(out[1], bytes) else str(out[1])
+        limit = _text(out[1])
         wait = int(out[3]) if len(out) > 3 else 0
         return HoldResult(False, limit=limit, room=int(out[2]), wait_ms=wait)
 
@@ -154,32 +159,37 @@ class RedisBackend:
 
     async def seed_spend(self, key: str, micro: int, ttl_seconds: int) -> None:
         """See :meth:`gwconfig.shared.backend.Backend.seed_spend`."""
-        await self._call(lambda: self.client.set(key, micro, nx=True, ex=ttl_seconds))
+        await self._call(lambda: self.execute("SET", key, micro, "NX", "EX", ttl_seconds))
 
     async def publish_cooldown(self, target: str, until_ms: int) -> None:
         """Tell every replica that ``target`` cools down until ``until_ms`` (epoch ms)."""
-        await self._call(lambda: self.client.hset(COOLDOWNS, target, until_ms))
+        await self._call(lambda: self.execute("HSET", COOLDOWNS, target, until_ms))
 
     async def cooldowns(self) -> dict[str, int]:
         """Every published cooldown: target -> until (epoch ms)."""
-        raw = await self._call(lambda: self.client.hgetall(COOLDOWNS))
-        return {k.decode(): int(v) for k, v in raw.items()}
+        raw = await self._call(lambda: self.execute("HGETALL", COOLDOWNS))
+        pairs = raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2], strict=True)
+        return {_text(k): int(v) for k, v in pairs}
 
     async def forget_cooldowns(self, targets: list[str]) -> None:
         """Drop cooldowns that have ended."""
         if targets:
-            await self._call(lambda: self.client.hdel(COOLDOWNS, *targets))
+            await self._call(lambda: self.execute("HDEL", COOLDOWNS, *targets))
 
     async def ping(self) -> bool:
         """True when Redis answers (through the breaker)."""
         try:
-            return bool(await self._call(self.client.ping))
+            return bool(await self._call(lambda: self.execute("PING")))
         except BackendUnavailable:
             return False
 
     async def aclose(self) -> None:
         """Close the connections."""
-        await self.client.aclose()
+        await self._close()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _keys(keys: ConsumerKeys) -> list[str]:

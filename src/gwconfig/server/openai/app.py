@@ -206,7 +206,8 @@ class OpenAIGateway:
                 )
         admission = await self.guard.check(caller, config, req, body_bytes)
         req.request.caller = caller.name
-        tally = Tally() if admission is not None else None
+        # only a reservation needs settling (a request window has nothing to give back)
+        tally = Tally() if admission is not None and admission.hold is not None else None
         extra = () if admission is None else _encoded(admission.headers)
         exchange = Exchange(
             scope=scope, send=send, caller=caller, req=req, client=client, metrics=self.metrics,
