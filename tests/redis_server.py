@@ -28,7 +28,7 @@ def _pong(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
             sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))  # up (with a password)
     except OSError:
         return False
 
@@ -47,11 +47,11 @@ class RedisServer:
         """``redis://127.0.0.1:PORT/0``."""
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> RedisServer:
-        """Start it and wait until it answers PING."""
+    def start(self, *extra: str) -> RedisServer:
+        """Start it (``extra``: more ``redis-server`` options) and wait until it answers."""
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.root), "--protected-mode", "no"],
+             "--appendonly", "no", "--dir", str(self.root), "--protected-mode", "no", *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + READY_SECONDS

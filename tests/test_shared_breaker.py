@@ -10,9 +10,11 @@ import pytest
 from gwconfig.errors import ConfigurationError
 from gwconfig.runtime.config.consumers import ConsumerPolicy
 from gwconfig.runtime.config.shared_state import SharedStatePolicy
+from gwconfig.shared.backend import BackendUnavailable
 from gwconfig.shared.breaker import CircuitBreaker
 from gwconfig.shared.limits import Ask, Refused, SharedLimits
 from gwconfig.shared.redis_backend import RedisBackend, parse_url, redacted
+from redis_server import RedisServer
 from serve_helpers import free_port
 
 
@@ -120,3 +122,27 @@ def test_limits_closed_refuse_while_redis_is_away() -> None:
         return "admitted"
 
     assert asyncio.run(go()) == "unavailable"
+
+
+def test_a_password_and_a_database_number_in_the_url(redis_server: RedisServer) -> None:
+    redis_server.stop()
+    redis_server.start("--requirepass", "s3cret-pw")
+    base = f"127.0.0.1:{redis_server.port}"
+
+    async def go() -> tuple[bool, bytes, bool]:
+        good = RedisBackend(f"redis://:s3cret-pw@{base}/3", timeout=5.0)
+        admitted = (await good.hit("gw:{t:pw}:req", 1, "a", None)).admitted
+        where = await good.execute("TYPE", "gw:{t:pw}:req")
+        await good.execute("SELECT", 0)
+        elsewhere = await good.execute("EXISTS", "gw:{t:pw}:req")
+        await good.aclose()
+        wrong = RedisBackend(f"redis://:nope@{base}/0", timeout=5.0)
+        try:
+            await wrong.hit("gw:{t:pw}:req", 1, "b", None)
+            refused = False
+        except BackendUnavailable:
+            refused = True
+        await wrong.aclose()
+        return admitted and not elsewhere, where, refused
+
+    assert asyncio.run(go()) == (True, b"zset", True)
