@@ -227,12 +227,21 @@ def accuracy(work: Path, env: dict[str, str], redis_url: str) -> None:
         ).strip()
         with three_servers(url, env, work, ["--no-access-log", *options]) as urls:
             codes = asyncio.run(_spread(urls, token, 120))
+            fallback = sum(fallbacks(u, token) for u in urls)
         ok, limited = codes.count(200), codes.count(429)
         print(
             f"  {name:12} admitted {ok:>3} of 120 (limit 40), 429: {limited}, "
-            f"other: {len(codes) - ok - limited}"
+            f"other: {len(codes) - ok - limited}; decisions on per-process counters while "
+            f"Redis timed out (--redis-timeout-ms 50): {fallback:.0f}"
         )
     print(f"  {LITELLM}: 3 x 40 = up to 120 admitted")
+
+
+def fallbacks(base_url: str, token: str) -> float:
+    """``gwconfig_limit_decisions_total{outcome="fallback"}`` of one serve (all its workers)."""
+    text = httpx.get(f"{base_url}/metrics", headers={"Authorization": f"Bearer {token}"}).text
+    prefix = 'gwconfig_limit_decisions_total{outcome="fallback"} '
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
 
 
 @contextmanager
