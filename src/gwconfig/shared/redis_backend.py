@@ -176,6 +176,17 @@ class RedisBackend:
         if targets:
             await self._call(lambda: self.execute("HDEL", COOLDOWNS, *targets))
 
+    async def warm(self) -> None:
+        """Connect and load the scripts before the first request (at start-up: a cold
+        connection would otherwise cost the first decisions their timeout)."""
+        sources = (scripts.WINDOW, scripts.RESERVE, scripts.FINISH)
+        try:
+            async with asyncio.timeout(max(self.timeout, 2.0)):
+                for source in sources:
+                    await self.execute("SCRIPT", "LOAD", source)
+        except Exception as exc:  # Redis not up yet: the breaker takes over at the first call
+            log.warning("Redis not reachable at start-up: %s", type(exc).__name__)
+
     async def ping(self) -> bool:
         """True when Redis answers (through the breaker)."""
         try:

@@ -8,6 +8,7 @@ worker keeps its share.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -107,6 +108,7 @@ class LimitGuard:
             on_decision=lambda outcome: decisions.labels(outcome).inc(),
         )  # fmt: skip
         self._policy: SharedStatePolicy | None = None
+        self._warming: asyncio.Task[None] | None = None
 
     @property
     def mode(self) -> str:
@@ -126,9 +128,12 @@ class LimitGuard:
             client.throttle.shared = self
             client.cooldowns.shared = self.cooldowns
             self.cooldowns.start()
+            self._warming = asyncio.get_running_loop().create_task(self.backend.warm())
 
     async def aclose(self) -> None:
         """Stop following cooldowns, close Redis."""
+        if self._warming is not None:
+            await self._warming
         if self.cooldowns is not None:
             await self.cooldowns.aclose()
         await self.limits.aclose()
