@@ -35,6 +35,7 @@ HELPERS = (
     "gateways",
     "manifest_texts",
     "reconcile_helpers",
+    "redis_server",
     "runtime_servers",
     "serve_helpers",
     "threaded_server",
@@ -42,7 +43,13 @@ HELPERS = (
 )
 pytest.register_assert_rewrite(*HELPERS)
 #: The helper modules that define fixtures shared by several test modules.
-pytest_plugins = ["backoffice_helpers", "consumer_helpers", "gateways", "reconcile_helpers"]
+pytest_plugins = [
+    "backoffice_helpers",
+    "consumer_helpers",
+    "gateways",
+    "reconcile_helpers",
+    "redis_server",
+]
 
 ENGINES = ("sqlite", "postgres", "mysql")
 _ENV = {"postgres": "GWCONFIG_TEST_POSTGRES_URL", "mysql": "GWCONFIG_TEST_MYSQL_URL"}

@@ -203,6 +203,7 @@ def test_health_and_readiness_need_no_token(served: ServedApp) -> None:
             "generation": None,
             "database": "up",
             "pid": os.getpid(),
+            "shared_state": "per-process",
         }
 
 

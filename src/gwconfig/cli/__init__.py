@@ -135,6 +135,7 @@ class LazyGroup(click.Group):
 #: optional extra -> the modules it installs (``pyproject.toml``'s optional dependencies)
 _EXTRAS: dict[str, tuple[str, ...]] = {
     "server": ("fastapi", "starlette", "uvicorn", "prometheus_client"),
+    "redis": ("redis", "hiredis"),
 }
 
 

@@ -99,6 +99,23 @@ MAX_TOKEN_STALE_SECONDS = 7 * 24 * 3600.0
     is_flag=True,
     help="Serve /docs, /redoc and /openapi.json without a token (by default any valid token).",
 )
+@click.option(
+    "--redis-url",
+    envvar="GWCONFIG_REDIS_URL",
+    metavar="URL",
+    help="Share request limits, token limits, budgets and cooldowns with every replica through "
+    "this Redis (redis://, rediss://, redis+cluster://); without it they are per process "
+    "[env: GWCONFIG_REDIS_URL].",
+)
+@click.option(
+    "--redis-timeout-ms",
+    type=click.FloatRange(0, 10_000, min_open=True),
+    default=50.0,
+    show_default=True,
+    metavar="MS",
+    help="The longest one Redis call may take; then it counts as failed (see the Gateway's "
+    "shared_state.on_unavailable).",
+)
 @database_url_option
 def serve_cmd(
     host: str,
@@ -113,11 +130,15 @@ def serve_cmd(
     max_connections: int,
     token_stale_seconds: float,
     public_docs: bool,
+    redis_url: str | None,
+    redis_timeout_ms: float,
     database_url: str | None,
 ) -> None:
     """Serve the gateway (FastAPI + uvicorn): the OpenAI-compatible /v1, the REST API under
     /api/v1, /docs, /metrics, /healthz and /readyz."""
     require_extra("serve", "server")  # before importing the server, which needs the extra
+    if redis_url:
+        require_extra("serve --redis-url", "redis")
     from gwconfig.server.state import ENV_METRICS_DIR, ServeSettings
 
     settings = ServeSettings(
@@ -131,11 +152,17 @@ def serve_cmd(
         token_stale_seconds=token_stale_seconds,
         workers=workers,
         access_log=access_log,
+        redis_url=redis_url or None,
+        redis_timeout_ms=redis_timeout_ms,
     )
     assert settings.database_url is not None
+    from gwconfig.shared.redis_backend import redacted
+
+    shared = f"redis at {redacted(redis_url)}" if redis_url else "per-process"
     banner = (
         f"serving {gw_settings.mask_url(settings.database_url)} on http://{host}:{port} "
-        f"({workers} worker{'s' if workers != 1 else ''}{', read-only' if read_only else ''})"
+        f"({workers} worker{'s' if workers != 1 else ''}{', read-only' if read_only else ''}; "
+        f"shared state: {shared})"
     )
     from gwconfig.server import workers as serving
 

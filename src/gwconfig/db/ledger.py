@@ -2,44 +2,30 @@
 
 The usage recorder writes each request's consumer and cost (by the model's manifest pricing,
 :func:`gwconfig.pricing.cost_usd`); :func:`spend` adds up a consumer's since a UTC instant,
-and :func:`period_start` gives the start of the UTC calendar window a budget counts over. The
+and :func:`~gwconfig.periods.period_start` gives the start of the UTC calendar window a budget
+counts over. The
 indexed ``(consumer, created_at)`` makes either one range scan. :func:`consumer_spends`
 reports each consumer's window, spend and what is left of its budget (``gwconfig consumers``,
-``/api/v1/consumers``, the ``/metrics`` gauges).
+``/api/v1/consumers``, the ``/metrics`` gauges); :class:`EngineLedger` is what the shared
+budgets rebuild their counters from.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 
 from gwconfig.db.models import Consumer, UsageRecord, utcnow
+from gwconfig.periods import period_start
 
-#: the budget periods, UTC calendar windows (a week starts on Monday)
-PERIODS = ("day", "week", "month")
 #: the window a consumer without a budget reports its spend over
 DEFAULT_PERIOD = "day"
 #: at most this many consumers are named in one ledger query
 BATCH = 500
-
-
-def period_start(period: str, now: datetime) -> datetime:
-    """The start (aware UTC) of the ``day``, ``week`` (Monday) or ``month`` holding ``now``."""
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    now = now.astimezone(UTC)
-    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    if period == "day":
-        return day
-    if period == "week":
-        return day - timedelta(days=day.weekday())
-    if period == "month":
-        return day.replace(day=1)
-    raise ValueError(f"unknown budget period {period!r} (day, week or month)")
 
 
 def spend(session: Any, consumer: str, since: datetime) -> float:
@@ -168,3 +154,16 @@ def report(
     """The stored consumers (all, or a page: see :func:`stored_consumers`) with their spend in
     the current window (``gwconfig consumers``, ``/api/v1/consumers``)."""
     return consumer_spends(session, stored_consumers(session, after=after, limit=limit), now)
+
+
+class EngineLedger:
+    """The database's ledger for the shared budgets (:class:`gwconfig.shared.ledger.Ledger`):
+    :func:`spend` on a connection of its own, from the engine ``engine()`` gives when asked."""
+
+    def __init__(self, engine: Callable[[], Any]) -> None:
+        self._engine = engine
+
+    def spend(self, consumer: str, since: datetime) -> float:
+        """USD spent by ``consumer`` since ``since`` (blocking: called in a thread)."""
+        with self._engine().connect() as conn:
+            return spend(conn, consumer, since)

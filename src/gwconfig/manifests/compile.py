@@ -224,6 +224,8 @@ def assemble_config(
     }
     if gateway is not None and gateway.egress is not None:  # only when set: hashes stay
         data["gateway"]["egress"] = {"allow": sorted(set(gateway.egress.allow))}
+    if gateway is not None and gateway.shared_state is not None:
+        data["gateway"]["shared_state"] = gateway.shared_state.canonical()
     listed = sorted((canonical_consumer(c) for c in consumers), key=lambda d: d["name"])
     if listed:  # only when there are consumers: configurations without keep their hash
         data["consumers"] = listed

@@ -31,6 +31,7 @@ from pydantic import (
 from gwconfig.canonical import DEFAULT_DEADLINE_SECONDS, DEFAULT_MAX_RESPONSE_BYTES
 from gwconfig.db import columns as col
 from gwconfig.manifests.egress import checked_entry
+from gwconfig.manifests.shared_state import SharedStateSpec
 from gwconfig.secrets.refs import env_reference_problem, file_reference_problem
 
 API_VERSION = "gwconfig/v1"
@@ -438,3 +439,4 @@ class GatewayManifest(_Strict):
         default=None,
         description="Egress policy: when set, every provider's api_base must name an allowed host.",
     )
+    shared_state: SharedStateSpec | None = Field(default=None, description=SharedStateSpec.__doc__)

@@ -29,6 +29,7 @@ from gwconfig.runtime.usage import UsageRecorder
 if TYPE_CHECKING:
     from gwconfig.db.watch import GenerationWatcher
     from gwconfig.runtime.resilience import CooldownTracker
+    from gwconfig.runtime.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,11 @@ class LLMGatewayClient:
     def cooldowns(self) -> CooldownTracker:
         """The targets' failure counts and cooldowns (shared by every generation)."""
         return self._router.cooldowns
+
+    @property
+    def throttle(self) -> Throttle:
+        """The providers' request and token windows (shared by every generation)."""
+        return self._router.throttle
 
     def cooling_targets(self) -> list[str]:
         """``provider/model`` targets currently skipped after repeated failures."""

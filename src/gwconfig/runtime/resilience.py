@@ -7,6 +7,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
+from typing import Protocol
 
 from gwconfig.runtime.config.gateway import RequestSettings, Target, TargetGroup
 
@@ -65,20 +66,36 @@ def order_targets(groups: Sequence[TargetGroup], rng: random.Random | None = Non
     return out
 
 
+class SharedCooldowns(Protocol):
+    """Cooldowns every replica shares (``gwconfig.shared``, with Redis)."""
+
+    def cooling(self, key: str) -> bool:
+        """True when another replica (or this one) published a cooldown of ``key`` that has
+        not ended (a cached read: no I/O)."""
+
+    def publish(self, key: str, seconds: float) -> None:
+        """Tell every replica that ``key`` cools down for ``seconds`` from now."""
+
+
 class CooldownTracker:
-    """Counts consecutive failures per target; a target that keeps failing is skipped a while."""
+    """Counts consecutive failures per target; a target that keeps failing is skipped a while.
+
+    With ``shared`` set, a cooldown entered here is published to every replica, and a target
+    another replica cooled down is skipped here too.
+    """
 
     def __init__(self) -> None:
         self._failures: dict[str, int] = {}
         self._until: dict[str, float] = {}
         #: how many times a target has entered its cooldown (for metrics)
         self.entered = 0
+        self.shared: SharedCooldowns | None = None
 
     def is_cooling(self, key: str, now: float | None = None) -> bool:
-        """True when ``key`` is in its cooldown period."""
+        """True when ``key`` is in its cooldown period (here, or published by a replica)."""
         until = self._until.get(key)
         if until is None:
-            return False
+            return self.shared is not None and self.shared.cooling(key)
         if (time.monotonic() if now is None else now) >= until:
             del self._until[key]
             self._failures.pop(key, None)
@@ -99,6 +116,8 @@ class CooldownTracker:
                 time.monotonic() if now is None else now
             ) + settings.cooldown_seconds
             self.entered += 1
+            if self.shared is not None:
+                self.shared.publish(key, settings.cooldown_seconds)
             return True
         return False
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from gwconfig.runtime.config.gateway import ProviderConfig
 from gwconfig.runtime.errors import DeadlineExceededError, ProviderUnavailableError
@@ -28,15 +28,43 @@ def _room(limiter: RateLimiter | TokenLimiter, pc: ProviderConfig, limit: str, n
     return wait
 
 
-class Throttle:
-    """The request and token windows of every provider a client calls."""
+class SharedWindow(Protocol):
+    """A request window every replica shares (``gwconfig.shared``, with Redis)."""
 
-    __slots__ = ("_limiters", "_sleep", "_token_limiters")
+    async def admit(self, kind: str, name: str, limit: int) -> float:
+        """0 when a request of ``name`` is admitted now (and counted), else seconds to wait."""
+
+
+class Throttle:
+    """The request and token windows of every provider a client calls.
+
+    With ``shared`` set, ``rate_limit_rpm`` is counted in the window every replica shares;
+    ``rate_limit_tpm`` stays per process.
+    """
+
+    __slots__ = ("_limiters", "_sleep", "_token_limiters", "shared")
 
     def __init__(self, sleep: Callable[[float], Awaitable[Any]]) -> None:
         self._sleep = sleep
         self._limiters: dict[str, RateLimiter] = {}
         self._token_limiters: dict[str, TokenLimiter] = {}
+        self.shared: SharedWindow | None = None
+
+    async def _shared_wait(self, pc: ProviderConfig, rpm: int, deadline: float) -> None:
+        """Wait for a place in the shared window of ``pc`` (as long as the settings allow)."""
+        assert self.shared is not None
+        while (wait := await self.shared.admit("p", pc.provider_id, rpm)) > 0:
+            if wait > pc.settings.backoff_max_seconds:
+                seconds = math.ceil(wait)
+                raise ProviderUnavailableError(
+                    f"rate limit of {rpm} requests/minute reached (next slot in {seconds}s)",
+                    status=429,
+                    retry_after=seconds,
+                    retryable=False,
+                )
+            if time.monotonic() + wait >= deadline:
+                raise DeadlineExceededError("the request deadline comes before the rate limit")
+            await self._sleep(wait)
 
     async def wait(self, pc: ProviderConfig, deadline: float) -> None:
         """Honour ``rate_limit_rpm`` and ``rate_limit_tpm``: wait for room, or fail this target
@@ -44,6 +72,12 @@ class Throttle:
         rpm, tpm = pc.settings.rate_limit_rpm, pc.settings.rate_limit_tpm
         if rpm is None and tpm is None:
             return
+        if rpm is not None and self.shared is not None:
+            if tpm is not None:
+                wait = _room(self._token_limiter(pc, tpm), pc, f"{tpm} tokens/minute", "room")
+                if wait > 0:
+                    await self._sleep(wait)
+            return await self._shared_wait(pc, rpm, deadline)
         waits: list[float] = []
         if tpm is not None:
             tokens = self._token_limiter(pc, tpm)

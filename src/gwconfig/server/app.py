@@ -63,7 +63,9 @@ def readyz(request: Request) -> Response:
     "database": D, "pid": P}`` (N: newest revision, null before any apply or while the database
     does not answer; M: the revision this process routes LLM requests with; G: the configuration
     generation ``GET /api/v1/config`` serves, null before its first request; D: ``up`` or
-    ``unavailable``; P: this worker's process id, the ``pid`` label of its metrics). While a
+    ``unavailable``; P: this worker's process id, the ``pid`` label of its metrics), with
+    ``shared_state``: ``redis`` or ``per-process`` (where limits and budgets are counted) and,
+    with Redis, ``shared_state_breaker``: ``closed``, ``open`` or ``half_open``. While a
     configuration is loaded it stays 200 when the database does not answer (the last good one
     is served); 503 with ``{"status": "unavailable", ...}`` when the database does not answer
     before one is, or ``{"status": "starting", ...}`` before the LLM configuration is loaded."""
@@ -91,6 +93,11 @@ def readyz(request: Request) -> Response:
             status_code=503,
         )
     revision_served = runtime.revision(runtime.client.config)
+    limits = state.limits
+    shared = {"shared_state": limits.mode if limits is not None else "per-process"}
+    breaker = limits.breaker_state() if limits is not None else None
+    if breaker is not None:
+        shared["shared_state_breaker"] = breaker
     served = delivery.served_generation(request.app)
     generation = served[0].token if served is not None and served[0] is not None else None
     return JSONResponse(
@@ -101,6 +108,7 @@ def readyz(request: Request) -> Response:
             "generation": generation,
             "database": database,
             "pid": os.getpid(),
+            **shared,
         }
     )
 

@@ -127,6 +127,20 @@ class Metrics:
             "usage_records_dropped",
             "Usage records lost: the database failed and the in-memory buffer was full",
         )
+        self.limit_decisions = counter(
+            "limit_decisions",
+            "Limit decisions of /v1 requests by outcome: admitted, limited, budget, fallback "
+            "(admitted on per-process counters while Redis was unreachable), unavailable",
+            "outcome",
+        )
+        self.shared_state_errors = counter(
+            "shared_state_errors", "Calls to the shared state (Redis) that failed or timed out"
+        )
+        self.shared_state_breaker = gauge(
+            "shared_state_breaker",
+            "The shared state's circuit breaker: 0 closed, 1 open (Redis skipped), 2 half-open",
+            "livemax",
+        )
         self._cooldowns_seen = 0
         self._usage_dropped_seen = 0
 

@@ -17,11 +17,13 @@ from gwconfig.errors import ConfigurationError
 from gwconfig.reconcile.state import last_revision
 from gwconfig.secrets.keys import load_encryption_keys
 from gwconfig.server.rest.cache import ProviderCache
+from gwconfig.shared.redis_backend import parse_url
 
 if TYPE_CHECKING:
     from gwconfig.db.session import Database
     from gwconfig.secrets.keys import EncryptionKeys
     from gwconfig.server.auth import TokenAuthenticator
+    from gwconfig.server.openai.limits import LimitGuard
     from gwconfig.server.openai.runtime import GatewayRuntime
 
 #: environment variables of :meth:`ServeSettings.from_env` (the factory ``app_from_env``, for
@@ -34,6 +36,12 @@ ENV_PUBLIC_DOCS = "GWCONFIG_SERVE_PUBLIC_DOCS"
 ENV_LOCK_TIMEOUT = "GWCONFIG_SERVE_LOCK_TIMEOUT"
 ENV_WORKERS = "GWCONFIG_SERVE_WORKERS"
 ENV_ACCESS_LOG = "GWCONFIG_SERVE_ACCESS_LOG"
+#: the Redis every replica shares its limits, budgets and cooldowns through
+ENV_REDIS_URL = "GWCONFIG_REDIS_URL"
+ENV_REDIS_TIMEOUT = "GWCONFIG_REDIS_TIMEOUT_MS"
+#: the longest one Redis call may take by default, and the most one may set (ms)
+DEFAULT_REDIS_TIMEOUT_MS = 50.0
+MAX_REDIS_TIMEOUT_MS = 10_000.0
 #: where the workers' metrics are added up (prometheus_client's multiprocess mode)
 ENV_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
@@ -78,6 +86,10 @@ class ServeSettings:
     workers: int = 1
     #: the JSON access log on standard error
     access_log: bool = True
+    #: the Redis the limits, budgets and cooldowns are shared through (None: per process)
+    redis_url: str | None = None
+    #: the longest one Redis call may take (then the call counts as failed), milliseconds
+    redis_timeout_ms: float = DEFAULT_REDIS_TIMEOUT_MS
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_body_bytes <= MAX_BODY_LIMIT:
@@ -98,6 +110,12 @@ class ServeSettings:
             )
         if not 0 <= self.lock_timeout <= 600:
             raise ConfigurationError("the write lock timeout must be 0 to 600 seconds")
+        if self.redis_url is not None:
+            parse_url(self.redis_url)  # the scheme checked now, never the password shown
+        if not 0 < self.redis_timeout_ms <= MAX_REDIS_TIMEOUT_MS:
+            raise ConfigurationError(
+                f"the Redis timeout must be over 0 and at most {MAX_REDIS_TIMEOUT_MS:g} ms"
+            )
 
     def to_env(self) -> dict[str, str]:
         """The environment variables :meth:`from_env` reads back (for a process manager that
@@ -118,6 +136,9 @@ class ServeSettings:
         }
         if self.database_url is not None:
             env["GWCONFIG_DATABASE_URL"] = self.database_url
+        if self.redis_url is not None:
+            env[ENV_REDIS_URL] = self.redis_url
+        env[ENV_REDIS_TIMEOUT] = str(self.redis_timeout_ms)
         return env
 
     @classmethod
@@ -140,11 +161,15 @@ class ServeSettings:
                 lock_timeout=float(os.environ.get(ENV_LOCK_TIMEOUT, WRITE_LOCK_TIMEOUT)),
                 workers=workers,
                 access_log=os.environ.get(ENV_ACCESS_LOG, "1") != "0",
+                redis_url=os.environ.get(ENV_REDIS_URL) or None,
+                redis_timeout_ms=float(
+                    os.environ.get(ENV_REDIS_TIMEOUT, str(DEFAULT_REDIS_TIMEOUT_MS))
+                ),
             )
         except ValueError:
             raise ConfigurationError(
-                f"{ENV_MAX_BODY}, {ENV_TOKEN_CACHE}, {ENV_TOKEN_STALE} and {ENV_LOCK_TIMEOUT} "
-                "must be numbers"
+                f"{ENV_MAX_BODY}, {ENV_TOKEN_CACHE}, {ENV_TOKEN_STALE}, {ENV_LOCK_TIMEOUT} and "
+                f"{ENV_REDIS_TIMEOUT} must be numbers"
             ) from None
 
 
@@ -163,6 +188,8 @@ class ServerState:
         self._keys_lock = threading.Lock()
         #: the LLM runtime of ``/v1/chat/completions`` (set by ``create_app``)
         self.runtime: GatewayRuntime | None = None
+        #: the limits of ``/v1`` (set by ``create_app``)
+        self.limits: LimitGuard | None = None
 
     @property
     def encryption_keys(self) -> EncryptionKeys:

@@ -20,6 +20,7 @@ from gwconfig.runtime.config.gateway import (
     RequestSettings,
     RouteConfig,
 )
+from gwconfig.runtime.config.shared_state import SharedStatePolicy
 from gwconfig.runtime.config.table import ModelTable
 from gwconfig.runtime.scrub import Secrets
 from gwconfig.secrets.names import param_header, sensitive_header
@@ -220,6 +221,7 @@ def build_gateway_config(
         routes=MappingProxyType(routes),
         default_route=gateway.get("default_route"),
         environment=environment,
+        shared_state=SharedStatePolicy.from_canonical(gateway.get("shared_state")),
         _content_hash=content_hash,
         version=version,
         source=source,

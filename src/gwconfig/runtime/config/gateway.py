@@ -16,6 +16,7 @@ from typing import Any
 from gwconfig.canonical import DEFAULT_DEADLINE_SECONDS, DEFAULT_MAX_RESPONSE_BYTES
 from gwconfig.errors import GwconfigError
 from gwconfig.runtime.config.consumers import ConsumerPolicy
+from gwconfig.runtime.config.shared_state import SharedStatePolicy
 from gwconfig.runtime.config.table import ModelConfig, ModelTable
 from gwconfig.runtime.errors import AmbiguousModelError, NoRouteError, UnknownModelError
 from gwconfig.runtime.scrub import NO_SECRETS, Secrets
@@ -229,6 +230,7 @@ class GatewayConfig:
     loader: Any = field(default=None, repr=False)  # the ConfigLoader that made it (for reload)
     #: each ``kind: Consumer`` by name, its alias entries resolved (see ``build_gateway_config``)
     consumers: Mapping[str, ConsumerPolicy] = field(default_factory=lambda: _EMPTY)
+    shared_state: SharedStatePolicy = field(default_factory=SharedStatePolicy)  # when Redis fails
     _aliases: dict[str, list[tuple[str, str]]] = field(default_factory=dict, repr=False)
     _bare: dict[str, list[str]] = field(default_factory=dict, repr=False)
     _cache: dict[tuple[str | None, str | None], Resolution] = field(

@@ -24,11 +24,12 @@ from gwconfig.server.auth import Caller, api_key_header
 from gwconfig.server.openai.admit import admit, may_invoke, read_body
 from gwconfig.server.openai.errors import WireError
 from gwconfig.server.openai.exchange import access
+from gwconfig.server.openai.limits import admission_headers, settling
 from gwconfig.server.openai.wire import wire_error
 
 if TYPE_CHECKING:
     from gwconfig.server.openai.app import Authenticator
-    from gwconfig.server.openai.limits import CallerLimits
+    from gwconfig.server.openai.limits import LimitGuard
     from gwconfig.server.openai.runtime import GatewayRuntime
 
 PATHS = (MESSAGES, COUNT_TOKENS)
@@ -42,12 +43,12 @@ class MessagesAPI:
         self,
         runtime: GatewayRuntime,
         tokens: Authenticator,
-        limits: CallerLimits,
+        guard: LimitGuard,
         max_body_bytes: int,
     ) -> None:
         self.runtime = runtime
         self.tokens = tokens
-        self.limits = limits
+        self.guard = guard
         self.max_body_bytes = max_body_bytes
 
     @staticmethod
@@ -96,15 +97,14 @@ class MessagesAPI:
         runtime = self.runtime
         client = runtime.client
         config = client.config
-        admit(config, caller, req.model, self.limits)
+        admit(config, caller, req.model)
+        admission = await self.guard.check(caller, config, req, len(raw))
         req.request.caller = caller.name
         req.request.consumer = caller.consumer
+        tally = settling(admission)
         exchange = MessagesExchange(
             scope=scope, send=send, caller=caller, req=req, client=client,
             metrics=runtime.metrics, revision=runtime.revision(config), start=start,
-            endpoint=endpoint,
+            endpoint=endpoint, tally=tally, extra=admission_headers(admission),
         )  # fmt: skip
-        if req.stream:
-            await exchange.streamed(receive)
-        else:
-            await exchange.plain(receive)
+        await self.guard.run(exchange, receive, admission, tally, config)

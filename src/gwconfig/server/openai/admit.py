@@ -1,5 +1,5 @@
 """What every model call on ``/v1`` (chat, embeddings, the Messages API) passes before it is
-sent: the request body read within its bound, the token's scope, models and request rate."""
+sent: the request body read within its bound, the token's scope and models."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ from starlette.types import Receive
 
 from gwconfig.runtime.config.gateway import GatewayConfig
 from gwconfig.runtime.permits import permits
-from gwconfig.server.answers import retry_after
 from gwconfig.server.auth import Caller
-from gwconfig.server.openai.consumers import caller_patterns, caller_rate
+from gwconfig.server.openai.consumers import caller_patterns
 from gwconfig.server.openai.errors import WireError
-from gwconfig.server.openai.limits import CallerLimits
 from gwconfig.server.openai.wire import wire_error
 
 
@@ -48,9 +46,9 @@ def may_invoke(caller: Caller) -> None:
         )
 
 
-def admit(config: GatewayConfig, caller: Caller, model: str, limits: CallerLimits) -> None:
-    """A 403 when the token (or its consumer) may not use ``model``, a 429 when it is over
-    its rate."""
+def admit(config: GatewayConfig, caller: Caller, model: str) -> None:
+    """A 403 when the token (or its consumer) may not use ``model`` (its limits are the
+    :class:`~gwconfig.server.openai.limits.LimitGuard`'s)."""
     patterns = caller_patterns(caller, config)
     if patterns is not None:
         try:
@@ -64,18 +62,4 @@ def admit(config: GatewayConfig, caller: Caller, model: str, limits: CallerLimit
                 "permission_error",
                 "model_not_allowed",
                 param="model",
-            )
-    rate = caller_rate(caller, config)
-    if rate is not None:
-        key, rpm, who = rate
-        wait = limits.check(key, rpm)
-        if wait > 0:
-            headers = retry_after(wait)
-            raise WireError(
-                429,
-                f"{who} is limited to {rpm} requests per minute "
-                f"(next request in {headers['retry-after']}s)",
-                "rate_limit_error",
-                "rate_limit_exceeded",
-                headers=headers,
             )

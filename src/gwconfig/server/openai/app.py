@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gwconfig.db.ledger import EngineLedger
 from gwconfig.errors import GwconfigError
 from gwconfig.runtime.config.gateway import GatewayConfig
 from gwconfig.runtime.config.sources import ConfigLoader
@@ -39,7 +40,7 @@ from gwconfig.server.openai.exchange import (
     access,
     send_error,
 )
-from gwconfig.server.openai.limits import CallerLimits
+from gwconfig.server.openai.limits import LimitGuard, admission_headers, settling
 from gwconfig.server.openai.runtime import GatewayRuntime
 from gwconfig.server.openai.wire import (
     ChatRequest,
@@ -77,16 +78,16 @@ class OpenAIGateway:
         tokens: Authenticator,
         *,
         max_body_bytes: int = 4 * 1024 * 1024,
-        workers: int = 1,
+        guard: LimitGuard | None = None,
     ) -> None:
         self.inner = app
         self.runtime = runtime
         self.metrics: Metrics = runtime.metrics
         self.tokens = tokens
         self.max_body_bytes = max_body_bytes
-        self.limits = CallerLimits(workers)
+        self.guard = guard if guard is not None else LimitGuard(runtime.metrics)
         #: the Anthropic Messages API, on the same runtime, tokens and limits
-        self.messages = MessagesAPI(runtime, tokens, self.limits, max_body_bytes)
+        self.messages = MessagesAPI(runtime, tokens, self.guard, max_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -113,13 +114,15 @@ class OpenAIGateway:
     def _lifespan(self, receive: Receive) -> Receive:
         """``receive`` for the inner app's lifespan: the runtime starts before the app
         hears of the startup, and closes after the app has heard of the shutdown."""
-        runtime = self.runtime
+        runtime, guard = self.runtime, self.guard
 
         async def wrapped() -> Message:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await runtime.start()
+                guard.start(runtime.client)
             elif message["type"] == "lifespan.shutdown":
+                await guard.aclose()
                 await runtime.aclose()
             return message
 
@@ -171,15 +174,17 @@ class OpenAIGateway:
         """Answer one chat completion, plain or streamed."""
         start = time.perf_counter()
         may_invoke(caller)
-        req = parse_chat_request(await self._body(receive))
-        await self._exchange(scope, receive, send, caller, req, start, CHAT)
+        raw = await self._body(receive)
+        req = parse_chat_request(raw)
+        await self._exchange(scope, receive, send, caller, req, start, CHAT, len(raw))
 
     async def embeddings(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
         """Answer one embeddings request (models of ``model_type: embedding``)."""
         start = time.perf_counter()
         may_invoke(caller)
-        req = parse_embeddings_request(await self._body(receive))
-        await self._exchange(scope, receive, send, caller, req, start, EMBEDDINGS)
+        raw = await self._body(receive)
+        req = parse_embeddings_request(raw)
+        await self._exchange(scope, receive, send, caller, req, start, EMBEDDINGS, len(raw))
 
     async def _exchange(
         self,
@@ -190,21 +195,23 @@ class OpenAIGateway:
         req: ChatRequest,
         start: float,
         endpoint: str,
+        body_bytes: int,
     ) -> None:
-        """Check the token's models and rate, then answer ``req`` (plain or streamed)."""
+        """Check the token's models and limits, then answer ``req`` (plain or streamed); the
+        request's reservation is settled or released whatever happens."""
         client = self.runtime.client
         config = client.config
-        admit(config, caller, req.model, self.limits)
+        admit(config, caller, req.model)
+        admission = await self.guard.check(caller, config, req, body_bytes)
         req.request.caller = caller.name
         req.request.consumer = caller.consumer
+        tally = settling(admission)
         exchange = Exchange(
             scope=scope, send=send, caller=caller, req=req, client=client, metrics=self.metrics,
-            revision=self.runtime.revision(config), start=start, endpoint=endpoint,
+            revision=self.runtime.revision(config), start=start, endpoint=endpoint, tally=tally,
+            extra=admission_headers(admission),
         )  # fmt: skip
-        if req.stream:
-            await exchange.streamed(receive)
-        else:
-            await exchange.plain(receive)
+        await self.guard.run(exchange, receive, admission, tally, config)
 
     # -- /v1/models, /v1/models/{id}, /metrics, other /v1 paths ----------------------------------
 
@@ -261,6 +268,7 @@ class OpenAIGateway:
         """The Prometheus text exposition (any valid token)."""
         start = time.perf_counter()
         self.metrics.cooldowns_entered(self.runtime.client.cooldowns.entered)
+        self.guard.observe()
         usage = self.runtime.client.usage
         self.metrics.database(self.runtime.database_up, usage.dropped if usage else 0)
         body = self.metrics.render()
@@ -300,12 +308,22 @@ def install(app: Starlette, state: ServerState) -> GatewayRuntime:
     """Put the OpenAI-compatible endpoints in front of ``app`` (its outermost middleware),
     with a runtime on ``state``'s database; returns the runtime (started with the app)."""
     configure_access_log(state.settings.access_log)
-    runtime = GatewayRuntime(ConfigLoader(state.database), Metrics())
+    metrics = Metrics()
+    runtime = GatewayRuntime(ConfigLoader(state.database), metrics)
+    settings = state.settings
+    guard = LimitGuard(
+        metrics,
+        redis_url=settings.redis_url,
+        redis_timeout=settings.redis_timeout_ms / 1000,
+        workers=settings.workers,
+        ledger=EngineLedger(lambda: runtime.loader.engine),
+    )
+    state.limits = guard
     app.add_middleware(
         OpenAIGateway,
         runtime=runtime,
         tokens=state.tokens,
-        max_body_bytes=state.settings.max_body_bytes,
-        workers=state.settings.workers,
+        max_body_bytes=settings.max_body_bytes,
+        guard=guard,
     )
     return runtime

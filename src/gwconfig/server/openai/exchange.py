@@ -25,6 +25,7 @@ from gwconfig.server.disconnect import unless_gone
 from gwconfig.server.metrics import Answered, Metrics, log_access
 from gwconfig.server.openai.embeddings import EMBEDDINGS, embeddings_body
 from gwconfig.server.openai.errors import WireError
+from gwconfig.server.openai.limits import Tally
 from gwconfig.server.openai.wire import (
     ChatRequest,
     ChunkWriter,
@@ -97,6 +98,10 @@ class Exchange:
     start: float
     #: the path answered (chat completions or embeddings)
     endpoint: str = CHAT
+    #: what became of the request, for its limits (answered, or a stream begun)
+    tally: Tally | None = None
+    #: headers every answer carries (``x-ratelimit-*``)
+    extra: tuple[tuple[bytes, bytes], ...] = ()
 
     # -- outcomes ---------------------------------------------------------------------------------
 
@@ -112,6 +117,8 @@ class Exchange:
 
     def answered(self, response: LLMResponse, ttft: float | None = None) -> None:
         """Count a request answered in full."""
+        if self.tally is not None:
+            self.tally.response = response
         m = self.metrics
         m.answered(
             Answered(
@@ -160,6 +167,7 @@ class Exchange:
             (b"x-gwconfig-provider", provider.encode()),
             (b"x-gwconfig-attempts", str(attempts).encode()),
             (b"x-gwconfig-revision", str(revision).encode() if revision is not None else b""),
+            *self.extra,
         ]
 
     # -- answers ----------------------------------------------------------------------------------
@@ -219,6 +227,8 @@ class Exchange:
             ttft = self._elapsed()
             provider = (stream.target or "").partition("/")[0]
             headers = [*_SSE, *self._headers(provider, stream.attempts)]
+            if self.tally is not None:
+                self.tally.streamed = True
             await self.send({"type": "http.response.start", "status": 200, "headers": headers})
             try:
                 relay = await unless_gone(self._relay(stream, chunks, first, ttft), receive)
