@@ -6,7 +6,6 @@ the ledger, refused with 503 while Redis is down; ``insufficient_quota`` in Open
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import math
 import time
 from collections.abc import Iterator
@@ -23,8 +22,6 @@ import redis
 from builders import write_manifests
 from gated_upstream import GatedUpstream
 from gwconfig.db.session import open_database
-from gwconfig.runtime.config.consumers import ConsumerPolicy
-from gwconfig.server.auth import TokenAuthenticator
 from gwconfig.server.state import ServeSettings
 from gwconfig.shared.backend import ConsumerKeys
 from gwconfig.shared.ledger import MemoryLedger, period_start
@@ -105,20 +102,15 @@ def team(
     monkeypatch.setenv("GWCONFIG_ENCRYPTION_KEY", fernet_key)
     monkeypatch.setenv("UP_KEY", "sk-up-" + "k" * 24)
     open_database(sqlite_url, upgrade=True).dispose()
-    apply(write_manifests(tmp_path / "m", *shared_manifests(), gated_provider(upstream)),
-          sqlite_url)  # fmt: skip
-    token = make_token(sqlite_url, "invoke", name="team-app")
-    consumer = ConsumerPolicy(
-        name="team", models=("*",), tpm=100_000, budget_usd=BUDGET_USD, budget_period="day"
-    )
-    # the token belongs to the consumer (what ``tokens create --consumer`` records)
-    original = TokenAuthenticator._caller
-
-    def caller(self: TokenAuthenticator, record: Any) -> Any:
-        found = original(self, record)
-        return dataclasses.replace(found, consumer="team") if found.name == "team-app" else found
-
-    monkeypatch.setattr(TokenAuthenticator, "_caller", caller)
+    team_consumer = {
+        "apiVersion": "gwconfig/v1", "kind": "Consumer", "name": "team",
+        "models": ["local", "gated/*"],
+        "limits": {"tpm": 100_000}, "budget": {"usd": BUDGET_USD, "period": "day"},
+    }  # fmt: skip
+    manifests = [*shared_manifests(), gated_provider(upstream), team_consumer]
+    apply(write_manifests(tmp_path / "m", *manifests), sqlite_url)
+    # a token of the consumer (what ``gwconfig tokens create --consumer team`` makes)
+    token = make_token(sqlite_url, "invoke", name="team-app", consumer="team")
     settings = ServeSettings(
         database_url=sqlite_url, redis_url=redis_server.url, redis_timeout_ms=5000
     )
@@ -128,7 +120,6 @@ def team(
         assert guard is not None and guard.mode == "redis"
         guard.limits.ledger = ledger
         guard.limits.clock = lambda: NOON.timestamp()  # one budget day, whatever the hour
-        guard.consumers = lambda config: {"team": consumer}
         day = period_start("day", NOON).date().isoformat()
         client = redis.Redis.from_url(redis_server.url)
         yield Team(served, token, client, ledger, ConsumerKeys.of("team", day))
