@@ -2,7 +2,8 @@
 
 Each provider has a :class:`Secrets`: its API keys (every environment) and sensitive connection
 parameters, opened lazily, only when text must be scrubbed (error paths: HTTP error bodies,
-streamed error events, exception messages, usage records, logs), never on a successful answer.
+streamed error events, exception messages, usage records, logs; and streamed answers, whose
+events are tested with :meth:`Scrubber.may_hold` and scrubbed when it says they may hold one).
 
 Scrubbing replaces, with ``***``:
 
@@ -49,7 +50,7 @@ def _forms(secret: str) -> set[str]:
 class Scrubber:
     """Removes a fixed set of secrets (and their encodings and fragments) from text."""
 
-    __slots__ = ("_grams", "_longest", "_pattern")
+    __slots__ = ("_blocks", "_grams", "_longest", "_pattern")
 
     def __init__(self, secrets: Iterable[str]) -> None:
         values = {s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LENGTH}
@@ -61,6 +62,15 @@ class Scrubber:
         self._grams = frozenset(
             s[i : i + FRAGMENT] for s in values for i in range(len(s) - FRAGMENT + 1)
         )
+        # every form, and every fragment of FRAGMENT characters (>= 2 blocks long), holds one
+        # of the 4-byte blocks at multiples of 4 of a form's bytes
+        raw = [f.encode("utf-8", "surrogatepass") for f in forms]
+        self._blocks = tuple(sorted({b[i : i + 4] for b in raw for i in range(0, len(b) - 3, 4)}))
+
+    def may_hold(self, data: bytes) -> bool:
+        """False when ``data`` surely holds no secret (whole, encoded, or a fragment, as bytes
+        written as is): the cheap test before scrubbing text that is rarely dirty."""
+        return any(block in data for block in self._blocks)
 
     def __call__(self, text: str, limit: int | None = None) -> str:
         """``text`` without any secret; then cut to ``limit`` characters when given."""

@@ -2,7 +2,9 @@
 
 The routing loop (:mod:`gwconfig.runtime.routing`) opens the stream on each target in turn,
 up to its first chunk; once a target has sent one, the stream is committed to it and a later
-failure reaches the caller (text already yielded cannot be taken back).
+failure reaches the caller (text already yielded cannot be taken back). Chunks that carry the
+upstream's own events (``StreamChunk.native``, for a client of the upstream's API) are passed
+on even when they hold no text.
 """
 
 from __future__ import annotations
@@ -71,11 +73,11 @@ class LLMStream:
         parts: list[str] = []
         usage, finish = first.usage, first.finish_reason
         try:
-            if first.text or first.tool_calls:
+            if first.text or first.tool_calls or first.native is not None:
                 parts.append(first.text)
                 yield first
             async for chunk in chunks:
-                if chunk.text or chunk.tool_calls:
+                if chunk.text or chunk.tool_calls or chunk.native is not None:
                     parts.append(chunk.text)
                     yield chunk
                 if chunk.usage is not None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
+
 from gwconfig.runtime.errors import ProviderResponseError
 from gwconfig.runtime.messages import OPENAI, ProviderResult, Usage, WireBody
 from gwconfig.runtime.providers.base import FORWARDED_PARAMETERS, ProviderCall, StreamChunk
 from gwconfig.runtime.providers.http import HTTPProvider, load_event
+from gwconfig.runtime.scrub import Scrubber
 from gwconfig.secrets.origin import DEFAULT_BASES
 
 
@@ -124,33 +127,119 @@ class OpenAIProvider(HTTPProvider):
         )
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[StreamChunk]:
-        """A streamed chat completion (server-sent events, ``data: [DONE]`` at the end)."""
+        """A streamed chat completion (server-sent events, ``data: [DONE]`` at the end).
+
+        For an OpenAI client (``call.wire``) the upstream's events are relayed as they came,
+        a chunk per read, only ``model`` rewritten (:class:`Relay`); otherwise a chunk per event
+        in neutral fields. Either way every event is read for its usage, finish reason, text
+        and tool calls, and an event that may hold a secret is scrubbed.
+        """
         url, body, headers = self.url(call), self.body(call, True), self.headers(call)
+        relay = Relay.of(call)
+        scrubber = self.config.secrets.scrubber
         async with self.open_stream(url, body, headers, call) as resp:
             usage: Usage | None = None
             finish: str | None = None
             done = False
-            async for _event, data in self.events(resp, call):
-                if data.strip() == "[DONE]":
-                    done = True
+            async for batch in self.raw_events(resp, call):
+                kept: list[tuple[dict[str, Any], bytes]] = []
+                texts: list[str] = []
+                calls: list[Any] = []
+                batch_usage: Usage | None = None
+                for _name, data, raw in batch:
+                    if data.strip() == b"[DONE]":
+                        done = True
+                        break
+                    event = load_event(data)
+                    if not isinstance(event, dict):
+                        raise ProviderResponseError("a streamed event is not an object")
+                    if "error" in event:
+                        raise self.stream_error(event["error"])
+                    got = _usage(event.get("usage"))
+                    if got is not None:
+                        usage = batch_usage = got
+                    choices = event.get("choices") or ()
+                    text, deltas = "", ()
+                    for choice in choices:
+                        finish = choice.get("finish_reason") or finish
+                        delta = choice.get("delta") or {}
+                        text += delta.get("content") or ""
+                        deltas += tuple(delta.get("tool_calls") or ())
+                    if relay is not None:
+                        if choices or got is None or relay.asked:  # usage only when asked
+                            kept.append((event, raw))
+                            texts.append(text)
+                            calls.extend(deltas)
+                    elif text or deltas:
+                        if scrubber.may_hold(raw):
+                            text, deltas = scrub_tree((text, deltas), scrubber)
+                        yield StreamChunk(text, tool_calls=tuple(deltas))
+                if relay is not None and kept:
+                    native = b"".join([relay.rewrite(event, raw) for event, raw in kept])
+                    text = "".join(texts)
+                    if scrubber.may_hold(native):
+                        native = b"".join([relay.encode(scrub_tree(e, scrubber)) for e, _ in kept])
+                        text, calls = scrub_tree((text, calls), scrubber)
+                    yield StreamChunk(text, batch_usage, finish, tuple(calls), native, OPENAI)
+                elif batch_usage is not None:  # a usage chunk not relayed: the gateway's own
+                    yield StreamChunk("", batch_usage, finish)
+                if done:
                     break
-                event = load_event(data)
-                if not isinstance(event, dict):
-                    raise ProviderResponseError("a streamed event is not an object")
-                if "error" in event:
-                    raise self.stream_error(event["error"])
-                usage = _usage(event.get("usage")) or usage
-                for choice in event.get("choices") or ():
-                    finish = choice.get("finish_reason") or finish
-                    delta = choice.get("delta") or {}
-                    text, calls = delta.get("content"), delta.get("tool_calls")
-                    if calls:
-                        yield StreamChunk(text or "", tool_calls=tuple(calls))
-                    elif text:
-                        yield StreamChunk(text)
             if not done and finish is None:  # cut off: the answer may be incomplete
                 raise ProviderResponseError("the stream ended before a finish reason or [DONE]")
-            yield StreamChunk("", usage or Usage(), finish)
+            if relay is None:
+                yield StreamChunk("", usage or Usage(), finish)
+
+
+class Relay:
+    """An OpenAI client's stream relayed: its events as they came, ``model`` answered as the
+    client named it (a byte-level rewrite when exact, else the event re-encoded)."""
+
+    __slots__ = ("asked", "model")
+
+    def __init__(self, model: Any, asked: bool) -> None:
+        self.model = model
+        #: whether the client asked for the usage chunk (``stream_options.include_usage``)
+        self.asked = asked
+
+    @classmethod
+    def of(cls, call: ProviderCall) -> Relay | None:
+        """The relay of ``call``'s stream, None when its client does not speak OpenAI's API."""
+        wire = call.wire
+        if wire is None or wire.api != OPENAI:
+            return None
+        options = wire.body.get("stream_options")
+        asked = isinstance(options, dict) and options.get("include_usage") is True
+        return cls(wire.body.get("model"), asked)
+
+    def rewrite(self, event: dict[str, Any], raw: bytes) -> bytes:
+        """``raw`` with ``model`` rewritten: in place when the event's ``"model":<value>`` is
+        its only ``"model"`` (as OpenAI writes it, no spaces), else re-encoded."""
+        model = event.get("model")
+        if model is None or model == self.model:
+            return raw
+        if isinstance(model, str) and raw.count(b'"model"') == 1:
+            needle = b'"model":' + orjson.dumps(model)
+            if needle in raw:
+                return raw.replace(needle, b'"model":' + orjson.dumps(self.model), 1)
+        return self.encode(event)
+
+    def encode(self, event: dict[str, Any]) -> bytes:
+        """``event`` re-encoded, ``model`` as the client named it."""
+        if "model" in event:
+            event = {**event, "model": self.model}
+        return b"data: " + orjson.dumps(event) + b"\n\n"
+
+
+def scrub_tree(value: Any, scrubber: Scrubber) -> Any:
+    """``value`` (JSON-like: dicts, lists, tuples, strings) with every string scrubbed."""
+    if isinstance(value, str):
+        return scrubber(value)
+    if isinstance(value, dict):
+        return {k: scrub_tree(v, scrubber) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(scrub_tree(v, scrubber) for v in value)
+    return value
 
 
 class AzureOpenAIProvider(OpenAIProvider):

@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from gwconfig.runtime.client import LLMGatewayClient
 from gwconfig.runtime.errors import AmbiguousModelError, NoRouteError
-from gwconfig.runtime.messages import LLMResponse, Usage
+from gwconfig.runtime.messages import OPENAI, LLMResponse, Usage
 from gwconfig.runtime.providers.base import StreamChunk
 from gwconfig.runtime.streaming import LLMStream
 from gwconfig.server.auth import Caller
@@ -44,7 +44,11 @@ async def _first(chunks: AsyncIterator[StreamChunk]) -> StreamChunk | None:
 
 
 def _event(writer: ChunkWriter, chunk: StreamChunk) -> bytes:
-    """The event of one piece: tool-call deltas (with any text), or text."""
+    """The event(s) of one piece: the upstream's own (an OpenAI-shaped upstream's, relayed
+    as they came, ``model`` rewritten by the provider), else tool-call deltas (with any text),
+    or text."""
+    if chunk.native is not None and chunk.api == OPENAI:
+        return chunk.native
     if chunk.tool_calls:
         return writer.tool_calls(chunk.tool_calls, chunk.text)
     return writer.text(chunk.text)
@@ -236,15 +240,22 @@ class Exchange:
         ttft: float,
     ) -> None:
         """Send the stream's events; an error after the first is an ``error`` event. The
-        request is counted and logged before the last event goes out."""
+        request is counted and logged before the last event goes out.
+
+        A relayed stream (the first chunk is the upstream's own events) is sent as it came,
+        role, finish and usage chunks included, then ``[DONE]``; else the events are built
+        here (role first; finish, usage when asked, ``[DONE]`` last)."""
         send, writer = self.send, ChunkWriter(self.req.model)
-        body = writer.role()
+        relayed = first is not None and first.native is not None and first.api == OPENAI
+        usage_sent = relayed and first is not None and first.usage is not None
+        body = b"" if relayed else writer.role()
         if first is not None:
             body += _event(writer, first)
         await send({"type": "http.response.body", "body": body, "more_body": True})
         try:
             async for chunk in chunks:
                 event = _event(writer, chunk)
+                usage_sent = usage_sent or (chunk.native is not None and chunk.usage is not None)
                 await send({"type": "http.response.body", "body": event, "more_body": True})
         except Exception as exc:  # the upstream broke midway: no fallback any more
             self.metrics.failed(self.endpoint, 502, self._label(), total=self._elapsed())
@@ -254,7 +265,11 @@ class Exchange:
         response = stream.response
         usage = response.usage if response is not None else Usage()
         finish = response.finish_reason if response is not None else None
-        tail = writer.finish(finish, usage, self.req.include_usage)
+        if relayed:  # an upstream that sent no usage chunk: the client asked for one, here it is
+            asked = self.req.include_usage and not usage_sent
+            tail = (writer.usage(usage) if asked else b"") + b"data: [DONE]\n\n"
+        else:
+            tail = writer.finish(finish, usage, self.req.include_usage)
         if response is not None:
             self.answered(response, ttft)
         await send({"type": "http.response.body", "body": tail})
