@@ -115,6 +115,7 @@ class FastPool:
         self._sem: asyncio.Semaphore | None = None
         self._ssl: ssl.SSLContext | None = None
         self._targets: dict[str, tuple[tuple[str, str, int], bytes]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def _target(self, url: str) -> tuple[tuple[str, str, int], bytes]:
         hit = self._targets.get(url)
@@ -195,6 +196,11 @@ class FastPool:
             conn.close()
             raise
 
+    def track(self, task: asyncio.Task[None]) -> None:
+        """Hold on to a background read (a stream's end) until it is done."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def keep(self, key: tuple[str, str, int], conn: Conn) -> None:
         """Put ``conn`` (its answer read whole) back among the idle connections."""
         self._idle.setdefault(key, []).append(conn)
@@ -226,7 +232,9 @@ class FastPool:
                     conn.close()
 
     async def aclose(self) -> None:
-        """Close every idle connection."""
+        """Close every idle connection (and stop the background reads)."""
+        for task in list(self._tasks):
+            task.cancel()
         for conns in self._idle.values():
             for conn in conns:
                 conn.close()

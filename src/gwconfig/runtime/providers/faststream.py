@@ -6,8 +6,10 @@ sends them, framed by ``Transfer-Encoding: chunked``, by ``Content-Length`` or b
 the connection, gzip/deflate decoded, within a byte cap. One timer per stream watches it: no
 data for ``stall`` seconds, or the request's deadline reached, drops the connection and the
 waiting read raises :class:`Stalled` (no timer per read). The connection goes back to the pool
-only when the body was read to its end on a keep-alive connection; a stream left early (a
-client that went away, an error, a cap) closes it.
+only when the body was read to its end on a keep-alive connection: when the caller says it has
+the answer's end (:meth:`Streamed.finished`, e.g. after ``data: [DONE]``) the rest of the body
+(the chunked encoding's last chunk) is read in the background; a stream left early (a client
+that went away, an error, a cap) closes the connection.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from gwconfig.runtime.providers.fastpost import BadResponse, Conn, FastPool, Too
 
 #: the most bytes asked of the socket at once
 PIECE = 64 * 1024
+#: once the caller has the answer's end: how long, and how many bytes, the rest of the body
+#: may take to be read (in the background) for the connection to be kept
+DRAIN_SECONDS = 5.0
+DRAIN_BYTES = 64 * 1024
 
 
 class Stalled(Exception):
@@ -39,6 +45,8 @@ class Streamed:
         "_complete",
         "_conn",
         "_deadline",
+        "_ended",
+        "_frames",
         "_keep",
         "_key",
         "_last",
@@ -66,7 +74,8 @@ class Streamed:
         self.headers = headers
         self._pool, self._key, self._conn, self._keep = pool, key, conn, keep
         self._cap, self._stall, self._deadline = cap, stall, deadline
-        self._complete = False
+        self._complete = self._ended = False
+        self._frames = self._framed()
         self._why: str | None = None
         self._last = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None
@@ -114,8 +123,13 @@ class Streamed:
         total, cap = 0, self._cap
         if self._timer is None and self._why is None:
             self._arm()
+        frames = self._frames
         try:
-            async for piece in self._framed():
+            while True:
+                try:
+                    piece = await frames.__anext__()
+                except StopAsyncIteration:
+                    break
                 if decoder is not None:
                     try:
                         piece = decoder.decompress(piece, cap + 1 - total)
@@ -153,6 +167,7 @@ class Streamed:
                         raise self._broken()
                     self._last = time.monotonic()
                     left -= len(piece)
+                    self._complete = not left  # read whole, even if the caller stops here
                     yield piece
                 self._complete = True
                 return
@@ -202,6 +217,11 @@ class Streamed:
             await pieces.aclose()  # type: ignore[attr-defined]
         return b"".join(parts)[:cap]
 
+    def finished(self) -> None:
+        """The caller has read the answer's end: what is left of the body is framing, read
+        in the background at :meth:`release` so the connection can be kept."""
+        self._ended = True
+
     def release(self) -> None:
         """Give the connection back (read to its end, keep-alive) or close it; free the slot."""
         if self._timer is not None:
@@ -210,11 +230,34 @@ class Streamed:
         conn, self._conn = self._conn, None  # type: ignore[assignment]
         if conn is None:
             return
+        if not self._complete and self._ended and self._keep and conn.fresh():
+            self._conn = conn
+            self._pool.track(asyncio.get_running_loop().create_task(self._drain()))
+            return
+        self._give_back(conn)
+
+    def _give_back(self, conn: Conn) -> None:
         if self._complete and self._keep and conn.fresh():
             self._pool.keep(self._key, conn)
         else:
             conn.close()
         self._pool.slots.release()
+
+    async def _drain(self) -> None:
+        """Read the rest of the body (bounded), then give the connection back."""
+        conn = self._conn
+        total = 0
+        try:
+            async with asyncio.timeout(DRAIN_SECONDS):
+                async for piece in self._frames:
+                    total += len(piece)
+                    if total > DRAIN_BYTES:
+                        break
+        except (Exception, asyncio.CancelledError):
+            self._complete = False
+        finally:
+            self._conn = None  # type: ignore[assignment]
+            self._give_back(conn)
 
 
 async def open_stream(

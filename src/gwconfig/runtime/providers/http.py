@@ -282,6 +282,13 @@ class HTTPProvider(BaseProvider):
         finally:
             resp.release()
 
+    @staticmethod
+    def finished(resp: Body) -> None:
+        """Say the answer's end was read (e.g. ``data: [DONE]``): the fast client then reads
+        the body's last bytes in the background and keeps the connection."""
+        if isinstance(resp, Streamed):
+            resp.finished()
+
     def events(self, resp: Body, call: ProviderCall) -> AsyncIterator[tuple[str, str]]:
         """The ``(event, data)`` pairs of a streamed reply, within the caps and the deadline."""
         return iter_sse(resp, self.config.settings.max_response_bytes, call.deadline)

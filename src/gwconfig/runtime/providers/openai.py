@@ -132,7 +132,8 @@ class OpenAIProvider(HTTPProvider):
         For an OpenAI client (``call.wire``) the upstream's events are relayed as they came,
         a chunk per read, only ``model`` rewritten (:class:`Relay`); otherwise a chunk per event
         in neutral fields. Either way every event is read for its usage, finish reason, text
-        and tool calls, and an event that may hold a secret is scrubbed.
+        and tool calls, and what the model wrote (every string of each choice's ``delta``) is
+        tested for the provider's secrets: events that hold one are scrubbed.
         """
         url, body, headers = self.url(call), self.body(call, True), self.headers(call)
         relay = Relay.of(call)
@@ -145,9 +146,10 @@ class OpenAIProvider(HTTPProvider):
                 kept: list[tuple[dict[str, Any], bytes]] = []
                 texts: list[str] = []
                 calls: list[Any] = []
+                written: list[str] = []
                 batch_usage: Usage | None = None
                 for _name, data, raw in batch:
-                    if data.strip() == b"[DONE]":
+                    if data == b"[DONE]" or data.strip() == b"[DONE]":
                         done = True
                         break
                     event = load_event(data)
@@ -155,35 +157,44 @@ class OpenAIProvider(HTTPProvider):
                         raise ProviderResponseError("a streamed event is not an object")
                     if "error" in event:
                         raise self.stream_error(event["error"])
-                    got = _usage(event.get("usage"))
+                    got = event.get("usage")
                     if got is not None:
-                        usage = batch_usage = got
+                        usage = batch_usage = _usage(got) or usage
                     choices = event.get("choices") or ()
                     text, deltas = "", ()
                     for choice in choices:
                         finish = choice.get("finish_reason") or finish
                         delta = choice.get("delta") or {}
+                        for value in delta.values():
+                            if isinstance(value, str):
+                                written.append(value)
+                            elif value:
+                                written.append(orjson.dumps(value).decode())
                         text += delta.get("content") or ""
                         deltas += tuple(delta.get("tool_calls") or ())
-                    if relay is not None:
-                        if choices or got is None or relay.asked:  # usage only when asked
-                            kept.append((event, raw))
-                            texts.append(text)
-                            calls.extend(deltas)
-                    elif text or deltas:
-                        if scrubber.may_hold(raw):
-                            text, deltas = scrub_tree((text, deltas), scrubber)
-                        yield StreamChunk(text, tool_calls=tuple(deltas))
-                if relay is not None and kept:
-                    native = b"".join([relay.rewrite(event, raw) for event, raw in kept])
+                    if relay is None:
+                        if text or deltas:
+                            if written and scrubber.may_hold("".join(written).encode()):
+                                text, deltas = scrub_tree((text, deltas), scrubber)
+                            written.clear()
+                            yield StreamChunk(text, tool_calls=tuple(deltas))
+                    elif choices or got is None or relay.asked:  # usage only when asked
+                        kept.append((event, raw))
+                        texts.append(text)
+                        calls.extend(deltas)
+                if kept:
+                    assert relay is not None
                     text = "".join(texts)
-                    if scrubber.may_hold(native):
+                    if written and scrubber.may_hold("".join(written).encode()):
                         native = b"".join([relay.encode(scrub_tree(e, scrubber)) for e, _ in kept])
                         text, calls = scrub_tree((text, calls), scrubber)
+                    else:
+                        native = b"".join([relay.rewrite(event, raw) for event, raw in kept])
                     yield StreamChunk(text, batch_usage, finish, tuple(calls), native, OPENAI)
-                elif batch_usage is not None:  # a usage chunk not relayed: the gateway's own
+                elif relay is not None and batch_usage is not None:  # not relayed: ours only
                     yield StreamChunk("", batch_usage, finish)
                 if done:
+                    self.finished(resp)
                     break
             if not done and finish is None:  # cut off: the answer may be incomplete
                 raise ProviderResponseError("the stream ended before a finish reason or [DONE]")
