@@ -104,6 +104,9 @@ async def raw_events(
                     raise ProviderResponseError(
                         f"a streamed event is larger than {event_cap} bytes", retryable=False
                     )
+                if block[:6] == b"data: " and b"\n" not in block:  # the usual event: one line
+                    batch.append((b"message", block[6:], block + b"\n\n"))
+                    continue
                 event = _parse(block.lstrip(b"\n"))
                 if event is not None:
                     batch.append(event)
