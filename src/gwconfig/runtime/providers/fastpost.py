@@ -201,6 +201,10 @@ class FastPool:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def background(self) -> None:
+        """Wait for the background reads (a stream's last bytes) under way."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
     def keep(self, key: tuple[str, str, int], conn: Conn) -> None:
         """Put ``conn`` (its answer read whole) back among the idle connections."""
         self._idle.setdefault(key, []).append(conn)

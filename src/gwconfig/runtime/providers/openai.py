@@ -174,7 +174,7 @@ class OpenAIProvider(HTTPProvider):
         """Per event: its text and tool-call deltas (scrubbed when they hold a secret), its
         usage and finish reason; None at ``[DONE]``."""
         for _name, data, _raw in batch:
-            event = self._event(data)
+            event = self.event(data)
             if event is None:
                 yield None
                 return
@@ -192,7 +192,7 @@ class OpenAIProvider(HTTPProvider):
                 text, deltas = scrub_tree((text, deltas), scrubber)
             yield StreamChunk(text, tool_calls=tuple(deltas)), _usage(event.get("usage")), finish
 
-    def _event(self, data: bytes) -> dict[str, Any] | None:
+    def event(self, data: bytes) -> dict[str, Any] | None:
         """One event's JSON object (None for ``[DONE]``); an error event raises."""
         if data[:1] != b"{" and data.strip() == b"[DONE]":
             return None
@@ -253,7 +253,7 @@ class Relay:
         finish: str | None = None
         done = False
         for _name, data, raw in batch:
-            event = provider._event(data)
+            event = provider.event(data)
             if event is None:
                 done = True
                 break
