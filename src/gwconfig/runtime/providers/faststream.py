@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
 from gwconfig.runtime.providers.fastpost import BadResponse, Conn, FastPool, TooLarge
 
@@ -147,7 +147,7 @@ class Streamed:
                 self._timer.cancel()
                 self._timer = None
 
-    async def _framed(self) -> AsyncIterator[bytes]:
+    async def _framed(self) -> AsyncGenerator[bytes, None]:
         reader = self._conn.reader
         try:
             if "chunked" in self.headers.get("transfer-encoding", "").lower():
@@ -234,7 +234,18 @@ class Streamed:
             self._conn = conn
             self._pool.track(asyncio.get_running_loop().create_task(self._drain()))
             return
+        self._close_frames()
         self._give_back(conn)
+
+    def _close_frames(self) -> None:
+        """Close the body's reader now (it waits on nothing once suspended), not by a task
+        the event loop would run for it later."""
+        closing = self._frames.aclose()
+        try:
+            closing.send(None)
+        except StopIteration:
+            return
+        closing.close()  # it would wait on something: let the loop's finalizer do it
 
     def _give_back(self, conn: Conn) -> None:
         if self._complete and self._keep and conn.fresh():
@@ -257,6 +268,7 @@ class Streamed:
             self._complete = False
         finally:
             self._conn = None  # type: ignore[assignment]
+            self._close_frames()
             self._give_back(conn)
 
 

@@ -143,7 +143,8 @@ class OpenAIProvider(HTTPProvider):
             usage: Usage | None = None
             finish: str | None = None
             done = False
-            async for batch in self.raw_events(resp, call):
+            batches = self.raw_events(resp, call)
+            async for batch in batches:
                 if relay is None:
                     for item in self._neutral(batch, scrubber):
                         if item is None:
@@ -163,6 +164,7 @@ class OpenAIProvider(HTTPProvider):
                 if done:
                     self.finished(resp)
                     break
+            await batches.aclose()  # type: ignore[attr-defined]
             if not done and finish is None:  # cut off: the answer may be incomplete
                 raise ProviderResponseError("the stream ended before a finish reason or [DONE]")
             if relay is None:
