@@ -23,6 +23,7 @@ All traffic stays on 127.0.0.1; every wait is bounded.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import signal
@@ -116,16 +117,16 @@ def embed_body() -> str:
 def start_nginx(nginx: str, work: Path) -> tuple[subprocess.Popen[bytes], int]:
     """nginx on 127.0.0.1 (one worker) with the three fixed answers."""
     port = harness.free_port()
-    static = work / "static"
-    for path, text in (
-        ("stream/v1/chat/completions", sse_body()),
-        ("plain/v1/embeddings", embed_body()),
-    ):
-        (static / path).parent.mkdir(parents=True, exist_ok=True)
-        (static / path).write_text(text)
-    # POSTs to a file are refused (405); its error page turns them into a GET of the file
-    files = f"root {static}; error_page 405 =200 $uri;"
     answer = ANSWER.replace("'", "\\'")
+
+    def fixed(name: str, text: str) -> str:
+        """``set`` lines and a ``return`` of ``text`` (nginx takes at most 4 KiB a parameter;
+        the answers hold no ``$``, quote or backslash, which nginx would read otherwise)."""
+        assert not {"$", "'", "\\"} & set(text)
+        pieces = [text[i : i + 3000] for i in range(0, len(text), 3000)]
+        sets = " ".join(f"set ${name}{i} '{p}';" for i, p in enumerate(pieces))
+        return sets + ' return 200 "' + "".join(f"${name}{i}" for i in range(len(pieces))) + '";'
+
     (work / "nginx.conf").write_text(
         f"""worker_processes 1;
 daemon off;
@@ -144,8 +145,10 @@ http {{
     listen 127.0.0.1:{port};
     location = /plain/v1/chat/completions {{
       default_type application/json; return 200 '{answer}'; }}
-    location = /stream/v1/chat/completions {{ default_type text/event-stream; {files} }}
-    location = /plain/v1/embeddings {{ default_type application/json; {files} }}
+    location = /stream/v1/chat/completions {{
+      default_type text/event-stream; {fixed("sse", sse_body())} }}
+    location = /plain/v1/embeddings {{
+      default_type application/json; {fixed("embed", embed_body())} }}
     location = /plain/v1/models {{ default_type application/json; return 200 '{{"data":[]}}'; }}
   }}
 }}
@@ -188,8 +191,12 @@ def lua(work: Path, name: str, body: dict[str, Any], headers: dict[str, str]) ->
 class Target:
     """One thing measured: a base URL, the model name per scenario, the headers per scenario."""
 
-    def __init__(self, name: str, base: str, models: dict[str, str], headers: Any) -> None:
+    def __init__(
+        self, name: str, base: str, models: dict[str, str], headers: Any, log: Path | None = None
+    ) -> None:
         self.name, self.base, self.models, self.headers = name, base, models, headers
+        #: the process's output, whose last error line explains a failed scenario
+        self.log = log
 
     def request(self, scenario: str) -> tuple[str, dict[str, Any], dict[str, str]]:
         """The URL, body and headers of ``scenario``."""
@@ -225,6 +232,10 @@ def measure(tool: str, work: Path, target: Target, args: Any, table: dict[Any, A
     for scenario in SCENARIOS:
         why = check(target, scenario)
         if why is not None:
+            if target.log is not None and target.log.exists():
+                lines = target.log.read_text(errors="replace").splitlines()
+                errors = [line.strip() for line in lines if "Error" in line]
+                why += f" (its log: {errors[-1][:200]})" if errors else ""
             print(f"{target.name:<22} {scenario:<7} not measured: {why}")
             continue
         url, body, headers = target.request(scenario)
@@ -331,12 +342,14 @@ def litellm(work: Path, upstream: int) -> Iterator[Target]:
         params = {"model": f"openai/{model_id}", "api_base": f"{base}/{path}/v1", "api_key": KEY}
         return {"model_name": name, "litellm_params": params}
 
+    master = "sk-" + os.urandom(16).hex()  # the proxy refuses to start without one
     config = {
+        "general_settings": {"master_key": master},
         "model_list": [
             model("chat", "gpt-bench", "plain"),
             model("streamed", "gpt-bench", "stream"),
             model("embed", EMBED_MODEL, "plain"),
-        ]
+        ],
     }
     (work / "litellm.yaml").write_text(yaml.safe_dump(config))
     port = harness.free_port()
@@ -359,7 +372,14 @@ def litellm(work: Path, upstream: int) -> Iterator[Target]:
     }
     with running(cmd, env, work / "litellm.log", f"http://127.0.0.1:{port}/health/liveliness"):
         models = {"plain": "chat", "stream": "streamed", "embed": "embed"}
-        yield Target("LiteLLM proxy", f"http://127.0.0.1:{port}/v1", models, lambda _s: {})
+        auth = {"Authorization": f"Bearer {master}"}
+        yield Target(
+            "LiteLLM proxy",
+            f"http://127.0.0.1:{port}/v1",
+            models,
+            lambda _s: auth,
+            work / "litellm.log",
+        )
 
 
 @contextlib.contextmanager
@@ -390,7 +410,9 @@ def portkey(work: Path, upstream: int) -> Iterator[Target]:
 
     with running(cmd, dict(os.environ), work / "portkey.log", f"http://127.0.0.1:{port}/"):
         models = {"plain": "gpt-bench", "stream": "gpt-bench", "embed": EMBED_MODEL}
-        yield Target("Portkey gateway", f"http://127.0.0.1:{port}/v1", models, headers)
+        yield Target(
+            "Portkey gateway", f"http://127.0.0.1:{port}/v1", models, headers, work / "portkey.log"
+        )
 
 
 @contextlib.contextmanager
@@ -439,7 +461,8 @@ def ratios(table: dict[Any, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the clients benchmark and print its medians and ratios."""
-    parser = harness.arguments(__doc__, scale=1, runs=3)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="wrk runs per case (median)")
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--database-url", default=None, help="an empty PostgreSQL database")
     parser.add_argument("--peers", default="litellm,portkey", help="comma-separated peers")
