@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -272,3 +273,16 @@ def test_errors_of_the_fast_stream_are_provider_errors(
     assert isinstance(got["cut"], ProviderUnavailableError)
     assert "stream broken" in str(got["cut"])
     assert "instead of server-sent events" in str(got["json"])
+
+
+def test_a_gzip_stream_is_decoded_as_it_comes() -> None:
+    packer = zlib.compressobj(wbits=16 + zlib.MAX_WBITS)
+    parts = [packer.compress(e) + packer.flush(zlib.Z_SYNC_FLUSH) for e in EVENTS]
+    parts[-1] += packer.flush()
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+    async def read(pool: FastPool, url: str, upstream: RawUpstream) -> Any:
+        return await read_all(pool, url)
+
+    assert run(writes(head + chunks), read) == (b"".join(EVENTS), 200)
