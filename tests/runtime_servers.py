@@ -252,8 +252,13 @@ class FakeLLMServer:
         model = str(body.get("model", ""))
 
         async def events() -> Any:
+            head = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "model": model}
+
             def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-                payload = {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                payload = {
+                    **head,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                }
                 return f"data: {json.dumps(payload)}\n\n".encode()
 
             yield chunk({"role": "assistant"})
@@ -274,7 +279,7 @@ class FakeLLMServer:
                 yield chunk({"content": word if i == len(words) - 1 else word + " "})
                 await asyncio.sleep(0)
             yield chunk({}, "stop")
-            yield f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode()
+            yield f"data: {json.dumps({**head, 'choices': [], 'usage': usage})}\n\n".encode()
             yield b"data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")

@@ -2,7 +2,8 @@
 
 Each provider has a :class:`Secrets`: its API keys (every environment) and sensitive connection
 parameters, opened lazily, only when text must be scrubbed (error paths: HTTP error bodies,
-streamed error events, exception messages, usage records, logs), never on a successful answer.
+streamed error events, exception messages, usage records, logs; and streamed answers, whose
+events are tested with :meth:`Scrubber.may_hold` and scrubbed when it says they may hold one).
 
 Scrubbing replaces, with ``***``:
 
@@ -49,7 +50,7 @@ def _forms(secret: str) -> set[str]:
 class Scrubber:
     """Removes a fixed set of secrets (and their encodings and fragments) from text."""
 
-    __slots__ = ("_grams", "_longest", "_pattern")
+    __slots__ = ("_blocks", "_byte_grams", "_grams", "_longest", "_pattern", "_short")
 
     def __init__(self, secrets: Iterable[str]) -> None:
         values = {s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LENGTH}
@@ -61,6 +62,33 @@ class Scrubber:
         self._grams = frozenset(
             s[i : i + FRAGMENT] for s in values for i in range(len(s) - FRAGMENT + 1)
         )
+        # the forms' bytes: the short ones whole; the others by their fragments of 8 bytes,
+        # each of which holds one of the form's 4-byte blocks at a multiple of 4
+        raw = {f.encode("utf-8", "surrogatepass") for f in forms}
+        self._short = tuple(b for b in raw if len(b) < FRAGMENT)
+        self._byte_grams = frozenset(
+            b[i : i + FRAGMENT] for b in raw for i in range(len(b) - FRAGMENT + 1)
+        )
+        self._blocks = tuple(
+            sorted(
+                {b[i : i + 4] for b in raw if len(b) >= FRAGMENT for i in range(0, len(b) - 3, 4)}
+            )
+        )
+
+    def may_hold(self, data: bytes) -> bool:
+        """Whether ``data`` holds a secret (whole, encoded, or a fragment of 8 bytes), as bytes
+        written as is: the cheap test before scrubbing text that is rarely dirty."""
+        if any(short in data for short in self._short):
+            return True
+        grams = self._byte_grams
+        for block in self._blocks:
+            at = data.find(block)
+            while at >= 0:
+                for start in range(max(at - 4, 0), at + 1):
+                    if data[start : start + FRAGMENT] in grams:
+                        return True
+                at = data.find(block, at + 1)
+        return False
 
     def __call__(self, text: str, limit: int | None = None) -> str:
         """``text`` without any secret; then cut to ``limit`` characters when given."""

@@ -2,7 +2,9 @@
 
 The routing loop (:mod:`gwconfig.runtime.routing`) opens the stream on each target in turn,
 up to its first chunk; once a target has sent one, the stream is committed to it and a later
-failure reaches the caller (text already yielded cannot be taken back).
+failure reaches the caller (text already yielded cannot be taken back). Chunks that carry the
+upstream's own events (``StreamChunk.native``, for a client of the upstream's API) are passed
+on even when they hold no text.
 """
 
 from __future__ import annotations
@@ -72,11 +74,11 @@ class LLMStream:
         usage, finish = first.usage, first.finish_reason
         try:
             # a chunk with an upstream event to relay as it came (``native``) is passed on too
-            if first.text or first.tool_calls or first.native:
+            if first.text or first.tool_calls or first.native is not None:
                 parts.append(first.text)
                 yield first
             async for chunk in chunks:
-                if chunk.text or chunk.tool_calls or chunk.native:
+                if chunk.text or chunk.tool_calls or chunk.native is not None:
                     parts.append(chunk.text)
                     yield chunk
                 if chunk.usage is not None:

@@ -5,7 +5,8 @@
 upstream spends most of its time there. :class:`FastPool` does only what ``post_json`` needs:
 keep-alive connections on asyncio streams, one POST, a status, headers and a body read within a
 byte cap (``Content-Length``, chunked, or up to the end of the connection; gzip/deflate decoded).
-Streams, proxies and anything unusual stay with ``httpx`` (see :meth:`HTTPProvider.post_json`).
+Streamed answers are read by :mod:`~gwconfig.runtime.providers.faststream` over the same
+connections; proxies and anything unusual stay with ``httpx`` (see :meth:`HTTPProvider.post_json`).
 
 Where it stands against ``httpx.AsyncClient()`` (``trust_env=True``) for the same POST:
 
@@ -82,7 +83,9 @@ def _ssl_context() -> ssl.SSLContext:
         return ssl.create_default_context()
 
 
-class _Conn:
+class Conn:
+    """One connection to an upstream."""
+
     __slots__ = ("reader", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -94,7 +97,12 @@ class _Conn:
         return not self.reader.at_eof() and not self.writer.is_closing()
 
     def close(self) -> None:
+        """Close it (what is buffered is still sent)."""
         self.writer.close()
+
+    def abort(self) -> None:
+        """Drop it now: a read waiting on it sees the end of the stream."""
+        self.writer.transport.abort()
 
 
 class FastPool:
@@ -103,10 +111,11 @@ class FastPool:
     def __init__(self, limit: int, connect_timeout: float) -> None:
         self._limit = max(limit, 1)
         self._connect_timeout = connect_timeout
-        self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
+        self._idle: dict[tuple[str, str, int], list[Conn]] = {}
         self._sem: asyncio.Semaphore | None = None
         self._ssl: ssl.SSLContext | None = None
         self._targets: dict[str, tuple[tuple[str, str, int], bytes]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def _target(self, url: str) -> tuple[tuple[str, str, int], bytes]:
         hit = self._targets.get(url)
@@ -125,7 +134,7 @@ class FastPool:
                 self._targets[url] = hit
         return hit
 
-    async def _connect(self, key: tuple[str, str, int]) -> _Conn:
+    async def _connect(self, key: tuple[str, str, int]) -> Conn:
         scheme, host, port = key
         tls = None
         if scheme == "https":
@@ -136,7 +145,69 @@ class FastPool:
             host, port, ssl=tls, server_hostname=host if tls else None, limit=MAX_HEAD_BYTES
         )
         reader, writer = await asyncio.wait_for(opening, self._connect_timeout)
-        return _Conn(reader, writer)
+        return Conn(reader, writer)
+
+    def encode(
+        self, url: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[tuple[str, str, int], bytes]:
+        """The host key and the bytes of a POST of ``body`` to ``url``."""
+        key, head = self._target(url)
+        lines = [head]
+        for name, value in headers.items():
+            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+                raise BadResponse(f"header {name!r} holds a line break")
+            lines.append(f"{name}: {value}\r\n".encode("latin-1"))
+        lines.append(f"Content-Length: {len(body)}\r\n\r\n".encode("ascii"))
+        lines.append(body)
+        return key, b"".join(lines)
+
+    @property
+    def slots(self) -> asyncio.Semaphore:
+        """The semaphore bounding the connections in use."""
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(self._limit)
+        return self._sem
+
+    async def send(
+        self, key: tuple[str, str, int], request: bytes
+    ) -> tuple[Conn, int, dict[str, str], bool]:
+        """Send ``request`` on an idle connection (the next one when it was closed while
+        idle) or a new one; the connection, status, headers and whether it may be kept."""
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            if conn.fresh():
+                try:
+                    return (conn, *await _head_of(conn, request))
+                except _Stale:
+                    conn.close()
+                    continue  # closed while idle: nothing was answered, try another
+                except BaseException:
+                    conn.close()
+                    raise
+            conn.close()
+        conn = await self._connect(key)
+        try:
+            return (conn, *await _head_of(conn, request))
+        except _Stale:
+            conn.close()
+            raise ConnectionResetError("the upstream closed the connection") from None
+        except BaseException:
+            conn.close()
+            raise
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        """Hold on to a background read (a stream's end) until it is done."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def background(self) -> None:
+        """Wait for the background reads (a stream's last bytes) under way."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def keep(self, key: tuple[str, str, int], conn: Conn) -> None:
+        """Put ``conn`` (its answer read whole) back among the idle connections."""
+        self._idle.setdefault(key, []).append(conn)
 
     async def post(
         self, url: str, headers: Mapping[str, str], body: bytes, cap: int, error_cap: int
@@ -147,59 +218,37 @@ class FastPool:
         cut at ``error_cap``. Network failures raise :class:`OSError` (or
         :class:`asyncio.IncompleteReadError`); an unreadable answer :class:`BadResponse`.
         """
-        key, head = self._target(url)
-        lines = [head]
-        for name, value in headers.items():
-            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
-                raise BadResponse(f"header {name!r} holds a line break")
-            lines.append(f"{name}: {value}\r\n".encode("latin-1"))
-        lines.append(f"Content-Length: {len(body)}\r\n\r\n".encode("ascii"))
-        lines.append(body)
-        request = b"".join(lines)
-        if self._sem is None:
-            self._sem = asyncio.Semaphore(self._limit)
-        async with self._sem:
-            idle = self._idle.get(key)
-            while idle:
-                conn = idle.pop()
-                if conn.fresh():
-                    try:
-                        return await self._exchange(key, conn, request, cap, error_cap)
-                    except _Stale:
-                        continue  # closed while idle: nothing was answered, try another
-                conn.close()
-            conn = await self._connect(key)
+        key, request = self.encode(url, headers, body)
+        async with self.slots:
+            conn, status, got, keep = await self.send(key, request)
+            done = False
             try:
-                return await self._exchange(key, conn, request, cap, error_cap)
-            except _Stale:
-                raise ConnectionResetError("the upstream closed the connection") from None
-
-    async def _exchange(
-        self, key: tuple[str, str, int], conn: _Conn, request: bytes, cap: int, error_cap: int
-    ) -> tuple[int, dict[str, str], bytes]:
-        done = False
-        try:
-            conn.writer.write(request)
-            await conn.writer.drain()
-            status, headers, keep = await _read_head(conn.reader)
-            content, complete = await _read_body(
-                conn.reader, headers, cap if status < 400 else error_cap, truncate=status >= 400
-            )
-            content = _decode(headers.get("content-encoding", ""), content, cap)
-            if keep and complete:
-                self._idle.setdefault(key, []).append(conn)
-                done = True
-            return status, headers, content
-        finally:
-            if not done:
-                conn.close()
+                content, complete = await _read_body(
+                    conn.reader, got, cap if status < 400 else error_cap, truncate=status >= 400
+                )
+                content = _decode(got.get("content-encoding", ""), content, cap)
+                if keep and complete:
+                    self.keep(key, conn)
+                    done = True
+                return status, got, content
+            finally:
+                if not done:
+                    conn.close()
 
     async def aclose(self) -> None:
-        """Close every idle connection."""
+        """Close every idle connection (and stop the background reads)."""
+        for task in list(self._tasks):
+            task.cancel()
         for conns in self._idle.values():
             for conn in conns:
                 conn.close()
         self._idle.clear()
+
+
+async def _head_of(conn: Conn, request: bytes) -> tuple[int, dict[str, str], bool]:
+    conn.writer.write(request)
+    await conn.writer.drain()
+    return await _read_head(conn.reader)
 
 
 async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bool]:

@@ -1,4 +1,5 @@
-"""Shared HTTP machinery: one pooled ``httpx.AsyncClient`` per provider, error mapping, SSE."""
+"""Shared HTTP machinery: the fast client (:mod:`.fastpost`, :mod:`.faststream`) where it
+applies, else one pooled ``httpx.AsyncClient`` per provider; error mapping, SSE."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from typing import Any
 import httpx
 import orjson
 
-from gwconfig.canonical import DEFAULT_MAX_RESPONSE_BYTES
 from gwconfig.runtime.config.gateway import ProviderConfig
 from gwconfig.runtime.errors import (
     AuthenticationError,
@@ -24,13 +24,17 @@ from gwconfig.runtime.errors import (
 )
 from gwconfig.runtime.providers.base import BaseProvider, ProviderCall
 from gwconfig.runtime.providers.fastpost import BadResponse, FastPool, TooLarge, usable
+from gwconfig.runtime.providers.faststream import Stalled, Streamed
+from gwconfig.runtime.providers.faststream import open_stream as open_fast_stream
+from gwconfig.runtime.providers.sse import MAX_EVENT_BYTES as MAX_EVENT_BYTES
+from gwconfig.runtime.providers.sse import Body, RawEvent, iter_sse, raw_events
+from gwconfig.runtime.providers.sse import load_event as load_event
+from gwconfig.runtime.providers.sse import too_large as _too_large
 from gwconfig.runtime.resilience import parse_retry_after
 
 _JSON_HEADERS = {"content-type": "application/json"}
 #: How much of an error body is read (the rest is not needed for its message).
 ERROR_BODY_BYTES = 64 * 1024
-#: The longest line, and the most data in one event, of a streamed reply.
-MAX_EVENT_BYTES = 1024 * 1024
 #: Provider error details are cut to this many characters (after scrubbing).
 DETAIL_CHARS = 200
 
@@ -103,6 +107,21 @@ class HTTPProvider(BaseProvider):
             return DeadlineExceededError(f"the request deadline was reached ({what})")
         return ProviderTimeoutError(f"{what} within {timeout:g}s")
 
+    def _pool(self, url: str) -> FastPool | None:
+        """The fast client, when calls to ``url`` can use it (decided once per provider)."""
+        fast = self._fast
+        if fast is None:
+            s = self.config.settings
+            limit = s.max_concurrent_requests or 100
+            fast = self._fast = FastPool(limit, s.connect_timeout_seconds) if usable(url) else False
+        return fast if isinstance(fast, FastPool) else None
+
+    def _fast_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        sent = {k.lower(): v for k, v in self.config.headers.items()}
+        sent.update(_JSON_HEADERS)
+        sent.update((k.lower(), v) for k, v in headers.items())
+        return sent
+
     async def post_json(
         self, url: str, body: dict[str, Any], headers: dict[str, str], call: ProviderCall
     ) -> Any:
@@ -111,13 +130,8 @@ class HTTPProvider(BaseProvider):
         The reply is read in pieces and refused past ``max_response_bytes``. Plain http(s)
         without a proxy goes through :class:`FastPool`; anything else through httpx.
         """
-        fast = self._fast
-        if fast is None:
-            s = self.config.settings
-            limit = s.max_concurrent_requests or 100
-            fast = self._fast = FastPool(limit, s.connect_timeout_seconds) if usable(url) else False
-        if fast:
-            assert isinstance(fast, FastPool)
+        fast = self._pool(url)
+        if fast is not None:
             return await self._fast_post(fast, url, body, headers, call)
         request, timeout, by_deadline = self._post(url, body, headers, call)
         client = self.client
@@ -151,9 +165,7 @@ class HTTPProvider(BaseProvider):
         call: ProviderCall,
     ) -> Any:
         timeout, by_deadline = self._limits(call)
-        sent = {k.lower(): v for k, v in self.config.headers.items()}
-        sent.update(_JSON_HEADERS)
-        sent.update((k.lower(), v) for k, v in headers.items())
+        sent = self._fast_headers(headers)
         cap = self.config.settings.max_response_bytes
         try:
             async with asyncio.timeout(timeout):
@@ -180,11 +192,18 @@ class HTTPProvider(BaseProvider):
     @contextlib.asynccontextmanager
     async def open_stream(
         self, url: str, body: dict[str, Any], headers: dict[str, str], call: ProviderCall
-    ) -> AsyncIterator[httpx.Response]:
+    ) -> AsyncIterator[httpx.Response | Streamed]:
         """POST ``body`` and yield the streaming response once its status is known to be good.
 
         A reply that is JSON rather than server-sent events is an error (even with HTTP 200).
+        Plain http(s) without a proxy goes through the fast client (as :meth:`post_json`);
+        anything else through httpx.
         """
+        fast = self._pool(url)
+        if fast is not None:
+            async with self._fast_stream(fast, url, body, headers, call) as streamed:
+                yield streamed
+            return
         request, timeout, by_deadline = self._post(url, body, headers, call)
         try:
             resp = await self.client.send(request, stream=True)
@@ -196,15 +215,9 @@ class HTTPProvider(BaseProvider):
             if resp.status_code >= 400:
                 content = await read_capped(resp, ERROR_BODY_BYTES, truncate=True)
                 raise self.status_error(resp.status_code, content, resp.headers, call)
-            ctype = resp.headers.get("content-type", "")
-            if "json" in ctype and "event-stream" not in ctype:
+            if _is_json(resp.headers):
                 content = await read_capped(resp, ERROR_BODY_BYTES, truncate=True)
-                detail = self.config.secrets.scrub(_error_detail(content), DETAIL_CHARS)
-                raise ProviderResponseError(
-                    f"HTTP {resp.status_code} with a JSON body ({ctype.split(';')[0]}) instead of "
-                    "server-sent events" + (f": {detail}" if detail else ""),
-                    status=resp.status_code,
-                )
+                raise self._not_events(resp.status_code, resp.headers, content)
             yield resp
         except httpx.TimeoutException as exc:
             raise self._timed_out(timeout, by_deadline, "stream stalled: no data") from exc
@@ -213,9 +226,78 @@ class HTTPProvider(BaseProvider):
         finally:
             await resp.aclose()
 
-    def events(self, resp: httpx.Response, call: ProviderCall) -> AsyncIterator[tuple[str, str]]:
+    def _not_events(
+        self, status: int, headers: Mapping[str, str], content: bytes
+    ) -> ProviderResponseError:
+        """The error of a JSON reply where server-sent events were asked for."""
+        ctype = headers.get("content-type", "")
+        detail = self.config.secrets.scrub(_error_detail(content), DETAIL_CHARS)
+        return ProviderResponseError(
+            f"HTTP {status} with a JSON body ({ctype.split(';')[0]}) instead of "
+            "server-sent events" + (f": {detail}" if detail else ""),
+            status=status,
+        )
+
+    @contextlib.asynccontextmanager
+    async def _fast_stream(
+        self,
+        pool: FastPool,
+        url: str,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        call: ProviderCall,
+    ) -> AsyncIterator[Streamed]:
+        timeout, by_deadline = self._limits(call)
+        cap = self.config.settings.max_response_bytes
+        payload = orjson.dumps(body)
+        try:
+            async with asyncio.timeout(timeout):
+                resp = await open_fast_stream(
+                    pool, url, self._fast_headers(headers), payload, cap, timeout, call.deadline
+                )
+        except TimeoutError as exc:
+            raise self._timed_out(timeout, by_deadline, "no answer") from exc
+        except BadResponse as exc:
+            raise ProviderResponseError(f"unreadable answer: {exc}") from None
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            raise ProviderUnavailableError(f"connection failed: {type(exc).__name__}") from exc
+        try:
+            if resp.status >= 400:
+                content = await resp.read(ERROR_BODY_BYTES)
+                raise self.status_error(resp.status, content, resp.headers, call)
+            if _is_json(resp.headers):
+                content = await resp.read(ERROR_BODY_BYTES)
+                raise self._not_events(resp.status, resp.headers, content)
+            yield resp
+        except Stalled as exc:
+            if exc.why == "deadline":
+                raise DeadlineExceededError("the request deadline was reached (stream)") from None
+            raise self._timed_out(timeout, False, "stream stalled: no data") from None
+        except TooLarge as exc:
+            raise _too_large(cap, exc.why) from None
+        except BadResponse as exc:
+            raise ProviderResponseError(f"unreadable answer: {exc}") from None
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            raise ProviderUnavailableError(f"stream broken: {type(exc).__name__}") from exc
+        finally:
+            resp.release()
+
+    @staticmethod
+    def finished(resp: Body) -> None:
+        """Say the answer's end was read (e.g. ``data: [DONE]``): the fast client then reads
+        the body's last bytes in the background and keeps the connection."""
+        if isinstance(resp, Streamed):
+            resp.finished()
+
+    def events(self, resp: Body, call: ProviderCall) -> AsyncIterator[tuple[str, str]]:
         """The ``(event, data)`` pairs of a streamed reply, within the caps and the deadline."""
         return iter_sse(resp, self.config.settings.max_response_bytes, call.deadline)
+
+    def raw_events(self, resp: Body, call: ProviderCall) -> AsyncIterator[list[RawEvent]]:
+        """The events of a streamed reply as bytes (name, data, the event as received), a
+        batch per piece read, within the caps and the deadline (see :func:`.sse.raw_events`)."""
+        deadline = None if isinstance(resp, Streamed) else call.deadline
+        return raw_events(resp, self.config.settings.max_response_bytes, deadline)
 
     def stream_error(self, error: Any) -> ProviderResponseError:
         """The error for an error event in a stream (message scrubbed of every secret)."""
@@ -242,6 +324,11 @@ class HTTPProvider(BaseProvider):
         if status == 429 or status >= 500:
             return ProviderUnavailableError(message, status=status, retryable=False)
         return ProviderError(message, status=status)
+
+
+def _is_json(headers: Mapping[str, str]) -> bool:
+    ctype = headers.get("content-type", "")
+    return "json" in ctype and "event-stream" not in ctype
 
 
 def _error_detail(content: bytes) -> str:
@@ -278,93 +365,3 @@ async def read_capped(resp: httpx.Response, cap: int, *, truncate: bool = False)
             break
         parts.append(piece)
     return b"".join(parts)
-
-
-def _too_large(cap: int, why: str) -> ProviderResponseError:
-    return ProviderResponseError(
-        f"the reply is larger than max_response_bytes ({cap} bytes; {why})", retryable=False
-    )
-
-
-async def iter_sse(
-    resp: httpx.Response, max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, deadline: float | None = None
-) -> AsyncIterator[tuple[str, str]]:
-    """Parse a ``text/event-stream`` body into ``(event, data)`` pairs.
-
-    At most ``max_bytes`` in all, and at most :data:`MAX_EVENT_BYTES` per line and per event
-    (each a ProviderResponseError); past ``deadline`` (``time.monotonic()``), a
-    DeadlineExceededError.
-    """
-    event_cap = min(MAX_EVENT_BYTES, max_bytes)
-    event = "message"
-    data: list[str] = []
-    size = 0
-    async for line in _lines(resp, max_bytes, event_cap, deadline):
-        if not line:
-            if data:
-                yield event, "\n".join(data)
-            event, data, size = "message", [], 0
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "data":
-            size += len(value) + 1
-            if size > event_cap:
-                raise ProviderResponseError(
-                    f"a streamed event is larger than {event_cap} bytes", retryable=False
-                )
-            data.append(value)
-        elif name == "event":
-            event = value
-    if data:
-        yield event, "\n".join(data)
-
-
-async def _lines(
-    resp: httpx.Response, max_bytes: int, line_cap: int, deadline: float | None
-) -> AsyncIterator[str]:
-    """Lines of the body (``\\n``, ``\\r\\n`` or ``\\r``), counting bytes against the caps."""
-    pieces = resp.aiter_bytes()
-    pending: list[bytes] = []  # the start of a line not ended yet
-    pending_len = total = 0
-    while True:
-        try:
-            if deadline is None:
-                piece = await pieces.__anext__()
-            else:
-                async with asyncio.timeout_at(deadline):
-                    piece = await pieces.__anext__()
-        except StopAsyncIteration:
-            break
-        except TimeoutError as exc:
-            raise DeadlineExceededError("the request deadline was reached (streaming)") from exc
-        total += len(piece)
-        if total > max_bytes:
-            raise _too_large(max_bytes, "the stream goes on past it")
-        if b"\n" in piece or b"\r" in piece:
-            pending.append(piece)
-            lines = b"".join(pending).splitlines(keepends=True)
-            # the last line may be unfinished (and a final \r may be the first half of \r\n)
-            pending = [lines.pop()] if not lines[-1].endswith(b"\n") else []
-            pending_len = len(pending[0]) if pending else 0
-            for line in lines:
-                yield line.rstrip(b"\r\n").decode("utf-8", "replace")
-        else:
-            pending.append(piece)
-            pending_len += len(piece)
-        if pending_len > line_cap:
-            raise ProviderResponseError(
-                f"a streamed line is longer than {line_cap} bytes", retryable=False
-            )
-    for line in b"".join(pending).splitlines():
-        yield line.decode("utf-8", "replace")
-
-
-def load_event(data: str) -> Any:
-    """Decode one SSE data payload as JSON, or raise ProviderResponseError."""
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise ProviderResponseError("a streamed event is not JSON") from exc

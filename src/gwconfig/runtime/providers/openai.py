@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
+
+import orjson
 
 from gwconfig.runtime.errors import ProviderResponseError
 from gwconfig.runtime.messages import ANTHROPIC, OPENAI, ProviderResult, Usage, WireBody
 from gwconfig.runtime.providers.base import FORWARDED_PARAMETERS, ProviderCall, StreamChunk
 from gwconfig.runtime.providers.from_anthropic import chat_body
-from gwconfig.runtime.providers.http import HTTPProvider, load_event
+from gwconfig.runtime.providers.http import HTTPProvider
+from gwconfig.runtime.providers.sse import RawEvent
+from gwconfig.runtime.scrub import Scrubber
 from gwconfig.secrets.origin import DEFAULT_BASES
 
 
@@ -128,33 +132,209 @@ class OpenAIProvider(HTTPProvider):
         )
 
     async def stream(self, call: ProviderCall) -> AsyncIterator[StreamChunk]:
-        """A streamed chat completion (server-sent events, ``data: [DONE]`` at the end)."""
+        """A streamed chat completion (server-sent events, ``data: [DONE]`` at the end).
+
+        For an OpenAI client (``call.wire``) the upstream's events are relayed as they came,
+        a chunk per read, only ``model`` rewritten (:class:`Relay`); otherwise a chunk per event
+        in neutral fields. Either way every event is read for its usage, finish reason, text
+        and tool calls, and what the model wrote (every string of each choice's ``delta``) is
+        tested for the provider's secrets: events that hold one are scrubbed.
+        """
         url, body, headers = self.url(call), self.body(call, True), self.headers(call)
+        relay = Relay.of(call)
+        scrubber = self.config.secrets.scrubber
         async with self.open_stream(url, body, headers, call) as resp:
             usage: Usage | None = None
             finish: str | None = None
             done = False
-            async for _event, data in self.events(resp, call):
-                if data.strip() == "[DONE]":
-                    done = True
+            batches = self.raw_events(resp, call)
+            async for batch in batches:
+                if relay is None:
+                    for item in self._neutral(batch, scrubber):
+                        if item is None:
+                            done = True
+                            break
+                        piece, got, reason = item
+                        usage, finish = got or usage, reason or finish
+                        if piece.text or piece.tool_calls:
+                            yield piece
+                else:
+                    chunk, done = relay.batch(self, batch, scrubber)
+                    if chunk is not None:
+                        usage = chunk.usage or usage
+                        finish = chunk.finish_reason or finish
+                        if chunk.native is not None or chunk.usage is not None:
+                            yield chunk
+                if done:
+                    self.finished(resp)
                     break
-                event = load_event(data)
-                if not isinstance(event, dict):
-                    raise ProviderResponseError("a streamed event is not an object")
-                if "error" in event:
-                    raise self.stream_error(event["error"])
-                usage = _usage(event.get("usage")) or usage
-                for choice in event.get("choices") or ():
-                    finish = choice.get("finish_reason") or finish
-                    delta = choice.get("delta") or {}
-                    text, calls = delta.get("content"), delta.get("tool_calls")
-                    if calls:
-                        yield StreamChunk(text or "", tool_calls=tuple(calls))
-                    elif text:
-                        yield StreamChunk(text)
+            await batches.aclose()  # type: ignore[attr-defined]
             if not done and finish is None:  # cut off: the answer may be incomplete
                 raise ProviderResponseError("the stream ended before a finish reason or [DONE]")
-            yield StreamChunk("", usage or Usage(), finish)
+            if relay is None:
+                yield StreamChunk("", usage or Usage(), finish)
+
+    def _neutral(
+        self, batch: list[RawEvent], scrubber: Scrubber
+    ) -> Iterator[tuple[StreamChunk, Usage | None, str | None] | None]:
+        """Per event: its text and tool-call deltas (scrubbed when they hold a secret), its
+        usage and finish reason; None at ``[DONE]``."""
+        for _name, data, _raw in batch:
+            event = self.event(data)
+            if event is None:
+                yield None
+                return
+            text, finish = "", None
+            deltas: list[Any] = []
+            written: list[str] = []
+            for choice in event.get("choices") or ():
+                finish = choice.get("finish_reason") or finish
+                delta = choice.get("delta")
+                if delta:
+                    _written(delta, written)
+                    text += delta.get("content") or ""
+                    deltas.extend(delta.get("tool_calls") or ())
+            if written and scrubber.may_hold("".join(written).encode()):
+                text, deltas = scrub_tree((text, deltas), scrubber)
+            yield StreamChunk(text, tool_calls=tuple(deltas)), _usage(event.get("usage")), finish
+
+    def event(self, data: bytes) -> dict[str, Any] | None:
+        """One event's JSON object (None for ``[DONE]``); an error event raises."""
+        if data[:1] != b"{" and data.strip() == b"[DONE]":
+            return None
+        try:
+            event = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise ProviderResponseError("a streamed event is not JSON") from None
+        if type(event) is not dict:
+            raise ProviderResponseError("a streamed event is not an object")
+        if "error" in event:
+            raise self.stream_error(event["error"])
+        return event
+
+
+def _written(delta: dict[str, Any], out: list[str]) -> None:
+    """What the model wrote in ``delta``: its strings, its other values as JSON."""
+    for value in delta.values():
+        if type(value) is str:
+            out.append(value)
+        elif value:
+            out.append(orjson.dumps(value).decode())
+
+
+class Relay:
+    """An OpenAI client's stream relayed: its events as they came, ``model`` answered as the
+    client named it (a byte-level rewrite when exact, else the event re-encoded)."""
+
+    __slots__ = ("asked", "model")
+
+    def __init__(self, model: Any, asked: bool) -> None:
+        self.model = model
+        #: whether the client asked for the usage chunk (``stream_options.include_usage``)
+        self.asked = asked
+
+    @classmethod
+    def of(cls, call: ProviderCall) -> Relay | None:
+        """The relay of ``call``'s stream, None when its client does not speak OpenAI's API."""
+        wire = call.wire
+        if wire is None or wire.api != OPENAI:
+            return None
+        options = wire.body.get("stream_options")
+        asked = isinstance(options, dict) and options.get("include_usage") is True
+        return cls(wire.body.get("model"), asked)
+
+    def batch(
+        self, provider: OpenAIProvider, batch: list[RawEvent], scrubber: Scrubber
+    ) -> tuple[StreamChunk | None, bool]:
+        """One read's events as one chunk (the events' bytes to relay, their text, tool-call
+        deltas, usage and finish reason), and whether ``[DONE]`` was among them. An event that
+        holds a secret gets the batch re-encoded, scrubbed; the usage-only chunk is relayed
+        only when the client asked for it (its usage is the gateway's either way)."""
+        kept: list[dict[str, Any]] = []
+        raws: list[bytes] = []
+        texts: list[str] = []
+        calls: list[Any] = []
+        written: list[str] = []
+        usage: Usage | None = None
+        finish: str | None = None
+        done = False
+        for _name, data, raw in batch:
+            event = provider.event(data)
+            if event is None:
+                done = True
+                break
+            got = event.get("usage")
+            if got is not None:
+                usage = _usage(got) or usage
+            choices = event.get("choices")
+            if choices:
+                for choice in choices:
+                    finish = choice.get("finish_reason") or finish
+                    delta = choice.get("delta")
+                    if delta:
+                        _written(delta, written)
+                        content = delta.get("content")
+                        if content:
+                            texts.append(content)
+                        deltas = delta.get("tool_calls")
+                        if deltas:
+                            calls.extend(deltas)
+            elif got is not None and not self.asked:
+                continue
+            kept.append(event)
+            raws.append(raw)
+        if not kept:
+            return (StreamChunk("", usage, finish) if usage is not None else None), done
+        text = "".join(texts)
+        if written and scrubber.may_hold("".join(written).encode()):
+            native = b"".join([self.encode(scrub_tree(e, scrubber)) for e in kept])
+            text, calls = scrub_tree((text, calls), scrubber)
+        else:
+            native = self.rewrite(kept, raws)
+        return StreamChunk(text, usage, finish, tuple(calls), native, OPENAI), done
+
+    def rewrite(self, events: list[dict[str, Any]], raws: list[bytes]) -> bytes:
+        """The events' bytes (``raws``) with ``model`` rewritten: in place when every event's
+        ``"model":<value>`` is its only ``"model"`` (as OpenAI writes it, no spaces) and all
+        name the same model, else each event on its own (:meth:`rewrite_one`)."""
+        blob = b"".join(raws)
+        first = events[0].get("model")
+        if all(e.get("model") == first for e in events):
+            if first is None or first == self.model:
+                return blob
+            if isinstance(first, str):
+                needle, n = b'"model":' + orjson.dumps(first), len(events)
+                if blob.count(b'"model"') == n and blob.count(needle) == n:
+                    return blob.replace(needle, b'"model":' + orjson.dumps(self.model))
+        return b"".join([self.rewrite_one(e, r) for e, r in zip(events, raws, strict=True)])
+
+    def rewrite_one(self, event: dict[str, Any], raw: bytes) -> bytes:
+        """One event's bytes with ``model`` rewritten: in place when exact, else re-encoded."""
+        model = event.get("model")
+        if model is None or model == self.model:
+            return raw
+        if isinstance(model, str) and raw.count(b'"model"') == 1:
+            needle = b'"model":' + orjson.dumps(model)
+            if needle in raw:
+                return raw.replace(needle, b'"model":' + orjson.dumps(self.model), 1)
+        return self.encode(event)
+
+    def encode(self, event: dict[str, Any]) -> bytes:
+        """``event`` re-encoded, ``model`` as the client named it."""
+        if "model" in event:
+            event = {**event, "model": self.model}
+        return b"data: " + orjson.dumps(event) + b"\n\n"
+
+
+def scrub_tree(value: Any, scrubber: Scrubber) -> Any:
+    """``value`` (JSON-like: dicts, lists, tuples, strings) with every string scrubbed."""
+    if isinstance(value, str):
+        return scrubber(value)
+    if isinstance(value, dict):
+        return {k: scrub_tree(v, scrubber) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(scrub_tree(v, scrubber) for v in value)
+    return value
 
 
 class AzureOpenAIProvider(OpenAIProvider):

@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from gwconfig.runtime.client import LLMGatewayClient
 from gwconfig.runtime.errors import AmbiguousModelError, NoRouteError
-from gwconfig.runtime.messages import LLMResponse, Usage
+from gwconfig.runtime.messages import OPENAI, LLMResponse, Usage
 from gwconfig.runtime.providers.base import StreamChunk
 from gwconfig.runtime.streaming import LLMStream
 from gwconfig.server.auth import Caller
@@ -45,7 +45,11 @@ async def _first(chunks: AsyncIterator[StreamChunk]) -> StreamChunk | None:
 
 
 def _event(writer: ChunkWriter, chunk: StreamChunk) -> bytes:
-    """The event of one piece: tool-call deltas (with any text), or text."""
+    """The event(s) of one piece: the upstream's own (an OpenAI-shaped upstream's, relayed
+    as they came, ``model`` rewritten by the provider), else tool-call deltas (with any text),
+    or text."""
+    if chunk.native is not None and chunk.api == OPENAI:
+        return chunk.native
     if chunk.tool_calls:
         return writer.tool_calls(chunk.tool_calls, chunk.text)
     return writer.text(chunk.text)
@@ -210,34 +214,35 @@ class Exchange:
         """Send the request, answer server-sent events; stop when the client goes away
         (before the first chunk or after it)."""
         stream = self.client.generate_stream(self.req.request)
-        chunks = stream.events()
         inflight = self.metrics.inflight
         inflight.inc()
+        started: list[bool] = []
         try:
-            try:  # up to the first text an error still has its status
-                opening = await unless_gone(_first(chunks), receive)
-                if opening.cancelled():
-                    await stream.aclose()
-                    self._gone()
-                    return
-                first = opening.result()
-            except Exception as exc:
-                await self.failed(exc)
-                return
-            ttft = self._elapsed()
-            provider = (stream.target or "").partition("/")[0]
-            headers = [*_SSE, *self._headers(provider, stream.attempts)]
-            if self.tally is not None:
-                self.tally.streamed = True
-            await self.send({"type": "http.response.start", "status": 200, "headers": headers})
             try:
-                relay = await unless_gone(self._relay(stream, chunks, first, ttft), receive)
+                work = await unless_gone(self._stream(stream, started), receive)
             finally:
                 await stream.aclose()
-            if relay.cancelled():
-                self._gone(200)  # the status line went out already
+            if work.cancelled():
+                self._gone(200 if started else 499)  # 200: the status line went out already
         finally:
             inflight.dec()
+
+    async def _stream(self, stream: LLMStream, started: list[bool]) -> None:
+        """Up to the first chunk (an error still has its status), then the relay."""
+        chunks = stream.events()
+        try:
+            first = await _first(chunks)
+        except Exception as exc:
+            await self.failed(exc)
+            return
+        ttft = self._elapsed()
+        provider = (stream.target or "").partition("/")[0]
+        headers = [*_SSE, *self._headers(provider, stream.attempts)]
+        if self.tally is not None:
+            self.tally.streamed = True
+        started.append(True)
+        await self.send({"type": "http.response.start", "status": 200, "headers": headers})
+        await self._relay(stream, chunks, first, ttft)
 
     def _gone(self, status: int = 499) -> None:
         """Count (499, nginx's word for it) and log (``status``, the one sent if any) a request
@@ -253,25 +258,49 @@ class Exchange:
         ttft: float,
     ) -> None:
         """Send the stream's events; an error after the first is an ``error`` event. The
-        request is counted and logged before the last event goes out."""
+        request is counted and logged before the last event goes out.
+
+        A relayed stream (the first chunk is the upstream's own events) is sent as it came,
+        role, finish and usage chunks included, then ``[DONE]``; else the events are built
+        here (role first; finish, usage when asked, ``[DONE]`` last). A relayed piece that
+        holds the finish reason is sent with what follows it (the usage chunk and ``[DONE]``
+        come right after it): one write for the end of the answer."""
         send, writer = self.send, ChunkWriter(self.req.model)
-        body = writer.role()
+        relayed = first is not None and first.native is not None and first.api == OPENAI
+        usage_sent = relayed and first is not None and first.usage is not None
+        held = b""  # a relayed finish, held back for what follows
+        body = b"" if relayed else writer.role()
         if first is not None:
             body += _event(writer, first)
-        await send({"type": "http.response.body", "body": body, "more_body": True})
+        if relayed and first is not None and first.finish_reason:
+            held = body
+        else:
+            await send({"type": "http.response.body", "body": body, "more_body": True})
         try:
             async for chunk in chunks:
-                event = _event(writer, chunk)
+                event = held + _event(writer, chunk)
+                held = b""
+                if chunk.native is not None:
+                    usage_sent = usage_sent or chunk.usage is not None
+                    if chunk.finish_reason:
+                        held = event
+                        continue
                 await send({"type": "http.response.body", "body": event, "more_body": True})
         except Exception as exc:  # the upstream broke midway: no fallback any more
             self.metrics.failed(self.endpoint, 502, self._label(), total=self._elapsed())
             self._log(200, outcome="stream_error")
-            await send({"type": "http.response.body", "body": stream_error_event(wire_error(exc))})
+            error = stream_error_event(wire_error(exc))
+            await send({"type": "http.response.body", "body": held + error})
             raise
         response = stream.response
         usage = response.usage if response is not None else Usage()
         finish = response.finish_reason if response is not None else None
-        tail = writer.finish(finish, usage, self.req.include_usage)
+        if relayed:  # an upstream that sent no usage chunk: the client asked for one, here it is
+            asked = self.req.include_usage and not usage_sent
+            tail = (writer.usage(usage) if asked else b"") + b"data: [DONE]\n\n"
+        else:
+            tail = writer.finish(finish, usage, self.req.include_usage)
+        tail = held + tail
         if response is not None:
             self.answered(response, ttft)
         await send({"type": "http.response.body", "body": tail})

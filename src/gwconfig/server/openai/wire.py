@@ -334,8 +334,12 @@ class ChunkWriter:
         reason = orjson.dumps(finish_reason or "stop")
         out = self._event(b'[{"index":0,"delta":{},"finish_reason":' + reason + b"}]")
         if include_usage:
-            out += self._event(b"[]", usage)
+            out += self.usage(usage)
         return out + b"data: [DONE]\n\n"
+
+    def usage(self, usage: Usage) -> bytes:
+        """The usage-only chunk (no choices) of ``stream_options.include_usage``."""
+        return self._event(b"[]", usage)
 
 
 def stream_error_event(error: WireError) -> bytes:
