@@ -35,7 +35,7 @@ from gwconfig.runtime.generation import Generation
 from gwconfig.runtime.messages import Attempt, LLMRequest, LLMResponse, Usage, WireBody
 from gwconfig.runtime.providers.base import BaseProvider, ProviderCall
 from gwconfig.runtime.resilience import CooldownTracker, backoff_delay, order_targets
-from gwconfig.runtime.scrub import scrub_error
+from gwconfig.runtime.scrub import may_hold, scrub_error, scrub_tree
 from gwconfig.runtime.throttle import Throttle
 
 if TYPE_CHECKING:
@@ -159,9 +159,16 @@ class Router:
         tool_calls: tuple[Any, ...] = (),
         wire: WireBody | None = None,
     ) -> LLMResponse:
-        """The answer once ``routed``'s target has delivered all of it (usage recorded)."""
+        """The answer once ``routed``'s target has delivered all of it (usage recorded), with
+        any secret of the provider an upstream echoed in it masked."""
         target, attempts = routed.target, routed.attempts
         pc = target.provider
+        scrubber = pc.secrets.scrubber
+        body = wire.body if wire is not None else None
+        if may_hold(scrubber, text, tool_calls, body, raw):  # an upstream echoed a secret
+            text, tool_calls, raw = scrub_tree((text, tool_calls, raw), scrubber)
+            if wire is not None:
+                wire = WireBody(wire.api, scrub_tree(wire.body, scrubber))
         self.cooldowns.success(target.key)
         self.throttle.charge(pc, usage)
         now = _perf()

@@ -2,8 +2,9 @@
 
 Each provider has a :class:`Secrets`: its API keys (every environment) and sensitive connection
 parameters, opened lazily, only when text must be scrubbed (error paths: HTTP error bodies,
-streamed error events, exception messages, usage records, logs; and streamed answers, whose
-events are tested with :meth:`Scrubber.may_hold` and scrubbed when it says they may hold one).
+streamed error events, exception messages, usage records, logs; and answers, plain and
+streamed, whose text, tool calls and bodies are tested with :meth:`Scrubber.may_hold` and
+scrubbed when it says they may hold one).
 
 Scrubbing replaces, with ``***``:
 
@@ -20,7 +21,8 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import orjson
@@ -161,3 +163,35 @@ def scrub_error(exc: GwconfigError, secrets: Secrets) -> str:
         exc.message = clean
         exc.args = (clean,)
     return clean
+
+
+def scrub_tree(value: Any, scrubber: Scrubber) -> Any:
+    """``value`` (JSON-like: dicts, lists, tuples, strings) with every string scrubbed."""
+    if isinstance(value, str):
+        return scrubber(value)
+    if isinstance(value, dict):
+        return {k: scrub_tree(v, scrubber) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(scrub_tree(v, scrubber) for v in value)
+    return value
+
+
+def _strings(value: Any, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _strings(item, out)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _strings(item, out)
+
+
+def may_hold(scrubber: Scrubber, *values: Any) -> bool:
+    """Whether any string inside ``values`` (JSON-like) may hold one of the secrets: the cheap
+    test (:meth:`Scrubber.may_hold`) before scrubbing a successful answer, which rarely holds
+    one."""
+    found: list[str] = []
+    for value in values:
+        _strings(value, found)
+    return bool(found) and scrubber.may_hold("\x00".join(found).encode("utf-8", "surrogatepass"))

@@ -22,6 +22,7 @@ from gwconfig.runtime.providers.to_anthropic import (
     messages_body,
     native_body,
 )
+from gwconfig.runtime.scrub import may_hold, scrub_tree
 from gwconfig.secrets.origin import DEFAULT_BASES
 
 __all__ = ["DEFAULT_MAX_TOKENS", "STOP_REASONS", "AnthropicProvider", "answer_fields", "usage_of"]
@@ -215,6 +216,7 @@ class AnthropicProvider(HTTPProvider):
         url, body, headers = self.url(call), self.body(call, True), self.headers(call)
         native = self.native(call)
         state = _Events(None if native else answer_schema(call))
+        scrubber = self.config.secrets.scrubber  # an upstream may echo a secret in its events
         async with self.open_stream(url, body, headers, call) as resp:
             stopped = False
             async for event_name, data in self.events(resp, call):
@@ -227,8 +229,14 @@ class AnthropicProvider(HTTPProvider):
                 chunk = state.chunk(kind, event)
                 if kind == "message_stop":
                     stopped = True
+                    self.finished(resp)  # the fast client may keep the connection
                     chunk = StreamChunk("", state.usage, state.finish)
+                if chunk is not None and may_hold(scrubber, chunk.text, chunk.tool_calls):
+                    text, calls = scrub_tree((chunk.text, chunk.tool_calls), scrubber)
+                    chunk = StreamChunk(text, chunk.usage, chunk.finish_reason, calls)
                 if native:
+                    if scrubber.may_hold(data.encode("utf-8", "surrogatepass")):
+                        data = json.dumps(scrub_tree(event, scrubber), separators=(",", ":"))
                     raw = f"event: {event_name}\ndata: {data}\n\n".encode()
                     base = chunk or StreamChunk()
                     chunk = StreamChunk(

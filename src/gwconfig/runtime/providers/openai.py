@@ -13,7 +13,7 @@ from gwconfig.runtime.providers.base import FORWARDED_PARAMETERS, ProviderCall, 
 from gwconfig.runtime.providers.from_anthropic import chat_body
 from gwconfig.runtime.providers.http import HTTPProvider
 from gwconfig.runtime.providers.sse import RawEvent
-from gwconfig.runtime.scrub import Scrubber
+from gwconfig.runtime.scrub import Scrubber, scrub_tree
 from gwconfig.secrets.origin import DEFAULT_BASES
 
 
@@ -324,17 +324,6 @@ class Relay:
         if "model" in event:
             event = {**event, "model": self.model}
         return b"data: " + orjson.dumps(event) + b"\n\n"
-
-
-def scrub_tree(value: Any, scrubber: Scrubber) -> Any:
-    """``value`` (JSON-like: dicts, lists, tuples, strings) with every string scrubbed."""
-    if isinstance(value, str):
-        return scrubber(value)
-    if isinstance(value, dict):
-        return {k: scrub_tree(v, scrubber) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(scrub_tree(v, scrubber) for v in value)
-    return value
 
 
 class AzureOpenAIProvider(OpenAIProvider):
