@@ -9,6 +9,7 @@ on the submodule ``pkg.name`` when there is one and on ``pkg/__init__.py`` other
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -63,8 +64,10 @@ def imports_of(name: str, path: Path, mods: Mapping[str, Path]) -> set[str]:
     return {m for m in found if m in mods and m != name}
 
 
+@functools.cache
 def import_graph(package: Path) -> dict[str, set[str]]:
-    """Module -> the package's modules it imports."""
+    """Module -> the package's modules it imports (parsed once per run: the layer checks
+    share it, and none of them changes it)."""
     mods = module_files(package)
     return {name: imports_of(name, path, mods) for name, path in mods.items()}
 
