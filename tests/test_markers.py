@@ -56,7 +56,8 @@ def collected() -> list[Row]:
     """Every test of the suite as the probe saw it."""
     probe = Probe()
     code = pytest.main(
-        ["--collect-only", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-m", LOCAL_ONLY,
+        ["--collect-only", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+         "-o", "addopts=-ra --strict-markers", "-m", LOCAL_ONLY,
          "--rootdir", str(TESTS.parent), str(TESTS)],
         plugins=[probe],
     )  # fmt: skip

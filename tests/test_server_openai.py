@@ -26,6 +26,15 @@ def gateway(
         yield served
 
 
+@pytest.fixture
+def sqlite_gateway(
+    sqlite_url: str, gateway_for: GatewayFor, module_server: FakeLLMServer
+) -> Iterator[Gateway]:
+    """For what the database's engine plays no part in (the wire format, model names)."""
+    with gateway_for(sqlite_url, module_server) as served:
+        yield served
+
+
 def test_plain_answer_with_gateway_headers_and_usage_rows(gateway: Gateway) -> None:
     client = gateway.openai()
     raw = client.chat.completions.with_raw_response.create(
@@ -96,17 +105,17 @@ def test_fallback_from_a_failing_upstream(gateway: Gateway) -> None:
     assert raw.headers["x-gwconfig-attempts"] == "2"
 
 
-def test_errors_are_what_the_openai_package_expects(gateway: Gateway) -> None:
-    client = gateway.openai()
+def test_errors_are_what_the_openai_package_expects(sqlite_gateway: Gateway) -> None:
+    client = sqlite_gateway.openai()
     msg = [{"role": "user", "content": "x"}]
     with pytest.raises(openai.NotFoundError) as not_found:
         client.chat.completions.create(model="no-such-model", messages=msg)  # type: ignore[arg-type]
     assert not_found.value.code == "model_not_found"
     with pytest.raises(openai.AuthenticationError):
-        gateway.openai("gwc_" + "x" * 43).chat.completions.create(model="main", messages=msg)  # type: ignore[arg-type]
-    reader = make_token(gateway.url, "read")
+        sqlite_gateway.openai("gwc_" + "x" * 43).chat.completions.create(model="main", messages=msg)  # type: ignore[arg-type]
+    reader = make_token(sqlite_gateway.url, "read")
     with pytest.raises(openai.PermissionDeniedError):
-        gateway.openai(reader).chat.completions.create(model="main", messages=msg)  # type: ignore[arg-type]
+        sqlite_gateway.openai(reader).chat.completions.create(model="main", messages=msg)  # type: ignore[arg-type]
     with pytest.raises(openai.BadRequestError) as bad:
         client.chat.completions.create(model="main", messages=[])
     assert bad.value.param == "messages"
@@ -144,15 +153,15 @@ def test_token_models_and_rpm_limits(gateway: Gateway) -> None:
     assert int(wait) > 1 and f"next request in {wait}s" in limited.value.message
 
 
-def test_model_patterns_match_what_the_name_resolves_to(gateway: Gateway) -> None:
+def test_model_patterns_match_what_the_name_resolves_to(sqlite_gateway: Gateway) -> None:
     msg = [{"role": "user", "content": "x"}]
     # 'openai/gpt-4o' is the model 'openai/gpt-4o' of provider 'up': up/openai/gpt-4o
-    spelt = gateway.openai(make_token(gateway.url, "invoke", models=("openai/*",)))
+    spelt = sqlite_gateway.openai(make_token(sqlite_gateway.url, "invoke", models=("openai/*",)))
     with pytest.raises(openai.PermissionDeniedError) as denied:
         spelt.chat.completions.create(model="openai/gpt-4o", messages=msg)  # type: ignore[arg-type]
     assert denied.value.code == "model_not_allowed"
     assert [m.id for m in spelt.models.list()] == []
-    resolved = gateway.openai(make_token(gateway.url, "invoke", models=("up/*",)))
+    resolved = sqlite_gateway.openai(make_token(sqlite_gateway.url, "invoke", models=("up/*",)))
     answer = resolved.chat.completions.create(model="openai/gpt-4o", messages=msg)  # type: ignore[arg-type]
     assert answer.choices[0].message.content == "echo: x"
     assert {m.id for m in resolved.models.list()} == {
@@ -163,7 +172,7 @@ def test_model_patterns_match_what_the_name_resolves_to(gateway: Gateway) -> Non
     }
     with pytest.raises(openai.PermissionDeniedError):  # a route is matched by its name
         resolved.chat.completions.create(model="main", messages=msg)  # type: ignore[arg-type]
-    local = gateway.openai(make_token(gateway.url, "invoke", models=("local",)))
+    local = sqlite_gateway.openai(make_token(sqlite_gateway.url, "invoke", models=("local",)))
     with pytest.raises(openai.NotFoundError) as unknown:  # hints name only allowed models
         local.chat.completions.create(model="mian", messages=msg)  # type: ignore[arg-type]
     assert "main" not in unknown.value.message and "fallback" not in unknown.value.message
@@ -173,9 +182,9 @@ def test_model_patterns_match_what_the_name_resolves_to(gateway: Gateway) -> Non
     assert "did you mean 'local'?" in near.value.message
 
 
-def test_bodies_are_bounded_and_methods_checked(gateway: Gateway) -> None:
-    with httpx.Client(base_url=gateway.served.base_url, timeout=30) as http:
-        auth = {"Authorization": f"Bearer {gateway.token}"}
+def test_bodies_are_bounded_and_methods_checked(sqlite_gateway: Gateway) -> None:
+    with httpx.Client(base_url=sqlite_gateway.served.base_url, timeout=30) as http:
+        auth = {"Authorization": f"Bearer {sqlite_gateway.token}"}
         big = (
             b'{"model": "main", "messages": [{"role": "user", "content": "'
             + b"a" * (2 * 1024 * 1024)
@@ -191,9 +200,11 @@ def test_bodies_are_bounded_and_methods_checked(gateway: Gateway) -> None:
         assert resp.status_code == 401 and resp.headers["www-authenticate"].startswith("Bearer")
 
 
-def test_unknown_models_get_a_hint_and_huge_names_are_refused_first(gateway: Gateway) -> None:
-    with httpx.Client(base_url=gateway.served.base_url, timeout=30) as http:
-        auth = {"Authorization": f"Bearer {gateway.token}"}
+def test_unknown_models_get_a_hint_and_huge_names_are_refused_first(
+    sqlite_gateway: Gateway,
+) -> None:
+    with httpx.Client(base_url=sqlite_gateway.served.base_url, timeout=30) as http:
+        auth = {"Authorization": f"Bearer {sqlite_gateway.token}"}
         msg = [{"role": "user", "content": "x"}]
         near = http.post(
             "/v1/chat/completions", json={"model": "mian", "messages": msg}, headers=auth
@@ -233,24 +244,24 @@ def test_no_secret_token_or_prompt_in_answers_logs_or_metrics(
         assert prompt not in out
 
 
-def test_retrieve_a_model_by_an_id_with_slashes(gateway: Gateway) -> None:
-    client = gateway.openai()
+def test_retrieve_a_model_by_an_id_with_slashes(sqlite_gateway: Gateway) -> None:
+    client = sqlite_gateway.openai()
     model = client.models.retrieve("openai/gpt-4o")  # provider up's model 'openai/gpt-4o'
     assert (model.id, model.object, model.owned_by) == ("openai/gpt-4o", "model", "up")
     listed = {m.id: m for m in client.models.list()}
     for name in ("up/openai/gpt-4o", "up/leak:json", "main"):  # as /v1/models lists it
         assert client.models.retrieve(name).model_dump() == listed[name].model_dump()
     assert client.models.retrieve("main").owned_by == "gwconfig"
-    resolved = gateway.openai(make_token(gateway.url, "invoke", models=("up/*",)))
+    resolved = sqlite_gateway.openai(make_token(sqlite_gateway.url, "invoke", models=("up/*",)))
     assert resolved.models.retrieve("up/openai/gpt-4o").owned_by == "up"
     assert resolved.models.retrieve("openai/gpt-4o").id == "openai/gpt-4o"
 
 
-def test_retrieve_unknown_or_not_permitted_is_openai_404(gateway: Gateway) -> None:
-    spelt = gateway.openai(make_token(gateway.url, "invoke", models=("openai/*",)))
+def test_retrieve_unknown_or_not_permitted_is_openai_404(sqlite_gateway: Gateway) -> None:
+    spelt = sqlite_gateway.openai(make_token(sqlite_gateway.url, "invoke", models=("openai/*",)))
     for client, name in (
-        (gateway.openai(), "no-such/model"),
-        (gateway.openai(), "up/no-such@1.0"),
+        (sqlite_gateway.openai(), "no-such/model"),
+        (sqlite_gateway.openai(), "up/no-such@1.0"),
         (spelt, "openai/gpt-4o"),  # resolves to up/openai/gpt-4o: not permitted
         (spelt, "main"),
     ):
@@ -258,8 +269,8 @@ def test_retrieve_unknown_or_not_permitted_is_openai_404(gateway: Gateway) -> No
             client.models.retrieve(name)
         assert missing.value.code == "model_not_found" and missing.value.param == "model"
         assert f"the model '{name}' does not exist" in missing.value.message
-    with httpx.Client(base_url=gateway.served.base_url, timeout=30) as http:
-        auth = {"Authorization": f"Bearer {gateway.token}"}
+    with httpx.Client(base_url=sqlite_gateway.served.base_url, timeout=30) as http:
+        auth = {"Authorization": f"Bearer {sqlite_gateway.token}"}
         resp = http.get("/v1/models/nope", headers=auth)
         assert resp.status_code == 404
         error = resp.json()["error"]
@@ -268,16 +279,16 @@ def test_retrieve_unknown_or_not_permitted_is_openai_404(gateway: Gateway) -> No
         assert http.get("/v1/models/", headers=auth).status_code == 404  # not the default route
         assert http.get("/v1/models/main").status_code == 401  # the auth of /v1/models
         assert http.post("/v1/models/main", headers=auth).status_code == 405
-        reader = {"Authorization": f"Bearer {make_token(gateway.url, 'read')}"}
+        reader = {"Authorization": f"Bearer {make_token(sqlite_gateway.url, 'read')}"}
         assert http.get("/v1/models/main", headers=reader).status_code == 403
 
 
-def test_unknown_v1_paths_are_openai_404s(gateway: Gateway) -> None:
+def test_unknown_v1_paths_are_openai_404s(sqlite_gateway: Gateway) -> None:
     with pytest.raises(openai.NotFoundError) as unknown:
-        gateway.openai().completions.create(model="main", prompt="x")
+        sqlite_gateway.openai().completions.create(model="main", prompt="x")
     assert "Invalid URL (POST /v1/completions)" in unknown.value.message
     assert "POST /v1/chat/completions" in unknown.value.message
-    with httpx.Client(base_url=gateway.served.base_url, timeout=30) as http:
+    with httpx.Client(base_url=sqlite_gateway.served.base_url, timeout=30) as http:
         for path in ("/v1/nope", "/v1", "/v1/chat/completions/x"):
             resp = http.get(path)  # no token needed
             assert resp.status_code == 404, path
@@ -288,9 +299,9 @@ def test_unknown_v1_paths_are_openai_404s(gateway: Gateway) -> None:
         assert http.get("/api/v1/nope").headers["content-type"] == "application/problem+json"
 
 
-def test_openapi_lists_the_v1_endpoints_and_metrics(gateway: Gateway) -> None:
-    with httpx.Client(base_url=gateway.served.base_url, timeout=30) as http:
-        auth = {"Authorization": f"Bearer {gateway.token}"}
+def test_openapi_lists_the_v1_endpoints_and_metrics(sqlite_gateway: Gateway) -> None:
+    with httpx.Client(base_url=sqlite_gateway.served.base_url, timeout=30) as http:
+        auth = {"Authorization": f"Bearer {sqlite_gateway.token}"}
         doc = http.get("/openapi.json", headers=auth).json()
         assert http.get("/openapi.json", headers=auth).json() == doc  # added once
     paths = doc["paths"]
