@@ -70,16 +70,9 @@ async def raw_events(
     total = 0
     try:
         while True:
-            try:
-                if deadline is None:
-                    piece = await pieces.__anext__()
-                else:
-                    async with asyncio.timeout_at(deadline):
-                        piece = await pieces.__anext__()
-            except StopAsyncIteration:
+            piece = await next_piece(pieces, deadline)
+            if piece is None:
                 break
-            except TimeoutError as exc:
-                raise DeadlineExceededError("the request deadline was reached (streaming)") from exc
             total += len(piece)
             if total > max_bytes:
                 raise too_large(max_bytes, "the stream goes on past it")
@@ -163,16 +156,9 @@ async def _lines(
     pending: list[bytes] = []  # the start of a line not ended yet
     pending_len = total = 0
     while True:
-        try:
-            if deadline is None:
-                piece = await pieces.__anext__()
-            else:
-                async with asyncio.timeout_at(deadline):
-                    piece = await pieces.__anext__()
-        except StopAsyncIteration:
+        piece = await next_piece(pieces, deadline)
+        if piece is None:
             break
-        except TimeoutError as exc:
-            raise DeadlineExceededError("the request deadline was reached (streaming)") from exc
         total += len(piece)
         if total > max_bytes:
             raise too_large(max_bytes, "the stream goes on past it")
@@ -201,3 +187,17 @@ def load_event(data: str | bytes) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise ProviderResponseError("a streamed event is not JSON") from exc
+
+
+async def next_piece(pieces: AsyncIterator[bytes], deadline: float | None) -> bytes | None:
+    """The body's next piece (None at its end) by ``deadline`` (``time.monotonic()``; None:
+    none), else :class:`DeadlineExceededError`."""
+    try:
+        if deadline is None:
+            return await pieces.__anext__()
+        async with asyncio.timeout_at(deadline):
+            return await pieces.__anext__()
+    except StopAsyncIteration:
+        return None
+    except TimeoutError as exc:
+        raise DeadlineExceededError("the request deadline was reached (streaming)") from exc
