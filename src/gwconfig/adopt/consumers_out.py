@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gwconfig.adopt import yamlout
+import gwconfig.adopt.yamlout as yamlout
 from gwconfig.entities import CONSUMER
 
 CONSUMERS_FILE = "consumers.yaml"

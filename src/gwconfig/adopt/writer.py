@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from gwconfig.adopt import yamlout
+import gwconfig.adopt.yamlout as yamlout
 from gwconfig.adopt.consumers_out import CONSUMERS_FILE, consumers_file
 from gwconfig.adopt.tree import WriteReport, write_tree
 from gwconfig.canonical import DEFAULT_DEADLINE_SECONDS, DEFAULT_MAX_RESPONSE_BYTES
