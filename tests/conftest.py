@@ -33,6 +33,8 @@ HELPERS = (
     "docs_words",
     "gated_upstream",
     "gateways",
+    "messages_helpers",
+    "messages_helpers",
     "manifest_texts",
     "reconcile_helpers",
     "redis_server",
@@ -47,6 +49,7 @@ pytest_plugins = [
     "backoffice_helpers",
     "consumer_helpers",
     "gateways",
+    "messages_helpers",
     "reconcile_helpers",
     "redis_server",
 ]

@@ -148,6 +148,20 @@ def serve_messages(
         yield Served(app, token, upstream, sqlite_url)
 
 
+@pytest.fixture
+def served(
+    sqlite_url: str,
+    module_server: FakeLLMServer,
+    fernet_key: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> Iterator[Served]:
+    """The Messages API's served gateway on a SQLite database (a fixture, in conftest.py's
+    plugins)."""
+    with serve_messages(sqlite_url, module_server, fernet_key, monkeypatch, tmp_path) as s:
+        yield s
+
+
 def error_of(response: httpx.Response) -> dict[str, Any]:
     """The ``error`` of an answer in Anthropic's error shape (asserting the shape)."""
     assert response.headers["content-type"] == "application/json"

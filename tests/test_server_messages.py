@@ -5,27 +5,12 @@ the answer comes back as a Messages ``message`` (plain and streamed, tools, imag
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
 import pytest
 
-from messages_helpers import PNG, WEATHER_FUNCTION, WEATHER_TOOL, Served, serve_messages
-from runtime_servers import FakeLLMServer
-
-
-@pytest.fixture
-def served(
-    sqlite_url: str,
-    module_server: FakeLLMServer,
-    fernet_key: str,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> Iterator[Served]:
-    with serve_messages(sqlite_url, module_server, fernet_key, monkeypatch, tmp_path) as s:
-        yield s
+from messages_helpers import PNG, WEATHER_FUNCTION, WEATHER_TOOL, Served
 
 
 def test_a_message_is_translated_for_an_openai_model_and_answered_as_a_message(

@@ -4,15 +4,12 @@ Anthropic's shape (never a problem document), the field named."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
 import pytest
 
-from messages_helpers import Served, error_of, serve_messages
-from runtime_servers import FakeLLMServer
+from messages_helpers import Served, error_of
 from serve_helpers import make_token
 
 HELLO: dict[str, Any] = {
@@ -20,18 +17,6 @@ HELLO: dict[str, Any] = {
     "max_tokens": 20,
     "messages": [{"role": "user", "content": "hello"}],
 }
-
-
-@pytest.fixture
-def served(
-    sqlite_url: str,
-    module_server: FakeLLMServer,
-    fernet_key: str,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> Iterator[Served]:
-    with serve_messages(sqlite_url, module_server, fernet_key, monkeypatch, tmp_path) as s:
-        yield s
 
 
 def test_the_token_is_taken_from_x_api_key_or_a_bearer_header(served: Served) -> None:

@@ -4,26 +4,9 @@ and stream events come back as they came (only ``model`` rewritten)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from messages_helpers import PNG, WEATHER_TOOL, Served, serve_messages
-from runtime_servers import FakeLLMServer
-
-
-@pytest.fixture
-def served(
-    sqlite_url: str,
-    module_server: FakeLLMServer,
-    fernet_key: str,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> Iterator[Served]:
-    with serve_messages(sqlite_url, module_server, fernet_key, monkeypatch, tmp_path) as s:
-        yield s
+from messages_helpers import PNG, WEATHER_TOOL, Served
 
 
 def test_the_body_and_the_answer_pass_through(served: Served) -> None:

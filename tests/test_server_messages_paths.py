@@ -9,28 +9,13 @@ import contextlib
 import io
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
-from messages_helpers import WEATHER_FUNCTION, WEATHER_TOOL, Served, serve_messages
-from runtime_servers import FakeLLMServer
+from messages_helpers import WEATHER_FUNCTION, WEATHER_TOOL, Served
 
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "serving.md"
-
-
-@pytest.fixture
-def served(
-    sqlite_url: str,
-    module_server: FakeLLMServer,
-    fernet_key: str,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> Iterator[Served]:
-    with serve_messages(sqlite_url, module_server, fernet_key, monkeypatch, tmp_path) as s:
-        yield s
 
 
 def test_the_same_conversation_yields_the_same_tool_calls_on_both_apis(served: Served) -> None:

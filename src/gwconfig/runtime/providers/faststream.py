@@ -21,6 +21,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
 from gwconfig.runtime.providers.fastpost import BadResponse, Conn, FastPool, TooLarge
 
+#: the most trailer lines a chunked body may end with
+MAX_TRAILERS = 64
+
 #: the most bytes asked of the socket at once
 PIECE = 64 * 1024
 #: once the caller has the answer's end: how long, and how many bytes, the rest of the body
@@ -187,8 +190,11 @@ class Streamed:
             except ValueError:
                 raise BadResponse("a chunk size is not a number") from None
             if size == 0:
-                while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
-                    pass
+                for _ in range(MAX_TRAILERS + 1):  # the trailers, left unread, up to the blank line
+                    if await reader.readuntil(b"\r\n") == b"\r\n":
+                        break
+                else:
+                    raise BadResponse(f"more than {MAX_TRAILERS} trailer lines")
                 self._complete = True
                 return
             while size:
@@ -211,7 +217,7 @@ class Streamed:
                 total += len(piece)
                 if total >= cap:
                     break
-        except TooLarge:
+        except TooLarge:  # past the cap: what was read is all an error message needs
             pass
         finally:
             await pieces.aclose()  # type: ignore[attr-defined]
